@@ -1,0 +1,61 @@
+// Package archive is the clinical record: an append-only, hash-chained store,
+// encrypted at rest, of every message sealpost accepts or ingests, of the
+// reasons each recipient was allowed, and of what became of each copy. It
+// verifies without a private key and exports for auditors.
+package archive
+
+import (
+	"time"
+
+	"github.com/sealpost/sealpost/rules"
+)
+
+// Direction of a message relative to the practice.
+type Direction string
+
+const (
+	Outbound Direction = "outbound" // submitted by a therapist through the relay
+	Inbound  Direction = "inbound"  // a client's message ingested over IMAP
+)
+
+// Message describes one message going into the record. Its body (the message
+// as its recipients could read it) is passed beside it as a stream.
+type Message struct {
+	ID        string           `json:"id"` // the relay's queue id, or the ingest id
+	Time      time.Time        `json:"time"`
+	Direction Direction        `json:"direction"`
+	Account   string           `json:"account"`
+	Sender    string           `json:"sender"`              // envelope sender
+	Decisions []rules.Decision `json:"decisions,omitempty"` // outbound: one per recipient
+	Fired     []rules.RuleHit  `json:"fired,omitempty"`     // content rules that fired
+	Folder    string           `json:"folder,omitempty"`    // inbound: the IMAP folder
+}
+
+// EventKind is what happened to a message after it was recorded.
+type EventKind string
+
+const (
+	Delivered EventKind = "delivered" // the provider accepted the copy for these recipients
+	Deferred  EventKind = "deferred"  // a temporary failure; it will be retried
+	Delayed   EventKind = "delayed"   // still undelivered after the delay-warning time; the sender was told
+	Bounced   EventKind = "bounced"   // failed for good; the sender got a delivery status notification
+	Dropped   EventKind = "dropped"   // removed from the queue by an admin (sealpost queue drop)
+	Aborted   EventKind = "aborted"   // recorded, but the relay stopped before it answered 250: never sent
+)
+
+// Event is a later fact about a recorded message.
+type Event struct {
+	MessageID  string    `json:"message_id"` // Message.ID
+	Time       time.Time `json:"time"`
+	Kind       EventKind `json:"kind"`
+	Recipients []string  `json:"recipients,omitempty"`
+	Reply      string    `json:"reply,omitempty"` // the provider's reply, or why it failed
+}
+
+// Refusal records a recipient or message the rules refused: it shows the rules worked.
+type Refusal struct {
+	Time      time.Time `json:"time"`
+	Account   string    `json:"account"`
+	Recipient string    `json:"recipient,omitempty"`
+	Reason    string    `json:"reason"`
+}

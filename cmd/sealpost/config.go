@@ -1,0 +1,470 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// defaultConfigPath is where packaged installs keep the configuration.
+const defaultConfigPath = "/etc/sealpost/sealpost.toml"
+
+// Config is sealpost.toml. Keys and defaults are a contract with admins
+// (../shared/DESIGN.md): keep them, extend them.
+type Config struct {
+	DataDir  string          `toml:"data_dir"`
+	Log      LogConfig       `toml:"log"`
+	SMTP     SMTPConfig      `toml:"smtp"`
+	Accounts []AccountConfig `toml:"account"`
+	Upstream UpstreamConfig  `toml:"upstream"`
+	Policy   PolicyConfig    `toml:"policy"`
+	PGP      PGPConfig       `toml:"pgp"`
+	Archive  ArchiveConfig   `toml:"archive"`
+
+	// Path is the file the configuration was read from; relative paths in it
+	// are taken relative to its folder.
+	Path  string         `toml:"-"`
+	lines map[string]int // key path -> line, for error messages
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+type SMTPConfig struct {
+	Hostname        string   `toml:"hostname"`
+	Submission      string   `toml:"submission"`  // STARTTLS; AUTH only after TLS
+	Submissions     string   `toml:"submissions"` // implicit TLS; "" turns it off
+	TLSCert         string   `toml:"tls_cert"`
+	TLSKey          string   `toml:"tls_key"`
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	Timeout         Duration `toml:"timeout"` // idle time allowed between commands
+}
+
+type AccountConfig struct {
+	Username             string   `toml:"username"`
+	PasswordHash         string   `toml:"password_hash"`
+	Addresses            []string `toml:"addresses"`
+	UpstreamUsername     string   `toml:"upstream_username"`
+	UpstreamPasswordFile string   `toml:"upstream_password_file"`
+}
+
+type UpstreamConfig struct {
+	Address      string   `toml:"address"` // "outbox" or host:port
+	TLS          string   `toml:"tls"`     // starttls or implicit
+	CAFile       string   `toml:"ca_file"`
+	Workers      int      `toml:"workers"`
+	Lifetime     Duration `toml:"lifetime"`      // give up and bounce after this long
+	DelayWarning Duration `toml:"delay_warning"` // tell the sender once when still queued after this long
+	RetryMin     Duration `toml:"retry_min"`
+	RetryMax     Duration `toml:"retry_max"`
+	Timeout      Duration `toml:"timeout"` // per SMTP command to the provider
+}
+
+type PolicyConfig struct {
+	InternalDomains []string     `toml:"internal_domains"`
+	Notice          string       `toml:"notice"`
+	Rules           []RuleConfig `toml:"rule"`
+}
+
+// RuleConfig is one [[policy.rule]]: a content rule for copies that would go out in clear.
+type RuleConfig struct {
+	Name    string `toml:"name"`
+	Pattern string `toml:"pattern"` // Go regular expression (RE2)
+	On      string `toml:"on"`      // subject, body or any (default any)
+	Action  string `toml:"action"`  // refuse or require_encryption
+	Reply   string `toml:"reply"`   // the text the therapist sees
+}
+
+type PGPConfig struct {
+	PracticeKey               string `toml:"practice_key"`
+	PracticeKeyPassphraseFile string `toml:"practice_key_passphrase_file"`
+	WKD                       bool   `toml:"wkd"`
+	Autocrypt                 string `toml:"autocrypt"` // use, propose, ignore
+}
+
+type ArchiveConfig struct {
+	PublicKey string   `toml:"public_key"`
+	Retention Duration `toml:"retention"`
+}
+
+// Duration is a time span written as Go does ("90s", "4h30m") or with the
+// units admins use for queues and retention: d (days), w (weeks), y (365 days).
+type Duration time.Duration
+
+var spanRE = regexp.MustCompile(`^(\d+)([dwy])$`)
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if m := spanRE.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		day := 24 * time.Hour
+		unit := map[string]time.Duration{"d": day, "w": 7 * day, "y": 365 * day}[m[2]]
+		*d = Duration(time.Duration(n) * unit)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("invalid duration %q (examples: 30s, 15m, 4h, 5d, 7y)", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ConfigError is one problem in the configuration, with where it is.
+type ConfigError struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// ConfigErrors is every problem found in one configuration file.
+type ConfigErrors []ConfigError
+
+func (es ConfigErrors) Error() string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return fmt.Sprintf("%d problems in the configuration:\n  %s", len(es), strings.Join(parts, "\n  "))
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir: "/var/lib/sealpost",
+		Log:     LogConfig{Level: "info", Format: "text"},
+		SMTP: SMTPConfig{
+			Hostname:        "localhost",
+			Submission:      "127.0.0.1:587",
+			Submissions:     "127.0.0.1:465",
+			MaxMessageBytes: 36700160,
+			MaxRecipients:   100,
+			Timeout:         Duration(5 * time.Minute),
+		},
+		Upstream: UpstreamConfig{
+			Address:      "outbox",
+			TLS:          "starttls",
+			Workers:      4,
+			Lifetime:     Duration(5 * 24 * time.Hour),
+			DelayWarning: Duration(4 * time.Hour),
+			RetryMin:     Duration(5 * time.Minute),
+			RetryMax:     Duration(70 * time.Minute),
+			Timeout:      Duration(2 * time.Minute),
+		},
+		PGP:     PGPConfig{Autocrypt: "propose"},
+		Archive: ArchiveConfig{Retention: Duration(7 * 365 * 24 * time.Hour)},
+	}
+}
+
+// LoadConfig reads and checks a configuration file. On failure the error is a
+// ConfigErrors listing every problem with its key and line, or an I/O error.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg := defaultConfig()
+	cfg.Path = abs
+	cfg.lines, err = keyLines(data)
+	if err != nil {
+		ce := err.(ConfigError)
+		ce.File = path
+		return nil, ConfigErrors{ce}
+	}
+	dec := toml.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var strict *toml.StrictMissingError
+		var derr *toml.DecodeError
+		switch {
+		case errors.As(err, &strict):
+			var es ConfigErrors
+			for _, e := range strict.Errors {
+				line, _ := e.Position()
+				es = append(es, ConfigError{File: path, Line: line, Key: strings.Join(e.Key(), "."), Msg: "unknown key (misspelt, or in the wrong [section]?)"})
+			}
+			return nil, es
+		case errors.As(err, &derr):
+			line, _ := derr.Position()
+			return nil, ConfigErrors{{File: path, Line: line, Key: strings.Join(derr.Key(), "."), Msg: derr.Error()}}
+		default:
+			return nil, ConfigErrors{{File: path, Msg: err.Error()}}
+		}
+	}
+	if es := cfg.validate(path); len(es) > 0 {
+		return nil, es
+	}
+	cfg.resolvePaths()
+	return &cfg, nil
+}
+
+// keyLines maps every key path in the document ("smtp.submission",
+// "account[1].addresses") to the line it is on, so that problems found after
+// decoding can still name their line.
+func keyLines(data []byte) (map[string]int, error) {
+	lines := map[string]int{}
+	arrayCount := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	prefix := ""
+	keyOf := func(n *unstable.Node) string {
+		var parts []string
+		it := n.Key()
+		for it.Next() {
+			parts = append(parts, string(it.Node().Data))
+		}
+		return strings.Join(parts, ".")
+	}
+	lineOf := func(n *unstable.Node) int {
+		it := n.Key()
+		if it.Next() {
+			return p.Shape(it.Node().Raw).Start.Line
+		}
+		return 0
+	}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table:
+			prefix = keyOf(e)
+			lines[prefix] = lineOf(e)
+		case unstable.ArrayTable:
+			k := keyOf(e)
+			prefix = fmt.Sprintf("%s[%d]", k, arrayCount[k])
+			arrayCount[k]++
+			lines[prefix] = lineOf(e)
+		case unstable.KeyValue:
+			k := keyOf(e)
+			if prefix != "" {
+				k = prefix + "." + k
+			}
+			lines[k] = lineOf(e)
+		}
+	}
+	if err := p.Error(); err != nil {
+		var perr *unstable.ParserError
+		if errors.As(err, &perr) {
+			return nil, ConfigError{Line: p.Shape(p.Range(perr.Highlight)).Start.Line, Msg: "syntax error: " + perr.Message}
+		}
+		return nil, ConfigError{Msg: "syntax error: " + err.Error()}
+	}
+	return lines, nil
+}
+
+func (c *Config) problem(es *ConfigErrors, file, key, format string, args ...any) {
+	line := c.lines[key]
+	if line == 0 {
+		// Point at the section when the key itself was left out.
+		if i := strings.LastIndexByte(key, '.'); i > 0 {
+			line = c.lines[key[:i]]
+		}
+	}
+	*es = append(*es, ConfigError{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validate(file string) ConfigErrors {
+	var es ConfigErrors
+	bad := func(key, format string, args ...any) { c.problem(&es, file, key, format, args...) }
+
+	if c.DataDir == "" {
+		bad("data_dir", "must name a folder for the spool, archive and registry")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+
+	if c.SMTP.Hostname == "" {
+		bad("smtp.hostname", "must be the name clients connect to")
+	}
+	if c.SMTP.Submission == "" && c.SMTP.Submissions == "" {
+		bad("smtp.submission", "at least one of submission and submissions must be set")
+	}
+	for key, v := range map[string]string{"smtp.submission": c.SMTP.Submission, "smtp.submissions": c.SMTP.Submissions} {
+		if v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(key, "must be host:port, e.g. 127.0.0.1:587 (%v)", err)
+		}
+	}
+	if (c.SMTP.TLSCert == "") != (c.SMTP.TLSKey == "") {
+		bad("smtp.tls_cert", "tls_cert and tls_key go together: set both, or neither for a self-made certificate")
+	}
+	if c.SMTP.MaxMessageBytes < 1024 {
+		bad("smtp.max_message_bytes", "must be at least 1024")
+	}
+	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > 1000 {
+		bad("smtp.max_recipients", "must be between 1 and 1000")
+	}
+
+	if len(c.Accounts) == 0 {
+		bad("account", "no [[account]]: nobody could log in")
+	}
+	users := map[string]bool{}
+	owner := map[string]string{}
+	for i, a := range c.Accounts {
+		k := fmt.Sprintf("account[%d]", i)
+		if a.Username == "" {
+			bad(k+".username", "must be set")
+		} else if users[a.Username] {
+			bad(k+".username", "%q is used by two accounts", a.Username)
+		}
+		users[a.Username] = true
+		if err := checkPasswordHash(a.PasswordHash); err != nil {
+			bad(k+".password_hash", "%v (make one with: sealpost passwd)", err)
+		}
+		if len(a.Addresses) == 0 {
+			bad(k+".addresses", "must list the addresses this account may send as")
+		}
+		for _, s := range a.Addresses {
+			n, err := addr.Normalize(s)
+			if err != nil {
+				bad(k+".addresses", "%q: %v", s, err)
+				continue
+			}
+			if o, ok := owner[n]; ok && o != a.Username {
+				bad(k+".addresses", "%q also belongs to account %q", s, o)
+			}
+			owner[n] = a.Username
+		}
+	}
+
+	switch c.Upstream.TLS {
+	case "starttls", "implicit":
+	default:
+		bad("upstream.tls", "must be starttls or implicit, not %q (sealpost never sends to the provider in clear)", c.Upstream.TLS)
+	}
+	if c.Upstream.Address != "outbox" {
+		if _, _, err := net.SplitHostPort(c.Upstream.Address); err != nil {
+			bad("upstream.address", "must be \"outbox\" or the provider's host:port, e.g. smtp.example.com:587 (%v)", err)
+		}
+		for i, a := range c.Accounts {
+			if a.UpstreamPasswordFile == "" {
+				bad(fmt.Sprintf("account[%d].upstream_password_file", i), "must name a file holding the provider password for %q", a.Username)
+			}
+		}
+	}
+	if c.Upstream.Workers < 1 || c.Upstream.Workers > 256 {
+		bad("upstream.workers", "must be between 1 and 256")
+	}
+	if c.Upstream.RetryMin.D() <= 0 || c.Upstream.RetryMax.D() < c.Upstream.RetryMin.D() {
+		bad("upstream.retry_max", "retry_min must be positive and retry_max at least retry_min")
+	}
+	if c.Upstream.Lifetime.D() < c.Upstream.RetryMin.D() {
+		bad("upstream.lifetime", "must be longer than retry_min")
+	}
+
+	for i, d := range c.Policy.InternalDomains {
+		if _, err := addr.Domain(d); err != nil {
+			bad("policy.internal_domains", "entry %d: %v", i+1, err)
+		}
+	}
+	names := map[string]bool{}
+	for i, r := range c.Policy.Rules {
+		k := fmt.Sprintf("policy.rule[%d]", i)
+		if r.Name == "" {
+			bad(k+".name", "must be set")
+		} else if names[r.Name] {
+			bad(k+".name", "%q is used by two rules", r.Name)
+		}
+		names[r.Name] = true
+		if _, err := regexp.Compile(r.Pattern); err != nil || r.Pattern == "" {
+			bad(k+".pattern", "must be a regular expression: %v", err)
+		}
+		switch r.On {
+		case "", "subject", "body", "any":
+		default:
+			bad(k+".on", "must be subject, body or any, not %q", r.On)
+		}
+		switch r.Action {
+		case "refuse", "require_encryption":
+		default:
+			bad(k+".action", "must be refuse or require_encryption, not %q", r.Action)
+		}
+	}
+	switch c.PGP.Autocrypt {
+	case "use", "propose", "ignore":
+	default:
+		bad("pgp.autocrypt", "must be use, propose or ignore, not %q", c.PGP.Autocrypt)
+	}
+	if c.Archive.Retention.D() < 24*time.Hour {
+		bad("archive.retention", "must be at least a day (records must be kept for years: 7y is the default)")
+	}
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+	return es
+}
+
+// resolvePaths makes every relative path in the configuration relative to
+// the configuration file's folder, so sealpost does the same from any working
+// directory (systemd starts it in /).
+func (c *Config) resolvePaths() {
+	base := filepath.Dir(c.Path)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.SMTP.TLSCert)
+	abs(&c.SMTP.TLSKey)
+	abs(&c.Upstream.CAFile)
+	abs(&c.PGP.PracticeKey)
+	abs(&c.PGP.PracticeKeyPassphraseFile)
+	abs(&c.Archive.PublicKey)
+	for i := range c.Accounts {
+		abs(&c.Accounts[i].UpstreamPasswordFile)
+	}
+}
+
+// Line returns the line of a key path in the file, 0 when unknown.
+func (c *Config) Line(key string) int { return c.lines[key] }

@@ -1,0 +1,175 @@
+// Command sealpost is a mail relay for therapy practices: it enforces the
+// practice's confidentiality rules on every outgoing message, hands it to the
+// provider, and keeps the clinical record. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand ("serve", "consent add"). Files register theirs in init.
+type command struct {
+	name    string // words after "sealpost", space separated
+	args    string // synopsis of arguments and flags for usage lines
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// cli is one invocation: its streams and the configuration path from -c.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	configPath     string
+	name           string // the command being run, for usage messages
+}
+
+// usageError makes the process exit 2: the command line itself was wrong.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit status: 0 success,
+// 1 failure (one line on stderr), 2 bad usage.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	cmd, rest := lookup(args)
+	if cmd == nil {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			c.printUsage(stdout)
+			return 0
+		}
+		if len(args) == 0 {
+			c.printUsage(stderr)
+		} else {
+			fmt.Fprintf(stderr, "sealpost: unknown command %q (sealpost help lists them)\n", strings.Join(args, " "))
+		}
+		return 2
+	}
+	c.name = cmd.name
+	err := cmd.run(ctx, c, rest)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "sealpost %s: %s\nusage: sealpost %s %s\n", cmd.name, ue.msg, cmd.name, cmd.args)
+		return 2
+	}
+	var ces ConfigErrors
+	if errors.As(err, &ces) && len(ces) > 1 {
+		fmt.Fprintf(stderr, "sealpost %s: %v\n", cmd.name, err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "sealpost %s: %s\n", cmd.name, oneLine(err.Error()))
+	return 1
+}
+
+// lookup finds the longest registered command name that prefixes args.
+func lookup(args []string) (*command, []string) {
+	for n := min(len(args), 3); n > 0; n-- {
+		if c, ok := commands[strings.Join(args[:n], " ")]; ok {
+			return c, args[n:]
+		}
+	}
+	return nil, args
+}
+
+func (c *cli) printUsage(w io.Writer) {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "usage: sealpost COMMAND [-c FILE] ...")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, n := range names {
+		cmd := commands[n]
+		fmt.Fprintf(w, "  %-18s %s\n", n, cmd.summary)
+	}
+	fmt.Fprintf(w, "\nEvery command takes -c/--config FILE (default $SEALPOST_CONFIG or %s).\n", defaultConfigPath)
+}
+
+// flags returns a FlagSet for the current command with -c/--config on it.
+func (c *cli) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet("sealpost "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	def := os.Getenv("SEALPOST_CONFIG")
+	if def == "" {
+		def = defaultConfigPath
+	}
+	c.configPath = def
+	fs.StringVar(&c.configPath, "c", def, "configuration file")
+	fs.StringVar(&c.configPath, "config", def, "configuration file")
+	return fs
+}
+
+// parse parses flags that may come before, between or after positional
+// arguments ("consent add ADDRESS --evidence TEXT") and returns the positionals.
+func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.printFlags(fs)
+				return nil, flag.ErrHelp
+			}
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (c *cli) printFlags(fs *flag.FlagSet) {
+	cmd := commands[c.name]
+	fmt.Fprintf(c.stdout, "usage: sealpost %s %s\n%s\n\nflags:\n", cmd.name, cmd.args, cmd.summary)
+	fs.SetOutput(c.stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// loadConfig reads the configuration named by -c.
+func (c *cli) loadConfig() (*Config, error) {
+	return LoadConfig(c.configPath)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

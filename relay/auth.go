@@ -1,0 +1,245 @@
+package relay
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// passwordCost is bcrypt's work factor for new hashes: about 50 ms here, so a
+// stolen config does not give the passwords away cheaply.
+const passwordCost = 11
+
+// HashPassword returns a bcrypt hash for the config's password_hash.
+func HashPassword(pw string) (string, error) {
+	if len(pw) > 72 {
+		return "", errors.New("password longer than 72 bytes (bcrypt's limit)")
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), passwordCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// CheckPasswordHash says whether h is a hash sealpost can verify.
+func CheckPasswordHash(h string) error {
+	if h == "" {
+		return errors.New("is empty")
+	}
+	if _, err := bcrypt.Cost([]byte(h)); err != nil {
+		return errors.New("is not a bcrypt hash")
+	}
+	return nil
+}
+
+// Account is a therapist's login and the addresses it may send as.
+type Account struct {
+	Username     string
+	PasswordHash string
+	Addresses    []string // as configured
+	// UpstreamUsername and UpstreamPassword log in to the provider on the
+	// account's behalf; the password was read from upstream_password_file.
+	UpstreamUsername string
+	UpstreamPassword string
+
+	normalized map[string]bool
+}
+
+// owns reports whether the account may send as address (already normalised).
+func (a *Account) owns(address string) bool { return a.normalized[address] }
+
+// accounts verifies logins. Successful verifications are remembered under a
+// keyed digest of the password for a while, as Dovecot's auth cache does, so a
+// mail client opening many connections does not pay bcrypt's price each time.
+type accounts struct {
+	byName map[string]*Account
+	key    []byte
+
+	mu    sync.Mutex
+	cache map[string]cachedLogin
+}
+
+type cachedLogin struct {
+	digest  []byte
+	hash    string
+	expires time.Time
+}
+
+const loginCacheTTL = 10 * time.Minute
+
+func newAccounts(list []Account) (*accounts, error) {
+	as := &accounts{byName: map[string]*Account{}, cache: map[string]cachedLogin{}, key: make([]byte, 32)}
+	if _, err := rand.Read(as.key); err != nil {
+		return nil, err
+	}
+	for i := range list {
+		a := list[i]
+		if err := CheckPasswordHash(a.PasswordHash); err != nil {
+			return nil, fmt.Errorf("account %q: password hash %w", a.Username, err)
+		}
+		a.normalized = map[string]bool{}
+		for _, s := range a.Addresses {
+			n, err := addr.Normalize(s)
+			if err != nil {
+				return nil, fmt.Errorf("account %q: %w", a.Username, err)
+			}
+			a.normalized[n] = true
+		}
+		if _, dup := as.byName[a.Username]; dup {
+			return nil, fmt.Errorf("account %q configured twice", a.Username)
+		}
+		as.byName[a.Username] = &a
+	}
+	return as, nil
+}
+
+// dummyHash is compared against when the username is unknown, so that the
+// reply time does not tell an attacker which usernames exist.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("sealpost-dummy-password"), passwordCost)
+
+// verify returns the account for a correct username and password.
+func (as *accounts) verify(username, password string, now time.Time) (*Account, bool) {
+	a := as.byName[username]
+	if a == nil {
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return nil, false
+	}
+	m := hmac.New(sha256.New, as.key)
+	m.Write([]byte(username + "\x00" + password))
+	digest := m.Sum(nil)
+
+	as.mu.Lock()
+	c, ok := as.cache[username]
+	as.mu.Unlock()
+	if ok && c.hash == a.PasswordHash && now.Before(c.expires) && subtle.ConstantTimeCompare(c.digest, digest) == 1 {
+		return a, true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) != nil {
+		return nil, false
+	}
+	as.mu.Lock()
+	as.cache[username] = cachedLogin{digest: digest, hash: a.PasswordHash, expires: now.Add(loginCacheTTL)}
+	as.mu.Unlock()
+	return a, true
+}
+
+// throttle counts failed logins per remote address and per username. After
+// a handful, every further failure is answered more slowly; at the hourly
+// ceiling the key is refused outright until its failures age out.
+type throttle struct {
+	mu       sync.Mutex
+	failures map[string][]time.Time
+	ceiling  int           // failures per hour that block the key
+	free     int           // failures per hour answered without delay
+	maxDelay time.Duration // longest delay before a failure reply
+}
+
+func newThrottle() *throttle {
+	return &throttle{failures: map[string][]time.Time{}, ceiling: 100, free: 5, maxDelay: 15 * time.Second}
+}
+
+func (t *throttle) recent(key string, now time.Time) int {
+	ts := t.failures[key]
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) > time.Hour {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(t.failures, key)
+	} else {
+		t.failures[key] = ts
+	}
+	return len(ts)
+}
+
+// blocked reports whether any of keys reached the hourly ceiling.
+func (t *throttle) blocked(now time.Time, keys ...string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		if t.recent(k, now) >= t.ceiling {
+			return true
+		}
+	}
+	return false
+}
+
+// fail records a failure for every key and returns how long to wait before
+// answering it: nothing for the first few, then doubling up to maxDelay.
+func (t *throttle) fail(now time.Time, keys ...string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	worst := 0
+	for _, k := range keys {
+		n := t.recent(k, now) + 1
+		t.failures[k] = append(t.failures[k], now)
+		worst = max(worst, n)
+	}
+	if worst <= t.free {
+		return 0
+	}
+	d := time.Second << min(worst-t.free-1, 10)
+	return min(d, t.maxDelay)
+}
+
+// loginServer is SASL LOGIN (draft-murchison-sasl-login), which go-sasl lacks
+// and Outlook still uses: two challenges, "Username:" and "Password:".
+type loginServer struct {
+	step     int
+	username string
+	auth     func(username, password string) error
+}
+
+func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch s.step {
+	case 0:
+		s.step++
+		// Some clients send the username as an initial response (AUTH LOGIN dXNlcg==).
+		if len(response) > 0 {
+			s.username = string(response)
+			s.step++
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		s.username = string(response)
+		s.step++
+		return []byte("Password:"), false, nil
+	case 2:
+		s.step++
+		return nil, true, s.auth(s.username, string(response))
+	}
+	return nil, false, errors.New("unexpected LOGIN response")
+}
+
+// plainServer wraps go-sasl's PLAIN server, refusing an authorization identity
+// different from the username: an account may not act as another one.
+func plainServer(auth func(username, password string) error) sasl.Server {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return errAuthzDiffers
+		}
+		return auth(username, password)
+	})
+}
+
+var errAuthzDiffers = errors.New("authorization identity differs from username")
+
+// validSASLText rejects NUL and line breaks in a decoded username, which
+// would only ever come from a broken or hostile client.
+func validSASLText(s string) bool {
+	return !strings.ContainsAny(s, "\x00\r\n")
+}

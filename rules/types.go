@@ -1,0 +1,150 @@
+// Package rules decides, for every recipient of a message, whether and how it
+// may go out (internal colleague, encrypted to an OpenPGP key, in clear with
+// the client's written consent, or refused), and transforms the message for
+// each decision: the practice's confidentiality notice, then PGP/MIME.
+//
+// The relay calls Decide at RCPT and Apply after DATA; the archive records the
+// decisions. rules opens no sockets.
+package rules
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Protection is how one recipient's copy travels.
+type Protection string
+
+const (
+	Internal  Protection = "internal"  // a colleague at one of the practice's own domains
+	Encrypted Protection = "encrypted" // encrypted to the recipient's usable OpenPGP key
+	Consented Protection = "consented" // in clear, because the client consented in writing
+	Refused   Protection = "refused"   // may not be sent at all
+)
+
+// Decision is the verdict for one envelope recipient. It travels with the
+// message to the queue and into the archive, so it is plain data.
+type Decision struct {
+	// Recipient is the envelope recipient as the client gave it at RCPT.
+	Recipient string `json:"recipient"`
+	// Address is Recipient normalised (rules/addr.Normalize).
+	Address    string     `json:"address"`
+	Protection Protection `json:"protection"`
+	// Reason is one sentence saying why. For Refused it is the whole text of the
+	// SMTP reply a therapist reads in their mail client: the address, the reason
+	// and the fix.
+	Reason string `json:"reason"`
+	// Consent is the consent event a Consented decision relied on.
+	Consent *ConsentEvent `json:"consent,omitempty"`
+	// KeyFingerprint is the key an Encrypted decision encrypts to (hex, upper case).
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	// Bcc is set by Apply when the recipient is in neither To nor Cc.
+	Bcc bool `json:"bcc,omitempty"`
+}
+
+// ConsentEvent is one entry of the consent registry's history. Nothing in the
+// registry is updated in place: giving and revoking consent are both events.
+type ConsentEvent struct {
+	ID         int64     `json:"id"`
+	Kind       string    `json:"kind"`   // "given" or "revoked"
+	Client     string    `json:"client"` // name or chart id
+	Addresses  []string  `json:"addresses"`
+	Signed     string    `json:"signed,omitempty"` // YYYY-MM-DD the client signed
+	Evidence   string    `json:"evidence,omitempty"`
+	Expires    string    `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
+	Reason     string    `json:"reason,omitempty"`  // for revocations
+	RecordedBy string    `json:"recorded_by"`
+	RecordedAt time.Time `json:"recorded_at"`
+}
+
+// RuleHit is a content rule that fired on a message.
+type RuleHit struct {
+	Rule   string `json:"rule"`   // the rule's name from [[policy.rule]]
+	Action string `json:"action"` // "refuse" or "require_encryption"
+	Where  string `json:"where"`  // "subject" or "body"
+}
+
+// Submission is what the relay knows about an accepted message when it calls Apply.
+type Submission struct {
+	ID        string     // the relay's queue id
+	Account   string     // the authenticated account's username
+	Sender    string     // envelope sender (MAIL FROM)
+	Decisions []Decision // one per accepted recipient, in RCPT order; none is Refused
+}
+
+// Sink is where Apply writes the files it produces. The relay owns the storage
+// (spool files) and makes them durable; names are chosen by Apply and are
+// simple tokens such as "sent" or "enc-1".
+type Sink interface {
+	Create(name string) (io.WriteCloser, error)
+	// Open reads back a file Apply created and closed earlier.
+	Open(name string) (io.ReadCloser, error)
+}
+
+// Copy is one outgoing copy and the envelope recipients it goes to.
+type Copy struct {
+	Name       string     `json:"name"`       // the Sink file holding the copy, ready to send
+	Recipients []string   `json:"recipients"` // envelope recipients (Decision.Recipient)
+	Protection Protection `json:"protection"` // Encrypted, or Internal/Consented for clear copies
+}
+
+// Result is what Apply made of a message.
+type Result struct {
+	// Plain names the Sink file holding the message as its recipients can read it:
+	// after the notice, before encryption, without Bcc. The archive keeps it.
+	Plain string
+	// Copies lists every outgoing copy; every accepted recipient is in exactly one.
+	Copies []Copy
+	// Decisions are the submission's decisions, with Bcc filled in.
+	Decisions []Decision
+	// Fired lists the content rules that fired without refusing the message.
+	Fired []RuleHit
+}
+
+// Refusal is returned (as an error) when the message or a recipient may not go
+// out. Reason is the complete reply text for the therapist. The relay answers
+// 550 5.7.1 with it.
+type Refusal struct {
+	Reason string
+	Fired  []RuleHit
+}
+
+func (r *Refusal) Error() string { return r.Reason }
+
+// KeyStatus says whether an address has a key that may be used for encryption.
+type KeyStatus string
+
+const (
+	KeyUsable   KeyStatus = "usable"
+	KeyNone     KeyStatus = "none"     // no key carries this address
+	KeyExpired  KeyStatus = "expired"  // the only keys for the address have expired
+	KeyRevoked  KeyStatus = "revoked"  // the only keys for the address are revoked
+	KeyUnusable KeyStatus = "unusable" // a key exists but has no valid encryption-capable (sub)key
+)
+
+// KeyLookup is the answer of a Keys lookup.
+type KeyLookup struct {
+	Status      KeyStatus
+	Fingerprint string // set when Status is KeyUsable (and, where known, for the unusable key)
+	Detail      string // short human explanation for replies and the record, e.g. "expired on 2026-01-03"
+}
+
+// Keys finds recipients' OpenPGP keys (implemented by rules/pgp).
+type Keys interface {
+	Lookup(ctx context.Context, address string) (KeyLookup, error)
+}
+
+// Encrypter turns a complete RFC 5322 message into an RFC 3156 PGP/MIME message
+// encrypted to the keys with the given fingerprints (and to the practice key,
+// signed with it when one is configured), with protected headers: the real
+// Subject inside, "..." outside. Implemented by rules/pgp.
+type Encrypter interface {
+	EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader, fingerprints []string) error
+}
+
+// ErrUnavailable is wrapped when a decision cannot be made because something
+// rules depends on (the registry, the keyring) cannot be read. The relay
+// answers 451 4.3.0: a decision is never made without its data.
+var ErrUnavailable = fmt.Errorf("policy data unavailable")

@@ -225,18 +225,16 @@ func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 	return nil, false, errors.New("unexpected LOGIN response")
 }
 
-// plainServer wraps go-sasl's PLAIN server, refusing an authorization identity
-// different from the username: an account may not act as another one.
+// plainServer wraps go-sasl's PLAIN server. An authorization identity other
+// than the username (acting as another account) counts as a failed login.
 func plainServer(auth func(username, password string) error) sasl.Server {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return errAuthzDiffers
+			return auth(username, "\x00authz-mismatch")
 		}
 		return auth(username, password)
 	})
 }
-
-var errAuthzDiffers = errors.New("authorization identity differs from username")
 
 // validSASLText rejects NUL and line breaks in a decoded username, which
 // would only ever come from a broken or hostile client.

@@ -1,0 +1,171 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+const (
+	maxLineOctets  = 998 // RFC 5322 2.1.1, without the CRLF
+	maxHeaderBytes = 100 << 10
+	maxHeaderLines = 1000
+)
+
+// strictReader passes the DATA stream through and fails at the first bare
+// LF, bare CR or NUL: go-smtp only ends DATA at CRLF.CRLF and hands anything
+// else on, and a provider that ends DATA at LF.LF would see a second,
+// smuggled message. It also enforces RFC 5322's line length.
+type strictReader struct {
+	r       io.Reader
+	prevCR  bool
+	lineLen int
+	err     error
+}
+
+func (s *strictReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	for i := 0; i < n; i++ {
+		b := p[i]
+		if s.prevCR {
+			if b != '\n' {
+				s.err = errBareCR
+				return i, s.err
+			}
+			s.prevCR = false
+			s.lineLen = 0
+			continue
+		}
+		switch b {
+		case '\r':
+			s.prevCR = true
+		case '\n':
+			s.err = errBareLF
+			return i, s.err
+		case 0:
+			s.err = errNUL
+			return i, s.err
+		default:
+			s.lineLen++
+			if s.lineLen > maxLineOctets {
+				s.err = errLongLine
+				return i, s.err
+			}
+		}
+	}
+	if err == io.EOF && s.prevCR {
+		s.err = errBareCR
+		return n, s.err
+	}
+	return n, err
+}
+
+// readHeaderSection reads the raw header section (up to and including the
+// empty line) within the size and field limits.
+func readHeaderSection(br *bufio.Reader) ([]byte, error) {
+	var raw bytes.Buffer
+	fields := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// Only possible past maxLineOctets, which strictReader refuses first.
+			return nil, errLongLine
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		if len(line) > 0 && line[0] != ' ' && line[0] != '\t' && !isBlankLine(line) {
+			fields++
+		}
+		raw.Write(line)
+		if raw.Len() > maxHeaderBytes || fields > maxHeaderLines {
+			return nil, errHeaderTooBig
+		}
+		if isBlankLine(line) || err == io.EOF {
+			return raw.Bytes(), nil
+		}
+	}
+}
+
+func isBlankLine(l []byte) bool { return len(l) == 2 && l[0] == '\r' && l[1] == '\n' }
+
+// privateHeaders are set only by sealpost; a client's copies are dropped so
+// nobody can forge a decision or make a therapist's mail look automatic.
+func isPrivateHeader(key string) bool {
+	k := strings.ToLower(key)
+	return strings.HasPrefix(k, "x-sealpost-") || k == "auto-submitted"
+}
+
+// prepareHeader checks the submitted header against the account and adds
+// what a submission server adds (RFC 6409 section 8): Message-ID and Date
+// when missing, and our trace field. It returns the header to spool.
+func prepareHeader(h textproto.Header, acct *Account, hostname, id string, now time.Time) (textproto.Header, error) {
+	mh := mail.Header{Header: message.Header{Header: h}}
+	from, err := mh.AddressList("From")
+	if err != nil || len(from) == 0 {
+		if h.Has("From") {
+			return h, smtpErr(550, [3]int{5, 6, 0}, "Message refused: its From: header cannot be read; set one of your own addresses as sender")
+		}
+		return h, errNoFrom
+	}
+	for _, a := range from {
+		if err := checkOwned(acct, a.Address, "From: header"); err != nil {
+			return h, err
+		}
+	}
+	if h.Has("Sender") {
+		sender, err := mh.AddressList("Sender")
+		if err != nil || len(sender) != 1 {
+			return h, smtpErr(550, [3]int{5, 6, 0}, "Message refused: its Sender: header cannot be read")
+		}
+		if err := checkOwned(acct, sender[0].Address, "Sender: header"); err != nil {
+			return h, err
+		}
+	}
+	for f := h.Fields(); f.Next(); {
+		if isPrivateHeader(f.Key()) {
+			f.Del()
+		}
+	}
+	if !h.Has("Message-Id") {
+		h.Set("Message-Id", "<"+id+"."+randomToken()+"@"+hostname+">")
+	}
+	if !h.Has("Date") {
+		h.Set("Date", now.Format(time.RFC1123Z))
+	}
+	// No client IP: it would tell every client where their therapist works from.
+	h.Add("Received", fmt.Sprintf("by %s (sealpost) with ESMTPSA id %s; %s", hostname, id, now.Format(time.RFC1123Z)))
+	return h, nil
+}
+
+func checkOwned(acct *Account, address, where string) error {
+	n, err := addr.Normalize(address)
+	if err != nil || !acct.owns(n) {
+		return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("<%s> in the %s is not an address of account %s; send as one of your own addresses", oneLine(address), where, acct.Username))
+	}
+	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,359 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// job is one copy of a message for some of its recipients.
+type job struct {
+	id         string
+	account    *Account // nil for notices of an account that no longer exists
+	from       string
+	recipients []string
+	open       func() (io.ReadCloser, error)
+}
+
+// outcome is what became of one recipient of a job.
+type outcome struct {
+	recipient string
+	err       error  // nil: the provider took it
+	reply     string // the provider's reply, or what went wrong
+	permanent bool   // a 5xx: retrying will not help
+}
+
+type deliverer interface {
+	deliver(ctx context.Context, j *job) []outcome
+	close()
+}
+
+func allOutcomes(j *job, err error, permanent bool) []outcome {
+	out := make([]outcome, len(j.recipients))
+	for i, r := range j.recipients {
+		out[i] = outcome{recipient: r, err: err, reply: describe(err), permanent: permanent}
+	}
+	return out
+}
+
+func describe(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], oneLine(se.Message))
+	}
+	if err == nil {
+		return ""
+	}
+	return oneLine(err.Error())
+}
+
+// UpstreamTLS is how sealpost talks to the provider.
+type UpstreamTLS string
+
+const (
+	StartTLS    UpstreamTLS = "starttls"
+	ImplicitTLS UpstreamTLS = "implicit"
+	// NoTLS is only for a relay on the same machine (a local Postfix, a test
+	// sink): configuration refuses it for any address that is not loopback,
+	// and no credentials are ever sent over it.
+	NoTLS UpstreamTLS = "none"
+)
+
+// smtpUpstream delivers to the provider's submission server. It keeps a few
+// authenticated connections per account open between messages: a TLS
+// handshake and a login per message would cost more than the message.
+type smtpUpstream struct {
+	addr    string
+	mode    UpstreamTLS
+	tls     *tls.Config
+	helo    string
+	timeout time.Duration
+
+	mu   sync.Mutex
+	idle map[string][]*pooledClient
+}
+
+type pooledClient struct {
+	c        *smtp.Client
+	lastUsed time.Time
+}
+
+const (
+	maxIdlePerAccount = 4
+	idleLifetime      = 30 * time.Second
+)
+
+func newSMTPUpstream(addr string, mode UpstreamTLS, tlsConf *tls.Config, helo string, timeout time.Duration) *smtpUpstream {
+	return &smtpUpstream{addr: addr, mode: mode, tls: tlsConf, helo: helo, timeout: timeout, idle: map[string][]*pooledClient{}}
+}
+
+func poolKey(a *Account) string {
+	if a == nil {
+		return ""
+	}
+	return a.Username
+}
+
+func (u *smtpUpstream) get(ctx context.Context, a *Account) (*smtp.Client, error) {
+	key := poolKey(a)
+	u.mu.Lock()
+	for len(u.idle[key]) > 0 {
+		list := u.idle[key]
+		pc := list[len(list)-1]
+		u.idle[key] = list[:len(list)-1]
+		u.mu.Unlock()
+		if time.Since(pc.lastUsed) < idleLifetime && pc.c.Reset() == nil {
+			return pc.c, nil
+		}
+		pc.c.Close()
+		u.mu.Lock()
+	}
+	u.mu.Unlock()
+	return u.dial(ctx, a)
+}
+
+func (u *smtpUpstream) put(a *Account, c *smtp.Client) {
+	key := poolKey(a)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.idle[key]) >= maxIdlePerAccount {
+		c.Quit()
+		return
+	}
+	u.idle[key] = append(u.idle[key], &pooledClient{c: c, lastUsed: time.Now()})
+}
+
+// errNoTLS is a provider that stopped offering STARTTLS: the message waits
+// rather than going out in clear.
+var errNoTLS = errors.New("the provider did not offer STARTTLS; sealpost never sends in clear, will retry")
+
+func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*smtp.Client, error) {
+	d := net.Dialer{Timeout: u.timeout}
+	conn, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to provider %s: %w", u.addr, err)
+	}
+	conn.SetDeadline(time.Now().Add(u.timeout))
+	var c *smtp.Client
+	switch u.mode {
+	case ImplicitTLS:
+		tc := tls.Client(conn, u.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS with provider %s: %w", u.addr, err)
+		}
+		c = smtp.NewClient(tc)
+	case StartTLS:
+		// go-smtp has no StartTLS on an open client any more; this one says
+		// EHLO, insists on STARTTLS (an error, retried later, if it is not
+		// offered) and upgrades. The handshake completes at our EHLO below.
+		c, err = smtp.NewClientStartTLS(conn, u.tls)
+		if err != nil {
+			conn.Close()
+			if strings.Contains(err.Error(), "STARTTLS") && !isSMTPReply(err) {
+				return nil, errNoTLS
+			}
+			return nil, fmt.Errorf("STARTTLS with provider %s: %w", u.addr, err)
+		}
+	default:
+		c = smtp.NewClient(conn)
+	}
+	conn.SetDeadline(time.Time{})
+	c.CommandTimeout = u.timeout
+	c.SubmissionTimeout = 2 * u.timeout
+	if err := c.Hello(u.helo); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("greeting from provider %s: %w", u.addr, err)
+	}
+	if u.mode != NoTLS {
+		if _, isTLS := c.TLSConnectionState(); !isTLS {
+			c.Close()
+			return nil, errNoTLS
+		}
+	}
+	if a != nil && a.UpstreamUsername != "" {
+		// go-sasl's PLAIN client would send the password over anything: check.
+		if _, isTLS := c.TLSConnectionState(); !isTLS {
+			c.Close()
+			return nil, errors.New("refusing to send provider credentials without TLS")
+		}
+		if err := c.Auth(sasl.NewPlainClient("", a.UpstreamUsername, a.UpstreamPassword)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("login to provider as %s: %w", a.UpstreamUsername, err)
+		}
+	}
+	return c, nil
+}
+
+func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
+	c, err := u.get(ctx, j.account)
+	if err != nil {
+		return allOutcomes(j, err, isPermanent(err))
+	}
+	out, healthy := u.transaction(c, j)
+	if healthy {
+		u.put(j.account, c)
+	} else {
+		c.Close()
+	}
+	return out
+}
+
+// transaction sends one copy over an open connection. healthy says whether
+// the connection may be reused.
+func (u *smtpUpstream) transaction(c *smtp.Client, j *job) ([]outcome, bool) {
+	if err := c.Mail(j.from, nil); err != nil {
+		return allOutcomes(j, err, isPermanent(err)), isSMTPReply(err)
+	}
+	out := make([]outcome, 0, len(j.recipients))
+	var accepted []int
+	for _, r := range j.recipients {
+		if err := c.Rcpt(r, nil); err != nil {
+			out = append(out, outcome{recipient: r, err: err, reply: describe(err), permanent: isPermanent(err)})
+			if !isSMTPReply(err) {
+				return fillRest(out, j, err), false
+			}
+			continue
+		}
+		accepted = append(accepted, len(out))
+		out = append(out, outcome{recipient: r})
+	}
+	if len(accepted) == 0 {
+		return out, c.Reset() == nil
+	}
+	fail := func(err error) ([]outcome, bool) {
+		for _, i := range accepted {
+			out[i].err, out[i].reply, out[i].permanent = err, describe(err), isPermanent(err)
+		}
+		return out, false
+	}
+	body, err := j.open()
+	if err != nil {
+		return fail(fmt.Errorf("read spooled copy: %w", err))
+	}
+	defer body.Close()
+	w, err := c.Data()
+	if err != nil {
+		out, _ := fail(err)
+		return out, isSMTPReply(err)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		return fail(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		out, _ := fail(err)
+		return out, isSMTPReply(err)
+	}
+	for _, i := range accepted {
+		out[i].reply = "250 " + oneLine(resp.StatusText)
+	}
+	return out, true
+}
+
+func fillRest(out []outcome, j *job, err error) []outcome {
+	for _, r := range j.recipients[len(out):] {
+		out = append(out, outcome{recipient: r, err: err, reply: describe(err)})
+	}
+	return out
+}
+
+func isSMTPReply(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se)
+}
+
+// isPermanent: only a 5xx reply from the provider is final. Network and TLS
+// failures, timeouts and 4xx are retried.
+func isPermanent(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code >= 500 && se.Code < 600
+}
+
+func (u *smtpUpstream) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, list := range u.idle {
+		for _, pc := range list {
+			pc.c.Quit()
+		}
+		delete(u.idle, k)
+	}
+}
+
+// outbox "delivers" into a Maildir below the data dir: the newcomer's default,
+// and a way for a practice to try sealpost without a provider. One file per
+// copy and recipient, starting with Return-Path: and Delivered-To: as local
+// delivery agents write them.
+type outbox struct {
+	dir string
+	seq int64
+	mu  sync.Mutex
+}
+
+func newOutbox(dir string) (*outbox, error) {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+	}
+	return &outbox{dir: dir}, nil
+}
+
+func (o *outbox) deliver(ctx context.Context, j *job) []outcome {
+	out := make([]outcome, len(j.recipients))
+	for i, r := range j.recipients {
+		name, err := o.write(j, r)
+		out[i] = outcome{recipient: r, err: err, reply: describe(err)}
+		if err == nil {
+			out[i].reply = "250 2.0.0 delivered to outbox as " + name
+		}
+	}
+	return out
+}
+
+func (o *outbox) write(j *job, rcpt string) (string, error) {
+	o.mu.Lock()
+	o.seq++
+	name := fmt.Sprintf("%d.%s_%d.sealpost", time.Now().Unix(), j.id, o.seq)
+	o.mu.Unlock()
+	body, err := j.open()
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	tmp := filepath.Join(o.dir, "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("outbox: %w", err)
+	}
+	sf := &syncFile{f: f}
+	_, err = fmt.Fprintf(sf, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", j.from, strings.ReplaceAll(rcpt, "\r\n", ""))
+	if err == nil {
+		_, err = io.Copy(sf, body)
+	}
+	if cerr := sf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("outbox: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(o.dir, "new", name)); err != nil {
+		return "", fmt.Errorf("outbox: %w", err)
+	}
+	return name, syncDir(filepath.Join(o.dir, "new"))
+}
+
+func (o *outbox) close() {}

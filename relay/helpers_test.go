@@ -1,0 +1,471 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+const (
+	testUser     = "therapist"
+	testPassword = "correct horse battery"
+	testFrom     = "therapist@practice.example"
+)
+
+// testPKI is a local CA and a server certificate for 127.0.0.1, made by the
+// same code sealpost uses on first start.
+type testPKI struct {
+	dir            string
+	cert, key      string
+	pool           *x509.CertPool
+	serverTLS      *tls.Config
+	caFile         string
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key, err := EnsureLocalCertificate(dir, "localhost", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	conf, err := ServerTLS(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{dir: dir, cert: cert, key: key, pool: pool, serverTLS: conf, caFile: filepath.Join(dir, "ca.pem")}
+}
+
+var (
+	hashOnce sync.Once
+	testHash string
+)
+
+func passwordHash(t *testing.T) string {
+	hashOnce.Do(func() {
+		h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+		if err != nil {
+			panic(err)
+		}
+		testHash = string(h)
+	})
+	return testHash
+}
+
+// fakePolicy decides from a table (default: internal) and copies the
+// message unchanged into one plain copy.
+type fakePolicy struct {
+	mu       sync.Mutex
+	decide   func(rcpt string) (rules.Decision, error)
+	applyErr error
+}
+
+func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (rules.Decision, error) {
+	p.mu.Lock()
+	f := p.decide
+	p.mu.Unlock()
+	if f != nil {
+		return f(rcpt)
+	}
+	n, _ := addr.Normalize(rcpt)
+	return rules.Decision{Address: n, Protection: rules.Internal}, nil
+}
+
+func (p *fakePolicy) Apply(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error) {
+	if p.applyErr != nil {
+		return nil, p.applyErr
+	}
+	w, err := out.Create("sent")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, msg); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	c := rules.Copy{Name: "sent", Protection: rules.Internal}
+	for _, d := range sub.Decisions {
+		c.Recipients = append(c.Recipients, d.Recipient)
+	}
+	return &rules.Result{Plain: "sent", Copies: []rules.Copy{c}, Decisions: sub.Decisions}, nil
+}
+
+// memArchive records in memory; failWith makes every write fail.
+type memArchive struct {
+	mu       sync.Mutex
+	messages []archive.Message
+	bodies   [][]byte
+	events   []archive.Event
+	refusals []archive.Refusal
+	failWith error
+}
+
+func (a *memArchive) RecordMessage(ctx context.Context, m archive.Message, body io.Reader) error {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failWith != nil {
+		return a.failWith
+	}
+	a.messages = append(a.messages, m)
+	a.bodies = append(a.bodies, b)
+	return nil
+}
+
+func (a *memArchive) RecordEvent(ctx context.Context, e archive.Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failWith != nil {
+		return a.failWith
+	}
+	a.events = append(a.events, e)
+	return nil
+}
+
+func (a *memArchive) RecordRefusal(ctx context.Context, r archive.Refusal) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failWith != nil {
+		return a.failWith
+	}
+	a.refusals = append(a.refusals, r)
+	return nil
+}
+
+func (a *memArchive) eventKinds(id string) []archive.EventKind {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var k []archive.EventKind
+	for _, e := range a.events {
+		if e.MessageID == id {
+			k = append(k, e.Kind)
+		}
+	}
+	return k
+}
+
+type relayOpts struct {
+	upstream     *Upstream // nil: outbox
+	queue        QueueOptions
+	policy       *fakePolicy
+	archive      *memArchive
+	spoolDir     string
+	maxBytes     int64
+	authDelay    func(ctx context.Context, d time.Duration)
+	upstreamUser string
+	upstreamPass string
+}
+
+type testRelay struct {
+	*Server
+	addrs   Listeners
+	pki     *testPKI
+	dataDir string
+	archive *memArchive
+	policy  *fakePolicy
+	logs    *bytes.Buffer
+}
+
+func startRelay(t *testing.T, o relayOpts) *testRelay {
+	t.Helper()
+	pki := newPKI(t)
+	data := t.TempDir()
+	if o.spoolDir == "" {
+		o.spoolDir = filepath.Join(data, "spool")
+	}
+	if o.policy == nil {
+		o.policy = &fakePolicy{}
+	}
+	if o.archive == nil {
+		o.archive = &memArchive{}
+	}
+	if o.queue.Workers == 0 {
+		o.queue = QueueOptions{Workers: 2, Lifetime: time.Hour, DelayWarning: time.Hour, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	}
+	if o.maxBytes == 0 {
+		o.maxBytes = 1 << 20
+	}
+	up := Upstream{Address: "outbox"}
+	if o.upstream != nil {
+		up = *o.upstream
+	}
+	if o.authDelay == nil {
+		o.authDelay = func(context.Context, time.Duration) {}
+	}
+	logs := &bytes.Buffer{}
+	red, _ := addr.NewRedactor([]byte("test key for redaction"))
+	srv, err := New(Config{
+		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.serverTLS,
+		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: 30 * time.Second,
+		Accounts: []Account{{Username: testUser, PasswordHash: passwordHash(t), Addresses: []string{testFrom, "Second@Practice.example"},
+			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
+		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,
+		Policy: o.policy, Archive: o.archive,
+		Logger:    slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Redact:    red.Hash,
+		AuthDelay: o.authDelay,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &testRelay{Server: srv, addrs: addrs, pki: pki, dataDir: data, archive: o.archive, policy: o.policy, logs: logs}
+	t.Cleanup(func() { srv.Shutdown(5 * time.Second) })
+	return tr
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// dial connects with STARTTLS, trusting the relay's local CA.
+func (r *testRelay) dial(t *testing.T) *smtp.Client {
+	t.Helper()
+	c, err := smtp.DialStartTLS(r.addrs.Submission.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (r *testRelay) login(t *testing.T) *smtp.Client {
+	t.Helper()
+	c := r.dial(t)
+	if err := c.Auth(sasl.NewPlainClient("", testUser, testPassword)); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return c
+}
+
+func testMessage(from, to, subject, body string) string {
+	return "From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@test>\r\n\r\n" + body + "\r\n"
+}
+
+func send(c *smtp.Client, from string, to []string, msg string) error {
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, msg); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+func smtpCode(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%d %d.%d.%d", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	}
+	if err == nil {
+		return "ok"
+	}
+	return "error: " + err.Error()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func outboxFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(dir, "outbox", "new"))
+	var out []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, "outbox", "new", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// provider is an in-process submission server standing in for the
+// practice's mail provider: TLS, AUTH, and scripted replies.
+type provider struct {
+	t        *testing.T
+	srv      *smtp.Server
+	addr     string
+	mu       sync.Mutex
+	received []providerMsg
+	rcptErr  func(rcpt string) error // per-recipient reply
+	dataErr  func() error
+	logins   int
+	user     string
+	pass     string
+}
+
+type providerMsg struct {
+	from string
+	to   []string
+	data string
+}
+
+func startProvider(t *testing.T, pki *testPKI, mode UpstreamTLS, user, pass string) *provider {
+	t.Helper()
+	p := &provider{t: t, user: user, pass: pass}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &providerSession{p: p, c: c}, nil }))
+	srv.Domain = "provider.test"
+	srv.ErrorLog = testLogger{}
+	if mode != NoTLS {
+		srv.TLSConfig = pki.serverTLS
+	}
+	var l net.Listener
+	var err error
+	if mode == ImplicitTLS {
+		l, err = tls.Listen("tcp", "127.0.0.1:0", pki.serverTLS)
+	} else {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.srv, p.addr = srv, l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return p
+}
+
+type testLogger struct{}
+
+func (testLogger) Printf(string, ...interface{}) {}
+func (testLogger) Println(...interface{})        {}
+
+func (p *provider) messages() []providerMsg {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]providerMsg(nil), p.received...)
+}
+
+func (p *provider) upstream(pki *testPKI, mode UpstreamTLS) *Upstream {
+	conf, err := ClientTLS("localhost", pki.caFile)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return &Upstream{Address: p.addr, TLS: mode, TLSConfig: conf, Timeout: 5 * time.Second}
+}
+
+type providerSession struct {
+	p    *provider
+	c    *smtp.Conn
+	auth bool
+	from string
+	to   []string
+}
+
+func (s *providerSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *providerSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if _, ok := s.c.TLSConnectionState(); !ok {
+			s.p.t.Errorf("credentials sent to the provider without TLS")
+		}
+		if username != s.p.user || password != s.p.pass {
+			return smtp.ErrAuthFailed
+		}
+		s.p.mu.Lock()
+		s.p.logins++
+		s.p.mu.Unlock()
+		s.auth = true
+		return nil
+	}), nil
+}
+func (s *providerSession) Mail(from string, opts *smtp.MailOptions) error {
+	if s.p.user != "" && !s.auth {
+		return smtp.ErrAuthRequired
+	}
+	s.from = from
+	return nil
+}
+func (s *providerSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.p.mu.Lock()
+	f := s.p.rcptErr
+	s.p.mu.Unlock()
+	if f != nil {
+		if err := f(to); err != nil {
+			return err
+		}
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+func (s *providerSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.p.mu.Lock()
+	f := s.p.dataErr
+	s.p.mu.Unlock()
+	if f != nil {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	s.p.mu.Lock()
+	s.p.received = append(s.p.received, providerMsg{from: s.from, to: s.to, data: string(b)})
+	s.p.mu.Unlock()
+	return nil
+}
+func (s *providerSession) Reset()        { s.from, s.to = "", nil }
+func (s *providerSession) Logout() error { return nil }
+
+func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }

@@ -1,0 +1,521 @@
+package relay
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/rules"
+)
+
+// QueueOptions are the delivery schedule's settings.
+type QueueOptions struct {
+	Workers      int
+	Lifetime     time.Duration // bounce what is still undelivered after this long
+	DelayWarning time.Duration // tell the sender once when still undelivered after this long
+	RetryMin     time.Duration // first retry after this, doubling each time...
+	RetryMax     time.Duration // ...up to this
+}
+
+// queue schedules delivery of spooled messages: workers with bounded
+// concurrency, retries with growing backoff, delay notices, bounces, and every
+// outcome into the archive.
+type queue struct {
+	opts     QueueOptions
+	spool    *spool
+	dlv      deliverer
+	archive  Recorder
+	account  func(username string) *Account
+	hostname string
+	log      *slog.Logger
+	redact   func(string) string
+	now      func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	h       entryHeap
+	wake    chan struct{}
+	work    chan *entry
+
+	schedCtx    context.Context // stops the scheduler
+	stopSched   context.CancelFunc
+	deliverCtx  context.Context // aborts deliveries in flight
+	stopDeliver context.CancelFunc
+	wg          sync.WaitGroup
+}
+
+func newQueue(q *queue) *queue {
+	q.entries = map[string]*entry{}
+	q.wake = make(chan struct{}, 1)
+	q.work = make(chan *entry)
+	q.schedCtx, q.stopSched = context.WithCancel(context.Background())
+	q.deliverCtx, q.stopDeliver = context.WithCancel(context.Background())
+	return q
+}
+
+// start loads what is queued on disk and starts the scheduler and workers.
+func (q *queue) start() error {
+	entries, errs := q.spool.loadQueue()
+	for _, err := range errs {
+		q.log.Error("unreadable queue entry left in place", "err", err)
+	}
+	q.mu.Lock()
+	for _, e := range entries {
+		q.entries[e.meta.ID] = e
+		heap.Push(&q.h, e)
+	}
+	q.mu.Unlock()
+	if len(entries) > 0 {
+		q.log.Info("queue resumed", "messages", len(entries))
+	}
+	q.wg.Add(1)
+	go q.schedule()
+	for i := 0; i < q.opts.Workers; i++ {
+		q.wg.Add(1)
+		go q.worker()
+	}
+	return nil
+}
+
+// stop lets deliveries in flight finish for up to grace, then aborts them.
+// Nothing is lost either way: what was not confirmed stays queued.
+func (q *queue) stop(grace time.Duration) {
+	q.stopSched()
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		q.stopDeliver()
+		<-done
+	}
+	q.stopDeliver()
+	q.dlv.close()
+}
+
+func (q *queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add hands a newly accepted (already durable) message to the scheduler.
+func (q *queue) add(e *entry) {
+	q.mu.Lock()
+	q.entries[e.meta.ID] = e
+	heap.Push(&q.h, e)
+	q.mu.Unlock()
+	q.poke()
+}
+
+func (q *queue) schedule() {
+	defer q.wg.Done()
+	defer close(q.work)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := q.now()
+		q.mu.Lock()
+		var due *entry
+		wait := time.Hour
+		if len(q.h) > 0 {
+			if next := q.h[0].state.NextAttempt; !next.After(now) {
+				due = heap.Pop(&q.h).(*entry)
+				due.inFlight = true
+			} else {
+				wait = next.Sub(now)
+			}
+		}
+		q.mu.Unlock()
+		if due != nil {
+			select {
+			case q.work <- due:
+				continue
+			case <-q.schedCtx.Done():
+				q.mu.Lock()
+				due.inFlight = false
+				q.mu.Unlock()
+				return
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-q.wake:
+		case <-q.schedCtx.Done():
+			return
+		}
+	}
+}
+
+func (q *queue) worker() {
+	defer q.wg.Done()
+	for e := range q.work {
+		q.attempt(e)
+	}
+}
+
+// backoff is the wait before retry n (n >= 1): RetryMin doubling up to
+// RetryMax, with a tenth of jitter so a provider outage does not end in a
+// thundering herd.
+func (q *queue) backoff(n int) time.Duration {
+	d := q.opts.RetryMin
+	for i := 1; i < n && d < q.opts.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, q.opts.RetryMax)
+	j := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
+	return d + j
+}
+
+func (q *queue) attempt(e *entry) {
+	log := q.log.With("id", e.meta.ID)
+	acct := q.account(e.meta.Account)
+	var events []archive.Event
+	for _, c := range e.meta.Copies {
+		var rcpts []string
+		for _, r := range e.pending() {
+			if r.Copy == c.Name {
+				rcpts = append(rcpts, r.Recipient)
+			}
+		}
+		if len(rcpts) == 0 {
+			continue
+		}
+		name := c.Name
+		j := &job{id: e.meta.ID, account: acct, from: e.meta.Sender, recipients: rcpts,
+			open: func() (io.ReadCloser, error) { return e.open(name) }}
+		if acct == nil && !e.meta.Notice {
+			// The account was removed from the config: nobody can log in to
+			// the provider for it. Keep trying until an admin decides.
+			for _, o := range allOutcomes(j, fmt.Errorf("account %q is no longer configured", e.meta.Account), false) {
+				e.state.LastError = o.reply
+			}
+			continue
+		}
+		outs := q.dlv.deliver(q.deliverCtx, j)
+		now := q.now()
+		for _, o := range outs {
+			switch {
+			case o.err == nil:
+				e.setStatus(o.recipient, rcptDelivered, o.reply, now)
+				events = appendEvent(events, e.meta.ID, archive.Delivered, o.recipient, o.reply, now)
+				log.Info("delivered", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
+			case o.permanent:
+				e.setStatus(o.recipient, rcptFailed, o.reply, now)
+				log.Warn("delivery failed for good", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
+			default:
+				e.state.LastError = o.reply
+				for i := range e.state.Recipients {
+					if e.state.Recipients[i].Recipient == o.recipient && e.state.Recipients[i].Status == rcptPending {
+						e.state.Recipients[i].Reply = o.reply
+					}
+				}
+				log.Info("delivery deferred", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
+			}
+		}
+	}
+
+	now := q.now()
+	e.state.Attempts++
+	age := now.Sub(e.meta.Received)
+	if pend := e.pending(); len(pend) > 0 {
+		if age >= q.opts.Lifetime {
+			for _, r := range pend {
+				reply := fmt.Sprintf("gave up after %s in the queue; last reply: %s", roundDuration(age), orNone(r.Reply))
+				e.setStatus(r.Recipient, rcptFailed, reply, now)
+			}
+		} else {
+			e.state.NextAttempt = now.Add(q.backoff(e.state.Attempts))
+			for _, r := range pend {
+				events = appendEvent(events, e.meta.ID, archive.Deferred, r.Recipient, orNone(r.Reply), now)
+			}
+			if !e.meta.Notice && !e.state.DelayNotified && age >= q.opts.DelayWarning {
+				if err := q.enqueueNotice(e, noticeDelayed, pend, now); err != nil {
+					log.Error("cannot queue the delay notice; will try again", "err", err)
+				} else {
+					e.state.DelayNotified = true
+					for _, r := range pend {
+						events = appendEvent(events, e.meta.ID, archive.Delayed, r.Recipient, "delay notice sent to the sender", now)
+					}
+				}
+			}
+		}
+	}
+	if len(e.pending()) == 0 && !e.state.Bounced {
+		var failed []rcptState
+		for _, r := range e.state.Recipients {
+			if r.Status == rcptFailed {
+				failed = append(failed, r)
+			}
+		}
+		if len(failed) > 0 {
+			bounced := true
+			if e.meta.Notice {
+				log.Error("a delivery status notification could not be delivered; dropped", "reply", failed[0].Reply)
+			} else if err := q.enqueueNotice(e, noticeFailed, failed, now); err != nil {
+				// Keep the entry: without the notification the sender would
+				// never learn the message did not arrive.
+				log.Error("cannot queue the failure notice; will try again", "err", err)
+				bounced = false
+				e.state.NextAttempt = now.Add(q.opts.RetryMin)
+			}
+			if bounced {
+				e.state.Bounced = true
+				for _, r := range failed {
+					events = appendEvent(events, e.meta.ID, archive.Bounced, r.Recipient, r.Reply, now)
+				}
+			}
+		}
+	}
+	e.state.Unrecorded = append(e.state.Unrecorded, events...)
+	q.record(e, log)
+	q.finish(e, log)
+}
+
+// record copies outcomes into the archive. What cannot be written now stays
+// in the entry's state and is tried again at its next turn.
+func (q *queue) record(e *entry, log *slog.Logger) {
+	if q.archive == nil {
+		e.state.Unrecorded = nil
+		return
+	}
+	for len(e.state.Unrecorded) > 0 {
+		if err := q.archive.RecordEvent(q.deliverCtx, e.state.Unrecorded[0]); err != nil {
+			log.Error("cannot archive a delivery outcome; will try again", "err", err)
+			return
+		}
+		e.state.Unrecorded = e.state.Unrecorded[1:]
+	}
+	e.state.Unrecorded = nil
+}
+
+// finish removes a message whose every recipient has an outcome that is in
+// the archive; anything else goes back into the schedule with its state saved.
+func (q *queue) finish(e *entry, log *slog.Logger) {
+	done := len(e.pending()) == 0 && (e.state.Bounced || !hasFailed(e)) && len(e.state.Unrecorded) == 0
+	q.mu.Lock()
+	dropped := e.dropped
+	q.mu.Unlock()
+	if done || dropped {
+		if err := q.remove(e); err != nil {
+			log.Error("cannot remove a finished message from the spool", "err", err)
+		}
+		return
+	}
+	if len(e.pending()) == 0 && !e.state.NextAttempt.After(q.now()) {
+		e.state.NextAttempt = q.now().Add(q.opts.RetryMin)
+	}
+	if err := e.saveState(); err != nil {
+		log.Error("cannot save delivery state; recipients may get a duplicate after a restart", "err", err)
+	}
+	q.mu.Lock()
+	e.inFlight = false
+	heap.Push(&q.h, e)
+	q.mu.Unlock()
+	q.poke()
+}
+
+func hasFailed(e *entry) bool {
+	for _, r := range e.state.Recipients {
+		if r.Status == rcptFailed {
+			return true
+		}
+	}
+	return false
+}
+
+func (q *queue) remove(e *entry) error {
+	q.mu.Lock()
+	delete(q.entries, e.meta.ID)
+	if e.index >= 0 {
+		heap.Remove(&q.h, e.index)
+	}
+	q.mu.Unlock()
+	if err := os.RemoveAll(e.dir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(e.dir))
+}
+
+func appendEvent(evs []archive.Event, id string, kind archive.EventKind, rcpt, reply string, now time.Time) []archive.Event {
+	// One event per outcome, grouped when the provider said the same thing
+	// about several recipients of one copy.
+	for i := range evs {
+		if evs[i].Kind == kind && evs[i].Reply == reply {
+			evs[i].Recipients = append(evs[i].Recipients, rcpt)
+			return evs
+		}
+	}
+	return append(evs, archive.Event{MessageID: id, Time: now, Kind: kind, Recipients: []string{rcpt}, Reply: reply})
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	if d > time.Hour {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
+}
+
+// QueuedMessage is one line of `sealpost queue list`.
+type QueuedMessage struct {
+	ID          string    `json:"id"`
+	Account     string    `json:"account"`
+	Received    time.Time `json:"received"`
+	Size        int64     `json:"size"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	Pending     int       `json:"pending_recipients"`
+	LastError   string    `json:"last_error,omitempty"`
+	Notice      bool      `json:"notice,omitempty"`
+}
+
+func describeEntry(e *entry) QueuedMessage {
+	return QueuedMessage{ID: e.meta.ID, Account: e.meta.Account, Received: e.meta.Received, Size: e.size(),
+		Attempts: e.state.Attempts, NextAttempt: e.state.NextAttempt, Pending: len(e.pending()),
+		LastError: e.state.LastError, Notice: e.meta.Notice}
+}
+
+func (q *queue) list() []QueuedMessage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]QueuedMessage, 0, len(q.entries))
+	for _, e := range q.entries {
+		out = append(out, describeEntry(e))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ErrNoSuchMessage is returned for a queue id (or prefix) that matches nothing.
+var ErrNoSuchMessage = errors.New("no such message in the queue")
+
+func (q *queue) find(prefix string) (*entry, error) {
+	var found *entry
+	for id, e := range q.entries {
+		if len(id) >= len(prefix) && id[:len(prefix)] == prefix {
+			if found != nil {
+				return nil, fmt.Errorf("%q matches several messages; give more of the id", prefix)
+			}
+			found = e
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%s: %w", prefix, ErrNoSuchMessage)
+	}
+	return found, nil
+}
+
+// retry makes a message due now.
+func (q *queue) retry(prefix string) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, err := q.find(prefix)
+	if err != nil {
+		return "", err
+	}
+	if !e.inFlight {
+		e.state.NextAttempt = q.now()
+		heap.Fix(&q.h, e.index)
+	}
+	q.poke()
+	return e.meta.ID, nil
+}
+
+// drop removes a message from the queue for good, recording that in the archive.
+func (q *queue) drop(prefix string) (string, error) {
+	q.mu.Lock()
+	e, err := q.find(prefix)
+	if err != nil {
+		q.mu.Unlock()
+		return "", err
+	}
+	id := e.meta.ID
+	var pend []string
+	for _, r := range e.pending() {
+		pend = append(pend, r.Recipient)
+	}
+	if e.inFlight {
+		e.dropped = true
+		q.mu.Unlock()
+	} else {
+		q.mu.Unlock()
+		if err := q.remove(e); err != nil {
+			return "", err
+		}
+	}
+	if q.archive != nil {
+		ev := archive.Event{MessageID: id, Time: q.now(), Kind: archive.Dropped, Recipients: pend, Reply: "removed from the queue by an admin"}
+		if err := q.archive.RecordEvent(context.Background(), ev); err != nil {
+			q.log.Error("cannot archive the drop", "id", id, "err", err)
+		}
+	}
+	return id, nil
+}
+
+func (q *queue) stats() (n int, oldest time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range q.entries {
+		if oldest.IsZero() || e.meta.Received.Before(oldest) {
+			oldest = e.meta.Received
+		}
+	}
+	return len(q.entries), oldest
+}
+
+// entryHeap orders entries by their next attempt.
+type entryHeap []*entry
+
+func (h entryHeap) Len() int { return len(h) }
+func (h entryHeap) Less(i, j int) bool {
+	return h[i].state.NextAttempt.Before(h[j].state.NextAttempt)
+}
+func (h entryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *entryHeap) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*h = old[:len(old)-1]
+	return e
+}
+
+// newEntry builds the queue entry of an accepted message.
+func newEntry(id, account, sender string, received time.Time, copies []rules.Copy, notice bool) *entry {
+	e := &entry{index: -1, meta: entryMeta{ID: id, Account: account, Sender: sender, Received: received, Copies: copies, Notice: notice}}
+	for _, c := range copies {
+		for _, r := range c.Recipients {
+			e.state.Recipients = append(e.state.Recipients, rcptState{Recipient: r, Copy: c.Name, Status: rcptPending})
+		}
+	}
+	e.state.NextAttempt = received
+	return e
+}

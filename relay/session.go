@@ -1,0 +1,340 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// maxSessionErrors closes a session that keeps getting refusals: a client
+// that is probing, not sending.
+const maxSessionErrors = 20
+
+type backend struct{ s *Server }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if b.s.closing.Load() {
+		return nil, errShuttingDown
+	}
+	_, isTLS := c.TLSConnectionState()
+	remote := ""
+	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		remote = ta.IP.String()
+	}
+	if b.s.closing.Load() {
+		closeAfterReply(c.Conn())
+	}
+	return &session{s: b.s, conn: c, tls: isTLS, remote: remote, log: b.s.log.With("session", randomToken())}, nil
+}
+
+type session struct {
+	s      *Server
+	conn   *smtp.Conn
+	tls    bool
+	remote string
+	log    *slog.Logger
+
+	account *Account
+	from    string
+	rcpts   []rules.Decision
+	errors  int
+}
+
+// fail maps err to the client's reply, counting refusals; after too many the
+// session is ended.
+func (s *session) fail(stage string, err error) error {
+	r := reply(context.Background(), s.log, stage, err)
+	if r == nil {
+		return nil
+	}
+	s.errors++
+	if s.errors >= maxSessionErrors {
+		s.log.Warn("closing a session after too many errors", "errors", s.errors)
+		closeAfterReply(s.conn.Conn())
+		return errTooManyErrors
+	}
+	return r
+}
+
+func (s *session) AuthMechanisms() []string {
+	if !s.tls {
+		return nil // AUTH is neither offered nor accepted before TLS
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.tls {
+		return nil, s.fail("auth", errNeedTLS)
+	}
+	check := func(username, password string) error { return s.login(username, password) }
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return plainServer(check), nil
+	case sasl.Login:
+		return &loginServer{auth: check}, nil
+	}
+	return nil, s.fail("auth", errUnknownMech)
+}
+
+func (s *session) login(username, password string) error {
+	if s.account != nil {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "Already authenticated")
+	}
+	if !validSASLText(username) {
+		return s.fail("auth", errBadAuthData)
+	}
+	now := s.s.cfg.Now()
+	keys := []string{"ip:" + s.remote, "user:" + username}
+	if s.s.throttle.blocked(now, keys...) {
+		s.log.Warn("login refused: too many failures", "user", username)
+		return s.fail("auth", errAuthThrottled)
+	}
+	acct, ok := s.s.accounts.Load().verify(username, password, now)
+	if !ok {
+		wait := s.s.throttle.fail(now, keys...)
+		s.log.Warn("login failed", "user", username, "delay", wait)
+		if wait > 0 {
+			s.s.cfg.AuthDelay(context.Background(), wait)
+		}
+		return s.fail("auth", errBadCredentials)
+	}
+	s.account = acct
+	s.log = s.log.With("account", acct.Username)
+	s.log.Info("logged in")
+	return nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.account == nil {
+		return s.fail("mail", errAuthRequired)
+	}
+	if from == "" {
+		return s.fail("mail", errNullSender)
+	}
+	n, err := addr.Normalize(from)
+	if err != nil {
+		return s.fail("mail", smtpErr(553, smtp.EnhancedCode{5, 1, 7}, fmt.Sprintf("<%s>: invalid sender address", oneLine(from))))
+	}
+	if !s.account.owns(n) {
+		return s.fail("mail", smtpErr(550, smtp.EnhancedCode{5, 7, 1},
+			fmt.Sprintf("<%s> is not an address of account %s; send as one of your own addresses", oneLine(from), s.account.Username)))
+	}
+	s.from = from
+	s.rcpts = nil
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.account == nil {
+		return s.fail("rcpt", errAuthRequired)
+	}
+	if s.s.closing.Load() {
+		return s.fail("rcpt", errShutdown)
+	}
+	n, err := addr.Normalize(to)
+	if err != nil {
+		return s.fail("rcpt", smtpErr(550, smtp.EnhancedCode{5, 1, 3}, fmt.Sprintf("<%s>: not a valid recipient address (%s)", oneLine(to), reasonOf(err))))
+	}
+	for _, d := range s.rcpts {
+		if d.Address == n {
+			return nil // the same recipient twice gets one copy
+		}
+	}
+	ctx := context.Background()
+	d, err := s.s.cfg.Policy.Decide(ctx, s.account.Username, to)
+	if err != nil {
+		return s.fail("rcpt", err)
+	}
+	d.Recipient = to
+	if d.Address == "" {
+		d.Address = n
+	}
+	if d.Protection == rules.Refused {
+		s.log.Info("recipient refused", "rcpt", s.s.cfg.Redact(n))
+		if s.s.cfg.Archive != nil {
+			ref := archive.Refusal{Time: s.s.cfg.Now(), Account: s.account.Username, Recipient: n, Reason: d.Reason}
+			if err := s.s.cfg.Archive.RecordRefusal(ctx, ref); err != nil {
+				// The refusal stands either way; only its record is missing.
+				s.log.Error("cannot archive a refusal", "err", err)
+			}
+		}
+		return s.fail("rcpt", &rules.Refusal{Reason: d.Reason})
+	}
+	s.rcpts = append(s.rcpts, d)
+	s.log.Debug("recipient accepted", "rcpt", s.s.cfg.Redact(n), "protection", d.Protection)
+	return nil
+}
+
+func reasonOf(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i >= 0 && errors.Is(err, addr.ErrInvalid) {
+		return msg[i+2:]
+	}
+	return "invalid"
+}
+
+func (s *session) Data(r io.Reader) error {
+	if s.account == nil {
+		return s.fail("data", errAuthRequired)
+	}
+	s.s.inflight.Add(1)
+	defer s.s.inflight.Done()
+	if s.s.closing.Load() {
+		return s.fail("data", errShutdown)
+	}
+	id, err := s.accept(r)
+	if err != nil {
+		return s.fail("data", err)
+	}
+	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+id)
+}
+
+// accept spools, transforms, archives and queues one message. The client is
+// told 250 only when this returns nil: the copies are in the spool and the
+// message is in the archive, both fsynced.
+func (s *session) accept(r io.Reader) (string, error) {
+	cfg := &s.s.cfg
+	ctx := context.Background()
+	now := cfg.Now()
+	id := newID(now)
+	log := s.log.With("id", id)
+
+	in, err := s.s.spool.newIncoming(id)
+	if err != nil {
+		return "", err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			in.abort()
+		}
+	}()
+
+	br := bufio.NewReaderSize(&strictReader{r: r}, 64<<10)
+	rawHeader, err := readHeaderSection(br)
+	if err != nil {
+		return "", err
+	}
+	hdr, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(rawHeader)))
+	if err != nil {
+		return "", smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: its header section cannot be parsed")
+	}
+	hdr, err = prepareHeader(hdr, s.account, cfg.Hostname, id, now)
+	if err != nil {
+		return "", err
+	}
+	w, err := in.Create("in")
+	if err != nil {
+		return "", err
+	}
+	err = textproto.WriteHeader(w, hdr)
+	if err == nil {
+		_, err = io.Copy(w, br)
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+
+	rd, err := in.Open("in")
+	if err != nil {
+		return "", err
+	}
+	sub := rules.Submission{ID: id, Account: s.account.Username, Sender: s.from, Decisions: s.rcpts}
+	res, err := cfg.Policy.Apply(ctx, sub, bufio.NewReaderSize(rd, 64<<10), in)
+	rd.Close()
+	if err != nil {
+		var refusal *rules.Refusal
+		if errors.As(err, &refusal) && cfg.Archive != nil {
+			ref := archive.Refusal{Time: now, Account: s.account.Username, Reason: refusal.Reason}
+			if aerr := cfg.Archive.RecordRefusal(ctx, ref); aerr != nil {
+				log.Error("cannot archive a refusal", "err", aerr)
+			}
+		}
+		return "", err
+	}
+	if err := in.remove("in"); err != nil {
+		return "", err
+	}
+	if err := checkCopies(sub, res); err != nil {
+		return "", err
+	}
+	if cfg.Archive != nil {
+		body, err := in.Open(res.Plain)
+		if err != nil {
+			return "", err
+		}
+		rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: s.account.Username,
+			Sender: s.from, Decisions: res.Decisions, Fired: res.Fired}
+		err = cfg.Archive.RecordMessage(ctx, rec, body)
+		body.Close()
+		if err != nil {
+			return "", fmt.Errorf("archive: %w", err)
+		}
+	}
+	e := newEntry(id, s.account.Username, s.from, now, res.Copies, false)
+	if err := in.commit(e); err != nil {
+		// Archived but not queued: say so in the record, then tell the client
+		// to try again (it will be a new message with a new id).
+		if cfg.Archive != nil {
+			ev := archive.Event{MessageID: id, Time: cfg.Now(), Kind: archive.Aborted, Reply: "spool write failed; the sender was asked to retry"}
+			if aerr := cfg.Archive.RecordEvent(ctx, ev); aerr != nil {
+				log.Error("cannot archive the abort", "err", aerr)
+			}
+		}
+		return "", err
+	}
+	committed = true
+	s.s.queue.add(e)
+	log.Info("accepted", "recipients", len(s.rcpts), "copies", len(res.Copies))
+	return id, nil
+}
+
+// checkCopies makes sure the policy put every accepted recipient in exactly
+// one copy: a recipient in none would silently lose the message, in two would
+// get it twice, perhaps once in clear.
+func checkCopies(sub rules.Submission, res *rules.Result) error {
+	seen := map[string]int{}
+	for _, c := range res.Copies {
+		for _, r := range c.Recipients {
+			seen[r]++
+		}
+	}
+	for _, d := range sub.Decisions {
+		if seen[d.Recipient] != 1 {
+			return fmt.Errorf("policy put a recipient in %d copies instead of one", seen[d.Recipient])
+		}
+		delete(seen, d.Recipient)
+	}
+	if len(seen) > 0 {
+		return errors.New("policy added recipients that were not accepted")
+	}
+	if res.Plain == "" {
+		return errors.New("policy named no plain copy for the archive")
+	}
+	return nil
+}
+
+func (s *session) Reset() {
+	s.from = ""
+	s.rcpts = nil
+}
+
+func (s *session) Logout() error { return nil }

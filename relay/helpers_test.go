@@ -35,11 +35,11 @@ const (
 // testPKI is a local CA and a server certificate for 127.0.0.1, made by the
 // same code sealpost uses on first start.
 type testPKI struct {
-	dir            string
-	cert, key      string
-	pool           *x509.CertPool
-	serverTLS      *tls.Config
-	caFile         string
+	dir       string
+	cert, key string
+	pool      *x509.CertPool
+	serverTLS *tls.Config
+	caFile    string
 }
 
 func newPKI(t *testing.T) *testPKI {

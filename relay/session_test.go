@@ -87,7 +87,9 @@ func TestReplies(t *testing.T) {
 		{"bad password", func(c *smtp.Client) error { return c.Auth(sasl.NewPlainClient("", testUser, "wrong")) }, "535 5.7.8", "credentials invalid"},
 		{"unknown user", func(c *smtp.Client) error { return c.Auth(sasl.NewPlainClient("", "nobody", "wrong")) }, "535 5.7.8", ""},
 		{"authz identity of another user", func(c *smtp.Client) error { return c.Auth(sasl.NewPlainClient("admin", testUser, testPassword)) }, "535 5.7.8", ""},
-		{"sender not the account's", func(c *smtp.Client) error { return loginThen(c, func() error { return c.Mail("boss@practice.example", nil) }) }, "550 5.7.1", "<boss@practice.example> is not an address of account therapist"},
+		{"sender not the account's", func(c *smtp.Client) error {
+			return loginThen(c, func() error { return c.Mail("boss@practice.example", nil) })
+		}, "550 5.7.1", "<boss@practice.example> is not an address of account therapist"},
 		{"null sender", func(c *smtp.Client) error { return loginThen(c, func() error { return c.Mail("", nil) }) }, "550 5.7.1", ""},
 		{"header From not the account's", func(c *smtp.Client) error {
 			return loginThen(c, func() error {
@@ -95,7 +97,9 @@ func TestReplies(t *testing.T) {
 			})
 		}, "550 5.7.1", "From: header"},
 		{"no From header", func(c *smtp.Client) error {
-			return loginThen(c, func() error { return send(c, testFrom, []string{"a@practice.example"}, "To: a@practice.example\r\n\r\nx\r\n") })
+			return loginThen(c, func() error {
+				return send(c, testFrom, []string{"a@practice.example"}, "To: a@practice.example\r\n\r\nx\r\n")
+			})
 		}, "550 5.7.1", "no From: header"},
 		{"refused recipient", func(c *smtp.Client) error {
 			return loginThen(c, func() error { return send(c, testFrom, []string{"client@example.org"}, ok) })
@@ -107,7 +111,9 @@ func TestReplies(t *testing.T) {
 			return loginThen(c, func() error { return send(c, testFrom, []string{"u%ext.example@practice.example"}, ok) })
 		}, "550 5.1.3", "not a valid recipient"},
 		{"too big", func(c *smtp.Client) error {
-			return loginThen(c, func() error { return send(c, testFrom, []string{"a@practice.example"}, ok+strings.Repeat("x\r\n", 3000)) })
+			return loginThen(c, func() error {
+				return send(c, testFrom, []string{"a@practice.example"}, ok+strings.Repeat("x\r\n", 3000))
+			})
 		}, "552 5.3.4", ""},
 		{"SIZE over the limit", func(c *smtp.Client) error {
 			return loginThen(c, func() error { return c.Mail(testFrom, &smtp.MailOptions{Size: 5000}) })

@@ -1,0 +1,293 @@
+package relay
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealpost/sealpost/archive"
+)
+
+func TestUpstreamDelivery(t *testing.T) {
+	for _, mode := range []UpstreamTLS{StartTLS, ImplicitTLS} {
+		t.Run(string(mode), func(t *testing.T) {
+			pki := newPKI(t)
+			p := startProvider(t, pki, mode, "therapist@provider.example", "upstream-secret")
+			r := startRelay(t, relayOpts{upstream: p.upstream(pki, mode), upstreamUser: "therapist@provider.example", upstreamPass: "upstream-secret"})
+			c := r.login(t)
+			for i := 0; i < 3; i++ {
+				if err := send(c, testFrom, []string{"a@practice.example", "b@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "three messages at the provider", func() bool { return len(p.messages()) == 3 })
+			m := p.messages()[0]
+			if m.from != testFrom || strings.Join(m.to, ",") != "a@practice.example,b@practice.example" {
+				t.Errorf("provider got MAIL FROM %q RCPT %v", m.from, m.to)
+			}
+			p.mu.Lock()
+			logins := p.logins
+			p.mu.Unlock()
+			if logins < 1 || logins > 3 {
+				t.Errorf("%d logins at the provider", logins)
+			}
+			waitFor(t, "empty queue", func() bool { return len(r.Queue()) == 0 })
+		})
+	}
+}
+
+// TestProviderReplies: 5xx is final (bounce to the sender), 4xx and network
+// trouble are retried, and only what failed is retried.
+func TestProviderReplies(t *testing.T) {
+	pki := newPKI(t)
+	p := startProvider(t, pki, StartTLS, "", "")
+	var tempFailures atomic.Int32
+	p.rcptErr = func(rcpt string) error {
+		switch rcpt {
+		case "gone@practice.example":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case "busy@practice.example":
+			if tempFailures.Add(1) <= 2 {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+			}
+		}
+		return nil
+	}
+	r := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS)})
+	c := r.login(t)
+	rcpts := []string{"ok@practice.example", "gone@practice.example", "busy@practice.example"}
+	if err := send(c, testFrom, rcpts, testMessage(testFrom, "ok@practice.example", "report", "x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue to drain", func() bool { return len(r.Queue()) == 0 && len(p.messages()) >= 3 })
+	var toOK, toBusy, bounces int
+	var bounce providerMsg
+	for _, m := range p.messages() {
+		switch {
+		case m.from == "" && len(m.to) == 1 && m.to[0] == testFrom:
+			bounces++
+			bounce = m
+		default:
+			for _, to := range m.to {
+				switch to {
+				case "ok@practice.example":
+					toOK++
+				case "busy@practice.example":
+					toBusy++
+				}
+			}
+		}
+	}
+	if toOK != 1 || toBusy != 1 || bounces != 1 {
+		t.Fatalf("provider got %d copies for ok, %d for busy, %d bounces; want 1, 1, 1", toOK, toBusy, bounces)
+	}
+	for _, want := range []string{"Content-Type: multipart/report; report-type=delivery-status", "Final-Recipient: rfc822; gone@practice.example",
+		"Action: failed", "Status: 5.1.1", "Diagnostic-Code: smtp; 550 5.1.1 no such user", "Auto-Submitted: auto-replied", "Subject: report"} {
+		if !strings.Contains(bounce.data, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, bounce.data)
+		}
+	}
+	if strings.Contains(bounce.data, "busy@practice.example") {
+		t.Error("bounce names a recipient that was delivered")
+	}
+	id := r.archive.messages[0].ID
+	kinds := r.archive.eventKinds(id)
+	if !containsKind(kinds, archive.Delivered) || !containsKind(kinds, archive.Deferred) || !containsKind(kinds, archive.Bounced) {
+		t.Errorf("archived outcomes %v; want delivered, deferred and bounced", kinds)
+	}
+}
+
+func containsKind(ks []archive.EventKind, k archive.EventKind) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNeverInClear: a provider that stops offering STARTTLS, or whose
+// certificate does not verify, gets nothing; the message waits.
+func TestNeverInClear(t *testing.T) {
+	pki := newPKI(t)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) *Upstream
+	}{
+		{"no STARTTLS offered", func(t *testing.T) *Upstream {
+			p := startProvider(t, pki, NoTLS, "", "")
+			return p.upstream(pki, StartTLS)
+		}},
+		{"certificate from an unknown CA", func(t *testing.T) *Upstream {
+			p := startProvider(t, newPKI(t), StartTLS, "", "")
+			return p.upstream(pki, StartTLS)
+		}},
+		{"certificate for another name", func(t *testing.T) *Upstream {
+			p := startProvider(t, pki, ImplicitTLS, "", "")
+			u := p.upstream(pki, ImplicitTLS)
+			u.TLSConfig.ServerName = "smtp.provider.example"
+			return u
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := tt.setup(t)
+			r := startRelay(t, relayOpts{upstream: up, upstreamUser: "u@provider.example", upstreamPass: "secret"})
+			c := r.login(t)
+			if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "two failed attempts", func() bool {
+				q := r.Queue()
+				return len(q) == 1 && q[0].Attempts >= 2
+			})
+			q := r.Queue()[0]
+			if q.Pending != 1 || q.LastError == "" {
+				t.Fatalf("queue entry %+v; want the recipient still pending with the reason", q)
+			}
+		})
+	}
+}
+
+// TestLifetimeAndDelayNotice: an unreachable provider gets a delay notice to
+// the sender once, then a bounce when the lifetime ends.
+func TestLifetimeAndDelayNotice(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	pki := newPKI(t)
+	conf, _ := ClientTLS("localhost", pki.caFile)
+	r := startRelay(t, relayOpts{
+		upstream: &Upstream{Address: dead, TLS: StartTLS, TLSConfig: conf, Timeout: time.Second},
+		queue:    QueueOptions{Workers: 1, Lifetime: 400 * time.Millisecond, DelayWarning: 100 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond},
+	})
+	c := r.login(t)
+	if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+		t.Fatal(err)
+	}
+	id := r.archive.messages[0].ID
+	waitFor(t, "a bounce", func() bool { return containsKind(r.archive.eventKinds(id), archive.Bounced) })
+	kinds := r.archive.eventKinds(id)
+	delayed := 0
+	for _, k := range kinds {
+		if k == archive.Delayed {
+			delayed++
+		}
+	}
+	if delayed != 1 {
+		t.Errorf("delay notices: %d, want exactly 1 (%v)", delayed, kinds)
+	}
+	// Both notices are queued for the sender; the provider is down, so they
+	// wait in the queue, and they never generate notices of their own.
+	q := r.Queue()
+	notices := 0
+	for _, m := range q {
+		if m.Notice {
+			notices++
+		}
+	}
+	if notices != 2 || len(q) != 2 {
+		t.Fatalf("queue %+v; want the delay notice and the bounce, nothing else", q)
+	}
+}
+
+// TestRestartResumes: what was accepted survives a stop and is delivered by
+// the next process; half-received spool folders are removed, not sent.
+func TestRestartResumes(t *testing.T) {
+	pki := newPKI(t)
+	p := startProvider(t, pki, StartTLS, "", "")
+	var down atomic.Bool
+	down.Store(true)
+	p.dataErr = func() error {
+		if down.Load() {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "down for maintenance"}
+		}
+		return nil
+	}
+	spool := filepath.Join(t.TempDir(), "spool")
+	r := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS), spoolDir: spool})
+	c := r.login(t)
+	for i := 0; i < 5; i++ {
+		if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	r.Shutdown(5 * time.Second)
+	// A crash mid-DATA leaves a folder in incoming/.
+	half := filepath.Join(spool, incomingDir, "0000000000000half")
+	os.MkdirAll(half, 0o700)
+	os.WriteFile(filepath.Join(half, "in.eml"), []byte("From: x\r\n"), 0o600)
+
+	down.Store(false)
+	r2 := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS), spoolDir: spool})
+	waitFor(t, "five messages at the provider", func() bool { return len(p.messages()) == 5 })
+	waitFor(t, "empty queue", func() bool { return len(r2.Queue()) == 0 })
+	if _, err := os.Stat(half); !os.IsNotExist(err) {
+		t.Fatal("half-received message was not cleaned up")
+	}
+}
+
+func TestSpoolIsExclusive(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := openSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if _, _, err := openSpool(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open of the spool: %v; want 'in use'", err)
+	}
+}
+
+func TestQueueRetryAndDrop(t *testing.T) {
+	pki := newPKI(t)
+	p := startProvider(t, pki, StartTLS, "", "")
+	var down atomic.Bool
+	down.Store(true)
+	p.dataErr = func() error {
+		if down.Load() {
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "full"}
+		}
+		return nil
+	}
+	r := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS),
+		queue: QueueOptions{Workers: 1, Lifetime: time.Hour, DelayWarning: time.Hour, RetryMin: time.Hour, RetryMax: time.Hour}})
+	c := r.login(t)
+	for i := 0; i < 2; i++ {
+		if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both tried once", func() bool {
+		q := r.Queue()
+		return len(q) == 2 && q[0].Attempts == 1 && q[1].Attempts == 1
+	})
+	q := r.Queue()
+	if _, err := r.Drop(q[0].ID[:4]); err == nil || !strings.Contains(err.Error(), "several") {
+		t.Fatalf("drop by an ambiguous prefix: %v", err)
+	}
+	if _, err := r.Drop(q[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(false)
+	if _, err := r.Retry(q[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retried message delivered", func() bool { return len(p.messages()) == 1 && len(r.Queue()) == 0 })
+	if !containsKind(r.archive.eventKinds(q[0].ID), archive.Dropped) {
+		t.Error("the drop is not in the archive")
+	}
+	if _, err := r.Retry("ffffffff"); err == nil {
+		t.Error("retry of an unknown id succeeded")
+	}
+}

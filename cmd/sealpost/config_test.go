@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "..", "config.example.toml"))
+	if err != nil {
+		t.Fatalf("config.example.toml: %v", err)
+	}
+	if !filepath.IsAbs(cfg.DataDir) || filepath.Base(cfg.DataDir) != "sealpost-data" {
+		t.Errorf("data_dir = %q; want an absolute path ending in sealpost-data", cfg.DataDir)
+	}
+	if cfg.Upstream.Lifetime.D().Hours() != 120 || cfg.Archive.Retention.D().Hours() != 7*365*24 {
+		t.Errorf("durations: lifetime %v, retention %v", cfg.Upstream.Lifetime.D(), cfg.Archive.Retention.D())
+	}
+}
+
+func TestConfigErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       []string // "line:key" fragments every one of which must be reported
+	}{
+		{"unknown key", `data_dir = "d"
+[smtp]
+hostname = "h"
+submision = "127.0.0.1:1"
+`, []string{":4: smtp.submision: unknown key"}},
+		{"several problems at once", `data_dir = "d"
+[smtp]
+hostname = "h"
+submission = "nonsense"
+max_message_bytes = 10
+
+[[account]]
+username = "a"
+password_hash = "plain"
+addresses = ["not an address"]
+
+[upstream]
+address = "smtp.example.com:587"
+tls = "none"
+`, []string{":4: smtp.submission", ":5: smtp.max_message_bytes", ":9: account[0].password_hash", ":10: account[0].addresses",
+			":14: upstream.tls", "account[0].upstream_password_file"}},
+		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
+		{"wrong type", "data_dir = 5\n", []string{":1:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sealpost.toml")
+			os.WriteFile(path, []byte(tt.toml), 0o600)
+			_, err := LoadConfig(path)
+			var ces ConfigErrors
+			if !errors.As(err, &ces) {
+				t.Fatalf("error %v is not ConfigErrors", err)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("missing %q in:\n%s", w, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for in, want := range map[string]string{"90s": "1m30s", "4h": "4h0m0s", "5d": "120h0m0s", "2w": "336h0m0s", "7y": "61320h0m0s"} {
+		var d Duration
+		if err := d.UnmarshalText([]byte(in)); err != nil || d.D().String() != want {
+			t.Errorf("%s -> %v, %v; want %s", in, d.D(), err, want)
+		}
+	}
+	for _, bad := range []string{"", "5", "-1h", "3 days", "1.5d"} {
+		var d Duration
+		if err := d.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

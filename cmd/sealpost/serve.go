@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+func init() {
+	register(&command{
+		name:    "serve",
+		args:    "[-c FILE]",
+		summary: "run the relay",
+		run:     runServe,
+	})
+	register(&command{
+		name:    "loghash",
+		args:    "ADDRESS",
+		summary: "print the short hash that stands for ADDRESS in the logs",
+		run:     runLoghash,
+	})
+}
+
+// shutdownGrace is how long SIGTERM waits for sessions and deliveries in flight.
+const shutdownGrace = 30 * time.Second
+
+// Paths below data_dir.
+func spoolDir(c *Config) string   { return filepath.Join(c.DataDir, "spool") }
+func outboxDir(c *Config) string  { return filepath.Join(c.DataDir, "outbox") }
+func tlsDir(c *Config) string     { return filepath.Join(c.DataDir, "tls") }
+func controlPath(c *Config) string { return filepath.Join(c.DataDir, "control.sock") }
+
+func newLogger(c *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// redactor returns the keyed hash for client addresses in logs; its key is
+// made on first use and kept in the data dir, so hashes stay stable across
+// restarts and `sealpost loghash` can find an address's lines.
+func redactor(c *Config) (*addr.Redactor, error) {
+	path := filepath.Join(c.DataDir, "loghash.key")
+	key, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, key, 0o600); err != nil {
+			return nil, fmt.Errorf("log hash key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("log hash key: %w", err)
+	}
+	return addr.NewRedactor(key)
+}
+
+func runLoghash(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("needs one ADDRESS")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "loghash.key")); err != nil {
+		return errors.New("no log hash key yet: sealpost serve makes it on first start")
+	}
+	r, err := redactor(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, r.Hash(pos[0]))
+	return nil
+}
+
+// readSecret reads a password file: the first line, without its line end.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.SplitN(string(b), "\n", 2)[0]
+	s = strings.TrimRight(s, "\r")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+// relayAccounts turns the config's accounts into the relay's, reading each
+// upstream password file.
+func relayAccounts(cfg *Config) ([]relay.Account, error) {
+	var out []relay.Account
+	for _, a := range cfg.Accounts {
+		ra := relay.Account{Username: a.Username, PasswordHash: a.PasswordHash, Addresses: a.Addresses, UpstreamUsername: a.UpstreamUsername}
+		if a.UpstreamPasswordFile != "" {
+			pw, err := readSecret(a.UpstreamPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("account %q: upstream_password_file: %w", a.Username, err)
+			}
+			ra.UpstreamPassword = pw
+		}
+		if cfg.Upstream.Address != "outbox" && cfg.Upstream.TLS != "none" && ra.UpstreamUsername == "" {
+			ra.UpstreamUsername = a.Addresses[0]
+		}
+		if cfg.Upstream.TLS == "none" {
+			ra.UpstreamUsername = "" // never a password over plaintext
+		}
+		out = append(out, ra)
+	}
+	return out, nil
+}
+
+func upstreamConfig(cfg *Config) (relay.Upstream, error) {
+	u := relay.Upstream{Address: cfg.Upstream.Address, TLS: relay.UpstreamTLS(cfg.Upstream.TLS), Timeout: cfg.Upstream.Timeout.D()}
+	if u.Address == "outbox" || u.TLS == relay.NoTLS {
+		return u, nil
+	}
+	host, _, _ := net.SplitHostPort(u.Address)
+	conf, err := relay.ClientTLS(host, cfg.Upstream.CAFile)
+	if err != nil {
+		return u, err
+	}
+	u.TLSConfig = conf
+	return u, nil
+}
+
+// serverTLS is the submission certificate: the configured one, or a local CA
+// and a certificate signed by it, made below data_dir on first start.
+func serverTLS(cfg *Config, log *slog.Logger) (certFile, keyFile string, err error) {
+	if cfg.SMTP.TLSCert != "" {
+		return cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, nil
+	}
+	certFile, keyFile, err = relay.EnsureLocalCertificate(tlsDir(cfg), cfg.SMTP.Hostname, time.Now())
+	if err != nil {
+		return "", "", err
+	}
+	log.Info("using a self-made certificate; import its CA into mail clients", "ca", filepath.Join(tlsDir(cfg), "ca.pem"))
+	return certFile, keyFile, nil
+}
+
+func runServe(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, c.stderr)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	red, err := redactor(cfg)
+	if err != nil {
+		return err
+	}
+	certFile, keyFile, err := serverTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	tlsConf, err := relay.ServerTLS(certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	accounts, err := relayAccounts(cfg)
+	if err != nil {
+		return err
+	}
+	up, err := upstreamConfig(cfg)
+	if err != nil {
+		return err
+	}
+	deps, err := openPolicyAndArchive(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer deps.close()
+
+	srv, err := relay.New(relay.Config{
+		Hostname:        cfg.SMTP.Hostname,
+		Submission:      cfg.SMTP.Submission,
+		Submissions:     cfg.SMTP.Submissions,
+		TLS:             tlsConf,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		MaxRecipients:   cfg.SMTP.MaxRecipients,
+		Timeout:         cfg.SMTP.Timeout.D(),
+		Accounts:        accounts,
+		SpoolDir:        spoolDir(cfg),
+		OutboxDir:       outboxDir(cfg),
+		Upstream:        up,
+		Queue: relay.QueueOptions{
+			Workers: cfg.Upstream.Workers, Lifetime: cfg.Upstream.Lifetime.D(), DelayWarning: cfg.Upstream.DelayWarning.D(),
+			RetryMin: cfg.Upstream.RetryMin.D(), RetryMax: cfg.Upstream.RetryMax.D(),
+		},
+		Policy:  deps.policy,
+		Archive: deps.archive,
+		Logger:  log,
+		Redact:  red.Hash,
+	})
+	if err != nil {
+		return err
+	}
+	addrs, err := srv.Start()
+	if err != nil {
+		srv.Shutdown(time.Second)
+		return err
+	}
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	defer stopCtl()
+	reload := func(w http.ResponseWriter, r *http.Request) {
+		if err := reloadConfig(c.configPath, srv, deps, log); err != nil {
+			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)
+			return
+		}
+		w.Write([]byte("{}"))
+	}
+	if err := srv.ServeControl(ctlCtx, controlPath(cfg), map[string]http.HandlerFunc{"POST /reload": reload}); err != nil {
+		log.Warn("no control socket: `sealpost queue` will not reach this relay", "err", err)
+	}
+	log.Info("sealpost is running", "submission", fmtAddr(addrs.Submission), "submissions", fmtAddr(addrs.Submissions),
+		"upstream", cfg.Upstream.Address, "data_dir", cfg.DataDir)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := reloadConfig(c.configPath, srv, deps, log); err != nil {
+				log.Error("configuration not reloaded; still running with the previous one", "err", err)
+			}
+		case <-ctx.Done():
+			log.Info("shutting down: finishing sessions and deliveries in flight", "grace", shutdownGrace)
+			srv.Shutdown(shutdownGrace)
+			log.Info("stopped")
+			return nil
+		}
+	}
+}
+
+// reloadConfig applies what can change without dropping sessions: accounts,
+// and whatever the policy takes (internal domains, notice, content rules).
+func reloadConfig(path string, srv *relay.Server, deps *serveDeps, log *slog.Logger) error {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	accounts, err := relayAccounts(cfg)
+	if err != nil {
+		return err
+	}
+	if err := deps.reload(cfg); err != nil {
+		return err
+	}
+	if err := srv.SetAccounts(accounts); err != nil {
+		return err
+	}
+	log.Info("configuration reloaded", "accounts", len(accounts))
+	return nil
+}
+
+func fmtAddr(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+func quoteJSON(s string) string {
+	return fmt.Sprintf("%q", s)
+}

@@ -39,9 +39,9 @@ func init() {
 const shutdownGrace = 30 * time.Second
 
 // Paths below data_dir.
-func spoolDir(c *Config) string   { return filepath.Join(c.DataDir, "spool") }
-func outboxDir(c *Config) string  { return filepath.Join(c.DataDir, "outbox") }
-func tlsDir(c *Config) string     { return filepath.Join(c.DataDir, "tls") }
+func spoolDir(c *Config) string    { return filepath.Join(c.DataDir, "spool") }
+func outboxDir(c *Config) string   { return filepath.Join(c.DataDir, "outbox") }
+func tlsDir(c *Config) string      { return filepath.Join(c.DataDir, "tls") }
 func controlPath(c *Config) string { return filepath.Join(c.DataDir, "control.sock") }
 
 func newLogger(c *Config, w io.Writer) *slog.Logger {

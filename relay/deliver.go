@@ -199,7 +199,9 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*smtp.Client, erro
 func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
 	c, err := u.get(ctx, j.account)
 	if err != nil {
-		return allOutcomes(j, err, isPermanent(err))
+		// Even a 5xx here (a refused login, "554 no service") says nothing
+		// about the recipients: the admin can fix it, so keep the message.
+		return allOutcomes(j, err, false)
 	}
 	out, healthy := u.transaction(c, j)
 	if healthy {

@@ -1,0 +1,376 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/relay"
+)
+
+// FreePort returns a loopback port nobody listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitFor polls cond until it holds or the deadline passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitListening waits until something accepts connections on addr.
+func WaitListening(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	WaitFor(t, timeout, addr+" to listen", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// PKI is a local CA with a certificate for localhost and 127.0.0.1, made by
+// the code sealpost uses for its own first-start certificate.
+type PKI struct {
+	Dir, CA, Cert, Key string
+}
+
+func NewPKI(t testing.TB) *PKI {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key, err := relay.EnsureLocalCertificate(dir, "localhost", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &PKI{Dir: dir, CA: filepath.Join(dir, "ca.pem"), Cert: cert, Key: key}
+}
+
+// Sink is Postfix's smtp-sink: the simplest receiver. Each message becomes a
+// file starting with X-Mail-Args: and X-Rcpt-Args: lines (the envelope).
+type Sink struct {
+	Dir  string
+	Port int
+	cmd  *exec.Cmd
+}
+
+// StartSink runs smtp-sink on a free loopback port. extra are smtp-sink
+// options for faults (-w delay, -q/-r/-f reject at a stage).
+func StartSink(t testing.TB, extra ...string) *Sink {
+	t.Helper()
+	RequireTools(t, "smtp-sink")
+	RequireRoot(t, "run smtp-sink as user nobody")
+	dir := filepath.Join(t.TempDir(), "sink")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("chown", "nobody", dir).Run()
+	port := FreePort(t)
+	args := append([]string{"-u", "nobody", "-d", dir + "/%Y%m%d%H%M%S."}, extra...)
+	args = append(args, fmt.Sprintf("127.0.0.1:%d", port), "100")
+	cmd := exec.Command("smtp-sink", args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Sink{Dir: dir, Port: port, cmd: cmd}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	WaitListening(t, s.Addr(), 10*time.Second)
+	return s
+}
+
+func (s *Sink) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// SinkMessage is one message smtp-sink received.
+type SinkMessage struct {
+	From string
+	To   []string
+	Data string // the message as received, without smtp-sink's envelope lines
+	File string
+}
+
+// Messages reads what the sink received so far.
+func (s *Sink) Messages(t testing.TB) []SinkMessage {
+	t.Helper()
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []SinkMessage
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(s.Dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		m := SinkMessage{File: e.Name()}
+		r := bufio.NewReader(bytes.NewReader(b))
+		var rest bytes.Buffer
+		inEnvelope := true
+		for {
+			line, err := r.ReadString('\n')
+			if inEnvelope && strings.HasPrefix(line, "X-") && strings.Contains(line, ": ") {
+				k, v, _ := strings.Cut(strings.TrimRight(line, "\r\n"), ": ")
+				switch k {
+				case "X-Mail-Args":
+					m.From = strings.Trim(strings.Fields(v + " ")[0], "<>")
+				case "X-Rcpt-Args":
+					m.To = append(m.To, strings.Trim(strings.Fields(v + " ")[0], "<>"))
+				}
+				if k == "X-Client-Addr" || k == "X-Client-Proto" || k == "X-Helo-Args" || k == "X-Mail-Args" || k == "X-Rcpt-Args" {
+					if err != nil {
+						break
+					}
+					continue
+				}
+			}
+			inEnvelope = false
+			rest.WriteString(line)
+			if err != nil {
+				break
+			}
+		}
+		m.Data = rest.String()
+		out = append(out, m)
+	}
+	return out
+}
+
+// Postfix is a private Postfix instance standing in for the practice's mail
+// provider: it accepts submissions over STARTTLS (with SASL through Dovecot
+// when asked) and relays everything into a Sink.
+type Postfix struct {
+	Dir  string
+	Port int
+	Sink *Sink
+	PKI  *PKI
+	// Username and Password log in when the instance requires SASL.
+	Username, Password string
+	dovecot            string
+}
+
+type PostfixOptions struct {
+	SASL      bool     // require AUTH (Dovecot passwd-file) before relaying
+	SinkFlags []string // smtp-sink fault options
+	Extra     []string // more main.cf lines
+}
+
+// StartPostfix starts the instance and stops it when the test ends.
+func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
+	t.Helper()
+	RequireTools(t, "postfix", "/usr/sbin/postfix", "smtp-sink", "script")
+	if o.SASL {
+		RequireTools(t, "dovecot")
+	}
+	RequireRoot(t, "run a private Postfix instance")
+	sink := StartSink(t, o.SinkFlags...)
+	d := t.TempDir()
+	// Postfix's unprivileged processes must reach their queue below it.
+	for p := d; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	p := &Postfix{Dir: d, Port: FreePort(t), Sink: sink, PKI: NewPKI(t)}
+	for _, sub := range []string{"etc", "queue", "data"} {
+		os.MkdirAll(filepath.Join(d, sub), 0o755)
+	}
+	exec.Command("chown", "postfix", filepath.Join(d, "data")).Run()
+	relayRestrictions := "permit_mynetworks, reject"
+	mynetworks := "127.0.0.0/8"
+	var sasl string
+	if o.SASL {
+		p.Username, p.Password = "therapist@practice.example", "upstream-secret"
+		authPort := FreePort(t)
+		p.dovecot = startDovecotAuth(t, filepath.Join(d, "dovecot"), authPort, p.Username, p.Password)
+		relayRestrictions = "permit_sasl_authenticated, reject"
+		mynetworks = "" // loopback must not be enough: only a login relays
+		sasl = fmt.Sprintf("smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = inet:127.0.0.1:%d\nsmtpd_tls_auth_only = yes\n", authPort)
+	}
+	mainCf := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = provider.test
+mydestination =
+relayhost = [127.0.0.1]:%[2]d
+mynetworks = %[8]s
+smtpd_relay_restrictions = %[3]s
+smtpd_tls_cert_file = %[4]s
+smtpd_tls_key_file = %[5]s
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
+maillog_file = %[1]s/maillog
+maillog_file_prefixes = /var, /dev/stdout, %[1]s
+alias_maps =
+local_recipient_maps =
+message_size_limit = 104857600
+%[6]s%[7]s
+`, d, sink.Port, relayRestrictions, p.PKI.Cert, p.PKI.Key, sasl, strings.Join(o.Extra, "\n"), mynetworks)
+	if err := os.WriteFile(filepath.Join(d, "etc", "main.cf"), []byte(mainCf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	master, err := os.ReadFile("/etc/postfix/master.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mc strings.Builder
+	for _, line := range strings.Split(string(master), "\n") {
+		f := strings.Fields(line)
+		// Service lines only: continuation lines start with white space.
+		if len(f) >= 8 && line[0] != '#' && line[0] != ' ' && line[0] != '\t' {
+			if f[0] == "smtp" && f[1] == "inet" {
+				f[0] = fmt.Sprintf("127.0.0.1:%d", p.Port)
+			}
+			if f[4] == "y" || f[4] == "-" { // no chroot: the instance's files are outside any jail
+				f[4] = "n"
+			}
+			line = strings.Join(f, " ")
+		}
+		mc.WriteString(line + "\n")
+	}
+	os.WriteFile(filepath.Join(d, "etc", "master.cf"), []byte(mc.String()), 0o644)
+	// postfix prints its errors only to a terminal, hence script(1).
+	out, err := runDaemonStart(d, "script", "-qc", "postfix -c "+filepath.Join(d, "etc")+" start", "/dev/null")
+	if err != nil {
+		t.Fatalf("postfix start: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("postfix", "-c", filepath.Join(d, "etc"), "stop").Run() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", p.Addr(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("postfix did not listen on %s:\n%s\n%s", p.Addr(), out, p.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *Postfix) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.Port) }
+
+// Log is the instance's mail log.
+func (p *Postfix) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, "maillog"))
+	return string(b)
+}
+
+// Drained reports whether Postfix has handed everything to the sink.
+func (p *Postfix) Drained() bool {
+	for _, q := range []string{"incoming", "active", "deferred", "maildrop"} {
+		ents, _ := os.ReadDir(filepath.Join(p.Dir, "queue", q))
+		for _, e := range ents {
+			if sub, _ := os.ReadDir(filepath.Join(p.Dir, "queue", q, e.Name())); e.IsDir() && len(sub) > 0 {
+				return false
+			} else if !e.IsDir() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func startDovecotAuth(t testing.TB, dir string, port int, user, pass string) string {
+	t.Helper()
+	for _, sub := range []string{"run", "state"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+	}
+	conf := filepath.Join(dir, "dovecot.conf")
+	os.WriteFile(filepath.Join(dir, "users"), []byte(user+":{PLAIN}"+pass+"\n"), 0o644)
+	os.WriteFile(conf, []byte(fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+protocols =
+listen = 127.0.0.1
+ssl = no
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN %[1]s/users
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+auth_mechanisms = plain login
+service auth {
+  inet_listener {
+    address = 127.0.0.1
+    port = %[2]d
+  }
+}
+`, dir, port)), 0o644)
+	// Daemons keep their stdout open: give them files, never a pipe we wait on.
+	if out, err := runDaemonStart(dir, "dovecot", "-c", conf); err != nil {
+		t.Fatalf("dovecot: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("dovecot", "-c", conf, "stop").Run() })
+	WaitListening(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	return conf
+}
+
+// Swaks runs swaks and returns its transcript and whether it exited 0.
+func Swaks(t testing.TB, args ...string) (string, bool) {
+	t.Helper()
+	RequireTools(t, "swaks")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "swaks", args...).CombinedOutput()
+	return string(out), err == nil
+}
+
+// lockedBuffer collects a child's output safely.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runDaemonStart runs a command that starts a daemon, with its output in a
+// file: a daemonised child keeps inherited descriptors open, so waiting on a
+// pipe would never end.
+func runDaemonStart(dir, name string, args ...string) (string, error) {
+	f, err := os.CreateTemp(dir, "start-*.log")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Run()
+	out, _ := os.ReadFile(f.Name())
+	return string(out), err
+}

@@ -26,9 +26,9 @@ type Load struct {
 	User, Pass string
 	From, To   string
 	Sessions   int
-	PerSession int           // messages per connection before reconnecting
+	PerSession int             // messages per connection before reconnecting
 	Size       func(i int) int // body size of message i
-	Prefix     string        // Message-ID prefix, to tell runs apart
+	Prefix     string          // Message-ID prefix, to tell runs apart
 
 	mu        sync.Mutex
 	acked     []string

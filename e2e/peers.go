@@ -86,6 +86,7 @@ func StartSink(t testing.TB, extra ...string) *Sink {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	openUp(dir)
 	exec.Command("chown", "nobody", dir).Run()
 	port := FreePort(t)
 	args := append([]string{"-u", "nobody", "-d", dir + "/%Y%m%d%H%M%S."}, extra...)
@@ -185,10 +186,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	RequireRoot(t, "run a private Postfix instance")
 	sink := StartSink(t, o.SinkFlags...)
 	d := t.TempDir()
-	// Postfix's unprivileged processes must reach their queue below it.
-	for p := d; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
-		os.Chmod(p, 0o755)
-	}
+	openUp(d)
 	p := &Postfix{Dir: d, Port: FreePort(t), Sink: sink, PKI: NewPKI(t)}
 	for _, sub := range []string{"etc", "queue", "data"} {
 		os.MkdirAll(filepath.Join(d, sub), 0o755)
@@ -373,4 +371,12 @@ func runDaemonStart(dir, name string, args ...string) (string, error) {
 	err = cmd.Run()
 	out, _ := os.ReadFile(f.Name())
 	return string(out), err
+}
+
+// openUp lets unprivileged daemons (smtp-sink as nobody, Postfix's own
+// processes) reach dir: t.TempDir's folders are private to root.
+func openUp(dir string) {
+	for p := dir; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,9 @@ type Relay struct {
 
 // RelayOptions shape the relay's configuration.
 type RelayOptions struct {
-	Upstream *Postfix // nil: deliver into the outbox Maildir
+	Upstream *Postfix // nil: deliver into the outbox Maildir (or Sink)
+	// Sink delivers straight into smtp-sink over loopback without TLS.
+	Sink *Sink
 	// NoAuth makes sealpost log in to no provider (an IP-authorised Postfix).
 	NoAuth bool
 	// Sections is TOML appended to the configuration ([policy], [pgp] ...).
@@ -47,6 +50,15 @@ type RelayOptions struct {
 	Sections string
 	// Upstream schedule (defaults are short, for tests).
 	RetryMin, Lifetime string
+	// Quiet logs only warnings (benchmarks).
+	Quiet bool
+}
+
+func (o RelayOptions) logLevel() string {
+	if o.Quiet {
+		return "warn"
+	}
+	return "debug"
 }
 
 // StartRelay writes a configuration and starts sealpost serve.
@@ -70,6 +82,9 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	}
 	upstream := `address = "outbox"`
 	account := ""
+	if o.Sink != nil {
+		upstream = fmt.Sprintf("address = %q\ntls = \"none\"\nworkers = 16", o.Sink.Addr())
+	}
 	if p := o.Upstream; p != nil {
 		upstream = fmt.Sprintf("address = %q\ntls = \"starttls\"\nca_file = %q", p.Addr(), p.PKI.CA)
 		if p.Username != "" && !o.NoAuth {
@@ -84,7 +99,7 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	}
 	cfg := fmt.Sprintf(`data_dir = "data"
 [log]
-level = "debug"
+level = %q
 [smtp]
 hostname = "localhost"
 submission = %q
@@ -104,7 +119,7 @@ delay_warning = "1h"
 timeout = "10s"
 %s
 %s
-`, r.Submission, r.Submissions, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
+`, o.logLevel(), r.Submission, r.Submissions, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
 	if err := os.WriteFile(r.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +150,8 @@ func (r *Relay) Start(t testing.TB) {
 			t.Fatalf("sealpost serve exited at start:\n%s", r.Logs.String())
 		default:
 		}
-		if strings.Contains(r.Logs.String(), "sealpost is running") {
+		if c, err := net.DialTimeout("tcp", r.Submission, 100*time.Millisecond); err == nil {
+			c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
@@ -161,6 +177,9 @@ func (r *Relay) Stop(t testing.TB) {
 	}
 	r.cmd = nil
 }
+
+// Pid is the relay process's id.
+func (r *Relay) Pid() int { return r.pid }
 
 // Kill ends the relay with SIGKILL, as a crash or power cut would.
 func (r *Relay) Kill(t testing.TB) {

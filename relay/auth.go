@@ -67,8 +67,14 @@ type accounts struct {
 	byName map[string]*Account
 	key    []byte
 
-	mu    sync.Mutex
-	cache map[string]cachedLogin
+	mu       sync.Mutex
+	cache    map[string]cachedLogin
+	inflight map[string]*pendingLogin // by username+digest: one bcrypt for a burst of logins
+}
+
+type pendingLogin struct {
+	done chan struct{}
+	ok   bool
 }
 
 type cachedLogin struct {
@@ -80,7 +86,7 @@ type cachedLogin struct {
 const loginCacheTTL = 10 * time.Minute
 
 func newAccounts(list []Account) (*accounts, error) {
-	as := &accounts{byName: map[string]*Account{}, cache: map[string]cachedLogin{}, key: make([]byte, 32)}
+	as := &accounts{byName: map[string]*Account{}, cache: map[string]cachedLogin{}, inflight: map[string]*pendingLogin{}, key: make([]byte, 32)}
 	if _, err := rand.Read(as.key); err != nil {
 		return nil, err
 	}
@@ -122,16 +128,36 @@ func (as *accounts) verify(username, password string, now time.Time) (*Account, 
 
 	as.mu.Lock()
 	c, ok := as.cache[username]
-	as.mu.Unlock()
 	if ok && c.hash == a.PasswordHash && now.Before(c.expires) && subtle.ConstantTimeCompare(c.digest, digest) == 1 {
+		as.mu.Unlock()
 		return a, true
 	}
-	if bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) != nil {
+	// A mail client often opens several connections at once: the same
+	// credentials are checked once, the others wait for that answer.
+	key := username + "\x00" + string(digest)
+	if p, ok := as.inflight[key]; ok {
+		as.mu.Unlock()
+		<-p.done
+		if p.ok {
+			return a, true
+		}
 		return nil, false
 	}
-	as.mu.Lock()
-	as.cache[username] = cachedLogin{digest: digest, hash: a.PasswordHash, expires: now.Add(loginCacheTTL)}
+	p := &pendingLogin{done: make(chan struct{})}
+	as.inflight[key] = p
 	as.mu.Unlock()
+
+	p.ok = bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) == nil
+	as.mu.Lock()
+	delete(as.inflight, key)
+	if p.ok {
+		as.cache[username] = cachedLogin{digest: digest, hash: a.PasswordHash, expires: now.Add(loginCacheTTL)}
+	}
+	as.mu.Unlock()
+	close(p.done)
+	if !p.ok {
+		return nil, false
+	}
 	return a, true
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,6 +50,9 @@ func (s *Server) ServeControl(ctx context.Context, path string, extra map[string
 			writeJSON(w, http.StatusOK, map[string]string{"id": id})
 		}
 	}
+	// Profiles for whoever may already read the spool (the socket is 0600).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("POST /queue/retry", act(s.Retry))
 	mux.HandleFunc("POST /queue/drop", act(s.Drop))
 	for pattern, h := range extra {
@@ -159,7 +163,7 @@ func OpenOfflineQueue(dir string) (*OfflineQueue, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, errs := s.loadQueue()
+	entries, _, errs := s.loadQueue()
 	if len(errs) > 0 {
 		s.close()
 		return nil, errors.Join(errs...)
@@ -218,8 +222,8 @@ func (o *OfflineQueue) Drop(prefix string) (string, []string, error) {
 	for _, r := range e.pending() {
 		pend = append(pend, r.Recipient)
 	}
-	if err := os.RemoveAll(e.dir); err != nil {
+	if err := e.remove(); err != nil {
 		return "", nil, err
 	}
-	return e.meta.ID, pend, syncDir(filepath.Dir(e.dir))
+	return e.meta.ID, pend, syncDir(filepath.Dir(e.path))
 }

@@ -71,6 +71,11 @@ func (s *strictReader) Read(p []byte) (int, error) {
 		s.err = errBareCR
 		return n, s.err
 	}
+	if err != nil && err != io.EOF {
+		// Too big, too long a line, the client went away: remembered so the
+		// reply says so whatever the reader's caller made of it.
+		s.err = err
+	}
 	return n, err
 }
 

@@ -105,22 +105,22 @@ func poolKey(a *Account) string {
 	return a.Username
 }
 
-func (u *smtpUpstream) get(ctx context.Context, a *Account) (*smtp.Client, error) {
+// idleClient returns a pooled connection, or nil. Pooled connections ended
+// their last transaction cleanly, so no RSET is needed before the next.
+func (u *smtpUpstream) idleClient(a *Account) *smtp.Client {
 	key := poolKey(a)
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	for len(u.idle[key]) > 0 {
 		list := u.idle[key]
 		pc := list[len(list)-1]
 		u.idle[key] = list[:len(list)-1]
-		u.mu.Unlock()
-		if time.Since(pc.lastUsed) < idleLifetime && pc.c.Reset() == nil {
-			return pc.c, nil
+		if time.Since(pc.lastUsed) < idleLifetime {
+			return pc.c
 		}
-		pc.c.Close()
-		u.mu.Lock()
+		go pc.c.Close()
 	}
-	u.mu.Unlock()
-	return u.dial(ctx, a)
+	return nil
 }
 
 func (u *smtpUpstream) put(a *Account, c *smtp.Client) {
@@ -197,26 +197,45 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*smtp.Client, erro
 }
 
 func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
-	c, err := u.get(ctx, j.account)
+	if c := u.idleClient(j.account); c != nil {
+		// The provider may have closed an idle connection: if MAIL fails
+		// without an SMTP reply, nothing was sent; try a fresh connection.
+		if err := c.Mail(j.from, nil); err == nil {
+			out, healthy := u.transaction(c, j, true)
+			u.release(j.account, c, healthy)
+			return out
+		} else if isSMTPReply(err) {
+			c.Close()
+			return allOutcomes(j, err, isPermanent(err))
+		}
+		c.Close()
+	}
+	c, err := u.dial(ctx, j.account)
 	if err != nil {
 		// Even a 5xx here (a refused login, "554 no service") says nothing
 		// about the recipients: the admin can fix it, so keep the message.
 		return allOutcomes(j, err, false)
 	}
-	out, healthy := u.transaction(c, j)
+	out, healthy := u.transaction(c, j, false)
+	u.release(j.account, c, healthy)
+	return out
+}
+
+func (u *smtpUpstream) release(a *Account, c *smtp.Client, healthy bool) {
 	if healthy {
-		u.put(j.account, c)
+		u.put(a, c)
 	} else {
 		c.Close()
 	}
-	return out
 }
 
 // transaction sends one copy over an open connection. healthy says whether
 // the connection may be reused.
-func (u *smtpUpstream) transaction(c *smtp.Client, j *job) ([]outcome, bool) {
-	if err := c.Mail(j.from, nil); err != nil {
-		return allOutcomes(j, err, isPermanent(err)), isSMTPReply(err)
+func (u *smtpUpstream) transaction(c *smtp.Client, j *job, mailSent bool) ([]outcome, bool) {
+	if !mailSent {
+		if err := c.Mail(j.from, nil); err != nil {
+			return allOutcomes(j, err, isPermanent(err)), isSMTPReply(err) && c.Reset() == nil
+		}
 	}
 	out := make([]outcome, 0, len(j.recipients))
 	var accepted []int
@@ -299,9 +318,10 @@ func (u *smtpUpstream) close() {
 // copy and recipient, starting with Return-Path: and Delivered-To: as local
 // delivery agents write them.
 type outbox struct {
-	dir string
-	seq int64
-	mu  sync.Mutex
+	dir     string
+	seq     int64
+	mu      sync.Mutex
+	newSync *groupSync
 }
 
 func newOutbox(dir string) (*outbox, error) {
@@ -310,7 +330,7 @@ func newOutbox(dir string) (*outbox, error) {
 			return nil, fmt.Errorf("outbox: %w", err)
 		}
 	}
-	return &outbox{dir: dir}, nil
+	return &outbox{dir: dir, newSync: newGroupSync(filepath.Join(dir, "new"))}, nil
 }
 
 func (o *outbox) deliver(ctx context.Context, j *job) []outcome {
@@ -340,12 +360,14 @@ func (o *outbox) write(j *job, rcpt string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("outbox: %w", err)
 	}
-	sf := &syncFile{f: f}
-	_, err = fmt.Fprintf(sf, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", j.from, strings.ReplaceAll(rcpt, "\r\n", ""))
+	_, err = fmt.Fprintf(f, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", j.from, strings.ReplaceAll(rcpt, "\r\n", ""))
 	if err == nil {
-		_, err = io.Copy(sf, body)
+		_, err = io.Copy(f, body)
 	}
-	if cerr := sf.Close(); err == nil {
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -355,7 +377,7 @@ func (o *outbox) write(j *job, rcpt string) (string, error) {
 	if err := os.Rename(tmp, filepath.Join(o.dir, "new", name)); err != nil {
 		return "", fmt.Errorf("outbox: %w", err)
 	}
-	return name, syncDir(filepath.Join(o.dir, "new"))
+	return name, o.newSync.sync()
 }
 
 func (o *outbox) close() {}

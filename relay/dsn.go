@@ -60,7 +60,7 @@ func (q *queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 		in.abort()
 		return err
 	}
-	n := newEntry(id, e.meta.Account, "", now, []rules.Copy{{Name: "dsn", Recipients: []string{e.meta.Sender}, Protection: rules.Internal}}, true)
+	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: "dsn", Recipients: []string{e.meta.Sender}, Protection: rules.Internal}}, true)
 	if err := in.commit(n); err != nil {
 		in.abort()
 		return err

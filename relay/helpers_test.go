@@ -42,7 +42,7 @@ type testPKI struct {
 	caFile    string
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key, err := EnsureLocalCertificate(dir, "localhost", time.Now())
@@ -67,7 +67,7 @@ var (
 	testHash string
 )
 
-func passwordHash(t *testing.T) string {
+func passwordHash(t testing.TB) string {
 	hashOnce.Do(func() {
 		h, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
 		if err != nil {
@@ -197,7 +197,9 @@ type testRelay struct {
 	logs    *bytes.Buffer
 }
 
-func startRelay(t *testing.T, o relayOpts) *testRelay {
+func startRelayB(b *testing.B) *testRelay { return startRelay(b, relayOpts{}) }
+
+func startRelay(t testing.TB, o relayOpts) *testRelay {
 	t.Helper()
 	pki := newPKI(t)
 	data := t.TempDir()

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -65,9 +63,12 @@ func newQueue(q *queue) *queue {
 
 // start loads what is queued on disk and starts the scheduler and workers.
 func (q *queue) start() error {
-	entries, errs := q.spool.loadQueue()
+	entries, torn, errs := q.spool.loadQueue()
 	for _, err := range errs {
 		q.log.Error("unreadable queue entry left in place", "err", err)
+	}
+	if torn > 0 {
+		q.log.Warn("removed messages a crash cut off before they were acknowledged", "count", torn)
 	}
 	q.mu.Lock()
 	for _, e := range entries {
@@ -343,10 +344,7 @@ func (q *queue) remove(e *entry) error {
 		heap.Remove(&q.h, e.index)
 	}
 	q.mu.Unlock()
-	if err := os.RemoveAll(e.dir); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(e.dir))
+	return e.remove()
 }
 
 func appendEvent(evs []archive.Event, id string, kind archive.EventKind, rcpt, reply string, now time.Time) []archive.Event {
@@ -509,13 +507,21 @@ func (h *entryHeap) Pop() any {
 }
 
 // newEntry builds the queue entry of an accepted message.
-func newEntry(id, account, sender string, received time.Time, copies []rules.Copy, notice bool) *entry {
-	e := &entry{index: -1, meta: entryMeta{ID: id, Account: account, Sender: sender, Received: received, Copies: copies, Notice: notice}}
-	for _, c := range copies {
+func newEntry(s *spool, id, account, sender string, received time.Time, copies []rules.Copy, notice bool) *entry {
+	e := &entry{s: s, index: -1, meta: entryMeta{ID: id, Account: account, Sender: sender, Received: received, Copies: copies, Notice: notice}}
+	e.state = initialState(e.meta)
+	return e
+}
+
+// initialState is a message's delivery state before its first attempt; it
+// is not written to disk until something has happened.
+func initialState(m entryMeta) entryState {
+	var st entryState
+	for _, c := range m.Copies {
 		for _, r := range c.Recipients {
-			e.state.Recipients = append(e.state.Recipients, rcptState{Recipient: r, Copy: c.Name, Status: rcptPending})
+			st.Recipients = append(st.Recipients, rcptState{Recipient: r, Copy: c.Name, Status: rcptPending})
 		}
 	}
-	e.state.NextAttempt = received
-	return e
+	st.NextAttempt = m.Received
+	return st
 }

@@ -223,10 +223,9 @@ func TestRestartResumes(t *testing.T) {
 	}
 	c.Close()
 	r.Shutdown(5 * time.Second)
-	// A crash mid-DATA leaves a folder in incoming/.
-	half := filepath.Join(spool, incomingDir, "0000000000000half")
-	os.MkdirAll(half, 0o700)
-	os.WriteFile(filepath.Join(half, "in.eml"), []byte("From: x\r\n"), 0o600)
+	// A crash mid-DATA leaves a file without its trailer.
+	half := filepath.Join(spool, queueDir, "0000000000000half.msg")
+	os.WriteFile(half, []byte("From: x\r\n"), 0o600)
 
 	down.Store(false)
 	r2 := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS), spoolDir: spool})

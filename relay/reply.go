@@ -70,7 +70,10 @@ func reply(ctx context.Context, log *slog.Logger, stage string, err error) error
 		log.ErrorContext(ctx, "policy unavailable", "stage", stage, "err", err)
 		return errPolicyDown
 	}
-	if errors.Is(err, smtp.ErrDataReset) || errors.Is(err, smtp.ErrTooLongLine) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return errLongLine
+	}
+	if errors.Is(err, smtp.ErrDataReset) || errors.Is(err, os.ErrDeadlineExceeded) {
 		log.InfoContext(ctx, "transfer aborted", "stage", stage, "err", err)
 		return errTempLocal
 	}

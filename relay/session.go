@@ -225,7 +225,8 @@ func (s *session) accept(r io.Reader) (string, error) {
 		}
 	}()
 
-	br := bufio.NewReaderSize(&strictReader{r: r}, 64<<10)
+	strict := &strictReader{r: r}
+	br := bufio.NewReaderSize(strict, 64<<10)
 	rawHeader, err := readHeaderSection(br)
 	if err != nil {
 		return "", err
@@ -238,28 +239,19 @@ func (s *session) accept(r io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	w, err := in.Create("in")
-	if err != nil {
-		return "", err
-	}
-	err = textproto.WriteHeader(w, hdr)
-	if err == nil {
-		_, err = io.Copy(w, br)
-	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	var head bytes.Buffer
+	if err := textproto.WriteHeader(&head, hdr); err != nil {
 		return "", err
 	}
 
-	rd, err := in.Open("in")
-	if err != nil {
-		return "", err
-	}
+	// The policy reads the message straight off the wire: the submitted
+	// message itself is never stored, only the copies made from it.
 	sub := rules.Submission{ID: id, Account: s.account.Username, Sender: s.from, Decisions: s.rcpts}
-	res, err := cfg.Policy.Apply(ctx, sub, bufio.NewReaderSize(rd, 64<<10), in)
-	rd.Close()
+	res, err := cfg.Policy.Apply(ctx, sub, io.MultiReader(&head, br), in)
+	if strict.err != nil {
+		// Whatever the policy made of it, bad input is answered as such.
+		return "", strict.err
+	}
 	if err != nil {
 		var refusal *rules.Refusal
 		if errors.As(err, &refusal) && cfg.Archive != nil {
@@ -270,8 +262,9 @@ func (s *session) accept(r io.Reader) (string, error) {
 		}
 		return "", err
 	}
-	if err := in.remove("in"); err != nil {
-		return "", err
+	if _, err := io.Copy(io.Discard, br); err != nil || strict.err != nil {
+		// The policy stopped early; the rest of DATA must still be clean.
+		return "", errors.Join(strict.err, err)
 	}
 	if err := checkCopies(sub, res); err != nil {
 		return "", err
@@ -289,7 +282,7 @@ func (s *session) accept(r io.Reader) (string, error) {
 			return "", fmt.Errorf("archive: %w", err)
 		}
 	}
-	e := newEntry(id, s.account.Username, s.from, now, res.Copies, false)
+	e := newEntry(s.s.spool, id, s.account.Username, s.from, now, res.Copies, false)
 	if err := in.commit(e); err != nil {
 		// Archived but not queued: say so in the record, then tell the client
 		// to try again (it will be a new message with a new id).

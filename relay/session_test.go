@@ -123,6 +123,11 @@ func TestReplies(t *testing.T) {
 				return send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", strings.Repeat("y", 999)))
 			})
 		}, "554 5.6.0", "998"},
+		{"line over go-smtp's 2000", func(c *smtp.Client) error {
+			return loginThen(c, func() error {
+				return send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", strings.Repeat("y", 3000)))
+			})
+		}, "554 5.6.0", "998"},
 		{"AUTH LOGIN works", func(c *smtp.Client) error {
 			if err := c.Auth(loginClient{testUser, testPassword}); err != nil {
 				return err

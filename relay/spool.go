@@ -11,7 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -20,33 +21,39 @@ import (
 	"github.com/sealpost/sealpost/rules"
 )
 
-// The spool is a folder per message:
+// The spool holds one file per accepted message, spool/queue/ID.msg: every
+// outgoing copy one after the other, then the message's metadata (JSON),
+// its length and a magic string. The trailer is written last; the file is
+// fsynced, then the folder. Only then is the client told 250. A file whose
+// trailer is missing or does not parse was never acknowledged: a crash cut
+// it off, and the next start removes it.
 //
-//	spool/incoming/ID/   being received; removed at the next start if the relay died here
-//	spool/queue/ID/      accepted: meta.json (fixed), state.json (delivery progress), one file per copy
-//
-// A message moves from incoming to queue by renaming its folder, after every
-// file in it and the folder itself are fsynced; the rename is fsynced too.
-// Only then is the client told 250.
+// Delivery progress lives beside it in ID.state, written only when a
+// message has to wait (replaced atomically). One file and one fsync per
+// message, and folder fsyncs shared by the messages that arrive together,
+// keep acceptance fast without giving up durability.
 
 const (
-	incomingDir = "incoming"
 	queueDir    = "queue"
-	metaFile    = "meta.json"
-	stateFile   = "state.json"
+	msgSuffix   = ".msg"
+	stateSuffix = ".state"
+	spoolMagic  = "\nSEALPOST-SPOOL1\n"
 )
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
 
 type spool struct {
-	dir  string
-	lock *os.File
+	dir     string
+	qdir    string
+	lock    *os.File
+	dirSync *groupSync
 }
 
 // openSpool takes the spool's lock (one serve per data dir) and removes
-// whatever a crash left half-received.
+// whatever a crash left half-written.
 func openSpool(dir string) (*spool, int, error) {
-	for _, d := range []string{dir, filepath.Join(dir, incomingDir), filepath.Join(dir, queueDir)} {
+	qdir := filepath.Join(dir, queueDir)
+	for _, d := range []string{dir, qdir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, 0, fmt.Errorf("spool: %w", err)
 		}
@@ -59,17 +66,8 @@ func openSpool(dir string) (*spool, int, error) {
 		lock.Close()
 		return nil, 0, fmt.Errorf("spool %s is in use by another sealpost serve", dir)
 	}
-	s := &spool{dir: dir, lock: lock}
-	ents, err := os.ReadDir(filepath.Join(dir, incomingDir))
-	if err != nil {
-		return nil, 0, fmt.Errorf("spool: %w", err)
-	}
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, incomingDir, e.Name())); err != nil {
-			return nil, 0, fmt.Errorf("spool: clean up %s: %w", e.Name(), err)
-		}
-	}
-	return s, len(ents), nil
+	s := &spool{dir: dir, qdir: qdir, lock: lock, dirSync: newGroupSync(qdir)}
+	return s, 0, nil
 }
 
 func (s *spool) close() error { return s.lock.Close() }
@@ -84,89 +82,164 @@ func newID(now time.Time) string {
 	return fmt.Sprintf("%013x%04x%04x", now.UnixMicro(), idSeq.Add(1)&0xffff, binary.BigEndian.Uint16(r[:]))
 }
 
-// incoming is a message being received. It is the rules.Sink its copies are
-// written to.
+// incoming is a message being written. It is the rules.Sink its copies go to:
+// each copy is a section of the one spool file.
 type incoming struct {
-	s   *spool
-	id  string
-	dir string
+	s        *spool
+	id       string
+	path     string
+	f        *os.File
+	size     int64
+	sections map[string]section
+	open     bool // a section is being written
+}
+
+type section struct {
+	Off int64 `json:"off"`
+	Len int64 `json:"len"`
 }
 
 func (s *spool) newIncoming(id string) (*incoming, error) {
-	dir := filepath.Join(s.dir, incomingDir, id)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	path := filepath.Join(s.qdir, id+msgSuffix)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return &incoming{s: s, id: id, dir: dir}, nil
+	return &incoming{s: s, id: id, path: path, f: f, sections: map[string]section{}}, nil
 }
 
-// Create makes a new file in the message's folder; it is fsynced when closed.
+// Create starts the next copy. Copies are written one at a time.
 func (in *incoming) Create(name string) (io.WriteCloser, error) {
-	if !validName.MatchString(name) || name == "meta" || name == "state" {
-		return nil, fmt.Errorf("spool: invalid file name %q", name)
-	}
-	f, err := os.OpenFile(filepath.Join(in.dir, name+".eml"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	return &syncFile{f: f}, nil
-}
-
-func (in *incoming) Open(name string) (io.ReadCloser, error) {
 	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("spool: invalid file name %q", name)
+		return nil, fmt.Errorf("spool: invalid copy name %q", name)
 	}
-	f, err := os.Open(filepath.Join(in.dir, name+".eml"))
+	if _, dup := in.sections[name]; dup || in.open {
+		return nil, fmt.Errorf("spool: copy %q created twice or while another is open", name)
+	}
+	in.open = true
+	return &sectionWriter{in: in, name: name, off: in.size}, nil
+}
+
+type sectionWriter struct {
+	in     *incoming
+	name   string
+	off    int64
+	n      int64
+	closed bool
+}
+
+func (w *sectionWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errors.New("spool: write after close")
+	}
+	n, err := w.in.f.WriteAt(p, w.off+w.n)
+	w.n += int64(n)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return n, fmt.Errorf("spool: %w", err)
 	}
-	return f, nil
+	return n, nil
 }
 
-func (in *incoming) remove(name string) error {
-	return os.Remove(filepath.Join(in.dir, name+".eml"))
+func (w *sectionWriter) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.in.sections[w.name] = section{Off: w.off, Len: w.n}
+	w.in.size = w.off + w.n
+	w.in.open = false
+	return nil
 }
 
-// commit makes the message durable and visible to the queue: meta and state
-// written and fsynced, the folder fsynced, renamed into the queue, and the
-// rename fsynced. Copy files were fsynced when they were closed.
+// Open reads back a copy written earlier.
+func (in *incoming) Open(name string) (io.ReadCloser, error) {
+	sec, ok := in.sections[name]
+	if !ok {
+		return nil, fmt.Errorf("spool: no copy %q", name)
+	}
+	return io.NopCloser(io.NewSectionReader(in.f, sec.Off, sec.Len)), nil
+}
+
+// commit appends the metadata trailer and makes the message durable: the
+// file fsynced, then the folder (shared with concurrent commits).
 func (in *incoming) commit(e *entry) error {
-	if err := writeJSONSync(filepath.Join(in.dir, metaFile), &e.meta); err != nil {
+	e.meta.Sections = in.sections
+	meta, err := json.Marshal(&e.meta)
+	if err != nil {
 		return err
 	}
-	if err := writeJSONSync(filepath.Join(in.dir, stateFile), &e.state); err != nil {
-		return err
-	}
-	if err := syncDir(in.dir); err != nil {
-		return err
-	}
-	dst := filepath.Join(in.s.dir, queueDir, in.id)
-	if err := os.Rename(in.dir, dst); err != nil {
+	var tail [8]byte
+	binary.BigEndian.PutUint64(tail[:], uint64(len(meta)))
+	trailer := append(append(meta, tail[:]...), spoolMagic...)
+	if _, err := in.f.WriteAt(trailer, in.size); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	if err := syncDir(filepath.Join(in.s.dir, queueDir)); err != nil {
+	if err := in.f.Sync(); err != nil {
+		return fmt.Errorf("spool: fsync: %w", err)
+	}
+	if err := in.s.dirSync.sync(); err != nil {
 		return err
 	}
-	e.dir = dst
+	in.f.Close()
+	e.path = in.path
 	return nil
 }
 
-func (in *incoming) abort() { os.RemoveAll(in.dir) }
+func (in *incoming) abort() {
+	in.f.Close()
+	os.Remove(in.path)
+}
 
-// syncFile fsyncs on Close, so a copy is durable as soon as its writer is done.
-type syncFile struct{ f *os.File }
+// groupSync fsyncs a folder for many callers at once: whoever asks while a
+// sync is running waits for the next one, which covers all of them. Under
+// load one fsync serves every message that arrived in the meantime.
+type groupSync struct {
+	dir     string
+	mu      sync.Mutex
+	running bool
+	next    *syncBatch
+}
 
-func (s *syncFile) Write(p []byte) (int, error) { return s.f.Write(p) }
-func (s *syncFile) Close() error {
-	serr := s.f.Sync()
-	cerr := s.f.Close()
-	if serr != nil {
-		return fmt.Errorf("spool: fsync: %w", serr)
+type syncBatch struct {
+	done chan struct{}
+	err  error
+}
+
+func newGroupSync(dir string) *groupSync { return &groupSync{dir: dir} }
+
+func (g *groupSync) sync() error {
+	g.mu.Lock()
+	if g.next == nil {
+		g.next = &syncBatch{done: make(chan struct{})}
 	}
-	if cerr != nil {
-		return fmt.Errorf("spool: %w", cerr)
+	b := g.next
+	if !g.running {
+		g.running = true
+		g.next = nil
+		g.mu.Unlock()
+		g.run(b)
+	} else {
+		g.mu.Unlock()
 	}
-	return nil
+	<-b.done
+	return b.err
+}
+
+// run syncs for batch b, then hands the batch that gathered meanwhile to a
+// new leader, so no caller waits for more than two fsyncs.
+func (g *groupSync) run(b *syncBatch) {
+	b.err = syncDir(g.dir)
+	close(b.done)
+	g.mu.Lock()
+	next := g.next
+	g.next = nil
+	if next == nil {
+		g.running = false
+	}
+	g.mu.Unlock()
+	if next != nil {
+		go g.run(next)
+	}
 }
 
 func writeJSONSync(path string, v any) error {
@@ -178,24 +251,17 @@ func writeJSONSync(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	sf := &syncFile{f: f}
-	if _, err := sf.Write(b); err != nil {
-		f.Close()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	return sf.Close()
-}
-
-// replaceJSON atomically replaces path with v (write beside, fsync, rename, fsync folder).
-func replaceJSON(path string, v any) error {
-	tmp := path + ".tmp"
-	if err := writeJSONSync(tmp, v); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 func syncDir(dir string) error {
@@ -212,7 +278,8 @@ func syncDir(dir string) error {
 
 // entry is a queued message: what was accepted (meta) and how far delivery got (state).
 type entry struct {
-	dir   string
+	path  string // the .msg file
+	s     *spool
 	meta  entryMeta
 	state entryState
 
@@ -231,6 +298,8 @@ type entryMeta struct {
 	// Notice marks a delivery status notification made by sealpost: it is
 	// never itself bounced or delayed-notified.
 	Notice bool `json:"notice,omitempty"`
+	// Sections says where each copy is in the spool file.
+	Sections map[string]section `json:"sections"`
 }
 
 type rcptStatus string
@@ -281,46 +350,142 @@ func (e *entry) setStatus(rcpt string, st rcptStatus, reply string, now time.Tim
 	}
 }
 
-func (e *entry) saveState() error { return replaceJSON(filepath.Join(e.dir, stateFile), &e.state) }
-
-func (e *entry) open(copyName string) (*os.File, error) {
-	if !validName.MatchString(copyName) {
-		return nil, fmt.Errorf("spool: invalid copy name %q", copyName)
+// saveState records delivery progress beside the message (write aside,
+// fsync, rename, fsync the folder).
+func (e *entry) saveState() error {
+	path := strings.TrimSuffix(e.path, msgSuffix) + stateSuffix
+	tmp := path + ".tmp"
+	if err := writeJSONSync(tmp, &e.state); err != nil {
+		return err
 	}
-	return os.Open(filepath.Join(e.dir, copyName+".eml"))
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return e.s.dirSync.sync()
 }
 
-// loadQueue reads every queued message, oldest first.
-func (s *spool) loadQueue() ([]*entry, []error) {
-	qdir := filepath.Join(s.dir, queueDir)
-	ents, err := os.ReadDir(qdir)
+// open reads one copy of a queued message.
+func (e *entry) open(copyName string) (io.ReadCloser, error) {
+	sec, ok := e.meta.Sections[copyName]
+	if !ok {
+		return nil, fmt.Errorf("spool: message %s has no copy %q", e.meta.ID, copyName)
+	}
+	f, err := os.Open(e.path)
 	if err != nil {
-		return nil, []error{err}
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, sec.Off, sec.Len), f}, nil
+}
+
+// remove deletes the message and its state. The folder is not fsynced: if a
+// crash brings the file back, the copy is sent again (at-least-once).
+func (e *entry) remove() error {
+	os.Remove(strings.TrimSuffix(e.path, msgSuffix) + stateSuffix)
+	if err := os.Remove(e.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// loadQueue reads every committed message, oldest first, and removes files
+// a crash left without a trailer (never acknowledged).
+func (s *spool) loadQueue() ([]*entry, int, []error) {
+	ents, err := os.ReadDir(s.qdir)
+	if err != nil {
+		return nil, 0, []error{err}
 	}
 	var out []*entry
 	var errs []error
+	torn := 0
 	for _, de := range ents {
-		e, err := loadEntry(filepath.Join(qdir, de.Name()))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("queue entry %s: %w", de.Name(), err))
+		name := de.Name()
+		switch {
+		case strings.HasSuffix(name, msgSuffix):
+		case strings.HasSuffix(name, ".tmp"):
+			os.Remove(filepath.Join(s.qdir, name))
+			continue
+		default:
 			continue
 		}
+		path := filepath.Join(s.qdir, name)
+		e, err := loadEntry(path)
+		if errors.Is(err, errTorn) {
+			torn++
+			os.Remove(path)
+			os.Remove(strings.TrimSuffix(path, msgSuffix) + stateSuffix)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("queue file %s: %w", name, err))
+			continue
+		}
+		e.s = s
 		out = append(out, e)
 	}
+	// State files whose message is gone (removed after delivery) go too.
+	for _, de := range ents {
+		if name := de.Name(); strings.HasSuffix(name, stateSuffix) {
+			if _, err := os.Stat(filepath.Join(s.qdir, strings.TrimSuffix(name, stateSuffix)+msgSuffix)); errors.Is(err, os.ErrNotExist) {
+				os.Remove(filepath.Join(s.qdir, name))
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].meta.ID < out[j].meta.ID })
-	return out, errs
+	return out, torn, errs
 }
 
-func loadEntry(dir string) (*entry, error) {
-	e := &entry{dir: dir, index: -1}
-	if err := readJSON(filepath.Join(dir, metaFile), &e.meta); err != nil {
+var errTorn = errors.New("incomplete: cut off before it was acknowledged")
+
+func loadEntry(path string) (*entry, error) {
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, err
 	}
-	if err := readJSON(filepath.Join(dir, stateFile), &e.state); err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
 		return nil, err
 	}
-	if e.meta.ID != filepath.Base(dir) {
-		return nil, errors.New("id does not match its folder")
+	size := fi.Size()
+	tailLen := int64(8 + len(spoolMagic))
+	if size < tailLen {
+		return nil, errTorn
+	}
+	tail := make([]byte, tailLen)
+	if _, err := f.ReadAt(tail, size-tailLen); err != nil {
+		return nil, err
+	}
+	if string(tail[8:]) != spoolMagic {
+		return nil, errTorn
+	}
+	n := int64(binary.BigEndian.Uint64(tail[:8]))
+	if n <= 0 || n > size-tailLen || n > 16<<20 {
+		return nil, errTorn
+	}
+	meta := make([]byte, n)
+	if _, err := f.ReadAt(meta, size-tailLen-n); err != nil {
+		return nil, err
+	}
+	e := &entry{path: path, index: -1}
+	if err := json.Unmarshal(meta, &e.meta); err != nil {
+		return nil, errTorn
+	}
+	if e.meta.ID+msgSuffix != filepath.Base(path) {
+		return nil, errors.New("id does not match its file name")
+	}
+	for name, sec := range e.meta.Sections {
+		if sec.Off < 0 || sec.Len < 0 || sec.Off+sec.Len > size-tailLen-n {
+			return nil, fmt.Errorf("copy %q lies outside the file", name)
+		}
+	}
+	st := strings.TrimSuffix(path, msgSuffix) + stateSuffix
+	if err := readJSON(st, &e.state); errors.Is(err, os.ErrNotExist) {
+		e.state = initialState(e.meta)
+	} else if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
 	}
 	return e, nil
 }
@@ -335,21 +500,8 @@ func readJSON(path string, v any) error {
 
 func (e *entry) size() int64 {
 	var n int64
-	for _, c := range e.meta.Copies {
-		if fi, err := os.Stat(filepath.Join(e.dir, c.Name+".eml")); err == nil {
-			n += fi.Size()
-		}
+	for _, sec := range e.meta.Sections {
+		n += sec.Len
 	}
 	return n
-}
-
-// shortID is a queue id as admins type it: unambiguous prefixes are accepted.
-func parseIDPrefix(s string) (string, error) {
-	if len(s) < 4 || len(s) > 21 {
-		return "", fmt.Errorf("%q is not a queue id", s)
-	}
-	if _, err := strconv.ParseUint(s[:min(len(s), 16)], 16, 64); err != nil {
-		return "", fmt.Errorf("%q is not a queue id", s)
-	}
-	return s, nil
 }

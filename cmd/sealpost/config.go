@@ -398,8 +398,10 @@ func (c *Config) validate(file string) ConfigErrors {
 			bad("upstream.address", "must be \"outbox\" or the provider's host:port, e.g. smtp.example.com:587 (%v)", err)
 		}
 		for i, a := range c.Accounts {
-			if a.UpstreamPasswordFile == "" {
-				bad(fmt.Sprintf("account[%d].upstream_password_file", i), "must name a file holding the provider password for %q", a.Username)
+			// No upstream_username: the provider takes mail from this host
+			// without a login (a smarthost that authorises by address).
+			if a.UpstreamUsername != "" && a.UpstreamPasswordFile == "" && c.Upstream.TLS != "none" {
+				bad(fmt.Sprintf("account[%d].upstream_password_file", i), "must name a file holding the provider password for %q", a.UpstreamUsername)
 			}
 		}
 	}

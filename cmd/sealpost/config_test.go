@@ -41,12 +41,13 @@ max_message_bytes = 10
 username = "a"
 password_hash = "plain"
 addresses = ["not an address"]
+upstream_username = "a@provider.example"
 
 [upstream]
 address = "smtp.example.com:587"
-tls = "none"
+tls = "plaintext"
 `, []string{":4: smtp.submission", ":5: smtp.max_message_bytes", ":9: account[0].password_hash", ":10: account[0].addresses",
-			":14: upstream.tls", "account[0].upstream_password_file"}},
+			":15: upstream.tls", "account[0].upstream_password_file"}},
 		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
 		{"wrong type", "data_dir = 5\n", []string{":1:"}},
 	}

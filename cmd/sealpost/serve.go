@@ -124,9 +124,6 @@ func relayAccounts(cfg *Config) ([]relay.Account, error) {
 			}
 			ra.UpstreamPassword = pw
 		}
-		if cfg.Upstream.Address != "outbox" && cfg.Upstream.TLS != "none" && ra.UpstreamUsername == "" {
-			ra.UpstreamUsername = a.Addresses[0]
-		}
 		if cfg.Upstream.TLS == "none" {
 			ra.UpstreamUsername = "" // never a password over plaintext
 		}

@@ -290,3 +290,63 @@ func TestQueueRetryAndDrop(t *testing.T) {
 		t.Error("retry of an unknown id succeeded")
 	}
 }
+
+// TestShutdownFinishesSessions: SIGTERM lets a message being transferred
+// finish (and be answered 250), takes no new connections, and keeps what it
+// accepted for the next start.
+func TestShutdownFinishesSessions(t *testing.T) {
+	pki := newPKI(t)
+	p := startProvider(t, pki, StartTLS, "", "")
+	var down atomic.Bool
+	down.Store(true)
+	p.dataErr = func() error {
+		if down.Load() {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+		}
+		return nil
+	}
+	spool := filepath.Join(t.TempDir(), "spool")
+	r := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS), spoolDir: spool,
+		queue: QueueOptions{Workers: 1, Lifetime: time.Hour, DelayWarning: time.Hour, RetryMin: time.Hour, RetryMax: time.Hour}})
+	c := r.login(t)
+	if err := c.Mail(testFrom, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("a@practice.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("From: " + testFrom + "\r\nSubject: in flight\r\n\r\nfirst half\r\n"))
+	stopped := make(chan struct{})
+	go func() { r.Shutdown(10 * time.Second); close(stopped) }()
+	waitFor(t, "the listeners to close", func() bool {
+		conn, err := net.DialTimeout("tcp", r.addrs.Submission.String(), time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	w.Write([]byte("second half\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatalf("the message in flight was not accepted: %v", err)
+	}
+	c.Quit()
+	<-stopped
+
+	down.Store(false)
+	r2 := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS), spoolDir: spool})
+	q := r2.Queue()
+	if len(q) != 1 {
+		t.Fatalf("after the restart the queue holds %d messages, want 1", len(q))
+	}
+	if _, err := r2.Retry(q[0].ID); err != nil { // it was tried once before the stop; no need to wait an hour
+		t.Fatal(err)
+	}
+	waitFor(t, "the message at the provider after the restart", func() bool {
+		m := p.messages()
+		return len(m) == 1 && strings.Contains(m[0].data, "first half\r\nsecond half")
+	})
+}

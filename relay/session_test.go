@@ -241,8 +241,10 @@ func (s *rawSession) startTLS(pki *testPKI) {
 		s.t.Fatal(err)
 	}
 	s.conn = tc
-	s.tp = textproto.NewConn(tc)
+	s.tp = newTextConn(tc)
 }
+
+func newTextConn(c net.Conn) *textproto.Conn { return textproto.NewConn(c) }
 
 func TestNoAuthBeforeTLS(t *testing.T) {
 	r := startRelay(t, relayOpts{})

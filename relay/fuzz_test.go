@@ -1,0 +1,117 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// FuzzData feeds arbitrary message bytes through the DATA checks and the
+// header preparation: they must never panic, and whatever they let through
+// has no bare CR or LF and no NUL.
+func FuzzData(f *testing.F) {
+	for _, seed := range []string{
+		"From: therapist@practice.example\r\nSubject: hi\r\n\r\nbody\r\n",
+		"From: therapist@practice.example\r\n\r\nx\n.\nMAIL FROM:<a@b.c>\r\n",
+		"From: =?utf-8?q?Th=C3=A9rapist?= <therapist@practice.example>\r\nX-Sealpost-X: 1\r\n\r\n",
+		"Subject: no from\r\n\r\n",
+		"From: a\r\n \r\n\tfolded\r\n\r\n",
+		"\r\n\r\n",
+		"From: therapist@practice.example\r\nSender: other@x.example\r\n\r\n",
+		"From: therapist@practice.example\r\na\rb\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	acct := &Account{Username: "therapist", normalized: map[string]bool{"therapist@practice.example": true}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		strict := &strictReader{r: bytes.NewReader(data)}
+		br := bufio.NewReaderSize(strict, 4096)
+		raw, err := readHeaderSection(br)
+		if err != nil {
+			return
+		}
+		hdr, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		hdr, err = prepareHeader(hdr, acct, "relay.test", "0123456789abc", time.Unix(0, 0))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := textproto.WriteHeader(&out, hdr); err != nil {
+			t.Fatalf("writing an accepted header: %v", err)
+		}
+		if _, err := io.Copy(&out, br); err != nil {
+			return
+		}
+		b := out.Bytes()
+		if bytes.IndexByte(b, 0) >= 0 {
+			t.Fatal("NUL passed")
+		}
+		if bytes.Count(b, []byte("\r")) != bytes.Count(b, []byte("\r\n")) || bytes.Count(b, []byte("\n")) != bytes.Count(b, []byte("\r\n")) {
+			t.Fatalf("bare CR or LF passed: %q", b)
+		}
+		if strings.Contains(strings.ToLower(string(raw)), "x-sealpost-") && bytes.Contains(bytes.ToLower(b), []byte("x-sealpost-")) {
+			t.Fatal("a private header passed")
+		}
+	})
+}
+
+// pipeListener hands in-memory connections to the SMTP server.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *pipeListener) Close() error   { close(l.done); return nil }
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// FuzzSession throws arbitrary client input at a live session (before
+// TLS and login, where anyone can reach it): the server must answer or hang
+// up, never panic, and never accept a message.
+func FuzzSession(f *testing.F) {
+	for _, seed := range []string{
+		"EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n",
+		"EHLO x\r\nAUTH PLAIN AGEAYg==\r\n",
+		"HELO x\r\nBDAT 5 LAST\r\nhello",
+		"EHLO x\r\nSTARTTLS\r\n\x16\x03\x01",
+		"EHLO " + strings.Repeat("x", 3000) + "\r\n",
+		"\x00\xff\r\n\n\r.\r\n",
+		"EHLO x\r\nAUTH LOGIN\r\ndXNlcg==\r\ncGFzcw==\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	r := startRelay(f, relayOpts{})
+	srv := r.servers[0]
+	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	go srv.Serve(l)
+	f.Fuzz(func(t *testing.T, input []byte) {
+		client, server := net.Pipe()
+		l.conns <- &guardConn{Conn: server}
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			client.Write(input)
+			client.Write([]byte("\r\nQUIT\r\n"))
+		}()
+		io.Copy(io.Discard, client)
+		client.Close()
+		if n := len(r.Queue()); n != 0 {
+			t.Fatalf("%d messages accepted without a login", n)
+		}
+	})
+}

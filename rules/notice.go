@@ -1,0 +1,840 @@
+package rules
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"html"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/textproto"
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/htmlindex"
+)
+
+// MIME limits: go-message has none of its own, and a message nested 20,000
+// deep would otherwise take a minute and gigabytes to walk.
+const (
+	maxMIMEDepth = 100
+	maxMIMEParts = 1000
+	// HTML parts are searched for </body> in memory up to this size; a
+	// larger one gets the notice at its end.
+	maxHTMLInMemory = 8 << 20
+)
+
+// noticeText holds the practice's confidentiality notice in the forms the
+// transform needs.
+type noticeText struct {
+	text   string // as configured, lines joined by \n
+	plain  string // wrapped at 76 columns, CRLF line ends
+	flowed string // RFC 3676 format=flowed: soft breaks end in a space
+	html   string // an ASCII-only HTML block (non-ASCII as character references)
+	norm   string // whitespace collapsed: to see whether a message already ends with it
+}
+
+const htmlNoticeMarker = "data-sealpost-notice"
+
+func newNoticeText(s string) *noticeText {
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
+	n := &noticeText{text: s, norm: collapseSpace(s)}
+	var plain, flowed []string
+	for _, para := range strings.Split(s, "\n") {
+		words := strings.Fields(para)
+		line := ""
+		var lines []string
+		for _, w := range words {
+			if line != "" && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > 72 {
+				lines = append(lines, line)
+				line = w
+				continue
+			}
+			if line != "" {
+				line += " "
+			}
+			line += w
+		}
+		lines = append(lines, line)
+		plain = append(plain, lines...)
+		for i, l := range lines {
+			if strings.HasPrefix(l, " ") || strings.HasPrefix(l, ">") || strings.HasPrefix(l, "From ") {
+				l = " " + l // space-stuffing (RFC 3676 4.4)
+			}
+			if i < len(lines)-1 {
+				l += " " // soft break: the paragraph goes on
+			}
+			flowed = append(flowed, l)
+		}
+	}
+	n.plain = strings.Join(plain, "\r\n")
+	n.flowed = strings.Join(flowed, "\r\n")
+	var h strings.Builder
+	h.WriteString(`<div class="sealpost-notice" ` + htmlNoticeMarker + `="1" style="margin-top:1em;font-size:smaller;color:#555555"><hr>`)
+	for i, para := range strings.Split(s, "\n") {
+		if i > 0 {
+			h.WriteString("<br>")
+		}
+		for _, r := range html.EscapeString(para) {
+			if r < 0x80 {
+				h.WriteRune(r)
+			} else {
+				fmt.Fprintf(&h, "&#%d;", r)
+			}
+		}
+	}
+	h.WriteString("</div>")
+	n.html = h.String()
+	return n
+}
+
+func collapseSpace(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// transformResult is what the notice transform learnt about the message.
+type transformResult struct {
+	header    textproto.Header // the top-level header as written
+	protected string           // "signed", "encrypted" or "" when the sender's client protected the message
+	noticed   bool             // the notice is in the message (added, or there already)
+	texts     []textSample     // decoded body text, for the content rules
+}
+
+type textSample struct {
+	where string // "subject" or "body"
+	text  []byte
+}
+
+// mimeError is a message whose structure cannot be transformed safely.
+type mimeError struct{ reason string }
+
+func (e *mimeError) Error() string { return e.reason }
+
+type transformer struct {
+	n        *noticeText
+	parts    int
+	res      *transformResult
+	collect  bool  // keep decoded text for content rules
+	textLeft int64 // budget for collected text
+}
+
+// transformNotice copies the message from r to w with the notice appended
+// where the recipient will read it, and without any Bcc header. Headers it
+// does not need to change stay byte for byte; attachments and the parts a
+// sender signed or encrypted are copied, never decoded.
+func transformNotice(w io.Writer, r io.Reader, n *noticeText, collect bool) (*transformResult, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, &mimeError{"the message header cannot be parsed"}
+	}
+	h.Del("Bcc")
+	res := &transformResult{}
+	t := &transformer{n: n, res: res, collect: collect, textLeft: 16 << 20}
+	if collect {
+		res.texts = append(res.texts, textSample{where: "subject", text: []byte(decodeHeaderText(h.Get("Subject")))})
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	mt, params := contentType(h)
+	prot := protection(mt, params, h)
+	if prot == "" && mt == "text/plain" && !isAttachment(h) {
+		prot = inlinePGP(br)
+	}
+	res.protected = prot
+	switch {
+	case prot == "encrypted":
+		// The notice cannot go inside without breaking the recipient's
+		// decryption; the client's own encryption protects the message.
+		err = copyEntity(bw, h, br)
+	case prot == "signed" || !isBodyCandidate(mt, h) || !t.canHoldNotice(mt, params):
+		err = t.wrapWithNotice(bw, h, br)
+		res.noticed = err == nil
+	default:
+		var ok bool
+		ok, err = t.entity(bw, h, br, 0)
+		if err == nil && !ok {
+			return nil, &mimeError{"no place for the confidentiality notice"}
+		}
+		res.noticed = ok
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.header = h
+	return res, bw.Flush()
+}
+
+func contentType(h textproto.Header) (string, map[string]string) {
+	v := h.Get("Content-Type")
+	if v == "" {
+		return "text/plain", map[string]string{}
+	}
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil {
+		// Unparseable: handle it as opaque data, never guess.
+		return "application/octet-stream", map[string]string{}
+	}
+	return mt, params
+}
+
+func isAttachment(h textproto.Header) bool {
+	d, _, err := mime.ParseMediaType(h.Get("Content-Disposition"))
+	return err == nil && d == "attachment"
+}
+
+// protection says whether the sender's client signed or encrypted the entity.
+func protection(mt string, params map[string]string, h textproto.Header) string {
+	switch mt {
+	case "multipart/signed":
+		return "signed"
+	case "multipart/encrypted":
+		return "encrypted"
+	case "application/pkcs7-mime", "application/x-pkcs7-mime":
+		if strings.EqualFold(params["smime-type"], "signed-data") {
+			return "signed"
+		}
+		return "encrypted"
+	}
+	return ""
+}
+
+// inlinePGP looks at the start of a text/plain body for an armored PGP
+// message (encrypted or clear-signed in the text itself).
+func inlinePGP(br *bufio.Reader) string {
+	head, _ := br.Peek(8 << 10)
+	switch {
+	case bytes.Contains(head, []byte("-----BEGIN PGP MESSAGE-----")):
+		return "encrypted"
+	case bytes.Contains(head, []byte("-----BEGIN PGP SIGNED MESSAGE-----")):
+		return "signed"
+	}
+	return ""
+}
+
+func isBodyCandidate(mt string, h textproto.Header) bool {
+	if isAttachment(h) {
+		return false
+	}
+	return mt == "text/plain" || mt == "text/html" || strings.HasPrefix(mt, "multipart/")
+}
+
+func copyEntity(w io.Writer, h textproto.Header, body io.Reader) error {
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return err
+	}
+	_, err := io.Copy(w, body)
+	return err
+}
+
+// canHoldNotice says whether a text entity can take the notice in place:
+// its charset can express it, or can at least be decoded and re-encoded.
+func (t *transformer) canHoldNotice(mt string, params map[string]string) bool {
+	switch mt {
+	case "text/plain":
+		if _, ok := noticeIn(t.n.plain, params["charset"]); ok {
+			return true
+		}
+		_, known := lookupCharset(params["charset"])
+		return known
+	case "text/html":
+		return asciiCompatible(params["charset"])
+	}
+	return true
+}
+
+// contentHeaders are the fields that describe the entity rather than the
+// message; wrapping moves them into the inner part.
+func isContentHeader(k string) bool {
+	k = strings.ToLower(k)
+	return strings.HasPrefix(k, "content-")
+}
+
+// wrapWithNotice turns the top-level entity into the first part of a
+// multipart/mixed whose second part is the notice. The entity's bytes, and
+// its content headers, are kept exactly: a signature over them still holds.
+func (t *transformer) wrapWithNotice(w io.Writer, h textproto.Header, body io.Reader) error {
+	fields := h.Fields()
+	var innerRaw [][]byte
+	for fields.Next() {
+		if isContentHeader(fields.Key()) {
+			raw, err := fields.Raw()
+			if err != nil {
+				return err
+			}
+			innerRaw = append(innerRaw, append([]byte(nil), raw...))
+			fields.Del()
+		}
+	}
+	boundary := newBoundary()
+	if !h.Has("Mime-Version") {
+		h.Set("MIME-Version", "1.0")
+	}
+	h.Set("Content-Type", mime.FormatMediaType("multipart/mixed", map[string]string{"boundary": boundary}))
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "--%s\r\n", boundary)
+	if len(innerRaw) == 0 {
+		io.WriteString(w, "Content-Type: text/plain; charset=us-ascii\r\n")
+	}
+	for _, raw := range innerRaw {
+		w.Write(raw)
+	}
+	io.WriteString(w, "\r\n")
+	last, err := copyTrackingEnd(w, body)
+	if err != nil {
+		return err
+	}
+	if !bytes.HasSuffix(last, []byte("\r\n")) {
+		// A delimiter must start on a line of its own; the CRLF before it
+		// belongs to the delimiter, not to the signed content.
+		io.WriteString(w, "\r\n")
+	}
+	fmt.Fprintf(w, "\r\n--%s\r\n", boundary)
+	t.writeNoticePart(w)
+	fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)
+	return nil
+}
+
+// writeNoticePart writes a complete text/plain part holding the notice.
+func (t *transformer) writeNoticePart(w io.Writer) {
+	if isASCII(t.n.plain) {
+		io.WriteString(w, "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+		io.WriteString(w, t.n.plain+"\r\n")
+		return
+	}
+	io.WriteString(w, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	qp := quotedprintable.NewWriter(w)
+	io.WriteString(qp, t.n.plain+"\r\n")
+	qp.Close()
+}
+
+// copyTrackingEnd copies r to w and returns the last two bytes copied.
+func copyTrackingEnd(w io.Writer, r io.Reader) ([]byte, error) {
+	buf := make([]byte, 32<<10)
+	var last []byte
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil, werr
+			}
+			if n >= 2 {
+				last = append(last[:0], buf[n-2:n]...)
+			} else {
+				last = append(last, buf[:n]...)
+				if len(last) > 2 {
+					last = last[len(last)-2:]
+				}
+			}
+		}
+		if err == io.EOF {
+			return last, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// entity writes one MIME entity with the notice added in the text the
+// recipient reads. It reports whether the notice went in.
+func (t *transformer) entity(w io.Writer, h textproto.Header, body io.Reader, depth int) (bool, error) {
+	if depth > maxMIMEDepth {
+		return false, &mimeError{fmt.Sprintf("MIME parts are nested more than %d deep", maxMIMEDepth)}
+	}
+	mt, params := contentType(h)
+	if !isBodyCandidate(mt, h) || protection(mt, params, h) != "" {
+		return false, copyEntity(w, h, body)
+	}
+	switch {
+	case mt == "text/plain":
+		return t.textPlain(w, h, body, params)
+	case mt == "text/html":
+		return t.textHTML(w, h, body, params)
+	case mt == "multipart/alternative":
+		return t.multipart(w, h, body, params, depth, true)
+	default: // mixed, related, and every other multipart
+		return t.multipart(w, h, body, params, depth, false)
+	}
+}
+
+// multipart rewrites a multipart entity, keeping its boundary. In an
+// alternative every version gets the notice; elsewhere the first part is
+// the body, and when it cannot take the notice a notice part is added last.
+func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader, params map[string]string, depth int, alternative bool) (bool, error) {
+	boundary := params["boundary"]
+	if boundary == "" {
+		return false, &mimeError{"a multipart part has no boundary"}
+	}
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return false, err
+	}
+	mr := textproto.NewMultipartReader(body, boundary)
+	noticed := false
+	first := true
+	for i := 0; ; i++ {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return false, &mimeError{fmt.Sprintf("broken MIME structure: %v", err)}
+		}
+		t.parts++
+		if t.parts > maxMIMEParts {
+			return false, &mimeError{fmt.Sprintf("more than %d MIME parts", maxMIMEParts)}
+		}
+		if first {
+			fmt.Fprintf(w, "--%s\r\n", boundary)
+			first = false
+		} else {
+			fmt.Fprintf(w, "\r\n--%s\r\n", boundary)
+		}
+		if alternative || i == 0 {
+			ok, err := t.entity(w, p.Header, p, depth+1)
+			if err != nil {
+				return false, err
+			}
+			noticed = noticed || ok
+			continue
+		}
+		if err := copyEntity(w, p.Header, p); err != nil {
+			return false, err
+		}
+	}
+	if first {
+		return false, &mimeError{"a multipart part has no parts"}
+	}
+	if !noticed && !alternative {
+		fmt.Fprintf(w, "\r\n--%s\r\n", boundary)
+		t.writeNoticePart(w)
+		noticed = true
+	}
+	fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)
+	return noticed, nil
+}
+
+// asciiCompatible charsets let us append bytes without decoding the text.
+func lookupCharset(label string) (encoding.Encoding, bool) {
+	if label == "" {
+		label = "us-ascii"
+	}
+	switch strings.ToLower(label) {
+	case "us-ascii", "ascii", "utf-8", "utf8":
+		return nil, true
+	}
+	enc, err := htmlindex.Get(label)
+	if err != nil {
+		return nil, false
+	}
+	return enc, true
+}
+
+func asciiCompatible(label string) bool {
+	l := strings.ToLower(label)
+	return !strings.HasPrefix(l, "utf-16") && !strings.HasPrefix(l, "utf-32") && !strings.HasPrefix(l, "utf-7") &&
+		!strings.HasPrefix(l, "iso-2022") && !strings.HasPrefix(l, "hz")
+}
+
+// noticeIn renders s in the part's charset, or reports that it cannot.
+func noticeIn(s, label string) ([]byte, bool) {
+	if isASCII(s) {
+		return []byte(s), asciiCompatible(label)
+	}
+	enc, ok := lookupCharset(label)
+	if !ok || !asciiCompatible(label) {
+		return nil, false
+	}
+	if enc == nil {
+		if l := strings.ToLower(label); l == "utf-8" || l == "utf8" {
+			return []byte(s), true
+		}
+		return nil, false // us-ascii cannot hold it
+	}
+	b, err := enc.NewEncoder().String(s)
+	if err != nil {
+		return nil, false
+	}
+	return []byte(b), true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// textPlain appends the notice to a text/plain part in its own charset and
+// transfer encoding. When the charset cannot hold the notice, the part is
+// re-encoded as UTF-8.
+func (t *transformer) textPlain(w io.Writer, h textproto.Header, body io.Reader, params map[string]string) (bool, error) {
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	label := params["charset"]
+	flowed := strings.EqualFold(params["format"], "flowed")
+	text := t.n.plain
+	if flowed {
+		text = t.n.flowed
+	}
+	nb, ok := noticeIn(text, label)
+	if !ok {
+		return t.textPlainAsUTF8(w, h, body, params, cte)
+	}
+	if (cte == "" || cte == "7bit") && !isASCII(string(nb)) {
+		h.Set("Content-Transfer-Encoding", "8bit")
+		cte = "8bit"
+	}
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return false, err
+	}
+	return true, t.appendEncoded(w, body, cte, label, nb, false)
+}
+
+// textPlainAsUTF8 re-encodes a text part whose charset cannot hold the
+// notice: decoded from its charset, written as UTF-8 quoted-printable.
+func (t *transformer) textPlainAsUTF8(w io.Writer, h textproto.Header, body io.Reader, params map[string]string, cte string) (bool, error) {
+	decoded, err := decodeCTE(body, cte)
+	if err != nil {
+		return false, err
+	}
+	utf8r, err := charset.Reader(params["charset"], decoded)
+	if err != nil {
+		// An unknown charset: keep the part as it is and give the notice a
+		// part of its own, rather than guess at the text.
+		return false, copyEntity(w, h, io.MultiReader(body))
+	}
+	params["charset"] = "utf-8"
+	mt, _ := contentType(h)
+	h.Set("Content-Type", mime.FormatMediaType(mt, params))
+	h.Set("Content-Transfer-Encoding", "quoted-printable")
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return false, err
+	}
+	text := t.n.plain
+	if strings.EqualFold(params["format"], "flowed") {
+		text = t.n.flowed
+	}
+	qp := quotedprintable.NewWriter(w)
+	tail := &tailKeeper{max: len(t.n.norm)*2 + 256}
+	src := io.TeeReader(utf8r, tail)
+	if t.collect {
+		src = io.TeeReader(src, t.sampleWriter())
+	}
+	if _, err := io.Copy(qp, src); err != nil {
+		return false, &mimeError{fmt.Sprintf("a text part cannot be decoded: %v", err)}
+	}
+	if !tail.endsWith(t.n.norm) {
+		io.WriteString(qp, separatorFor(tail.bytes())+text+"\r\n")
+	}
+	return true, qp.Close()
+}
+
+// separatorFor starts the notice on a line of its own after a blank line.
+func separatorFor(end []byte) string {
+	if len(end) == 0 {
+		return ""
+	}
+	if bytes.HasSuffix(end, []byte("\n")) {
+		return "\r\n"
+	}
+	return "\r\n\r\n"
+}
+
+// appendEncoded copies a text body and appends nb (the notice, already in
+// the part's charset) in the part's transfer encoding. Quoted-printable and
+// 7bit/8bit bodies are copied as they are; base64 is decoded and encoded
+// again, since base64 cannot simply be continued.
+func (t *transformer) appendEncoded(w io.Writer, body io.Reader, cte, label string, nb []byte, isHTML bool) error {
+	tail := &tailKeeper{max: len(t.n.norm)*2 + 256}
+	var sample io.Writer = io.Discard
+	if t.collect {
+		sample = t.sampleWriter()
+	}
+	switch cte {
+	case "quoted-printable":
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.MultiWriter(tail, sample), quotedprintable.NewReader(pr))
+			io.Copy(io.Discard, pr)
+			done <- err
+		}()
+		last, err := copyTrackingEnd(io.MultiWriter(w, pw), body)
+		pw.Close()
+		<-done // a decoding error only means the tail check sees less
+		if err != nil {
+			return err
+		}
+		if tail.endsWith(t.n.norm) {
+			return nil
+		}
+		if !bytes.HasSuffix(last, []byte("\r\n")) {
+			io.WriteString(w, "\r\n")
+		}
+		qp := quotedprintable.NewWriter(w)
+		qp.Write([]byte("\r\n"))
+		qp.Write(nb)
+		qp.Write([]byte("\r\n"))
+		return qp.Close()
+	case "base64":
+		enc := newBase64Lines(w)
+		dec := base64.NewDecoder(base64.StdEncoding, &stripSpace{r: body})
+		if _, err := io.Copy(io.MultiWriter(enc, tail, sample), dec); err != nil {
+			return &mimeError{fmt.Sprintf("a text part has broken base64: %v", err)}
+		}
+		if !tail.endsWith(t.n.norm) {
+			enc.Write([]byte(separatorFor(tail.bytes())))
+			enc.Write(nb)
+			enc.Write([]byte("\r\n"))
+		}
+		return enc.Close()
+	default: // 7bit, 8bit, binary, or none
+		last, err := copyTrackingEnd(io.MultiWriter(w, tail, sample), body)
+		if err != nil {
+			return err
+		}
+		if tail.endsWith(t.n.norm) {
+			return nil
+		}
+		sep := "\r\n"
+		if len(last) > 0 && !bytes.HasSuffix(last, []byte("\r\n")) {
+			sep = "\r\n\r\n"
+		} else if len(last) == 0 {
+			sep = ""
+		}
+		io.WriteString(w, sep)
+		w.Write(nb)
+		_, err = io.WriteString(w, "\r\n")
+		return err
+	}
+}
+
+// textHTML puts an HTML notice block before </body>, or at the end.
+func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, params map[string]string) (bool, error) {
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	if !asciiCompatible(params["charset"]) {
+		// The notice block is ASCII; it cannot be spliced into UTF-16.
+		return false, copyEntity(w, h, body)
+	}
+	decoded, err := decodeCTE(body, cte)
+	if err != nil {
+		return false, err
+	}
+	buf, err := io.ReadAll(io.LimitReader(decoded, maxHTMLInMemory))
+	if err != nil {
+		return false, &mimeError{fmt.Sprintf("an HTML part cannot be decoded: %v", err)}
+	}
+	if t.collect {
+		t.sampleWriter().Write(buf)
+	}
+	block := []byte(t.n.html)
+	var out [][]byte
+	switch {
+	case bytes.Contains(buf, []byte(htmlNoticeMarker)):
+		out = [][]byte{buf}
+	case len(buf) < maxHTMLInMemory:
+		if i := lastIndexFold(buf, []byte("</body")); i >= 0 {
+			out = [][]byte{buf[:i], block, buf[i:]}
+		} else {
+			out = [][]byte{buf, block}
+		}
+	default:
+		out = [][]byte{buf}
+	}
+	if (cte == "" || cte == "7bit") && !isASCIIBytes(buf) {
+		h.Set("Content-Transfer-Encoding", "8bit")
+	}
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return false, err
+	}
+	enc, closeEnc := encodeCTE(w, cte)
+	for _, b := range out {
+		if _, err := enc.Write(b); err != nil {
+			return false, err
+		}
+	}
+	if len(buf) >= maxHTMLInMemory {
+		if _, err := io.Copy(enc, decoded); err != nil {
+			return false, &mimeError{fmt.Sprintf("an HTML part cannot be decoded: %v", err)}
+		}
+		enc.Write(block)
+	}
+	return true, closeEnc()
+}
+
+func isASCIIBytes(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func lastIndexFold(s, sep []byte) int {
+	return bytes.LastIndex(bytes.ToLower(s), bytes.ToLower(sep))
+}
+
+func decodeCTE(r io.Reader, cte string) (io.Reader, error) {
+	switch cte {
+	case "quoted-printable":
+		return quotedprintable.NewReader(r), nil
+	case "base64":
+		return base64.NewDecoder(base64.StdEncoding, &stripSpace{r: r}), nil
+	case "", "7bit", "8bit", "binary":
+		return r, nil
+	}
+	return nil, &mimeError{fmt.Sprintf("unknown transfer encoding %q in a text part", cte)}
+}
+
+// encodeCTE wraps w in the encoder for cte.
+func encodeCTE(w io.Writer, cte string) (io.Writer, func() error) {
+	switch cte {
+	case "quoted-printable":
+		qp := quotedprintable.NewWriter(w)
+		return qp, qp.Close
+	case "base64":
+		b := newBase64Lines(w)
+		return b, b.Close
+	}
+	return w, func() error { return nil }
+}
+
+// base64Lines writes base64 in lines of 76 characters, as MIME wants.
+type base64Lines struct {
+	w    io.Writer
+	enc  io.WriteCloser
+	line *lineBreaker
+}
+
+func newBase64Lines(w io.Writer) *base64Lines {
+	lb := &lineBreaker{w: w}
+	return &base64Lines{w: w, enc: base64.NewEncoder(base64.StdEncoding, lb), line: lb}
+}
+
+func (b *base64Lines) Write(p []byte) (int, error) { return b.enc.Write(p) }
+func (b *base64Lines) Close() error {
+	if err := b.enc.Close(); err != nil {
+		return err
+	}
+	if b.line.col > 0 {
+		_, err := io.WriteString(b.w, "\r\n")
+		return err
+	}
+	return nil
+}
+
+type lineBreaker struct {
+	w   io.Writer
+	col int
+}
+
+func (l *lineBreaker) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		room := 76 - l.col
+		chunk := p
+		if len(chunk) > room {
+			chunk = chunk[:room]
+		}
+		if _, err := l.w.Write(chunk); err != nil {
+			return n, err
+		}
+		n += len(chunk)
+		l.col += len(chunk)
+		p = p[len(chunk):]
+		if l.col == 76 {
+			if _, err := io.WriteString(l.w, "\r\n"); err != nil {
+				return n, err
+			}
+			l.col = 0
+		}
+	}
+	return n, nil
+}
+
+// stripSpace drops the line breaks and blanks inside base64 text.
+type stripSpace struct{ r io.Reader }
+
+func (s *stripSpace) Read(p []byte) (int, error) {
+	for {
+		n, err := s.r.Read(p)
+		j := 0
+		for _, c := range p[:n] {
+			if c != '\r' && c != '\n' && c != ' ' && c != '\t' {
+				p[j] = c
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
+}
+
+// tailKeeper remembers the last bytes written to it.
+type tailKeeper struct {
+	buf []byte
+	max int
+}
+
+func (t *tailKeeper) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2*t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailKeeper) bytes() []byte { return t.buf }
+
+// endsWith compares with spacing collapsed, so a notice wrapped or
+// reflowed differently is still recognised.
+func (t *tailKeeper) endsWith(norm string) bool {
+	return strings.HasSuffix(collapseSpace(string(t.buf)), norm)
+}
+
+// sampleWriter collects body text for the content rules, within a budget.
+func (t *transformer) sampleWriter() io.Writer {
+	t.res.texts = append(t.res.texts, textSample{where: "body"})
+	i := len(t.res.texts) - 1
+	return writerFunc(func(p []byte) (int, error) {
+		if t.textLeft > 0 {
+			n := min(int64(len(p)), t.textLeft)
+			t.res.texts[i].text = append(t.res.texts[i].text, p[:n]...)
+			t.textLeft -= n
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+func decodeHeaderText(s string) string {
+	d, err := wordDecoder.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+// newBoundary makes the boundary of a multipart the transform creates;
+// random, so no content can contain it (tests fix it for golden files).
+var newBoundary = func() string { return "sealpost-" + randomHex(12) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

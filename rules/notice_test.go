@@ -1,0 +1,281 @@
+package rules
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+const testNotice = `Notice of Confidentiality: This email may contain protected health information. It is intended only for the person to whom it is addressed. If you received it in error, please tell the sender and delete it.`
+
+// leaf is one leaf part as a parser sees it.
+type leaf struct {
+	Type        string `json:"type"`
+	Disposition string `json:"disposition"`
+	SHA256      string `json:"sha256"`
+	Text        string `json:"text"`
+}
+
+// goLeaves parses a message with go-message and lists its leaf parts.
+func goLeaves(t *testing.T, raw []byte) []leaf {
+	t.Helper()
+	m, err := message.Read(bytes.NewReader(raw))
+	if err != nil && !message.IsUnknownCharset(err) {
+		t.Fatalf("go-message cannot read the output: %v", err)
+	}
+	var out []leaf
+	err = m.Walk(func(path []int, e *message.Entity, err error) error {
+		if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+			return err
+		}
+		if e.MultipartReader() != nil {
+			return nil
+		}
+		b, err := io.ReadAll(e.Body)
+		if err != nil {
+			return err
+		}
+		mt, _, _ := e.Header.ContentType()
+		disp, _, _ := e.Header.ContentDisposition()
+		sum := sha256.Sum256(b)
+		l := leaf{Type: mt, Disposition: disp, SHA256: hex.EncodeToString(sum[:])}
+		if strings.HasPrefix(mt, "text/") {
+			l.Text = string(b)
+		}
+		out = append(out, l)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("go-message cannot walk the output: %v", err)
+	}
+	return out
+}
+
+type pyView struct {
+	Parts   []leaf   `json:"parts"`
+	Defects []string `json:"defects"`
+	Subject string   `json:"subject"`
+}
+
+// pyLeaves parses files with Python's email package (an independent parser).
+func pyLeaves(t *testing.T, paths ...string) []pyView {
+	t.Helper()
+	if _, err := exec.LookPath("python3"); err != nil {
+		if os.Getenv("SEALPOST_E2E") == "require" {
+			t.Fatal("SEALPOST_E2E=require but python3 is missing")
+		}
+		t.Skip("skipped: needs python3 for the independent MIME parser")
+	}
+	out, err := exec.Command("python3", append([]string{filepath.Join("testdata", "mimecheck.py")}, paths...)...).Output()
+	if err != nil {
+		t.Fatalf("mimecheck.py: %v", err)
+	}
+	var views []pyView
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var v pyView
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("mimecheck.py output %q: %v", line, err)
+		}
+		views = append(views, v)
+	}
+	return views
+}
+
+func isBody(l leaf) bool {
+	return (l.Type == "text/plain" || l.Type == "text/html") && l.Disposition != "attachment"
+}
+
+// TestNoticeCorpus runs the transform over messages shaped like those real
+// clients send, compares with golden files, and checks each result with
+// go-message and with Python's email package: the notice is in every body
+// text the recipient reads, attachments are byte for byte the same, headers
+// other than the ones the transform must touch are unchanged, and no Bcc
+// header is left.
+func TestNoticeCorpus(t *testing.T) {
+	defer func(f func() string) { newBoundary = f }(newBoundary)
+	newBoundary = func() string { return "sealpost-golden-boundary" }
+	files, _ := filepath.Glob(filepath.Join("testdata", "corpus", "*.eml"))
+	if len(files) < 12 {
+		t.Fatalf("corpus has %d messages", len(files))
+	}
+	n := newNoticeText(testNotice)
+	outDir := t.TempDir()
+	var outs []string
+	for _, in := range files {
+		name := filepath.Base(in)
+		raw, err := os.ReadFile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		res, err := transformNotice(&out, bytes.NewReader(raw), n, true)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		golden := filepath.Join("testdata", "golden", name)
+		if *update {
+			os.MkdirAll(filepath.Dir(golden), 0o755)
+			os.WriteFile(golden, out.Bytes(), 0o644)
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%s: no golden file (run go test ./rules -run TestNoticeCorpus -update): %v", name, err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("%s: output differs from %s", name, golden)
+		}
+		p := filepath.Join(outDir, name)
+		os.WriteFile(p, out.Bytes(), 0o644)
+		outs = append(outs, p)
+		t.Run(name, func(t *testing.T) { checkTransformed(t, name, raw, out.Bytes(), res) })
+	}
+	// The independent parser sees the same structure.
+	inViews := pyLeaves(t, files...)
+	outViews := pyLeaves(t, outs...)
+	for i, in := range files {
+		name := filepath.Base(in)
+		iv, ov := inViews[i], outViews[i]
+		if len(ov.Defects) > len(iv.Defects) {
+			t.Errorf("%s: Python finds new defects %v (input had %v)", name, ov.Defects, iv.Defects)
+		}
+		if iv.Subject != ov.Subject {
+			t.Errorf("%s: subject %q became %q", name, iv.Subject, ov.Subject)
+		}
+		inAtt := map[string]bool{}
+		for _, l := range iv.Parts {
+			if !isBody(l) {
+				inAtt[l.SHA256] = true
+			}
+		}
+		outAtt := map[string]bool{}
+		noticed := false
+		for _, l := range ov.Parts {
+			if isBody(l) || (l.Type == "text/plain" && strings.Contains(l.Text, "Notice of Confidentiality")) {
+				if strings.Contains(collapseSpace(l.Text), "Notice of Confidentiality") {
+					noticed = true
+				}
+				continue
+			}
+			outAtt[l.SHA256] = true
+		}
+		for h := range inAtt {
+			if !outAtt[h] {
+				t.Errorf("%s: Python sees an attachment changed or lost (sha256 %s)", name, h[:12])
+			}
+		}
+		if !noticed && name != "pgp-encrypted.eml" {
+			t.Errorf("%s: Python finds no notice in any body text", name)
+		}
+	}
+}
+
+func checkTransformed(t *testing.T, name string, in, out []byte, res *transformResult) {
+	inLeaves := goLeaves(t, in)
+	outLeaves := goLeaves(t, out)
+	if bytes.Contains(out, []byte("\nBcc:")) || bytes.HasPrefix(out, []byte("Bcc:")) {
+		t.Error("a Bcc header reached the output")
+	}
+	if bytes.Count(out, []byte("\r")) != bytes.Count(out, []byte("\r\n")) || bytes.Count(out, []byte("\n")) != bytes.Count(out, []byte("\r\n")) {
+		t.Error("output has bare CR or LF")
+	}
+	for _, line := range strings.Split(string(out), "\r\n") {
+		if len(line) > 998 {
+			t.Errorf("output has a line of %d octets", len(line))
+		}
+	}
+	// Every non-content header is unchanged, byte for byte.
+	inHead, _, _ := strings.Cut(string(in), "\r\n\r\n")
+	outHead, _, _ := strings.Cut(string(out), "\r\n\r\n")
+	for _, f := range unfoldFields(inHead) {
+		k := strings.ToLower(f[:strings.IndexByte(f, ':')])
+		if strings.HasPrefix(k, "content-") || k == "bcc" || k == "mime-version" {
+			continue
+		}
+		if !strings.Contains(outHead, f) {
+			t.Errorf("header field changed or lost: %q", f)
+		}
+	}
+	// Attachments and protected parts are byte for byte the same.
+	att := map[string]bool{}
+	for _, l := range inLeaves {
+		if !isBody(l) || res.protected != "" {
+			att[l.SHA256] = true
+		}
+	}
+	for _, l := range outLeaves {
+		delete(att, l.SHA256)
+	}
+	if len(att) > 0 {
+		t.Errorf("%d attachment(s) or protected part(s) changed or lost", len(att))
+	}
+	if res.protected == "encrypted" {
+		if !bytes.Equal(in[bytes.Index(in, []byte("\r\n\r\n")):], out[bytes.Index(out, []byte("\r\n\r\n")):]) {
+			t.Error("an encrypted message's body was altered")
+		}
+		return
+	}
+	if res.protected == "signed" {
+		// The signed part is untouched; the notice is a part of its own.
+		if !bytes.Contains(out, []byte("Notice of Confidentiality")) || !strings.Contains(string(out), "multipart/mixed") {
+			t.Error("a signed message was not wrapped with a notice part")
+		}
+		return
+	}
+	// The notice is in every body text, exactly once.
+	bodies := 0
+	for _, l := range outLeaves {
+		if !isBody(l) {
+			continue
+		}
+		bodies++
+		text := collapseSpace(stripTags(l.Text))
+		if c := strings.Count(text, collapseSpace(testNotice)); c != 1 {
+			t.Errorf("a %s body has the notice %d times:\n%s", l.Type, c, l.Text)
+		}
+	}
+	if bodies == 0 {
+		t.Error("no body text in the output")
+	}
+}
+
+func unfoldFields(head string) []string {
+	var fields []string
+	for _, line := range strings.Split(head, "\r\n") {
+		if (strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t")) && len(fields) > 0 {
+			fields[len(fields)-1] += "\r\n" + line
+			continue
+		}
+		fields = append(fields, line)
+	}
+	return fields
+}
+
+func stripTags(s string) string {
+	var b strings.Builder
+	in := false
+	for _, r := range s {
+		switch {
+		case r == '<':
+			in = true
+			b.WriteRune(' ')
+		case r == '>':
+			in = false
+		case !in:
+			b.WriteRune(r)
+		}
+	}
+	return strings.NewReplacer("&#8211;", "–").Replace(b.String())
+}

@@ -1,0 +1,354 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// ContentRule is one [[policy.rule]]: a regular expression on the subject
+// or body text of copies that would go out in clear to a client.
+type ContentRule struct {
+	Name    string
+	Pattern string
+	On      string // "subject", "body" or "any" (default)
+	Action  string // "refuse" or "require_encryption"
+	Reply   string // what the therapist reads; a default is made when empty
+}
+
+// PolicyConfig is what NewPolicy needs.
+type PolicyConfig struct {
+	InternalDomains []string
+	Notice          string
+	Rules           []ContentRule
+	Registry        *Registry
+	Keys            Keys      // nil: nobody has a key
+	Encrypter       Encrypter // nil: nothing can be encrypted
+	Now             func() time.Time
+}
+
+// Policy decides per recipient and transforms messages. Its settings can be
+// replaced while the relay runs (Reload), e.g. on SIGHUP.
+type Policy struct {
+	cfg       atomic.Pointer[policySettings]
+	registry  *Registry
+	keys      Keys
+	encrypter Encrypter
+	now       func() time.Time
+}
+
+type policySettings struct {
+	internal map[string]bool
+	notice   *noticeText
+	rules    []compiledRule
+}
+
+type compiledRule struct {
+	ContentRule
+	re *regexp.Regexp
+}
+
+// NewPolicy checks the configuration and returns a policy.
+func NewPolicy(cfg PolicyConfig) (*Policy, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("policy: no consent registry")
+	}
+	if (cfg.Keys == nil) != (cfg.Encrypter == nil) {
+		return nil, errors.New("policy: keys and encryption go together")
+	}
+	p := &Policy{registry: cfg.Registry, keys: cfg.Keys, encrypter: cfg.Encrypter, now: cfg.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if err := p.Reload(cfg.InternalDomains, cfg.Notice, cfg.Rules); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Reload replaces the internal domains, the notice and the content rules;
+// messages already in progress finish with the settings they started with.
+func (p *Policy) Reload(internalDomains []string, notice string, rules []ContentRule) error {
+	s := &policySettings{internal: map[string]bool{}}
+	for _, d := range internalDomains {
+		n, err := addr.Domain(d)
+		if err != nil {
+			return fmt.Errorf("policy: internal domain: %w", err)
+		}
+		s.internal[n] = true
+	}
+	if strings.TrimSpace(notice) == "" {
+		return errors.New("policy: the confidentiality notice is empty")
+	}
+	s.notice = newNoticeText(notice)
+	for _, r := range rules {
+		re, err := regexp.Compile(r.Pattern)
+		if err != nil {
+			return fmt.Errorf("policy: rule %q: %w", r.Name, err)
+		}
+		switch r.On {
+		case "":
+			r.On = "any"
+		case "subject", "body", "any":
+		default:
+			return fmt.Errorf("policy: rule %q: on must be subject, body or any", r.Name)
+		}
+		if r.Action != "refuse" && r.Action != "require_encryption" {
+			return fmt.Errorf("policy: rule %q: action must be refuse or require_encryption", r.Name)
+		}
+		s.rules = append(s.rules, compiledRule{ContentRule: r, re: re})
+	}
+	p.cfg.Store(s)
+	return nil
+}
+
+// Decide returns the decision for one recipient, in the order of DESIGN.md:
+// internal domain, usable key, consent on file, else refused. An error
+// means a decision could not be made (it wraps ErrUnavailable).
+func (p *Policy) Decide(ctx context.Context, account, recipient string) (Decision, error) {
+	n, err := addr.Normalize(recipient)
+	if err != nil {
+		return Decision{Recipient: recipient, Protection: Refused,
+			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, nil
+	}
+	d := Decision{Recipient: recipient, Address: n}
+	s := p.cfg.Load()
+	if dom := addr.DomainOf(n); s.internal[dom] {
+		d.Protection, d.Reason = Internal, "internal domain "+dom
+		return d, nil
+	}
+	var key KeyLookup
+	if p.keys != nil {
+		key, err = p.keys.Lookup(ctx, n)
+		if err != nil {
+			return d, fmt.Errorf("keyring: %w: %w", ErrUnavailable, err)
+		}
+		if key.Status == KeyUsable {
+			d.Protection, d.KeyFingerprint = Encrypted, key.Fingerprint
+			d.Reason = "encrypted to OpenPGP key " + key.Fingerprint
+			return d, nil
+		}
+	}
+	st, err := p.registry.Current(ctx, n, p.now())
+	if err != nil {
+		return d, err
+	}
+	if st.State == ConsentActive {
+		ev := *st.Given
+		d.Protection, d.Consent = Consented, &ev
+		d.Reason = fmt.Sprintf("consent to unencrypted email signed %s (%s)", ev.Signed, ev.Evidence)
+		return d, nil
+	}
+	d.Protection, d.Reason = Refused, refusalReason(n, st, key, p.now())
+	return d, nil
+}
+
+// refusalReason is the one sentence a therapist reads in the mail client:
+// the address, why, and what to do.
+func refusalReason(address string, st ConsentStatus, key KeyLookup, now time.Time) string {
+	keyPart := "no OpenPGP key"
+	switch key.Status {
+	case KeyExpired:
+		keyPart = "their OpenPGP key has expired"
+	case KeyRevoked:
+		keyPart = "their OpenPGP key was revoked"
+	case KeyUnusable:
+		keyPart = "their OpenPGP key cannot encrypt"
+	}
+	if key.Detail != "" && key.Status != KeyNone && key.Status != "" {
+		keyPart += " (" + key.Detail + ")"
+	}
+	switch st.State {
+	case ConsentRevoked:
+		return fmt.Sprintf("<%s>: consent to unencrypted email was revoked on %s and %s; import a current key (sealpost keys import) or record a new consent (sealpost consent add)",
+			address, st.Revoked.RecordedAt.In(now.Location()).Format(dateLayout), keyPart)
+	case ConsentExpired:
+		return fmt.Sprintf("<%s>: consent to unencrypted email expired on %s and %s; record a renewed consent (sealpost consent add) or import a current key (sealpost keys import)",
+			address, st.Given.Expires, keyPart)
+	}
+	if key.Status != "" && key.Status != KeyNone && key.Status != KeyUsable {
+		return fmt.Sprintf("<%s>: %s and there is no consent on file for unencrypted email; import a current key (sealpost keys import) or record the client's consent (sealpost consent add)",
+			address, keyPart)
+	}
+	return fmt.Sprintf("<%s>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key",
+		address)
+}
+
+// Apply makes the outgoing copies of an accepted message: the plain copy
+// (notice added, Bcc removed) for internal and consented recipients and for
+// the archive, and encrypted copies for key holders: one for those in To
+// and Cc, and one of its own for each Bcc recipient, so nobody can read
+// another recipient's key ID from the message.
+func (p *Policy) Apply(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
+	s := p.cfg.Load()
+	clearToClient := false
+	for _, d := range sub.Decisions {
+		if d.Protection == Consented {
+			clearToClient = true
+		}
+		if d.Protection == Refused || d.Protection == "" {
+			return nil, fmt.Errorf("policy: recipient without a decision in submission %s", sub.ID)
+		}
+		if d.Protection == Encrypted && p.encrypter == nil {
+			return nil, fmt.Errorf("policy: %w: an encrypted recipient but no encryption configured", ErrUnavailable)
+		}
+	}
+	w, err := out.Create("sent")
+	if err != nil {
+		return nil, err
+	}
+	tr, err := transformNotice(w, msg, s.notice, clearToClient && len(s.rules) > 0)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		var me *mimeError
+		if errors.As(err, &me) {
+			return nil, &Refusal{Reason: "Message refused: " + me.reason + "; nothing was sent"}
+		}
+		return nil, err
+	}
+
+	res := &Result{Plain: "sent", Decisions: append([]Decision(nil), sub.Decisions...)}
+	markBcc(tr.header, res.Decisions)
+
+	if clearToClient {
+		if err := s.checkContent(tr, res); err != nil {
+			return nil, err
+		}
+	}
+
+	clear := Copy{Name: "sent"}
+	var toCc, bcc []Decision
+	for _, d := range res.Decisions {
+		switch {
+		case d.Protection != Encrypted || tr.protected == "encrypted":
+			// Mail the client already encrypted goes to key holders as it is.
+			clear.Recipients = append(clear.Recipients, d.Recipient)
+			if clear.Protection == "" || d.Protection == Consented {
+				clear.Protection = d.Protection
+			}
+		case d.Bcc:
+			bcc = append(bcc, d)
+		default:
+			toCc = append(toCc, d)
+		}
+	}
+	if len(clear.Recipients) > 0 {
+		res.Copies = append(res.Copies, clear)
+	}
+	groups := [][]Decision{}
+	if len(toCc) > 0 {
+		groups = append(groups, toCc)
+	}
+	for _, d := range bcc {
+		groups = append(groups, []Decision{d})
+	}
+	for i, g := range groups {
+		name := fmt.Sprintf("enc-%d", i+1)
+		c := Copy{Name: name, Protection: Encrypted}
+		var fprs []string
+		for _, d := range g {
+			c.Recipients = append(c.Recipients, d.Recipient)
+			fprs = append(fprs, d.KeyFingerprint)
+		}
+		if err := p.encryptCopy(ctx, out, name, fprs); err != nil {
+			return nil, err
+		}
+		res.Copies = append(res.Copies, c)
+	}
+	return res, nil
+}
+
+func (p *Policy) encryptCopy(ctx context.Context, out Sink, name string, fprs []string) error {
+	plain, err := out.Open("sent")
+	if err != nil {
+		return err
+	}
+	defer plain.Close()
+	w, err := out.Create(name)
+	if err != nil {
+		return err
+	}
+	err = p.encrypter.EncryptMIME(ctx, w, plain, fprs)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("encrypt copy: %w", err)
+	}
+	return nil
+}
+
+// markBcc flags recipients who are in neither To nor Cc.
+func markBcc(h textproto.Header, ds []Decision) {
+	mh := mail.Header{Header: message.Header{Header: h}}
+	visible := map[string]bool{}
+	for _, k := range []string{"To", "Cc"} {
+		list, _ := mh.AddressList(k)
+		for _, a := range list {
+			if n, err := addr.Normalize(a.Address); err == nil {
+				visible[n] = true
+			}
+		}
+	}
+	for i := range ds {
+		ds[i].Bcc = !visible[ds[i].Address]
+	}
+}
+
+// checkContent runs the content rules over the text of a message that goes
+// to a client in clear. A refuse rule refuses it; a require_encryption rule
+// refuses it because it would go out in clear.
+func (s *policySettings) checkContent(tr *transformResult, res *Result) error {
+	var clients []string
+	for _, d := range res.Decisions {
+		if d.Protection == Consented {
+			clients = append(clients, d.Address)
+		}
+	}
+	for _, r := range s.rules {
+		where := ""
+		for _, t := range tr.texts {
+			if (r.On == "any" || r.On == t.where) && r.re.Match(t.text) {
+				where = t.where
+				break
+			}
+		}
+		if where == "" {
+			continue
+		}
+		hit := RuleHit{Rule: r.Name, Action: r.Action, Where: where}
+		reply := r.Reply
+		if reply == "" {
+			switch r.Action {
+			case "refuse":
+				reply = fmt.Sprintf("Message refused by rule %q: its %s must not go out in unencrypted email", r.Name, where)
+			default:
+				reply = fmt.Sprintf("Message refused by rule %q: its %s may only be sent encrypted", r.Name, where)
+			}
+		}
+		reply = fmt.Sprintf("%s (unencrypted to %s); nothing was sent", strings.TrimRight(reply, ". "), strings.Join(angle(clients), ", "))
+		return &Refusal{Reason: reply, Fired: []RuleHit{hit}}
+	}
+	return nil
+}
+
+func angle(as []string) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = "<" + a + ">"
+	}
+	return out
+}

@@ -3,8 +3,8 @@ package rules
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"html"

@@ -285,14 +285,10 @@ func (t *transformer) wrapWithNotice(w io.Writer, h textproto.Header, body io.Re
 		w.Write(raw)
 	}
 	io.WriteString(w, "\r\n")
-	last, err := copyTrackingEnd(w, body)
-	if err != nil {
+	// The CRLF before the next delimiter belongs to the delimiter: the
+	// entity's bytes end exactly where they ended.
+	if _, err := io.Copy(w, body); err != nil {
 		return err
-	}
-	if !bytes.HasSuffix(last, []byte("\r\n")) {
-		// A delimiter must start on a line of its own; the CRLF before it
-		// belongs to the delimiter, not to the signed content.
-		io.WriteString(w, "\r\n")
 	}
 	fmt.Fprintf(w, "\r\n--%s\r\n", boundary)
 	t.writeNoticePart(w)

@@ -339,7 +339,7 @@ func (s *policySettings) checkContent(tr *transformResult, res *Result) error {
 				reply = fmt.Sprintf("Message refused by rule %q: its %s may only be sent encrypted", r.Name, where)
 			}
 		}
-		reply = fmt.Sprintf("%s (unencrypted to %s); nothing was sent", strings.TrimRight(reply, ". "), strings.Join(angle(clients), ", "))
+		reply = fmt.Sprintf("%s (rule %s; in clear to %s); nothing was sent", strings.TrimRight(reply, ". "), r.Name, strings.Join(angle(clients), ", "))
 		return &Refusal{Reason: reply, Fired: []RuleHit{hit}}
 	}
 	return nil

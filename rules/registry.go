@@ -192,17 +192,20 @@ func checkGiven(ev *ConsentEvent, now time.Time) []string {
 	if strings.TrimSpace(ev.Evidence) == "" {
 		problems = append(problems, "evidence is empty: say which form the client signed and where the signed copy is kept")
 	}
+	signedOK := false
 	if ev.Signed == "" {
 		problems = append(problems, "the date the client signed is missing")
 	} else if d, err := time.Parse(dateLayout, ev.Signed); err != nil {
 		problems = append(problems, fmt.Sprintf("signed date %q is not YYYY-MM-DD", ev.Signed))
 	} else if d.After(now) {
 		problems = append(problems, fmt.Sprintf("signed date %s is in the future", ev.Signed))
+	} else {
+		signedOK = true
 	}
 	if ev.Expires != "" {
 		if _, err := time.Parse(dateLayout, ev.Expires); err != nil {
 			problems = append(problems, fmt.Sprintf("expiry %q is not YYYY-MM-DD", ev.Expires))
-		} else if ev.Signed != "" && ev.Expires <= ev.Signed {
+		} else if signedOK && ev.Expires <= ev.Signed {
 			problems = append(problems, fmt.Sprintf("expiry %s is not after the signing date %s", ev.Expires, ev.Signed))
 		}
 	}

@@ -1,0 +1,375 @@
+package rules
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// DefaultSSNRule is the rule config.example.toml ships: a US Social
+// Security number must not go to a client in clear.
+const ssnPattern = `\b(?:00[1-9]|0[1-9]\d|[1-578]\d{2}|6[0-57-9]\d|66[0-57-9])[- ](?:0[1-9]|[1-9]\d)[- ](?:000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-9]\d{3})\b`
+
+func TestSSNPattern(t *testing.T) {
+	re := regexp.MustCompile(ssnPattern)
+	for _, s := range []string{"SSN 123-45-6789.", "ssn: 078 05 1120", "(234-56-7890)"} {
+		if !re.MatchString(s) {
+			t.Errorf("%q not matched", s)
+		}
+	}
+	for _, s := range []string{"call 555-123-4567", "on 2026-11-22", "order 1234-56-789", "000-12-3456", "666-12-3456",
+		"912-34-5678", "123-00-4567", "123-45-0000", "12345-6789", "ref 123-456-789", "ZIP 12345-6789", "phone +1 555 123 4567", "a123-45-6789"} {
+		if re.MatchString(s) {
+			t.Errorf("%q matched", s)
+		}
+	}
+}
+
+type fakeKeys struct {
+	mu   sync.Mutex
+	keys map[string]KeyLookup
+	err  error
+}
+
+func (k *fakeKeys) Lookup(ctx context.Context, address string) (KeyLookup, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return KeyLookup{}, k.err
+	}
+	if l, ok := k.keys[address]; ok {
+		return l, nil
+	}
+	return KeyLookup{Status: KeyNone}, nil
+}
+
+// fakeEncrypter stands in for rules/pgp: it records what it was asked and
+// writes a recognisable marker instead of ciphertext.
+type fakeEncrypter struct {
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (e *fakeEncrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader, fprs []string) error {
+	b, err := io.ReadAll(msg)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.calls = append(e.calls, fprs)
+	e.mu.Unlock()
+	fmt.Fprintf(w, "ENCRYPTED TO %s\r\n%s", strings.Join(fprs, ","), b)
+	return nil
+}
+
+// memSink is a rules.Sink in memory.
+type memSink struct{ files map[string]*bytes.Buffer }
+
+func (s *memSink) Create(name string) (io.WriteCloser, error) {
+	if s.files == nil {
+		s.files = map[string]*bytes.Buffer{}
+	}
+	if _, ok := s.files[name]; ok {
+		return nil, fmt.Errorf("%s exists", name)
+	}
+	b := &bytes.Buffer{}
+	s.files[name] = b
+	return nopCloser{b}, nil
+}
+
+func (s *memSink) Open(name string) (io.ReadCloser, error) {
+	b, ok := s.files[name]
+	if !ok {
+		return nil, fmt.Errorf("no %s", name)
+	}
+	return io.NopCloser(bytes.NewReader(b.Bytes())), nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+type testPolicy struct {
+	*Policy
+	reg  *Registry
+	keys *fakeKeys
+	enc  *fakeEncrypter
+	now  time.Time
+}
+
+func newTestPolicy(t testing.TB, rules ...ContentRule) *testPolicy {
+	t.Helper()
+	reg, err := OpenRegistry(filepath.Join(t.TempDir(), "registry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	tp := &testPolicy{reg: reg, keys: &fakeKeys{keys: map[string]KeyLookup{}}, enc: &fakeEncrypter{},
+		now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.Local)}
+	p, err := NewPolicy(PolicyConfig{InternalDomains: []string{"practice.example", "bücher.example"}, Notice: testNotice, Rules: rules,
+		Registry: reg, Keys: tp.keys, Encrypter: tp.enc, Now: func() time.Time { return tp.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Policy = p
+	return tp
+}
+
+func (tp *testPolicy) consent(t testing.TB, address, signed, expires string) {
+	t.Helper()
+	_, err := tp.reg.Add(context.Background(), ConsentEvent{Client: "Chart 17", Addresses: []string{address}, Signed: signed,
+		Evidence: "Intake form p.3, signed copy in the paper chart", Expires: expires, RecordedBy: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecide(t *testing.T) {
+	tp := newTestPolicy(t)
+	ctx := context.Background()
+	tp.consent(t, "consented@client.example", "2026-01-10", "")
+	tp.consent(t, "Case@Client.example", "2026-01-10", "")
+	tp.consent(t, "expired@client.example", "2025-01-10", "2026-01-10")
+	tp.consent(t, "revoked@client.example", "2026-01-10", "")
+	if _, err := tp.reg.Revoke(ctx, "revoked@client.example", "client asked for encrypted mail only", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	tp.consent(t, "oldkey@client.example", "2026-01-10", "")
+	tp.keys.keys["keyholder@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "ABCD1234"}
+	tp.keys.keys["oldkey@client.example"] = KeyLookup{Status: KeyExpired, Detail: "expired on 2026-02-01"}
+	tp.keys.keys["revokedkey@client.example"] = KeyLookup{Status: KeyRevoked, Detail: "revoked on 2026-03-01: key compromised"}
+	tp.keys.keys["colleague@practice.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "FFFF"}
+	tp.consent(t, "keyholder@client.example", "2026-01-10", "")
+
+	tests := []struct {
+		rcpt   string
+		want   Protection
+		reason string
+	}{
+		{"colleague@practice.example", Internal, "internal domain practice.example"},
+		{"Colleague@PRACTICE.example", Internal, ""},
+		{"anna@bücher.example", Internal, "internal domain xn--bcher-kva.example"},
+		{"keyholder@client.example", Encrypted, "ABCD1234"},
+		{"consented@client.example", Consented, "signed 2026-01-10 (Intake form p.3"},
+		{"CONSENTED@client.EXAMPLE", Consented, ""},
+		{"case@client.example", Consented, ""},
+		{"oldkey@client.example", Consented, ""},
+		{"consented+tag@client.example", Refused, "<consented+tag@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
+		{"stranger@client.example", Refused, "<stranger@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
+		{"expired@client.example", Refused, "consent to unencrypted email expired on 2026-01-10"},
+		{"revoked@client.example", Refused, "consent to unencrypted email was revoked on 2026-11-"},
+		{"revokedkey@client.example", Refused, "their OpenPGP key was revoked (revoked on 2026-03-01: key compromised) and there is no consent on file"},
+	}
+	for _, tt := range tests {
+		d, err := tp.Decide(ctx, "therapist", tt.rcpt)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.rcpt, err)
+		}
+		if d.Protection != tt.want || !strings.Contains(d.Reason, tt.reason) {
+			t.Errorf("%s: %s %q; want %s %q", tt.rcpt, d.Protection, d.Reason, tt.want, tt.reason)
+		}
+		if d.Protection == Consented && (d.Consent == nil || d.Consent.Evidence == "") {
+			t.Errorf("%s: consented without the consent event", tt.rcpt)
+		}
+	}
+
+	// Without its data, no decision is made.
+	tp.keys.err = errors.New("disk error")
+	if _, err := tp.Decide(ctx, "therapist", "consented@client.example"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("keyring down: %v, want ErrUnavailable", err)
+	}
+	tp.keys.err = nil
+	tp.reg.Close()
+	if _, err := tp.Decide(ctx, "therapist", "consented@client.example"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("registry down: %v, want ErrUnavailable", err)
+	}
+	if d, err := tp.Decide(ctx, "therapist", "colleague@practice.example"); err != nil || d.Protection != Internal {
+		t.Errorf("internal recipients need no registry: %v %v", d.Protection, err)
+	}
+}
+
+// TestRevocationSeenByRunningRelay: the CLI's handle revokes, the relay's
+// handle on the same file refuses at the next decision.
+func TestRevocationSeenByRunningRelay(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "registry.db")
+	relayReg, err := OpenRegistry(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayReg.Close()
+	p, err := NewPolicy(PolicyConfig{Notice: testNotice, Registry: relayReg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cli, _ := OpenRegistry(path)
+	cli.Add(ctx, ConsentEvent{Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "form", RecordedBy: "admin"})
+	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != Consented {
+		t.Fatalf("after add: %s", d.Protection)
+	}
+	cli.Revoke(ctx, "anna@client.example", "by phone", "admin")
+	cli.Close()
+	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != Refused || !strings.Contains(d.Reason, "revoked") {
+		t.Fatalf("after revoke: %s %q", d.Protection, d.Reason)
+	}
+}
+
+const mixedMessage = "From: Maria <therapist@practice.example>\r\nTo: key@client.example, consented@client.example\r\n" +
+	"Cc: colleague@practice.example\r\nBcc: hidden-key@client.example, hidden@client.example\r\nSubject: Session notes\r\n" +
+	"Message-ID: <m1@practice.example>\r\n\r\nHello.\r\n"
+
+// TestApplyCopies: one message, recipients with different decisions; each
+// gets the right copy and nobody a copy meant for another decision.
+func TestApplyCopies(t *testing.T) {
+	tp := newTestPolicy(t)
+	ctx := context.Background()
+	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	tp.keys.keys["hidden-key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "BBBB"}
+	tp.consent(t, "consented@client.example", "2026-01-10", "")
+	tp.consent(t, "hidden@client.example", "2026-01-10", "")
+	var ds []Decision
+	for _, r := range []string{"key@client.example", "consented@client.example", "colleague@practice.example", "hidden-key@client.example", "hidden@client.example"} {
+		d, err := tp.Decide(ctx, "therapist", r)
+		if err != nil || d.Protection == Refused {
+			t.Fatalf("%s: %v %v", r, d.Protection, err)
+		}
+		ds = append(ds, d)
+	}
+	sink := &memSink{}
+	res, err := tp.Apply(ctx, Submission{ID: "1", Account: "therapist", Sender: "therapist@practice.example", Decisions: ds}, strings.NewReader(mixedMessage), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := map[string][]string{}
+	for _, c := range res.Copies {
+		copies[c.Name] = c.Recipients
+	}
+	want := map[string][]string{
+		"sent":  {"consented@client.example", "colleague@practice.example", "hidden@client.example"},
+		"enc-1": {"key@client.example"},
+		"enc-2": {"hidden-key@client.example"},
+	}
+	if fmt.Sprint(copies) != fmt.Sprint(want) {
+		t.Fatalf("copies %v, want %v", copies, want)
+	}
+	if fmt.Sprint(tp.enc.calls) != "[[AAAA] [BBBB]]" {
+		t.Errorf("encrypted to %v; each Bcc key holder must get a copy of their own", tp.enc.calls)
+	}
+	for name, b := range sink.files {
+		s := b.String()
+		if strings.Contains(s, "Bcc:") || strings.Contains(s, "hidden") {
+			t.Errorf("%s reveals the Bcc recipients:\n%s", name, s)
+		}
+		if !strings.Contains(s, "To: key@client.example, consented@client.example\r\n") || !strings.Contains(s, "Cc: colleague@practice.example\r\n") {
+			t.Errorf("%s: To and Cc must be the same in every copy:\n%s", name, s)
+		}
+		if !strings.Contains(s, "Notice of Confidentiality") {
+			t.Errorf("%s has no notice", name)
+		}
+	}
+	bcc := map[string]bool{}
+	for _, d := range res.Decisions {
+		bcc[d.Address] = d.Bcc
+	}
+	if !bcc["hidden@client.example"] || !bcc["hidden-key@client.example"] || bcc["key@client.example"] || bcc["colleague@practice.example"] {
+		t.Errorf("Bcc flags %v", bcc)
+	}
+}
+
+func TestApplyAlreadyEncrypted(t *testing.T) {
+	tp := newTestPolicy(t)
+	ctx := context.Background()
+	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	d, _ := tp.Decide(ctx, "therapist", "key@client.example")
+	msg := "From: therapist@practice.example\r\nTo: key@client.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nxyz\r\n-----END PGP MESSAGE-----\r\n--b--\r\n"
+	sink := &memSink{}
+	res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Copies) != 1 || res.Copies[0].Name != "sent" || len(tp.enc.calls) != 0 {
+		t.Fatalf("copies %+v, encrypt calls %v: an already encrypted message goes as it is", res.Copies, tp.enc.calls)
+	}
+	if sink.files["sent"].String() != msg {
+		t.Fatal("the client's encrypted message was altered")
+	}
+}
+
+func TestContentRules(t *testing.T) {
+	rule := ContentRule{Name: "us-ssn", Pattern: ssnPattern, On: "any", Action: "refuse",
+		Reply: "This message contains what looks like a US Social Security number and may not go to a client in unencrypted email"}
+	tp := newTestPolicy(t, rule, ContentRule{Name: "diagnosis-subject", Pattern: `(?i)diagnos`, On: "subject", Action: "require_encryption"})
+	ctx := context.Background()
+	tp.consent(t, "consented@client.example", "2026-01-10", "")
+	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	decide := func(r string) Decision { d, _ := tp.Decide(ctx, "therapist", r); return d }
+	tests := []struct {
+		name   string
+		rcpts  []string
+		msg    string
+		refuse string
+	}{
+		{"SSN in clear to a client", []string{"consented@client.example"}, "Subject: billing\r\n\r\nYour SSN 123-45-6789 is on file.\r\n", "looks like a US Social Security number"},
+		{"SSN in base64 text", []string{"consented@client.example"}, "Subject: b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nU1NOIDEyMy00NS02Nzg5\r\n", "us-ssn"},
+		{"SSN in the HTML part", []string{"consented@client.example"}, "Subject: b\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nsee html\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>SSN 123-45-6789</p>\r\n--a--\r\n", "us-ssn"},
+		{"SSN to a colleague", []string{"colleague@practice.example"}, "Subject: billing\r\n\r\nSSN 123-45-6789\r\n", ""},
+		{"SSN encrypted to a key holder", []string{"key@client.example"}, "Subject: billing\r\n\r\nSSN 123-45-6789\r\n", ""},
+		{"diagnosis in the subject, in clear", []string{"consented@client.example", "key@client.example"}, "Subject: Your diagnosis\r\n\r\nhi\r\n", "may only be sent encrypted"},
+		{"diagnosis only in the body", []string{"consented@client.example"}, "Subject: hello\r\n\r\nabout the diagnosis\r\n", ""},
+		{"a phone number", []string{"consented@client.example"}, "Subject: call me\r\n\r\n555-123-4567\r\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ds []Decision
+			for _, r := range tt.rcpts {
+				ds = append(ds, decide(r))
+			}
+			msg := "From: therapist@practice.example\r\nTo: " + strings.Join(tt.rcpts, ", ") + "\r\n" + tt.msg
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: ds}, strings.NewReader(msg), &memSink{})
+			var ref *Refusal
+			if tt.refuse == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &ref) || !strings.Contains(ref.Reason, tt.refuse) || !strings.Contains(ref.Reason, "nothing was sent") {
+				t.Fatalf("got %v, want a refusal saying %q", err, tt.refuse)
+			}
+			if len(ref.Fired) != 1 {
+				t.Errorf("fired %v", ref.Fired)
+			}
+		})
+	}
+}
+
+// BenchmarkDecide: a RCPT decision with 10,000 clients in the registry
+// (goal: under 100 µs).
+func BenchmarkDecide(b *testing.B) {
+	tp := newTestPolicy(b)
+	ctx := context.Background()
+	var csv strings.Builder
+	csv.WriteString("address,name,signed,evidence,expires\n")
+	for i := 0; i < 10000; i++ {
+		fmt.Fprintf(&csv, "client%d@client.example,Chart %d,2026-01-10,intake form,\n", i, i)
+	}
+	if n, err := tp.reg.Import(ctx, strings.NewReader(csv.String()), "bench"); err != nil || n != 10000 {
+		b.Fatal(n, err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := tp.Decide(ctx, "therapist", fmt.Sprintf("client%d@client.example", i%10000))
+		if err != nil || d.Protection != Consented {
+			b.Fatal(d.Protection, err)
+		}
+	}
+}

@@ -21,6 +21,8 @@ func writeConfig(t *testing.T, extra string) string {
 hostname = "localhost"
 submission = "127.0.0.1:0"
 %SMTP%
+[policy]
+notice = "Confidential."
 [[account]]
 username = "therapist"
 password_hash = "` + string(h) + `"

@@ -415,6 +415,9 @@ func (c *Config) validate(file string) ConfigErrors {
 		bad("upstream.lifetime", "must be longer than retry_min")
 	}
 
+	if strings.TrimSpace(c.Policy.Notice) == "" {
+		bad("policy.notice", "must hold the practice's confidentiality notice; every outgoing message carries it")
+	}
 	for i, d := range c.Policy.InternalDomains {
 		if _, err := addr.Domain(d); err != nil {
 			bad("policy.internal_domains", "entry %d: %v", i+1, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,13 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if !filepath.IsAbs(cfg.DataDir) || filepath.Base(cfg.DataDir) != "sealpost-data" {
 		t.Errorf("data_dir = %q; want an absolute path ending in sealpost-data", cfg.DataDir)
+	}
+	if len(cfg.Policy.Rules) != 1 {
+		t.Fatalf("the example ships %d content rules, want the SSN rule", len(cfg.Policy.Rules))
+	}
+	ssn := regexp.MustCompile(cfg.Policy.Rules[0].Pattern)
+	if !ssn.MatchString("SSN 123-45-6789") || ssn.MatchString("call 555-123-4567") || ssn.MatchString("on 2026-11-22") {
+		t.Error("the example's SSN rule matches the wrong things")
 	}
 	if cfg.Upstream.Lifetime.D().Hours() != 120 || cfg.Archive.Retention.D().Hours() != 7*365*24 {
 		t.Errorf("durations: lifetime %v, retention %v", cfg.Upstream.Lifetime.D(), cfg.Archive.Retention.D())

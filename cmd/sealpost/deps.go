@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // serveDeps are the policy and the archive the relay is wired to.
@@ -24,38 +22,35 @@ func (d *serveDeps) close() {
 	}
 }
 
-// openPolicyAndArchive wires the rules and the archive.
-// TODO(integration): replace the placeholder with rules.Policy and archive.Archive.
+func contentRules(cfg *Config) []rules.ContentRule {
+	var out []rules.ContentRule
+	for _, r := range cfg.Policy.Rules {
+		out = append(out, rules.ContentRule{Name: r.Name, Pattern: r.Pattern, On: r.On, Action: r.Action, Reply: r.Reply})
+	}
+	return out
+}
+
+// openPolicyAndArchive opens the consent registry and builds the policy.
 func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*serveDeps, error) {
-	d := &serveDeps{policy: placeholderPolicy{}}
-	d.reload = func(*Config) error { return nil }
+	d := &serveDeps{}
+	reg, err := openRegistry(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, reg.Close)
+	policy, err := rules.NewPolicy(rules.PolicyConfig{
+		InternalDomains: cfg.Policy.InternalDomains,
+		Notice:          cfg.Policy.Notice,
+		Rules:           contentRules(cfg),
+		Registry:        reg,
+	})
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.policy = policy
+	d.reload = func(c *Config) error {
+		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, contentRules(c))
+	}
 	return d, nil
-}
-
-type placeholderPolicy struct{}
-
-func (placeholderPolicy) Decide(ctx context.Context, account, rcpt string) (rules.Decision, error) {
-	n, err := addr.Normalize(rcpt)
-	if err != nil {
-		return rules.Decision{}, err
-	}
-	return rules.Decision{Address: n, Protection: rules.Internal}, nil
-}
-
-func (placeholderPolicy) Apply(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error) {
-	w, err := out.Create("sent")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(w, msg); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	c := rules.Copy{Name: "sent", Protection: rules.Internal}
-	for _, d := range sub.Decisions {
-		c.Recipients = append(c.Recipients, d.Recipient)
-	}
-	return &rules.Result{Plain: "sent", Copies: []rules.Copy{c}, Decisions: sub.Decisions}, nil
 }

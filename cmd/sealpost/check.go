@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/pgp"
 )
 
 func init() {
@@ -134,9 +135,29 @@ type checkResult struct {
 	err  error
 }
 
-// checkPolicyAndArchive parses the keys and opens the registry read-only.
-// TODO(integration): parse practice and archive keys, open the registry and keyring.
+// checkPolicyAndArchive opens the registry and the keyring and unlocks the
+// practice key, as serve will.
 func checkPolicyAndArchive(cfg *Config) []checkResult {
-	_ = filepath.Join
-	return nil
+	var out []checkResult
+	if _, err := os.Stat(cfg.DataDir); err == nil {
+		reg, err := rules.OpenRegistry(registryPath(cfg))
+		if err == nil {
+			reg.Close()
+		}
+		out = append(out, checkResult{"consent registry " + registryPath(cfg), err})
+		k, err := pgp.OpenKeyring(keyringPath(cfg), pgp.KeyringOptions{})
+		if err == nil {
+			k.Close()
+		}
+		out = append(out, checkResult{"keyring " + keyringPath(cfg), err})
+	}
+	if cfg.PGP.PracticeKey != "" {
+		e, err := pgp.LoadPracticeKey(cfg.PGP.PracticeKey, cfg.PGP.PracticeKeyPassphraseFile)
+		what := fmt.Sprintf("pgp.practice_key %s (line %d) unlocks, signs and encrypts", cfg.PGP.PracticeKey, cfg.Line("pgp.practice_key"))
+		if err == nil {
+			what += ": " + pgp.Fingerprint(e)
+		}
+		out = append(out, checkResult{what, err})
+	}
+	return out
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/pgp"
 )
 
 // serveDeps are the policy and the archive the relay is wired to.
@@ -38,11 +41,29 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 		return nil, err
 	}
 	d.closers = append(d.closers, reg.Close)
+	keys, err := openKeyring(cfg)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.closers = append(d.closers, keys.Close)
+	var practice *openpgp.Entity
+	if cfg.PGP.PracticeKey != "" {
+		if practice, err = pgp.LoadPracticeKey(cfg.PGP.PracticeKey, cfg.PGP.PracticeKeyPassphraseFile); err != nil {
+			d.close()
+			return nil, err
+		}
+		log.Info("encrypted copies are signed with the practice key", "fingerprint", pgp.Fingerprint(practice))
+	} else {
+		log.Warn("no pgp.practice_key: encrypted copies are neither signed nor readable by the practice")
+	}
 	policy, err := rules.NewPolicy(rules.PolicyConfig{
 		InternalDomains: cfg.Policy.InternalDomains,
 		Notice:          cfg.Policy.Notice,
 		Rules:           contentRules(cfg),
 		Registry:        reg,
+		Keys:            keys,
+		Encrypter:       pgp.NewEncrypter(keys, practice),
 	})
 	if err != nil {
 		d.close()

@@ -1,0 +1,284 @@
+package pgp
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+const clearMessage = "From: Maria <therapist@practice.example>\r\nTo: Anna <anna@client.example>\r\nCc: colleague@practice.example\r\n" +
+	"Subject: Notes from our session\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@practice.example>\r\n" +
+	"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+	"Hello Anna, here are the notes.\r\n\r\nNotice of Confidentiality: test.\r\n"
+
+// armoredBlock takes the PGP message out of a PGP/MIME copy.
+func armoredBlock(t testing.TB, mime []byte) []byte {
+	t.Helper()
+	i := bytes.Index(mime, []byte("-----BEGIN PGP MESSAGE-----"))
+	j := bytes.Index(mime, []byte("-----END PGP MESSAGE-----"))
+	if i < 0 || j < 0 {
+		t.Fatalf("no armored message in:\n%s", mime)
+	}
+	return mime[i : j+len("-----END PGP MESSAGE-----")]
+}
+
+type encFixture struct {
+	k         *Keyring
+	enc       *Encrypter
+	recipient *openpgp.Entity
+	practice  *openpgp.Entity
+}
+
+func newEncFixture(t testing.TB, recipientConfig *packet.Config) *encFixture {
+	t.Helper()
+	f := &encFixture{k: newKeyring(t, "")}
+	if recipientConfig == nil {
+		f.recipient = newKey(t, "anna@client.example", testNow.AddDate(-1, 0, 0), 0)
+	} else {
+		var err error
+		f.recipient, err = openpgp.NewEntity("Anna", "", "anna@client.example", recipientConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.practice = newKey(t, "practice@practice.example", testNow.AddDate(-1, 0, 0), 0)
+	if _, err := f.k.Import(context.Background(), bytes.NewReader(armored(t, f.recipient)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.enc = NewEncrypter(f.k, f.practice)
+	return f
+}
+
+func TestEncryptMIME(t *testing.T) {
+	f := newEncFixture(t, nil)
+	var out bytes.Buffer
+	if err := f.enc.EncryptMIME(context.Background(), &out, strings.NewReader(clearMessage), []string{Fingerprint(f.recipient)}); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	head, _, _ := strings.Cut(s, "\r\n\r\n")
+	for _, want := range []string{"Subject: ...\r\n", "To: Anna <anna@client.example>\r\n", "Cc: colleague@practice.example\r\n",
+		"From: Maria <therapist@practice.example>\r\n", `protocol="application/pgp-encrypted"`, "multipart/encrypted"} {
+		if !strings.Contains(head, want) {
+			t.Errorf("outer header lacks %q:\n%s", want, head)
+		}
+	}
+	if strings.Contains(s, "Notes from our session") || strings.Contains(s, "Hello Anna") {
+		t.Fatal("subject or body in clear")
+	}
+	if strings.Count(s, "\r") != strings.Count(s, "\r\n") || strings.Count(s, "\n") != strings.Count(s, "\r\n") {
+		t.Fatal("bare CR or LF in the copy")
+	}
+	if !strings.Contains(s, "Content-Type: application/pgp-encrypted") || !strings.Contains(s, "Version: 1") {
+		t.Fatal("no RFC 3156 version part")
+	}
+
+	// The recipient decrypts it; the practice's signature verifies.
+
+	block, err := armor.Decode(bytes.NewReader(armoredBlock(t, out.Bytes())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(block.Body)
+	md, err := openpgp.ReadMessage(bytes.NewReader(raw), openpgp.EntityList{f.recipient}, nil, &packet.Config{Time: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	plain, err := io.ReadAll(md.UnverifiedBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !md.IsEncrypted || !md.IsSigned || md.SignatureError != nil {
+		t.Fatalf("encrypted %v signed %v signature error %v", md.IsEncrypted, md.IsSigned, md.SignatureError)
+	}
+	p := string(plain)
+	for _, want := range []string{"Subject: Notes from our session\r\n", `protected-headers="v1"`, "To: Anna <anna@client.example>\r\n",
+		"Content-Transfer-Encoding: 8bit\r\n", "\r\n\r\nHello Anna, here are the notes.\r\n\r\nNotice of Confidentiality: test.\r\n"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("decrypted entity lacks %q:\n%s", want, p)
+		}
+	}
+	// Only the recipient's and the practice's keys are named, and the
+	// packet is integrity protected, SEIPDv1 for a v4 key (GnuPG 2.2 reads it).
+	ids := map[uint64]bool{}
+	for _, id := range md.EncryptedToKeyIds {
+		ids[id] = true
+	}
+	rk, _ := f.recipient.EncryptionKey(testNow)
+	pk, _ := f.practice.EncryptionKey(testNow)
+	if len(ids) != 2 || !ids[rk.PublicKey.KeyId] || !ids[pk.PublicKey.KeyId] {
+		t.Errorf("encrypted to key ids %x", md.EncryptedToKeyIds)
+	}
+	if v := seipdVersion(t, raw); v != 1 {
+		t.Errorf("SEIPD version %d for a v4 key, want 1", v)
+	}
+}
+
+// seipdVersion finds the integrity-protected data packet and its version.
+func seipdVersion(t testing.TB, raw []byte) int {
+	t.Helper()
+	r := packet.NewReader(bytes.NewReader(raw))
+	for {
+		p, err := r.Next()
+		if err != nil {
+			t.Fatalf("no SEIPD packet: %v", err)
+		}
+		if se, ok := p.(*packet.SymmetricallyEncrypted); ok {
+			if !se.IntegrityProtected {
+				t.Fatal("encrypted without integrity protection")
+			}
+			return se.Version
+		}
+	}
+}
+
+// TestAEADOnlyForKeysThatAskForIt: a v6 key that announces SEIPDv2 gets it.
+func TestAEADOnlyForKeysThatAskForIt(t *testing.T) {
+	f := newEncFixture(t, &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519, Time: func() time.Time { return testNow.AddDate(0, -1, 0) },
+		AEADConfig: &packet.AEADConfig{}})
+	f.enc.practice = nil // the practice key is v4: with it, everyone would get SEIPDv1
+	var out bytes.Buffer
+	if err := f.enc.EncryptMIME(context.Background(), &out, strings.NewReader(clearMessage), []string{Fingerprint(f.recipient)}); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := armor.Decode(bytes.NewReader(armoredBlock(t, out.Bytes())))
+	raw, _ := io.ReadAll(block.Body)
+	if v := seipdVersion(t, raw); v != 2 {
+		t.Errorf("SEIPD version %d for a v6 key asking for AEAD, want 2", v)
+	}
+}
+
+func TestEncryptRefusesUnusableKeys(t *testing.T) {
+	f := newEncFixture(t, nil)
+	f.recipient.RevokeKey(packet.KeyCompromised, "stolen", &packet.Config{Time: func() time.Time { return testNow.AddDate(0, -1, 0) }})
+	f.k.Import(context.Background(), bytes.NewReader(armored(t, f.recipient)), "test")
+	err := f.enc.EncryptMIME(context.Background(), io.Discard, strings.NewReader(clearMessage), []string{Fingerprint(f.recipient)})
+	if err == nil || !strings.Contains(err.Error(), "can no longer encrypt") {
+		t.Fatalf("encrypting to a revoked key: %v", err)
+	}
+}
+
+// bigMessage is a message with a body of n bytes, generated as it is read.
+func bigMessage(n int64) io.Reader {
+	head := strings.NewReader("From: therapist@practice.example\r\nTo: anna@client.example\r\nSubject: big\r\nContent-Type: application/octet-stream\r\n\r\n")
+	return io.MultiReader(head, io.LimitReader(repeatReader("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"), n))
+}
+
+type repeatReader string
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = r[i%len(r)]
+	}
+	return len(p), nil
+}
+
+// TestEncryptStreams: a 50 MB message is encrypted with a small, bounded
+// amount of memory, not three copies of it.
+func TestEncryptStreams(t *testing.T) {
+	f := newEncFixture(t, nil)
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	err := f.enc.EncryptMIME(context.Background(), io.Discard, bigMessage(50<<20), []string{Fingerprint(f.recipient)})
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	if grew > 32<<20 {
+		t.Fatalf("heap grew by %d MB while encrypting 50 MB", grew>>20)
+	}
+}
+
+func BenchmarkEncrypt4KBTwoX25519(b *testing.B) {
+	f := newEncFixture(b, nil)
+	second := newKey(b, "bob@client.example", testNow.AddDate(-1, 0, 0), 0)
+	f.k.Import(context.Background(), bytes.NewReader(armored(b, second)), "test")
+	f.enc.practice = nil
+	msg := clearMessage + strings.Repeat("x", 4000) + "\r\n"
+	fprs := []string{Fingerprint(f.recipient), Fingerprint(second)}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := f.enc.EncryptMIME(context.Background(), io.Discard, strings.NewReader(msg), fprs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncryptLarge(b *testing.B) {
+	f := newEncFixture(b, nil)
+	b.SetBytes(16 << 20)
+	for i := 0; i < b.N; i++ {
+		if err := f.enc.EncryptMIME(context.Background(), io.Discard, bigMessage(16<<20), []string{Fingerprint(f.recipient)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRawSymmetric is go-crypto's own symmetric encryption, for
+// comparison with BenchmarkEncryptLarge (goal: at least half of this).
+func BenchmarkRawSymmetric(b *testing.B) {
+	b.SetBytes(16 << 20)
+	for i := 0; i < b.N; i++ {
+		w, err := openpgp.SymmetricallyEncrypt(io.Discard, []byte("passphrase"), nil, &packet.Config{DefaultCipher: packet.CipherAES256})
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(w, io.LimitReader(repeatReader("0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"), 16<<20))
+		w.Close()
+	}
+}
+
+// TestArmorMatchesGoCrypto: our armor (with its fast CRC-24) decodes with
+// go-crypto's decoder, which checks the checksum.
+func TestArmorMatchesGoCrypto(t *testing.T) {
+	for _, n := range []int{0, 1, 47, 48, 49, 1000, 100000} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		var out bytes.Buffer
+		a, _ := newArmorWriter(&out)
+		a.Write(data[:n/2])
+		a.Write(data[n/2:])
+		a.Close()
+		block, err := armor.Decode(&out)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got, err := io.ReadAll(block.Body)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: round trip failed: %v", n, err)
+		}
+	}
+}

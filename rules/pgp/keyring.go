@@ -33,7 +33,7 @@ type Keyring struct {
 	now func() time.Time
 
 	mu    sync.Mutex
-	gen   int64                     // the database's change counter when the cache was filled
+	gen   int64                      // the database's change counter when the cache was filled
 	cache map[string]*openpgp.Entity // by fingerprint
 }
 

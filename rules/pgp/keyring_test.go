@@ -211,4 +211,3 @@ func FuzzImport(f *testing.F) {
 		k.Lookup(context.Background(), "anna@client.example")
 	})
 }
-

@@ -144,8 +144,8 @@ func (c *Control) Drop(id string) (string, error) {
 	return r.ID, c.do("POST", "/queue/drop?id="+url.QueryEscape(id), &r)
 }
 
-// Post calls one of the extra handlers.
-func (c *Control) Post(path string) error { return c.do("POST", path, nil) }
+// Call calls one of the extra handlers, decoding its JSON answer into out.
+func (c *Control) Call(method, path string, out any) error { return c.do(method, path, out) }
 
 // OfflineQueue works on the spool of a relay that is not running. It holds
 // the spool's lock, so a relay cannot start meanwhile.

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
+	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -13,10 +16,12 @@ import (
 
 // serveDeps are the policy and the archive the relay is wired to.
 type serveDeps struct {
-	policy  relay.Policy
-	archive relay.Recorder
-	closers []func() error
-	reload  func(cfg *Config) error
+	policy   relay.Policy
+	archive  relay.Recorder
+	arch     *archive.Archive
+	registry *rules.Registry
+	closers  []func() error
+	reload   func(cfg *Config) error
 }
 
 func (d *serveDeps) close() {
@@ -73,5 +78,56 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 	d.reload = func(c *Config) error {
 		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, contentRules(c))
 	}
+
+	pub, warning, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	arch, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub, Logger: log})
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.archive, d.arch = arch, arch
+	d.closers = append(d.closers, arch.Close)
+	d.registry = reg
 	return d, nil
+}
+
+func archiveDir(c *Config) string { return filepath.Join(c.DataDir, "archive") }
+
+// syncConsent copies consent events the archive does not have yet from the
+// registry into it, so the registry's history is part of the record.
+func (d *serveDeps) syncConsent(ctx context.Context) error {
+	evs, err := d.registry.EventsSince(ctx, d.arch.LastConsentID())
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if err := d.arch.RecordConsent(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// consentSyncLoop runs syncConsent at start and every few seconds: the CLI
+// changes the registry while the relay runs.
+func (d *serveDeps) consentSyncLoop(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if err := d.syncConsent(ctx); err != nil && ctx.Err() == nil {
+			log.Error("cannot copy consent events into the archive; will try again", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/relay"
 )
 
@@ -120,7 +121,16 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 }
 
 // recordOfflineDrop writes the drop into the archive when no relay is running.
-// TODO(integration): open the archive and record an archive.Dropped event.
 func recordOfflineDrop(ctx context.Context, cfg *Config, id string, pending []string) error {
-	return nil
+	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
+	if err != nil {
+		return err
+	}
+	a, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub})
+	if err != nil {
+		return fmt.Errorf("dropped %s, but cannot record that in the archive: %w", id, err)
+	}
+	defer a.Close()
+	return a.RecordEvent(ctx, archive.Event{MessageID: id, Time: time.Now(), Kind: archive.Dropped, Recipients: pending,
+		Reply: "removed from the queue by an admin"})
 }

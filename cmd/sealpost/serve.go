@@ -240,7 +240,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		}
 		w.Write([]byte("{}"))
 	}
-	if err := srv.ServeControl(ctlCtx, controlPath(cfg), map[string]http.HandlerFunc{"POST /reload": reload}); err != nil {
+	go deps.consentSyncLoop(ctlCtx, log)
+	handlers := archiveHandlers(deps.arch, cfg)
+	handlers["POST /reload"] = reload
+	if err := srv.ServeControl(ctlCtx, controlPath(cfg), handlers); err != nil {
 		log.Warn("no control socket: `sealpost queue` will not reach this relay", "err", err)
 	}
 	log.Info("sealpost is running", "submission", fmtAddr(addrs.Submission), "submissions", fmtAddr(addrs.Submissions),

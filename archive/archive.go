@@ -1,0 +1,746 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // subjects in any charset
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// Options open an archive for writing.
+type Options struct {
+	Dir       string             // data_dir/archive
+	PublicKey openpgp.EntityList // records are encrypted to these keys; their private halves stay offline
+	Now       func() time.Time
+	Logger    *slog.Logger
+	// SegmentBytes closes a segment (with a seal) once it is this large.
+	SegmentBytes int64
+}
+
+// Archive is the writing end of the clinical record. One process writes it
+// (the relay); verify and export read it at the same time.
+type Archive struct {
+	opts    Options
+	dir     string
+	lock    *os.File
+	sealKey ed25519.PrivateKey
+	hashKey []byte
+	log     *slog.Logger
+
+	reqs    chan *appendReq
+	stopped chan struct{}
+
+	mu          sync.Mutex // guards what the writer publishes
+	lastConsent int64
+	closed      bool
+	headSeq     uint64
+	headHash    string
+
+	// writer state, owned by the writer goroutine
+	seg     *os.File
+	segName string
+	segSize int64
+	seq     uint64
+	last    string
+}
+
+type appendReq struct {
+	h       header
+	payload []byte
+	op      func() error // instead of a record: run in the writer (prune)
+	done    chan error
+}
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("archive: closed")
+
+const defaultSegmentBytes = 64 << 20
+
+// Open opens (or starts) the archive in opts.Dir. A torn tail a crash left
+// is set aside into Dir/torn and recorded in the chain; every complete
+// record is kept. A record that is there but damaged stops Open: nothing is
+// written after it until an admin looks (sealpost archive verify).
+func Open(opts Options) (*Archive, error) {
+	if len(opts.PublicKey) == 0 {
+		return nil, errors.New("archive: no public key to encrypt to")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = defaultSegmentBytes
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Archive{opts: opts, dir: opts.Dir, lock: lock, log: opts.Logger, reqs: make(chan *appendReq, 256), stopped: make(chan struct{})}
+	fail := func(err error) (*Archive, error) {
+		if a.seg != nil {
+			a.seg.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	if a.sealKey, err = loadOrMakeSealKey(opts.Dir); err != nil {
+		return fail(err)
+	}
+	if a.hashKey, err = loadOrMakeHashKey(opts.Dir); err != nil {
+		return fail(err)
+	}
+	if err := a.recover(); err != nil {
+		return fail(err)
+	}
+	a.headSeq, a.headHash = a.seq, a.last
+	go a.writer()
+	return a, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("archive %s is in use by another sealpost process (the running relay writes it)", dir)
+	}
+	return f, nil
+}
+
+// recover finds where the chain ends, setting aside a torn tail, and
+// starts the chain when the archive is new.
+func (a *Archive) recover() error {
+	segs, err := listSegments(a.dir)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	// A segment created just before a crash may be empty.
+	for len(segs) > 0 {
+		fi, err := os.Stat(filepath.Join(a.dir, segs[len(segs)-1]))
+		if err != nil || fi.Size() > 0 {
+			break
+		}
+		os.Remove(filepath.Join(a.dir, segs[len(segs)-1]))
+		segs = segs[:len(segs)-1]
+	}
+	// The highest consent id anywhere, so the serve loop knows what to copy.
+	for _, s := range segs {
+		if err := scanHeaders(filepath.Join(a.dir, s), func(h *header, _ []byte) {
+			if h.Kind == kindConsent && h.Consent > a.lastConsent {
+				a.lastConsent = h.Consent
+			}
+		}); err != nil && !errors.Is(err, errIncomplete) {
+			return fmt.Errorf("archive: %w", err)
+		}
+	}
+	if len(segs) == 0 {
+		return a.startChain()
+	}
+	name := segs[len(segs)-1]
+	path := filepath.Join(a.dir, name)
+	sr, f, err := openSegment(path, false)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	var last *record
+	for {
+		rec, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, errIncomplete) {
+			f.Close()
+			if last == nil {
+				return fmt.Errorf("archive: %s holds no complete record; run sealpost archive verify", name)
+			}
+			return a.setAsideTail(path, last, sr)
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("archive is damaged, nothing more is written to it until an admin looks (sealpost archive verify): %w", err)
+		}
+		last = rec
+	}
+	f.Close()
+	if last == nil {
+		return fmt.Errorf("archive: %s is empty", name)
+	}
+	a.seq, a.last = last.h.Seq, last.hash
+	if last.h.Kind == kindSeal {
+		return a.newSegment(segNumber(name) + 1)
+	}
+	return a.openForAppend(name, sr.off)
+}
+
+// setAsideTail moves the bytes after the last complete record to Dir/torn,
+// truncates the segment there, and records what was set aside.
+func (a *Archive) setAsideTail(path string, last *record, sr *segmentReader) error {
+	end := last.offset + last.size
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	fi, _ := f.Stat()
+	tail := make([]byte, fi.Size()-end)
+	if _, err := f.ReadAt(tail, end); err != nil {
+		f.Close()
+		return fmt.Errorf("archive: %w", err)
+	}
+	tornDir := filepath.Join(a.dir, "torn")
+	os.MkdirAll(tornDir, 0o700)
+	aside := filepath.Join(tornDir, fmt.Sprintf("%s.%d.bin", filepath.Base(path), a.opts.Now().Unix()))
+	if err := writeFileSync(aside, tail); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Truncate(end); err != nil {
+		f.Close()
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("archive: %w", err)
+	}
+	f.Close()
+	sum := sha256.Sum256(tail)
+	a.seq, a.last = last.h.Seq, last.hash
+	if err := a.openForAppend(filepath.Base(path), end); err != nil {
+		return err
+	}
+	a.log.Warn("archive: set aside an incomplete record left by a crash; every complete record is kept",
+		"segment", filepath.Base(path), "bytes", len(tail), "set_aside", aside)
+	// The record names the bytes set aside by their SHA-256 (in ID).
+	h := header{Kind: kindTorn, Offset: end, Length: int64(len(tail)), SetAside: filepath.Base(aside), ID: hex.EncodeToString(sum[:])}
+	return a.appendDirect(&h, nil)
+}
+
+func (a *Archive) startChain() error {
+	if err := a.newSegmentFile(1); err != nil {
+		return err
+	}
+	a.last = zeroHash
+	var fprs []string
+	for _, e := range a.opts.PublicKey {
+		fprs = append(fprs, strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint)))
+	}
+	h := header{Kind: kindInit, SealKey: hex.EncodeToString(a.sealKey.Public().(ed25519.PublicKey)), ArchKey: fprs}
+	return a.appendDirect(&h, nil)
+}
+
+func (a *Archive) newSegmentFile(n int) error {
+	name := segName(n)
+	// O_APPEND: after a failed write is cut back, the next one lands at the
+	// new end, not at a stale offset past it.
+	f, err := os.OpenFile(filepath.Join(a.dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := syncDir(a.dir); err != nil {
+		f.Close()
+		return err
+	}
+	a.seg, a.segName, a.segSize = f, name, 0
+	return nil
+}
+
+func (a *Archive) newSegment(n int) error { return a.newSegmentFile(n) }
+
+func (a *Archive) openForAppend(name string, size int64) error {
+	f, err := os.OpenFile(filepath.Join(a.dir, name), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	a.seg, a.segName, a.segSize = f, name, size
+	return nil
+}
+
+// appendDirect writes one record at once (used before the writer runs).
+func (a *Archive) appendDirect(h *header, payload []byte) error {
+	return a.appendBatch([]*appendReq{{h: *h, payload: payload}})
+}
+
+// appendBatch writes records in order and makes them durable with one
+// fsync. On failure the segment is cut back to where it was: nothing is
+// half-written, and the chain goes on from the last durable record.
+func (a *Archive) appendBatch(batch []*appendReq) error {
+	seq, last := a.seq, a.last
+	now := a.opts.Now().UTC()
+	var buf bytes.Buffer
+	for _, r := range batch {
+		seq++
+		r.h.Seq, r.h.Prev, r.h.Time = seq, last, now
+		r.h.PLen = int64(len(r.payload))
+		if len(r.payload) > 0 {
+			s := sha256.Sum256(r.payload)
+			r.h.PSHA = hex.EncodeToString(s[:])
+		}
+		b, hash, err := encodeRecord(&r.h, r.payload)
+		if err != nil {
+			return err
+		}
+		buf.Write(b)
+		last = hash
+	}
+	if _, err := a.seg.Write(buf.Bytes()); err != nil {
+		a.seg.Truncate(a.segSize)
+		return fmt.Errorf("archive: write %s: %w", a.segName, err)
+	}
+	if err := fdatasync(a.seg); err != nil {
+		a.seg.Truncate(a.segSize)
+		return fmt.Errorf("archive: fsync %s: %w", a.segName, err)
+	}
+	a.seq, a.last = seq, last
+	a.segSize += int64(buf.Len())
+	a.mu.Lock()
+	a.headSeq, a.headHash = seq, last
+	a.mu.Unlock()
+	return nil
+}
+
+// writer appends what the Record methods hand it: whatever arrived while
+// the last fsync ran goes out together, sharing the next one (group commit).
+func (a *Archive) writer() {
+	defer close(a.stopped)
+	for first := range a.reqs {
+		if first.op != nil {
+			first.done <- first.op()
+			continue
+		}
+		batch := []*appendReq{first}
+		size := len(first.payload)
+	gather:
+		for len(batch) < 512 && size < 8<<20 {
+			select {
+			case r, ok := <-a.reqs:
+				if !ok {
+					break gather
+				}
+				if r.op != nil {
+					// Keep order: write what came before, then run the op.
+					err := a.appendBatch(batch)
+					for _, b := range batch {
+						b.done <- err
+					}
+					batch = nil
+					r.done <- r.op()
+					break gather
+				}
+				batch = append(batch, r)
+				size += len(r.payload)
+			default:
+				break gather
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		err := a.appendBatch(batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+		if err == nil && a.segSize >= a.opts.SegmentBytes {
+			if err := a.rotate(); err != nil {
+				a.log.Error("archive: cannot close the segment; records go on in it", "err", err)
+			}
+		}
+	}
+	if a.seg != nil {
+		a.seg.Close()
+	}
+}
+
+// rotate seals the current segment and starts the next.
+func (a *Archive) rotate() error {
+	h := header{Kind: kindSeal, Segment: a.segName, Last: a.last,
+		Sig: hex.EncodeToString(ed25519.Sign(a.sealKey, sealMessage(a.segName, a.last)))}
+	if err := a.appendBatch([]*appendReq{{h: h}}); err != nil {
+		return err
+	}
+	old := a.seg
+	if err := a.newSegment(segNumber(a.segName) + 1); err != nil {
+		return err
+	}
+	return old.Close()
+}
+
+// submit hands a record to the writer and waits until it is durable.
+func (a *Archive) submit(ctx context.Context, h header, payload []byte) error {
+	a.mu.Lock()
+	closed := a.closed
+	a.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	r := &appendReq{h: h, payload: payload, done: make(chan error, 1)}
+	select {
+	case a.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once handed over, the record is written whatever the caller does: wait.
+	return <-r.done
+}
+
+// Close stops the writer after what was handed to it is written.
+func (a *Archive) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	close(a.reqs)
+	<-a.stopped
+	return a.lock.Close()
+}
+
+// addrHash is a keyed hash of an address: lets export and holds find a
+// client's records without the address being on disk in clear.
+func (a *Archive) addrHash(s string) string { return addrHash(a.hashKey, s) }
+
+func addrHash(key []byte, s string) string {
+	n, err := addr.Normalize(s)
+	if err != nil {
+		n = strings.ToLower(strings.TrimSpace(s))
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(n))
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
+// encrypt seals v (and body, when given) to the archive key: the relay can
+// write records it cannot read back.
+func (a *Archive) encrypt(meta any, body io.Reader) ([]byte, *bodyInfo, error) {
+	var out bytes.Buffer
+	w, err := openpgp.Encrypt(&out, a.opts.PublicKey, nil, &openpgp.FileHints{IsBinary: true}, &packet.Config{DefaultCompressionAlgo: packet.CompressionNone})
+	if err != nil {
+		return nil, nil, fmt.Errorf("archive: encrypt: %w", err)
+	}
+	var info *bodyInfo
+	if body != nil {
+		info = &bodyInfo{}
+		head := &capped{max: 256 << 10}
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, head, h), body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("archive: read message: %w", err)
+		}
+		info.size, info.sha256 = n, hex.EncodeToString(h.Sum(nil))
+		info.parseHeader(head.Bytes())
+	}
+	if mm, ok := meta.(*messageMeta); ok && info != nil {
+		mm.Subject, mm.From, mm.MessageID, mm.Size, mm.SHA256 = info.subject, info.from, info.messageID, info.size, info.sha256
+	}
+	mb, err := json.Marshal(meta)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The metadata follows the body, with its length last: the body is
+	// streamed in before anything about it is known.
+	w.Write(mb)
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(len(mb)))
+	w.Write(l[:])
+	if err := w.Close(); err != nil {
+		return nil, nil, fmt.Errorf("archive: encrypt: %w", err)
+	}
+	return out.Bytes(), info, nil
+}
+
+type bodyInfo struct {
+	size                     int64
+	sha256                   string
+	subject, from, messageID string
+}
+
+func (b *bodyInfo) parseHeader(raw []byte) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		return
+	}
+	mh := mail.Header{Header: message.Header{Header: h}}
+	b.subject, _ = mh.Subject()
+	b.messageID, _ = mh.MessageID()
+	b.from = h.Get("From")
+}
+
+// capped keeps the first max bytes written to it.
+type capped struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room > 0 {
+		c.Buffer.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// messageMeta is what an archived message's payload says about it.
+type messageMeta struct {
+	Message
+	Subject   string `json:"subject"`
+	From      string `json:"from"`
+	MessageID string `json:"message_id"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256"`
+}
+
+// RecordMessage archives a message with its decisions. It returns once the
+// record is on disk (fsynced).
+func (a *Archive) RecordMessage(ctx context.Context, m Message, body io.Reader) error {
+	meta := &messageMeta{Message: m}
+	payload, _, err := a.encrypt(meta, body)
+	if err != nil {
+		return err
+	}
+	h := header{Kind: kindMessage, ID: m.ID, Dir: string(m.Direction)}
+	seen := map[string]bool{}
+	for _, d := range m.Decisions {
+		if x := a.addrHash(d.Address); !seen[x] {
+			seen[x] = true
+			h.Addrs = append(h.Addrs, x)
+		}
+	}
+	if m.Direction == Inbound && m.Sender != "" {
+		h.Addrs = append(h.Addrs, a.addrHash(m.Sender))
+	}
+	return a.submit(ctx, h, payload)
+}
+
+// RecordEvent archives a later fact about a message.
+func (a *Archive) RecordEvent(ctx context.Context, e Event) error {
+	payload, _, err := a.encrypt(e, nil)
+	if err != nil {
+		return err
+	}
+	h := header{Kind: kindEvent, ID: e.MessageID, Event: string(e.Kind)}
+	for _, r := range e.Recipients {
+		h.Addrs = append(h.Addrs, a.addrHash(r))
+	}
+	return a.submit(ctx, h, payload)
+}
+
+// RecordRefusal archives a refused recipient or message.
+func (a *Archive) RecordRefusal(ctx context.Context, r Refusal) error {
+	payload, _, err := a.encrypt(r, nil)
+	if err != nil {
+		return err
+	}
+	h := header{Kind: kindRefusal}
+	if r.Recipient != "" {
+		h.Addrs = []string{a.addrHash(r.Recipient)}
+	}
+	return a.submit(ctx, h, payload)
+}
+
+// RecordConsent archives an event of the consent registry.
+func (a *Archive) RecordConsent(ctx context.Context, ev rules.ConsentEvent) error {
+	payload, _, err := a.encrypt(ev, nil)
+	if err != nil {
+		return err
+	}
+	h := header{Kind: kindConsent, Consent: ev.ID}
+	for _, x := range ev.Addresses {
+		h.Addrs = append(h.Addrs, a.addrHash(x))
+	}
+	if err := a.submit(ctx, h, payload); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if ev.ID > a.lastConsent {
+		a.lastConsent = ev.ID
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// LastConsentID is the highest consent event id in the record.
+func (a *Archive) LastConsentID() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastConsent
+}
+
+// ChainHead is the hash of the newest durable record: auditors compare it
+// with an export's manifest.
+func (a *Archive) ChainHead() (uint64, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.headSeq, a.headHash
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("archive: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// loadOrMakeSealKey returns the Ed25519 key that seals closed segments;
+// its public half (seal.pub) goes into every export.
+func loadOrMakeSealKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, "seal.key")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("archive: %s is not a seal key", path)
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(path, []byte(hex.EncodeToString(priv.Seed())+"\n")); err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(filepath.Join(dir, "seal.pub"), []byte(hex.EncodeToString(pub)+"\n")); err != nil {
+		return nil, err
+	}
+	return priv, nil
+}
+
+func loadOrMakeHashKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "address-hash.key")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err == nil {
+		return nil, fmt.Errorf("archive: %s is damaged", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	return key, writeFileSync(path, key)
+}
+
+// scanHeaders calls f for the header of each complete record in a segment,
+// skipping payloads without reading them.
+func scanHeaders(path string, f func(h *header, raw []byte)) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	var off int64
+	var fixed [8]byte
+	for off < size {
+		if size-off < 8 {
+			return errIncomplete
+		}
+		if _, err := file.ReadAt(fixed[:], off); err != nil {
+			return err
+		}
+		if string(fixed[:4]) != recordMagic {
+			return &recordError{segment: filepath.Base(path), offset: off, msg: "not the start of a record"}
+		}
+		hl := int64(binary.BigEndian.Uint32(fixed[4:]))
+		if hl > maxHeaderLen || size-off < 8+hl+8 {
+			return errIncomplete
+		}
+		hb := make([]byte, hl)
+		if _, err := file.ReadAt(hb, off+8); err != nil {
+			return err
+		}
+		if _, err := file.ReadAt(fixed[:], off+8+hl); err != nil {
+			return err
+		}
+		pl := int64(binary.BigEndian.Uint64(fixed[:]))
+		if pl < 0 || size-off < 8+hl+8+pl+32 {
+			return errIncomplete
+		}
+		var h header
+		if err := json.Unmarshal(hb, &h); err != nil {
+			return &recordError{segment: filepath.Base(path), offset: off, msg: "header does not parse"}
+		}
+		f(&h, hb)
+		off += 8 + hl + 8 + pl + 32
+	}
+	return nil
+}
+
+// CloseSegment seals the segment being written now and starts the next
+// (tests and admins use it before a prune; segments also close by size).
+func (a *Archive) CloseSegment(ctx context.Context) error {
+	return a.do(ctx, a.rotate)
+}

@@ -1,0 +1,444 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/sealpost/sealpost/rules"
+)
+
+// Filter selects what an export holds.
+type Filter struct {
+	Since, Until time.Time // zero: open ended; Until is exclusive
+	// Clients are addresses: only messages to or from them, their refusals
+	// and their consent history.
+	Clients []string
+}
+
+// ExportReport summarises an export.
+type ExportReport struct {
+	Messages, Refusals, ConsentEvents int
+	HeadSeq                           uint64
+	Head                              string
+	Verified                          bool
+}
+
+// The manifest's records (DESIGN.md, archive export).
+type manifest struct {
+	Format     int                  `json:"sealpost_export"`
+	ExportedAt time.Time            `json:"exported_at"`
+	Archive    manifestArchive      `json:"archive"`
+	Filter     manifestFilter       `json:"filter"`
+	Messages   []manifestMessage    `json:"messages"`
+	Refusals   []Refusal            `json:"refusals"`
+	Consent    []rules.ConsentEvent `json:"consent_history"`
+}
+
+type manifestArchive struct {
+	ChainHeadSeq uint64   `json:"chain_head_seq"`
+	ChainHead    string   `json:"chain_head"`
+	Verified     bool     `json:"verified"`
+	Problems     []string `json:"problems,omitempty"`
+	SealKey      string   `json:"seal_key"`
+}
+
+type manifestFilter struct {
+	Since   string   `json:"since,omitempty"`
+	Until   string   `json:"until,omitempty"`
+	Clients []string `json:"clients,omitempty"`
+}
+
+type manifestMessage struct {
+	ID         string              `json:"id"`
+	Time       time.Time           `json:"time"`
+	Direction  Direction           `json:"direction"`
+	Account    string              `json:"account,omitempty"`
+	From       string              `json:"from"`
+	Sender     string              `json:"envelope_sender,omitempty"`
+	Subject    string              `json:"subject"`
+	MessageID  string              `json:"message_id"`
+	SHA256     string              `json:"sha256"`
+	Size       int64               `json:"size"`
+	File       string              `json:"file"`
+	Folder     string              `json:"folder,omitempty"`
+	Recipients []manifestRecipient `json:"recipients"`
+	Fired      []rules.RuleHit     `json:"rules_fired,omitempty"`
+}
+
+type manifestRecipient struct {
+	Address        string             `json:"address"`
+	Protection     rules.Protection   `json:"protection"`
+	Bcc            bool               `json:"bcc,omitempty"`
+	Reason         string             `json:"reason"`
+	Consent        *manifestConsent   `json:"consent,omitempty"`
+	KeyFingerprint string             `json:"key_fingerprint,omitempty"`
+	Delivery       []manifestDelivery `json:"delivery"`
+}
+
+type manifestConsent struct {
+	ID       int64  `json:"id"`
+	Client   string `json:"client,omitempty"`
+	Evidence string `json:"evidence"`
+	Date     string `json:"date"`
+	Expires  string `json:"expires,omitempty"`
+}
+
+type manifestDelivery struct {
+	Status EventKind `json:"status"`
+	Time   time.Time `json:"time"`
+	Reply  string    `json:"reply,omitempty"`
+}
+
+// located is a record found by its header, and where its payload is.
+type located struct {
+	seg    string
+	h      header
+	payOff int64
+	payLen int64
+}
+
+// walk calls f for every complete record of every segment, in order.
+func walk(dir string, f func(located)) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		file, err := os.Open(filepath.Join(dir, s))
+		if err != nil {
+			return err
+		}
+		fi, _ := file.Stat()
+		size := fi.Size()
+		var off int64
+		var fixed [8]byte
+		for off+8 <= size {
+			if _, err := file.ReadAt(fixed[:], off); err != nil {
+				break
+			}
+			hl := int64(binary.BigEndian.Uint32(fixed[4:]))
+			if string(fixed[:4]) != recordMagic || hl > maxHeaderLen || off+8+hl+8 > size {
+				break
+			}
+			hb := make([]byte, hl)
+			file.ReadAt(hb, off+8)
+			file.ReadAt(fixed[:], off+8+hl)
+			pl := int64(binary.BigEndian.Uint64(fixed[:]))
+			if pl < 0 || off+8+hl+8+pl+32 > size {
+				break
+			}
+			var h header
+			if json.Unmarshal(hb, &h) == nil {
+				f(located{seg: s, h: h, payOff: off + 8 + hl + 8, payLen: pl})
+			}
+			off += 8 + hl + 8 + pl + 32
+		}
+		file.Close()
+	}
+	return nil
+}
+
+// Export decrypts the selected records with the archive's private key and
+// writes the layout of DESIGN.md into out, which must not exist yet or be
+// empty: manifest.json, messages/ID.eml, SHA256SUMS, index.html (and
+// seal.pub, to check the archive's seals).
+func Export(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter) (*ExportReport, error) {
+	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("%s is not empty: export into a new folder", out)
+	}
+	hashKey, err := os.ReadFile(filepath.Join(dir, "address-hash.key"))
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	sealPub, err := os.ReadFile(filepath.Join(dir, "seal.pub"))
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	rep := &ExportReport{}
+	vrep, verr := Verify(dir, nil)
+	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []Refusal{}, Consent: []rules.ConsentEvent{}, Messages: []manifestMessage{}}
+	if vrep != nil {
+		m.Archive = manifestArchive{ChainHeadSeq: vrep.HeadSeq, ChainHead: vrep.Head, Verified: verr == nil, Problems: vrep.Problems}
+		rep.HeadSeq, rep.Head, rep.Verified = vrep.HeadSeq, vrep.Head, verr == nil
+	}
+	m.Archive.SealKey = strings.TrimSpace(string(sealPub))
+	if !f.Since.IsZero() {
+		m.Filter.Since = f.Since.Format("2006-01-02")
+	}
+	if !f.Until.IsZero() {
+		m.Filter.Until = f.Until.Format("2006-01-02")
+	}
+	m.Filter.Clients = f.Clients
+	clients := map[string]bool{}
+	for _, c := range f.Clients {
+		clients[addrHash(hashKey, c)] = true
+	}
+	matchClient := func(h *header) bool {
+		if len(clients) == 0 {
+			return true
+		}
+		for _, a := range h.Addrs {
+			if clients[a] {
+				return true
+			}
+		}
+		return false
+	}
+	inRange := func(t time.Time) bool {
+		return (f.Since.IsZero() || !t.Before(f.Since)) && (f.Until.IsZero() || t.Before(f.Until))
+	}
+	var msgs, events, refusals, consents []located
+	selected := map[string]bool{}
+	err = walk(dir, func(l located) {
+		switch l.h.Kind {
+		case kindMessage:
+			if inRange(l.h.Time) && matchClient(&l.h) {
+				msgs = append(msgs, l)
+				selected[l.h.ID] = true
+			}
+		case kindEvent:
+			events = append(events, l)
+		case kindRefusal:
+			if inRange(l.h.Time) && matchClient(&l.h) {
+				refusals = append(refusals, l)
+			}
+		case kindConsent:
+			if matchClient(&l.h) {
+				consents = append(consents, l)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(out, "messages"), 0o700); err != nil {
+		return nil, err
+	}
+	files := &openSegments{dir: dir, files: map[string]*os.File{}}
+	defer files.close()
+
+	for _, l := range msgs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		body, metaJSON, err := files.decrypt(l, key)
+		if err != nil {
+			return nil, fmt.Errorf("record %d (message %s): %w", l.h.Seq, l.h.ID, err)
+		}
+		var meta messageMeta
+		if err := json.Unmarshal(metaJSON, &meta); err != nil {
+			return nil, fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
+		}
+		file := "messages/" + safeName(meta.ID) + ".eml"
+		if err := os.WriteFile(filepath.Join(out, file), body, 0o600); err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(body)
+		mm := manifestMessage{ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Account: meta.Account, From: meta.From,
+			Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: hex.EncodeToString(sum[:]),
+			Size: int64(len(body)), File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
+		for _, d := range meta.Decisions {
+			r := manifestRecipient{Address: d.Address, Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint, Delivery: []manifestDelivery{}}
+			if c := d.Consent; c != nil {
+				r.Consent = &manifestConsent{ID: c.ID, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires}
+			}
+			mm.Recipients = append(mm.Recipients, r)
+		}
+		m.Messages = append(m.Messages, mm)
+	}
+	byID := map[string]*manifestMessage{}
+	for i := range m.Messages {
+		byID[m.Messages[i].ID] = &m.Messages[i]
+	}
+	for _, l := range events {
+		mm := byID[l.h.ID]
+		if mm == nil {
+			continue
+		}
+		_, metaJSON, err := files.decrypt(l, key)
+		if err != nil {
+			return nil, fmt.Errorf("record %d (event): %w", l.h.Seq, err)
+		}
+		var ev Event
+		if err := json.Unmarshal(metaJSON, &ev); err != nil {
+			return nil, err
+		}
+		for _, rcpt := range ev.Recipients {
+			for i := range mm.Recipients {
+				if strings.EqualFold(mm.Recipients[i].Address, rcpt) || matchesAddress(mm.Recipients[i].Address, rcpt) {
+					mm.Recipients[i].Delivery = append(mm.Recipients[i].Delivery, manifestDelivery{Status: ev.Kind, Time: ev.Time, Reply: ev.Reply})
+				}
+			}
+		}
+		if len(ev.Recipients) == 0 { // about the whole message (aborted, dropped)
+			for i := range mm.Recipients {
+				mm.Recipients[i].Delivery = append(mm.Recipients[i].Delivery, manifestDelivery{Status: ev.Kind, Time: ev.Time, Reply: ev.Reply})
+			}
+		}
+	}
+	for _, l := range refusals {
+		_, metaJSON, err := files.decrypt(l, key)
+		if err != nil {
+			return nil, fmt.Errorf("record %d (refusal): %w", l.h.Seq, err)
+		}
+		var r Refusal
+		if err := json.Unmarshal(metaJSON, &r); err != nil {
+			return nil, err
+		}
+		m.Refusals = append(m.Refusals, r)
+	}
+	for _, l := range consents {
+		_, metaJSON, err := files.decrypt(l, key)
+		if err != nil {
+			return nil, fmt.Errorf("record %d (consent): %w", l.h.Seq, err)
+		}
+		var ev rules.ConsentEvent
+		if err := json.Unmarshal(metaJSON, &ev); err != nil {
+			return nil, err
+		}
+		m.Consent = append(m.Consent, ev)
+	}
+	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
+	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
+
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "manifest.json"), append(mj, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "seal.pub"), sealPub, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeIndex(filepath.Join(out, "index.html"), &m); err != nil {
+		return nil, err
+	}
+	return rep, writeSums(out)
+}
+
+func matchesAddress(a, b string) bool {
+	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+}
+
+// safeName keeps a message id usable as a file name.
+func safeName(id string) string {
+	var b strings.Builder
+	for _, r := range id {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteRune('_')
+		}
+	}
+	return b.String()
+}
+
+type openSegments struct {
+	dir   string
+	files map[string]*os.File
+}
+
+func (o *openSegments) close() {
+	for _, f := range o.files {
+		f.Close()
+	}
+}
+
+// decrypt reads a record's payload and splits it into body and metadata.
+func (o *openSegments) decrypt(l located, key openpgp.EntityList) (body, meta []byte, err error) {
+	f := o.files[l.seg]
+	if f == nil {
+		if f, err = os.Open(filepath.Join(o.dir, l.seg)); err != nil {
+			return nil, nil, err
+		}
+		o.files[l.seg] = f
+	}
+	payload := make([]byte, l.payLen)
+	if _, err := f.ReadAt(payload, l.payOff); err != nil {
+		return nil, nil, err
+	}
+	if sum := sha256.Sum256(payload); hex.EncodeToString(sum[:]) != l.h.PSHA {
+		return nil, nil, errors.New("the payload does not match its header (run sealpost archive verify)")
+	}
+	md, err := openpgp.ReadMessage(bytes.NewReader(payload), key, nil, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decrypt: %w (is this the archive's private key?)", err)
+	}
+	plain, err := io.ReadAll(md.UnverifiedBody)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decrypt: %w", err)
+	}
+	if len(plain) < 4 {
+		return nil, nil, errors.New("payload too short")
+	}
+	n := int(binary.BigEndian.Uint32(plain[len(plain)-4:]))
+	if n > len(plain)-4 {
+		return nil, nil, errors.New("payload metadata length out of range")
+	}
+	split := len(plain) - 4 - n
+	return plain[:split], plain[split : len(plain)-4], nil
+}
+
+// writeSums writes SHA256SUMS over every file in out, in the format
+// `sha256sum -c` reads.
+func writeSums(out string) error {
+	var lines []string
+	err := filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(out, p)
+		if rel == "SHA256SUMS" {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		lines = append(lines, hex.EncodeToString(h.Sum(nil))+"  "+filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(lines)
+	return os.WriteFile(filepath.Join(out, "SHA256SUMS"), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+//go:embed index.html.tmpl
+var indexTemplate string
+
+var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
+	"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
+	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+}).Parse(indexTemplate))
+
+func writeIndex(path string, m *manifest) error {
+	var b bytes.Buffer
+	if err := indexTmpl.Execute(&b, m); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o600)
+}

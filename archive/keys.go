@@ -1,0 +1,129 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+// PrivateKeyFile is where a first start leaves the archive's private key
+// when the configuration names no public key.
+const PrivateKeyFile = "archive-private-key.asc"
+
+// EnsureKey returns the archive's public key: the one the configuration
+// names, or, when it names none, one made on first start. Then the private
+// half waits in data_dir, and warning says to move it offline: while it is
+// on the server, a stolen disk reveals the record.
+func EnsureKey(dataDir, publicKeyPath string) (openpgp.EntityList, string, error) {
+	if publicKeyPath != "" {
+		el, err := readKeys(publicKeyPath)
+		if err != nil {
+			return nil, "", fmt.Errorf("archive.public_key: %w", err)
+		}
+		for _, e := range el {
+			if e.PrivateKey != nil {
+				return nil, "", fmt.Errorf("archive.public_key %s holds a private key: give the relay only the public half", publicKeyPath)
+			}
+			if _, ok := e.EncryptionKey(time.Now()); !ok {
+				return nil, "", fmt.Errorf("archive.public_key %s cannot encrypt (expired, revoked, or no encryption key)", publicKeyPath)
+			}
+		}
+		return el, "", nil
+	}
+	pubPath := filepath.Join(dataDir, "archive-public-key.asc")
+	privPath := filepath.Join(dataDir, PrivateKeyFile)
+	warning := fmt.Sprintf("the archive's private key is still at %s: move it offline (an auditor's or the owner's machine) and set archive.public_key to %s; while it is on this server a stolen disk reveals the record", privPath, pubPath)
+	if el, err := readKeys(pubPath); err == nil {
+		if _, err := os.Stat(privPath); errors.Is(err, os.ErrNotExist) {
+			warning = ""
+		}
+		return el, warning, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, "", err
+	}
+	e, err := openpgp.NewEntity("sealpost archive", "", "archive@sealpost.invalid",
+		&packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519})
+	if err != nil {
+		return nil, "", err
+	}
+	var priv, pub bytes.Buffer
+	w, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
+	if err := e.SerializePrivate(w, nil); err != nil {
+		return nil, "", err
+	}
+	w.Close()
+	w, _ = armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err := e.Serialize(w); err != nil {
+		return nil, "", err
+	}
+	w.Close()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, "", err
+	}
+	if err := writeFileSync(privPath, priv.Bytes()); err != nil {
+		return nil, "", err
+	}
+	if err := writeFileSync(pubPath, pub.Bytes()); err != nil {
+		return nil, "", err
+	}
+	el, err := readKeys(pubPath)
+	return el, warning, err
+}
+
+func readKeys(path string) (openpgp.EntityList, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Contains(b, []byte("-----BEGIN PGP")) {
+		return openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	}
+	return openpgp.ReadKeyRing(bytes.NewReader(b))
+}
+
+// LoadPrivateKey reads the archive's private key for an export, unlocking
+// it with passphrase when it is protected.
+func LoadPrivateKey(path string, passphrase func() ([]byte, error)) (openpgp.EntityList, error) {
+	el, err := readKeys(path)
+	if err != nil {
+		return nil, fmt.Errorf("archive key %s: %w", path, err)
+	}
+	var locked bool
+	for _, e := range el {
+		if e.PrivateKey == nil {
+			return nil, fmt.Errorf("archive key %s is a public key; exports need the private key", path)
+		}
+		if e.PrivateKey.Encrypted {
+			locked = true
+		}
+		for _, sk := range e.Subkeys {
+			if sk.PrivateKey != nil && sk.PrivateKey.Encrypted {
+				locked = true
+			}
+		}
+	}
+	if locked {
+		if passphrase == nil {
+			return nil, fmt.Errorf("archive key %s is protected by a passphrase: give --passphrase-file", path)
+		}
+		pp, err := passphrase()
+		if err != nil {
+			return nil, err
+		}
+		pp = []byte(strings.TrimRight(string(pp), "\r\n"))
+		for _, e := range el {
+			if err := e.DecryptPrivateKeys(pp); err != nil {
+				return nil, fmt.Errorf("archive key %s: wrong passphrase", path)
+			}
+		}
+	}
+	return el, nil
+}

@@ -1,0 +1,168 @@
+package archive
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Report is what Verify found.
+type Report struct {
+	Segments int
+	Records  uint64
+	Bytes    int64
+	HeadSeq  uint64 // the newest record
+	Head     string // its hash: the chain head an export names
+	// Pending is bytes after the newest complete record of the open segment:
+	// a write in progress, or a torn tail the next start sets aside.
+	Pending  int64
+	Problems []string
+}
+
+// ErrDamaged is returned when Verify found a problem.
+var ErrDamaged = errors.New("the archive failed verification")
+
+// Verify checks every record's hash, the chain from each record to the
+// one before, the sequence numbers, and the seal of every closed segment.
+// It needs no private key: only the archive folder and its seal.pub. Each
+// problem names the segment and the record.
+func Verify(dir string, w io.Writer) (*Report, error) {
+	rep := &Report{}
+	pubHex, err := os.ReadFile(filepath.Join(dir, "seal.pub"))
+	if err != nil {
+		return nil, fmt.Errorf("archive: seal.pub: %w", err)
+	}
+	pb, err := hex.DecodeString(strings.TrimSpace(string(pubHex)))
+	if err != nil || len(pb) != ed25519.PublicKeySize {
+		return nil, errors.New("archive: seal.pub is not a seal key")
+	}
+	sealPub := ed25519.PublicKey(pb)
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("archive: no segments in %s", dir)
+	}
+	problem := func(format string, args ...any) {
+		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
+	}
+	var (
+		prevHash  string
+		prevSeq   uint64
+		firstPrev string
+		firstSeq  uint64
+		pruned    []prunedSegment
+		started   bool
+	)
+	for i, name := range segs {
+		if i > 0 && segNumber(name) != segNumber(segs[i-1])+1 {
+			problem("%s: segment %s is missing before it (removed without a prune record)", name, segName(segNumber(segs[i-1])+1))
+		}
+		sr, f, err := openSegment(filepath.Join(dir, name), false)
+		if err != nil {
+			return nil, err
+		}
+		rep.Segments++
+		rep.Bytes += sr.size
+		var last *record
+		for {
+			rec, err := sr.next()
+			if err == io.EOF {
+				break
+			}
+			if errors.Is(err, errIncomplete) {
+				if i == len(segs)-1 {
+					rep.Pending = sr.size - sr.off
+				} else {
+					problem("%s: truncated: %d bytes after record %d are not a whole record", name, sr.size-sr.off, prevSeq)
+				}
+				break
+			}
+			if err != nil {
+				problem("%v", err)
+				if rec == nil {
+					break // the framing is lost; nothing further in this segment can be read
+				}
+			}
+			if !started {
+				firstPrev, firstSeq, started = rec.h.Prev, rec.h.Seq, true
+			} else {
+				if rec.h.Seq != prevSeq+1 {
+					problem("%s: record %d follows record %d (records removed or reordered)", name, rec.h.Seq, prevSeq)
+				}
+				if rec.h.Prev != prevHash {
+					problem("%s: record %d does not chain to the record before it (removed, reordered or replaced)", name, rec.h.Seq)
+				}
+			}
+			if last != nil && last.h.Kind == kindSeal {
+				problem("%s: record %d comes after the segment's seal", name, rec.h.Seq)
+			}
+			switch rec.h.Kind {
+			case kindSeal:
+				if rec.h.Segment != name {
+					problem("%s: record %d is the seal of %s (segments swapped or renamed)", name, rec.h.Seq, rec.h.Segment)
+				}
+				if rec.h.Last != prevHash {
+					problem("%s: the seal (record %d) does not seal the records before it", name, rec.h.Seq)
+				}
+				sig, _ := hex.DecodeString(rec.h.Sig)
+				if !ed25519.Verify(sealPub, sealMessage(rec.h.Segment, rec.h.Last), sig) {
+					problem("%s: the seal (record %d) has a bad signature", name, rec.h.Seq)
+				}
+			case kindPrune:
+				pruned = append(pruned, rec.h.Pruned...)
+			case kindInit:
+				if rec.h.SealKey != hex.EncodeToString(sealPub) {
+					problem("%s: record %d: seal.pub is not the seal key the archive was started with", name, rec.h.Seq)
+				}
+			}
+			prevHash, prevSeq = rec.hash, rec.h.Seq
+			last = rec
+			rep.Records++
+		}
+		f.Close()
+		if i < len(segs)-1 && (last == nil || last.h.Kind != kindSeal) {
+			problem("%s: a closed segment without its seal (truncated, or its end removed)", name)
+		}
+	}
+	// The chain starts at the first record ever written, or where a prune
+	// record says the removed segments ended.
+	if started && (firstSeq != 1 || firstPrev != zeroHash) {
+		ok := false
+		for _, p := range pruned {
+			sum := sha256.Sum256(p.SealHeader)
+			var seal header
+			if hex.EncodeToString(sum[:]) != firstPrev || json.Unmarshal(p.SealHeader, &seal) != nil {
+				continue
+			}
+			sig, _ := hex.DecodeString(seal.Sig)
+			ok = seal.Kind == kindSeal && seal.Seq+1 == firstSeq && seal.Segment == p.Name &&
+				ed25519.Verify(sealPub, sealMessage(seal.Segment, seal.Last), sig)
+		}
+		if !ok {
+			problem("%s: the records before record %d are missing, and no prune record accounts for them", segs[0], firstSeq)
+		}
+	}
+	rep.HeadSeq, rep.Head = prevSeq, prevHash
+	if w != nil {
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "FAIL %s\n", p)
+		}
+		fmt.Fprintf(w, "%d segments, %d records, %d bytes; chain head record %d %s\n", rep.Segments, rep.Records, rep.Bytes, rep.HeadSeq, rep.Head)
+		if rep.Pending > 0 {
+			fmt.Fprintf(w, "%d bytes after the newest record: a write in progress, or a torn tail the next start sets aside\n", rep.Pending)
+		}
+	}
+	if len(rep.Problems) > 0 {
+		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", ErrDamaged, len(rep.Problems), rep.Problems[0])
+	}
+	return rep, nil
+}

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/rules"
+)
+
+func init() {
+	register(&command{name: "archive verify", args: "", summary: "check the archive's hash chain and seals (needs no private key)", run: runArchiveVerify})
+	register(&command{name: "archive export", args: "--key FILE --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE]",
+		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
+	register(&command{name: "archive prune", args: "[--dry-run]", summary: "remove whole segments past archive.retention that no hold covers", run: runArchivePrune})
+	register(&command{name: "archive hold", args: "--client ADDRESS|NAME | --since YYYY-MM-DD --until YYYY-MM-DD [--reason TEXT] | --list",
+		summary: "keep records from pruning (legal hold)", run: runArchiveHold})
+	register(&command{name: "archive release", args: "HOLD-ID", summary: "lift a legal hold", run: runArchiveRelease})
+}
+
+func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	rep, err := archive.Verify(archiveDir(cfg), c.stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "The archive verifies: %d records, chain head %s.\n", rep.Records, rep.Head)
+	return nil
+}
+
+func parseDate(flagName, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.ParseInLocation("2006-01-02", s, time.Local)
+	if err != nil {
+		return t, usagef("--%s %q is not YYYY-MM-DD", flagName, s)
+	}
+	return t, nil
+}
+
+// clientAddresses turns --client into addresses: an address as it is, or a
+// client's name or chart id looked up in the consent registry.
+func clientAddresses(ctx context.Context, cfg *Config, client string) ([]string, error) {
+	if client == "" {
+		return nil, nil
+	}
+	if strings.Contains(client, "@") {
+		return []string{client}, nil
+	}
+	reg, err := rules.OpenRegistry(registryPath(cfg))
+	if err != nil {
+		return nil, err
+	}
+	defer reg.Close()
+	addrs, err := reg.ClientAddresses(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("no client %q in the consent registry; give an address instead", client)
+	}
+	return addrs, nil
+}
+
+func runArchiveExport(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	keyFile := fs.String("key", "", "the archive's private key (required)")
+	out := fs.String("out", "", "a new folder for the export (required)")
+	since := fs.String("since", "", "first day, YYYY-MM-DD")
+	until := fs.String("until", "", "last day, YYYY-MM-DD (inclusive)")
+	client := fs.String("client", "", "only this client: an address, or a name or chart id from the consent registry")
+	ppFile := fs.String("passphrase-file", "", "the private key's passphrase (otherwise asked on the terminal)")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	if *keyFile == "" || *out == "" {
+		return usagef("--key and --out are required")
+	}
+	var f archive.Filter
+	if f.Since, err = parseDate("since", *since); err != nil {
+		return err
+	}
+	if f.Until, err = parseDate("until", *until); err != nil {
+		return err
+	}
+	if !f.Until.IsZero() {
+		f.Until = f.Until.AddDate(0, 0, 1)
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if f.Clients, err = clientAddresses(ctx, cfg, *client); err != nil {
+		return err
+	}
+	passphrase := func() ([]byte, error) {
+		if *ppFile != "" {
+			return os.ReadFile(*ppFile)
+		}
+		fd := int(os.Stdin.Fd())
+		if !term.IsTerminal(fd) {
+			return nil, errors.New("the archive key is protected by a passphrase: give --passphrase-file, or run on a terminal")
+		}
+		fmt.Fprint(c.stderr, "Passphrase for the archive key: ")
+		pp, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.stderr)
+		return pp, err
+	}
+	key, err := archive.LoadPrivateKey(*keyFile, passphrase)
+	if err != nil {
+		return err
+	}
+	rep, err := archive.Export(ctx, archiveDir(cfg), key, *out, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals and %d consent events to %s (chain head record %d %s).\n",
+		rep.Messages, rep.Refusals, rep.ConsentEvents, *out, rep.HeadSeq, rep.Head)
+	if !rep.Verified {
+		fmt.Fprintf(c.stdout, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", *out)
+	}
+	fmt.Fprintf(c.stdout, "Check it with: cd %s && sha256sum -c SHA256SUMS\n", *out)
+	return nil
+}
+
+// withArchive runs f against the running relay's archive (through the
+// control socket) or, when no relay runs, against the archive opened here.
+func withArchive(ctx context.Context, cfg *Config, remote func(*relay.Control) error, local func(*archive.Archive) error) error {
+	if ctl, err := relay.DialControl(controlPath(cfg)); err == nil {
+		return remote(ctl)
+	}
+	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
+	if err != nil {
+		return err
+	}
+	a, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return local(a)
+}
+
+func printPrune(c *cli, rep *archive.PruneReport, dry bool) {
+	verb := "Removed"
+	if dry {
+		verb = "Would remove"
+	}
+	if len(rep.Removed) == 0 {
+		fmt.Fprintln(c.stdout, "Nothing to prune.")
+	} else {
+		fmt.Fprintf(c.stdout, "%s %d segment(s): %s\n", verb, len(rep.Removed), strings.Join(rep.Removed, ", "))
+	}
+	if rep.Kept != "" {
+		fmt.Fprintf(c.stdout, "Kept from %s.\n", rep.Kept)
+	}
+}
+
+func runArchivePrune(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	dry := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	var rep archive.PruneReport
+	err = withArchive(ctx, cfg, func(ctl *relay.Control) error {
+		q := url.Values{}
+		if *dry {
+			q.Set("dry_run", "1")
+		}
+		return ctl.Call("POST", "/archive/prune?"+q.Encode(), &rep)
+	}, func(a *archive.Archive) error {
+		r, err := a.Prune(ctx, cfg.Archive.Retention.D(), *dry)
+		if r != nil {
+			rep = *r
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	printPrune(c, &rep, *dry)
+	return nil
+}
+
+func runArchiveHold(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	client := fs.String("client", "", "an address, or a name or chart id from the consent registry")
+	since := fs.String("since", "", "first day of a date range, YYYY-MM-DD")
+	until := fs.String("until", "", "last day of a date range, YYYY-MM-DD")
+	reason := fs.String("reason", "", "why (kept encrypted in the archive)")
+	list := fs.Bool("list", false, "show the active holds")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("takes no arguments")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if *list {
+		holds, err := archive.ListHolds(archiveDir(cfg))
+		if err != nil {
+			return err
+		}
+		if len(holds) == 0 {
+			fmt.Fprintln(c.stdout, "No active holds.")
+			return nil
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSET\tSINCE\tUNTIL\tCLIENT ADDRESSES")
+		for _, h := range holds {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", h.ID, h.Set.Local().Format(time.DateTime), orDash(h.Since), orDash(h.Until), h.Clients)
+		}
+		return tw.Flush()
+	}
+	if *client == "" && *since == "" && *until == "" {
+		return usagef("give --client, or --since and/or --until")
+	}
+	for name, d := range map[string]string{"since": *since, "until": *until} {
+		if _, err := parseDate(name, d); err != nil {
+			return err
+		}
+	}
+	addrs, err := clientAddresses(ctx, cfg, *client)
+	if err != nil {
+		return err
+	}
+	var id string
+	err = withArchive(ctx, cfg, func(ctl *relay.Control) error {
+		body := holdRequest{Clients: addrs, Since: *since, Until: *until, Reason: *reason}
+		var resp struct{ ID string }
+		b, _ := json.Marshal(body)
+		if err := ctl.Call("POST", "/archive/hold?req="+url.QueryEscape(string(b)), &resp); err != nil {
+			return err
+		}
+		id = resp.ID
+		return nil
+	}, func(a *archive.Archive) error {
+		var err error
+		id, err = a.Hold(ctx, addrs, *since, *until, *reason)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Hold %s set: the records it covers are kept until it is released (sealpost archive release %s).\n", id, id)
+	return nil
+}
+
+func runArchiveRelease(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("needs one HOLD-ID (see sealpost archive hold --list)")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	err = withArchive(ctx, cfg, func(ctl *relay.Control) error {
+		return ctl.Call("POST", "/archive/release?id="+url.QueryEscape(pos[0]), nil)
+	}, func(a *archive.Archive) error { return a.Release(ctx, pos[0]) })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Released %s.\n", pos[0])
+	return nil
+}
+
+type holdRequest struct {
+	Clients []string `json:"clients"`
+	Since   string   `json:"since"`
+	Until   string   `json:"until"`
+	Reason  string   `json:"reason"`
+}
+
+// archiveHandlers let the CLI prune, hold and release through the running
+// relay, which holds the archive's write lock.
+func archiveHandlers(a *archive.Archive, cfg *Config) map[string]http.HandlerFunc {
+	fail := func(w http.ResponseWriter, err error) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+	}
+	ok := func(w http.ResponseWriter, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+	return map[string]http.HandlerFunc{
+		"POST /archive/prune": func(w http.ResponseWriter, r *http.Request) {
+			rep, err := a.Prune(r.Context(), cfg.Archive.Retention.D(), r.URL.Query().Get("dry_run") == "1")
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			ok(w, rep)
+		},
+		"POST /archive/hold": func(w http.ResponseWriter, r *http.Request) {
+			var req holdRequest
+			if err := json.Unmarshal([]byte(r.URL.Query().Get("req")), &req); err != nil {
+				fail(w, err)
+				return
+			}
+			id, err := a.Hold(r.Context(), req.Clients, req.Since, req.Until, req.Reason)
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			ok(w, map[string]string{"id": id})
+		},
+		"POST /archive/release": func(w http.ResponseWriter, r *http.Request) {
+			if err := a.Release(r.Context(), r.URL.Query().Get("id")); err != nil {
+				fail(w, err)
+				return
+			}
+			ok(w, map[string]string{})
+		},
+	}
+}

@@ -67,8 +67,19 @@ func (q *queue) start() error {
 	for _, err := range errs {
 		q.log.Error("unreadable queue entry left in place", "err", err)
 	}
-	if torn > 0 {
-		q.log.Warn("removed messages a crash cut off before they were acknowledged", "count", torn)
+	if len(torn) > 0 {
+		q.log.Warn("removed messages a crash cut off before they were acknowledged", "count", len(torn))
+	}
+	// Such a message may already be in the archive; say there that it never
+	// went out and its sender was never told 250 (their client sends it again).
+	for _, id := range torn {
+		if q.archive == nil {
+			break
+		}
+		ev := archive.Event{MessageID: id, Time: q.now(), Kind: archive.Aborted, Reply: "cut off by a crash before it was acknowledged; never sent"}
+		if err := q.archive.RecordEvent(context.Background(), ev); err != nil {
+			q.log.Error("cannot archive an aborted message", "id", id, "err", err)
+		}
 	}
 	q.mu.Lock()
 	for _, e := range entries {

@@ -234,6 +234,9 @@ func TestRestartResumes(t *testing.T) {
 	if _, err := os.Stat(half); !os.IsNotExist(err) {
 		t.Fatal("half-received message was not cleaned up")
 	}
+	if k := r2.archive.eventKinds("0000000000000half"); len(k) != 1 || k[0] != archive.Aborted {
+		t.Errorf("the cut-off message is not marked aborted in the archive: %v", k)
+	}
 }
 
 func TestSpoolIsExclusive(t *testing.T) {

@@ -392,14 +392,14 @@ func (e *entry) remove() error {
 
 // loadQueue reads every committed message, oldest first, and removes files
 // a crash left without a trailer (never acknowledged).
-func (s *spool) loadQueue() ([]*entry, int, []error) {
+func (s *spool) loadQueue() ([]*entry, []string, []error) {
 	ents, err := os.ReadDir(s.qdir)
 	if err != nil {
-		return nil, 0, []error{err}
+		return nil, nil, []error{err}
 	}
 	var out []*entry
 	var errs []error
-	torn := 0
+	var torn []string
 	for _, de := range ents {
 		name := de.Name()
 		switch {
@@ -413,7 +413,7 @@ func (s *spool) loadQueue() ([]*entry, int, []error) {
 		path := filepath.Join(s.qdir, name)
 		e, err := loadEntry(path)
 		if errors.Is(err, errTorn) {
-			torn++
+			torn = append(torn, strings.TrimSuffix(name, msgSuffix))
 			os.Remove(path)
 			os.Remove(strings.TrimSuffix(path, msgSuffix) + stateSuffix)
 			continue

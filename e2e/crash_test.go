@@ -63,6 +63,28 @@ func TestCrashLosesNothing(t *testing.T) {
 		}
 		return len(missing) == 0
 	})
+	// Each message answered 250 has exactly one record in the archive that
+	// was not aborted (a crash before the 250 leaves one marked aborted).
+	r.Stop(t)
+	if stdout, _, code := r.Run(t, "", "archive", "verify"); code != 0 {
+		t.Fatalf("archive verify after %d kills:\n%s", rounds, stdout)
+	}
+	_, m := r.export(t)
+	records := map[string]int{}
+	for _, msg := range m.Messages {
+		aborted := false
+		for _, d := range msg.Recipients[0].Delivery {
+			aborted = aborted || d.Status == "aborted"
+		}
+		if !aborted {
+			records[strings.TrimSuffix(msg.MessageID, "@load.test")]++
+		}
+	}
+	for _, id := range acked {
+		if records[id] != 1 {
+			t.Errorf("message %s answered 250 has %d live archive records", id, records[id])
+		}
+	}
 	dups := len(p.Sink.Messages(t)) - len(acked)
 	t.Logf("%d rounds: %d messages answered 250, all delivered; %d extra deliveries (in flight at a kill); client errors %v",
 		rounds, len(acked), dups, load.Errors())

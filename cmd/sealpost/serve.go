@@ -261,6 +261,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		case <-ctx.Done():
 			log.Info("shutting down: finishing sessions and deliveries in flight", "grace", shutdownGrace)
 			srv.Shutdown(shutdownGrace)
+			stopCtl()
+			if err := deps.syncConsent(context.Background()); err != nil {
+				log.Error("cannot copy the last consent events into the archive; the next start will", "err", err)
+			}
 			log.Info("stopped")
 			return nil
 		}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message"
+)
+
+// exportManifest is the part of manifest.json the tests read.
+type exportManifest struct {
+	Archive struct {
+		ChainHead string `json:"chain_head"`
+		Verified  bool   `json:"verified"`
+	} `json:"archive"`
+	Messages []struct {
+		ID         string `json:"id"`
+		Subject    string `json:"subject"`
+		MessageID  string `json:"message_id"`
+		File       string `json:"file"`
+		Recipients []struct {
+			Address    string `json:"address"`
+			Protection string `json:"protection"`
+			Delivery   []struct {
+				Status string `json:"status"`
+			} `json:"delivery"`
+		} `json:"recipients"`
+	} `json:"messages"`
+	Refusals []struct {
+		Recipient string `json:"recipient"`
+	} `json:"refusals"`
+	Consent []struct {
+		Kind string `json:"kind"`
+	} `json:"consent_history"`
+}
+
+// export runs sealpost archive export and reads the manifest.
+func (r *Relay) export(t *testing.T) (string, exportManifest) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "export")
+	stdout, stderr, code := r.Run(t, "", "archive", "export", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", out)
+	if code != 0 {
+		t.Fatalf("archive export: exit %d\n%s%s", code, stdout, stderr)
+	}
+	var m exportManifest
+	b, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return out, m
+}
+
+// TestArchiveExport: a few hundred messages, a refusal and a consent go
+// into the archive; `archive verify` passes; the export checks with
+// `sha256sum -c`, every .eml parses, and index.html shows the same rows in
+// a real browser.
+func TestArchiveExport(t *testing.T) {
+	RequireTools(t, "sha256sum", "chromium")
+	r := StartRelay(t, RelayOptions{})
+	r.Run(t, "", "consent", "add", "anna@client.example", "--evidence", "intake form", "--date", "2026-01-02", "--name", "Chart 1")
+	load := &Load{Addr: r.Submission, CAFile: r.CA, User: User, Pass: Password, From: From,
+		To: "anna@client.example", Sessions: 4, PerSession: 50, Prefix: "exp"}
+	load.Run(context.Background(), 300)
+	if n := len(load.Acked()); n != 300 {
+		t.Fatalf("%d of 300 accepted: %v", n, load.Errors())
+	}
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "stranger@client.example")...); ok {
+		t.Fatalf("a recipient without consent was accepted:\n%s", out)
+	}
+	WaitFor(t, 60*time.Second, "the queue to drain", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list")
+		return strings.Contains(out, "empty")
+	})
+	r.Stop(t) // the consent sync and the last events are written by now
+
+	stdout, stderr, code := r.Run(t, "", "archive", "verify")
+	if code != 0 || !strings.Contains(stdout, "The archive verifies") {
+		t.Fatalf("archive verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+	out, m := r.export(t)
+	if !m.Archive.Verified || len(m.Messages) != 300 || len(m.Refusals) != 1 || len(m.Consent) != 1 {
+		t.Log(r.Logs.String())
+		t.Fatalf("manifest: verified %v, %d messages, %d refusals, %d consent events", m.Archive.Verified, len(m.Messages), len(m.Refusals), len(m.Consent))
+	}
+	sum := exec.Command("sha256sum", "--quiet", "-c", "SHA256SUMS")
+	sum.Dir = out
+	if b, err := sum.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, b)
+	}
+	for _, msg := range m.Messages {
+		b, err := os.ReadFile(filepath.Join(out, msg.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := message.Read(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s does not parse: %v", msg.File, err)
+		}
+		body, _ := io.ReadAll(e.Body)
+		if e.Header.Get("Subject") != msg.Subject || !strings.Contains(string(body), "Notice of Confidentiality: e2e.") {
+			t.Fatalf("%s: subject %q (manifest %q) or no notice", msg.File, e.Header.Get("Subject"), msg.Subject)
+		}
+		r0 := msg.Recipients[0]
+		if r0.Protection != "consented" || len(r0.Delivery) == 0 || r0.Delivery[len(r0.Delivery)-1].Status != "delivered" {
+			t.Fatalf("%s: recipient record %+v", msg.File, r0)
+		}
+	}
+	// The page renders in a real browser, with a row per message.
+	dom, err := exec.Command("chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+filepath.Join(out, "index.html")).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	tbody := string(dom)
+	tbody = tbody[strings.Index(tbody, `<table id="messages">`):]
+	tbody = tbody[:strings.Index(tbody, "</table>")]
+	if rows := strings.Count(tbody, "<tr>") - 1; rows != len(m.Messages) {
+		t.Errorf("index.html shows %d message rows, the manifest has %d", rows, len(m.Messages))
+	}
+	if !strings.Contains(tbody, m.Messages[0].Subject) {
+		t.Errorf("index.html lacks the subject %q", m.Messages[0].Subject)
+	}
+}
+
+// TestArchiveFullDisk: the archive on a small tmpfs fills up; submissions
+// get 452 and nothing is queued or half-written; when space returns the
+// relay accepts again without a restart, and the archive verifies.
+func TestArchiveFullDisk(t *testing.T) {
+	RequireTools(t, "mount", "umount")
+	RequireRoot(t, "mount a small tmpfs as the archive folder")
+	r := StartRelay(t, RelayOptions{})
+	r.Stop(t)
+	adir := filepath.Join(r.DataDir, "archive")
+	keep := t.TempDir()
+	// Move the archive onto a 1 MiB tmpfs.
+	exec.Command("cp", "-a", adir+"/.", keep).Run()
+	os.RemoveAll(adir)
+	os.MkdirAll(adir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", adir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", adir).Run() })
+	exec.Command("cp", "-a", keep+"/.", adir).Run()
+	r.Start(t)
+
+	big := strings.Repeat(strings.Repeat("0123456789abcdef", 4)+"\n", 1024) // 64 KiB per message
+	var sawFull bool
+	for i := 0; i < 40 && !sawFull; i++ {
+		out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--body", big)...)
+		if !ok {
+			if !strings.Contains(out, "452 4.3.1") {
+				t.Fatalf("a full archive must answer 452 4.3.1:\n%s", out)
+			}
+			sawFull = true
+		}
+	}
+	if !sawFull {
+		t.Fatal("the tmpfs never filled up")
+	}
+	// What was refused is nowhere; what was accepted is delivered.
+	WaitFor(t, 30*time.Second, "the queue to drain", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list")
+		return strings.Contains(out, "empty")
+	})
+	accepted := len(r.Outbox(t))
+	// Space returns: the tmpfs grows.
+	if out, err := exec.Command("mount", "-o", "remount,size=16m", adir).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v\n%s", err, out)
+	}
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--body", "after the disk was freed")...); !ok {
+		t.Fatalf("no recovery after space returned:\n%s", out)
+	}
+	WaitFor(t, 30*time.Second, "the message in the outbox", func() bool { return len(r.Outbox(t)) == accepted+1 })
+	r.Stop(t)
+	if stdout, _, code := r.Run(t, "", "archive", "verify"); code != 0 {
+		t.Fatalf("archive verify after a full disk:\n%s", stdout)
+	}
+	_, m := r.export(t)
+	if len(m.Messages) != accepted+1 {
+		t.Errorf("archive holds %d messages, %d were accepted", len(m.Messages), accepted+1)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -72,7 +73,7 @@ type Archive struct {
 
 type appendReq struct {
 	h       header
-	payload []byte
+	payload *payload
 	op      func() error // instead of a record: run in the writer (prune)
 	done    chan error
 }
@@ -288,8 +289,8 @@ func (a *Archive) openForAppend(name string, size int64) error {
 }
 
 // appendDirect writes one record at once (used before the writer runs).
-func (a *Archive) appendDirect(h *header, payload []byte) error {
-	return a.appendBatch([]*appendReq{{h: *h, payload: payload}})
+func (a *Archive) appendDirect(h *header, p *payload) error {
+	return a.appendBatch([]*appendReq{{h: *h, payload: p}})
 }
 
 // appendBatch writes records in order and makes them durable with one
@@ -298,23 +299,33 @@ func (a *Archive) appendDirect(h *header, payload []byte) error {
 func (a *Archive) appendBatch(batch []*appendReq) error {
 	seq, last := a.seq, a.last
 	now := a.opts.Now().UTC()
-	var buf bytes.Buffer
+	bw := bufio.NewWriterSize(a.seg, 256<<10)
+	var written int64
 	for _, r := range batch {
 		seq++
 		r.h.Seq, r.h.Prev, r.h.Time = seq, last, now
-		r.h.PLen = int64(len(r.payload))
-		if len(r.payload) > 0 {
-			s := sha256.Sum256(r.payload)
-			r.h.PSHA = hex.EncodeToString(s[:])
-		}
-		b, hash, err := encodeRecord(&r.h, r.payload)
+		r.h.PLen, r.h.PSHA = r.payload.len(), r.payload.sha()
+		hb, err := json.Marshal(&r.h)
 		if err != nil {
 			return err
 		}
-		buf.Write(b)
-		last = hash
+		sum := sha256.Sum256(hb)
+		var fixed [8]byte
+		copy(fixed[:4], recordMagic)
+		binary.BigEndian.PutUint32(fixed[4:], uint32(len(hb)))
+		bw.Write(fixed[:])
+		bw.Write(hb)
+		binary.BigEndian.PutUint64(fixed[:], uint64(r.h.PLen))
+		bw.Write(fixed[:])
+		if err := r.payload.writeTo(bw); err != nil {
+			a.seg.Truncate(a.segSize)
+			return fmt.Errorf("archive: write %s: %w", a.segName, err)
+		}
+		bw.Write(sum[:])
+		written += 8 + int64(len(hb)) + 8 + r.h.PLen + 32
+		last = hex.EncodeToString(sum[:])
 	}
-	if _, err := a.seg.Write(buf.Bytes()); err != nil {
+	if err := bw.Flush(); err != nil {
 		a.seg.Truncate(a.segSize)
 		return fmt.Errorf("archive: write %s: %w", a.segName, err)
 	}
@@ -323,7 +334,7 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 		return fmt.Errorf("archive: fsync %s: %w", a.segName, err)
 	}
 	a.seq, a.last = seq, last
-	a.segSize += int64(buf.Len())
+	a.segSize += written
 	a.mu.Lock()
 	a.headSeq, a.headHash = seq, last
 	a.mu.Unlock()
@@ -340,7 +351,7 @@ func (a *Archive) writer() {
 			continue
 		}
 		batch := []*appendReq{first}
-		size := len(first.payload)
+		size := first.payload.len()
 	gather:
 		for len(batch) < 512 && size < 8<<20 {
 			select {
@@ -352,6 +363,7 @@ func (a *Archive) writer() {
 					// Keep order: write what came before, then run the op.
 					err := a.appendBatch(batch)
 					for _, b := range batch {
+						b.payload.close()
 						b.done <- err
 					}
 					batch = nil
@@ -359,7 +371,7 @@ func (a *Archive) writer() {
 					break gather
 				}
 				batch = append(batch, r)
-				size += len(r.payload)
+				size += r.payload.len()
 			default:
 				break gather
 			}
@@ -369,6 +381,7 @@ func (a *Archive) writer() {
 		}
 		err := a.appendBatch(batch)
 		for _, r := range batch {
+			r.payload.close()
 			r.done <- err
 		}
 		if err == nil && a.segSize >= a.opts.SegmentBytes {
@@ -397,17 +410,19 @@ func (a *Archive) rotate() error {
 }
 
 // submit hands a record to the writer and waits until it is durable.
-func (a *Archive) submit(ctx context.Context, h header, payload []byte) error {
+func (a *Archive) submit(ctx context.Context, h header, payload *payload) error {
 	a.mu.Lock()
 	closed := a.closed
 	a.mu.Unlock()
 	if closed {
+		payload.close()
 		return ErrClosed
 	}
 	r := &appendReq{h: h, payload: payload, done: make(chan error, 1)}
 	select {
 	case a.reqs <- r:
 	case <-ctx.Done():
+		payload.close()
 		return ctx.Err()
 	}
 	// Once handed over, the record is written whatever the caller does: wait.
@@ -444,11 +459,15 @@ func addrHash(key []byte, s string) string {
 
 // encrypt seals v (and body, when given) to the archive key: the relay can
 // write records it cannot read back.
-func (a *Archive) encrypt(meta any, body io.Reader) ([]byte, *bodyInfo, error) {
-	var out bytes.Buffer
-	w, err := openpgp.Encrypt(&out, a.opts.PublicKey, nil, &openpgp.FileHints{IsBinary: true}, &packet.Config{DefaultCompressionAlgo: packet.CompressionNone})
+func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error) {
+	out := &payload{dir: a.dir, h: sha256.New()}
+	w, err := openpgp.Encrypt(out, a.opts.PublicKey, nil, &openpgp.FileHints{IsBinary: true}, &packet.Config{DefaultCompressionAlgo: packet.CompressionNone})
 	if err != nil {
 		return nil, nil, fmt.Errorf("archive: encrypt: %w", err)
+	}
+	fail := func(err error) (*payload, *bodyInfo, error) {
+		out.close()
+		return nil, nil, err
 	}
 	var info *bodyInfo
 	if body != nil {
@@ -457,7 +476,7 @@ func (a *Archive) encrypt(meta any, body io.Reader) ([]byte, *bodyInfo, error) {
 		h := sha256.New()
 		n, err := io.Copy(io.MultiWriter(w, head, h), body)
 		if err != nil {
-			return nil, nil, fmt.Errorf("archive: read message: %w", err)
+			return fail(fmt.Errorf("archive: read message: %w", err))
 		}
 		info.size, info.sha256 = n, hex.EncodeToString(h.Sum(nil))
 		info.parseHeader(head.Bytes())
@@ -467,7 +486,7 @@ func (a *Archive) encrypt(meta any, body io.Reader) ([]byte, *bodyInfo, error) {
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	// The metadata follows the body, with its length last: the body is
 	// streamed in before anything about it is known.
@@ -476,9 +495,97 @@ func (a *Archive) encrypt(meta any, body io.Reader) ([]byte, *bodyInfo, error) {
 	binary.BigEndian.PutUint32(l[:], uint32(len(mb)))
 	w.Write(l[:])
 	if err := w.Close(); err != nil {
-		return nil, nil, fmt.Errorf("archive: encrypt: %w", err)
+		return fail(fmt.Errorf("archive: encrypt: %w", err))
 	}
-	return out.Bytes(), info, nil
+	if out.err != nil {
+		return fail(out.err)
+	}
+	return out, info, nil
+}
+
+// payload is an encrypted payload on its way to the writer: in memory
+// while small, in a temporary file once large, so a 50 MB message is never
+// held in memory.
+type payload struct {
+	dir  string
+	mem  []byte
+	file *os.File
+	n    int64
+	h    hash.Hash
+	err  error
+}
+
+const payloadInMemory = 1 << 20
+
+func (p *payload) Write(b []byte) (int, error) {
+	if p.err != nil {
+		return 0, p.err
+	}
+	p.h.Write(b)
+	p.n += int64(len(b))
+	if p.file == nil && len(p.mem)+len(b) <= payloadInMemory {
+		p.mem = append(p.mem, b...)
+		return len(b), nil
+	}
+	if p.file == nil {
+		tmp := filepath.Join(p.dir, "tmp")
+		os.MkdirAll(tmp, 0o700)
+		f, err := os.CreateTemp(tmp, "payload-*")
+		if err != nil {
+			p.err = fmt.Errorf("archive: %w", err)
+			return 0, p.err
+		}
+		os.Remove(f.Name()) // gone with the last close, even after a crash
+		if _, err := f.Write(p.mem); err != nil {
+			f.Close()
+			p.err = fmt.Errorf("archive: %w", err)
+			return 0, p.err
+		}
+		p.file, p.mem = f, nil
+	}
+	if _, err := p.file.Write(b); err != nil {
+		p.err = fmt.Errorf("archive: %w", err)
+		return 0, p.err
+	}
+	return len(b), nil
+}
+
+func (p *payload) len() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.n
+}
+
+func (p *payload) sha() string {
+	if p == nil || p.n == 0 {
+		return ""
+	}
+	return hex.EncodeToString(p.h.Sum(nil))
+}
+
+func (p *payload) writeTo(w io.Writer) error {
+	if p == nil {
+		return nil
+	}
+	if p.file == nil {
+		_, err := w.Write(p.mem)
+		return err
+	}
+	if _, err := p.file.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	n, err := io.Copy(w, p.file)
+	if err == nil && n != p.n {
+		err = fmt.Errorf("payload file holds %d bytes, want %d", n, p.n)
+	}
+	return err
+}
+
+func (p *payload) close() {
+	if p != nil && p.file != nil {
+		p.file.Close()
+	}
 }
 
 type bodyInfo struct {

@@ -11,8 +11,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -466,4 +468,52 @@ func FuzzVerify(f *testing.F) {
 func mustRead(dir, name string) []byte {
 	b, _ := os.ReadFile(filepath.Join(dir, name))
 	return b
+}
+
+// TestLargeMessageStreams: a 40 MB message is archived without holding it
+// (or its ciphertext) in memory.
+func TestLargeMessageStreams(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	defer a.Close()
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	m, head := testMessage(1, "anna@client.example")
+	body := io.MultiReader(strings.NewReader(head), io.LimitReader(zeros{}, 40<<20))
+	err := a.RecordMessage(context.Background(), m, body)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grew := int64(peak.Load()) - int64(base.HeapInuse); grew > 24<<20 {
+		t.Fatalf("heap grew by %d MB while archiving 40 MB", grew>>20)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'z'
+	}
+	return len(p), nil
 }

@@ -95,23 +95,6 @@ type prunedSegment struct {
 
 var zeroHash = hex.EncodeToString(make([]byte, 32))
 
-// encodeRecord frames a record; it returns the bytes and the record hash.
-func encodeRecord(h *header, payload []byte) ([]byte, string, error) {
-	hb, err := json.Marshal(h)
-	if err != nil {
-		return nil, "", err
-	}
-	sum := sha256.Sum256(hb)
-	buf := make([]byte, 0, 4+4+len(hb)+8+len(payload)+32)
-	buf = append(buf, recordMagic...)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(hb)))
-	buf = append(buf, hb...)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(len(payload)))
-	buf = append(buf, payload...)
-	buf = append(buf, sum[:]...)
-	return buf, hex.EncodeToString(sum[:]), nil
-}
-
 // record is one record as read back.
 type record struct {
 	h       header

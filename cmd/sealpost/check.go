@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -80,6 +82,10 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	for _, extra := range checkPolicyAndArchive(cfg) {
+		if extra.warn {
+			fmt.Fprintf(c.stdout, "WARN %s: %s\n", extra.what, oneLine(extra.err.Error()))
+			continue
+		}
 		report(extra.what, extra.err)
 	}
 	switch {
@@ -133,6 +139,7 @@ func checkReadable(path string) error {
 type checkResult struct {
 	what string
 	err  error
+	warn bool // worth fixing before real use, but sealpost runs
 }
 
 // checkPolicyAndArchive opens the registry and the keyring and unlocks the
@@ -144,12 +151,19 @@ func checkPolicyAndArchive(cfg *Config) []checkResult {
 		if err == nil {
 			reg.Close()
 		}
-		out = append(out, checkResult{"consent registry " + registryPath(cfg), err})
+		out = append(out, checkResult{what: "consent registry " + registryPath(cfg), err: err})
 		k, err := pgp.OpenKeyring(keyringPath(cfg), pgp.KeyringOptions{})
 		if err == nil {
 			k.Close()
 		}
-		out = append(out, checkResult{"keyring " + keyringPath(cfg), err})
+		out = append(out, checkResult{what: "keyring " + keyringPath(cfg), err: err})
+	}
+	if cfg.Archive.PublicKey != "" {
+		_, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
+		out = append(out, checkResult{what: fmt.Sprintf("archive.public_key %s (line %d) can encrypt", cfg.Archive.PublicKey, cfg.Line("archive.public_key")), err: err})
+	} else if _, err := os.Stat(filepath.Join(cfg.DataDir, archive.PrivateKeyFile)); err == nil {
+		out = append(out, checkResult{what: "archive.public_key is empty and the archive's private key is still in " + cfg.DataDir,
+			err: errors.New("move " + archive.PrivateKeyFile + " offline and set archive.public_key to data_dir/archive-public-key.asc"), warn: true})
 	}
 	if cfg.PGP.PracticeKey != "" {
 		e, err := pgp.LoadPracticeKey(cfg.PGP.PracticeKey, cfg.PGP.PracticeKeyPassphraseFile)
@@ -157,7 +171,7 @@ func checkPolicyAndArchive(cfg *Config) []checkResult {
 		if err == nil {
 			what += ": " + pgp.Fingerprint(e)
 		}
-		out = append(out, checkResult{what, err})
+		out = append(out, checkResult{what: what, err: err})
 	}
 	return out
 }

@@ -46,7 +46,11 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 		return nil, err
 	}
 	d.closers = append(d.closers, reg.Close)
-	keys, err := openKeyring(cfg)
+	var wkd *pgp.WKDOptions
+	if cfg.PGP.WKD {
+		wkd = &pgp.WKDOptions{}
+	}
+	keys, err := pgp.OpenKeyring(keyringPath(cfg), pgp.KeyringOptions{WKD: wkd})
 	if err != nil {
 		d.close()
 		return nil, err

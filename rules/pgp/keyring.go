@@ -35,11 +35,16 @@ type Keyring struct {
 	mu    sync.Mutex
 	gen   int64                      // the database's change counter when the cache was filled
 	cache map[string]*openpgp.Entity // by fingerprint
+
+	wkd *wkd // nil: no Web Key Directory lookups
 }
 
 // KeyringOptions adjust a keyring.
 type KeyringOptions struct {
 	Now func() time.Time
+	// WKD, when set, looks up keys the keyring lacks in the recipient's
+	// Web Key Directory ([pgp] wkd = true).
+	WKD *WKDOptions
 }
 
 const keyringSchema = `
@@ -73,6 +78,9 @@ func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
 	k := &Keyring{db: db, now: opts.Now, gen: -1}
 	if k.now == nil {
 		k.now = time.Now
+	}
+	if opts.WKD != nil {
+		k.wkd = newWKD(*opts.WKD)
 	}
 	return k, nil
 }
@@ -403,12 +411,25 @@ func (k *Keyring) Entities(ctx context.Context, fprs []string) (openpgp.EntityLi
 }
 
 // Lookup implements rules.Keys: the newest usable key carrying the address,
-// or why no key can be used.
+// or why no key can be used. With WKD on, an address without a usable key is
+// looked up in its domain's Web Key Directory (within a few seconds; a
+// failure there only means no key).
 func (k *Keyring) Lookup(ctx context.Context, address string) (rules.KeyLookup, error) {
 	n, err := addr.Normalize(address)
 	if err != nil {
 		return rules.KeyLookup{Status: rules.KeyNone}, nil
 	}
+	l, err := k.lookupLocal(ctx, n)
+	if err != nil || l.Status == rules.KeyUsable || k.wkd == nil {
+		return l, err
+	}
+	if werr := k.wkdLookup(ctx, n); werr != nil {
+		return l, nil
+	}
+	return k.lookupLocal(ctx, n)
+}
+
+func (k *Keyring) lookupLocal(ctx context.Context, n string) (rules.KeyLookup, error) {
 	rows, err := k.db.QueryContext(ctx, `SELECT fingerprint FROM key_addresses WHERE address = ?`, n)
 	if err != nil {
 		return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)

@@ -851,3 +851,23 @@ func scanHeaders(path string, f func(h *header, raw []byte)) error {
 func (a *Archive) CloseSegment(ctx context.Context) error {
 	return a.do(ctx, a.rotate)
 }
+
+// Size is the bytes of the archive's segments on disk (for metrics).
+func (a *Archive) Size() (int64, error) {
+	segs, err := listSegments(a.dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range segs {
+		fi, err := os.Stat(filepath.Join(a.dir, s))
+		if err != nil {
+			continue // pruned while we looked
+		}
+		n += fi.Size()
+	}
+	return n, nil
+}
+
+// Dir is the folder the archive is written to.
+func (a *Archive) Dir() string { return a.dir }

@@ -12,6 +12,18 @@ import (
 type guardConn struct {
 	net.Conn
 	closeAfterWrite atomic.Bool
+
+	// TLS handshake bookkeeping for the failure counter (Metrics.countTLS).
+	metrics             *Metrics
+	tlsStarted, tlsDone atomic.Bool
+	closed              atomic.Bool
+}
+
+func (g *guardConn) Close() error {
+	if g.closed.CompareAndSwap(false, true) && g.tlsStarted.Load() && !g.tlsDone.Load() {
+		g.metrics.tlsFailed.Inc()
+	}
+	return g.Conn.Close()
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
@@ -37,7 +49,8 @@ func closeAfterReply(c net.Conn) {
 // implicit-TLS port (go-smtp must still see a *tls.Conn there).
 type guardListener struct {
 	net.Listener
-	tls *tls.Config // nil: plain (STARTTLS is negotiated later)
+	tls     *tls.Config // nil: plain (STARTTLS is negotiated later)
+	metrics *Metrics
 }
 
 func (l guardListener) Accept() (net.Conn, error) {
@@ -45,7 +58,7 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &guardConn{Conn: c}
+	g := &guardConn{Conn: c, metrics: l.metrics}
 	if l.tls != nil {
 		return tls.Server(g, l.tls), nil
 	}

@@ -392,3 +392,28 @@ func CheckUpstream(ctx context.Context, up Upstream, acct Account, helo string) 
 	}
 	return c.Quit()
 }
+
+// ProbeUpstream reaches the provider as a delivery would, for readiness when
+// the queue has had nothing to deliver for a while. The outbox is always
+// reachable.
+func (s *Server) ProbeUpstream(ctx context.Context) error {
+	if s.cfg.Upstream.Address == "outbox" {
+		s.metrics.upstreamReached(s.cfg.Now())
+		return nil
+	}
+	var acct Account
+	for _, a := range s.accounts.Load().byName {
+		if a.UpstreamUsername != "" {
+			acct = *a
+			break
+		}
+	}
+	if err := CheckUpstream(ctx, s.cfg.Upstream, acct, s.cfg.Hostname); err != nil {
+		return err
+	}
+	s.metrics.upstreamReached(s.cfg.Now())
+	return nil
+}
+
+// UpstreamLastOK is when the provider was last reached (a delivery or a probe).
+func (s *Server) UpstreamLastOK() time.Time { return s.metrics.UpstreamLastOK() }

@@ -185,6 +185,7 @@ type relayOpts struct {
 	authDelay    func(ctx context.Context, d time.Duration)
 	upstreamUser string
 	upstreamPass string
+	metrics      *Metrics
 }
 
 type testRelay struct {
@@ -233,7 +234,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 		Accounts: []Account{{Username: testUser, PasswordHash: passwordHash(t), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,
-		Policy: o.policy, Archive: o.archive,
+		Policy: o.policy, Archive: o.archive, Metrics: o.metrics,
 		Logger:    slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Redact:    red.Hash,
 		AuthDelay: o.authDelay,

@@ -38,6 +38,7 @@ type queue struct {
 	log      *slog.Logger
 	redact   func(string) string
 	now      func() time.Time
+	metrics  *Metrics
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -221,13 +222,17 @@ func (q *queue) attempt(e *entry) {
 		for _, o := range outs {
 			switch {
 			case o.err == nil:
+				q.metrics.delivered.Inc()
+				q.metrics.upstreamReached(now)
 				e.setStatus(o.recipient, rcptDelivered, o.reply, now)
 				events = appendEvent(events, e.meta.ID, archive.Delivered, o.recipient, o.reply, now)
 				log.Info("delivered", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
 			case o.permanent:
+				q.metrics.upstreamReached(now)
 				e.setStatus(o.recipient, rcptFailed, o.reply, now)
 				log.Warn("delivery failed for good", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
 			default:
+				q.metrics.deferred.Inc()
 				e.state.LastError = o.reply
 				for i := range e.state.Recipients {
 					if e.state.Recipients[i].Recipient == o.recipient && e.state.Recipients[i].Status == rcptPending {
@@ -286,6 +291,7 @@ func (q *queue) attempt(e *entry) {
 			if bounced {
 				e.state.Bounced = true
 				for _, r := range failed {
+					q.metrics.bounced.Inc()
 					events = appendEvent(events, e.meta.ID, archive.Bounced, r.Recipient, r.Reply, now)
 				}
 			}

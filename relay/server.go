@@ -20,6 +20,7 @@ import (
 
 	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 headers instead of failing on them
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/rules"
@@ -58,6 +59,8 @@ type Config struct {
 
 	Policy  Policy
 	Archive Recorder
+	// Metrics receives the relay's counters; nil keeps them unexported.
+	Metrics *Metrics
 
 	Logger *slog.Logger
 	// Redact turns a client's address into a keyed hash for logs.
@@ -82,6 +85,7 @@ type Server struct {
 	log      *slog.Logger
 	accounts atomic.Pointer[accounts]
 	throttle *throttle
+	metrics  *Metrics
 	spool    *spool
 	queue    *queue
 
@@ -115,13 +119,16 @@ func New(cfg Config) (*Server, error) {
 			}
 		}
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Minute
 	}
 	if cfg.MaxRecipients == 0 {
 		cfg.MaxRecipients = 100
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, throttle: newThrottle()}
+	s := &Server{cfg: cfg, log: cfg.Logger, throttle: newThrottle(), metrics: cfg.Metrics}
 	if err := s.SetAccounts(cfg.Accounts); err != nil {
 		return nil, err
 	}
@@ -152,7 +159,9 @@ func New(cfg Config) (*Server, error) {
 		opts: cfg.Queue, spool: sp, dlv: dlv, archive: cfg.Archive, hostname: cfg.Hostname,
 		log: s.log.With("component", "queue"), redact: cfg.Redact, now: cfg.Now,
 		account: func(name string) *Account { return s.accounts.Load().byName[name] },
+		metrics: cfg.Metrics,
 	})
+	cfg.Metrics.registerQueue(s.queue)
 	return s, nil
 }
 
@@ -180,10 +189,11 @@ func (s *Server) Start() (Listeners, error) {
 	if err := s.queue.start(); err != nil {
 		return addrs, err
 	}
+	tlsConf := s.metrics.countTLS(s.cfg.TLS)
 	newSMTP := func() *smtp.Server {
 		srv := smtp.NewServer(&backend{s: s})
 		srv.Domain = s.cfg.Hostname
-		srv.TLSConfig = s.cfg.TLS
+		srv.TLSConfig = tlsConf
 		srv.MaxMessageBytes = s.cfg.MaxMessageBytes
 		srv.MaxRecipients = s.cfg.MaxRecipients
 		srv.ReadTimeout = s.cfg.Timeout
@@ -202,7 +212,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submission = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l})
+		go srv.Serve(guardListener{Listener: l, metrics: s.metrics})
 	}
 	if s.cfg.Submissions != "" {
 		l, err := net.Listen("tcp", s.cfg.Submissions)
@@ -212,7 +222,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submissions = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, tls: s.cfg.TLS})
+		go srv.Serve(guardListener{Listener: l, tls: tlsConf, metrics: s.metrics})
 	}
 	return addrs, nil
 }

@@ -31,6 +31,9 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, errShuttingDown
 	}
 	_, isTLS := c.TLSConnectionState()
+	if isTLS {
+		tlsSessionStarted(c.Conn())
+	}
 	remote := ""
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = ta.IP.String()
@@ -60,6 +63,10 @@ func (s *session) fail(stage string, err error) error {
 	r := reply(context.Background(), s.log, stage, err)
 	if r == nil {
 		return nil
+	}
+	var se *smtp.SMTPError
+	if errors.As(r, &se) {
+		s.s.metrics.refused.WithLabelValues(stage, refusalReason(stage, err, se)).Inc()
 	}
 	s.errors++
 	if s.errors >= maxSessionErrors {
@@ -102,12 +109,14 @@ func (s *session) login(username, password string) error {
 	keys := []string{"ip:" + s.remote, "user:" + username}
 	if s.s.throttle.blocked(now, keys...) {
 		s.log.Warn("login refused: too many failures", "user", username)
+		s.s.metrics.authFailures.WithLabelValues("throttled").Inc()
 		return s.fail("auth", errAuthThrottled)
 	}
 	acct, ok := s.s.accounts.Load().verify(username, password, now)
 	if !ok {
 		wait := s.s.throttle.fail(now, keys...)
 		s.log.Warn("login failed", "user", username, "delay", wait)
+		s.s.metrics.authFailures.WithLabelValues("bad_credentials").Inc()
 		if wait > 0 {
 			s.s.cfg.AuthDelay(context.Background(), wait)
 		}
@@ -201,6 +210,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return s.fail("data", err)
 	}
+	s.s.metrics.accepted.Inc()
 	return smtpErr(250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as "+id)
 }
 

@@ -286,9 +286,13 @@ func TestImplicitTLS(t *testing.T) {
 	if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost", MaxVersion: tls.VersionTLS11})
+	_, err = tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 	if err == nil {
 		t.Fatal("TLS 1.1 handshake succeeded; only 1.2 and later may")
+	}
+	// The refusal must be the server's, not the Go client's own minimum.
+	if !strings.Contains(err.Error(), "protocol version") {
+		t.Fatalf("TLS 1.1 failed, but not because the server refused the version: %v", err)
 	}
 }
 

@@ -32,6 +32,8 @@ type Config struct {
 	Policy   PolicyConfig    `toml:"policy"`
 	PGP      PGPConfig       `toml:"pgp"`
 	Archive  ArchiveConfig   `toml:"archive"`
+	Metrics  MetricsConfig   `toml:"metrics"`
+	Clients  ClientsConfig   `toml:"autoconfig"`
 
 	// Path is the file the configuration was read from; relative paths in it
 	// are taken relative to its folder.
@@ -95,6 +97,21 @@ type PGPConfig struct {
 	PracticeKeyPassphraseFile string `toml:"practice_key_passphrase_file"`
 	WKD                       bool   `toml:"wkd"`
 	Autocrypt                 string `toml:"autocrypt"` // use, propose, ignore
+}
+
+// MetricsConfig is the operator's HTTP listener: /metrics, /healthz, /readyz.
+type MetricsConfig struct {
+	Listen string `toml:"listen"` // "" turns it off; keep it on loopback or a management network
+}
+
+// ClientsConfig serves mail clients their settings (Thunderbird autoconfig,
+// Outlook autodiscover).
+type ClientsConfig struct {
+	Listen      string `toml:"listen"`       // plain HTTP (Thunderbird tries it after HTTPS); "" off
+	ListenTLS   string `toml:"listen_tls"`   // HTTPS with the submission certificate; "" off
+	DisplayName string `toml:"display_name"` // what the client shows for the account's servers
+	IMAP        string `toml:"imap"`         // the provider's IMAP host:port for incoming mail; "" leaves it out
+	IMAPTLS     string `toml:"imap_tls"`     // implicit or starttls
 }
 
 type ArchiveConfig struct {
@@ -191,6 +208,7 @@ func defaultConfig() Config {
 			Timeout:      Duration(2 * time.Minute),
 		},
 		PGP:     PGPConfig{Autocrypt: "propose"},
+		Clients: ClientsConfig{DisplayName: "Practice mail (sealpost)", IMAPTLS: "implicit"},
 		Archive: ArchiveConfig{Retention: Duration(7 * 365 * 24 * time.Hour)},
 	}
 }
@@ -413,6 +431,21 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.Upstream.Lifetime.D() < c.Upstream.RetryMin.D() {
 		bad("upstream.lifetime", "must be longer than retry_min")
+	}
+
+	for key, v := range map[string]string{"metrics.listen": c.Metrics.Listen, "autoconfig.listen": c.Clients.Listen,
+		"autoconfig.listen_tls": c.Clients.ListenTLS, "autoconfig.imap": c.Clients.IMAP} {
+		if v == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			bad(key, "must be host:port, e.g. 127.0.0.1:9587 (%v)", err)
+		}
+	}
+	switch c.Clients.IMAPTLS {
+	case "implicit", "starttls":
+	default:
+		bad("autoconfig.imap_tls", "must be implicit or starttls, not %q", c.Clients.IMAPTLS)
 	}
 
 	if strings.TrimSpace(c.Policy.Notice) == "" {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -201,6 +202,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer deps.close()
+	reg, metrics := newMetricsRegistry(deps.arch)
+	var clients atomic.Pointer[relay.ClientSettings]
+	cs := clientSettings(cfg)
+	clients.Store(&cs)
 
 	srv, err := relay.New(relay.Config{
 		Hostname:        cfg.SMTP.Hostname,
@@ -220,6 +225,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		},
 		Policy:  deps.policy,
 		Archive: deps.archive,
+		Metrics: metrics,
 		Logger:  log,
 		Redact:  red.Hash,
 	})
@@ -231,10 +237,16 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		srv.Shutdown(time.Second)
 		return err
 	}
+	ops, err := startOps(cfg, &clients, srv, reg, deps.arch, tlsConf, log)
+	if err != nil {
+		srv.Shutdown(time.Second)
+		return err
+	}
+	defer ops.shutdown(context.Background())
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	defer stopCtl()
 	reload := func(w http.ResponseWriter, r *http.Request) {
-		if err := reloadConfig(c.configPath, srv, deps, log); err != nil {
+		if err := reloadConfig(c.configPath, srv, deps, &clients, log); err != nil {
 			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)
 			return
 		}
@@ -255,7 +267,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	for {
 		select {
 		case <-hup:
-			if err := reloadConfig(c.configPath, srv, deps, log); err != nil {
+			if err := reloadConfig(c.configPath, srv, deps, &clients, log); err != nil {
 				log.Error("configuration not reloaded; still running with the previous one", "err", err)
 			}
 		case <-ctx.Done():
@@ -273,7 +285,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 // reloadConfig applies what can change without dropping sessions: accounts,
 // and whatever the policy takes (internal domains, notice, content rules).
-func reloadConfig(path string, srv *relay.Server, deps *serveDeps, log *slog.Logger) error {
+func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], log *slog.Logger) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
@@ -288,6 +300,8 @@ func reloadConfig(path string, srv *relay.Server, deps *serveDeps, log *slog.Log
 	if err := srv.SetAccounts(accounts); err != nil {
 		return err
 	}
+	cs := clientSettings(cfg)
+	clients.Store(&cs)
 	log.Info("configuration reloaded", "accounts", len(accounts))
 	return nil
 }

@@ -1,0 +1,94 @@
+package relay
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-sasl"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// TestMetrics drives a session through what an operator watches for and
+// reads the counters back as Prometheus scrapes them.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	r := startRelay(t, relayOpts{metrics: m})
+	r.policy.decide = func(rcpt string) (rules.Decision, error) {
+		n, _ := addr.Normalize(rcpt)
+		if strings.HasPrefix(n, "client") {
+			return rules.Decision{Address: n, Protection: rules.Refused, Reason: "<" + n + "> has no key and no consent"}, nil
+		}
+		return rules.Decision{Address: n, Protection: rules.Internal}, nil
+	}
+
+	bad := r.dial(t)
+	if err := bad.Auth(sasl.NewPlainClient("", testUser, "wrong")); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	c := r.login(t)
+	if err := c.Mail(testFrom, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("client-secret-marker@example.org", nil); err == nil {
+		t.Fatal("the refused recipient was accepted")
+	}
+	c.Reset()
+	if err := send(c, testFrom, []string{"colleague@practice.example"}, testMessage(testFrom, "colleague@practice.example", "m", "x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delivery", func() bool { return testutil.ToFloat64(m.delivered) == 1 })
+
+	// A client that offers only TLS 1.1, and one that does not trust the
+	// certificate: both handshakes fail and are counted.
+	if _, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Fatal("TLS 1.1 was accepted")
+	}
+	if _, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{ServerName: "localhost"}); err == nil {
+		t.Fatal("an untrusted certificate was accepted")
+	}
+	waitFor(t, "two failed handshakes", func() bool { return testutil.ToFloat64(m.tlsFailed) == 2 })
+
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(body)
+	for _, want := range []string{
+		`sealpost_messages_accepted_total 1`,
+		`sealpost_auth_failures_total{reason="bad_credentials"} 1`,
+		`sealpost_refusals_total{reason="bad_credentials",stage="auth"} 1`,
+		`sealpost_refusals_total{reason="recipient_policy",stage="rcpt"} 1`,
+		`sealpost_deliveries_total 1`,
+		`sealpost_tls_handshake_failures_total 2`,
+		`sealpost_queue_messages `,
+		`sealpost_queue_oldest_age_seconds `,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// Labels are reasons, never addresses.
+	if strings.Contains(text, "client-secret-marker") || strings.Contains(text, "example.org") {
+		t.Errorf("/metrics names a client's address:\n%s", text)
+	}
+	if m.UpstreamLastOK().IsZero() {
+		t.Error("a delivery into the outbox did not count as reaching the upstream")
+	}
+}

@@ -49,29 +49,17 @@ func EnsureKey(dataDir, publicKeyPath string) (openpgp.EntityList, string, error
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, "", err
 	}
-	e, err := openpgp.NewEntity("sealpost archive", "", "archive@sealpost.invalid",
-		&packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519})
+	priv, pub, err := NewKeyPair("sealpost archive", "archive@sealpost.invalid")
 	if err != nil {
 		return nil, "", err
 	}
-	var priv, pub bytes.Buffer
-	w, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
-	if err := e.SerializePrivate(w, nil); err != nil {
-		return nil, "", err
-	}
-	w.Close()
-	w, _ = armor.Encode(&pub, openpgp.PublicKeyType, nil)
-	if err := e.Serialize(w); err != nil {
-		return nil, "", err
-	}
-	w.Close()
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, "", err
 	}
-	if err := writeFileSync(privPath, priv.Bytes()); err != nil {
+	if err := writeFileSync(privPath, priv); err != nil {
 		return nil, "", err
 	}
-	if err := writeFileSync(pubPath, pub.Bytes()); err != nil {
+	if err := writeFileSync(pubPath, pub); err != nil {
 		return nil, "", err
 	}
 	el, err := readKeys(pubPath)
@@ -126,4 +114,32 @@ func LoadPrivateKey(path string, passphrase func() ([]byte, error)) (openpgp.Ent
 		}
 	}
 	return el, nil
+}
+
+// NewKeyPair makes an OpenPGP key (Ed25519 primary, X25519 encryption
+// subkey: what GnuPG 2.2, Sequoia and RNP all read) and returns its private
+// and public halves, armored. The private half has no passphrase: keep it
+// in a file only its owner can read, or protect it with gpg afterwards.
+func NewKeyPair(name, email string) (private, public []byte, err error) {
+	e, err := openpgp.NewEntity(name, "", email, &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519})
+	if err != nil {
+		return nil, nil, err
+	}
+	var priv, pub bytes.Buffer
+	w, err := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.SerializePrivate(w, nil); err != nil {
+		return nil, nil, err
+	}
+	w.Close()
+	if w, err = armor.Encode(&pub, openpgp.PublicKeyType, nil); err != nil {
+		return nil, nil, err
+	}
+	if err := e.Serialize(w); err != nil {
+		return nil, nil, err
+	}
+	w.Close()
+	return priv.Bytes(), pub.Bytes(), nil
 }

@@ -165,6 +165,10 @@ func checkPolicyAndArchive(cfg *Config) []checkResult {
 		out = append(out, checkResult{what: "archive.public_key is empty and the archive's private key is still in " + cfg.DataDir,
 			err: errors.New("move " + archive.PrivateKeyFile + " offline and set archive.public_key to data_dir/archive-public-key.asc"), warn: true})
 	}
+	if p := filepath.Join(filepath.Dir(cfg.Path), initArchivePrivate); fileExists(p) {
+		out = append(out, checkResult{what: "the archive's private key is still on this server at " + p,
+			err: errors.New("move it offline (the practice owner's or the auditor's machine) and delete it here: whoever has it can read the whole clinical record"), warn: true})
+	}
 	if cfg.PGP.PracticeKey != "" {
 		e, err := pgp.LoadPracticeKey(cfg.PGP.PracticeKey, cfg.PGP.PracticeKeyPassphraseFile)
 		what := fmt.Sprintf("pgp.practice_key %s (line %d) unlocks, signs and encrypts", cfg.PGP.PracticeKey, cfg.Line("pgp.practice_key"))
@@ -174,4 +178,9 @@ func checkPolicyAndArchive(cfg *Config) []checkResult {
 		out = append(out, checkResult{what: what, err: err})
 	}
 	return out
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

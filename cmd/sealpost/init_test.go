@@ -1,0 +1,81 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/rules/pgp"
+)
+
+// TestInit: init writes a configuration that passes check, keys that load,
+// and a password that logs in; a second run overwrites nothing.
+func TestInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etc")
+	out, errOut, code := runCLI(t, "", "init", "--dir", dir, "--domain", "Practice.Example")
+	if code != 0 {
+		t.Fatalf("init: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"MOVE THE ARCHIVE'S PRIVATE KEY OFFLINE", initArchivePrivate, "sealpost check -c " + filepath.Join(dir, initConfig),
+		`login "therapist", address therapist@practice.example`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("init's output lacks %q:\n%s", want, out)
+		}
+	}
+	for name, mode := range map[string]os.FileMode{initConfig: 0o600, initPracticeKey: 0o600, initArchivePrivate: 0o600,
+		initArchivePublic: 0o644, "tls/request-key.pem": 0o600, "tls/request.csr": 0o644} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if os.Geteuid() != 0 && fi.Mode().Perm() != mode {
+			t.Errorf("%s has mode %v, want %v", name, fi.Mode().Perm(), mode)
+		}
+	}
+	cfgPath := filepath.Join(dir, initConfig)
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != filepath.Join(dir, "data") || cfg.SMTP.Hostname != "sealpost.practice.example" ||
+		cfg.Policy.InternalDomains[0] != "practice.example" || cfg.Accounts[0].Addresses[0] != "therapist@practice.example" {
+		t.Errorf("config = %+v", cfg)
+	}
+	if _, err := pgp.LoadPracticeKey(cfg.PGP.PracticeKey, ""); err != nil {
+		t.Errorf("practice key: %v", err)
+	}
+	if b, _ := os.ReadFile(cfg.Archive.PublicKey); strings.Contains(string(b), "PRIVATE") {
+		t.Error("archive.public_key holds the private key")
+	}
+
+	// The password printed once is the one the hash stands for.
+	pw := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(out)
+	if pw == nil {
+		t.Fatal("no password in init's output")
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(cfg.Accounts[0].PasswordHash), []byte(pw[1])); err != nil {
+		t.Errorf("the printed password does not match the hash: %v", err)
+	}
+
+	out, errOut, code = runCLI(t, "", "check", "--offline", "-c", cfgPath)
+	if code != 0 {
+		t.Fatalf("check --offline on init's config: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "WARN the archive's private key is still on this server") {
+		t.Errorf("check does not warn that the archive's private key is still beside the config:\n%s", out)
+	}
+
+	_, errOut, code = runCLI(t, "", "init", "--dir", dir, "--domain", "practice.example")
+	if code != 1 || !strings.Contains(errOut, "never overwrites") {
+		t.Errorf("second init: exit %d, %q", code, errOut)
+	}
+	_, _, code = runCLI(t, "", "init", "--dir", dir)
+	if code != 2 {
+		t.Errorf("init without --domain: exit %d, want 2", code)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"golang.org/x/crypto/bcrypt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,6 +27,21 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if cfg.Upstream.Lifetime.D().Hours() != 120 || cfg.Archive.Retention.D().Hours() != 7*365*24 {
 		t.Errorf("durations: lifetime %v, retention %v", cfg.Upstream.Lifetime.D(), cfg.Archive.Retention.D())
+	}
+}
+
+// TestContainerConfigLoads: the image's configuration is valid, serves the
+// network (not loopback) and ships no password anyone knows.
+func TestContainerConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "..", "deploy", "container", "sealpost.toml"))
+	if err != nil {
+		t.Fatalf("deploy/container/sealpost.toml: %v", err)
+	}
+	if cfg.DataDir != "/var/lib/sealpost" || cfg.SMTP.Submission != "0.0.0.0:587" || cfg.Metrics.Listen == "" {
+		t.Errorf("data_dir %q, submission %q, metrics %q", cfg.DataDir, cfg.SMTP.Submission, cfg.Metrics.Listen)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(cfg.Accounts[0].PasswordHash), []byte("demo-password")) == nil {
+		t.Error("the container's configuration ships the demo password on a public port")
 	}
 }
 

@@ -34,6 +34,10 @@ func init() {
 	})
 }
 
+// packagedDefaultMarker is in the configuration the Debian package installs;
+// init may replace that file, and no other.
+const packagedDefaultMarker = "# packaged default: `sealpost init --dir /etc/sealpost` replaces this file"
+
 // initFiles are the names init writes below --dir.
 const (
 	initConfig         = "sealpost.toml"
@@ -77,8 +81,14 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 		*dataDir = filepath.Join(abs, "data")
 	}
 	cfgPath := filepath.Join(abs, initConfig)
-	if _, err := os.Stat(cfgPath); err == nil {
-		return fmt.Errorf("%s already exists: init never overwrites a configuration (choose another --dir, or edit it)", cfgPath)
+	if b, err := os.ReadFile(cfgPath); err == nil {
+		if !strings.Contains(string(b), packagedDefaultMarker) {
+			return fmt.Errorf("%s already exists: init never overwrites a configuration (choose another --dir, or edit it)", cfgPath)
+		}
+		// The Debian package's placeholder, untouched: init replaces it.
+		if err := os.Remove(cfgPath); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(abs, "tls"), 0o700); err != nil {
 		return err

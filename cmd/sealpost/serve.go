@@ -264,16 +264,22 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	log.Info("sealpost is running", "submission", fmtAddr(addrs.Submission), "submissions", fmtAddr(addrs.Submissions),
 		"upstream", cfg.Upstream.Address, "data_dir", cfg.DataDir)
 
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("cannot tell systemd the relay is ready", "err", err)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
+			sdNotify("RELOADING=1")
 			if err := reloadConfig(c.configPath, srv, deps, &clients, log); err != nil {
 				log.Error("configuration not reloaded; still running with the previous one", "err", err)
 			}
+			sdNotify("READY=1")
 		case <-ctx.Done():
+			sdNotify("STOPPING=1")
 			log.Info("shutting down: finishing sessions and deliveries in flight", "grace", shutdownGrace)
 			srv.Shutdown(shutdownGrace)
 			stopCtl()

@@ -36,6 +36,7 @@ type Relay struct {
 	pid         int
 	exited      chan struct{}
 	bin         string
+	env         []string
 }
 
 // RelayOptions shape the relay's configuration.
@@ -52,6 +53,10 @@ type RelayOptions struct {
 	RetryMin, Lifetime string
 	// Quiet logs only warnings (benchmarks).
 	Quiet bool
+	// LogFormat is "text" (the default) or "json".
+	LogFormat string
+	// Env is added to the process's environment (NOTIFY_SOCKET).
+	Env []string
 }
 
 func (o RelayOptions) logLevel() string {
@@ -61,12 +66,19 @@ func (o RelayOptions) logLevel() string {
 	return "debug"
 }
 
+func (o RelayOptions) logFormat() string {
+	if o.LogFormat == "" {
+		return "text"
+	}
+	return o.LogFormat
+}
+
 // StartRelay writes a configuration and starts sealpost serve.
 func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	t.Helper()
 	bin := Sealpost(t)
 	dir := t.TempDir()
-	r := &Relay{Dir: dir, Config: filepath.Join(dir, "sealpost.toml"), DataDir: filepath.Join(dir, "data"), bin: bin}
+	r := &Relay{Dir: dir, Config: filepath.Join(dir, "sealpost.toml"), DataDir: filepath.Join(dir, "data"), bin: bin, env: o.Env}
 	r.Submission = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	r.Submissions = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	r.CA = filepath.Join(r.DataDir, "tls", "ca.pem")
@@ -100,6 +112,7 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	cfg := fmt.Sprintf(`data_dir = "data"
 [log]
 level = %q
+format = %q
 [smtp]
 hostname = "localhost"
 submission = %q
@@ -119,7 +132,7 @@ delay_warning = "1h"
 timeout = "10s"
 %s
 %s
-`, o.logLevel(), r.Submission, r.Submissions, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
+`, o.logLevel(), o.logFormat(), r.Submission, r.Submissions, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
 	if err := os.WriteFile(r.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +149,9 @@ func (r *Relay) Start(t testing.TB) {
 	}
 	r.cmd = exec.Command(r.bin, "serve", "-c", r.Config)
 	r.cmd.Stdout, r.cmd.Stderr = r.Logs, r.Logs
+	if len(r.env) > 0 {
+		r.cmd.Env = append(os.Environ(), r.env...)
+	}
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

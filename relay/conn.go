@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net"
 	"sync/atomic"
@@ -13,20 +14,42 @@ type guardConn struct {
 	net.Conn
 	closeAfterWrite atomic.Bool
 
-	// TLS handshake bookkeeping for the failure counter (Metrics.countTLS).
-	metrics             *Metrics
-	tlsStarted, tlsDone atomic.Bool
-	closed              atomic.Bool
+	// TLS handshake bookkeeping for the failure counter: a handshake has
+	// started once the client's hello arrived (Metrics.countTLS). It failed
+	// when go-smtp answers STARTTLS's handshake with its plaintext error
+	// reply, or when an implicit-TLS connection (tlsConn) closes with its
+	// handshake incomplete.
+	metrics    *Metrics
+	tlsConn    *tls.Conn
+	tlsStarted atomic.Bool
+	tlsFailed  atomic.Bool
+	closed     atomic.Bool
+}
+
+// starttlsFailed is what go-smtp writes, in plaintext, when a STARTTLS
+// handshake fails (TestMetrics notices if a go-smtp upgrade changes it).
+var starttlsFailed = []byte("550 5.0.0 Handshake error")
+
+func (g *guardConn) countFailure() {
+	if g.tlsStarted.Load() && g.tlsFailed.CompareAndSwap(false, true) {
+		g.metrics.tlsFailed.Inc()
+	}
 }
 
 func (g *guardConn) Close() error {
-	if g.closed.CompareAndSwap(false, true) && g.tlsStarted.Load() && !g.tlsDone.Load() {
-		g.metrics.tlsFailed.Inc()
+	err := g.Conn.Close()
+	// Only after the close: ConnectionState waits for a handshake in progress,
+	// which the close ends.
+	if g.closed.CompareAndSwap(false, true) && g.tlsConn != nil && !g.tlsConn.ConnectionState().HandshakeComplete {
+		g.countFailure()
 	}
-	return g.Conn.Close()
+	return err
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, starttlsFailed) {
+		g.countFailure()
+	}
 	n, err := g.Conn.Write(p)
 	if g.closeAfterWrite.Load() {
 		g.Conn.Close()
@@ -60,7 +83,8 @@ func (l guardListener) Accept() (net.Conn, error) {
 	}
 	g := &guardConn{Conn: c, metrics: l.metrics}
 	if l.tls != nil {
-		return tls.Server(g, l.tls), nil
+		g.tlsConn = tls.Server(g, l.tls)
+		return g.tlsConn, nil
 	}
 	return g, nil
 }

@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealpost_auth_failures_total",
 			Help: "Refused logins, by reason."}, []string{"reason"}),
 		tlsFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealpost_tls_handshake_failures_total",
-			Help: "TLS handshakes a client started that did not lead to an SMTP session (old TLS versions, an untrusted certificate)."}),
+			Help: "TLS handshakes a client started and that failed (old TLS versions, an untrusted certificate)."}),
 	}
 	reg.MustRegister(m.accepted, m.refused, m.delivered, m.deferred, m.bounced, m.authFailures, m.tlsFailed)
 	return m
@@ -130,11 +130,10 @@ func refusalReason(stage string, err error, r *smtp.SMTPError) string {
 	return "other_temporary"
 }
 
-// countTLS wraps a server TLS configuration so that a handshake a client
-// starts is noted on its connection; the session marks it done when it
-// begins inside TLS, and a connection that closes in between counts as a
-// failed handshake. (The server's own callbacks cannot tell: in TLS 1.3 they
-// run before the client has accepted the certificate.)
+// countTLS wraps a server TLS configuration so that a connection notes that
+// the client's hello arrived: from then on a failure counts (guardConn).
+// The server's own callbacks cannot tell success: in TLS 1.3 they run
+// before the client has accepted the certificate.
 func (m *Metrics) countTLS(base *tls.Config) *tls.Config {
 	if base == nil {
 		return nil
@@ -151,16 +150,6 @@ func (m *Metrics) countTLS(base *tls.Config) *tls.Config {
 		return nil, nil
 	}
 	return c
-}
-
-// tlsSessionStarted marks the handshake on c as completed.
-func tlsSessionStarted(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if g := asGuard(c); g != nil {
-		g.tlsDone.Store(true)
-	}
 }
 
 func asGuard(c net.Conn) *guardConn {

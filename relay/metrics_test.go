@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -56,7 +57,20 @@ func TestMetrics(t *testing.T) {
 	if _, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{ServerName: "localhost"}); err == nil {
 		t.Fatal("an untrusted certificate was accepted")
 	}
-	waitFor(t, "two failed handshakes", func() bool { return testutil.ToFloat64(m.tlsFailed) == 2 })
+	if c, err := smtp.DialStartTLS(r.addrs.Submission.String(), &tls.Config{ServerName: "localhost"}); err == nil {
+		err = c.Noop()
+		c.Close()
+		if err == nil {
+			t.Fatal("STARTTLS with an untrusted certificate was accepted")
+		}
+	}
+	// A good handshake that is not followed by SMTP (a monitoring probe) is no failure.
+	ok, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok.Close()
+	waitFor(t, "three failed handshakes", func() bool { return testutil.ToFloat64(m.tlsFailed) == 3 })
 
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
@@ -76,7 +90,7 @@ func TestMetrics(t *testing.T) {
 		`sealpost_refusals_total{reason="bad_credentials",stage="auth"} 1`,
 		`sealpost_refusals_total{reason="recipient_policy",stage="rcpt"} 1`,
 		`sealpost_deliveries_total 1`,
-		`sealpost_tls_handshake_failures_total 2`,
+		"sealpost_tls_handshake_failures_total 3\n",
 		`sealpost_queue_messages `,
 		`sealpost_queue_oldest_age_seconds `,
 	} {

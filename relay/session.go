@@ -31,9 +31,6 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, errShuttingDown
 	}
 	_, isTLS := c.TLSConnectionState()
-	if isTLS {
-		tlsSessionStarted(c.Conn())
-	}
 	remote := ""
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = ta.IP.String()

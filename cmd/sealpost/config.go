@@ -115,8 +115,16 @@ type ClientsConfig struct {
 }
 
 type ArchiveConfig struct {
-	PublicKey string   `toml:"public_key"`
-	Retention Duration `toml:"retention"`
+	PublicKey string         `toml:"public_key"`
+	Retention Duration       `toml:"retention"`
+	Viewers   []ViewerConfig `toml:"viewer"`
+}
+
+// ViewerConfig is one [[archive.viewer]]: a login for `sealpost archive
+// serve-imap`, the read-only IMAP view of the record for auditors.
+type ViewerConfig struct {
+	Username     string `toml:"username"`
+	PasswordHash string `toml:"password_hash"` // from sealpost passwd
 }
 
 // Duration is a time span written as Go does ("90s", "4h30m") or with the
@@ -483,6 +491,17 @@ func (c *Config) validate(file string) ConfigErrors {
 	case "use", "propose", "ignore":
 	default:
 		bad("pgp.autocrypt", "must be use, propose or ignore, not %q", c.PGP.Autocrypt)
+	}
+	viewers := map[string]bool{}
+	for i, v := range c.Archive.Viewers {
+		k := fmt.Sprintf("archive.viewer[%d]", i)
+		if v.Username == "" || viewers[v.Username] {
+			bad(k+".username", "must be set, and different for every viewer")
+		}
+		viewers[v.Username] = true
+		if err := checkPasswordHash(v.PasswordHash); err != nil {
+			bad(k+".password_hash", "%v (make one with: sealpost passwd)", err)
+		}
 	}
 	if c.Archive.Retention.D() < 24*time.Hour {
 		bad("archive.retention", "must be at least a day (records must be kept for years: 7y is the default)")

@@ -59,6 +59,10 @@ type Archive struct {
 
 	mu          sync.Mutex // guards what the writer publishes
 	lastConsent int64
+
+	ingestMu sync.Mutex // one inbound record at a time: check, write, remember
+	ingested map[string]bool
+	ingestAt map[string]IngestSource // account+"\x00"+folder -> newest position
 	closed      bool
 	headSeq     uint64
 	headHash    string
@@ -107,7 +111,8 @@ func Open(opts Options) (*Archive, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Archive{opts: opts, dir: opts.Dir, lock: lock, log: opts.Logger, reqs: make(chan *appendReq, 256), stopped: make(chan struct{})}
+	a := &Archive{opts: opts, dir: opts.Dir, lock: lock, log: opts.Logger, reqs: make(chan *appendReq, 256), stopped: make(chan struct{}),
+		ingested: map[string]bool{}, ingestAt: map[string]IngestSource{}}
 	fail := func(err error) (*Archive, error) {
 		if a.seg != nil {
 			a.seg.Close()
@@ -162,6 +167,9 @@ func (a *Archive) recover() error {
 		if err := scanHeaders(filepath.Join(a.dir, s), func(h *header, _ []byte) {
 			if h.Kind == kindConsent && h.Consent > a.lastConsent {
 				a.lastConsent = h.Consent
+			}
+			if h.Dedup != "" {
+				a.rememberIngest(h.Dedup, h.Src)
 			}
 		}); err != nil && !errors.Is(err, errIncomplete) {
 			return fmt.Errorf("archive: %w", err)

@@ -75,6 +75,10 @@ type header struct {
 	Sig     string `json:"sig,omitempty"`
 	// prune: the segments removed, with their seals
 	Pruned []prunedSegment `json:"pruned,omitempty"`
+	// message found over IMAP: where, and a keyed hash of its bytes, so
+	// that it is archived once however often it is seen
+	Src   *IngestSource `json:"src,omitempty"`
+	Dedup string        `json:"dedup,omitempty"`
 	// torn: bytes set aside at start
 	Offset   int64  `json:"offset,omitempty"`
 	Length   int64  `json:"length,omitempty"`

@@ -63,9 +63,9 @@ type Archive struct {
 	ingestMu sync.Mutex // one inbound record at a time: check, write, remember
 	ingested map[string]bool
 	ingestAt map[string]IngestSource // account+"\x00"+folder -> newest position
-	closed      bool
-	headSeq     uint64
-	headHash    string
+	closed   bool
+	headSeq  uint64
+	headHash string
 
 	// writer state, owned by the writer goroutine
 	seg     *os.File

@@ -59,13 +59,13 @@ type Archive struct {
 
 	mu          sync.Mutex // guards what the writer publishes
 	lastConsent int64
+	closed      bool
+	headSeq     uint64
+	headHash    string
 
 	ingestMu sync.Mutex // one inbound record at a time: check, write, remember
 	ingested map[string]bool
 	ingestAt map[string]IngestSource // account+"\x00"+folder -> newest position
-	closed   bool
-	headSeq  uint64
-	headHash string
 
 	// writer state, owned by the writer goroutine
 	seg     *os.File

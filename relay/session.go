@@ -203,7 +203,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.s.closing.Load() {
 		return s.fail("data", errShutdown)
 	}
-	id, err := s.accept(r)
+	id, err := s.s.accept(context.Background(), s.log, s.account, s.from, s.rcpts, r, false)
 	if err != nil {
 		return s.fail("data", err)
 	}
@@ -213,15 +213,15 @@ func (s *session) Data(r io.Reader) error {
 
 // accept spools, transforms, archives and queues one message. The client is
 // told 250 only when this returns nil: the copies are in the spool and the
-// message is in the archive, both fsynced.
-func (s *session) accept(r io.Reader) (string, error) {
-	cfg := &s.s.cfg
-	ctx := context.Background()
+// message is in the archive, both fsynced. autoReplied marks a message
+// sealpost wrote itself (RFC 3834), which nothing a client submits may claim.
+func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Account, from string, rcpts []rules.Decision, r io.Reader, autoReplied bool) (string, error) {
+	cfg := &srv.cfg
 	now := cfg.Now()
 	id := newID(now)
-	log := s.log.With("id", id)
+	log = log.With("id", id)
 
-	in, err := s.s.spool.newIncoming(id)
+	in, err := srv.spool.newIncoming(id)
 	if err != nil {
 		return "", err
 	}
@@ -242,9 +242,12 @@ func (s *session) accept(r io.Reader) (string, error) {
 	if err != nil {
 		return "", smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: its header section cannot be parsed")
 	}
-	hdr, err = prepareHeader(hdr, s.account, cfg.Hostname, id, now)
+	hdr, err = prepareHeader(hdr, account, cfg.Hostname, id, now)
 	if err != nil {
 		return "", err
+	}
+	if autoReplied {
+		hdr.Set("Auto-Submitted", "auto-replied")
 	}
 	var head bytes.Buffer
 	if err := textproto.WriteHeader(&head, hdr); err != nil {
@@ -253,7 +256,7 @@ func (s *session) accept(r io.Reader) (string, error) {
 
 	// The policy reads the message straight off the wire: the submitted
 	// message itself is never stored, only the copies made from it.
-	sub := rules.Submission{ID: id, Account: s.account.Username, Sender: s.from, Decisions: s.rcpts}
+	sub := rules.Submission{ID: id, Account: account.Username, Sender: from, Decisions: rcpts}
 	res, err := cfg.Policy.Apply(ctx, sub, io.MultiReader(&head, br), in)
 	if strict.err != nil {
 		// Whatever the policy made of it, bad input is answered as such.
@@ -262,7 +265,7 @@ func (s *session) accept(r io.Reader) (string, error) {
 	if err != nil {
 		var refusal *rules.Refusal
 		if errors.As(err, &refusal) && cfg.Archive != nil {
-			ref := archive.Refusal{Time: now, Account: s.account.Username, Reason: refusal.Reason}
+			ref := archive.Refusal{Time: now, Account: account.Username, Reason: refusal.Reason}
 			if aerr := cfg.Archive.RecordRefusal(ctx, ref); aerr != nil {
 				log.Error("cannot archive a refusal", "err", aerr)
 			}
@@ -281,15 +284,15 @@ func (s *session) accept(r io.Reader) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: s.account.Username,
-			Sender: s.from, Decisions: res.Decisions, Fired: res.Fired}
+		rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: account.Username,
+			Sender: from, Decisions: res.Decisions, Fired: res.Fired}
 		err = cfg.Archive.RecordMessage(ctx, rec, body)
 		body.Close()
 		if err != nil {
 			return "", fmt.Errorf("archive: %w", err)
 		}
 	}
-	e := newEntry(s.s.spool, id, s.account.Username, s.from, now, res.Copies, false)
+	e := newEntry(srv.spool, id, account.Username, from, now, res.Copies, false)
 	if err := in.commit(e); err != nil {
 		// Archived but not queued: say so in the record, then tell the client
 		// to try again (it will be a new message with a new id).
@@ -302,8 +305,8 @@ func (s *session) accept(r io.Reader) (string, error) {
 		return "", err
 	}
 	committed = true
-	s.s.queue.add(e)
-	log.Info("accepted", "recipients", len(s.rcpts), "copies", len(res.Copies))
+	srv.queue.add(e)
+	log.Info("accepted", "recipients", len(rcpts), "copies", len(res.Copies))
 	return id, nil
 }
 

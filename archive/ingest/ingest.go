@@ -1,0 +1,396 @@
+// Package ingest brings clients' mail into the clinical record: it reads a
+// therapist's mailbox at the provider over IMAP (read-only: EXAMINE and
+// BODY.PEEK, never a flag, move or delete) and archives every message from
+// or to a client, once.
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// Recorder is the archive (implemented by archive.Archive).
+type Recorder interface {
+	IngestState(account, folder string) (uidValidity, lastUID uint32)
+	RecordInbound(ctx context.Context, m archive.IngestedMessage, body io.Reader) (bool, error)
+}
+
+// ClientMessage is a client's message just recorded, for what follows from
+// it (an Autocrypt key, an acknowledgement).
+type ClientMessage struct {
+	Account string
+	Folder  string
+	From    string // the client's address, normalized
+	Header  textproto.Header
+}
+
+// Options configure the watcher of one account's mailbox.
+type Options struct {
+	Account   string
+	Address   string // host:port of the provider's IMAP server
+	Implicit  bool   // implicit TLS (993); false: STARTTLS (143)
+	TLSConfig *tls.Config
+	Username  string
+	Password  string
+	Folders   []string // default INBOX
+	// Poll is how often folders are looked at without IDLE (or when several
+	// are watched); IdleFor is how long one IDLE lasts before it is renewed.
+	Poll, IdleFor time.Duration
+	// Backoff bounds the wait before reconnecting after a failure.
+	BackoffMin, BackoffMax time.Duration
+
+	// IsClient says whether an address is a client's (in the consent
+	// registry or the keyring). An error leaves the message for later.
+	IsClient func(ctx context.Context, address string) (bool, error)
+	// IsPractice says whether an address is the practice's own.
+	IsPractice func(address string) bool
+	// OnClientMessage is called after a message from a client is recorded.
+	OnClientMessage func(ctx context.Context, m ClientMessage)
+
+	Archive Recorder
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Watcher keeps one connection to one account's mailbox.
+type Watcher struct {
+	o   Options
+	log *slog.Logger
+	// Scanned is signalled after every pass over the folders (tests wait on it).
+	Scanned chan struct{}
+}
+
+// New checks the options and fills in defaults.
+func New(o Options) (*Watcher, error) {
+	if o.Archive == nil || o.IsClient == nil || o.IsPractice == nil {
+		return nil, errors.New("ingest: archive, IsClient and IsPractice are required")
+	}
+	if len(o.Folders) == 0 {
+		o.Folders = []string{"INBOX"}
+	}
+	if o.Poll <= 0 {
+		o.Poll = 2 * time.Minute
+	}
+	if o.IdleFor <= 0 {
+		o.IdleFor = 25 * time.Minute // servers may end an IDLE after 30 (RFC 2177)
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Watcher{o: o, log: o.Logger.With("component", "imap", "account", o.Account), Scanned: make(chan struct{}, 1)}, nil
+}
+
+// Run reads the mailbox until ctx ends, reconnecting with growing waits.
+func (w *Watcher) Run(ctx context.Context) {
+	wait := w.o.BackoffMin
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > w.o.BackoffMax {
+			wait = w.o.BackoffMin // it had been working: start the waits over
+		}
+		w.log.Warn("IMAP connection to the provider lost; reconnecting", "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, w.o.BackoffMax)
+	}
+}
+
+func (w *Watcher) dial(news chan<- struct{}) (*imapclient.Client, error) {
+	opts := &imapclient.Options{
+		TLSConfig: w.o.TLSConfig,
+		Dialer:    &net.Dialer{Timeout: 30 * time.Second},
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					select {
+					case news <- struct{}{}:
+					default:
+					}
+				}
+			},
+		},
+	}
+	if w.o.Implicit {
+		return imapclient.DialTLS(w.o.Address, opts)
+	}
+	return imapclient.DialStartTLS(w.o.Address, opts)
+}
+
+// session is one connection: log in, read every folder, then wait for news
+// (IDLE, or the poll interval) and read again, until something fails.
+func (w *Watcher) session(ctx context.Context) error {
+	news := make(chan struct{}, 1)
+	c, err := w.dial(news)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", w.o.Address, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := c.Login(w.o.Username, w.o.Password).Wait(); err != nil {
+		return fmt.Errorf("login as %s: %w", w.o.Username, err)
+	}
+	w.log.Info("reading the provider's mailbox", "folders", len(w.o.Folders), "idle", c.Caps().Has(imap.CapIdle))
+	for {
+		for _, f := range w.o.Folders {
+			if err := w.scan(ctx, c, f); err != nil {
+				return err
+			}
+		}
+		select {
+		case w.Scanned <- struct{}{}:
+		default:
+		}
+		if err := w.wait(ctx, c, news); err != nil {
+			return err
+		}
+	}
+}
+
+// wait returns when the selected folder has news, or it is time to look
+// again. IDLE is used when the server has it and one folder is watched (it
+// tells only about the selected folder).
+func (w *Watcher) wait(ctx context.Context, c *imapclient.Client, news <-chan struct{}) error {
+	select {
+	case <-news: // arrived while scanning
+		return nil
+	default:
+	}
+	if len(w.o.Folders) == 1 && c.Caps().Has(imap.CapIdle) {
+		idle, err := c.Idle()
+		if err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		t := time.NewTimer(w.o.IdleFor)
+		defer t.Stop()
+		select {
+		case <-news:
+		case <-t.C:
+		case <-ctx.Done():
+		case <-c.Closed():
+		}
+		if err := idle.Close(); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		if err := idle.Wait(); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		return ctx.Err()
+	}
+	t := time.NewTimer(w.o.Poll)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-news:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.Closed():
+		return errors.New("the server closed the connection")
+	}
+	return nil
+}
+
+// candidate is a message whose envelope says it is from or to a client.
+type candidate struct {
+	uid       imap.UID
+	date      time.Time
+	direction archive.Direction
+	clients   []string
+	from      string
+}
+
+// scan reads what is new in one folder since the archive's position there.
+func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, folder string) error {
+	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("examine %s: %w", folder, err)
+	}
+	uv, last := w.o.Archive.IngestState(w.o.Account, folder)
+	if uv != sel.UIDValidity {
+		if uv != 0 {
+			w.log.Warn("the folder's UIDVALIDITY changed: reading it again from the start (nothing is archived twice)",
+				"folder", folder, "was", uv, "now", sel.UIDValidity)
+		}
+		last = 0
+	}
+	if sel.NumMessages == 0 || (sel.UIDNext != 0 && uint32(sel.UIDNext) <= last+1) {
+		return nil
+	}
+	set := imap.UIDSet{imap.UIDRange{Start: imap.UID(last + 1), Stop: 0}}
+	msgs, err := c.Fetch(set, &imap.FetchOptions{UID: true, Envelope: true, InternalDate: true}).Collect()
+	if err != nil {
+		return fmt.Errorf("fetch envelopes in %s: %w", folder, err)
+	}
+	var found []candidate
+	for _, m := range msgs {
+		if uint32(m.UID) <= last || m.Envelope == nil {
+			continue // "n:*" answers with the last message even when it is older
+		}
+		cand, ok, err := w.classify(ctx, m)
+		if err != nil {
+			return err
+		}
+		if ok {
+			found = append(found, cand)
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].uid < found[j].uid })
+	for _, cand := range found {
+		if err := w.record(ctx, c, folder, sel.UIDValidity, cand); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// classify decides from the envelope: from a client (inbound), or from the
+// practice to clients (outbound, e.g. in a Sent folder); anything else is
+// not the record's business.
+func (w *Watcher) classify(ctx context.Context, m *imapclient.FetchMessageBuffer) (candidate, bool, error) {
+	env := m.Envelope
+	cand := candidate{uid: m.UID, date: m.InternalDate}
+	for _, a := range env.From {
+		n, err := addr.Normalize(a.Addr())
+		if err != nil {
+			continue
+		}
+		cand.from = n
+		break
+	}
+	if cand.from == "" {
+		return cand, false, nil
+	}
+	if w.o.IsPractice(cand.from) {
+		for _, list := range [][]imap.Address{env.To, env.Cc, env.Bcc} {
+			for _, a := range list {
+				n, err := addr.Normalize(a.Addr())
+				if err != nil {
+					continue
+				}
+				ok, err := w.o.IsClient(ctx, n)
+				if err != nil {
+					return cand, false, err
+				}
+				if ok {
+					cand.clients = append(cand.clients, n)
+				}
+			}
+		}
+		cand.direction = archive.Outbound
+		return cand, len(cand.clients) > 0, nil
+	}
+	ok, err := w.o.IsClient(ctx, cand.from)
+	if err != nil || !ok {
+		return cand, false, err
+	}
+	cand.direction, cand.clients = archive.Inbound, []string{cand.from}
+	return cand, true, nil
+}
+
+// record fetches one message (BODY.PEEK: the \Seen flag stays as it was)
+// and streams it into the archive.
+func (w *Watcher) record(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, cand candidate) error {
+	section := &imap.FetchItemBodySection{Peek: true}
+	cmd := c.Fetch(imap.UIDSetNum(cand.uid), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	defer cmd.Close()
+	msg := cmd.Next()
+	if msg == nil {
+		return cmd.Close() // gone meanwhile (expunged): nothing to record
+	}
+	var body io.Reader
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		if b, ok := item.(imapclient.FetchItemDataBodySection); ok {
+			body = b.Literal
+			break
+		}
+	}
+	if body == nil {
+		return fmt.Errorf("fetch %s UID %d: the server sent no body", folder, cand.uid)
+	}
+	head := &headCapture{max: 128 << 10}
+	when := cand.date
+	if when.IsZero() {
+		when = w.o.Now()
+	}
+	in := archive.IngestedMessage{
+		Message: archive.Message{ID: newID(), Time: when.UTC(), Direction: cand.direction, Account: w.o.Account, Sender: cand.from, Folder: folder},
+		Clients: cand.clients,
+		Source:  archive.IngestSource{Account: w.o.Account, Folder: folder, UIDValidity: uidValidity, UID: uint32(cand.uid)},
+	}
+	recorded, err := w.o.Archive.RecordInbound(ctx, in, io.TeeReader(body, head))
+	if err != nil {
+		return fmt.Errorf("archive %s UID %d: %w", folder, cand.uid, err)
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("fetch %s UID %d: %w", folder, cand.uid, err)
+	}
+	if !recorded {
+		return nil
+	}
+	w.log.Info("archived a client's message from the mailbox", "folder", folder, "uid", uint32(cand.uid), "direction", cand.direction, "id", in.ID)
+	if cand.direction == archive.Inbound && w.o.OnClientMessage != nil {
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head.Bytes())))
+		if err == nil {
+			w.o.OnClientMessage(ctx, ClientMessage{Account: w.o.Account, Folder: folder, From: cand.from, Header: h})
+		}
+	}
+	return nil
+}
+
+// headCapture keeps the first max bytes written: the header section.
+type headCapture struct {
+	bytes.Buffer
+	max int
+}
+
+func (h *headCapture) Write(p []byte) (int, error) {
+	if room := h.max - h.Len(); room > 0 {
+		h.Buffer.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// newID names an ingested message in the record ("in-" and random hex:
+// distinct from the relay's queue ids).
+func newID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return "in-" + strings.ToLower(hex.EncodeToString(b))
+}

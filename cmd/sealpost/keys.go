@@ -15,6 +15,7 @@ import (
 func init() {
 	register(&command{name: "keys import", args: "FILE...", summary: "import recipients' OpenPGP public keys and revocation certificates", run: runKeysImport})
 	register(&command{name: "keys list", args: "[--json]", summary: "show the recipients' keys and whether each can be used", run: runKeysList})
+	register(&command{name: "keys accept", args: "FINGERPRINT", summary: "use a key a client offered in an Autocrypt header", run: runKeysAccept})
 	register(&command{name: "keys remove", args: "FINGERPRINT", summary: "remove a key from the keyring", run: runKeysRemove})
 }
 
@@ -137,5 +138,29 @@ func runKeysRemove(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Removed %s. Its addresses now need consent or another key.\n", strings.ToUpper(pos[0]))
+	return nil
+}
+
+func runKeysAccept(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("needs one FINGERPRINT (sealpost keys list shows proposed keys)")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	k, err := openKeyring(cfg)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	if err := k.Accept(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Accepted %s: mail to its addresses is encrypted to it from now on.\n", strings.ToUpper(pos[0]))
 	return nil
 }

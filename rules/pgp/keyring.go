@@ -75,6 +75,15 @@ func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
 		db.Close()
 		return nil, fmt.Errorf("keyring %s: %w", path, err)
 	}
+	// Keyrings made before proposed keys existed get the column.
+	var hasProposed int
+	db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('keys') WHERE name = 'proposed'`).Scan(&hasProposed)
+	if hasProposed == 0 {
+		if _, err := db.Exec(`ALTER TABLE keys ADD COLUMN proposed INTEGER NOT NULL DEFAULT 0`); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("keyring %s: %w", path, err)
+		}
+	}
 	k := &Keyring{db: db, now: opts.Now, gen: -1}
 	if k.now == nil {
 		k.now = time.Now
@@ -112,6 +121,32 @@ var ErrPrivateKey = errors.New("this is a private (secret) key; import only the 
 // certificates, and merges them into the keyring: a key already there keeps
 // every revocation it had.
 func (k *Keyring) Import(ctx context.Context, r io.Reader, source string) ([]KeyInfo, error) {
+	return k.importKeys(ctx, r, source, false)
+}
+
+// Propose stores keys that were offered rather than given by an admin (an
+// Autocrypt header): they are not used until `sealpost keys accept`. A key
+// already accepted stays accepted.
+func (k *Keyring) Propose(ctx context.Context, r io.Reader, source string) ([]KeyInfo, error) {
+	return k.importKeys(ctx, r, source, true)
+}
+
+// Accept makes a proposed key usable.
+func (k *Keyring) Accept(ctx context.Context, fingerprint string) error {
+	fpr := strings.ToUpper(strings.ReplaceAll(fingerprint, " ", ""))
+	return k.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE keys SET proposed = 0 WHERE fingerprint = ?`, fpr)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("no key %s in the keyring", fpr)
+		}
+		return nil
+	})
+}
+
+func (k *Keyring) importKeys(ctx context.Context, r io.Reader, source string, proposed bool) ([]KeyInfo, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if err != nil {
 		return nil, err
@@ -163,10 +198,16 @@ func (k *Keyring) Import(ctx context.Context, r io.Reader, source string) ([]Key
 			if e.PrivateKey != nil {
 				return ErrPrivateKey
 			}
-			if err := storeEntity(ctx, tx, e, source, k.now()); err != nil {
+			if err := storeEntity(ctx, tx, e, source, k.now(), proposed); err != nil {
 				return err
 			}
-			infos = append(infos, k.describe(e, source, k.now()))
+			info := k.describe(e, source, k.now())
+			var stillProposed bool
+			tx.QueryRowContext(ctx, `SELECT proposed FROM keys WHERE fingerprint = ?`, info.Fingerprint).Scan(&stillProposed)
+			if stillProposed && info.Status == string(rules.KeyUsable) {
+				info.Status, info.Detail = KeyProposed, proposedDetail
+			}
+			infos = append(infos, info)
 		}
 		for _, sig := range revocations {
 			e, err := k.applyRevocation(ctx, tx, sig)
@@ -206,7 +247,14 @@ func dearmor(data []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func storeEntity(ctx context.Context, tx *sql.Tx, e *openpgp.Entity, source string, now time.Time) error {
+// KeyProposed is the status of a key offered by an Autocrypt header and not
+// yet accepted.
+const (
+	KeyProposed    = "proposed"
+	proposedDetail = "offered in an Autocrypt header; not used until sealpost keys accept"
+)
+
+func storeEntity(ctx context.Context, tx *sql.Tx, e *openpgp.Entity, source string, now time.Time, proposed bool) error {
 	fpr := Fingerprint(e)
 	var old []byte
 	err := tx.QueryRowContext(ctx, `SELECT data FROM keys WHERE fingerprint = ?`, fpr).Scan(&old)
@@ -232,8 +280,11 @@ func storeEntity(ctx context.Context, tx *sql.Tx, e *openpgp.Entity, source stri
 		return fmt.Errorf("key %s: %w", fpr, err)
 	}
 	ts := now.UTC().Format(time.RFC3339)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO keys (fingerprint, data, source, imported_at, updated_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT(fingerprint) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`, fpr, buf.Bytes(), source, ts, ts); err != nil {
+	// An admin's import accepts a proposed key; a proposal never demotes an
+	// accepted one.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO keys (fingerprint, data, source, imported_at, updated_at, proposed) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT(fingerprint) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, proposed = MIN(proposed, excluded.proposed)`,
+		fpr, buf.Bytes(), source, ts, ts, proposed); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM key_addresses WHERE fingerprint = ?`, fpr); err != nil {
@@ -430,7 +481,8 @@ func (k *Keyring) Lookup(ctx context.Context, address string) (rules.KeyLookup, 
 }
 
 func (k *Keyring) lookupLocal(ctx context.Context, n string) (rules.KeyLookup, error) {
-	rows, err := k.db.QueryContext(ctx, `SELECT fingerprint FROM key_addresses WHERE address = ?`, n)
+	rows, err := k.db.QueryContext(ctx, `SELECT a.fingerprint FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
+		WHERE a.address = ? AND k.proposed = 0`, n)
 	if err != nil {
 		return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)
 	}
@@ -552,15 +604,18 @@ func revokedDetail(sigs []*packet.Signature) string {
 
 // List returns every key with its state now.
 func (k *Keyring) List(ctx context.Context) ([]KeyInfo, error) {
-	rows, err := k.db.QueryContext(ctx, `SELECT fingerprint, source, imported_at FROM keys ORDER BY fingerprint`)
+	rows, err := k.db.QueryContext(ctx, `SELECT fingerprint, source, imported_at, proposed FROM keys ORDER BY fingerprint`)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	type row struct{ fpr, source, imported string }
+	type row struct {
+		fpr, source, imported string
+		proposed              bool
+	}
 	var rs []row
 	for rows.Next() {
 		var r row
-		rows.Scan(&r.fpr, &r.source, &r.imported)
+		rows.Scan(&r.fpr, &r.source, &r.imported, &r.proposed)
 		rs = append(rs, r)
 	}
 	rows.Close()
@@ -572,6 +627,9 @@ func (k *Keyring) List(ctx context.Context) ([]KeyInfo, error) {
 		}
 		info := k.describe(es[0], r.source, k.now())
 		info.Imported, _ = time.Parse(time.RFC3339, r.imported)
+		if r.proposed && info.Status == string(rules.KeyUsable) {
+			info.Status, info.Detail = KeyProposed, proposedDetail
+		}
 		out = append(out, info)
 	}
 	return out, nil

@@ -54,6 +54,12 @@ CREATE TRIGGER IF NOT EXISTS consent_addresses_append_only_u BEFORE UPDATE ON co
 	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS consent_addresses_append_only_d BEFORE DELETE ON consent_addresses
 	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
+CREATE TABLE IF NOT EXISTS acknowledgements (
+	account TEXT NOT NULL,
+	address TEXT NOT NULL,
+	sent_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acknowledgements_by_address ON acknowledgements(account, address, sent_at);
 `
 
 // OpenRegistry opens (creating if needed) the registry at path.

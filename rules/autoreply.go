@@ -1,0 +1,125 @@
+package rules
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealpost/sealpost/rules/addr"
+)
+
+// Acknowledgements are the practice's automatic replies to clients (the
+// turnaround time, crisis resources). RFC 3834 says when not to answer.
+
+// MayAcknowledge says whether a client's message may get an automatic
+// reply, and if not, why: never to something automatic itself, bulk or from
+// a list, never to the practice, never to a bounce.
+func MayAcknowledge(h textproto.Header, from string, isPractice func(string) bool) (bool, string) {
+	if v := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted"))); v != "" && v != "no" {
+		return false, "auto-submitted"
+	}
+	switch strings.ToLower(strings.TrimSpace(h.Get("Precedence"))) {
+	case "bulk", "junk", "list":
+		return false, "bulk"
+	}
+	for _, k := range []string{"List-Id", "List-Unsubscribe", "List-Post", "List-Help"} {
+		if h.Has(k) {
+			return false, "mailing list"
+		}
+	}
+	if s := strings.ToLower(h.Get("X-Auto-Response-Suppress")); strings.Contains(s, "all") || strings.Contains(s, "autoreply") || strings.Contains(s, "oof") {
+		return false, "auto-replies suppressed"
+	}
+	if strings.TrimSpace(h.Get("Return-Path")) == "<>" {
+		return false, "a delivery notification"
+	}
+	n, err := addr.Normalize(from)
+	if err != nil {
+		return false, "no sender address"
+	}
+	if isPractice(n) {
+		return false, "from the practice"
+	}
+	local := n[:strings.LastIndexByte(n, '@')]
+	for _, robot := range []string{"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply"} {
+		if local == robot || strings.HasPrefix(local, robot+"+") {
+			return false, "an automatic sender"
+		}
+	}
+	return true, ""
+}
+
+// Acknowledgement is one automatic reply to write.
+type Acknowledgement struct {
+	From, To  string // the practice's address, the client's
+	Subject   string
+	Text      string // the practice's words: turnaround time, crisis resources
+	InReplyTo string // the client's Message-ID, if any
+	Date      time.Time
+}
+
+// WriteAcknowledgement writes the reply as a message (CRLF, UTF-8,
+// quoted-printable), marked Auto-Submitted: auto-replied (RFC 3834).
+func WriteAcknowledgement(w io.Writer, a Acknowledgement) error {
+	var b strings.Builder
+	b.WriteString("From: <" + a.From + ">\r\n")
+	b.WriteString("To: <" + a.To + ">\r\n")
+	b.WriteString("Subject: " + mime.QEncoding.Encode("utf-8", a.Subject) + "\r\n")
+	b.WriteString("Date: " + a.Date.Format(time.RFC1123Z) + "\r\n")
+	if id := strings.TrimSpace(a.InReplyTo); id != "" && !strings.ContainsAny(id, "\r\n") {
+		b.WriteString("In-Reply-To: " + id + "\r\nReferences: " + id + "\r\n")
+	}
+	b.WriteString("Auto-Submitted: auto-replied\r\n")
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	qp := quotedprintable.NewWriter(w)
+	text := strings.ReplaceAll(strings.ReplaceAll(a.Text, "\r\n", "\n"), "\n", "\r\n")
+	if !strings.HasSuffix(text, "\r\n") {
+		text += "\r\n"
+	}
+	if _, err := io.WriteString(qp, text); err != nil {
+		return err
+	}
+	return qp.Close()
+}
+
+// LastAcknowledgement is when account last sent an automatic reply to
+// address; zero if never.
+func (r *Registry) LastAcknowledgement(ctx context.Context, account, address string) (time.Time, error) {
+	n, err := addr.Normalize(address)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var at string
+	err = r.db.QueryRowContext(ctx, `SELECT sent_at FROM acknowledgements WHERE account = ? AND address = ? ORDER BY sent_at DESC LIMIT 1`, account, n).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+	}
+	return time.Parse(time.RFC3339, at)
+}
+
+// RecordAcknowledgement notes that account sent an automatic reply to address.
+func (r *Registry) RecordAcknowledgement(ctx context.Context, account, address string, at time.Time) error {
+	n, err := addr.Normalize(address)
+	if err != nil {
+		return err
+	}
+	_, err = r.db.ExecContext(ctx, `INSERT INTO acknowledgements (account, address, sent_at) VALUES (?, ?, ?)`, account, n, at.UTC().Format(time.RFC3339))
+	if err != nil {
+		return fmt.Errorf("consent registry: %w", err)
+	}
+	return nil
+}

@@ -174,6 +174,7 @@ func (w *Watcher) session(ctx context.Context) error {
 				return err
 			}
 		}
+		w.log.Debug("mailbox read; waiting for new mail")
 		select {
 		case w.Scanned <- struct{}{}:
 		default:

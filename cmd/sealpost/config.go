@@ -63,6 +63,30 @@ type AccountConfig struct {
 	Addresses            []string `toml:"addresses"`
 	UpstreamUsername     string   `toml:"upstream_username"`
 	UpstreamPasswordFile string   `toml:"upstream_password_file"`
+
+	IMAP      *AccountIMAPConfig `toml:"imap"`      // read the account's mailbox for clients' mail
+	Autoreply *AutoreplyConfig   `toml:"autoreply"` // acknowledge clients' messages
+}
+
+// AccountIMAPConfig is [account.imap]: the account's mailbox at the
+// provider, read (never changed) to bring clients' replies into the record.
+type AccountIMAPConfig struct {
+	Address      string   `toml:"address"`       // host:port, e.g. imap.gmail.com:993
+	TLS          string   `toml:"tls"`           // implicit (993) or starttls (143); never plaintext
+	CAFile       string   `toml:"ca_file"`       // a private CA; empty: the system's roots
+	Username     string   `toml:"username"`      // default: the account's upstream_username
+	PasswordFile string   `toml:"password_file"` // default: the account's upstream_password_file
+	Folders      []string `toml:"folders"`       // default: ["INBOX"]
+	Poll         Duration `toml:"poll"`          // without IDLE, or with several folders
+}
+
+// AutoreplyConfig is [account.autoreply]: one acknowledgement per client per
+// period, sent through the relay like any message of the account.
+type AutoreplyConfig struct {
+	Every   Duration `toml:"every"`   // at most one reply per client in this period
+	From    string   `toml:"from"`    // one of the account's addresses; default: the first
+	Subject string   `toml:"subject"` // default: "Your message was received"
+	Text    string   `toml:"text"`    // turnaround time, crisis resources: the practice's words
 }
 
 type UpstreamConfig struct {
@@ -408,6 +432,66 @@ func (c *Config) validate(file string) ConfigErrors {
 		}
 	}
 
+	for i, a := range c.Accounts {
+		k := fmt.Sprintf("account[%d]", i)
+		if m := a.IMAP; m != nil {
+			if _, _, err := net.SplitHostPort(m.Address); err != nil {
+				bad(k+".imap.address", "must be the provider's IMAP host:port, e.g. imap.gmail.com:993 (%v)", err)
+			}
+			switch m.TLS {
+			case "implicit", "starttls":
+			case "":
+				m.TLS = "implicit"
+			default:
+				bad(k+".imap.tls", "must be implicit or starttls, not %q (sealpost never reads mail in clear)", m.TLS)
+			}
+			if m.Username == "" {
+				m.Username = a.UpstreamUsername
+			}
+			if m.PasswordFile == "" {
+				m.PasswordFile = a.UpstreamPasswordFile
+			}
+			if m.Username == "" || m.PasswordFile == "" {
+				bad(k+".imap.username", "needs a username and password_file (or the account's upstream_username and upstream_password_file)")
+			}
+			if len(m.Folders) == 0 {
+				m.Folders = []string{"INBOX"}
+			}
+			if m.Poll == 0 {
+				m.Poll = Duration(2 * time.Minute)
+			} else if m.Poll.D() < 10*time.Second {
+				bad(k+".imap.poll", "must be at least 10s")
+			}
+		}
+		if r := a.Autoreply; r != nil {
+			if a.IMAP == nil {
+				bad(k+".autoreply", "needs [account.imap]: acknowledgements answer the messages read there")
+			}
+			if strings.TrimSpace(r.Text) == "" {
+				bad(k+".autoreply.text", "must hold the acknowledgement: the turnaround time and where to turn in a crisis")
+			}
+			if r.Every == 0 {
+				r.Every = Duration(7 * 24 * time.Hour)
+			} else if r.Every.D() < time.Hour {
+				bad(k+".autoreply.every", "must be at least 1h (one reply per client per period)")
+			}
+			if r.Subject == "" {
+				r.Subject = "Your message was received"
+			}
+			if r.From == "" && len(a.Addresses) > 0 {
+				r.From = a.Addresses[0]
+			} else if r.From != "" {
+				owned := false
+				for _, x := range a.Addresses {
+					owned = owned || strings.EqualFold(x, r.From)
+				}
+				if !owned {
+					bad(k+".autoreply.from", "%q is not one of the account's addresses", r.From)
+				}
+			}
+		}
+	}
+
 	switch c.Upstream.TLS {
 	case "starttls", "implicit":
 	case "none":
@@ -529,6 +613,10 @@ func (c *Config) resolvePaths() {
 	abs(&c.Archive.PublicKey)
 	for i := range c.Accounts {
 		abs(&c.Accounts[i].UpstreamPasswordFile)
+		if m := c.Accounts[i].IMAP; m != nil {
+			abs(&m.CAFile)
+			abs(&m.PasswordFile)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ type serveDeps struct {
 	archive  relay.Recorder
 	arch     *archive.Archive
 	registry *rules.Registry
+	keys     *pgp.Keyring
 	closers  []func() error
 	reload   func(cfg *Config) error
 }
@@ -56,6 +57,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 		return nil, err
 	}
 	d.closers = append(d.closers, keys.Close)
+	d.keys = keys
 	var practice *openpgp.Entity
 	if cfg.PGP.PracticeKey != "" {
 		if practice, err = pgp.LoadPracticeKey(cfg.PGP.PracticeKey, cfg.PGP.PracticeKeyPassphraseFile); err != nil {

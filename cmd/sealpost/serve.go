@@ -246,10 +246,15 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer ops.shutdown(context.Background())
+	ing := &ingestRunner{deps: deps, srv: srv, log: log, redact: red.Hash}
+	if err := ing.start(cfg); err != nil {
+		srv.Shutdown(time.Second)
+		return err
+	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	defer stopCtl()
 	reload := func(w http.ResponseWriter, r *http.Request) {
-		if err := reloadConfig(c.configPath, srv, deps, &clients, log); err != nil {
+		if err := reloadConfig(c.configPath, srv, deps, &clients, ing, log); err != nil {
 			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)
 			return
 		}
@@ -274,13 +279,14 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		select {
 		case <-hup:
 			sdNotify("RELOADING=1")
-			if err := reloadConfig(c.configPath, srv, deps, &clients, log); err != nil {
+			if err := reloadConfig(c.configPath, srv, deps, &clients, ing, log); err != nil {
 				log.Error("configuration not reloaded; still running with the previous one", "err", err)
 			}
 			sdNotify("READY=1")
 		case <-ctx.Done():
 			sdNotify("STOPPING=1")
 			log.Info("shutting down: finishing sessions and deliveries in flight", "grace", shutdownGrace)
+			ing.stop()
 			srv.Shutdown(shutdownGrace)
 			stopCtl()
 			if err := deps.syncConsent(context.Background()); err != nil {
@@ -294,7 +300,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 // reloadConfig applies what can change without dropping sessions: accounts,
 // and whatever the policy takes (internal domains, notice, content rules).
-func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], log *slog.Logger) error {
+func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
@@ -311,6 +317,9 @@ func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atom
 	}
 	cs := clientSettings(cfg)
 	clients.Store(&cs)
+	if err := ing.start(cfg); err != nil {
+		return err
+	}
 	log.Info("configuration reloaded", "accounts", len(accounts))
 	return nil
 }

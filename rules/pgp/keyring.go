@@ -456,6 +456,25 @@ func (k *Keyring) entities(ctx context.Context, fprs []string) ([]*openpgp.Entit
 	return out, nil
 }
 
+// Has reports whether an accepted key carries the address (whatever its
+// state): it makes the address a client's. It never asks a Web Key Directory.
+func (k *Keyring) Has(ctx context.Context, address string) (bool, error) {
+	n, err := addr.Normalize(address)
+	if err != nil {
+		return false, nil
+	}
+	var one int
+	err = k.db.QueryRowContext(ctx, `SELECT 1 FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
+		WHERE a.address = ? AND k.proposed = 0 LIMIT 1`, n).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("keyring: %w", err)
+	}
+	return true, nil
+}
+
 // Entities returns the keys with these fingerprints.
 func (k *Keyring) Entities(ctx context.Context, fprs []string) (openpgp.EntityList, error) {
 	return k.entities(ctx, fprs)

@@ -63,11 +63,15 @@ type Archive struct {
 	headSeq     uint64
 	headHash    string
 
+	keyMu sync.Mutex
+	rkey  *recordKeyEpoch
+
 	ingestMu sync.Mutex // one inbound record at a time: check, write, remember
 	ingested map[string]bool
 	ingestAt map[string]IngestSource // account+"\x00"+folder -> newest position
 
 	// writer state, owned by the writer goroutine
+	bw      *bufio.Writer // reused for every batch
 	seg     *os.File
 	segName string
 	segSize int64
@@ -307,7 +311,11 @@ func (a *Archive) appendDirect(h *header, p *payload) error {
 func (a *Archive) appendBatch(batch []*appendReq) error {
 	seq, last := a.seq, a.last
 	now := a.opts.Now().UTC()
-	bw := bufio.NewWriterSize(a.seg, 256<<10)
+	if a.bw == nil {
+		a.bw = bufio.NewWriterSize(nil, 256<<10)
+	}
+	bw := a.bw
+	bw.Reset(a.seg)
 	var written int64
 	for _, r := range batch {
 		seq++
@@ -469,13 +477,22 @@ func addrHash(key []byte, s string) string {
 // write records it cannot read back.
 func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error) {
 	out := &payload{dir: a.dir, h: sha256.New()}
-	w, err := openpgp.Encrypt(out, a.opts.PublicKey, nil, &openpgp.FileHints{IsBinary: true}, &packet.Config{DefaultCompressionAlgo: packet.CompressionNone})
+	rk, err := a.recordKey()
 	if err != nil {
-		return nil, nil, fmt.Errorf("archive: encrypt: %w", err)
+		return nil, nil, err
 	}
 	fail := func(err error) (*payload, *bodyInfo, error) {
 		out.close()
 		return nil, nil, err
+	}
+	out.Write(rk.pkesk)
+	sealed, err := packet.SerializeSymmetricallyEncrypted(out, rk.ciph, false, packet.CipherSuite{}, rk.key, nil)
+	if err != nil {
+		return fail(fmt.Errorf("archive: encrypt: %w", err))
+	}
+	w, err := packet.SerializeLiteral(sealed, true, "", 0)
+	if err != nil {
+		return fail(fmt.Errorf("archive: encrypt: %w", err))
 	}
 	var info *bodyInfo
 	if body != nil {

@@ -29,6 +29,9 @@ type Load struct {
 	PerSession int             // messages per connection before reconnecting
 	Size       func(i int) int // body size of message i
 	Prefix     string          // Message-ID prefix, to tell runs apart
+	Rate       float64         // messages per second over all sessions; 0: as fast as the server answers
+
+	tokens    chan struct{}
 
 	mu        sync.Mutex
 	acked     []string
@@ -51,6 +54,24 @@ func (l *Load) Run(ctx context.Context, total int) {
 	}
 	if l.PerSession == 0 {
 		l.PerSession = 1 << 30
+	}
+	if l.Rate > 0 {
+		l.tokens = make(chan struct{})
+		tctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			interval := time.Duration(float64(time.Second) / l.Rate)
+			next := time.Now()
+			for {
+				next = next.Add(interval)
+				time.Sleep(time.Until(next))
+				select {
+				case l.tokens <- struct{}{}:
+				case <-tctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	var wg sync.WaitGroup
 	for s := 0; s < l.Sessions; s++ {
@@ -90,6 +111,13 @@ func (l *Load) session(ctx context.Context, conf *tls.Config, total int) {
 		return
 	}
 	for n := 0; n < l.PerSession && ctx.Err() == nil; n++ {
+		if l.tokens != nil {
+			select {
+			case <-l.tokens:
+			case <-ctx.Done():
+				return
+			}
+		}
 		i := l.seq.Add(1)
 		if total > 0 && i > int64(total) {
 			return

@@ -11,7 +11,7 @@ import (
 )
 
 // run runs a command and fails the test with its output when it fails.
-func run(t *testing.T, dir string, name string, args ...string) string {
+func run(t testing.TB, dir string, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
@@ -24,7 +24,7 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 }
 
 // gpgKey makes a key in a GnuPG home of its own and exports its public half.
-func gpgKey(t *testing.T, dir, home, uid, algo, expire string, extra ...string) string {
+func gpgKey(t testing.TB, dir, home, uid, algo, expire string, extra ...string) string {
 	t.Helper()
 	os.MkdirAll(filepath.Join(dir, home), 0o700)
 	args := append([]string{"--homedir", home, "--batch", "--passphrase", ""}, extra...)

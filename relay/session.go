@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
@@ -233,7 +234,9 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 	}()
 
 	strict := &strictReader{r: r}
-	br := bufio.NewReaderSize(strict, 64<<10)
+	br := dataReaders.Get().(*bufio.Reader)
+	br.Reset(strict)
+	defer func() { br.Reset(nil); dataReaders.Put(br) }()
 	rawHeader, err := readHeaderSection(br)
 	if err != nil {
 		return "", err
@@ -341,3 +344,7 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error { return nil }
+
+// dataReaders recycles the buffer DATA is read through: one per message
+// made the garbage collector a noticeable part of the relay's CPU.
+var dataReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}

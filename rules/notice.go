@@ -12,12 +12,15 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/sealpost/sealpost/rules/internal/bufpool"
 )
 
 // MIME limits: go-message has none of its own, and a message nested 20,000
@@ -127,7 +130,8 @@ type transformer struct {
 // does not need to change stay byte for byte; attachments and the parts a
 // sender signed or encrypted are copied, never decoded.
 func transformNotice(w io.Writer, r io.Reader, n *noticeText, collect bool) (*transformResult, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufpool.Reader(r)
+	defer bufpool.PutReader(br)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, &mimeError{"the message header cannot be parsed"}
@@ -138,7 +142,8 @@ func transformNotice(w io.Writer, r io.Reader, n *noticeText, collect bool) (*tr
 	if collect {
 		res.texts = append(res.texts, textSample{where: "subject", text: []byte(decodeHeaderText(h.Get("Subject")))})
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufpool.Writer(w)
+	defer bufpool.PutWriter(bw)
 	mt, params := contentType(h)
 	prot := protection(mt, params, h)
 	if prot == "" && mt == "text/plain" && !isAttachment(h) {
@@ -311,7 +316,9 @@ func (t *transformer) writeNoticePart(w io.Writer) {
 
 // copyTrackingEnd copies r to w and returns the last two bytes copied.
 func copyTrackingEnd(w io.Writer, r io.Reader) ([]byte, error) {
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var last []byte
 	for {
 		n, err := r.Read(buf)
@@ -834,3 +841,5 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

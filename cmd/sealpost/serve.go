@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -174,6 +175,11 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	log := newLogger(cfg, c.stderr)
+	if os.Getenv("GOGC") == "" {
+		// The live heap is small (tens of MB) and bodies stream: collecting
+		// less often trades a little memory for a tenth of the CPU.
+		debug.SetGCPercent(300)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}

@@ -1,7 +1,6 @@
 package pgp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -18,6 +17,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/sealpost/sealpost/rules/internal/bufpool"
 )
 
 // LoadPracticeKey reads the practice's private key (armored or binary). A
@@ -105,7 +106,8 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	if e.practice != nil {
 		to = append(to, e.practice)
 	}
-	br := bufio.NewReaderSize(msg, 64<<10)
+	br := bufpool.Reader(msg)
+	defer bufpool.PutReader(br)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return fmt.Errorf("pgp: message header: %w", err)
@@ -155,7 +157,8 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	outer.Set("Content-Type", mime.FormatMediaType("multipart/encrypted",
 		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary}))
 
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufpool.Writer(w)
+	defer bufpool.PutWriter(bw)
 	if err := textproto.WriteHeader(bw, outer); err != nil {
 		return err
 	}

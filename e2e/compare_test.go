@@ -1,0 +1,304 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkVersusPostfix runs Postfix (from Debian, the relay practices
+// know) and sealpost side by side on this machine, both taking STARTTLS +
+// AUTH submissions with the same certificate and relaying into smtp-sink,
+// driven by the same load generator, and prints a markdown table. Run it
+// with e2e/bench/compare.sh (it is not part of go test ./...).
+//
+// SEALPOST_BENCH_RUNS (default 3) runs per row, medians reported;
+// SEALPOST_BENCH_MESSAGES (default 5000) messages per 4 KB run;
+// SEALPOST_BENCH_MIX (default 600) messages per realistic-mix run.
+func BenchmarkVersusPostfix(b *testing.B) {
+	RequireTools(b, "gpg", "smtp-sink")
+	runs := envInt("SEALPOST_BENCH_RUNS", 3)
+	n4k := envInt("SEALPOST_BENCH_MESSAGES", 5000)
+	nMix := envInt("SEALPOST_BENCH_MIX", 600)
+	const sessions = 20
+
+	fsyncRate := measureFsync(b)
+
+	// sealpost, with keys for the OpenPGP rows.
+	sink := StartSink(b)
+	r := StartRelay(b, RelayOptions{Sink: sink, Quiet: true})
+	cfg, _ := os.ReadFile(r.Config)
+	os.WriteFile(r.Config, []byte(strings.Replace(string(cfg), "max_message_bytes = 10485760", "max_message_bytes = 41943040", 1)), 0o600)
+	r.Stop(b)
+	r.Start(b)
+	dir := b.TempDir()
+	for _, k := range []struct{ home, uid, algo string }{
+		{"x25519", "X <x25519@client.example>", "future-default"},
+		{"rsa", "R <rsa3072@client.example>", "rsa3072"},
+	} {
+		pub := gpgKey(b, dir, k.home, k.uid, k.algo, "never")
+		if _, errOut, code := r.Run(b, "", "keys", "import", pub); code != 0 {
+			b.Fatal(errOut)
+		}
+	}
+
+	// Postfix with the same certificate, SASL through Dovecot.
+	certDir := b.TempDir()
+	openUp(certDir)
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		data, err := os.ReadFile(filepath.Join(r.DataDir, "tls", f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(certDir, f), data, 0o644)
+	}
+	p := StartPostfix(b, PostfixOptions{SASL: true, Extra: []string{
+		"smtpd_tls_cert_file = " + filepath.Join(certDir, "cert.pem"),
+		"smtpd_tls_key_file = " + filepath.Join(certDir, "key.pem"),
+		"default_process_limit = 200",
+	}})
+
+	fourK := func(int) int { return 4096 }
+	mix := func(i int) int {
+		switch x := rand.IntN(1000); {
+		case x < 1:
+			return 25 << 20
+		case x < 10:
+			return 5 << 20
+		case x < 100:
+			return 1 << 20
+		}
+		return 8 << 10
+	}
+	type row struct {
+		name   string
+		target string // "postfix" or "sealpost"
+		to     string
+		size   func(int) int
+		n      int
+		rate   float64
+	}
+	rows := []row{
+		{"4 KB, plain relay", "postfix", "colleague@practice.example", fourK, n4k, 0},
+		{"4 KB, notice + archive", "sealpost", "colleague@practice.example", fourK, n4k, 0},
+		{"4 KB, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", fourK, n4k, 0},
+		{"4 KB, notice + archive + OpenPGP RSA-3072", "sealpost", "rsa3072@client.example", fourK, n4k, 0},
+		{"realistic mix, plain relay", "postfix", "colleague@practice.example", mix, nMix, 0},
+		{"realistic mix, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", mix, nMix, 0},
+		{"4 KB paced at 200/s, plain relay", "postfix", "colleague@practice.example", fourK, 2000, 200},
+		{"4 KB paced at 200/s, notice + archive", "sealpost", "colleague@practice.example", fourK, 2000, 200},
+	}
+	type result struct{ accepted, e2e, p50, p99, cpu, rss float64 }
+	results := map[string]result{}
+	b.ResetTimer()
+	for _, rw := range rows {
+		var rs []result
+		for run := 0; run < runs; run++ {
+			var addr, ca string
+			var sinkDir string
+			var pid int
+			if rw.target == "postfix" {
+				addr, ca, sinkDir = p.Addr(), r.CA, p.Sink.Dir
+			} else {
+				addr, ca, sinkDir, pid = r.Submission, r.CA, sink.Dir, r.Pid()
+			}
+			user, pass := User, Password
+			if rw.target == "postfix" {
+				user, pass = p.Username, p.Password
+			}
+			clearDir(sinkDir)
+			load := &Load{Addr: addr, CAFile: ca, User: user, Pass: pass, From: From, To: rw.to,
+				Sessions: sessions, PerSession: 100, Size: rw.size, Rate: rw.rate, Prefix: fmt.Sprintf("cmp%d", run)}
+			peak := &rssSampler{pid: pid}
+			peak.start()
+			cpu0 := systemCPU()
+			self0 := selfCPU()
+			start := time.Now()
+			load.Run(context.Background(), rw.n)
+			accepted := time.Since(start)
+			acked := len(load.Acked())
+			WaitFor(b, 15*time.Minute, "the sink to receive every message answered 250", func() bool { return countFiles(sinkDir) >= acked })
+			e2e := time.Since(start)
+			time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
+			cpu := systemCPU() - cpu0 - (selfCPU() - self0)
+			rss := peak.stop()
+			if errs := load.Errors(); len(errs) > 0 || acked != rw.n {
+				b.Fatalf("%s (%s): %d of %d accepted; errors %v", rw.name, rw.target, acked, rw.n, errs)
+			}
+			if got := countFiles(sinkDir); got != acked {
+				b.Fatalf("%s (%s): the sink got %d messages for %d answered 250: the run does not count", rw.name, rw.target, got, acked)
+			}
+			rs = append(rs, result{float64(acked) / accepted.Seconds(), float64(acked) / e2e.Seconds(),
+				ms(load.Percentile(50)), ms(load.Percentile(99)), cpu.Seconds() * 1e6 / float64(acked), rss / (1 << 20)})
+		}
+		results[rw.name+"|"+rw.target] = result{
+			median(rs, func(x result) float64 { return x.accepted }), median(rs, func(x result) float64 { return x.e2e }),
+			median(rs, func(x result) float64 { return x.p50 }), median(rs, func(x result) float64 { return x.p99 }),
+			median(rs, func(x result) float64 { return x.cpu }), median(rs, func(x result) float64 { return x.rss }),
+		}
+	}
+	b.StopTimer()
+
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nDisk: %.0f fdatasync/s (4 KB writes). %d sessions, STARTTLS + AUTH PLAIN, %d runs per row, medians.\n\n", fsyncRate, sessions, runs)
+	out.WriteString("| row | relay | accepted/s | end to end/s | p50 ms | p99 ms | CPU µs/msg | peak RSS MB | sealpost/Postfix (end to end) |\n")
+	out.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	base := map[string]float64{
+		"4 KB": results["4 KB, plain relay|postfix"].e2e, "realistic mix": results["realistic mix, plain relay|postfix"].e2e,
+		"4 KB paced at 200/s": results["4 KB paced at 200/s, plain relay|postfix"].e2e,
+	}
+	for _, rw := range rows {
+		x := results[rw.name+"|"+rw.target]
+		ratio := ""
+		if rw.target == "sealpost" {
+			kind, _, _ := strings.Cut(rw.name, ",")
+			if bb := base[kind]; bb > 0 {
+				ratio = fmt.Sprintf("%.2f", x.e2e/bb)
+			}
+		}
+		rss := fmt.Sprintf("%.0f", x.rss)
+		fmt.Fprintf(&out, "| %s | %s | %.0f | %.0f | %.1f | %.1f | %.0f | %s | %s |\n", rw.name, rw.target, x.accepted, x.e2e, x.p50, x.p99, x.cpu, rss, ratio)
+	}
+	fmt.Print(out.String())
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func clearDir(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
+}
+
+func countFiles(dir string) int {
+	ents, _ := os.ReadDir(dir)
+	return len(ents)
+}
+
+// systemCPU is the CPU time all processes used so far (user + system, all
+// cores), from /proc/stat.
+func systemCPU() time.Duration {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100
+}
+
+// selfCPU is this process's CPU time: the load generator's, taken out.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssSampler follows the peak resident memory of sealpost (pid) or, with
+// pid 0, of all Postfix processes together.
+type rssSampler struct {
+	pid  int
+	peak float64
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+var postfixProcs = map[string]bool{"master": true, "smtpd": true, "cleanup": true, "qmgr": true, "smtp": true,
+	"trivial-rewrite": true, "anvil": true, "tlsmgr": true, "pickup": true, "proxymap": true, "scache": true, "bounce": true}
+
+func (s *rssSampler) sample() float64 {
+	if s.pid != 0 {
+		return float64(statusKB(fmt.Sprintf("/proc/%d/status", s.pid), "VmRSS:")) * 1024
+	}
+	var sum int64
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if postfixProcs[strings.TrimSpace(string(comm))] {
+			sum += statusKB("/proc/"+e.Name()+"/status", "VmRSS:")
+		}
+	}
+	return float64(sum) * 1024
+}
+
+func (s *rssSampler) start() {
+	s.done = make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.peak = max(s.peak, s.sample())
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (s *rssSampler) stop() float64 {
+	close(s.done)
+	s.wg.Wait()
+	return max(s.peak, s.sample())
+}
+
+func statusKB(path, key string) int64 {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, key) {
+			f := strings.Fields(line)
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// measureFsync writes 4 KB and fdatasyncs it, for two seconds: the disk's
+// own rate of durable writes, which bounds every relay here.
+func measureFsync(b *testing.B) float64 {
+	f, err := os.CreateTemp(b.TempDir(), "fsync")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < 2*time.Second {
+		f.Write(buf)
+		syscall.Fdatasync(int(f.Fd()))
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds()
+}

@@ -31,7 +31,7 @@ type Load struct {
 	Prefix     string          // Message-ID prefix, to tell runs apart
 	Rate       float64         // messages per second over all sessions; 0: as fast as the server answers
 
-	tokens    chan struct{}
+	tokens chan struct{}
 
 	mu        sync.Mutex
 	acked     []string

@@ -119,20 +119,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if f.Clients, err = clientAddresses(ctx, cfg, *client); err != nil {
 		return err
 	}
-	passphrase := func() ([]byte, error) {
-		if *ppFile != "" {
-			return os.ReadFile(*ppFile)
-		}
-		fd := int(os.Stdin.Fd())
-		if !term.IsTerminal(fd) {
-			return nil, errors.New("the archive key is protected by a passphrase: give --passphrase-file, or run on a terminal")
-		}
-		fmt.Fprint(c.stderr, "Passphrase for the archive key: ")
-		pp, err := term.ReadPassword(fd)
-		fmt.Fprintln(c.stderr)
-		return pp, err
-	}
-	key, err := archive.LoadPrivateKey(*keyFile, passphrase)
+	key, err := archive.LoadPrivateKey(*keyFile, archivePassphrase(c, *ppFile))
 	if err != nil {
 		return err
 	}
@@ -355,5 +342,23 @@ func archiveHandlers(a *archive.Archive, cfg *Config) map[string]http.HandlerFun
 			}
 			ok(w, map[string]string{})
 		},
+	}
+}
+
+// archivePassphrase unlocks a protected archive key: from a file, or asked
+// on the terminal.
+func archivePassphrase(c *cli, ppFile string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		if ppFile != "" {
+			return os.ReadFile(ppFile)
+		}
+		fd := int(os.Stdin.Fd())
+		if !term.IsTerminal(fd) {
+			return nil, errors.New("the archive key is protected by a passphrase: give --passphrase-file, or run on a terminal")
+		}
+		fmt.Fprint(c.stderr, "Passphrase for the archive key: ")
+		pp, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.stderr)
+		return pp, err
 	}
 }

@@ -68,10 +68,7 @@ func canaryRun(t *testing.T, format string) {
 		}
 		return n == 3
 	})
-	WaitFor(t, 10*time.Second, "an empty queue", func() bool {
-		out, _, _ := r.Run(t, "", "queue", "list")
-		return !strings.Contains(out, "@")
-	})
+	WaitFor(t, 10*time.Second, "an empty queue", func() bool { return queueEmpty(t, r) })
 	_, scraped := get(t, "http://"+metrics+"/metrics")
 	r.Stop(t)
 

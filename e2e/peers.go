@@ -74,6 +74,7 @@ type Sink struct {
 	Dir  string
 	Port int
 	cmd  *exec.Cmd
+	args []string
 }
 
 // StartSink runs smtp-sink on a free loopback port. extra are smtp-sink
@@ -91,17 +92,32 @@ func StartSink(t testing.TB, extra ...string) *Sink {
 	port := FreePort(t)
 	args := append([]string{"-u", "nobody", "-d", dir + "/%Y%m%d%H%M%S."}, extra...)
 	args = append(args, fmt.Sprintf("127.0.0.1:%d", port), "100")
-	cmd := exec.Command("smtp-sink", args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &Sink{Dir: dir, Port: port, cmd: cmd}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	WaitListening(t, s.Addr(), 10*time.Second)
+	s := &Sink{Dir: dir, Port: port, args: args}
+	s.Start(t)
+	t.Cleanup(func() { s.Stop() })
 	return s
 }
 
 func (s *Sink) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// Start runs smtp-sink (again, on the same port: a provider coming back).
+func (s *Sink) Start(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command("smtp-sink", s.args...)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	WaitListening(t, s.Addr(), 10*time.Second)
+}
+
+// Stop ends smtp-sink: the provider is down.
+func (s *Sink) Stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
 
 // SinkMessage is one message smtp-sink received.
 type SinkMessage struct {

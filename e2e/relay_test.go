@@ -126,3 +126,24 @@ func TestWrongProviderPassword(t *testing.T) {
 		t.Fatalf("%d messages reached the sink without a login", n)
 	}
 }
+
+// TestLongBodyLineReencoded: swaks sends a body line of 5000 octets; the
+// copy that goes out has no line over 998 octets (RFC 5322) and the same
+// text, quoted-printable.
+func TestLongBodyLineReencoded(t *testing.T) {
+	r := StartRelay(t, RelayOptions{})
+	long := strings.Repeat("abcdefghij", 500)
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--body", long)...); !ok {
+		t.Fatalf("a long body line was refused:\n%s", out)
+	}
+	WaitFor(t, 10*time.Second, "the copy in the outbox", func() bool { return len(r.Outbox(t)) == 1 })
+	m := r.Outbox(t)[0]
+	for _, line := range strings.Split(m, "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("a line of %d octets went out", len(line))
+		}
+	}
+	if !strings.Contains(m, "Content-Transfer-Encoding: quoted-printable") || !strings.Contains(strings.ReplaceAll(m, "=\r\n", ""), long) {
+		t.Errorf("the long line is not there, quoted-printable:\n%.500s", m)
+	}
+}

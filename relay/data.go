@@ -18,9 +18,12 @@ import (
 )
 
 const (
-	maxLineOctets  = 998 // RFC 5322 2.1.1, without the CRLF
-	maxHeaderBytes = 100 << 10
-	maxHeaderLines = 1000
+	maxLineOctets = 998 // RFC 5322 2.1.1, without the CRLF: header lines
+	// maxBodyLineOctets bounds body lines: longer than 998 they are
+	// re-encoded by the rules (quoted-printable or base64), not refused.
+	maxBodyLineOctets = 1 << 20
+	maxHeaderBytes    = 100 << 10
+	maxHeaderLines    = 1000
 )
 
 // strictReader passes the DATA stream through and fails at the first bare
@@ -31,7 +34,23 @@ type strictReader struct {
 	r       io.Reader
 	prevCR  bool
 	lineLen int
+	inBody  bool // past the empty line that ends the header section
 	err     error
+}
+
+func (s *strictReader) limit() (int, error) {
+	if s.inBody {
+		return maxBodyLineOctets, errLongBodyLine
+	}
+	return maxLineOctets, errLongLine
+}
+
+// lineEnded notes a complete line of n octets: an empty one ends the header.
+func (s *strictReader) lineEnded(n int) {
+	if n == 0 {
+		s.inBody = true
+	}
+	s.lineLen = 0
 }
 
 func (s *strictReader) Read(p []byte) (int, error) {
@@ -65,10 +84,12 @@ func (s *strictReader) check(p []byte) (int, error) {
 			if p[i] != '\n' {
 				return i, errBareCR
 			}
-			s.prevCR, s.lineLen = false, 0
+			s.prevCR = false
+			s.lineEnded(s.lineLen)
 			i++
 			continue
 		}
+		max, errLong := s.limit()
 		rest := p[i:]
 		end := bytes.IndexByte(rest, '\n')
 		seg := rest
@@ -87,13 +108,13 @@ func (s *strictReader) check(p []byte) (int, error) {
 			k, bad = z, errNUL
 		}
 		if k >= 0 {
-			if s.lineLen+k > maxLineOctets {
-				return i + maxLineOctets - s.lineLen, errLongLine
+			if s.lineLen+k > max {
+				return i + max - s.lineLen, errLong
 			}
 			return i + k, bad
 		}
-		if s.lineLen+len(content) > maxLineOctets {
-			return i + maxLineOctets - s.lineLen, errLongLine
+		if s.lineLen+len(content) > max {
+			return i + max - s.lineLen, errLong
 		}
 		if end < 0 {
 			s.lineLen += len(content)
@@ -103,7 +124,7 @@ func (s *strictReader) check(p []byte) (int, error) {
 		if !crAtEnd {
 			return i + end, errBareLF
 		}
-		s.lineLen = 0
+		s.lineEnded(s.lineLen + len(content))
 		i += end + 1
 	}
 	return len(p), nil

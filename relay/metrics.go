@@ -94,6 +94,7 @@ var knownReasons = map[*smtp.SMTPError]string{
 	errBareCR:         "smuggling",
 	errNUL:            "nul_byte",
 	errLongLine:       "long_line",
+	errLongBodyLine:   "long_line",
 	errHeaderTooBig:   "header_too_big",
 	errNoFrom:         "no_from",
 	errNullSender:     "null_sender",

@@ -31,7 +31,8 @@ var (
 	errBareLF         = smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: it has a line ending in a bare LF without CR (possible SMTP smuggling); nothing was sent")
 	errBareCR         = smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: it has a bare CR not followed by LF (possible SMTP smuggling); nothing was sent")
 	errNUL            = smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: it contains a NUL byte; nothing was sent")
-	errLongLine       = smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: a line is longer than 998 octets (RFC 5322); nothing was sent")
+	errLongLine       = smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: a line is longer than 998 octets in the header, or in a signed or encrypted part that cannot be re-encoded (RFC 5322); nothing was sent")
+	errLongBodyLine   = smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Message refused: a line is longer than 1 MiB; nothing was sent")
 	errHeaderTooBig   = smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message refused: its header section is too large (over 100 KiB or 1000 fields)")
 	errNoFrom         = smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Message refused: it has no From: header; set one of your own addresses as sender")
 	errNullSender     = smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "An empty sender <> is not accepted on submission; send as one of your own addresses")
@@ -70,8 +71,11 @@ func reply(ctx context.Context, log *slog.Logger, stage string, err error) error
 		log.ErrorContext(ctx, "policy unavailable", "stage", stage, "err", err)
 		return errPolicyDown
 	}
-	if errors.Is(err, smtp.ErrTooLongLine) {
+	if errors.Is(err, rules.ErrLineTooLong) {
 		return errLongLine
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return errLongBodyLine
 	}
 	if errors.Is(err, smtp.ErrDataReset) || errors.Is(err, os.ErrDeadlineExceeded) {
 		log.InfoContext(ctx, "transfer aborted", "stage", stage, "err", err)

@@ -196,6 +196,7 @@ func (s *Server) Start() (Listeners, error) {
 		srv.TLSConfig = tlsConf
 		srv.MaxMessageBytes = s.cfg.MaxMessageBytes
 		srv.MaxRecipients = s.cfg.MaxRecipients
+		srv.MaxLineLength = maxBodyLineOctets + 2
 		srv.ReadTimeout = s.cfg.Timeout
 		srv.WriteTimeout = s.cfg.Timeout
 		// go-smtp would answer AUTH before TLS with its own 523; we decline it

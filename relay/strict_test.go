@@ -11,11 +11,14 @@ import (
 // refStrict is the byte-by-byte reading of the same rules strictReader
 // checks line by line: the reference it is fuzzed against.
 func refStrict(data []byte) error {
-	prevCR, lineLen := false, 0
+	prevCR, lineLen, inBody := false, 0, false
 	for _, b := range data {
 		if prevCR {
 			if b != '\n' {
 				return errBareCR
+			}
+			if lineLen == 0 {
+				inBody = true
 			}
 			prevCR, lineLen = false, 0
 			continue
@@ -29,7 +32,7 @@ func refStrict(data []byte) error {
 			return errNUL
 		default:
 			lineLen++
-			if lineLen > maxLineOctets {
+			if (!inBody && lineLen > maxLineOctets) || lineLen > maxBodyLineOctets {
 				return errLongLine
 			}
 		}
@@ -48,7 +51,7 @@ func errClass(err error) string {
 		return "ok"
 	case errors.Is(err, errBareCR), errors.Is(err, errBareLF), errors.Is(err, errNUL):
 		return "smuggling-or-nul"
-	case errors.Is(err, errLongLine):
+	case errors.Is(err, errLongLine), errors.Is(err, errLongBodyLine):
 		return "long"
 	}
 	return err.Error()
@@ -65,7 +68,8 @@ func strictAll(data []byte, oneByte bool) error {
 
 func FuzzStrictReader(f *testing.F) {
 	for _, s := range []string{"", "a\r\n", "a\nb", "a\rb\r\n", "x\x00\r\n", "ab\r", "\r\n\r\n.\r\n",
-		string(bytes.Repeat([]byte("x"), 998)) + "\r\n", string(bytes.Repeat([]byte("x"), 999)) + "\r\n"} {
+		string(bytes.Repeat([]byte("x"), 998)) + "\r\n", string(bytes.Repeat([]byte("x"), 999)) + "\r\n",
+		"S: x\r\n\r\n" + string(bytes.Repeat([]byte("x"), 999)) + "\r\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

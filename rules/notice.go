@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -351,8 +352,11 @@ func (t *transformer) entity(w io.Writer, h textproto.Header, body io.Reader, de
 		return false, &mimeError{fmt.Sprintf("MIME parts are nested more than %d deep", maxMIMEDepth)}
 	}
 	mt, params := contentType(h)
-	if !isBodyCandidate(mt, h) || protection(mt, params, h) != "" {
+	if protection(mt, params, h) != "" {
 		return false, copyEntity(w, h, body)
+	}
+	if !isBodyCandidate(mt, h) {
+		return false, copyLeaf(w, h, body)
 	}
 	switch {
 	case mt == "text/plain":
@@ -406,7 +410,13 @@ func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader,
 			noticed = noticed || ok
 			continue
 		}
-		if err := copyEntity(w, p.Header, p); err != nil {
+		pmt, pparams := contentType(p.Header)
+		if strings.HasPrefix(pmt, "multipart/") || protection(pmt, pparams, p.Header) != "" {
+			err = copyEntity(w, p.Header, p)
+		} else {
+			err = copyLeaf(w, p.Header, p)
+		}
+		if err != nil {
 			return false, err
 		}
 	}
@@ -486,6 +496,18 @@ func (t *transformer) textPlain(w io.Writer, h textproto.Header, body io.Reader,
 	if flowed {
 		text = t.n.flowed
 	}
+	if unencoded(cte) {
+		seen, rest, long, err := peekLongLine(body)
+		if err != nil {
+			return false, err
+		}
+		body = io.MultiReader(bytes.NewReader(seen), rest)
+		if long {
+			// Lines over 998 octets may not go out as they are (RFC 5322):
+			// the part is re-encoded as quoted-printable, which folds them.
+			return t.textPlainAsUTF8(w, h, body, params, cte)
+		}
+	}
 	nb, ok := noticeIn(text, label)
 	if !ok {
 		return t.textPlainAsUTF8(w, h, body, params, cte)
@@ -507,7 +529,10 @@ func (t *transformer) textPlainAsUTF8(w io.Writer, h textproto.Header, body io.R
 	if err != nil {
 		return false, err
 	}
-	utf8r, err := charset.Reader(params["charset"], decoded)
+	var utf8r io.Reader = decoded
+	if label := params["charset"]; label != "" {
+		utf8r, err = charset.Reader(label, decoded)
+	}
 	if err != nil {
 		// An unknown charset: keep the part as it is and give the notice a
 		// part of its own, rather than guess at the text.
@@ -515,6 +540,11 @@ func (t *transformer) textPlainAsUTF8(w io.Writer, h textproto.Header, body io.R
 	}
 	params["charset"] = "utf-8"
 	mt, _ := contentType(h)
+	if !h.Has("Content-Type") && !h.Has("Mime-Version") && h.Has("From") {
+		// A message without MIME gets the header that makes its new
+		// Content-Type count.
+		h.Set("MIME-Version", "1.0")
+	}
 	h.Set("Content-Type", mime.FormatMediaType(mt, params))
 	h.Set("Content-Transfer-Encoding", "quoted-printable")
 	if err := textproto.WriteHeader(w, h); err != nil {
@@ -650,6 +680,10 @@ func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, 
 		}
 	default:
 		out = [][]byte{buf}
+	}
+	if unencoded(cte) && hasLongLine(buf) {
+		cte = "quoted-printable"
+		h.Set("Content-Transfer-Encoding", cte)
 	}
 	if (cte == "" || cte == "7bit") && !isASCIIBytes(buf) {
 		h.Set("Content-Transfer-Encoding", "8bit")
@@ -843,3 +877,97 @@ func randomHex(n int) string {
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// unencoded is a transfer encoding that leaves lines as they are.
+func unencoded(cte string) bool {
+	return cte == "" || cte == "7bit" || cte == "8bit" || cte == "binary"
+}
+
+// hasLongLine reports a line over 998 octets (RFC 5322 2.1.1).
+func hasLongLine(b []byte) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return len(b) > maxLine
+		}
+		if n := i; n > maxLine+1 || (n == maxLine+1 && b[i-1] != '\r') {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+const (
+	maxLine = 998
+	maxPeek = 1 << 20
+)
+
+// peekLongLine reads up to maxPeek of a part to see whether it has a line
+// over 998 octets: the transfer encoding must be chosen before the part's
+// header is written. It returns what it read, the rest, and whether a long
+// line was found in it. (A long line further on is refused: lineGuard.)
+func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, err error) {
+	seen, err = io.ReadAll(io.LimitReader(body, maxPeek))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return seen, body, hasLongLine(seen), nil
+}
+
+// copyLeaf copies a part that gets no notice (an attachment, an image),
+// re-encoding it as base64 when it has lines too long to send as they are.
+func copyLeaf(w io.Writer, h textproto.Header, body io.Reader) error {
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	if !unencoded(cte) {
+		return copyEntity(w, h, body)
+	}
+	seen, rest, long, err := peekLongLine(body)
+	if err != nil {
+		return err
+	}
+	body = io.MultiReader(bytes.NewReader(seen), rest)
+	if !long {
+		return copyEntity(w, h, body)
+	}
+	h.Set("Content-Transfer-Encoding", "base64")
+	if err := textproto.WriteHeader(w, h); err != nil {
+		return err
+	}
+	enc := newBase64Lines(w)
+	if _, err := io.Copy(enc, body); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// ErrLineTooLong is returned when a message would go out with a line over
+// 998 octets that could not be re-encoded (inside a signed or encrypted
+// part, or past what is examined in memory).
+var ErrLineTooLong = errors.New("a line is longer than 998 octets in a part that cannot be re-encoded")
+
+// lineGuard passes writes on and fails at the first line over 998 octets.
+type lineGuard struct {
+	w   io.Writer
+	cur int // octets since the last LF
+}
+
+func (g *lineGuard) Write(p []byte) (int, error) {
+	rest := p
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			g.cur += len(rest)
+			break
+		}
+		if g.cur+i > maxLine+1 {
+			return 0, ErrLineTooLong
+		}
+		g.cur = 0
+		rest = rest[i+1:]
+	}
+	if g.cur > maxLine+1 {
+		return 0, ErrLineTooLong
+	}
+	return g.w.Write(p)
+}

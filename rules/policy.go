@@ -208,7 +208,7 @@ func (p *Policy) Apply(ctx context.Context, sub Submission, msg io.Reader, out S
 	if err != nil {
 		return nil, err
 	}
-	tr, err := transformNotice(w, msg, s.notice, clearToClient && len(s.rules) > 0)
+	tr, err := transformNotice(&lineGuard{w: w}, msg, s.notice, clearToClient && len(s.rules) > 0)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}

@@ -100,3 +100,19 @@ func TestProposedKeys(t *testing.T) {
 		t.Fatal("an admin's import did not accept the proposed key")
 	}
 }
+
+// FuzzAutocrypt: the header comes from anyone who mails a client address;
+// reading it never panics, and a key is offered only for the sender.
+func FuzzAutocrypt(f *testing.F) {
+	f.Add("addr=anna@client.example; keydata=AAAA", "anna@client.example")
+	f.Add("addr=anna@client.example; prefer-encrypt=mutual; _x=1; keydata=mQ==", "Anna@Client.Example")
+	f.Add("keydata=;;;addr=", "x@y")
+	f.Fuzz(func(t *testing.T, value, from string) {
+		var h textproto.Header
+		h.Add("Autocrypt", value)
+		key, ok := AutocryptKey(h, from)
+		if ok && len(key) == 0 {
+			t.Fatal("offered an empty key")
+		}
+	})
+}

@@ -230,7 +230,8 @@ func selfCPU() time.Duration {
 }
 
 // rssSampler follows the peak resident memory of sealpost (pid) or, with
-// pid 0, of all Postfix processes together.
+// pid 0, of all Postfix processes together (their proportional set size,
+// so that the pages they share are counted once).
 type rssSampler struct {
 	pid  int
 	peak float64
@@ -253,7 +254,8 @@ func (s *rssSampler) sample() float64 {
 		}
 		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
 		if postfixProcs[strings.TrimSpace(string(comm))] {
-			sum += statusKB("/proc/"+e.Name()+"/status", "VmRSS:")
+			// Proportional set size: pages the processes share count once.
+			sum += statusKB("/proc/"+e.Name()+"/smaps_rollup", "Pss:")
 		}
 	}
 	return float64(sum) * 1024

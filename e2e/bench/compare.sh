@@ -9,5 +9,5 @@ cd "$(dirname "$0")/../.."
 mkdir -p e2e/bench/out
 out="e2e/bench/out/compare-$(date -u +%Y%m%dT%H%M%SZ).md"
 go test ./e2e -run '^$' -bench '^BenchmarkVersusPostfix$' -benchtime 1x -timeout 60m | tee "$out.log"
-sed -n '/^Disk: /,/^| .*|$/p' "$out.log" | grep -E '^(Disk|\|)' > "$out"
+grep -E '^(Disk: |\| )' "$out.log" > "$out"
 echo "table: $out"

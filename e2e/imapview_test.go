@@ -96,6 +96,9 @@ attempt("EXPUNGE", lambda: m.expunge())
 attempt("DELETE", lambda: m.delete(box))
 attempt("CREATE", lambda: m.create("Mine"))
 attempt("RENAME", lambda: m.rename("All", "Other"))
+typ, data = m.close()
+r["close"] = typ
+typ, data = m.select(box)
 typ, data = m.fetch("1", "(FLAGS)")
 r["flags_after"] = data[0].decode()
 typ, data = m.select(box, readonly=True)
@@ -116,6 +119,7 @@ type probeResult struct {
 	Search      map[string]string `json:"search"`
 	FlagsAfter  string            `json:"flags_after"`
 	CountAfter  string            `json:"count_after"`
+	Close       string            `json:"close"`
 	Refused     map[string]string `json:"refused"` // command -> the reply
 	Messages    int               `json:"messages"`
 }
@@ -247,6 +251,9 @@ poll = "1h"
 	}
 	if !strings.Contains(got.FlagsAfter, `\Seen`) || strings.Contains(got.FlagsAfter, `\Deleted`) || got.CountAfter != "3" {
 		t.Errorf("after the refused commands: flags %q, %s messages", got.FlagsAfter, got.CountAfter)
+	}
+	if got.Close != "OK" {
+		t.Errorf("CLOSE on the read-only mailbox: %q, want OK", got.Close)
 	}
 	compareWithExport(t, "imaplib", fetched, exported, 3)
 

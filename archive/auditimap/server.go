@@ -42,12 +42,12 @@ type Options struct {
 	// UIDValidity of every mailbox: UIDs are record numbers, which never
 	// change, so one value serves for the archive's life.
 	UIDValidity uint32
+	// RefreshEvery is how often the archive is scanned for new records at
+	// most (default 5s): a scan reads every record header.
+	RefreshEvery time.Duration
 }
 
-const (
-	delim        = '/'
-	refreshEvery = 5 * time.Second
-)
+const delim = '/'
 
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 	Text: "The clinical record is read-only: nothing can be changed, added or removed"}
@@ -76,6 +76,9 @@ func New(o Options) *Server {
 	if o.UIDValidity == 0 {
 		o.UIDValidity = 1
 	}
+	if o.RefreshEvery <= 0 {
+		o.RefreshEvery = 5 * time.Second
+	}
 	s := &Server{o: o, log: o.Logger.With("component", "archive-imap")}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
@@ -103,7 +106,7 @@ func (s *Server) Close() error { return s.srv.Close() }
 func (s *Server) refresh() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(s.refreshed) < refreshEvery {
+	if time.Since(s.refreshed) < s.o.RefreshEvery {
 		return
 	}
 	s.refreshed = time.Now()
@@ -194,13 +197,12 @@ func nextUID(msgs []*archive.ViewMessage) uint32 {
 	return uint32(msgs[len(msgs)-1].Seq) + 1
 }
 
-func (ss *session) Create(string, *imap.CreateOptions) error              { return errReadOnly }
-func (ss *session) Delete(string) error                                   { return errReadOnly }
-func (ss *session) Rename(string, string, *imap.RenameOptions) error      { return errReadOnly }
-func (ss *session) Subscribe(string) error                                { return nil }
-func (ss *session) Unsubscribe(string) error                              { return errReadOnly }
-func (ss *session) Expunge(*imapserver.ExpungeWriter, *imap.UIDSet) error { return errReadOnly }
-func (ss *session) Copy(imap.NumSet, string) (*imap.CopyData, error)      { return nil, errReadOnly }
+func (ss *session) Create(string, *imap.CreateOptions) error         { return errReadOnly }
+func (ss *session) Delete(string) error                              { return errReadOnly }
+func (ss *session) Rename(string, string, *imap.RenameOptions) error { return errReadOnly }
+func (ss *session) Subscribe(string) error                           { return nil }
+func (ss *session) Unsubscribe(string) error                         { return errReadOnly }
+func (ss *session) Copy(imap.NumSet, string) (*imap.CopyData, error) { return nil, errReadOnly }
 func (ss *session) Store(*imapserver.FetchWriter, imap.NumSet, *imap.StoreFlags, *imap.StoreOptions) error {
 	return errReadOnly
 }
@@ -210,16 +212,61 @@ func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.Ap
 	return nil, errReadOnly
 }
 
+// Expunge refuses EXPUNGE and UID EXPUNGE. CLOSE calls it too, with a
+// writer that has no connection (CLOSE sends no EXPUNGE responses); nothing
+// here is ever marked \Deleted, so CLOSE just leaves the mailbox, as on any
+// read-only mailbox (RFC 9051 6.4.1), instead of failing and leaving it
+// selected.
+func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if uids == nil && isClose(w) {
+		return nil
+	}
+	return errReadOnly
+}
+
+// isClose tells CLOSE from EXPUNGE: imapserver (v2.0.0-beta.8) gives CLOSE
+// a zero ExpungeWriter (no connection to write to) and EXPUNGE one bound to
+// the connection; there is no other way to tell them apart.
+func isClose(w *imapserver.ExpungeWriter) bool {
+	return w == nil || *w == (imapserver.ExpungeWriter{})
+}
+
 func (ss *session) Unselect() error {
 	ss.name, ss.msgs = "", nil
 	return nil
 }
 
-func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error { return nil }
+// Poll tells the client about messages recorded since it selected the
+// mailbox (EXISTS). The record is append-only and a mailbox lists its
+// messages in chain order, so the old list is always a prefix of the new:
+// there is never an EXPUNGE to send.
+func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if ss.name == "" {
+		return nil
+	}
+	msgs := ss.s.mailboxes()[ss.name]
+	if len(msgs) <= len(ss.msgs) {
+		return nil
+	}
+	ss.msgs = msgs
+	return w.WriteNumMessages(uint32(len(msgs)))
+}
 
+// Idle announces new records while the client waits (imapserver
+// advertises IDLE, and Thunderbird idles in the open folder).
 func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	<-stop
-	return nil
+	tick := time.NewTicker(ss.s.o.RefreshEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+			if err := ss.Poll(w, true); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -72,6 +73,12 @@ imap = "imap.provider.example:993"
 	Swaks(t, "--server", r.Submission, "--tls", "--tls-ca-path", r.CA, "--auth", "PLAIN", "--auth-user", User,
 		"--auth-password", "wrong", "--from", From, "--to", "colleague@practice.example")
 
+	// An early talker (a bot that sends before the 220) is cut off with the
+	// default greeting wait (200ms).
+	if line := talkFirst(t, r.Submission); !strings.HasPrefix(line, "554 5.5.1 ") {
+		t.Errorf("a client talking before the greeting read %q, want 554 5.5.1", line)
+	}
+
 	// TLS 1.0 and 1.1 are refused by the server itself: openssl's client is
 	// told to allow them (SECLEVEL=0) and gets the server's protocol alert.
 	for _, v := range []string{"-tls1", "-tls1_1"} {
@@ -97,6 +104,7 @@ imap = "imap.provider.example:993"
 		"sealpost_messages_accepted_total 1",
 		`sealpost_refusals_total{reason="recipient_policy",stage="rcpt"} 1`,
 		`sealpost_auth_failures_total{reason="bad_credentials"} 1`,
+		`sealpost_refusals_total{reason="early_talker",stage="connect"} 1`,
 		"sealpost_tls_handshake_failures_total 4\n",
 		"sealpost_queue_messages 0",
 		"sealpost_archive_bytes ",
@@ -156,4 +164,24 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// talkFirst connects and sends EHLO and MAIL at once, without waiting for the
+// greeting, and returns the first line it reads back.
+func talkFirst(t *testing.T, addr string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "EHLO bot.example\r\nMAIL FROM:<%s>\r\n", From); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the reply to an early talker: %v", err)
+	}
+	return strings.TrimRight(line, "\r\n")
 }

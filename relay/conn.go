@@ -3,8 +3,12 @@ package relay
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
+	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
+	"time"
 )
 
 // guardConn lets the relay end a session right after go-smtp has written a
@@ -24,6 +28,33 @@ type guardConn struct {
 	tlsStarted atomic.Bool
 	tlsFailed  atomic.Bool
 	closed     atomic.Bool
+
+	// greetingWait > 0: before the greeting, listen this long for a client
+	// that talks first (RFC 5321 4.3.1: the client waits for the 220). Only
+	// bots and broken clients do; they are answered 554 and cut off, as
+	// Postfix's postscreen does with its pregreet test.
+	greetingWait time.Duration
+	greeted      bool // only go-smtp's goroutine writes, one write at a time
+	log          *slog.Logger
+}
+
+// earlyTalker is the reply to a client that talked before the greeting.
+var earlyTalker = []byte("554 5.5.1 Protocol error: the client talked before the server's greeting; wait for the 220 line (RFC 5321 4.3.1)\r\n")
+
+// talksFirst reports whether the client sends anything within the greeting
+// wait. What it sent is discarded: the session ends either way.
+func (g *guardConn) talksFirst() bool {
+	if err := g.Conn.SetReadDeadline(time.Now().Add(g.greetingWait)); err != nil {
+		return false
+	}
+	var b [512]byte
+	n, err := g.Conn.Read(b[:])
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The usual case: silence. Clear the deadline; go-smtp sets its own.
+		g.Conn.SetReadDeadline(time.Time{})
+		return false
+	}
+	return n > 0
 }
 
 // starttlsFailed is what go-smtp writes, in plaintext, when a STARTTLS
@@ -47,6 +78,16 @@ func (g *guardConn) Close() error {
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
+	if !g.greeted {
+		g.greeted = true
+		if g.greetingWait > 0 && g.talksFirst() {
+			g.metrics.refused.WithLabelValues("connect", "early_talker").Inc()
+			g.log.Info("refused a client that talked before the greeting", "remote", g.Conn.RemoteAddr().String())
+			g.Conn.Write(earlyTalker)
+			g.Conn.Close()
+			return 0, net.ErrClosed
+		}
+	}
 	if bytes.HasPrefix(p, starttlsFailed) {
 		g.countFailure()
 	}
@@ -74,6 +115,10 @@ type guardListener struct {
 	net.Listener
 	tls     *tls.Config // nil: plain (STARTTLS is negotiated later)
 	metrics *Metrics
+	// greetingWait is the early-talker check on the plain listener (the
+	// client speaks first on an implicit-TLS port: its ClientHello).
+	greetingWait time.Duration
+	log          *slog.Logger
 }
 
 func (l guardListener) Accept() (net.Conn, error) {
@@ -81,10 +126,12 @@ func (l guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &guardConn{Conn: c, metrics: l.metrics}
+	g := &guardConn{Conn: c, metrics: l.metrics, log: l.log}
 	if l.tls != nil {
 		g.tlsConn = tls.Server(g, l.tls)
+		g.greeted = true
 		return g.tlsConn, nil
 	}
+	g.greetingWait = l.greetingWait
 	return g, nil
 }

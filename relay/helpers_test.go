@@ -186,6 +186,7 @@ type relayOpts struct {
 	upstreamUser string
 	upstreamPass string
 	metrics      *Metrics
+	greetingWait time.Duration
 }
 
 type testRelay struct {
@@ -230,7 +231,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	red, _ := addr.NewRedactor([]byte("test key for redaction"))
 	srv, err := New(Config{
 		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.serverTLS,
-		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: 30 * time.Second,
+		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: 30 * time.Second, GreetingWait: o.greetingWait,
 		Accounts: []Account{{Username: testUser, PasswordHash: passwordHash(t), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,

@@ -50,7 +50,10 @@ type Config struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
 	Timeout         time.Duration // idle time between commands
-	Accounts        []Account
+	// GreetingWait is how long the STARTTLS port listens for a client that
+	// talks before the greeting (refused 554 5.5.1); 0 turns the check off.
+	GreetingWait time.Duration
+	Accounts     []Account
 
 	SpoolDir  string
 	OutboxDir string // used when Upstream.Address is "outbox"
@@ -213,7 +216,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submission = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, metrics: s.metrics})
+		go srv.Serve(guardListener{Listener: l, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
 	}
 	if s.cfg.Submissions != "" {
 		l, err := net.Listen("tcp", s.cfg.Submissions)
@@ -223,7 +226,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submissions = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, tls: tlsConf, metrics: s.metrics})
+		go srv.Serve(guardListener{Listener: l, tls: tlsConf, metrics: s.metrics, log: s.log})
 	}
 	return addrs, nil
 }

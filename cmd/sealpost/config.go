@@ -54,7 +54,8 @@ type SMTPConfig struct {
 	TLSKey          string   `toml:"tls_key"`
 	MaxMessageBytes int64    `toml:"max_message_bytes"`
 	MaxRecipients   int      `toml:"max_recipients"`
-	Timeout         Duration `toml:"timeout"` // idle time allowed between commands
+	Timeout         Duration `toml:"timeout"`       // idle time allowed between commands
+	GreetingWait    Duration `toml:"greeting_wait"` // listen for early talkers before the 220; "0s" turns it off
 }
 
 type AccountConfig struct {
@@ -228,6 +229,7 @@ func defaultConfig() Config {
 			MaxMessageBytes: 36700160,
 			MaxRecipients:   100,
 			Timeout:         Duration(5 * time.Minute),
+			GreetingWait:    Duration(200 * time.Millisecond),
 		},
 		Upstream: UpstreamConfig{
 			Address:      "outbox",
@@ -395,6 +397,9 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.SMTP.MaxMessageBytes < 1024 {
 		bad("smtp.max_message_bytes", "must be at least 1024")
+	}
+	if c.SMTP.GreetingWait < 0 || c.SMTP.GreetingWait.D() > 10*time.Second {
+		bad("smtp.greeting_wait", "must be between 0s (off) and 10s")
 	}
 	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > 1000 {
 		bad("smtp.max_recipients", "must be between 1 and 1000")

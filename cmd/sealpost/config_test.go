@@ -72,6 +72,10 @@ address = "smtp.example.com:587"
 tls = "plaintext"
 `, []string{":4: smtp.submission", ":5: smtp.max_message_bytes", ":9: account[0].password_hash", ":10: account[0].addresses",
 			":15: upstream.tls", "account[0].upstream_password_file"}},
+		{"greeting wait too long", `data_dir = "d"
+[smtp]
+greeting_wait = "30s"
+`, []string{":3: smtp.greeting_wait"}},
 		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
 		{"wrong type", "data_dir = 5\n", []string{":1:"}},
 	}

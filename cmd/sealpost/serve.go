@@ -224,6 +224,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Timeout:         cfg.SMTP.Timeout.D(),
+		GreetingWait:    cfg.SMTP.GreetingWait.D(),
 		Accounts:        accounts,
 		SpoolDir:        spoolDir(cfg),
 		OutboxDir:       outboxDir(cfg),

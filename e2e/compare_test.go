@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -134,6 +137,14 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			cpu0 := systemCPU()
 			self0 := selfCPU()
 			start := time.Now()
+			var profiled chan struct{}
+			if dir := os.Getenv("SEALPOST_BENCH_PROFILE"); dir != "" && rw.target == "sealpost" && run == 0 {
+				profiled = make(chan struct{})
+				go func() {
+					defer close(profiled)
+					cpuProfile(b, filepath.Join(r.DataDir, "control.sock"), filepath.Join(dir, strings.NewReplacer(" ", "", ",", "_", "+", "").Replace(rw.name)+".pprof"))
+				}()
+			}
 			load.Run(context.Background(), rw.n)
 			accepted := time.Since(start)
 			acked := len(load.Acked())
@@ -142,6 +153,9 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
 			cpu := systemCPU() - cpu0 - (selfCPU() - self0)
 			rss := peak.stop()
+			if profiled != nil {
+				<-profiled
+			}
 			if errs := load.Errors(); len(errs) > 0 || acked != rw.n {
 				b.Fatalf("%s (%s): %d of %d accepted; errors %v", rw.name, rw.target, acked, rw.n, errs)
 			}
@@ -314,4 +328,29 @@ func measureFsync(b *testing.B) float64 {
 		n++
 	}
 	return float64(n) / time.Since(start).Seconds()
+}
+
+// cpuProfile takes a 20-second CPU profile of the running sealpost through
+// its control socket (SEALPOST_BENCH_PROFILE=DIR: the first run of every
+// sealpost row; read it with go tool pprof).
+func cpuProfile(b *testing.B, sock, out string) {
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://sealpost/debug/pprof/profile?seconds=20")
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(out)
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		b.Logf("profile: %v", err)
+	}
+	b.Logf("CPU profile: %s", out)
 }

@@ -64,8 +64,42 @@ type Server struct {
 }
 
 type failCount struct {
-	mu sync.Mutex
-	n  int
+	mu   sync.Mutex
+	n    int
+	last time.Time
+}
+
+// failureMemory is how long failed logins from an address are remembered.
+const failureMemory = time.Hour
+
+// unknownUserHash is compared against when the username matches no viewer,
+// so a wrong username takes as long to refuse as a wrong password and the
+// timing does not tell which usernames exist.
+var unknownUserHash, _ = bcrypt.GenerateFromPassword([]byte("no viewer has this password"), bcrypt.DefaultCost)
+
+// failuresFrom returns the failed logins from remote within failureMemory, and
+// forgets addresses whose failures are older (the map stays small).
+func (s *Server) failuresFrom(remote string, now time.Time) *failCount {
+	v, loaded := s.failures.LoadOrStore(remote, &failCount{last: now})
+	if !loaded {
+		s.failures.Range(func(k, v any) bool {
+			fc := v.(*failCount)
+			fc.mu.Lock()
+			old := now.Sub(fc.last) > failureMemory
+			fc.mu.Unlock()
+			if old && k != remote {
+				s.failures.Delete(k)
+			}
+			return true
+		})
+	}
+	fc := v.(*failCount)
+	fc.mu.Lock()
+	if now.Sub(fc.last) > failureMemory {
+		fc.n = 0
+	}
+	fc.mu.Unlock()
+	return fc
 }
 
 // New prepares the server; Serve runs it.
@@ -149,8 +183,7 @@ type session struct {
 func (ss *session) Close() error { return nil }
 
 func (ss *session) Login(username, password string) error {
-	v, _ := ss.s.failures.LoadOrStore(ss.remote, &failCount{})
-	fc := v.(*failCount)
+	fc := ss.s.failuresFrom(ss.remote, time.Now())
 	fc.mu.Lock()
 	n := fc.n
 	fc.mu.Unlock()
@@ -158,20 +191,32 @@ func (ss *session) Login(username, password string) error {
 		// Slower answers after a handful of failures from one address.
 		time.Sleep(min(time.Duration(n-4)*time.Second, 10*time.Second))
 	}
+	hash, known := unknownUserHash, false
 	for _, vw := range ss.s.o.Viewers {
-		if vw.Username == username && bcrypt.CompareHashAndPassword([]byte(vw.PasswordHash), []byte(password)) == nil {
-			ss.user = username
-			fc.mu.Lock()
-			fc.n = 0
-			fc.mu.Unlock()
-			ss.s.log.Info("viewer logged in", "user", username)
-			return nil
+		if vw.Username == username {
+			hash, known = []byte(vw.PasswordHash), true
+			break
 		}
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known {
+		ss.user = username
+		fc.mu.Lock()
+		fc.n = 0
+		fc.mu.Unlock()
+		ss.s.log.Info("viewer logged in", "user", username)
+		return nil
 	}
 	fc.mu.Lock()
 	fc.n++
+	fc.last = time.Now()
 	fc.mu.Unlock()
-	ss.s.log.Warn("viewer login failed", "user", username)
+	// An unknown username is not logged: it may be a password typed into
+	// the wrong field.
+	if known {
+		ss.s.log.Warn("viewer login failed", "user", username, "remote", ss.remote)
+	} else {
+		ss.s.log.Warn("viewer login failed: no such viewer", "remote", ss.remote)
+	}
 	return imapserver.ErrAuthFailed
 }
 

@@ -32,6 +32,7 @@ import (
 
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 
 // Options open an archive for writing.
@@ -486,7 +487,7 @@ func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error)
 		return nil, nil, err
 	}
 	out.Write(rk.pkesk)
-	sealed, err := packet.SerializeSymmetricallyEncrypted(out, rk.ciph, false, packet.CipherSuite{}, rk.key, nil)
+	sealed, err := seipd.NewWriter(out, rk.ciph, rk.key)
 	if err != nil {
 		return fail(fmt.Errorf("archive: encrypt: %w", err))
 	}

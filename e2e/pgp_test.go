@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,7 +96,16 @@ func TestEncryptedThroughRelay(t *testing.T) {
 	}
 
 	holders := []string{"rsa@client.example", "cv@client.example", "sq@client.example", "rnp@client.example"}
-	if out, ok := Swaks(t, r.SwaksArgs("--to", strings.Join(holders, ","), "--header", "Subject: Session notes for you", "--body", "The notes are below.")...); !ok {
+	// Long enough for the encrypted data to span several 64 KiB chunks.
+	body := filepath.Join(dir, "body.txt")
+	var notes strings.Builder
+	notes.WriteString("The notes are below.\r\n")
+	for i := 0; notes.Len() < 200<<10; i++ {
+		fmt.Fprintf(&notes, "%d. what we talked about, and what to try before next time\r\n", i)
+	}
+	notes.WriteString("END-OF-NOTES\r\n")
+	os.WriteFile(body, []byte(notes.String()), 0o600)
+	if out, ok := Swaks(t, r.SwaksArgs("--to", strings.Join(holders, ","), "--header", "Subject: Session notes for you", "--body", body)...); !ok {
 		t.Fatalf("submission refused:\n%s", out)
 	}
 	WaitFor(t, 30*time.Second, "the encrypted copy at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
@@ -114,9 +124,9 @@ func TestEncryptedThroughRelay(t *testing.T) {
 	os.WriteFile(msg, []byte(m.Data[i:j+len("-----END PGP MESSAGE-----")]+"\n"), 0o644)
 
 	checkPlain := func(tool, plain string) {
-		for _, want := range []string{"Subject: Session notes for you", `protected-headers="v1"`, "The notes are below.", "Notice of Confidentiality: e2e."} {
+		for _, want := range []string{"Subject: Session notes for you", `protected-headers="v1"`, "The notes are below.", "END-OF-NOTES", "Notice of Confidentiality: e2e."} {
 			if !strings.Contains(plain, want) {
-				t.Errorf("%s: the decrypted message lacks %q:\n%s", tool, want, plain)
+				t.Errorf("%s: the decrypted message lacks %q:\n%.2000s", tool, want, plain)
 			}
 		}
 	}

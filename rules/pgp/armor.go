@@ -2,6 +2,7 @@ package pgp
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"io"
 )
 
@@ -9,33 +10,68 @@ import (
 // with CRLF line ends, as a MIME body wants. go-crypto's armor computes the
 // CRC-24 checksum a bit at a time, which halves the speed of a large
 // message; leaving the checksum out is what RFC 9580 allows, but GnuPG 2.2
-// (Debian 12) then fails to read the armor. So: a table-driven CRC-24 here.
+// (Debian 12) then fails to read the armor. So: a CRC-24 eight octets at a
+// time here, and many lines encoded per write.
 type armorWriter struct {
-	w    io.Writer
-	crc  uint32
-	in   [48]byte // 48 bytes make one 64-character line
-	n    int
-	line [64 + 2]byte
-	err  error
+	w   io.Writer
+	crc uint32
+	in  [lineIn]byte // a line's input not yet complete
+	n   int
+	out [linesOut * lineOut]byte
+	m   int
+	err error
 }
 
-var crc24Table = func() (t [256]uint32) {
-	const poly = 0x1864cfb
-	for i := range t {
-		c := uint32(i) << 16
-		for j := 0; j < 8; j++ {
-			c <<= 1
-			if c&0x1000000 != 0 {
-				c ^= poly
+const (
+	lineIn   = 48 // octets per armor line
+	lineOut  = 64 + 2
+	linesOut = 64
+)
+
+// crc24Tables are the slicing-by-8 tables for OpenPGP's CRC-24 (RFC 4880
+// 6.1), kept in the top 24 bits of a uint32 so the usual MSB-first CRC-32
+// steps apply: crc24Tables[k][i] is octet i followed by k zero octets.
+var crc24Tables = func() (t [8][256]uint32) {
+	const poly = 0x864cfb00 // x^24 + ..., without the x^24, shifted up 8
+	for i := range 256 {
+		c := uint32(i) << 24
+		for range 8 {
+			if c&0x80000000 != 0 {
+				c = c<<1 ^ poly
+			} else {
+				c <<= 1
 			}
 		}
-		t[i] = c & 0xffffff
+		t[0][i] = c
+	}
+	for i := range 256 {
+		for k := 1; k < 8; k++ {
+			c := t[k-1][i]
+			t[k][i] = c<<8 ^ t[0][c>>24]
+		}
 	}
 	return t
 }()
 
+func crc24Update(crc uint32, p []byte) uint32 {
+	t := &crc24Tables
+	c := crc << 8
+	for len(p) >= 8 {
+		c ^= binary.BigEndian.Uint32(p)
+		c = t[7][c>>24] ^ t[6][c>>16&0xff] ^ t[5][c>>8&0xff] ^ t[4][c&0xff] ^
+			t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]]
+		p = p[8:]
+	}
+	for _, b := range p {
+		c = c<<8 ^ t[0][byte(c>>24)^b]
+	}
+	return c >> 8
+}
+
+const crc24Init = 0xb704ce
+
 func newArmorWriter(w io.Writer) (*armorWriter, error) {
-	a := &armorWriter{w: w, crc: 0xb704ce}
+	a := &armorWriter{w: w, crc: crc24Init}
 	_, err := io.WriteString(w, "-----BEGIN PGP MESSAGE-----\r\n\r\n")
 	return a, err
 }
@@ -44,37 +80,51 @@ func (a *armorWriter) Write(p []byte) (int, error) {
 	if a.err != nil {
 		return 0, a.err
 	}
-	crc := a.crc
-	for _, b := range p {
-		crc = (crc << 8) ^ crc24Table[byte(crc>>16)^b]
-	}
-	a.crc = crc & 0xffffff
+	a.crc = crc24Update(a.crc, p)
 	n := len(p)
-	for len(p) > 0 {
+	if a.n > 0 {
 		c := copy(a.in[a.n:], p)
 		a.n += c
 		p = p[c:]
-		if a.n == len(a.in) {
-			a.flushLine()
+		if a.n < lineIn {
+			return n, nil
 		}
+		a.line(a.in[:])
+		a.n = 0
 	}
+	for len(p) >= lineIn && a.err == nil {
+		a.line(p[:lineIn])
+		p = p[lineIn:]
+	}
+	a.n = copy(a.in[:], p)
 	return n, a.err
 }
 
-func (a *armorWriter) flushLine() {
-	m := base64.StdEncoding.EncodedLen(a.n)
-	base64.StdEncoding.Encode(a.line[:m], a.in[:a.n])
-	a.line[m], a.line[m+1] = '\r', '\n'
-	if _, err := a.w.Write(a.line[:m+2]); err != nil && a.err == nil {
-		a.err = err
+// line encodes one line into the output buffer, writing the buffer out
+// when it is full.
+func (a *armorWriter) line(in []byte) {
+	if a.m+lineOut > len(a.out) {
+		a.flush()
 	}
-	a.n = 0
+	m := base64.StdEncoding.EncodedLen(len(in))
+	base64.StdEncoding.Encode(a.out[a.m:], in)
+	a.out[a.m+m], a.out[a.m+m+1] = '\r', '\n'
+	a.m += m + 2
+}
+
+func (a *armorWriter) flush() {
+	if a.m > 0 && a.err == nil {
+		_, a.err = a.w.Write(a.out[:a.m])
+	}
+	a.m = 0
 }
 
 func (a *armorWriter) Close() error {
 	if a.n > 0 {
-		a.flushLine()
+		a.line(a.in[:a.n])
+		a.n = 0
 	}
+	a.flush()
 	if a.err != nil {
 		return a.err
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/rules/internal/bufpool"
+	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 
 // LoadPracticeKey reads the practice's private key (armored or binary). A
@@ -177,7 +179,7 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 		// and older Thunderbird read only SEIPDv1, which is used otherwise.
 		AEADConfig: &packet.AEADConfig{},
 	}
-	pw, err := openpgp.Encrypt(aw, to, e.practice, &openpgp.FileHints{IsBinary: true}, config)
+	pw, err := e.encrypt(aw, to, config)
 	if err != nil {
 		return fmt.Errorf("pgp: %w", err)
 	}
@@ -196,6 +198,80 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	fmt.Fprintf(bw, "\r\n--%s--\r\n", boundary)
 	return bw.Flush()
 }
+
+// encrypt starts the OpenPGP message: the session key encrypted to every
+// key in to, then the encrypted data holding the literal data signed by the
+// practice key. SEIPDv2 (AEAD) is go-crypto's, used when every key asks for
+// it; SEIPDv1, what most keys get, is written by package seipd, whose CFB
+// is block-wise (go-crypto's is byte-wise and was the largest cost of an
+// encrypted attachment). The cipher is chosen as go-crypto chooses it.
+func (e *Encrypter) encrypt(w io.Writer, to []*openpgp.Entity, config *packet.Config) (io.WriteCloser, error) {
+	hints := &openpgp.FileHints{IsBinary: true}
+	ciphers := []uint8{uint8(packet.CipherAES256), uint8(packet.CipherAES128)}
+	aead := config.AEAD() != nil
+	keys := make([]openpgp.Key, len(to))
+	for i, r := range to {
+		k, ok := r.EncryptionKey(config.Now())
+		sig, _ := r.PrimarySelfSignature()
+		if !ok || sig == nil {
+			return nil, fmt.Errorf("key %s cannot encrypt", Fingerprint(r))
+		}
+		keys[i] = k
+		aead = aead && sig.SEIPDv2
+		ciphers = slices.DeleteFunc(ciphers, func(c uint8) bool { return !slices.Contains(sig.PreferredSymmetric, c) })
+	}
+	if aead {
+		return openpgp.Encrypt(w, to, e.practice, hints, config)
+	}
+	cipher := packet.CipherAES128 // what every implementation must have
+	if len(ciphers) > 0 {
+		cipher = packet.CipherFunction(ciphers[0])
+	}
+	if slices.Contains(ciphers, uint8(config.Cipher())) {
+		cipher = config.Cipher()
+	}
+	key := make([]byte, cipher.KeySize())
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if err := packet.SerializeEncryptedKeyAEAD(w, k.PublicKey, cipher, false, key, config); err != nil {
+			return nil, err
+		}
+	}
+	sealed, err := seipd.NewWriter(w, cipher, key)
+	if err != nil {
+		return nil, err
+	}
+	var inner io.WriteCloser
+	if e.practice != nil {
+		inner, err = openpgp.Sign(sealed, e.practice, hints, config)
+	} else {
+		inner, err = packet.SerializeLiteral(nopCloser{sealed}, true, "", 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &closeBoth{inner, sealed}, nil
+}
+
+// closeBoth closes the signed literal data, then the encrypted packet
+// around it (which the signer leaves open).
+type closeBoth struct {
+	io.WriteCloser
+	outer io.Closer
+}
+
+func (c *closeBoth) Close() error {
+	if err := c.WriteCloser.Close(); err != nil {
+		return err
+	}
+	return c.outer.Close()
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

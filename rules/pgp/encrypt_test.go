@@ -177,8 +177,8 @@ func bigMessage(n int64) io.Reader {
 type repeatReader string
 
 func (r repeatReader) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = r[i%len(r)]
+	for n := 0; n < len(p); {
+		n += copy(p[n:], r)
 	}
 	return len(p), nil
 }
@@ -262,23 +262,86 @@ func BenchmarkRawSymmetric(b *testing.B) {
 // TestArmorMatchesGoCrypto: our armor (with its fast CRC-24) decodes with
 // go-crypto's decoder, which checks the checksum.
 func TestArmorMatchesGoCrypto(t *testing.T) {
-	for _, n := range []int{0, 1, 47, 48, 49, 1000, 100000} {
-		data := make([]byte, n)
-		for i := range data {
-			data[i] = byte(i * 7)
+	for _, n := range []int{0, 1, 47, 48, 49, 1000, 100000, 64*48 + 5} {
+		for _, piece := range []int{1, 7, 48, 100, 5000, 1 << 30} {
+			data := make([]byte, n)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			var out bytes.Buffer
+			a, _ := newArmorWriter(&out)
+			for p := data; len(p) > 0; p = p[min(piece, len(p)):] {
+				a.Write(p[:min(piece, len(p))])
+			}
+			a.Close()
+			if strings.Contains(strings.ReplaceAll(out.String(), "\r\n", ""), "\n") {
+				t.Fatalf("%d bytes: a bare LF in the armor", n)
+			}
+			block, err := armor.Decode(&out) // checks the CRC-24
+			if err != nil {
+				t.Fatalf("%d bytes in pieces of %d: %v", n, piece, err)
+			}
+			got, err := io.ReadAll(block.Body)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%d bytes in pieces of %d: round trip failed: %v", n, piece, err)
+			}
 		}
-		var out bytes.Buffer
-		a, _ := newArmorWriter(&out)
-		a.Write(data[:n/2])
-		a.Write(data[n/2:])
-		a.Close()
-		block, err := armor.Decode(&out)
-		if err != nil {
-			t.Fatalf("%d bytes: %v", n, err)
+	}
+}
+
+// TestCRC24 checks the sliced CRC-24 against the definition, a bit at a
+// time (RFC 4880 6.1), for every length up to a few slices and any split.
+func TestCRC24(t *testing.T) {
+	ref := func(data []byte) uint32 {
+		crc := uint32(crc24Init)
+		for _, b := range data {
+			crc ^= uint32(b) << 16
+			for range 8 {
+				crc <<= 1
+				if crc&0x1000000 != 0 {
+					crc ^= 0x1864cfb
+				}
+			}
 		}
-		got, err := io.ReadAll(block.Body)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("%d bytes: round trip failed: %v", n, err)
+		return crc & 0xffffff
+	}
+	data := make([]byte, 100)
+	for i := range data {
+		data[i] = byte(i*131 + 17)
+	}
+	for n := range len(data) {
+		for cut := 0; cut <= n; cut += 3 {
+			got := crc24Update(crc24Update(crc24Init, data[:cut]), data[cut:n])
+			if want := ref(data[:n]); got != want {
+				t.Fatalf("%d octets cut at %d: %06x, want %06x", n, cut, got, want)
+			}
 		}
+	}
+}
+
+// TestEncryptWithoutPracticeKey: without a practice key the copy is
+// encrypted but unsigned, and still reads (SEIPDv1 around literal data).
+func TestEncryptWithoutPracticeKey(t *testing.T) {
+	f := newEncFixture(t, nil)
+	f.enc.practice = nil
+	var out bytes.Buffer
+	if err := f.enc.EncryptMIME(context.Background(), &out, strings.NewReader(clearMessage), []string{Fingerprint(f.recipient)}); err != nil {
+		t.Fatal(err)
+	}
+	block, err := armor.Decode(bytes.NewReader(armoredBlock(t, out.Bytes())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(block.Body)
+	md, err := openpgp.ReadMessage(bytes.NewReader(raw), openpgp.EntityList{f.recipient}, nil, &packet.Config{Time: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(md.UnverifiedBody)
+	if err != nil || md.IsSigned || !strings.Contains(string(plain), "Hello Anna, here are the notes.") {
+		t.Fatalf("signed %v, %v:\n%s", md.IsSigned, err, plain)
+	}
+	if v := seipdVersion(t, raw); v != 1 {
+		t.Errorf("SEIPD version %d, want 1", v)
 	}
 }

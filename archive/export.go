@@ -115,18 +115,32 @@ type located struct {
 
 // walk calls f for every complete record of every segment, in order.
 func walk(dir string, f func(located)) error {
+	_, err := walkFrom(dir, nil, f)
+	return err
+}
+
+// walkFrom is walk starting, in each segment, at the offset given in from
+// (the end of what an earlier walk saw) and returning the new ends: an
+// archive that only grows is read once, not at every look.
+func walkFrom(dir string, from map[string]int64, f func(located)) (map[string]int64, error) {
 	segs, err := listSegments(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	ends := make(map[string]int64, len(segs))
 	for _, s := range segs {
+		off := from[s]
+		ends[s] = off
 		file, err := os.Open(filepath.Join(dir, s))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		fi, _ := file.Stat()
+		fi, err := file.Stat()
+		if err != nil {
+			file.Close()
+			return nil, err
+		}
 		size := fi.Size()
-		var off int64
 		var fixed [8]byte
 		for off+8 <= size {
 			if _, err := file.ReadAt(fixed[:], off); err != nil {
@@ -148,10 +162,11 @@ func walk(dir string, f func(located)) error {
 				f(located{seg: s, h: h, payOff: off + 8 + hl + 8, payLen: pl})
 			}
 			off += 8 + hl + 8 + pl + 32
+			ends[s] = off
 		}
 		file.Close()
 	}
-	return nil
+	return ends, nil
 }
 
 // Export decrypts the selected records with the archive's private key and

@@ -33,10 +33,12 @@ type View struct {
 	dir string
 	key openpgp.EntityList
 
-	mu       sync.Mutex
-	messages []*ViewMessage // in chain order
-	maxSeq   uint64
-	files    *openSegments
+	mu         sync.Mutex
+	messages   []*ViewMessage // in chain order
+	maxSeq     uint64
+	seen       map[string]int64 // per segment, the end of the records already read
+	unreadable []uint64         // message records the key does not open
+	files      *openSegments
 }
 
 // OpenView reads the archive in dir with its private key.
@@ -46,7 +48,20 @@ func OpenView(dir string, key openpgp.EntityList) (*View, error) {
 		v.Close()
 		return nil, err
 	}
+	if n := len(v.unreadable); n > 0 && len(v.messages) == 0 {
+		v.Close()
+		return nil, fmt.Errorf("the key opens none of the archive's %d messages: is it the archive's private key?", n)
+	}
 	return v, nil
+}
+
+// Unreadable lists the message records (by sequence number) that the key
+// did not open: records from before a change of archive key, or damaged
+// ones (sealpost archive verify tells which). They are left out of the view.
+func (v *View) Unreadable() []uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]uint64(nil), v.unreadable...)
 }
 
 // Close releases the open segment files.
@@ -62,7 +77,7 @@ func (v *View) Refresh() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var fresh []located
-	err := walk(v.dir, func(l located) {
+	seen, err := walkFrom(v.dir, v.seen, func(l located) {
 		if l.h.Kind == kindMessage && l.h.Seq > v.maxSeq {
 			fresh = append(fresh, l)
 		}
@@ -70,19 +85,21 @@ func (v *View) Refresh() error {
 	if err != nil {
 		return err
 	}
+	v.seen = seen
 	for _, l := range fresh {
+		v.maxSeq = l.h.Seq
 		body, metaJSON, err := v.files.decrypt(l, v.key)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", l.h.Seq, err)
-		}
 		var meta messageMeta
-		if err := json.Unmarshal(metaJSON, &meta); err != nil {
-			return fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
+		if err == nil {
+			err = json.Unmarshal(metaJSON, &meta)
+		}
+		if err != nil {
+			v.unreadable = append(v.unreadable, l.h.Seq)
+			continue
 		}
 		m := &ViewMessage{Seq: l.h.Seq, ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Size: int64(len(body)), loc: l}
 		m.Clients = clientsOf(&meta)
 		v.messages = append(v.messages, m)
-		v.maxSeq = l.h.Seq
 	}
 	return nil
 }

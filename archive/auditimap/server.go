@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -59,8 +60,9 @@ type Server struct {
 	srv      *imapserver.Server
 	failures sync.Map // remote IP -> *failCount
 
-	mu        sync.Mutex
-	refreshed time.Time
+	mu         sync.Mutex
+	refreshed  time.Time
+	unreadable int // records left out of the view, as last logged
 }
 
 type failCount struct {
@@ -130,6 +132,9 @@ func New(o Options) *Server {
 
 // Serve accepts connections on l, wrapped in TLS: there is no plaintext.
 func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	s.noteUnreadable()
+	s.mu.Unlock()
 	return s.srv.Serve(tls.NewListener(l, s.o.TLS))
 }
 
@@ -146,6 +151,17 @@ func (s *Server) refresh() {
 	s.refreshed = time.Now()
 	if err := s.o.View.Refresh(); err != nil {
 		s.log.Error("cannot read new records", "err", err)
+	}
+	s.noteUnreadable()
+}
+
+// noteUnreadable logs records the key does not open (by sequence number):
+// they are missing from the view, and the reader must know it.
+func (s *Server) noteUnreadable() {
+	if u := s.o.View.Unreadable(); len(u) > s.unreadable {
+		s.log.Warn("records the key does not open are left out of the view; sealpost archive verify checks them, an older archive key may open them",
+			"count", len(u), "records", fmt.Sprint(u[s.unreadable:]))
+		s.unreadable = len(u)
 	}
 }
 

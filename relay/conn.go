@@ -34,7 +34,7 @@ type guardConn struct {
 	// bots and broken clients do; they are answered 554 and cut off, as
 	// Postfix's postscreen does with its pregreet test.
 	greetingWait time.Duration
-	greeted      bool // only go-smtp's goroutine writes, one write at a time
+	greeted      atomic.Bool
 	log          *slog.Logger
 }
 
@@ -78,8 +78,7 @@ func (g *guardConn) Close() error {
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
-	if !g.greeted {
-		g.greeted = true
+	if g.greeted.CompareAndSwap(false, true) {
 		if g.greetingWait > 0 && g.talksFirst() {
 			g.metrics.refused.WithLabelValues("connect", "early_talker").Inc()
 			g.log.Info("refused a client that talked before the greeting", "remote", g.Conn.RemoteAddr().String())
@@ -129,7 +128,7 @@ func (l guardListener) Accept() (net.Conn, error) {
 	g := &guardConn{Conn: c, metrics: l.metrics, log: l.log}
 	if l.tls != nil {
 		g.tlsConn = tls.Server(g, l.tls)
-		g.greeted = true
+		g.greeted.Store(true)
 		return g.tlsConn, nil
 	}
 	g.greetingWait = l.greetingWait

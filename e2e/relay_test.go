@@ -42,6 +42,8 @@ func TestSwaksSubmission(t *testing.T) {
 			"From: "+From+"\r\nSubject: x\r\n\r\nline\n.\nMAIL FROM:<"+From+">\r\n.\r\n"), false, []string{"554 5.6.0"}},
 		{"bare CR smuggling", append(r.SwaksArgs("--to", "colleague@practice.example"), "--no-data-fixup", "--data",
 			"From: "+From+"\r\nSubject: x\r\n\r\nline\r.\rMAIL FROM:<"+From+">\r\n.\r\n"), false, []string{"554 5.6.0"}},
+		{"EHLO over 512 octets", append(r.SwaksArgs("--to", "colleague@practice.example"), "--ehlo", strings.Repeat("h", 600)+".example"), false,
+			[]string{"500 5.5.2 Command line too long"}},
 		{"too big", append(r.SwaksArgs("--to", "colleague@practice.example"), "--attach-type", "application/octet-stream",
 			"--attach", "@"+big), false, []string{"552 5.3.4"}},
 	}

@@ -65,6 +65,8 @@ func TestBadCommands(t *testing.T) {
 		{"NUL in an address", []string{"MAIL FROM:<" + testFrom + ">", "RCPT TO:<a\x00b@practice.example>"}, 550, ""},
 		{"bare CR in an address", []string{"MAIL FROM:<" + testFrom + ">", "RCPT TO:<a\rb@practice.example>"}, 550, ""},
 		{"sender path over 256 octets", []string{"MAIL FROM:<" + long + "@practice.example>"}, 553, "5.1.7"},
+		{"MAIL line over 512 octets", []string{"MAIL FROM:<" + testFrom + "> AUTH=x@" + strings.Repeat("label.", 80) + "example"}, 500, "5.5.2"},
+		{"EHLO over 512 octets", []string{"EHLO " + strings.Repeat("h", 520) + ".example", "MAIL FROM:<" + testFrom + ">"}, 500, "5.5.2"},
 		{"RCPT before MAIL", []string{"RCPT TO:<a@practice.example>"}, 502, ""},
 		{"DATA before RCPT", []string{"MAIL FROM:<" + testFrom + ">", "DATA"}, 502, ""},
 		{"unknown command", []string{"XYZZ"}, 500, ""},
@@ -204,6 +206,19 @@ func TestPlaintextAfterSTARTTLS(t *testing.T) {
 	code, msg := s.cmd("EHLO client.test")
 	if code != 250 || !strings.Contains(msg, "AUTH") {
 		t.Fatalf("first reply inside TLS is %d %q; an injected command's reply would come first", code, msg)
+	}
+}
+
+// TestLongEHLO: an EHLO whose domain makes the line longer than 512
+// octets gets no session; a proper EHLO then works.
+func TestLongEHLO(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	s := rawDial(t, r.addrs.Submission.String())
+	if code, msg := s.cmd("EHLO " + strings.Repeat("h", 600) + ".example"); code != 500 || !strings.Contains(msg, "5.5.2") {
+		t.Fatalf("long EHLO: %d %s", code, msg)
+	}
+	if code, msg := s.cmd("EHLO client.test"); code != 250 {
+		t.Fatalf("EHLO after it: %d %s", code, msg)
 	}
 }
 

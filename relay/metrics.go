@@ -98,6 +98,7 @@ var knownReasons = map[*smtp.SMTPError]string{
 	errHeaderTooBig:   "header_too_big",
 	errNoFrom:         "no_from",
 	errNullSender:     "null_sender",
+	errLongCommand:    "long_command",
 	errTooManyErrors:  "too_many_errors",
 	errShuttingDown:   "shutting_down",
 	errTempLocal:      "temporary",

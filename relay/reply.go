@@ -36,6 +36,7 @@ var (
 	errHeaderTooBig   = smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message refused: its header section is too large (over 100 KiB or 1000 fields)")
 	errNoFrom         = smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Message refused: it has no From: header; set one of your own addresses as sender")
 	errNullSender     = smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "An empty sender <> is not accepted on submission; send as one of your own addresses")
+	errLongCommand    = smtpErr(500, smtp.EnhancedCode{5, 5, 2}, "Command line too long: at most 512 octets (RFC 5321 4.5.3.1.4)")
 	errTooManyErrors  = smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "Too many errors in this session; closing the connection")
 	errShuttingDown   = smtpErr(421, smtp.EnhancedCode{4, 3, 2}, "The relay is shutting down; nothing was sent, try again in a moment")
 	errTempLocal      = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem; nothing was sent; please try again later")

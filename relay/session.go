@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -39,7 +40,39 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if b.s.closing.Load() {
 		closeAfterReply(c.Conn())
 	}
+	if helloTooLong(c) {
+		b.s.metrics.refused.WithLabelValues("ehlo", "long_command").Inc()
+		return nil, errLongCommand
+	}
 	return &session{s: b.s, conn: c, tls: isTLS, remote: remote, log: b.s.log.With("session", randomToken())}, nil
+}
+
+// maxCommandLine is RFC 5321's limit for a command line, CRLF included.
+// go-smtp's own line limit must admit the long body lines sealpost
+// re-encodes, so the commands that carry a client's words are measured here:
+// EHLO's domain, and MAIL's parameters (paths are limited to 256 octets by
+// the address checks).
+const maxCommandLine = 512
+
+func helloTooLong(c *smtp.Conn) bool {
+	return len("EHLO ")+len(c.Hostname())+2 > maxCommandLine
+}
+
+func mailLineLength(from string, opts *smtp.MailOptions) int {
+	n := len("MAIL FROM:<>\r\n") + len(from)
+	if opts == nil {
+		return n
+	}
+	if opts.Body != "" {
+		n += len(" BODY=") + len(opts.Body)
+	}
+	if opts.Size > 0 {
+		n += len(" SIZE=") + len(strconv.FormatInt(opts.Size, 10))
+	}
+	if opts.Auth != nil {
+		n += len(" AUTH=") + len(*opts.Auth)
+	}
+	return n
 }
 
 type session struct {
@@ -86,6 +119,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.tls {
 		return nil, s.fail("auth", errNeedTLS)
 	}
+	if helloTooLong(s.conn) { // the EHLO after STARTTLS
+		return nil, s.fail("auth", errLongCommand)
+	}
 	check := func(username, password string) error { return s.login(username, password) }
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
@@ -127,6 +163,9 @@ func (s *session) login(username, password string) error {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if helloTooLong(s.conn) || mailLineLength(from, opts) > maxCommandLine {
+		return s.fail("mail", errLongCommand)
+	}
 	if s.account == nil {
 		return s.fail("mail", errAuthRequired)
 	}

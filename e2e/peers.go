@@ -137,7 +137,9 @@ func (s *Sink) Messages(t testing.TB) []SinkMessage {
 	var out []SinkMessage
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join(s.Dir, e.Name()))
-		if err != nil {
+		// smtp-sink writes the file while the message arrives and ends it
+		// with an empty line: a file without one is still being written.
+		if err != nil || !bytes.HasSuffix(b, []byte("\n\n")) {
 			continue
 		}
 		m := SinkMessage{File: e.Name()}

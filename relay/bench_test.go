@@ -45,6 +45,7 @@ func BenchmarkSubmit(b *testing.B) {
 	}
 	wg.Wait()
 	if b.Failed() {
-		b.Log(r.logs.String()[:min(r.logs.Len(), 3000)])
+		logs := r.logs.String()
+		b.Log(logs[:min(len(logs), 3000)])
 	}
 }

@@ -196,7 +196,7 @@ type testRelay struct {
 	dataDir string
 	archive *memArchive
 	policy  *fakePolicy
-	logs    *bytes.Buffer
+	logs    *logBuffer
 }
 
 func startRelayB(b *testing.B) *testRelay { return startRelay(b, relayOpts{}) }
@@ -227,7 +227,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	if o.authDelay == nil {
 		o.authDelay = func(context.Context, time.Duration) {}
 	}
-	logs := &bytes.Buffer{}
+	logs := &logBuffer{}
 	red, _ := addr.NewRedactor([]byte("test key for redaction"))
 	srv, err := New(Config{
 		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.serverTLS,
@@ -236,7 +236,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,
 		Policy: o.policy, Archive: o.archive, Metrics: o.metrics,
-		Logger:    slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Redact:    red.Hash,
 		AuthDelay: o.authDelay,
 	})
@@ -252,15 +252,22 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	return tr
 }
 
-type lockedWriter struct {
+// logBuffer collects the relay's log; the relay writes while a test reads.
+type logBuffer struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // dial connects with STARTTLS, trusting the relay's local CA.

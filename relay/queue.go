@@ -145,6 +145,7 @@ func (q *queue) schedule() {
 		if len(q.h) > 0 {
 			if next := q.h[0].state.NextAttempt; !next.After(now) {
 				due = heap.Pop(&q.h).(*entry)
+				due.shown = describeEntry(due)
 				due.inFlight = true
 			} else {
 				wait = next.Sub(now)
@@ -324,7 +325,8 @@ func (q *queue) record(e *entry, log *slog.Logger) {
 func (q *queue) finish(e *entry, log *slog.Logger) {
 	done := len(e.pending()) == 0 && (e.state.Bounced || !hasFailed(e)) && len(e.state.Unrecorded) == 0
 	q.mu.Lock()
-	dropped := e.dropped
+	dropped, retryNow := e.dropped, e.retryNow
+	e.retryNow = false
 	q.mu.Unlock()
 	if done || dropped {
 		if err := q.remove(e); err != nil {
@@ -334,6 +336,8 @@ func (q *queue) finish(e *entry, log *slog.Logger) {
 	}
 	if len(e.pending()) == 0 && !e.state.NextAttempt.After(q.now()) {
 		e.state.NextAttempt = q.now().Add(q.opts.RetryMin)
+	} else if retryNow {
+		e.state.NextAttempt = q.now()
 	}
 	if err := e.saveState(); err != nil {
 		log.Error("cannot save delivery state; recipients may get a duplicate after a restart", "err", err)
@@ -414,7 +418,11 @@ func (q *queue) list() []QueuedMessage {
 	defer q.mu.Unlock()
 	out := make([]QueuedMessage, 0, len(q.entries))
 	for _, e := range q.entries {
-		out = append(out, describeEntry(e))
+		if e.inFlight {
+			out = append(out, e.shown)
+		} else {
+			out = append(out, describeEntry(e))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -447,7 +455,10 @@ func (q *queue) retry(prefix string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !e.inFlight {
+	if e.inFlight {
+		// The attempt under way would schedule the next one by its backoff.
+		e.retryNow = true
+	} else {
 		e.state.NextAttempt = q.now()
 		heap.Fix(&q.h, e.index)
 	}

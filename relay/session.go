@@ -238,11 +238,11 @@ func (s *session) Data(r io.Reader) error {
 	if s.account == nil {
 		return s.fail("data", errAuthRequired)
 	}
+	// A message whose DATA was answered 354 is taken in even when a
+	// shutdown starts meanwhile: RCPT refuses new transactions once it has,
+	// and Shutdown waits for this one (inflight) before closing the spool.
 	s.s.inflight.Add(1)
 	defer s.s.inflight.Done()
-	if s.s.closing.Load() {
-		return s.fail("data", errShutdown)
-	}
 	id, err := s.s.accept(context.Background(), s.log, s.account, s.from, s.rcpts, r, false)
 	if err != nil {
 		return s.fail("data", err)

@@ -287,6 +287,10 @@ type entry struct {
 	index    int  // in the queue's heap; -1 when not in it
 	inFlight bool // a worker has it
 	dropped  bool // dropped while in flight
+	retryNow bool // sealpost queue retry while in flight: due again right after
+	// shown is what sealpost queue list reports while a worker has the
+	// entry: its state is the worker's alone until the attempt ends.
+	shown QueuedMessage
 }
 
 type entryMeta struct {

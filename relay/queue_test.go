@@ -294,6 +294,40 @@ func TestQueueRetryAndDrop(t *testing.T) {
 	}
 }
 
+// TestRetryDuringAttempt: "sealpost queue retry" while a delivery attempt
+// is under way makes the message due again right after that attempt, not
+// after its backoff (an hour here).
+func TestRetryDuringAttempt(t *testing.T) {
+	pki := newPKI(t)
+	p := startProvider(t, pki, StartTLS, "", "")
+	inAttempt, release := make(chan struct{}, 1), make(chan struct{})
+	var attempts atomic.Int32
+	p.dataErr = func() error {
+		if attempts.Add(1) == 1 {
+			inAttempt <- struct{}{}
+			<-release
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "full"}
+		}
+		return nil
+	}
+	r := startRelay(t, relayOpts{upstream: p.upstream(pki, StartTLS),
+		queue: QueueOptions{Workers: 1, Lifetime: time.Hour, DelayWarning: time.Hour, RetryMin: time.Hour, RetryMax: time.Hour}})
+	c := r.login(t)
+	if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+		t.Fatal(err)
+	}
+	<-inAttempt
+	q := r.Queue()
+	if len(q) != 1 || q[0].Attempts != 0 {
+		t.Fatalf("queue during the first attempt: %+v", q)
+	}
+	if _, err := r.Retry(q[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	waitFor(t, "the second attempt to deliver", func() bool { return len(p.messages()) == 1 && len(r.Queue()) == 0 })
+}
+
 // TestShutdownFinishesSessions: SIGTERM lets a message being transferred
 // finish (and be answered 250), takes no new connections, and keeps what it
 // accepted for the next start.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -367,23 +368,38 @@ func safeName(id string) string {
 
 type openSegments struct {
 	dir   string
+	mu    sync.Mutex // guards files; reads (ReadAt) run in parallel
 	files map[string]*os.File
 }
 
 func (o *openSegments) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for _, f := range o.files {
 		f.Close()
 	}
+	o.files = map[string]*os.File{}
+}
+
+func (o *openSegments) file(seg string) (*os.File, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if f := o.files[seg]; f != nil {
+		return f, nil
+	}
+	f, err := os.Open(filepath.Join(o.dir, seg))
+	if err != nil {
+		return nil, err
+	}
+	o.files[seg] = f
+	return f, nil
 }
 
 // decrypt reads a record's payload and splits it into body and metadata.
 func (o *openSegments) decrypt(l located, key openpgp.EntityList) (body, meta []byte, err error) {
-	f := o.files[l.seg]
-	if f == nil {
-		if f, err = os.Open(filepath.Join(o.dir, l.seg)); err != nil {
-			return nil, nil, err
-		}
-		o.files[l.seg] = f
+	f, err := o.file(l.seg)
+	if err != nil {
+		return nil, nil, err
 	}
 	payload := make([]byte, l.payLen)
 	if _, err := f.ReadAt(payload, l.payOff); err != nil {

@@ -180,6 +180,10 @@ func (s *Server) mailboxes() map[string][]*archive.ViewMessage {
 	return out
 }
 
+// slogLogger takes the IMAP library's log lines without their arguments:
+// those can quote what a reader sent (a search for a client's name) or a
+// panic's values, and client names stay out of logs. What went wrong is
+// still named ("failed to read command", "handling SEARCH command").
 type slogLogger struct{ l *slog.Logger }
 
 func (l slogLogger) Printf(format string, args ...any) {

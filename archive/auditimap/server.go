@@ -182,8 +182,8 @@ func (s *Server) mailboxes() map[string][]*archive.ViewMessage {
 
 // slogLogger takes the IMAP library's log lines without their arguments:
 // those can quote what a reader sent (a search for a client's name) or a
-// panic's values, and client names stay out of logs. What went wrong is
-// still named ("failed to read command", "handling SEARCH command").
+// panic's values, and client names stay out of logs. The kind of failure
+// is still there ("failed to read command", "panic handling command").
 type slogLogger struct{ l *slog.Logger }
 
 func (l slogLogger) Printf(format string, args ...any) {

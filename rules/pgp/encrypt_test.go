@@ -345,3 +345,27 @@ func TestEncryptWithoutPracticeKey(t *testing.T) {
 		t.Errorf("SEIPD version %d, want 1", v)
 	}
 }
+
+// FuzzArmor: any data in any piece size armors into what go-crypto's
+// decoder reads back, CRC-24 included.
+func FuzzArmor(f *testing.F) {
+	f.Add([]byte("x"), uint16(0))
+	f.Add(bytes.Repeat([]byte("0123456789"), 500), uint16(47))
+	f.Fuzz(func(t *testing.T, data []byte, piece uint16) {
+		var out bytes.Buffer
+		a, _ := newArmorWriter(&out)
+		step := int(piece) + 1
+		for p := data; len(p) > 0; p = p[min(step, len(p)):] {
+			a.Write(p[:min(step, len(p))])
+		}
+		a.Close()
+		block, err := armor.Decode(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(block.Body)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d octets in pieces of %d: %v", len(data), step, err)
+		}
+	})
+}

@@ -113,13 +113,17 @@ func newAccounts(list []Account) (*accounts, error) {
 
 // dummyHash is compared against when the username is unknown, so that the
 // reply time does not tell an attacker which usernames exist.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("sealpost-dummy-password"), passwordCost)
+// It is made on first use: every sealpost command links this package.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("sealpost-dummy-password"), passwordCost)
+	return h
+})
 
 // verify returns the account for a correct username and password.
 func (as *accounts) verify(username, password string, now time.Time) (*Account, bool) {
 	a := as.byName[username]
 	if a == nil {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return nil, false
 	}
 	m := hmac.New(sha256.New, as.key)

@@ -43,8 +43,8 @@ type Options struct {
 	// UIDValidity of every mailbox: UIDs are record numbers, which never
 	// change, so one value serves for the archive's life.
 	UIDValidity uint32
-	// RefreshEvery is how often the archive is scanned for new records at
-	// most (default 5s): a scan reads every record header.
+	// RefreshEvery is how often the archive is looked at for new records at
+	// most (default 5s): a look reads what was appended since the last.
 	RefreshEvery time.Duration
 }
 
@@ -59,6 +59,9 @@ type Server struct {
 	log      *slog.Logger
 	srv      *imapserver.Server
 	failures sync.Map // remote IP -> *failCount
+
+	dummyOnce sync.Once
+	dummy     []byte
 
 	mu         sync.Mutex
 	refreshed  time.Time
@@ -76,8 +79,20 @@ const failureMemory = time.Hour
 
 // unknownUserHash is compared against when the username matches no viewer,
 // so a wrong username takes as long to refuse as a wrong password and the
-// timing does not tell which usernames exist.
-var unknownUserHash, _ = bcrypt.GenerateFromPassword([]byte("no viewer has this password"), bcrypt.DefaultCost)
+// timing does not tell which usernames exist. It has the viewers' bcrypt
+// cost, and is made on first use (every sealpost command links this package).
+func (s *Server) unknownUserHash() []byte {
+	s.dummyOnce.Do(func() {
+		cost := bcrypt.DefaultCost
+		if len(s.o.Viewers) > 0 {
+			if c, err := bcrypt.Cost([]byte(s.o.Viewers[0].PasswordHash)); err == nil {
+				cost = c
+			}
+		}
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("no viewer has this password"), cost)
+	})
+	return s.dummy
+}
 
 // failuresFrom returns the failed logins from remote within failureMemory, and
 // forgets addresses whose failures are older (the map stays small).
@@ -211,7 +226,7 @@ func (ss *session) Login(username, password string) error {
 		// Slower answers after a handful of failures from one address.
 		time.Sleep(min(time.Duration(n-4)*time.Second, 10*time.Second))
 	}
-	hash, known := unknownUserHash, false
+	hash, known := ss.s.unknownUserHash(), false
 	for _, vw := range ss.s.o.Viewers {
 		if vw.Username == username {
 			hash, known = []byte(vw.PasswordHash), true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -190,5 +191,50 @@ func TestArchiveFullDisk(t *testing.T) {
 	_, m := r.export(t)
 	if len(m.Messages) != accepted+1 {
 		t.Errorf("archive holds %d messages, %d were accepted", len(m.Messages), accepted+1)
+	}
+}
+
+// TestArchiveKeyChange: the practice changes its archive key (a key made
+// with GnuPG). Records before and after stay readable: an export given both
+// keys has every message; given only the old key it stops and names the
+// record it cannot open.
+func TestArchiveKeyChange(t *testing.T) {
+	RequireTools(t, "swaks", "gpg")
+	r := StartRelay(t, RelayOptions{})
+	send := func(marker string) {
+		t.Helper()
+		if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--header", "Subject: "+marker, "--body", marker)...); !ok {
+			t.Fatalf("swaks: %s", out)
+		}
+	}
+	send("BEFORE-THE-CHANGE")
+
+	dir := t.TempDir()
+	newPub := gpgKey(t, dir, "archive-b", "Archive B <archive-b@practice.example>", "future-default", "never")
+	newPriv := filepath.Join(dir, "archive-b-private.asc")
+	os.WriteFile(newPriv, []byte(run(t, dir, "gpg", "--homedir", "archive-b", "--batch", "--armor", "--export-secret-keys")), 0o600)
+	r.Stop(t)
+	cfg, _ := os.ReadFile(r.Config)
+	os.WriteFile(r.Config, append(cfg, fmt.Sprintf("\n[archive]\npublic_key = %q\n", newPub)...), 0o600)
+	r.Start(t)
+	send("AFTER-THE-CHANGE")
+
+	oldPriv := filepath.Join(r.DataDir, "archive-private-key.asc")
+	out := filepath.Join(t.TempDir(), "old-key-only")
+	if _, stderr, code := r.Run(t, "", "archive", "export", "--key", oldPriv, "--out", out); code == 0 || !strings.Contains(stderr, "record ") {
+		t.Errorf("export with the old key only: exit %d, %q; want a failure naming the record", code, stderr)
+	}
+	out = filepath.Join(t.TempDir(), "both-keys")
+	if stdout, stderr, code := r.Run(t, "", "archive", "export", "--key", oldPriv, "--key", newPriv, "--out", out); code != 0 {
+		t.Fatalf("export with both keys: exit %d\n%s%s", code, stdout, stderr)
+	}
+	emls, _ := filepath.Glob(filepath.Join(out, "messages", "*.eml"))
+	var all strings.Builder
+	for _, f := range emls {
+		b, _ := os.ReadFile(f)
+		all.Write(b)
+	}
+	if len(emls) != 2 || !strings.Contains(all.String(), "BEFORE-THE-CHANGE") || !strings.Contains(all.String(), "AFTER-THE-CHANGE") {
+		t.Errorf("export with both keys: %d messages, want the one from before the change and the one after", len(emls))
 	}
 }

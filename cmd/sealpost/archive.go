@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"golang.org/x/term"
 
 	"github.com/sealpost/sealpost/archive"
@@ -21,7 +22,7 @@ import (
 
 func init() {
 	register(&command{name: "archive verify", args: "", summary: "check the archive's hash chain and seals (needs no private key)", run: runArchiveVerify})
-	register(&command{name: "archive export", args: "--key FILE --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE]",
+	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive prune", args: "[--dry-run]", summary: "remove whole segments past archive.retention that no hold covers", run: runArchivePrune})
 	register(&command{name: "archive hold", args: "--client ADDRESS|NAME | --since YYYY-MM-DD --until YYYY-MM-DD [--reason TEXT] | --list",
@@ -86,7 +87,8 @@ func clientAddresses(ctx context.Context, cfg *Config, client string) ([]string,
 
 func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
-	keyFile := fs.String("key", "", "the archive's private key (required)")
+	var keyFile keyFiles
+	fs.Var(&keyFile, "key", "the archive's private key (required; once per key after a change of archive key)")
 	out := fs.String("out", "", "a new folder for the export (required)")
 	since := fs.String("since", "", "first day, YYYY-MM-DD")
 	until := fs.String("until", "", "last day, YYYY-MM-DD (inclusive)")
@@ -99,7 +101,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if len(pos) > 0 {
 		return usagef("takes no arguments")
 	}
-	if *keyFile == "" || *out == "" {
+	if len(keyFile) == 0 || *out == "" {
 		return usagef("--key and --out are required")
 	}
 	var f archive.Filter
@@ -119,7 +121,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if f.Clients, err = clientAddresses(ctx, cfg, *client); err != nil {
 		return err
 	}
-	key, err := archive.LoadPrivateKey(*keyFile, archivePassphrase(c, *ppFile))
+	key, err := loadArchiveKeys(c, keyFile, *ppFile)
 	if err != nil {
 		return err
 	}
@@ -347,6 +349,26 @@ func archiveHandlers(a *archive.Archive, cfg *Config) map[string]http.HandlerFun
 
 // archivePassphrase unlocks a protected archive key: from a file, or asked
 // on the terminal.
+// keyFiles is a --key flag given once per archive private key: after a
+// change of archive key, the records are under more than one.
+type keyFiles []string
+
+func (k *keyFiles) String() string     { return strings.Join(*k, ",") }
+func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
+
+// loadArchiveKeys reads every --key file (one passphrase file serves all).
+func loadArchiveKeys(c *cli, files keyFiles, ppFile string) (openpgp.EntityList, error) {
+	var keys openpgp.EntityList
+	for _, f := range files {
+		k, err := archive.LoadPrivateKey(f, archivePassphrase(c, ppFile))
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k...)
+	}
+	return keys, nil
+}
+
 func archivePassphrase(c *cli, ppFile string) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		if ppFile != "" {

@@ -18,7 +18,7 @@ import (
 func init() {
 	register(&command{
 		name:    "archive serve-imap",
-		args:    "--key FILE [--listen ADDR] [--passphrase-file FILE]",
+		args:    "--key FILE [--key FILE ...] [--listen ADDR] [--passphrase-file FILE]",
 		summary: "serve the record read-only over IMAP (TLS) to the [[archive.viewer]] logins",
 		run:     runArchiveServeIMAP,
 	})
@@ -26,7 +26,8 @@ func init() {
 
 func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
-	keyFile := fs.String("key", "", "the archive's private key (required)")
+	var keyFile keyFiles
+	fs.Var(&keyFile, "key", "the archive's private key (required; once per key after a change of archive key)")
 	listen := fs.String("listen", "127.0.0.1:1993", "address for IMAP over TLS")
 	ppFile := fs.String("passphrase-file", "", "the private key's passphrase (otherwise asked on the terminal)")
 	pos, err := c.parse(fs, args)
@@ -36,7 +37,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	if len(pos) > 0 {
 		return usagef("takes no arguments")
 	}
-	if *keyFile == "" {
+	if len(keyFile) == 0 {
 		return usagef("--key is required: the view decrypts the record")
 	}
 	cfg, err := c.loadConfig()
@@ -47,7 +48,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 		return errors.New("no [[archive.viewer]] in the configuration: nobody could log in (add one with a password_hash from sealpost passwd)")
 	}
 	log := newLogger(cfg, c.stderr)
-	key, err := archive.LoadPrivateKey(*keyFile, archivePassphrase(c, *ppFile))
+	key, err := loadArchiveKeys(c, keyFile, *ppFile)
 	if err != nil {
 		return err
 	}

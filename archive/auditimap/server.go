@@ -335,7 +335,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // Idle announces new records while the client waits (imapserver
 // advertises IDLE, and Thunderbird idles in the open folder).
 func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	tick := time.NewTicker(ss.s.o.RefreshEvery)
+	tick := time.NewTicker(max(ss.s.o.RefreshEvery, 100*time.Millisecond)) // no busy loop
 	defer tick.Stop()
 	for {
 		select {

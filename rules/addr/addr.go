@@ -74,7 +74,9 @@ func Split(s string) (local, domain string, err error) {
 	if !strings.HasPrefix(local, "\"") && strings.ContainsAny(local, "@%!:,;<>[]\\ ") {
 		return "", "", fmt.Errorf("%w: %q has routing characters in its local part", ErrInvalid, s)
 	}
-	if strings.HasPrefix(local, "\"") {
+	// net/mail unquotes a quoted local part: what needed the quotes
+	// (parentheses, quotes) is left bare, and must not pass as an address.
+	if strings.HasPrefix(local, "\"") || strings.ContainsAny(local, "()\"") {
 		return "", "", fmt.Errorf("%w: quoted local parts are not accepted", ErrInvalid)
 	}
 	if strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {

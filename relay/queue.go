@@ -146,6 +146,10 @@ func (q *queue) schedule() {
 			if next := q.h[0].state.NextAttempt; !next.After(now) {
 				due = heap.Pop(&q.h).(*entry)
 				due.shown = describeEntry(due)
+				due.shownPending = due.shownPending[:0]
+				for _, r := range due.pending() {
+					due.shownPending = append(due.shownPending, r.Recipient)
+				}
 				due.inFlight = true
 			} else {
 				wait = next.Sub(now)
@@ -476,8 +480,14 @@ func (q *queue) drop(prefix string) (string, error) {
 	}
 	id := e.meta.ID
 	var pend []string
-	for _, r := range e.pending() {
-		pend = append(pend, r.Recipient)
+	if e.inFlight {
+		// The worker owns the state: the recipients pending when its
+		// attempt began stand for the ones still pending.
+		pend = append([]string(nil), e.shownPending...)
+	} else {
+		for _, r := range e.pending() {
+			pend = append(pend, r.Recipient)
+		}
 	}
 	if e.inFlight {
 		e.dropped = true

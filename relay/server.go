@@ -95,6 +95,12 @@ type Server struct {
 	servers  []*smtp.Server
 	closing  atomic.Bool
 	inflight sync.WaitGroup // DATA being processed
+	// stopping is set, under inflightMu, before Shutdown waits for inflight:
+	// a DATA that begins after that point (its connection outlived the
+	// grace period) is refused instead of running into a closed spool, and
+	// no Add races the Wait.
+	inflightMu sync.Mutex
+	stopping   bool
 }
 
 // New opens the spool (cleaning up what a crash left half-received) and
@@ -249,9 +255,24 @@ func (s *Server) Shutdown(grace time.Duration) {
 		}()
 	}
 	wg.Wait()
+	s.inflightMu.Lock()
+	s.stopping = true
+	s.inflightMu.Unlock()
 	s.inflight.Wait()
 	s.queue.stop(grace)
 	s.spool.close()
+}
+
+// beginInflight registers a message being taken in; false once Shutdown
+// no longer waits for new ones.
+func (s *Server) beginInflight() bool {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
 }
 
 // Queue returns what is queued (sealpost queue list).

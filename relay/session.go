@@ -239,9 +239,11 @@ func (s *session) Data(r io.Reader) error {
 		return s.fail("data", errAuthRequired)
 	}
 	// A message whose DATA was answered 354 is taken in even when a
-	// shutdown starts meanwhile: RCPT refuses new transactions once it has,
-	// and Shutdown waits for this one (inflight) before closing the spool.
-	s.s.inflight.Add(1)
+	// shutdown starts meanwhile (RCPT refuses new transactions once it has,
+	// and Shutdown waits for this one), unless the grace period is over.
+	if !s.s.beginInflight() {
+		return s.fail("data", errShutdown)
+	}
 	defer s.s.inflight.Done()
 	id, err := s.s.accept(context.Background(), s.log, s.account, s.from, s.rcpts, r, false)
 	if err != nil {

@@ -290,7 +290,8 @@ type entry struct {
 	retryNow bool // sealpost queue retry while in flight: due again right after
 	// shown is what sealpost queue list reports while a worker has the
 	// entry: its state is the worker's alone until the attempt ends.
-	shown QueuedMessage
+	shown        QueuedMessage
+	shownPending []string
 }
 
 type entryMeta struct {

@@ -21,10 +21,9 @@ var ErrUnknownAccount = errors.New("no such account")
 // the message is archived and queued before Submit returns its id. The
 // message is marked Auto-Submitted: auto-replied.
 func (s *Server) Submit(ctx context.Context, account, from string, to []string, msg io.Reader) (string, error) {
-	if s.closing.Load() {
+	if s.closing.Load() || !s.beginInflight() {
 		return "", errShutdown
 	}
-	s.inflight.Add(1)
 	defer s.inflight.Done()
 	acct := s.accounts.Load().byName[account]
 	if acct == nil {

@@ -347,8 +347,6 @@ func archiveHandlers(a *archive.Archive, cfg *Config) map[string]http.HandlerFun
 	}
 }
 
-// archivePassphrase unlocks a protected archive key: from a file, or asked
-// on the terminal.
 // keyFiles is a --key flag given once per archive private key: after a
 // change of archive key, the records are under more than one.
 type keyFiles []string
@@ -369,6 +367,8 @@ func loadArchiveKeys(c *cli, files keyFiles, ppFile string) (openpgp.EntityList,
 	return keys, nil
 }
 
+// archivePassphrase unlocks a protected archive key: from a file, or asked
+// on the terminal.
 func archivePassphrase(c *cli, ppFile string) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		if ppFile != "" {

@@ -84,17 +84,7 @@ func TestEncryptMIME(t *testing.T) {
 
 	// The recipient decrypts it; the practice's signature verifies.
 
-	block, err := armor.Decode(bytes.NewReader(armoredBlock(t, out.Bytes())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(block.Body)
-	md, err := openpgp.ReadMessage(bytes.NewReader(raw), openpgp.EntityList{f.recipient}, nil, &packet.Config{Time: func() time.Time { return testNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	plain, err := io.ReadAll(md.UnverifiedBody)
+	raw, md, plain, err := decryptCopy(t, out.Bytes(), f.recipient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +112,24 @@ func TestEncryptMIME(t *testing.T) {
 	if v := seipdVersion(t, raw); v != 1 {
 		t.Errorf("SEIPD version %d for a v4 key, want 1", v)
 	}
+}
+
+// decryptCopy takes the OpenPGP message out of a PGP/MIME copy and decrypts
+// it with key: the raw packets, the message details and the plaintext
+// (reading it to the end checks the integrity code).
+func decryptCopy(t *testing.T, copy []byte, key *openpgp.Entity) ([]byte, *openpgp.MessageDetails, []byte, error) {
+	t.Helper()
+	block, err := armor.Decode(bytes.NewReader(armoredBlock(t, copy)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(block.Body)
+	md, err := openpgp.ReadMessage(bytes.NewReader(raw), openpgp.EntityList{key}, nil, &packet.Config{Time: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(md.UnverifiedBody)
+	return raw, md, plain, err
 }
 
 // seipdVersion finds the integrity-protected data packet and its version.
@@ -328,16 +336,7 @@ func TestEncryptWithoutPracticeKey(t *testing.T) {
 	if err := f.enc.EncryptMIME(context.Background(), &out, strings.NewReader(clearMessage), []string{Fingerprint(f.recipient)}); err != nil {
 		t.Fatal(err)
 	}
-	block, err := armor.Decode(bytes.NewReader(armoredBlock(t, out.Bytes())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(block.Body)
-	md, err := openpgp.ReadMessage(bytes.NewReader(raw), openpgp.EntityList{f.recipient}, nil, &packet.Config{Time: func() time.Time { return testNow }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := io.ReadAll(md.UnverifiedBody)
+	raw, md, plain, err := decryptCopy(t, out.Bytes(), f.recipient)
 	if err != nil || md.IsSigned || !strings.Contains(string(plain), "Hello Anna, here are the notes.") {
 		t.Fatalf("signed %v, %v:\n%s", md.IsSigned, err, plain)
 	}

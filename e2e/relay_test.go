@@ -83,7 +83,10 @@ func TestSwaksSubmission(t *testing.T) {
 func TestDeliveryToPostfix(t *testing.T) {
 	p := StartPostfix(t, PostfixOptions{SASL: true})
 	r := StartRelay(t, RelayOptions{Upstream: p})
-	out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example,other@practice.example", "--header", "Subject: to the provider")...)
+	// Lines that begin with a dot, one of them alone: swaks stuffs them,
+	// sealpost unstuffs and stuffs them again for Postfix.
+	body := "first\n.\n..two dots\n.one dot\nlast"
+	out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example,other@practice.example", "--header", "Subject: to the provider", "--body", body)...)
 	if !ok {
 		t.Fatalf("submission failed:\n%s", out)
 	}
@@ -92,7 +95,8 @@ func TestDeliveryToPostfix(t *testing.T) {
 	if m.From != From || strings.Join(m.To, ",") != "colleague@practice.example,other@practice.example" {
 		t.Errorf("sink envelope: from %q to %v", m.From, m.To)
 	}
-	if !strings.Contains(m.Data, "Subject: to the provider") || !strings.Contains(m.Data, "(sealpost) with ESMTPSA") {
+	if !strings.Contains(m.Data, "Subject: to the provider") || !strings.Contains(m.Data, "(sealpost) with ESMTPSA") ||
+		!strings.Contains(strings.ReplaceAll(m.Data, "\r\n", "\n"), body) {
 		t.Errorf("sink message:\n%s", m.Data)
 	}
 	log := p.Log()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,9 @@ func allOutcomes(j *job, err error, permanent bool) []outcome {
 
 func describe(err error) string {
 	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.EnhancedCode == (smtp.EnhancedCode{}) {
+		return fmt.Sprintf("%d %s", se.Code, oneLine(se.Message))
+	}
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], oneLine(se.Message))
 	}
@@ -85,8 +89,17 @@ type smtpUpstream struct {
 }
 
 type pooledClient struct {
-	c        *smtp.Client
+	c        *upstreamConn
 	lastUsed time.Time
+}
+
+// upstreamConn is a client connection to the provider together with the
+// connection its commands are written to, after TLS: sendBody writes the
+// message there itself.
+type upstreamConn struct {
+	*smtp.Client
+	conn  net.Conn
+	isTLS bool
 }
 
 const (
@@ -107,7 +120,7 @@ func poolKey(a *Account) string {
 
 // idleClient returns a pooled connection, or nil. Pooled connections ended
 // their last transaction cleanly, so no RSET is needed before the next.
-func (u *smtpUpstream) idleClient(a *Account) *smtp.Client {
+func (u *smtpUpstream) idleClient(a *Account) *upstreamConn {
 	key := poolKey(a)
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -123,7 +136,7 @@ func (u *smtpUpstream) idleClient(a *Account) *smtp.Client {
 	return nil
 }
 
-func (u *smtpUpstream) put(a *Account, c *smtp.Client) {
+func (u *smtpUpstream) put(a *Account, c *upstreamConn) {
 	key := poolKey(a)
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -138,14 +151,14 @@ func (u *smtpUpstream) put(a *Account, c *smtp.Client) {
 // rather than going out in clear.
 var errNoTLS = errors.New("the provider did not offer STARTTLS; sealpost never sends in clear, will retry")
 
-func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*smtp.Client, error) {
+func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*upstreamConn, error) {
 	d := net.Dialer{Timeout: u.timeout}
 	conn, err := d.DialContext(ctx, "tcp", u.addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to provider %s: %w", u.addr, err)
 	}
 	conn.SetDeadline(time.Now().Add(u.timeout))
-	var c *smtp.Client
+	uc := &upstreamConn{conn: conn}
 	switch u.mode {
 	case ImplicitTLS:
 		tc := tls.Client(conn, u.tls)
@@ -153,38 +166,28 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*smtp.Client, erro
 			conn.Close()
 			return nil, fmt.Errorf("TLS with provider %s: %w", u.addr, err)
 		}
-		c = smtp.NewClient(tc)
+		uc.conn, uc.isTLS = tc, true
 	case StartTLS:
-		// go-smtp has no StartTLS on an open client any more; this one says
-		// EHLO, insists on STARTTLS (an error, retried later, if it is not
-		// offered) and upgrades. The handshake completes at our EHLO below.
-		c, err = smtp.NewClientStartTLS(conn, u.tls)
+		tc, err := u.startTLS(ctx, conn)
 		if err != nil {
 			conn.Close()
-			if strings.Contains(err.Error(), "STARTTLS") && !isSMTPReply(err) {
-				return nil, errNoTLS
-			}
-			return nil, fmt.Errorf("STARTTLS with provider %s: %w", u.addr, err)
+			return nil, err
 		}
-	default:
-		c = smtp.NewClient(conn)
+		// go-smtp expects a greeting first; the provider gave it before TLS.
+		uc.conn, uc.isTLS = &greetedConn{Conn: tc, greeting: []byte("220 TLS established\r\n")}, true
 	}
 	conn.SetDeadline(time.Time{})
+	c := smtp.NewClient(uc.conn)
+	uc.Client = c
 	c.CommandTimeout = u.timeout
 	c.SubmissionTimeout = 2 * u.timeout
 	if err := c.Hello(u.helo); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("greeting from provider %s: %w", u.addr, err)
-	}
-	if u.mode != NoTLS {
-		if _, isTLS := c.TLSConnectionState(); !isTLS {
-			c.Close()
-			return nil, errNoTLS
-		}
+		return nil, fmt.Errorf("greeting from provider %s: %w", u.addr, smtpReply(err))
 	}
 	if a != nil && a.UpstreamUsername != "" {
 		// go-sasl's PLAIN client would send the password over anything: check.
-		if _, isTLS := c.TLSConnectionState(); !isTLS {
+		if !uc.isTLS {
 			c.Close()
 			return nil, errors.New("refusing to send provider credentials without TLS")
 		}
@@ -193,7 +196,81 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*smtp.Client, erro
 			return nil, fmt.Errorf("login to provider as %s: %w", a.UpstreamUsername, err)
 		}
 	}
-	return c, nil
+	return uc, nil
+}
+
+// startTLS greets the provider, insists on STARTTLS (errNoTLS, retried later,
+// if it is not offered) and upgrades. sealpost says these three commands
+// itself rather than through go-smtp so that it holds the TLS connection the
+// body is written to (sendBody).
+func (u *smtpUpstream) startTLS(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+	tp := textproto.NewConn(conn)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("greeting from provider %s: %w", u.addr, smtpReply(err))
+	}
+	if err := tp.PrintfLine("EHLO %s", u.helo); err != nil {
+		return nil, fmt.Errorf("greeting from provider %s: %w", u.addr, smtpReply(err))
+	}
+	_, ext, err := tp.ReadResponse(250)
+	if err != nil {
+		return nil, fmt.Errorf("greeting from provider %s: %w", u.addr, smtpReply(err))
+	}
+	offered := false
+	for _, line := range strings.Split(ext, "\n")[1:] {
+		offered = offered || strings.EqualFold(strings.TrimSpace(line), "STARTTLS")
+	}
+	if !offered {
+		return nil, errNoTLS
+	}
+	if err := tp.PrintfLine("STARTTLS"); err != nil {
+		return nil, fmt.Errorf("STARTTLS with provider %s: %w", u.addr, smtpReply(err))
+	}
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("STARTTLS with provider %s: %w", u.addr, smtpReply(err))
+	}
+	// Anything that arrived after the 220 and before the handshake was
+	// written by someone in the middle, in clear (CVE-2011-0411).
+	if tp.R.Buffered() > 0 {
+		return nil, fmt.Errorf("STARTTLS with provider %s: data before the TLS handshake, refusing the connection", u.addr)
+	}
+	tc := tls.Client(conn, u.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS with provider %s: %w", u.addr, err)
+	}
+	return tc, nil
+}
+
+// smtpReply turns a reply to sealpost's own commands before TLS into the
+// *smtp.SMTPError go-smtp returns for all others.
+func smtpReply(err error) error {
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	se := &smtp.SMTPError{Code: te.Code, Message: te.Msg}
+	if code, msg, ok := strings.Cut(te.Msg, " "); ok {
+		var ec smtp.EnhancedCode
+		if n, _ := fmt.Sscanf(code, "%d.%d.%d", &ec[0], &ec[1], &ec[2]); n == 3 {
+			se.EnhancedCode, se.Message = ec, msg
+		}
+	}
+	return se
+}
+
+// greetedConn replays the provider's greeting to go-smtp, which reads one
+// before its first command; the real one came before STARTTLS.
+type greetedConn struct {
+	net.Conn
+	greeting []byte
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if len(g.greeting) > 0 {
+		n := copy(p, g.greeting)
+		g.greeting = g.greeting[n:]
+		return n, nil
+	}
+	return g.Conn.Read(p)
 }
 
 func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
@@ -221,7 +298,7 @@ func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
 	return out
 }
 
-func (u *smtpUpstream) release(a *Account, c *smtp.Client, healthy bool) {
+func (u *smtpUpstream) release(a *Account, c *upstreamConn, healthy bool) {
 	if healthy {
 		u.put(a, c)
 	} else {
@@ -231,7 +308,7 @@ func (u *smtpUpstream) release(a *Account, c *smtp.Client, healthy bool) {
 
 // transaction sends one copy over an open connection. healthy says whether
 // the connection may be reused.
-func (u *smtpUpstream) transaction(c *smtp.Client, j *job, mailSent bool) ([]outcome, bool) {
+func (u *smtpUpstream) transaction(c *upstreamConn, j *job, mailSent bool) ([]outcome, bool) {
 	if !mailSent {
 		if err := c.Mail(j.from, nil); err != nil {
 			return allOutcomes(j, err, isPermanent(err)), isSMTPReply(err) && c.Reset() == nil
@@ -269,7 +346,7 @@ func (u *smtpUpstream) transaction(c *smtp.Client, j *job, mailSent bool) ([]out
 		out, _ := fail(err)
 		return out, isSMTPReply(err)
 	}
-	if _, err := io.Copy(w, body); err != nil {
+	if err := sendBody(c.conn, w, body, c.SubmissionTimeout); err != nil {
 		return fail(err)
 	}
 	resp, err := w.CloseWithResponse()

@@ -139,7 +139,8 @@ func TestDecide(t *testing.T) {
 	tp.consent(t, "Case@Client.example", "2026-01-10", "")
 	tp.consent(t, "expired@client.example", "2025-01-10", "2026-01-10")
 	tp.consent(t, "revoked@client.example", "2026-01-10", "")
-	if _, err := tp.reg.Revoke(ctx, "revoked@client.example", "client asked for encrypted mail only", "admin"); err != nil {
+	revocation, err := tp.reg.Revoke(ctx, "revoked@client.example", "client asked for encrypted mail only", "admin")
+	if err != nil {
 		t.Fatal(err)
 	}
 	tp.consent(t, "oldkey@client.example", "2026-01-10", "")
@@ -165,7 +166,7 @@ func TestDecide(t *testing.T) {
 		{"consented+tag@client.example", Refused, "<consented+tag@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
 		{"stranger@client.example", Refused, "<stranger@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
 		{"expired@client.example", Refused, "consent to unencrypted email expired on 2026-01-10"},
-		{"revoked@client.example", Refused, "consent to unencrypted email was revoked on 2026-11-"},
+		{"revoked@client.example", Refused, "consent to unencrypted email was revoked on " + revocation.RecordedAt.Local().Format("2006-01-02") + " and no OpenPGP key"},
 		{"revokedkey@client.example", Refused, "their OpenPGP key was revoked (revoked on 2026-03-01: key compromised) and there is no consent on file"},
 	}
 	for _, tt := range tests {

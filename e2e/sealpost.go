@@ -57,6 +57,9 @@ type RelayOptions struct {
 	LogFormat string
 	// Env is added to the process's environment (NOTIFY_SOCKET).
 	Env []string
+	// Setup runs before sealpost first starts: admin commands (r.Run)
+	// whose effect the first start must already see.
+	Setup func(r *Relay)
 }
 
 func (o RelayOptions) logLevel() string {
@@ -135,6 +138,9 @@ timeout = "10s"
 `, o.logLevel(), o.logFormat(), r.Submission, r.Submissions, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
 	if err := os.WriteFile(r.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if o.Setup != nil {
+		o.Setup(r)
 	}
 	r.Start(t)
 	t.Cleanup(func() { r.Stop(t) })

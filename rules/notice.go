@@ -497,12 +497,11 @@ func (t *transformer) textPlain(w io.Writer, h textproto.Header, body io.Reader,
 		text = t.n.flowed
 	}
 	if unencoded(cte) {
-		whole, long, release, err := peekLongLine(body)
+		seen, rest, long, err := peekLongLine(body)
 		if err != nil {
 			return false, err
 		}
-		defer release()
-		body = whole
+		body = io.MultiReader(bytes.NewReader(seen), rest)
 		if long {
 			// Lines over 998 octets may not go out as they are (RFC 5322):
 			// the part is re-encoded as quoted-printable, which folds them.
@@ -906,26 +905,15 @@ const (
 
 // peekLongLine reads up to maxPeek of a part to see whether it has a line
 // over 998 octets: the transfer encoding must be chosen before the part's
-// header is written. It returns the whole part again (what it read, then the
-// rest), whether a long line was found in what it read (one further on is
-// refused: lineGuard), and a release for its buffer, to call once the part
-// has been read. The buffers are pooled: growing one to a megabyte for
-// every large part was a twentieth of the relay's CPU.
-func peekLongLine(body io.Reader) (whole io.Reader, long bool, release func(), err error) {
-	bp := peekBufs.Get().(*[]byte)
-	n, err := io.ReadFull(body, *bp)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		err = nil
-	}
+// header is written. It returns what it read, the rest, and whether a long
+// line was found in it. (A long line further on is refused: lineGuard.)
+func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, err error) {
+	seen, err = io.ReadAll(io.LimitReader(body, maxPeek))
 	if err != nil {
-		peekBufs.Put(bp)
-		return nil, false, nil, err
+		return nil, nil, false, err
 	}
-	seen := (*bp)[:n]
-	return io.MultiReader(bytes.NewReader(seen), body), hasLongLine(seen), func() { peekBufs.Put(bp) }, nil
+	return seen, body, hasLongLine(seen), nil
 }
-
-var peekBufs = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
 
 // copyLeaf copies a part that gets no notice (an attachment, an image),
 // re-encoding it as base64 when it has lines too long to send as they are.
@@ -934,12 +922,11 @@ func copyLeaf(w io.Writer, h textproto.Header, body io.Reader) error {
 	if !unencoded(cte) {
 		return copyEntity(w, h, body)
 	}
-	whole, long, release, err := peekLongLine(body)
+	seen, rest, long, err := peekLongLine(body)
 	if err != nil {
 		return err
 	}
-	defer release()
-	body = whole
+	body = io.MultiReader(bytes.NewReader(seen), rest)
 	if !long {
 		return copyEntity(w, h, body)
 	}

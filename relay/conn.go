@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -20,9 +19,8 @@ type guardConn struct {
 
 	// TLS handshake bookkeeping for the failure counter: a handshake has
 	// started once the client's hello arrived (Metrics.countTLS). It failed
-	// when go-smtp answers STARTTLS's handshake with its plaintext error
-	// reply, or when an implicit-TLS connection (tlsConn) closes with its
-	// handshake incomplete.
+	// when frontConn's handshake fails, or when an implicit-TLS connection
+	// (tlsConn) closes with its handshake incomplete.
 	metrics    *Metrics
 	tlsConn    *tls.Conn
 	tlsStarted atomic.Bool
@@ -57,10 +55,6 @@ func (g *guardConn) talksFirst() bool {
 	return n > 0
 }
 
-// starttlsFailed is what go-smtp writes, in plaintext, when a STARTTLS
-// handshake fails (TestMetrics notices if a go-smtp upgrade changes it).
-var starttlsFailed = []byte("550 5.0.0 Handshake error")
-
 func (g *guardConn) countFailure() {
 	if g.tlsStarted.Load() && g.tlsFailed.CompareAndSwap(false, true) {
 		g.metrics.tlsFailed.Inc()
@@ -87,9 +81,6 @@ func (g *guardConn) Write(p []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 	}
-	if bytes.HasPrefix(p, starttlsFailed) {
-		g.countFailure()
-	}
 	n, err := g.Conn.Write(p)
 	if g.closeAfterWrite.Load() {
 		g.Conn.Close()
@@ -97,23 +88,21 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// closeAfterReply marks a session's connection (plain, or TLS over ours) to
-// close after the next reply.
+// closeAfterReply marks a session's connection to close after the next
+// reply.
 func closeAfterReply(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if g, ok := c.(*guardConn); ok {
-		g.closeAfterWrite.Store(true)
+	if f := frontOf(c); f != nil {
+		f.guardConn.closeAfterWrite.Store(true)
 	}
 }
 
-// guardListener wraps accepted connections in guardConn, and in TLS for the
-// implicit-TLS port (go-smtp must still see a *tls.Conn there).
+// guardListener wraps accepted connections in guardConn and frontConn, with
+// TLS from the start on the implicit-TLS port.
 type guardListener struct {
 	net.Listener
-	tls     *tls.Config // nil: plain (STARTTLS is negotiated later)
-	metrics *Metrics
+	implicitTLS bool // false: STARTTLS, negotiated by frontConn
+	front       *frontConfig
+	metrics     *Metrics
 	// greetingWait is the early-talker check on the plain listener (the
 	// client speaks first on an implicit-TLS port: its ClientHello).
 	greetingWait time.Duration
@@ -126,11 +115,11 @@ func (l guardListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	g := &guardConn{Conn: c, metrics: l.metrics, log: l.log}
-	if l.tls != nil {
-		g.tlsConn = tls.Server(g, l.tls)
+	if l.implicitTLS {
+		g.tlsConn = tls.Server(g, l.front.tls)
 		g.greeted.Store(true)
-		return g.tlsConn, nil
+		return newFrontConn(g, l.front, g.tlsConn), nil
 	}
 	g.greetingWait = l.greetingWait
-	return g, nil
+	return newFrontConn(g, l.front, nil), nil
 }

@@ -198,18 +198,21 @@ func (s *Server) Start() (Listeners, error) {
 	if err := s.queue.start(); err != nil {
 		return addrs, err
 	}
-	tlsConf := s.metrics.countTLS(s.cfg.TLS)
+	front := &frontConfig{hostname: s.cfg.Hostname, tls: s.metrics.countTLS(s.cfg.TLS), timeout: s.cfg.Timeout,
+		maxSize: s.cfg.MaxMessageBytes, metrics: s.metrics, log: s.log}
 	newSMTP := func() *smtp.Server {
 		srv := smtp.NewServer(&backend{s: s})
 		srv.Domain = s.cfg.Hostname
-		srv.TLSConfig = tlsConf
+		// No TLSConfig: frontConn does TLS, go-smtp only ever serves
+		// sessions already inside it (and so offers no STARTTLS).
 		srv.MaxMessageBytes = s.cfg.MaxMessageBytes
 		srv.MaxRecipients = s.cfg.MaxRecipients
 		srv.MaxLineLength = maxBodyLineOctets + 2
 		srv.ReadTimeout = s.cfg.Timeout
 		srv.WriteTimeout = s.cfg.Timeout
-		// go-smtp would answer AUTH before TLS with its own 523; we decline it
-		// ourselves (538, DESIGN.md) and never advertise AUTH without TLS.
+		// go-smtp cannot tell frontConn's TLS from none; the session offers
+		// and takes AUTH only inside TLS (and frontConn answers AUTH before
+		// TLS with 538, DESIGN.md).
 		srv.AllowInsecureAuth = true
 		srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
 		return srv
@@ -222,7 +225,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submission = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
+		go srv.Serve(guardListener{Listener: l, front: front, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
 	}
 	if s.cfg.Submissions != "" {
 		l, err := net.Listen("tcp", s.cfg.Submissions)
@@ -232,7 +235,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submissions = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, tls: tlsConf, metrics: s.metrics, log: s.log})
+		go srv.Serve(guardListener{Listener: l, implicitTLS: true, front: front, metrics: s.metrics, log: s.log})
 	}
 	return addrs, nil
 }

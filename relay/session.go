@@ -32,7 +32,8 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if b.s.closing.Load() {
 		return nil, errShuttingDown
 	}
-	_, isTLS := c.TLSConnectionState()
+	f := frontOf(c.Conn())
+	isTLS := f != nil && f.sec != nil
 	remote := ""
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = ta.IP.String()
@@ -235,6 +236,11 @@ func reasonOf(err error) string {
 }
 
 func (s *session) Data(r io.Reader) error {
+	if b := frontOf(s.conn.Conn()).body(); b != nil {
+		// The message is read off the connection directly (frontConn).
+		defer b.finish()
+		r = b
+	}
 	if s.account == nil {
 		return s.fail("data", errAuthRequired)
 	}

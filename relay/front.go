@@ -1,0 +1,457 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// frontConn is the connection go-smtp serves a client on. sealpost holds the
+// session's plaintext itself, so that a message is read off the wire in
+// blocks instead of through go-smtp's DATA reader, which takes it a byte at
+// a time (for a practice's large attachments that was a quarter of the
+// relay's CPU):
+//
+//   - On the submission port it answers the client before TLS itself
+//     (greeting, EHLO, STARTTLS; everything else is refused until TLS) and
+//     does the handshake; go-smtp starts only then, inside TLS, and its
+//     greeting is dropped: the client had sealpost's. On the implicit-TLS
+//     port the handshake comes first, with a deadline.
+//   - It gives go-smtp at most one command line per Read, so nothing of a
+//     message sits in go-smtp's buffer when DATA is answered 354, and
+//     Session.Data reads the message from here (bodyReader).
+//   - Once the message has been read to its end, go-smtp is handed a lone
+//     ".\r\n": its own DATA reader meets the end at once and sends the reply.
+//
+// Only go-smtp's connection goroutine reads and writes (but see dataIssued);
+// Close may come from anywhere and closes the socket underneath.
+type frontConn struct {
+	*guardConn // the socket: addresses, deadlines, Close
+	cfg        *frontConfig
+	sec        net.Conn // the session inside TLS; nil until the handshake
+	ready      bool     // TLS is up; go-smtp's greeting is handled
+	greetRest  bool     // still dropping go-smtp's greeting line
+	err        error    // why the session ended before TLS
+	readErr    error    // why no more commands can be read (after a broken DATA)
+
+	buf    []byte // bytes read from the client: buf[r:w] not yet consumed
+	r, w   int
+	inject []byte // what go-smtp reads before any more of the client's bytes
+
+	line    [8]byte // the start of the command line being handed to go-smtp
+	lineLen int
+	// dataIssued: the last complete line handed over was DATA. With BDAT,
+	// go-smtp runs Session.Data on another goroutine while it reads the
+	// chunks through here, hence the atomic; and after a BDAT it never
+	// becomes true again in the session (chunkSeen), so that a line of
+	// chunk data reading "DATA" cannot count.
+	dataIssued atomic.Bool
+	chunkSeen  bool
+}
+
+type frontConfig struct {
+	hostname string
+	tls      *tls.Config
+	timeout  time.Duration
+	maxSize  int64
+	metrics  *Metrics
+	log      *slog.Logger
+}
+
+const frontBufSize = 64 << 10
+
+func newFrontConn(g *guardConn, cfg *frontConfig, implicitTLS *tls.Conn) *frontConn {
+	f := &frontConn{guardConn: g, cfg: cfg, buf: make([]byte, frontBufSize)}
+	if implicitTLS != nil {
+		f.sec = implicitTLS
+	}
+	return f
+}
+
+// errPreTLSEnded ends a session that quit or failed before TLS.
+var errPreTLSEnded = errors.New("session ended before TLS")
+
+func (f *frontConn) Write(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	if f.ready {
+		if f.greetRest {
+			// The rest of go-smtp's greeting, should it come in pieces.
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				return len(p), nil
+			}
+			f.greetRest = false
+			n, err := f.sec.Write(p[i+1:])
+			return i + 1 + n, err
+		}
+		return f.sec.Write(p)
+	}
+	// go-smtp's first write is its greeting: time for TLS.
+	f.ready = true
+	if tc, ok := f.sec.(*tls.Conn); ok {
+		if err := f.handshake(tc); err != nil {
+			f.err = err
+			return 0, err
+		}
+		return tc.Write(p)
+	}
+	if err := f.beforeTLS(); err != nil {
+		f.err = err
+		return 0, err
+	}
+	if i := bytes.IndexByte(p, '\n'); i < 0 {
+		f.greetRest = true
+	} else if i+1 < len(p) {
+		n, err := f.sec.Write(p[i+1:])
+		return i + 1 + n, err
+	}
+	return len(p), nil
+}
+
+func (f *frontConn) handshake(tc *tls.Conn) error {
+	tc.SetDeadline(time.Now().Add(f.cfg.timeout))
+	defer tc.SetDeadline(time.Time{})
+	if err := tc.Handshake(); err != nil {
+		f.guardConn.countFailure()
+		if f.cfg.log != nil {
+			f.cfg.log.Info("TLS handshake with a client failed", "remote", f.guardConn.RemoteAddr().String(), "err", err)
+		}
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	return nil
+}
+
+// maxPreTLSLine bounds a command line before TLS: longer than RFC 5321's 512
+// octets is answered 500; this much without a line end closes the session.
+const maxPreTLSLine = 4096
+
+// beforeTLS is the session on the submission port until STARTTLS has
+// succeeded. It returns nil with f.sec set, or why the session ended.
+func (f *frontConn) beforeTLS() error {
+	g := f.guardConn
+	reply := func(format string, args ...any) error {
+		g.SetWriteDeadline(time.Now().Add(f.cfg.timeout))
+		_, err := fmt.Fprintf(g, format+"\r\n", args...)
+		return err
+	}
+	if err := reply("220 %s ESMTP Service Ready", f.cfg.hostname); err != nil {
+		return err // an early talker, or gone
+	}
+	errs := 0
+	for {
+		line, err := f.preTLSLine()
+		if errors.Is(err, errLineTooLong) {
+			reply("500 5.5.2 Line too long, closing connection")
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		verb, arg, _ := strings.Cut(line, " ")
+		arg = strings.TrimSpace(arg)
+		hello := strings.EqualFold(verb, "EHLO") || strings.EqualFold(verb, "HELO")
+		var refusal *smtp.SMTPError // a refusal, counted towards maxSessionErrors
+		stage := "command"
+		switch {
+		case len(line)+2 > maxCommandLine:
+			refusal = errLongCommand
+			if hello {
+				stage = "ehlo"
+			}
+		case hello && arg == "":
+			refusal = errHelloArgument
+		case strings.EqualFold(verb, "EHLO"):
+			err = reply("250-%s Hello %s\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE %d\r\n250 STARTTLS", f.cfg.hostname, oneLine(arg), f.cfg.maxSize)
+		case strings.EqualFold(verb, "HELO"):
+			err = reply("250 %s Hello %s", f.cfg.hostname, oneLine(arg))
+		case strings.EqualFold(line, "STARTTLS"):
+			if err := reply("220 2.0.0 Ready to start TLS"); err != nil {
+				return err
+			}
+			// Whatever the client sent behind STARTTLS was sent in clear
+			// and would run inside TLS (CVE-2011-0411): dropped.
+			f.r, f.w = 0, 0
+			tc := tls.Server(g, f.cfg.tls)
+			if err := f.handshake(tc); err != nil {
+				return err
+			}
+			f.sec = tc
+			return nil
+		case strings.EqualFold(verb, "NOOP"):
+			err = reply("250 2.0.0 OK")
+		case strings.EqualFold(line, "RSET"):
+			err = reply("250 2.0.0 Session reset")
+		case strings.EqualFold(line, "QUIT"):
+			reply("221 2.0.0 Bye")
+			return errPreTLSEnded
+		case strings.EqualFold(verb, "AUTH"):
+			refusal, stage = errNeedTLS, "auth"
+		default:
+			refusal = errTLSFirst
+		}
+		if refusal != nil {
+			f.cfg.metrics.refused.WithLabelValues(stage, refusalReason(stage, refusal, refusal)).Inc()
+			if errs++; errs >= maxSessionErrors {
+				refusal = errTooManyErrors
+			}
+			e := refusal
+			err = reply("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+			if refusal == errTooManyErrors {
+				return errPreTLSEnded
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+var (
+	errTLSFirst      = smtpErr(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
+	errHelloArgument = smtpErr(501, smtp.EnhancedCode{5, 5, 2}, "Domain/address argument required")
+	errLineTooLong   = errors.New("command line too long")
+)
+
+// preTLSLine reads one command line from the socket, without its line end.
+func (f *frontConn) preTLSLine() (string, error) {
+	for {
+		if i := bytes.IndexByte(f.buf[f.r:f.w], '\n'); i >= 0 {
+			if i >= maxPreTLSLine {
+				return "", errLineTooLong
+			}
+			line := f.buf[f.r : f.r+i]
+			f.r += i + 1
+			return string(bytes.TrimSuffix(line, []byte("\r"))), nil
+		}
+		if f.w-f.r >= maxPreTLSLine {
+			return "", errLineTooLong
+		}
+		f.guardConn.SetReadDeadline(time.Now().Add(f.cfg.timeout))
+		if err := f.fill(f.guardConn); err != nil {
+			return "", err
+		}
+	}
+}
+
+// fill reads more of the client's bytes into buf, keeping the unread ones.
+func (f *frontConn) fill(from io.Reader) error {
+	if f.r > 0 {
+		f.w = copy(f.buf, f.buf[f.r:f.w])
+		f.r = 0
+	}
+	if f.w == len(f.buf) {
+		return errLineTooLong // unreachable: callers consume before the buffer fills
+	}
+	n, err := from.Read(f.buf[f.w:])
+	f.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// Read gives go-smtp the client's bytes, at most one line at a time.
+func (f *frontConn) Read(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	if f.readErr != nil {
+		return 0, f.readErr
+	}
+	if len(f.inject) > 0 {
+		n := copy(p, f.inject)
+		f.inject = f.inject[n:]
+		return n, nil
+	}
+	if f.sec == nil {
+		f.err = errPreTLSEnded
+		return 0, f.err
+	}
+	if f.r == f.w {
+		if err := f.fill(f.sec); err != nil {
+			return 0, err
+		}
+	}
+	b := f.buf[f.r:f.w]
+	end := bytes.IndexByte(b, '\n')
+	if end >= 0 {
+		b = b[:end+1]
+	}
+	n := copy(p, b)
+	f.noteLine(b[:n])
+	f.r += n
+	return n, nil
+}
+
+// noteLine keeps track of whether the last command line go-smtp got was
+// DATA: only then is the message read by bodyReader.
+func (f *frontConn) noteLine(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		part := b
+		if i >= 0 {
+			part = b[:i]
+		}
+		f.lineLen += copy(f.line[min(f.lineLen, len(f.line)):], part)
+		if i < 0 {
+			return
+		}
+		line := bytes.TrimRight(f.line[:min(f.lineLen, len(f.line))], "\r")
+		if len(line) >= 4 && bytes.EqualFold(line[:4], []byte("BDAT")) {
+			f.chunkSeen = true
+		}
+		f.dataIssued.Store(!f.chunkSeen && f.lineLen <= len("DATA\r") && bytes.EqualFold(line, []byte("DATA")))
+		f.lineLen = 0
+		b = b[i+1:]
+	}
+}
+
+// frontOf returns the frontConn under a session's connection, if any.
+func frontOf(c net.Conn) *frontConn {
+	f, _ := c.(*frontConn)
+	return f
+}
+
+// bodyReader reads a message's DATA from the frontConn: dot-unstuffed, up
+// to the line "." that ends it, which it consumes. As go-smtp's reader, it
+// leaves CRLF as it is (bare CR and LF are strictReader's to refuse) and
+// begins a line only after CRLF; unlike it, a "." then a bare CR at a line
+// start is passed on as the bare CR, which strictReader then refuses.
+type bodyReader struct {
+	f           *frontConn
+	atLineStart bool
+	afterCR     bool
+	left        int64 // octets the message may still have
+	done        bool
+	err         error
+}
+
+// body starts reading the message go-smtp has just answered 354 to, or
+// returns nil if the current command is not DATA (BDAT, or not a frontConn).
+func (f *frontConn) body() *bodyReader {
+	if f == nil || f.sec == nil || !f.dataIssued.Swap(false) {
+		return nil
+	}
+	left := f.cfg.maxSize
+	if left <= 0 {
+		left = 1 << 62
+	}
+	return &bodyReader{f: f, atLineStart: true, left: left}
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.done {
+		return 0, io.EOF
+	}
+	if b.left <= 0 {
+		b.err = smtp.ErrDataTooLarge
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n := 0
+	f := b.f
+	for n < len(p) {
+		avail := f.buf[f.r:f.w]
+		if b.atLineStart {
+			switch {
+			case len(avail) >= 3 && avail[0] == '.' && avail[1] == '\r' && avail[2] == '\n':
+				f.r += 3
+				b.done = true
+				b.left -= int64(n)
+				if n == 0 {
+					return 0, io.EOF
+				}
+				return n, nil
+			case len(avail) >= 2 && avail[0] == '.' && avail[1] != '\r',
+				len(avail) >= 3 && avail[0] == '.':
+				f.r++ // the stuffed dot
+				b.atLineStart = false
+				continue
+			case len(avail) >= 1 && avail[0] != '.':
+				b.atLineStart = false
+			default:
+				// Not enough to tell the end from a stuffed dot.
+				if n > 0 {
+					b.left -= int64(n)
+					return n, nil
+				}
+				if err := b.fill(); err != nil {
+					return 0, err
+				}
+				continue
+			}
+		}
+		if len(avail) == 0 {
+			if n > 0 {
+				break
+			}
+			if err := b.fill(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		seg := avail[:min(len(avail), len(p)-n)]
+		if i := bytes.IndexByte(seg, '\n'); i >= 0 {
+			seg = seg[:i+1]
+			b.atLineStart = i > 0 && seg[i-1] == '\r' || i == 0 && b.afterCR
+			b.afterCR = false
+		} else {
+			b.afterCR = seg[len(seg)-1] == '\r'
+		}
+		n += copy(p[n:], seg)
+		f.r += len(seg)
+	}
+	b.left -= int64(n)
+	return n, nil
+}
+
+func (b *bodyReader) fill() error {
+	f := b.f
+	f.sec.SetReadDeadline(time.Now().Add(f.cfg.timeout))
+	if err := f.fill(f.sec); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		// The message's end was not found: what follows cannot be read
+		// as commands. The session ends after the reply.
+		b.err, f.readErr = err, err
+		return err
+	}
+	return nil
+}
+
+// finish reads the rest of the message, whatever became of it, and hands
+// go-smtp the end of its (empty) DATA, so that it sends the reply and reads
+// the next command where the client's is.
+func (b *bodyReader) finish() {
+	if b.err == smtp.ErrDataTooLarge {
+		b.err = nil
+	}
+	b.left = 1 << 62
+	var scratch [4096]byte
+	for b.err == nil && !b.done {
+		b.Read(scratch[:])
+	}
+	if b.done {
+		b.f.inject = []byte(".\r\n")
+	}
+}

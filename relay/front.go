@@ -197,6 +197,9 @@ func (f *frontConn) beforeTLS() error {
 			return errPreTLSEnded
 		case strings.EqualFold(verb, "AUTH"):
 			refusal, stage = errNeedTLS, "auth"
+		case strings.EqualFold(verb, "MAIL") || strings.EqualFold(verb, "RCPT"):
+			// As inside TLS without a login (DESIGN.md's reply table).
+			refusal, stage = errAuthRequired, strings.ToLower(verb)
 		default:
 			refusal = errTLSFirst
 		}

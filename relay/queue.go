@@ -45,6 +45,9 @@ type queue struct {
 	h       entryHeap
 	wake    chan struct{}
 	work    chan *entry
+	// recording bounds the attempts whose outcomes are being written to the
+	// archive after their worker moved on (see attempt).
+	recording chan struct{}
 
 	schedCtx    context.Context // stops the scheduler
 	stopSched   context.CancelFunc
@@ -57,6 +60,7 @@ func newQueue(q *queue) *queue {
 	q.entries = map[string]*entry{}
 	q.wake = make(chan struct{}, 1)
 	q.work = make(chan *entry)
+	q.recording = make(chan struct{}, 4*max(q.opts.Workers, 1))
 	q.schedCtx, q.stopSched = context.WithCancel(context.Background())
 	q.deliverCtx, q.stopDeliver = context.WithCancel(context.Background())
 	return q
@@ -303,8 +307,20 @@ func (q *queue) attempt(e *entry) {
 		}
 	}
 	e.state.Unrecorded = append(e.state.Unrecorded, events...)
-	q.record(e, log)
-	q.finish(e, log)
+	// The worker is free once the provider has answered: the outcome goes
+	// into the archive, and the entry leaves the spool only after that, on
+	// its own goroutine. Waiting here put every worker behind the archive's
+	// fsync of whatever large record was being written, which held up
+	// deliveries more than sending them did. The entry stays in flight
+	// (not scheduled again) until finish.
+	q.recording <- struct{}{}
+	q.wg.Add(1) // the worker's own count keeps the group above zero
+	go func() {
+		defer q.wg.Done()
+		defer func() { <-q.recording }()
+		q.record(e, log)
+		q.finish(e, log)
+	}()
 }
 
 // record copies outcomes into the archive. What cannot be written now stays

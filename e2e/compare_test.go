@@ -113,10 +113,12 @@ func BenchmarkVersusPostfix(b *testing.B) {
 	}
 	type result struct{ accepted, e2e, p50, p99, cpu, rss float64 }
 	results := map[string]result{}
+	all := map[string][]result{}
 	b.ResetTimer()
-	for _, rw := range rows {
-		var rs []result
-		for run := 0; run < runs; run++ {
+	// Runs outside, rows inside: the host's load drifts over minutes, and a
+	// ratio is fair only between runs made close together.
+	for run := 0; run < runs; run++ {
+		for _, rw := range rows {
 			var addr, ca string
 			var sinkDir string
 			var pid int
@@ -162,10 +164,13 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			if got := countFiles(sinkDir); got != acked {
 				b.Fatalf("%s (%s): the sink got %d messages for %d answered 250: the run does not count", rw.name, rw.target, got, acked)
 			}
-			rs = append(rs, result{float64(acked) / accepted.Seconds(), float64(acked) / e2e.Seconds(),
+			key := rw.name + "|" + rw.target
+			all[key] = append(all[key], result{float64(acked) / accepted.Seconds(), float64(acked) / e2e.Seconds(),
 				ms(load.Percentile(50)), ms(load.Percentile(99)), cpu.Seconds() * 1e6 / float64(acked), rss / (1 << 20)})
 		}
-		results[rw.name+"|"+rw.target] = result{
+	}
+	for key, rs := range all {
+		results[key] = result{
 			median(rs, func(x result) float64 { return x.accepted }), median(rs, func(x result) float64 { return x.e2e }),
 			median(rs, func(x result) float64 { return x.p50 }), median(rs, func(x result) float64 { return x.p99 }),
 			median(rs, func(x result) float64 { return x.cpu }), median(rs, func(x result) float64 { return x.rss }),

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // chunkConn is the client side of a session inside TLS, as frontConn sees
@@ -186,7 +188,8 @@ func FuzzBodyReader(f *testing.F) {
 // TestBeforeTLS: on the submission port sealpost itself answers until
 // STARTTLS; nothing but the greeting commands works before it.
 func TestBeforeTLS(t *testing.T) {
-	r := startRelay(t, relayOpts{})
+	m := NewMetrics(prometheus.NewRegistry())
+	r := startRelay(t, relayOpts{metrics: m})
 	s := rawDial(t, r.addrs.Submission.String())
 	for _, tt := range []struct {
 		line string
@@ -207,6 +210,11 @@ func TestBeforeTLS(t *testing.T) {
 	} {
 		if code, msg := s.cmd(tt.line); code != tt.code || !strings.Contains(msg, tt.text) {
 			t.Errorf("%s: %d %s; want %d %s", tt.line, code, msg, tt.code, tt.text)
+		}
+	}
+	for l, want := range map[[2]string]float64{{"command", "tls_required"}: 3, {"auth", "tls_required"}: 1, {"mail", "auth_required"}: 1, {"rcpt", "auth_required"}: 1} {
+		if n := testutil.ToFloat64(m.refused.WithLabelValues(l[0], l[1])); n != want {
+			t.Errorf("refusals{stage=%q,reason=%q} = %v, want %v", l[0], l[1], n, want)
 		}
 	}
 	if code, _ := s.cmd("QUIT"); code != 221 {

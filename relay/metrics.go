@@ -85,6 +85,7 @@ func (m *Metrics) registerQueue(q *queue) {
 var knownReasons = map[*smtp.SMTPError]string{
 	errAuthRequired:   "auth_required",
 	errNeedTLS:        "tls_required",
+	errTLSFirst:       "tls_required",
 	errBadCredentials: "bad_credentials",
 	errAuthThrottled:  "auth_throttled",
 	errUnknownMech:    "unknown_mechanism",

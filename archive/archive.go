@@ -541,7 +541,7 @@ type payload struct {
 	err  error
 }
 
-const payloadInMemory = 1 << 20
+const payloadInMemory = 2 << 20
 
 func (p *payload) Write(b []byte) (int, error) {
 	if p.err != nil {

@@ -322,6 +322,9 @@ func TestSmuggling(t *testing.T) {
 		{"bare CR in a line", "a\rb\r\n"},
 		{"NUL", "a\x00b\r\n"},
 		{"starts with .LF", ".\n" + smuggled},
+		// A "." then a bare CR at a line start: go-smtp's own reader drops
+		// both; sealpost reads DATA itself and refuses the CR.
+		{"CRLF.CR", "x\r\n.\r" + smuggled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -351,35 +354,6 @@ func TestSmuggling(t *testing.T) {
 	if n := len(outboxFiles(t, r.dataDir)); n != 0 || len(r.Queue()) != 0 || len(r.archive.messages) != 0 {
 		t.Fatalf("a refused message went somewhere: outbox %d, queue %d, archive %d", n, len(r.Queue()), len(r.archive.messages))
 	}
-
-	// go-smtp's DATA reader drops a "." and a bare CR at the start of a line
-	// before we see them (CRLF "." CR "M..." reaches us as CRLF "M..."). The
-	// bare CR cannot be refused, but nothing is smuggled either: what arrives
-	// is one message with clean CRLF lines, the would-be commands as its text.
-	t.Run("CRLF.CR", func(t *testing.T) {
-		s := rawDial(t, r.addrs.Submission.String())
-		s.cmd("EHLO client.test")
-		s.startTLS(r.pki)
-		s.cmd("EHLO client.test")
-		s.cmd("AUTH PLAIN AHRoZXJhcGlzdABjb3JyZWN0IGhvcnNlIGJhdHRlcnk=")
-		s.cmd("MAIL FROM:<" + testFrom + ">")
-		s.cmd("RCPT TO:<a@practice.example>")
-		s.cmd("DATA")
-		io.WriteString(s.conn, "From: "+testFrom+"\r\n\r\nx\r\n.\r"+smuggled+"\r\n.\r\n")
-		if code, msg := s.read(); code != 250 && code != 554 {
-			t.Fatalf("got %d %s", code, msg)
-		}
-		waitFor(t, "the queue to drain", func() bool { return len(r.Queue()) == 0 })
-		files := outboxFiles(t, r.dataDir)
-		if len(files) > 1 {
-			t.Fatalf("%d messages delivered, want at most 1", len(files))
-		}
-		for _, f := range files {
-			if strings.Count(f, "\r") != strings.Count(f, "\r\n") || strings.Count(f, "\n") != strings.Count(f, "\r\n") {
-				t.Fatalf("bare CR or LF reached the outbox:\n%q", f)
-			}
-		}
-	})
 }
 
 func TestTooManyRecipients(t *testing.T) {

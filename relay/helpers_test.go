@@ -97,7 +97,9 @@ func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (rules.De
 	return rules.Decision{Address: n, Protection: rules.Internal}, nil
 }
 
-func (p *fakePolicy) Apply(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error) {
+func (p *fakePolicy) EncryptCopies(context.Context, rules.Sink, *rules.Result) error { return nil }
+
+func (p *fakePolicy) Prepare(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error) {
 	if p.applyErr != nil {
 		return nil, p.applyErr
 	}

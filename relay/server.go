@@ -27,10 +27,13 @@ import (
 )
 
 // Policy decides per recipient at RCPT and transforms the message after DATA
-// (implemented by rules.Policy).
+// (implemented by rules.Policy): Prepare writes the plain copy and names
+// every copy, EncryptCopies then writes the encrypted ones, while the relay
+// archives the plain copy.
 type Policy interface {
 	Decide(ctx context.Context, account, recipient string) (rules.Decision, error)
-	Apply(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error)
+	Prepare(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error)
+	EncryptCopies(ctx context.Context, out rules.Sink, res *rules.Result) error
 }
 
 // Recorder is the clinical record (implemented by archive.Archive). Each

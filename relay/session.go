@@ -307,7 +307,7 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 	// The policy reads the message straight off the wire: the submitted
 	// message itself is never stored, only the copies made from it.
 	sub := rules.Submission{ID: id, Account: account.Username, Sender: from, Decisions: rcpts}
-	res, err := cfg.Policy.Apply(ctx, sub, io.MultiReader(&head, br), in)
+	res, err := cfg.Policy.Prepare(ctx, sub, io.MultiReader(&head, br), in)
 	if strict.err != nil {
 		// Whatever the policy made of it, bad input is answered as such.
 		return "", strict.err
@@ -329,6 +329,10 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 	if err := checkCopies(sub, res); err != nil {
 		return "", err
 	}
+	// The archive record and the encrypted copies are made at the same
+	// time, on two cores: both are read from the plain copy, and for a large
+	// message each is an encryption of all of it that the client waits for.
+	var archived chan error
 	if cfg.Archive != nil {
 		body, err := in.Open(res.Plain)
 		if err != nil {
@@ -336,22 +340,36 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 		}
 		rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: account.Username,
 			Sender: from, Decisions: res.Decisions, Fired: res.Fired}
-		err = cfg.Archive.RecordMessage(ctx, rec, body)
-		body.Close()
-		if err != nil {
+		archived = make(chan error, 1)
+		go func() {
+			defer body.Close()
+			archived <- cfg.Archive.RecordMessage(ctx, rec, body)
+		}()
+	}
+	encErr := cfg.Policy.EncryptCopies(ctx, in, res)
+	if archived != nil {
+		if err := <-archived; err != nil {
 			return "", fmt.Errorf("archive: %w", err)
 		}
 	}
+	// Archived but not queued: say so in the record, then tell the client
+	// to try again (it will be a new message with a new id).
+	abort := func(why string) {
+		if cfg.Archive == nil {
+			return
+		}
+		ev := archive.Event{MessageID: id, Time: cfg.Now(), Kind: archive.Aborted, Reply: why}
+		if aerr := cfg.Archive.RecordEvent(ctx, ev); aerr != nil {
+			log.Error("cannot archive the abort", "err", aerr)
+		}
+	}
+	if encErr != nil {
+		abort("the encrypted copy could not be made; the sender was asked to retry")
+		return "", encErr
+	}
 	e := newEntry(srv.spool, id, account.Username, from, now, res.Copies, false)
 	if err := in.commit(e); err != nil {
-		// Archived but not queued: say so in the record, then tell the client
-		// to try again (it will be a new message with a new id).
-		if cfg.Archive != nil {
-			ev := archive.Event{MessageID: id, Time: cfg.Now(), Kind: archive.Aborted, Reply: "spool write failed; the sender was asked to retry"}
-			if aerr := cfg.Archive.RecordEvent(ctx, ev); aerr != nil {
-				log.Error("cannot archive the abort", "err", aerr)
-			}
-		}
+		abort("spool write failed; the sender was asked to retry")
 		return "", err
 	}
 	committed = true

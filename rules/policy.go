@@ -191,6 +191,21 @@ func refusalReason(address string, st ConsentStatus, key KeyLookup, now time.Tim
 // and Cc, and one of its own for each Bcc recipient, so nobody can read
 // another recipient's key ID from the message.
 func (p *Policy) Apply(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
+	res, err := p.Prepare(ctx, sub, msg, out)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.EncryptCopies(ctx, out, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Prepare is Apply up to the encrypted copies: the plain copy is written
+// and every copy, with its recipients, named in the result; EncryptCopies
+// then writes the encrypted ones. In between the plain copy may be read (the
+// relay archives it meanwhile).
+func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
 	s := p.cfg.Load()
 	clearToClient := false
 	for _, d := range sub.Decisions {
@@ -263,12 +278,21 @@ func (p *Policy) Apply(ctx context.Context, sub Submission, msg io.Reader, out S
 			c.Recipients = append(c.Recipients, d.Recipient)
 			fprs = append(fprs, d.KeyFingerprint)
 		}
-		if err := p.encryptCopy(ctx, out, name, fprs); err != nil {
-			return nil, err
-		}
 		res.Copies = append(res.Copies, c)
+		res.toEncrypt = append(res.toEncrypt, encryptJob{name: name, fingerprints: fprs})
 	}
 	return res, nil
+}
+
+// EncryptCopies writes the encrypted copies Prepare named.
+func (p *Policy) EncryptCopies(ctx context.Context, out Sink, res *Result) error {
+	for _, j := range res.toEncrypt {
+		if err := p.encryptCopy(ctx, out, j.name, j.fingerprints); err != nil {
+			return err
+		}
+	}
+	res.toEncrypt = nil
+	return nil
 }
 
 func (p *Policy) encryptCopy(ctx context.Context, out Sink, name string, fprs []string) error {

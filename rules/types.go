@@ -101,6 +101,13 @@ type Result struct {
 	Decisions []Decision
 	// Fired lists the content rules that fired without refusing the message.
 	Fired []RuleHit
+
+	toEncrypt []encryptJob // Prepare's, for EncryptCopies
+}
+
+type encryptJob struct {
+	name         string
+	fingerprints []string
 }
 
 // Refusal is returned (as an error) when the message or a recipient may not go

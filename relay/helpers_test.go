@@ -81,9 +81,10 @@ func passwordHash(t testing.TB) string {
 // fakePolicy decides from a table (default: internal) and copies the
 // message unchanged into one plain copy.
 type fakePolicy struct {
-	mu       sync.Mutex
-	decide   func(rcpt string) (rules.Decision, error)
-	applyErr error
+	mu         sync.Mutex
+	decide     func(rcpt string) (rules.Decision, error)
+	applyErr   error
+	encryptErr error
 }
 
 func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (rules.Decision, error) {
@@ -97,7 +98,11 @@ func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (rules.De
 	return rules.Decision{Address: n, Protection: rules.Internal}, nil
 }
 
-func (p *fakePolicy) EncryptCopies(context.Context, rules.Sink, *rules.Result) error { return nil }
+func (p *fakePolicy) EncryptCopies(context.Context, rules.Sink, *rules.Result) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.encryptErr
+}
 
 func (p *fakePolicy) Prepare(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error) {
 	if p.applyErr != nil {

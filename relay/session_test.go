@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -403,6 +404,30 @@ func TestArchiveOrSpoolFailure(t *testing.T) {
 				t.Fatalf("after recovery: %v", err)
 			}
 		})
+	}
+}
+
+// TestEncryptionFailsAfterArchiving: the archive record is written while the
+// encrypted copies are made; when those fail, the record says the message
+// was aborted, nothing is queued, and the client is told to retry.
+func TestEncryptionFailsAfterArchiving(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	r.policy.mu.Lock()
+	r.policy.encryptErr = errors.New("encrypt copy: key store unreadable")
+	r.policy.mu.Unlock()
+	c := r.login(t)
+	err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x"))
+	if code := smtpCode(err); !strings.HasPrefix(code, "4") || strings.Contains(err.Error(), "key store") {
+		t.Fatalf("reply %v, want a 4xx without internal text", err)
+	}
+	if len(r.Queue()) != 0 || len(outboxFiles(t, r.dataDir)) != 0 {
+		t.Fatal("a message without its encrypted copy was queued or delivered")
+	}
+	r.archive.mu.Lock()
+	defer r.archive.mu.Unlock()
+	if len(r.archive.messages) != 1 || len(r.archive.events) != 1 || r.archive.events[0].Kind != archive.Aborted ||
+		r.archive.events[0].MessageID != r.archive.messages[0].ID {
+		t.Fatalf("archive: %d messages, events %+v; want the message and its Aborted event", len(r.archive.messages), r.archive.events)
 	}
 }
 

@@ -3,8 +3,10 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net"
+	nettextproto "net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +104,9 @@ func FuzzSession(f *testing.F) {
 	go srv.Serve(l)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		client, server := net.Pipe()
-		l.conns <- &guardConn{Conn: server}
+		// As the submission port's listener hands it over: sealpost's own
+		// dialogue before TLS in front of go-smtp.
+		l.conns <- newFrontConn(&guardConn{Conn: server, metrics: r.metrics, log: r.log}, r.front, nil)
 		client.SetDeadline(time.Now().Add(5 * time.Second))
 		go func() {
 			client.Write(input)
@@ -113,5 +117,55 @@ func FuzzSession(f *testing.F) {
 		if n := len(r.Queue()); n != 0 {
 			t.Fatalf("%d messages accepted without a login", n)
 		}
+	})
+}
+
+// FuzzLoggedInSession throws arbitrary input at a session inside TLS and
+// logged in, where a mail client talks: commands, DATA (read by frontConn's
+// bodyReader) and BDAT (read by go-smtp). The server must answer or hang
+// up, never panic.
+func FuzzLoggedInSession(f *testing.F) {
+	msg := "From: " + testFrom + "\r\nSubject: s\r\n\r\n"
+	for _, seed := range []string{
+		"MAIL FROM:<" + testFrom + ">\r\nRCPT TO:<a@practice.example>\r\nDATA\r\n" + msg + "hi\r\n..dot\r\n.\r\n",
+		"MAIL FROM:<" + testFrom + ">\r\nRCPT TO:<a@practice.example>\r\nDATA\r\n" + msg + "x\r\n.\rMAIL FROM:<x@y.z>\r\n.\r\n",
+		"MAIL FROM:<" + testFrom + ">\r\nRCPT TO:<a@practice.example>\r\nBDAT 40 LAST\r\n" + msg + "DATA\r\n",
+		"MAIL FROM:<" + testFrom + ">\r\nRCPT TO:<a@practice.example>\r\nDATA\r\n.\r\nDATA\r\n",
+		"RSET\r\nDATA\r\n" + msg + "\n.\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	r := startRelay(f, relayOpts{})
+	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	go r.servers[0].Serve(l)
+	f.Fuzz(func(t *testing.T, input []byte) {
+		client, server := net.Pipe()
+		defer client.Close()
+		l.conns <- newFrontConn(&guardConn{Conn: server, metrics: r.metrics, log: r.log}, r.front, nil)
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		tp := nettextproto.NewConn(client)
+		if _, _, err := tp.ReadResponse(220); err != nil {
+			t.Fatal(err)
+		}
+		tp.PrintfLine("EHLO fuzz.test")
+		if _, _, err := tp.ReadResponse(250); err != nil {
+			t.Fatal(err)
+		}
+		tp.PrintfLine("STARTTLS")
+		if _, _, err := tp.ReadResponse(220); err != nil {
+			t.Fatal(err)
+		}
+		tc := tls.Client(client, &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost"})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			io.WriteString(tc, "EHLO fuzz.test\r\n"+authPlain+"\r\n")
+			tc.Write(input)
+			io.WriteString(tc, "\r\n.\r\nQUIT\r\n")
+		}()
+		// The server ends the session at QUIT; a client that left it
+		// waiting for a BDAT chunk runs into the deadline instead.
+		io.Copy(io.Discard, tc)
 	})
 }

@@ -96,6 +96,7 @@ type Server struct {
 	queue    *queue
 
 	servers  []*smtp.Server
+	front    *frontConfig
 	closing  atomic.Bool
 	inflight sync.WaitGroup // DATA being processed
 	// stopping is set, under inflightMu, before Shutdown waits for inflight:
@@ -203,6 +204,7 @@ func (s *Server) Start() (Listeners, error) {
 	}
 	front := &frontConfig{hostname: s.cfg.Hostname, tls: s.metrics.countTLS(s.cfg.TLS), timeout: s.cfg.Timeout,
 		maxSize: s.cfg.MaxMessageBytes, metrics: s.metrics, log: s.log}
+	s.front = front
 	newSMTP := func() *smtp.Server {
 		srv := smtp.NewServer(&backend{s: s})
 		srv.Domain = s.cfg.Hostname

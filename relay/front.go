@@ -43,8 +43,12 @@ type frontConn struct {
 	err        error    // why the session ended before TLS
 	readErr    error    // why no more commands can be read (after a broken DATA)
 
-	buf    []byte // bytes read from the client: buf[r:w] not yet consumed
-	r, w   int
+	buf  []byte // bytes read from the client: buf[r:w] not yet consumed
+	r, w int
+	// small is buf between messages; while a message is read, buf is a
+	// pooled 64 KiB one (bodyBufs), so an idle connection holds 8 KiB.
+	small  []byte
+	bigBuf *[]byte
 	inject []byte // what go-smtp reads before any more of the client's bytes
 
 	line    [8]byte // the start of the command line being handed to go-smtp
@@ -67,7 +71,9 @@ type frontConfig struct {
 	log      *slog.Logger
 }
 
-const frontBufSize = 64 << 10
+// frontBufSize holds a command line before TLS (maxPreTLSLine) and the
+// commands after it; a message is read through a larger buffer.
+const frontBufSize = 8 << 10
 
 func newFrontConn(g *guardConn, cfg *frontConfig, implicitTLS *tls.Conn) *frontConn {
 	f := &frontConn{guardConn: g, cfg: cfg, buf: make([]byte, frontBufSize)}
@@ -353,6 +359,9 @@ func (f *frontConn) body() *bodyReader {
 	if left <= 0 {
 		left = 1 << 62
 	}
+	f.bigBuf = bodyBufs.Get().(*[]byte)
+	n := copy(*f.bigBuf, f.buf[f.r:f.w])
+	f.small, f.buf, f.r, f.w = f.buf, *f.bigBuf, 0, n
 	return &bodyReader{f: f, atLineStart: true, left: left}
 }
 
@@ -456,5 +465,14 @@ func (b *bodyReader) finish() {
 	}
 	if b.done {
 		b.f.inject = []byte(".\r\n")
+	}
+	// Back to the small buffer, unless the client pipelined more behind
+	// the message than it holds.
+	f := b.f
+	if f.bigBuf != nil && f.w-f.r <= len(f.small) {
+		n := copy(f.small, f.buf[f.r:f.w])
+		f.buf, f.r, f.w = f.small, 0, n
+		bodyBufs.Put(f.bigBuf)
+		f.bigBuf = nil
 	}
 }

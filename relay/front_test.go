@@ -138,6 +138,24 @@ func TestBodyReaderLimits(t *testing.T) {
 	}
 }
 
+// TestBodyReaderBuffers: a message is read through a 64 KiB buffer, and
+// the connection goes back to its small one after it, keeping whatever the
+// client pipelined behind the message, however much.
+func TestBodyReaderBuffers(t *testing.T) {
+	for _, after := range []string{"", "NOOP\r\n", strings.Repeat("NOOP\r\n", 3000)} {
+		f := frontOver(strings.Repeat("line\r\n", 20000)+".\r\n"+after, 1<<16, 1<<20)
+		if _, err := readBody(t, f, 4096); err != io.EOF {
+			t.Fatal(err)
+		}
+		if small := len(after) <= frontBufSize; small != (len(f.buf) == frontBufSize) {
+			t.Errorf("%d octets pipelined: buffer of %d after the message", len(after), len(f.buf))
+		}
+		if rest, _ := io.ReadAll(f); string(rest) != ".\r\n"+after {
+			t.Errorf("%d octets pipelined: go-smtp reads %d after the message", len(after), len(rest)-3)
+		}
+	}
+}
+
 // TestBodyReaderOnlyAfterDATA: BDAT, DATA with anything after it, and any
 // DATA after a BDAT (whose chunk may hold a line "DATA") leave the message
 // to go-smtp's reader.

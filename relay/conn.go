@@ -34,7 +34,13 @@ type guardConn struct {
 	greetingWait time.Duration
 	greeted      atomic.Bool
 	log          *slog.Logger
+
+	release func() // gives back the connection's slot (guardListener.slots)
 }
+
+// tooManyConnections answers a connection beyond [smtp] max_connections
+// (in clear, also on the implicit-TLS port: the client never gets further).
+var tooManyConnections = []byte("421 4.7.0 Too many connections to this server; try again in a few minutes\r\n")
 
 // earlyTalker is the reply to a client that talked before the greeting.
 var earlyTalker = []byte("554 5.5.1 Protocol error: the client talked before the server's greeting; wait for the 220 line (RFC 5321 4.3.1)\r\n")
@@ -63,10 +69,15 @@ func (g *guardConn) countFailure() {
 
 func (g *guardConn) Close() error {
 	err := g.Conn.Close()
-	// Only after the close: ConnectionState waits for a handshake in progress,
-	// which the close ends.
-	if g.closed.CompareAndSwap(false, true) && g.tlsConn != nil && !g.tlsConn.ConnectionState().HandshakeComplete {
-		g.countFailure()
+	if g.closed.CompareAndSwap(false, true) {
+		if g.release != nil {
+			g.release()
+		}
+		// Only after the close: ConnectionState waits for a handshake in
+		// progress, which the close ends.
+		if g.tlsConn != nil && !g.tlsConn.ConnectionState().HandshakeComplete {
+			g.countFailure()
+		}
 	}
 	return err
 }
@@ -102,7 +113,10 @@ type guardListener struct {
 	net.Listener
 	implicitTLS bool // false: STARTTLS, negotiated by frontConn
 	front       *frontConfig
-	metrics     *Metrics
+	// slots holds a token per open connection, shared by both listeners;
+	// nil: no bound.
+	slots   chan struct{}
+	metrics *Metrics
 	// greetingWait is the early-talker check on the plain listener (the
 	// client speaks first on an implicit-TLS port: its ClientHello).
 	greetingWait time.Duration
@@ -110,11 +124,32 @@ type guardListener struct {
 }
 
 func (l guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	var c net.Conn
+	for {
+		var err error
+		if c, err = l.Listener.Accept(); err != nil {
+			return nil, err
+		}
+		if l.slots == nil {
+			break
+		}
+		select {
+		case l.slots <- struct{}{}:
+		default:
+			// Refused here, without go-smtp: a flood of connections costs a
+			// write and a close each, nothing more.
+			l.metrics.refused.WithLabelValues("connect", "too_many_connections").Inc()
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write(tooManyConnections)
+			c.Close()
+			continue
+		}
+		break
 	}
 	g := &guardConn{Conn: c, metrics: l.metrics, log: l.log}
+	if l.slots != nil {
+		g.release = func() { <-l.slots }
+	}
 	if l.implicitTLS {
 		g.tlsConn = tls.Server(g, l.front.tls)
 		g.greeted.Store(true)

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -310,4 +311,42 @@ func closedByServer(c net.Conn) bool {
 			return !errors.Is(err, os.ErrDeadlineExceeded)
 		}
 	}
+}
+
+// TestMaxConnections: beyond [smtp] max_connections, on either port, a
+// client is told 421 and disconnected; a closed connection frees its slot.
+func TestMaxConnections(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	r := startRelay(t, relayOpts{maxConns: 2, metrics: m})
+	first := rawDial(t, r.addrs.Submission.String())
+	rawDial(t, r.addrs.Submission.String())
+	for _, addr := range []string{r.addrs.Submission.String(), r.addrs.Submissions.String()} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		if !strings.HasPrefix(line, "421 4.7.0 ") {
+			t.Errorf("connection beyond the limit on %s: %q, want 421 4.7.0", addr, line)
+		}
+		if !closedByServer(c) {
+			t.Errorf("connection beyond the limit on %s left open", addr)
+		}
+		c.Close()
+	}
+	if n := testutil.ToFloat64(m.refused.WithLabelValues("connect", "too_many_connections")); n != 2 {
+		t.Errorf("refusals{connect,too_many_connections} = %v, want 2", n)
+	}
+	first.cmd("QUIT")
+	waitFor(t, "a free slot", func() bool {
+		c, err := net.Dial("tcp", r.addrs.Submission.String())
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(line, "220 ")
+	})
 }

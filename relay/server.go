@@ -56,7 +56,10 @@ type Config struct {
 	// GreetingWait is how long the STARTTLS port listens for a client that
 	// talks before the greeting (refused 554 5.5.1); 0 turns the check off.
 	GreetingWait time.Duration
-	Accounts     []Account
+	// MaxConnections bounds the open client connections on both ports
+	// together; one more is answered 421 and closed. 0: no bound.
+	MaxConnections int
+	Accounts       []Account
 
 	SpoolDir  string
 	OutboxDir string // used when Upstream.Address is "outbox"
@@ -204,6 +207,10 @@ func (s *Server) Start() (Listeners, error) {
 	}
 	front := &frontConfig{hostname: s.cfg.Hostname, tls: s.metrics.countTLS(s.cfg.TLS), timeout: s.cfg.Timeout,
 		maxSize: s.cfg.MaxMessageBytes, metrics: s.metrics, log: s.log}
+	var slots chan struct{}
+	if s.cfg.MaxConnections > 0 {
+		slots = make(chan struct{}, s.cfg.MaxConnections)
+	}
 	s.front = front
 	newSMTP := func() *smtp.Server {
 		srv := smtp.NewServer(&backend{s: s})
@@ -230,7 +237,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submission = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, front: front, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
+		go srv.Serve(guardListener{Listener: l, front: front, slots: slots, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
 	}
 	if s.cfg.Submissions != "" {
 		l, err := net.Listen("tcp", s.cfg.Submissions)
@@ -240,7 +247,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submissions = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, implicitTLS: true, front: front, metrics: s.metrics, log: s.log})
+		go srv.Serve(guardListener{Listener: l, implicitTLS: true, front: front, slots: slots, metrics: s.metrics, log: s.log})
 	}
 	return addrs, nil
 }

@@ -54,8 +54,9 @@ type SMTPConfig struct {
 	TLSKey          string   `toml:"tls_key"`
 	MaxMessageBytes int64    `toml:"max_message_bytes"`
 	MaxRecipients   int      `toml:"max_recipients"`
-	Timeout         Duration `toml:"timeout"`       // idle time allowed between commands
-	GreetingWait    Duration `toml:"greeting_wait"` // listen for early talkers before the 220; "0s" turns it off
+	Timeout         Duration `toml:"timeout"`         // idle time allowed between commands
+	GreetingWait    Duration `toml:"greeting_wait"`   // listen for early talkers before the 220; "0s" turns it off
+	MaxConnections  int      `toml:"max_connections"` // open client connections, both ports together
 }
 
 type AccountConfig struct {
@@ -230,6 +231,7 @@ func defaultConfig() Config {
 			MaxRecipients:   100,
 			Timeout:         Duration(5 * time.Minute),
 			GreetingWait:    Duration(200 * time.Millisecond),
+			MaxConnections:  200,
 		},
 		Upstream: UpstreamConfig{
 			Address:      "outbox",
@@ -400,6 +402,9 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.SMTP.GreetingWait < 0 || c.SMTP.GreetingWait.D() > 10*time.Second {
 		bad("smtp.greeting_wait", "must be between 0s (off) and 10s")
+	}
+	if c.SMTP.MaxConnections < 1 || c.SMTP.MaxConnections > 100000 {
+		bad("smtp.max_connections", "must be between 1 and 100000")
 	}
 	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > 1000 {
 		bad("smtp.max_recipients", "must be between 1 and 1000")

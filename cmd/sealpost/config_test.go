@@ -76,6 +76,10 @@ tls = "plaintext"
 [smtp]
 greeting_wait = "30s"
 `, []string{":3: smtp.greeting_wait"}},
+		{"no connections allowed", `data_dir = "d"
+[smtp]
+max_connections = 0
+`, []string{":3: smtp.max_connections"}},
 		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
 		{"wrong type", "data_dir = 5\n", []string{":1:"}},
 	}

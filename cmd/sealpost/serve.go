@@ -225,6 +225,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Timeout:         cfg.SMTP.Timeout.D(),
 		GreetingWait:    cfg.SMTP.GreetingWait.D(),
+		MaxConnections:  cfg.SMTP.MaxConnections,
 		Accounts:        accounts,
 		SpoolDir:        spoolDir(cfg),
 		OutboxDir:       outboxDir(cfg),

@@ -25,7 +25,7 @@ import (
 // would have: with "." on a line of its own, after a line break.
 func sendBody(conn net.Conn, dc *smtp.DataCommand, body io.Reader, timeout time.Duration) error {
 	bw := bodyWriters.Get().(*bufio.Writer)
-	bw.Reset(conn)
+	bw.Reset(stallWriter{conn, timeout})
 	defer func() {
 		bw.Reset(nil)
 		bodyWriters.Put(bw)
@@ -34,7 +34,6 @@ func sendBody(conn net.Conn, dc *smtp.DataCommand, body io.Reader, timeout time.
 	defer bodyBufs.Put(bufp)
 	buf := *bufp
 
-	conn.SetWriteDeadline(time.Now().Add(timeout))
 	defer conn.SetWriteDeadline(time.Time{})
 
 	lineBreak, err := stuffBody(bw, body, buf)
@@ -97,6 +96,18 @@ func stuffBody(bw *bufio.Writer, body io.Reader, buf []byte) ([]byte, error) {
 	}
 	d.write(tail)
 	return lineBreak, nil
+}
+
+// stallWriter fails a write that makes no progress for timeout: a large
+// message over a slow uplink may take long in all, but never stall.
+type stallWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w stallWriter) Write(p []byte) (int, error) {
+	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.conn.Write(p)
 }
 
 var (

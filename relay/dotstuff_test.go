@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"net/textproto"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // stuffedLikeSendBody is what sendBody puts on the wire for body: the
@@ -88,4 +90,39 @@ func FuzzSendBody(f *testing.F) {
 			t.Fatalf("bare line feed in %q", got)
 		}
 	})
+}
+
+// deadlineConn records, for each write, whether a write deadline was set
+// since the previous one.
+type deadlineConn struct {
+	net.Conn
+	fresh   bool
+	atWrite []bool
+}
+
+func (c *deadlineConn) SetWriteDeadline(time.Time) error { c.fresh = true; return nil }
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.atWrite = append(c.atWrite, c.fresh)
+	c.fresh = false
+	return len(p), nil
+}
+
+// TestBodyWriteDeadlinePerWrite: a large copy may take as long as the uplink
+// needs; only a write that stalls for the timeout fails. Each 64 KiB write
+// gets a fresh deadline rather than one for the whole message.
+func TestBodyWriteDeadlinePerWrite(t *testing.T) {
+	c := &deadlineConn{}
+	bw := bufio.NewWriterSize(stallWriter{c, time.Minute}, 64<<10)
+	if _, err := stuffBody(bw, strings.NewReader(strings.Repeat("0123456789abcdef\r\n", 20000)), make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	bw.Flush()
+	if len(c.atWrite) < 5 {
+		t.Fatalf("%d writes for 360 KB", len(c.atWrite))
+	}
+	for i, fresh := range c.atWrite {
+		if !fresh {
+			t.Fatalf("write %d of %d ran under an earlier write's deadline", i, len(c.atWrite))
+		}
+	}
 }

@@ -478,6 +478,16 @@ func addrHash(key []byte, s string) string {
 // write records it cannot read back.
 func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error) {
 	out := &payload{dir: a.dir, h: sha256.New()}
+	if sized, ok := body.(interface{ Size() int64 }); ok {
+		// The record is the message plus a few percent (packet headers,
+		// the metadata): sized for it, the payload is not grown a
+		// doubling at a time, and a large one goes to its file at once.
+		if want := sized.Size() + sized.Size()/32 + 8<<10; want <= payloadInMemory {
+			out.mem = make([]byte, 0, want)
+		} else {
+			out.toFile = true
+		}
+	}
 	rk, err := a.recordKey()
 	if err != nil {
 		return nil, nil, err
@@ -533,12 +543,13 @@ func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error)
 // while small, in a temporary file once large, so a 50 MB message is never
 // held in memory.
 type payload struct {
-	dir  string
-	mem  []byte
-	file *os.File
-	n    int64
-	h    hash.Hash
-	err  error
+	dir    string
+	mem    []byte
+	toFile bool // known to be too large for memory: straight to the file
+	file   *os.File
+	n      int64
+	h      hash.Hash
+	err    error
 }
 
 const payloadInMemory = 2 << 20
@@ -549,7 +560,7 @@ func (p *payload) Write(b []byte) (int, error) {
 	}
 	p.h.Write(b)
 	p.n += int64(len(b))
-	if p.file == nil && len(p.mem)+len(b) <= payloadInMemory {
+	if p.file == nil && !p.toFile && len(p.mem)+len(b) <= payloadInMemory {
 		p.mem = append(p.mem, b...)
 		return len(b), nil
 	}

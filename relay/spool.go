@@ -198,8 +198,14 @@ func (in *incoming) Open(name string) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("spool: no copy %q", name)
 	}
-	return io.NopCloser(io.NewSectionReader(in.f, sec.Off, sec.Len)), nil
+	return sectionReadCloser{io.NewSectionReader(in.f, sec.Off, sec.Len)}, nil
 }
+
+// sectionReadCloser keeps the section's Size visible (the archive sizes
+// its buffer by it).
+type sectionReadCloser struct{ *io.SectionReader }
+
+func (sectionReadCloser) Close() error { return nil }
 
 // commit appends the metadata trailer and makes the message durable: the
 // file fsynced, then the folder (shared with concurrent commits).

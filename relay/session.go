@@ -367,6 +367,9 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 		abort("the encrypted copy could not be made; the sender was asked to retry")
 		return "", encErr
 	}
+	if !copyNamed(res.Copies, res.Plain) {
+		in.drop(res.Plain)
+	}
 	e := newEntry(srv.spool, id, account.Username, from, now, res.Copies, false)
 	if err := in.commit(e); err != nil {
 		abort("spool write failed; the sender was asked to retry")
@@ -376,6 +379,15 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 	srv.queue.add(e)
 	log.Info("accepted", "recipients", len(rcpts), "copies", len(res.Copies))
 	return id, nil
+}
+
+func copyNamed(copies []rules.Copy, name string) bool {
+	for _, c := range copies {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // checkCopies makes sure the policy put every accepted recipient in exactly

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -199,6 +201,20 @@ func (in *incoming) Open(name string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("spool: no copy %q", name)
 	}
 	return sectionReadCloser{io.NewSectionReader(in.f, sec.Off, sec.Len)}, nil
+}
+
+// drop gives back the disk space of a copy nobody will read (the plain copy
+// of a message that goes out only encrypted: it was needed to make the
+// encrypted copy and the archive record, not to deliver). Punching the hole
+// before the fsync also spares writing it to disk. Best effort: a
+// filesystem without hole punching keeps the copy, unread.
+func (in *incoming) drop(name string) {
+	sec, ok := in.sections[name]
+	if !ok || in.open {
+		return
+	}
+	delete(in.sections, name)
+	unix.Fallocate(int(in.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, sec.Off, sec.Len)
 }
 
 // sectionReadCloser keeps the section's Size visible (the archive sizes

@@ -214,8 +214,7 @@ func (f *frontConn) beforeTLS() error {
 			if errs++; errs >= maxSessionErrors {
 				refusal = errTooManyErrors
 			}
-			e := refusal
-			err = reply("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+			err = reply("%s", describe(refusal))
 			if refusal == errTooManyErrors {
 				return errPreTLSEnded
 			}

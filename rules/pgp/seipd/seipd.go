@@ -17,7 +17,6 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/subtle"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -185,30 +184,21 @@ func appendLength(b []byte, n int) []byte {
 // ciphertext block.
 type cfb struct {
 	b    cipher.Block
-	reg  []byte // the ciphertext block being made (complete when used == len)
-	ks   []byte // the keystream block for reg
+	cbc  cipher.BlockMode // see xor; nil until the first run of whole blocks
+	reg  []byte           // the ciphertext block being made (complete when used == len)
+	ks   []byte           // the keystream block for reg
 	used int
 }
 
+// xor encrypts src into dst, which must not overlap.
 func (c *cfb) xor(dst, src []byte) {
 	bs := len(c.reg)
 	for len(src) > 0 {
 		if c.used == bs {
-			if bs == 16 {
-				// Whole AES blocks, the bulk of a message: the new ciphertext
-				// block is the encrypted register XOR the plaintext, and
-				// becomes the register.
-				le := binary.LittleEndian
-				for len(src) >= 16 {
-					c.b.Encrypt(c.reg, c.reg)
-					le.PutUint64(c.reg, le.Uint64(c.reg)^le.Uint64(src))
-					le.PutUint64(c.reg[8:], le.Uint64(c.reg[8:])^le.Uint64(src[8:]))
-					copy(dst[:16], c.reg)
-					dst, src = dst[16:], src[16:]
-				}
-				if len(src) == 0 {
-					return
-				}
+			if n := len(src) &^ (bs - 1); n >= 2*bs {
+				c.blocks(dst[:n], src[:n])
+				dst, src = dst[n:], src[n:]
+				continue
 			}
 			c.b.Encrypt(c.ks, c.reg)
 			c.used = 0
@@ -218,4 +208,24 @@ func (c *cfb) xor(dst, src []byte) {
 		c.used += n
 		dst, src = dst[n:], src[n:]
 	}
+}
+
+// blocks encrypts whole blocks. Keystream block i+1 is E(C_i) = E(P_i XOR
+// K_i): the keystream after the first block is the CBC encryption of the
+// plaintext with K_1 as its IV. CBC runs its loop inside the standard
+// library, without the per-call checks of Block.Encrypt, and the XOR with
+// the plaintext is then one vectorised pass: half again as fast as a block
+// at a time (BenchmarkSEIPD).
+func (c *cfb) blocks(dst, src []byte) {
+	bs := len(c.reg)
+	n := len(src)
+	c.b.Encrypt(dst[:bs], c.reg)
+	if iv, ok := c.cbc.(interface{ SetIV([]byte) }); ok {
+		iv.SetIV(dst[:bs])
+	} else {
+		c.cbc = cipher.NewCBCEncrypter(c.b, dst[:bs])
+	}
+	c.cbc.CryptBlocks(dst[bs:n], src[:n-bs])
+	subtle.XORBytes(dst, src, dst)
+	copy(c.reg, dst[n-bs:])
 }

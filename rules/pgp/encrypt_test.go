@@ -270,8 +270,8 @@ func BenchmarkRawSymmetric(b *testing.B) {
 // TestArmorMatchesGoCrypto: our armor (with its fast CRC-24) decodes with
 // go-crypto's decoder, which checks the checksum.
 func TestArmorMatchesGoCrypto(t *testing.T) {
-	for _, n := range []int{0, 1, 47, 48, 49, 1000, 100000, 64*48 + 5} {
-		for _, piece := range []int{1, 7, 48, 100, 5000, 1 << 30} {
+	for _, n := range []int{0, 1, 47, 48, 49, 1000, 100000, 64*48 + 5, 300001} {
+		for _, piece := range []int{1, 7, 48, 100, 5000, 65*48 + 1, 1 << 30} {
 			data := make([]byte, n)
 			for i := range data {
 				data[i] = byte(i * 7)
@@ -285,6 +285,13 @@ func TestArmorMatchesGoCrypto(t *testing.T) {
 			if strings.Contains(strings.ReplaceAll(out.String(), "\r\n", ""), "\n") {
 				t.Fatalf("%d bytes: a bare LF in the armor", n)
 			}
+			lines := strings.Split(out.String(), "\r\n")
+			lines = lines[2 : len(lines)-3] // the Base64 lines: no header lines, CRC, end line
+			for i, l := range lines[:max(len(lines)-1, 0)] {
+				if len(l) != 64 {
+					t.Fatalf("%d bytes in pieces of %d: armor line %d is %d long, want 64", n, piece, i, len(l))
+				}
+			}
 			block, err := armor.Decode(&out) // checks the CRC-24
 			if err != nil {
 				t.Fatalf("%d bytes in pieces of %d: %v", n, piece, err)
@@ -294,6 +301,18 @@ func TestArmorMatchesGoCrypto(t *testing.T) {
 				t.Fatalf("%d bytes in pieces of %d: round trip failed: %v", n, piece, err)
 			}
 		}
+	}
+}
+
+func BenchmarkArmor(b *testing.B) {
+	data := make([]byte, 1<<20)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		a, _ := newArmorWriter(io.Discard)
+		for p := data; len(p) > 0; p = p[32<<10:] {
+			a.Write(p[:32<<10])
+		}
+		a.Close()
 	}
 }
 

@@ -27,11 +27,25 @@ func queueEmpty(t *testing.T, r *Relay) bool {
 // TestProviderDefersSomeRecipients: Postfix answers 450 for one recipient
 // and accepts the other. The accepted one is delivered once and never
 // again; the deferred one is retried until the message's lifetime ends,
-// then the sender gets a delivery status notification naming it.
+// then the sender gets a delivery status notification naming it. The same
+// with a Postfix that does not offer PIPELINING (sealpost then waits for
+// each reply before the next command).
 func TestProviderDefersSomeRecipients(t *testing.T) {
-	p := StartPostfix(t, PostfixOptions{SASL: true, Extra: []string{
+	for _, tt := range []struct {
+		name  string
+		extra []string
+	}{
+		{"pipelining", nil},
+		{"without pipelining", []string{"smtpd_discard_ehlo_keywords = pipelining"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { providerDefersSomeRecipients(t, tt.extra) })
+	}
+}
+
+func providerDefersSomeRecipients(t *testing.T, extra []string) {
+	p := StartPostfix(t, PostfixOptions{SASL: true, Extra: append([]string{
 		"smtpd_recipient_restrictions = check_recipient_access inline:{ { busy@client.example = 450 4.2.1 mailbox busy, try later } }, permit_sasl_authenticated, reject",
-	}})
+	}, extra...)})
 	r := StartRelay(t, RelayOptions{Upstream: p, RetryMin: "300ms", Lifetime: "4s"})
 	consentAll(t, r, "ok@client.example", "busy@client.example")
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "ok@client.example,busy@client.example", "--header", "Subject: Two recipients")...); !ok {

@@ -3,10 +3,14 @@ package relay
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // TestProviderSTARTTLSDialogue: before TLS sealpost itself greets the
@@ -73,4 +77,131 @@ func TestProviderSTARTTLSDialogue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPipelinedTransaction: with a provider that offers PIPELINING, MAIL,
+// every RCPT and DATA go out in one write; whatever the provider refuses
+// among them, every recipient gets its own reply as its outcome, and the
+// connection stays usable for the next message.
+func TestPipelinedTransaction(t *testing.T) {
+	refuse := func(code int, ec smtp.EnhancedCode, msg string) error {
+		return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
+	}
+	tests := []struct {
+		name    string
+		mailErr func(string) error
+		rcptErr func(string) error
+		dataErr func() error
+		want    []string // each recipient's reply, in order
+		arrives bool
+	}{
+		{name: "accepted", want: []string{"250 2.0.0", "250 2.0.0"}, arrives: true},
+		{name: "one recipient refused", rcptErr: func(r string) error {
+			if r == "b@provider.test" {
+				return refuse(550, smtp.EnhancedCode{5, 1, 1}, "no such user")
+			}
+			return nil
+		}, want: []string{"250 2.0.0", "550 5.1.1 no such user"}, arrives: true},
+		{name: "every recipient refused", rcptErr: func(string) error {
+			return refuse(450, smtp.EnhancedCode{4, 2, 1}, "mailbox busy")
+		}, want: []string{"450 4.2.1 mailbox busy", "450 4.2.1 mailbox busy"}},
+		{name: "sender refused", mailErr: func(string) error {
+			return refuse(553, smtp.EnhancedCode{5, 7, 1}, "sender not allowed")
+		}, want: []string{"553 5.7.1 sender not allowed", "553 5.7.1 sender not allowed"}},
+		{name: "message refused", dataErr: func() error {
+			return refuse(554, smtp.EnhancedCode{5, 7, 0}, "content rejected")
+		}, want: []string{"554 5.7.0 content rejected", "554 5.7.0 content rejected"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startProvider(t, nil, NoTLS, "", "")
+			p.mailErr, p.rcptErr, p.dataErr = tt.mailErr, tt.rcptErr, tt.dataErr
+			u := newSMTPUpstream(p.addr, NoTLS, nil, "relay.test", 5*time.Second)
+			defer u.close()
+			out := u.deliver(context.Background(), testJob("a@provider.test", "b@provider.test"))
+			for i, o := range out {
+				if !strings.HasPrefix(o.reply, tt.want[i]) || (o.err == nil) != strings.HasPrefix(tt.want[i], "250") {
+					t.Errorf("%s: reply %q (err %v), want %q", o.recipient, o.reply, o.err, tt.want[i])
+				}
+				if o.err != nil && o.permanent != strings.HasPrefix(tt.want[i], "5") {
+					t.Errorf("%s: permanent %v for %q", o.recipient, o.permanent, o.reply)
+				}
+			}
+			if got := len(p.messages()); got != map[bool]int{true: 1}[tt.arrives] {
+				t.Errorf("%d messages at the provider", got)
+			}
+			p.mu.Lock()
+			together := false
+			for _, r := range p.reads {
+				together = together || strings.Contains(r, "MAIL FROM:<therapist@practice.test>") && strings.Contains(r, "RCPT TO:<b@provider.test>\r\nDATA\r\n")
+			}
+			p.mu.Unlock()
+			if !together {
+				t.Error("MAIL, RCPT and DATA did not arrive in one piece")
+			}
+
+			// The next message goes over the same connection.
+			p.mu.Lock()
+			p.mailErr, p.rcptErr, p.dataErr = nil, nil, nil
+			p.mu.Unlock()
+			for _, o := range u.deliver(context.Background(), testJob("c@provider.test")) {
+				if o.err != nil {
+					t.Fatalf("next message: %v", o.err)
+				}
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if len(p.conns) != 1 {
+				t.Errorf("%d connections to the provider for two messages, want 1", len(p.conns))
+			}
+		})
+	}
+}
+
+// TestPooledConnectionGone: a provider that closed an idle connection, or
+// answers MAIL on it with 421, costs the message no retry delay: it goes
+// out at once over a new connection.
+func TestPooledConnectionGone(t *testing.T) {
+	for _, how := range []string{"closed", "421"} {
+		t.Run(how, func(t *testing.T) {
+			p := startProvider(t, nil, NoTLS, "", "")
+			u := newSMTPUpstream(p.addr, NoTLS, nil, "relay.test", 5*time.Second)
+			defer u.close()
+			if o := u.deliver(context.Background(), testJob("a@provider.test")); o[0].err != nil {
+				t.Fatal(o[0].err)
+			}
+			p.mu.Lock()
+			first := p.conns[0]
+			if how == "closed" {
+				first.Close()
+			} else {
+				var said atomic.Bool
+				p.mailErr = func(string) error {
+					if said.Swap(true) {
+						return nil
+					}
+					return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "idle too long, closing"}
+				}
+			}
+			p.mu.Unlock()
+			if o := u.deliver(context.Background(), testJob("b@provider.test")); o[0].err != nil {
+				t.Fatalf("second message: %v", o[0].err)
+			}
+			if n := len(p.messages()); n != 2 {
+				t.Fatalf("%d messages at the provider, want 2", n)
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if len(p.conns) != 2 {
+				t.Errorf("%d connections, want 2", len(p.conns))
+			}
+		})
+	}
+}
+
+func testJob(rcpts ...string) *job {
+	return &job{id: "test", from: "therapist@practice.test", recipients: rcpts,
+		open: func() (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader("Subject: notes\r\n\r\n.leading dot\r\n")), nil
+		}}
 }

@@ -12,21 +12,14 @@ import (
 	"time"
 )
 
-// stuffedLikeSendBody is what sendBody puts on the wire for body: the
-// stuffed part, then the held-back line break and the end through a
-// DotWriter, as go-smtp's DataCommand does.
+// stuffedLikeSendBody is what sendBody puts on the wire for body.
 func stuffedLikeSendBody(t testing.TB, body io.Reader, bufSize int) string {
 	var out bytes.Buffer
 	bw := bufio.NewWriterSize(&out, 64<<10)
-	lineBreak, err := stuffBody(bw, body, make([]byte, bufSize))
-	if err != nil {
+	if err := stuffBody(bw, body, make([]byte, bufSize)); err != nil {
 		t.Fatal(err)
 	}
 	bw.Flush()
-	tw := textproto.NewWriter(bufio.NewWriter(&out))
-	dw := tw.DotWriter()
-	dw.Write(lineBreak)
-	dw.Close()
 	return out.String()
 }
 
@@ -113,7 +106,7 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 func TestBodyWriteDeadlinePerWrite(t *testing.T) {
 	c := &deadlineConn{}
 	bw := bufio.NewWriterSize(stallWriter{c, time.Minute}, 64<<10)
-	if _, err := stuffBody(bw, strings.NewReader(strings.Repeat("0123456789abcdef\r\n", 20000)), make([]byte, 64<<10)); err != nil {
+	if err := stuffBody(bw, strings.NewReader(strings.Repeat("0123456789abcdef\r\n", 20000)), make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
 	bw.Flush()

@@ -366,9 +366,12 @@ type provider struct {
 	addr     string
 	mu       sync.Mutex
 	received []providerMsg
+	mailErr  func(from string) error
 	rcptErr  func(rcpt string) error // per-recipient reply
 	dataErr  func() error
 	logins   int
+	conns    []*smtp.Conn // every connection, in order
+	reads    []string     // what each read from a connection returned
 	user     string
 	pass     string
 }
@@ -382,7 +385,12 @@ type providerMsg struct {
 func startProvider(t *testing.T, pki *testPKI, mode UpstreamTLS, user, pass string) *provider {
 	t.Helper()
 	p := &provider{t: t, user: user, pass: pass}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &providerSession{p: p, c: c}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		p.mu.Lock()
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		return &providerSession{p: p, c: c}, nil
+	}))
 	srv.Domain = "provider.test"
 	srv.ErrorLog = testLogger{}
 	if mode != NoTLS {
@@ -399,6 +407,9 @@ func startProvider(t *testing.T, pki *testPKI, mode UpstreamTLS, user, pass stri
 		t.Fatal(err)
 	}
 	p.srv, p.addr = srv, l.Addr().String()
+	if mode == NoTLS {
+		l = readsListener{l, p}
+	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return p
@@ -408,6 +419,34 @@ type testLogger struct{}
 
 func (testLogger) Printf(string, ...interface{}) {}
 func (testLogger) Println(...interface{})        {}
+
+// readsListener records what each read from a connection without TLS
+// returns: commands written together arrive together on loopback.
+type readsListener struct {
+	net.Listener
+	p *provider
+}
+
+func (l readsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return readsConn{c, l.p}, nil
+}
+
+type readsConn struct {
+	net.Conn
+	p *provider
+}
+
+func (c readsConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.p.mu.Lock()
+	c.p.reads = append(c.p.reads, string(b[:n]))
+	c.p.mu.Unlock()
+	return n, err
+}
 
 func (p *provider) messages() []providerMsg {
 	p.mu.Lock()
@@ -450,6 +489,14 @@ func (s *providerSession) Auth(mech string) (sasl.Server, error) {
 func (s *providerSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.p.user != "" && !s.auth {
 		return smtp.ErrAuthRequired
+	}
+	s.p.mu.Lock()
+	f := s.p.mailErr
+	s.p.mu.Unlock()
+	if f != nil {
+		if err := f(from); err != nil {
+			return err
+		}
 	}
 	s.from = from
 	return nil

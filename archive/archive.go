@@ -687,6 +687,38 @@ func (a *Archive) RecordMessage(ctx context.Context, m Message, body io.Reader) 
 	return a.submit(ctx, h, payload)
 }
 
+// MessagesRecorded says which of ids have a message record. The relay asks
+// after a crash about messages it spooled while their record was being
+// written: only those whose record is here were ever answered 250. Every
+// segment is read if need be (newest first, where such records are), so a
+// record is never missed.
+func (a *Archive) MessagesRecorded(ctx context.Context, ids []string) (map[string]bool, error) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	found := map[string]bool{}
+	segs, err := listSegments(a.dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	for i := len(segs) - 1; i >= 0 && len(found) < len(want); i-- {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := scanHeaders(filepath.Join(a.dir, segs[i]), func(h *header, _ []byte) {
+			if h.Kind == kindMessage && want[h.ID] {
+				found[h.ID] = true
+			}
+		})
+		// The segment being written may end in a record still in progress.
+		if err != nil && !errors.Is(err, errIncomplete) {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+	}
+	return found, nil
+}
+
 // RecordEvent archives a later fact about a message.
 func (a *Archive) RecordEvent(ctx context.Context, e Event) error {
 	payload, _, err := a.encrypt(e, nil)

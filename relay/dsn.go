@@ -61,10 +61,11 @@ func (q *queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 		return err
 	}
 	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: "dsn", Recipients: []string{e.meta.Sender}, Protection: rules.Internal}}, true)
-	if err := in.commit(n); err != nil {
+	if err := in.commit(n, false); err != nil {
 		in.abort()
 		return err
 	}
+	in.confirm()
 	q.add(n)
 	return nil
 }

@@ -133,12 +133,18 @@ type memArchive struct {
 	events   []archive.Event
 	refusals []archive.Refusal
 	failWith error
+	// afterRead runs once a message's body has been read, before the
+	// record is stored (or fails with failWith).
+	afterRead func()
 }
 
 func (a *memArchive) RecordMessage(ctx context.Context, m archive.Message, body io.Reader) error {
 	b, err := io.ReadAll(body)
 	if err != nil {
 		return err
+	}
+	if a.afterRead != nil {
+		a.afterRead()
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -148,6 +154,20 @@ func (a *memArchive) RecordMessage(ctx context.Context, m archive.Message, body 
 	a.messages = append(a.messages, m)
 	a.bodies = append(a.bodies, b)
 	return nil
+}
+
+func (a *memArchive) MessagesRecorded(ctx context.Context, ids []string) (map[string]bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	found := map[string]bool{}
+	for _, m := range a.messages {
+		for _, id := range ids {
+			if m.ID == id {
+				found[id] = true
+			}
+		}
+	}
+	return found, nil
 }
 
 func (a *memArchive) RecordEvent(ctx context.Context, e archive.Event) error {

@@ -72,6 +72,11 @@ func (q *queue) start() error {
 	for _, err := range errs {
 		q.log.Error("unreadable queue entry left in place", "err", err)
 	}
+	entries, unrecorded, err := q.settleAwaiting(entries)
+	if err != nil {
+		return err
+	}
+	torn = append(torn, unrecorded...)
 	if len(torn) > 0 {
 		q.log.Warn("removed messages a crash cut off before they were acknowledged", "count", len(torn))
 	}
@@ -102,6 +107,52 @@ func (q *queue) start() error {
 		go q.worker()
 	}
 	return nil
+}
+
+// settleAwaiting decides about the messages a crash caught while their
+// archive record was being written (see spool.go): only those whose record
+// is in the archive can have been answered 250, and only they are
+// delivered. The others are removed, as are files cut off before their
+// trailer, and their ids returned.
+func (q *queue) settleAwaiting(entries []*entry) ([]*entry, []string, error) {
+	var ids []string
+	for _, e := range entries {
+		if e.awaitingArchive {
+			ids = append(ids, e.meta.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return entries, nil, nil
+	}
+	var recorded map[string]bool
+	if q.archive != nil {
+		var err error
+		if recorded, err = q.archive.MessagesRecorded(context.Background(), ids); err != nil {
+			// Delivering a message whose record may be missing, or dropping
+			// one that was acknowledged: neither, until the archive reads.
+			return nil, nil, fmt.Errorf("cannot tell whether %d messages a crash caught are in the archive: %w", len(ids), err)
+		}
+	} else {
+		q.log.Warn("messages a crash caught while archiving, and no archive now to ask: they are delivered", "count", len(ids))
+	}
+	kept := entries[:0]
+	var gone []string
+	for _, e := range entries {
+		if e.awaitingArchive && q.archive != nil && !recorded[e.meta.ID] {
+			gone = append(gone, e.meta.ID)
+			if err := e.remove(); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if e.awaitingArchive {
+			if err := e.archived(); err != nil {
+				q.log.Warn("cannot mark a spooled message as archived; the archive is asked again at the next start", "id", e.meta.ID, "err", err)
+			}
+		}
+		kept = append(kept, e)
+	}
+	return kept, gone, nil
 }
 
 // stop lets deliveries in flight finish for up to grace, then aborts them.

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/rules"
 )
 
 func TestUpstreamDelivery(t *testing.T) {
@@ -386,4 +388,87 @@ func TestShutdownFinishesSessions(t *testing.T) {
 		m := p.messages()
 		return len(m) == 1 && strings.Contains(m[0].data, "first half\r\nsecond half")
 	})
+}
+
+// TestCrashWhileArchiving: the spool file and the archive record of a
+// message are made durable at the same time; a crash between the two can
+// leave a committed file whose record never made it. Its sender was never
+// told 250, so the next start removes it (and says so in the archive); a
+// file whose record is there is delivered.
+func TestCrashWhileArchiving(t *testing.T) {
+	spool := filepath.Join(t.TempDir(), "spool")
+	s, _, err := openSpool(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded, unrecorded := newID(time.Now()), newID(time.Now())
+	for _, id := range []string{recorded, unrecorded} {
+		in, err := s.newIncoming(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := in.Create("plain")
+		io.WriteString(w, testMessage(testFrom, "a@practice.example", "notes "+id, "x"))
+		w.Close()
+		e := newEntry(s, id, testUser, testFrom, time.Now(), []rules.Copy{{Name: "plain", Recipients: []string{"a@practice.example"}, Protection: rules.Internal}}, false)
+		if err := in.commit(e, true); err != nil {
+			t.Fatal(err)
+		}
+		in.f.Close() // the crash: never confirmed
+	}
+	s.close()
+
+	arch := &memArchive{messages: []archive.Message{{ID: recorded}}}
+	r := startRelay(t, relayOpts{spoolDir: spool, archive: arch})
+	waitFor(t, "the recorded message delivered", func() bool { return len(outboxFiles(t, r.dataDir)) == 1 && len(r.Queue()) == 0 })
+	if got := outboxFiles(t, r.dataDir)[0]; !strings.Contains(got, "notes "+recorded) {
+		t.Errorf("delivered the wrong message:\n%s", got)
+	}
+	if _, err := os.Stat(filepath.Join(spool, queueDir, unrecorded+msgSuffix)); !os.IsNotExist(err) {
+		t.Error("the message without its record is still spooled")
+	}
+	if k := arch.eventKinds(unrecorded); len(k) != 1 || k[0] != archive.Aborted {
+		t.Errorf("the message without its record is not marked aborted in the archive: %v", k)
+	}
+}
+
+// TestAwaitingMarkCleared: a message whose record is durable loses its
+// awaiting mark, at acceptance and when a start finds it still set (a
+// crash before the mark's write reached the disk).
+func TestAwaitingMarkCleared(t *testing.T) {
+	p := startProvider(t, nil, NoTLS, "", "")
+	p.dataErr = func() error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "not now"}
+	}
+	spool := filepath.Join(t.TempDir(), "spool")
+	up := &Upstream{Address: p.addr, TLS: NoTLS, Timeout: 5 * time.Second}
+	r := startRelay(t, relayOpts{spoolDir: spool, upstream: up})
+	c := r.login(t)
+	if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	files, _ := filepath.Glob(filepath.Join(spool, queueDir, "*"+msgSuffix))
+	if len(files) != 1 {
+		t.Fatalf("%d spool files", len(files))
+	}
+	ends := func(magic string) bool {
+		b, _ := os.ReadFile(files[0])
+		return strings.HasSuffix(string(b), magic)
+	}
+	if !ends(spoolMagic) {
+		t.Fatal("an accepted message's spool file does not carry the archived mark")
+	}
+	r.Shutdown(5 * time.Second)
+	f, _ := os.OpenFile(files[0], os.O_WRONLY, 0)
+	fi, _ := f.Stat()
+	f.WriteAt([]byte{awaitingMagic[len(awaitingMagic)-2]}, fi.Size()-2)
+	f.Close()
+	if !ends(awaitingMagic) {
+		t.Fatal("the test did not restore the awaiting mark")
+	}
+	r2 := startRelay(t, relayOpts{spoolDir: spool, upstream: up, archive: r.archive})
+	if len(r2.Queue()) != 1 || !ends(spoolMagic) {
+		t.Errorf("after a start: %d queued, archived mark %v; want the message kept and marked", len(r2.Queue()), ends(spoolMagic))
+	}
 }

@@ -42,6 +42,9 @@ type Recorder interface {
 	RecordMessage(ctx context.Context, m archive.Message, body io.Reader) error
 	RecordEvent(ctx context.Context, e archive.Event) error
 	RecordRefusal(ctx context.Context, r archive.Refusal) error
+	// MessagesRecorded says which of ids have a message record: asked
+	// after a crash about spooled messages whose record was being written.
+	MessagesRecorded(ctx context.Context, ids []string) (map[string]bool, error)
 }
 
 // Config is everything the relay needs; cmd/sealpost fills it from sealpost.toml.

@@ -332,7 +332,10 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 	// The archive record and the encrypted copies are made at the same
 	// time, on two cores: both are read from the plain copy, and for a large
 	// message each is an encryption of all of it that the client waits for.
+	// Then the spool file and the record are made durable at the same time
+	// too (see spool.go on what a crash between the two leaves).
 	var archived chan error
+	var bodyRead chan struct{} // closed once the archive has read the plain copy
 	if cfg.Archive != nil {
 		body, err := in.Open(res.Plain)
 		if err != nil {
@@ -341,21 +344,32 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 		rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: account.Username,
 			Sender: from, Decisions: res.Decisions, Fired: res.Fired}
 		archived = make(chan error, 1)
+		bodyRead = make(chan struct{})
 		go func() {
 			defer body.Close()
-			archived <- cfg.Archive.RecordMessage(ctx, rec, body)
+			archived <- cfg.Archive.RecordMessage(ctx, rec, &endNotifier{r: body, end: bodyRead})
 		}()
 	}
 	encErr := cfg.Policy.EncryptCopies(ctx, in, res)
+	archiveDone, archiveErr := false, error(nil)
 	if archived != nil {
-		if err := <-archived; err != nil {
-			return "", fmt.Errorf("archive: %w", err)
+		select {
+		case <-bodyRead:
+		case archiveErr = <-archived:
+			archiveDone = true
 		}
+	}
+	// waitArchive is the record's outcome.
+	waitArchive := func() error {
+		if archived != nil && !archiveDone {
+			archiveErr, archiveDone = <-archived, true
+		}
+		return archiveErr
 	}
 	// Archived but not queued: say so in the record, then tell the client
 	// to try again (it will be a new message with a new id).
 	abort := func(why string) {
-		if cfg.Archive == nil {
+		if cfg.Archive == nil || waitArchive() != nil {
 			return
 		}
 		ev := archive.Event{MessageID: id, Time: cfg.Now(), Kind: archive.Aborted, Reply: why}
@@ -367,18 +381,51 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 		abort("the encrypted copy could not be made; the sender was asked to retry")
 		return "", encErr
 	}
+	if archiveErr != nil {
+		return "", fmt.Errorf("archive: %w", archiveErr)
+	}
 	if !copyNamed(res.Copies, res.Plain) {
 		in.drop(res.Plain)
 	}
 	e := newEntry(srv.spool, id, account.Username, from, now, res.Copies, false)
-	if err := in.commit(e); err != nil {
+	if err := in.commit(e, archived != nil && !archiveDone); err != nil {
 		abort("spool write failed; the sender was asked to retry")
 		return "", err
 	}
+	if err := waitArchive(); err != nil {
+		// The spooled message has no record: it must not go out (the
+		// deferred abort removes it; after a crash the queue does).
+		return "", fmt.Errorf("archive: %w", err)
+	}
+	in.confirm()
 	committed = true
 	srv.queue.add(e)
 	log.Info("accepted", "recipients", len(rcpts), "copies", len(res.Copies))
 	return id, nil
+}
+
+// endNotifier closes end when its reader has been read to its end. It
+// keeps the reader's Size, by which the archive sizes its record.
+type endNotifier struct {
+	r    io.Reader
+	end  chan struct{}
+	done bool
+}
+
+func (n *endNotifier) Read(p []byte) (int, error) {
+	k, err := n.r.Read(p)
+	if err == io.EOF && !n.done {
+		n.done = true
+		close(n.end)
+	}
+	return k, err
+}
+
+func (n *endNotifier) Size() int64 {
+	if s, ok := n.r.(interface{ Size() int64 }); ok {
+		return s.Size()
+	}
+	return 0
 }
 
 func copyNamed(copies []rules.Copy, name string) bool {

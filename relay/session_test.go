@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -380,25 +383,51 @@ func TestArchiveOrSpoolFailure(t *testing.T) {
 		name string
 		err  error
 		want string
+		// afterSpooled: the record fails only once the spool file is
+		// committed, which happens while the record is being written.
+		afterSpooled bool
 	}{
-		{"disk full", fmt.Errorf("write segment: %w", syscall.ENOSPC), "452 4.3.1"},
-		{"archive unwritable", errors.New("archive: permission denied"), "451 4.3.0"},
+		{"disk full", fmt.Errorf("write segment: %w", syscall.ENOSPC), "452 4.3.1", false},
+		{"archive unwritable", errors.New("archive: permission denied"), "451 4.3.0", false},
+		{"archive fails after the spool commit", errors.New("archive: fsync: input/output error"), "451 4.3.0", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startRelay(t, relayOpts{})
 			r.archive.failWith = tt.err
+			queueDir := filepath.Join(r.dataDir, "spool", "queue")
+			var sawSpooled atomic.Bool
+			if tt.afterSpooled {
+				r.archive.afterRead = func() {
+					// Not waitFor: this runs on the relay's goroutine.
+					for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !sawSpooled.Load(); time.Sleep(time.Millisecond) {
+						files, _ := filepath.Glob(filepath.Join(queueDir, "*.msg"))
+						for _, f := range files {
+							if b, _ := os.ReadFile(f); strings.HasSuffix(string(b), awaitingMagic) {
+								sawSpooled.Store(true)
+							}
+						}
+					}
+				}
+			}
 			c := r.login(t)
 			err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x"))
 			if got := smtpCode(err); got != tt.want {
 				t.Fatalf("reply %s, want %s", got, tt.want)
 			}
-			if strings.Contains(err.Error(), "permission") || strings.Contains(err.Error(), "segment") {
+			if strings.Contains(err.Error(), "permission") || strings.Contains(err.Error(), "segment") || strings.Contains(err.Error(), "fsync") {
 				t.Fatalf("internal error text reached the client: %v", err)
 			}
 			if len(r.Queue()) != 0 || len(outboxFiles(t, r.dataDir)) != 0 {
 				t.Fatal("message queued or delivered although the archive failed")
 			}
+			if files, _ := filepath.Glob(filepath.Join(queueDir, "*.msg")); len(files) != 0 {
+				t.Fatalf("spool files left behind: %v", files)
+			}
+			if tt.afterSpooled && !sawSpooled.Load() {
+				t.Fatal("the spool file was never committed while the record was being written")
+			}
+			r.archive.afterRead = nil
 			r.archive.failWith = nil
 			if err := send(c, testFrom, []string{"a@practice.example"}, testMessage(testFrom, "a@practice.example", "s", "x")); err != nil {
 				t.Fatalf("after recovery: %v", err)

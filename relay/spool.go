@@ -30,6 +30,15 @@ import (
 // trailer is missing or does not parse was never acknowledged: a crash cut
 // it off, and the next start removes it.
 //
+// The trailer's magic says whether the message's archive record was known
+// to be durable when the file was committed: the spool file and the record
+// are fsynced at the same time, so a crash can leave a committed file whose
+// record never made it, and whose sender was therefore never told 250. After
+// a crash the queue asks the archive about such files (awaitingArchive) and
+// removes those it does not have. Once both are durable one octet of the
+// magic is overwritten in place, without an fsync: a crash may leave the old
+// value, which only means asking the archive again.
+//
 // Delivery progress lives beside it in ID.state, written only when a
 // message has to wait (replaced atomically). One file and one fsync per
 // message, and folder fsyncs shared by the messages that arrive together,
@@ -40,6 +49,9 @@ const (
 	msgSuffix   = ".msg"
 	stateSuffix = ".state"
 	spoolMagic  = "\nSEALPOST-SPOOL1\n"
+	// awaitingMagic is spoolMagic with the archive record not yet known to
+	// be durable; they differ in the octet before the last.
+	awaitingMagic = "\nSEALPOST-SPOOLA\n"
 )
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
@@ -94,6 +106,7 @@ type incoming struct {
 	size     int64
 	sections map[string]section
 	open     bool // a section is being written
+	awaiting bool // committed with awaitingMagic
 }
 
 type section struct {
@@ -225,7 +238,10 @@ func (sectionReadCloser) Close() error { return nil }
 
 // commit appends the metadata trailer and makes the message durable: the
 // file fsynced, then the folder (shared with concurrent commits).
-func (in *incoming) commit(e *entry) error {
+// awaitingArchive marks a message whose archive record is being written at
+// the same time; confirm clears the mark once it is durable. The file stays
+// open until confirm or abort.
+func (in *incoming) commit(e *entry, awaitingArchive bool) error {
 	e.meta.Sections = in.sections
 	meta, err := json.Marshal(&e.meta)
 	if err != nil {
@@ -233,19 +249,40 @@ func (in *incoming) commit(e *entry) error {
 	}
 	var tail [8]byte
 	binary.BigEndian.PutUint64(tail[:], uint64(len(meta)))
-	trailer := append(append(meta, tail[:]...), spoolMagic...)
+	magic := spoolMagic
+	if awaitingArchive {
+		magic = awaitingMagic
+	}
+	trailer := append(append(meta, tail[:]...), magic...)
 	if _, err := in.f.WriteAt(trailer, in.size); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
+	in.size += int64(len(trailer))
 	if err := in.f.Sync(); err != nil {
 		return fmt.Errorf("spool: fsync: %w", err)
 	}
 	if err := in.s.dirSync.sync(); err != nil {
 		return err
 	}
-	in.f.Close()
 	e.path = in.path
+	in.awaiting = awaitingArchive
 	return nil
+}
+
+// confirm says the message's archive record is durable (see commit) and
+// closes the file.
+func (in *incoming) confirm() {
+	if in.awaiting {
+		markArchived(in.f, in.size)
+	}
+	in.f.Close()
+}
+
+// markArchived overwrites the octet that tells awaitingMagic from
+// spoolMagic. A single octet is written whole or not at all.
+func markArchived(f *os.File, size int64) error {
+	_, err := f.WriteAt([]byte{spoolMagic[len(spoolMagic)-2]}, size-2)
+	return err
 }
 
 func (in *incoming) abort() {
@@ -345,6 +382,10 @@ type entry struct {
 	s     *spool
 	meta  entryMeta
 	state entryState
+	// awaitingArchive: loaded from a file committed while its archive
+	// record was being written (see commit); not delivered unless the
+	// archive has the record.
+	awaitingArchive bool
 
 	// scheduling, guarded by the queue's mutex
 	index    int  // in the queue's heap; -1 when not in it
@@ -448,6 +489,24 @@ func (e *entry) open(copyName string) (io.ReadCloser, error) {
 	}{io.NewSectionReader(f, sec.Off, sec.Len), f}, nil
 }
 
+// archived clears the mark of awaitingArchive.
+func (e *entry) archived() error {
+	f, err := os.OpenFile(e.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := markArchived(f, fi.Size()); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	e.awaitingArchive = false
+	return nil
+}
+
 // remove deletes the message and its state. The folder is not fsynced: if a
 // crash brings the file back, the copy is sent again (at-least-once).
 func (e *entry) remove() error {
@@ -526,7 +585,8 @@ func loadEntry(path string) (*entry, error) {
 	if _, err := f.ReadAt(tail, size-tailLen); err != nil {
 		return nil, err
 	}
-	if string(tail[8:]) != spoolMagic {
+	awaiting := string(tail[8:]) == awaitingMagic
+	if string(tail[8:]) != spoolMagic && !awaiting {
 		return nil, errTorn
 	}
 	n := int64(binary.BigEndian.Uint64(tail[:8]))
@@ -537,7 +597,7 @@ func loadEntry(path string) (*entry, error) {
 	if _, err := f.ReadAt(meta, size-tailLen-n); err != nil {
 		return nil, err
 	}
-	e := &entry{path: path, index: -1}
+	e := &entry{path: path, index: -1, awaitingArchive: awaiting}
 	if err := json.Unmarshal(meta, &e.meta); err != nil {
 		return nil, errTorn
 	}

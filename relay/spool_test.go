@@ -3,7 +3,12 @@ package relay
 import (
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/rules"
 )
 
 // TestSpoolCopies: copies written in writes of every size, smaller and
@@ -56,5 +61,86 @@ func TestSpoolCopies(t *testing.T) {
 		if !bytes.Equal(got, w) {
 			t.Errorf("%s: read back %d octets, wrote %d (or different ones)", name, len(got), len(w))
 		}
+	}
+}
+
+// TestSpoolReusesFiles: a delivered message's file becomes the next
+// message's, emptied (no new inode: see spool.free); an existing file is
+// never replaced by one; and files set aside for reuse do not outlive a
+// restart.
+func TestSpoolReusesFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := openSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoolOne := func(id string) *entry {
+		t.Helper()
+		in, err := s.newIncoming(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := in.Create("plain")
+		io.WriteString(w, "Subject: "+id+"\r\n\r\nbody\r\n")
+		w.Close()
+		e := newEntry(s, id, "t", "t@practice.test", time.Now(), []rules.Copy{{Name: "plain", Recipients: []string{"a@practice.test"}}}, false)
+		if err := in.commit(e, false); err != nil {
+			t.Fatal(err)
+		}
+		in.confirm()
+		return e
+	}
+	first := spoolOne("first")
+	before, _ := os.Stat(first.path)
+	if err := first.remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(first.path); !os.IsNotExist(err) {
+		t.Fatal("a removed message is still in the queue")
+	}
+	second := spoolOne("second")
+	after, _ := os.Stat(second.path)
+	if !os.SameFile(before, after) {
+		t.Error("the second message got a new file, not the first one's")
+	}
+	got, err := loadEntry(second.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := got.open("plain")
+	b, _ := io.ReadAll(r)
+	r.Close()
+	if string(b) != "Subject: second\r\n\r\nbody\r\n" {
+		t.Errorf("the reused file reads %q", b)
+	}
+
+	// A file set aside for reuse never replaces a message's file.
+	if err := second.remove(); err != nil {
+		t.Fatal(err)
+	}
+	taken := filepath.Join(s.qdir, "taken"+msgSuffix)
+	os.WriteFile(taken, []byte("someone else's"), 0o600)
+	if _, err := s.newIncoming("taken"); err == nil {
+		t.Error("newIncoming took the name of an existing file")
+	}
+	if b, _ := os.ReadFile(taken); string(b) != "someone else's" {
+		t.Errorf("an existing file was replaced: %q", b)
+	}
+
+	third := spoolOne("third")
+	if err := third.remove(); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	if ents, _ := os.ReadDir(filepath.Join(dir, freeDir)); len(ents) != 1 {
+		t.Fatalf("%d files set aside, want 1", len(ents))
+	}
+	s, _, err = openSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if ents, _ := os.ReadDir(filepath.Join(dir, freeDir)); len(ents) != 0 {
+		t.Errorf("files set aside before a restart are still there: %d", len(ents))
 	}
 }

@@ -79,7 +79,7 @@ type spool struct {
 
 const (
 	freeDir = "free"
-	maxFree = 64
+	maxFree = 1024 // empty files: an inode and a name each
 )
 
 // openSpool takes the spool's lock (one serve per data dir) and removes

@@ -232,7 +232,7 @@ func systemCPU() time.Duration {
 	f := strings.Fields(line)
 	var ticks int64
 	for i, v := range f[1:] {
-		if i == 3 || i == 4 { // idle, iowait
+		if i == 3 || i == 4 || i >= 7 { // idle, iowait; steal (the host's), guest (counted in user)
 			continue
 		}
 		n, _ := strconv.ParseInt(v, 10, 64)

@@ -84,6 +84,9 @@ type smtpUpstream struct {
 	tls     *tls.Config
 	helo    string
 	timeout time.Duration
+	// maxIdle is how many connections per account are kept open: as many
+	// as deliveries run at once, so that none is opened per message.
+	maxIdle int
 
 	mu   sync.Mutex
 	idle map[string][]*pooledClient
@@ -108,12 +111,12 @@ type upstreamConn struct {
 }
 
 const (
-	maxIdlePerAccount = 16
+	minIdlePerAccount = 4
 	idleLifetime      = 30 * time.Second
 )
 
 func newSMTPUpstream(addr string, mode UpstreamTLS, tlsConf *tls.Config, helo string, timeout time.Duration) *smtpUpstream {
-	return &smtpUpstream{addr: addr, mode: mode, tls: tlsConf, helo: helo, timeout: timeout, idle: map[string][]*pooledClient{}}
+	return &smtpUpstream{addr: addr, mode: mode, tls: tlsConf, helo: helo, timeout: timeout, maxIdle: minIdlePerAccount, idle: map[string][]*pooledClient{}}
 }
 
 func poolKey(a *Account) string {
@@ -145,7 +148,7 @@ func (u *smtpUpstream) put(a *Account, c *upstreamConn) {
 	key := poolKey(a)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if len(u.idle[key]) >= maxIdlePerAccount {
+	if len(u.idle[key]) >= u.maxIdle {
 		c.Quit()
 		return
 	}

@@ -172,7 +172,9 @@ func New(cfg Config) (*Server, error) {
 			sp.close()
 			return nil, errors.New("relay: upstream TLS configuration missing")
 		}
-		dlv = newSMTPUpstream(cfg.Upstream.Address, cfg.Upstream.TLS, cfg.Upstream.TLSConfig, cfg.Hostname, cfg.Upstream.Timeout)
+		u := newSMTPUpstream(cfg.Upstream.Address, cfg.Upstream.TLS, cfg.Upstream.TLSConfig, cfg.Hostname, cfg.Upstream.Timeout)
+		u.maxIdle = max(cfg.Queue.Workers, minIdlePerAccount)
+		dlv = u
 	}
 	s.queue = newQueue(&queue{
 		opts: cfg.Queue, spool: sp, dlv: dlv, archive: cfg.Archive, hostname: cfg.Hostname,

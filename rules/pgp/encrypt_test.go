@@ -270,8 +270,8 @@ func BenchmarkRawSymmetric(b *testing.B) {
 // TestArmorMatchesGoCrypto: our armor (with its fast CRC-24) decodes with
 // go-crypto's decoder, which checks the checksum.
 func TestArmorMatchesGoCrypto(t *testing.T) {
-	for _, n := range []int{0, 1, 47, 48, 49, 1000, 100000, 64*48 + 5, 300001} {
-		for _, piece := range []int{1, 7, 48, 100, 5000, 65*48 + 1, 1 << 30} {
+	for _, n := range []int{0, 1, 47, 48, 56, 57, 58, 1000, 100000, linesOut*lineIn + 5, 300001} {
+		for _, piece := range []int{1, 7, 48, 57, 100, 5000, (linesOut+1)*lineIn + 1, 1 << 30} {
 			data := make([]byte, n)
 			for i := range data {
 				data[i] = byte(i * 7)
@@ -288,8 +288,8 @@ func TestArmorMatchesGoCrypto(t *testing.T) {
 			lines := strings.Split(out.String(), "\r\n")
 			lines = lines[2 : len(lines)-3] // the Base64 lines: no header lines, CRC, end line
 			for i, l := range lines[:max(len(lines)-1, 0)] {
-				if len(l) != 64 {
-					t.Fatalf("%d bytes in pieces of %d: armor line %d is %d long, want 64", n, piece, i, len(l))
+				if len(l) != lineB64 {
+					t.Fatalf("%d bytes in pieces of %d: armor line %d is %d long, want %d", n, piece, i, len(l), lineB64)
 				}
 			}
 			block, err := armor.Decode(&out) // checks the CRC-24

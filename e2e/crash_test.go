@@ -46,8 +46,9 @@ func TestCrashLosesNothing(t *testing.T) {
 		t.Fatal("nothing was accepted")
 	}
 	var missing []string
+	seen := map[string]int{}
 	WaitFor(t, 120*time.Second, "every accepted message at the provider", func() bool {
-		seen := map[string]int{}
+		clear(seen)
 		for _, m := range p.Sink.Messages(t) {
 			if i := strings.Index(m.Data, "Message-ID: <"); i >= 0 {
 				id := m.Data[i+len("Message-ID: <"):]
@@ -70,8 +71,9 @@ func TestCrashLosesNothing(t *testing.T) {
 		t.Fatalf("archive verify after %d kills:\n%s", rounds, stdout)
 	}
 	_, m := r.export(t)
-	records := map[string]int{}
+	records, any := map[string]int{}, map[string]bool{}
 	for _, msg := range m.Messages {
+		any[strings.TrimSuffix(msg.MessageID, "@load.test")] = true
 		aborted := false
 		for _, d := range msg.Recipients[0].Delivery {
 			aborted = aborted || d.Status == "aborted"
@@ -83,6 +85,13 @@ func TestCrashLosesNothing(t *testing.T) {
 	for _, id := range acked {
 		if records[id] != 1 {
 			t.Errorf("message %s answered 250 has %d live archive records", id, records[id])
+		}
+	}
+	// Nothing went out without its record, not even a message a kill cut
+	// off between its spool commit and its record (relay/spool.go).
+	for id := range seen {
+		if !any[id] {
+			t.Errorf("message %s reached the provider but is not in the archive", id)
 		}
 	}
 	dups := len(p.Sink.Messages(t)) - len(acked)

@@ -360,7 +360,8 @@ func (in *incoming) commit(e *entry, awaitingArchive bool) error {
 }
 
 // confirm says the message's archive record is durable (see commit) and
-// closes the file.
+// closes the file. A mark that is not written only means the archive is
+// asked about the message after a crash.
 func (in *incoming) confirm() {
 	if in.awaiting {
 		markArchived(in.f, in.size)

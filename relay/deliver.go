@@ -286,7 +286,7 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 
 func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
 	if c := u.idleClient(j.account); c != nil {
-		out, healthy, stale := u.transaction(c, j)
+		out, healthy, stale := c.transaction(j)
 		if !stale {
 			u.release(j.account, c, healthy)
 			return out
@@ -301,7 +301,7 @@ func (u *smtpUpstream) deliver(ctx context.Context, j *job) []outcome {
 		// about the recipients: the admin can fix it, so keep the message.
 		return allOutcomes(j, err, false)
 	}
-	out, healthy, _ := u.transaction(c, j)
+	out, healthy, _ := c.transaction(j)
 	u.release(j.account, c, healthy)
 	return out
 }
@@ -323,7 +323,7 @@ func (u *smtpUpstream) release(a *Account, c *upstreamConn, healthy bool) {
 // healthy says whether the connection may be reused. stale says MAIL got no
 // reply at all, or 421: nothing was sent, and a pooled connection may just
 // have been closed by the provider meanwhile.
-func (u *smtpUpstream) transaction(c *upstreamConn, j *job) (out []outcome, healthy, stale bool) {
+func (c *upstreamConn) transaction(j *job) (out []outcome, healthy, stale bool) {
 	if strings.ContainsAny(j.from, "\r\n") || strings.ContainsAny(strings.Join(j.recipients, ""), "\r\n") {
 		return allOutcomes(j, errors.New("an address contains a line break"), true), true, false
 	}
@@ -444,14 +444,6 @@ func anyAccepted(replies []error) bool {
 	return false
 }
 
-func replyCode(err error) int {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se.Code
-	}
-	return 0
-}
-
 // send writes commands in one write.
 func (c *upstreamConn) send(cmds ...string) error {
 	var b []byte
@@ -490,17 +482,21 @@ func (c *upstreamConn) endEmptyData() {
 	}
 }
 
-func isSMTPReply(err error) bool {
+// replyCode is the code of the provider's reply err carries, 0 when err is
+// no reply (a network or TLS failure, a timeout).
+func replyCode(err error) int {
 	var se *smtp.SMTPError
-	return errors.As(err, &se)
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }
+
+func isSMTPReply(err error) bool { return replyCode(err) != 0 }
 
 // isPermanent: only a 5xx reply from the provider is final. Network and TLS
 // failures, timeouts and 4xx are retried.
-func isPermanent(err error) bool {
-	var se *smtp.SMTPError
-	return errors.As(err, &se) && se.Code >= 500 && se.Code < 600
-}
+func isPermanent(err error) bool { return replyCode(err)/100 == 5 }
 
 func (u *smtpUpstream) close() {
 	u.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,15 +18,58 @@ import (
 	"github.com/sealpost/sealpost/relay"
 )
 
-// FreePort returns a loopback port nobody listens on right now.
+// FreePort returns a loopback port nobody listens on right now, and that no
+// other FreePort call in this test binary returns. Ports come from below the
+// kernel's ephemeral range when there is room: a port from 127.0.0.1:0 goes
+// back into that range when closed, and a relay restarted on it could then
+// find it taken by an outgoing connection or another package's test listener.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if nextPort == 0 {
+		nextPort = firstPort()
+	}
+	for nextPort > 0 && nextPort < portsEnd {
+		port := nextPort
+		nextPort++
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	nextPort = -1 // no room below the ephemeral range: let the kernel choose
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+var (
+	portsMu  sync.Mutex
+	nextPort int
+	portsEnd int
+)
+
+// firstPort starts each test binary at its own place in the 10000 ports
+// below the ephemeral range, so that two e2e binaries running at once (go
+// test -count, or two checkouts) rarely meet.
+func firstPort() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	portsEnd = low
+	if low < 12000 {
+		return -1
+	}
+	return low - 10000 + os.Getpid()%8000
 }
 
 // WaitFor polls cond until it holds or the deadline passes.

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite" // the registry is SQLite without cgo
 
 	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/rules/internal/sqlstmt"
 )
 
 // Registry is the consent registry: who consented in writing to
@@ -24,6 +25,7 @@ import (
 // database, so a revocation counts from the very next recipient.
 type Registry struct {
 	db   *sql.DB
+	q    *sqlstmt.Cache // the per-recipient query, prepared
 	path string
 }
 
@@ -73,10 +75,13 @@ func OpenRegistry(path string) (*Registry, error) {
 		db.Close()
 		return nil, fmt.Errorf("consent registry %s: %w", path, err)
 	}
-	return &Registry{db: db, path: path}, nil
+	return &Registry{db: db, q: sqlstmt.New(db), path: path}, nil
 }
 
-func (r *Registry) Close() error { return r.db.Close() }
+func (r *Registry) Close() error {
+	r.q.Close()
+	return r.db.Close()
+}
 
 // ConsentState is an address's standing in the registry.
 type ConsentState string
@@ -107,7 +112,7 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 		return ConsentStatus{}, err
 	}
 	st := ConsentStatus{Address: n, State: ConsentNone}
-	rows, err := r.db.QueryContext(ctx, `SELECT e.id, e.kind, e.client, e.signed, e.evidence, e.expires, e.reason, e.recorded_by, e.recorded_at
+	rows, err := r.q.QueryContext(ctx, `SELECT e.id, e.kind, e.client, e.signed, e.evidence, e.expires, e.reason, e.recorded_by, e.recorded_at
 		FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id
 		WHERE a.address = ? ORDER BY e.id DESC LIMIT 2`, n)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/rules/internal/sqlstmt"
 )
 
 // Keyring is the recipients' public keys, in SQLite below data_dir so that
@@ -30,6 +31,7 @@ import (
 // imported counts from the next lookup.
 type Keyring struct {
 	db  *sql.DB
+	q   *sqlstmt.Cache // the per-recipient queries, prepared
 	now func() time.Time
 
 	mu    sync.Mutex
@@ -84,7 +86,7 @@ func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
 			return nil, fmt.Errorf("keyring %s: %w", path, err)
 		}
 	}
-	k := &Keyring{db: db, now: opts.Now, gen: -1}
+	k := &Keyring{db: db, q: sqlstmt.New(db), now: opts.Now, gen: -1}
 	if k.now == nil {
 		k.now = time.Now
 	}
@@ -94,7 +96,10 @@ func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
 	return k, nil
 }
 
-func (k *Keyring) Close() error { return k.db.Close() }
+func (k *Keyring) Close() error {
+	k.q.Close()
+	return k.db.Close()
+}
 
 // Fingerprint formats a key's fingerprint as sealpost shows it.
 func Fingerprint(e *openpgp.Entity) string {
@@ -413,7 +418,7 @@ func (k *Keyring) Remove(ctx context.Context, fingerprint string) error {
 // process changed the keyring.
 func (k *Keyring) entities(ctx context.Context, fprs []string) ([]*openpgp.Entity, error) {
 	var gen int64
-	if err := k.db.QueryRowContext(ctx, `SELECT n FROM generation WHERE id = 1`).Scan(&gen); err != nil {
+	if err := k.q.QueryRowScan(ctx, `SELECT n FROM generation WHERE id = 1`, nil, &gen); err != nil {
 		return nil, err
 	}
 	k.mu.Lock()
@@ -432,7 +437,7 @@ func (k *Keyring) entities(ctx context.Context, fprs []string) ([]*openpgp.Entit
 	k.mu.Unlock()
 	for _, f := range missing {
 		var data []byte
-		if err := k.db.QueryRowContext(ctx, `SELECT data FROM keys WHERE fingerprint = ?`, f).Scan(&data); err != nil {
+		if err := k.q.QueryRowScan(ctx, `SELECT data FROM keys WHERE fingerprint = ?`, []any{f}, &data); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil, fmt.Errorf("no key %s in the keyring", f)
 			}
@@ -464,8 +469,8 @@ func (k *Keyring) Has(ctx context.Context, address string) (bool, error) {
 		return false, nil
 	}
 	var one int
-	err = k.db.QueryRowContext(ctx, `SELECT 1 FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
-		WHERE a.address = ? AND k.proposed = 0 LIMIT 1`, n).Scan(&one)
+	err = k.q.QueryRowScan(ctx, `SELECT 1 FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
+		WHERE a.address = ? AND k.proposed = 0 LIMIT 1`, []any{n}, &one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -500,7 +505,7 @@ func (k *Keyring) Lookup(ctx context.Context, address string) (rules.KeyLookup, 
 }
 
 func (k *Keyring) lookupLocal(ctx context.Context, n string) (rules.KeyLookup, error) {
-	rows, err := k.db.QueryContext(ctx, `SELECT a.fingerprint FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
+	rows, err := k.q.QueryContext(ctx, `SELECT a.fingerprint FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
 		WHERE a.address = ? AND k.proposed = 0`, n)
 	if err != nil {
 		return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)

@@ -497,10 +497,11 @@ func (t *transformer) textPlain(w io.Writer, h textproto.Header, body io.Reader,
 		text = t.n.flowed
 	}
 	if unencoded(cte) {
-		seen, rest, long, err := peekLongLine(body)
+		seen, rest, long, release, err := peekLongLine(body)
 		if err != nil {
 			return false, err
 		}
+		defer release()
 		body = io.MultiReader(bytes.NewReader(seen), rest)
 		if long {
 			// Lines over 998 octets may not go out as they are (RFC 5322):
@@ -907,13 +908,22 @@ const (
 // over 998 octets: the transfer encoding must be chosen before the part's
 // header is written. It returns what it read, the rest, and whether a long
 // line was found in it. (A long line further on is refused: lineGuard.)
-func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, err error) {
-	seen, err = io.ReadAll(io.LimitReader(body, maxPeek))
-	if err != nil {
-		return nil, nil, false, err
+// seen is a pooled buffer: call release once nothing reads it any more.
+func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, release func(), err error) {
+	buf := peekBufs.Get().(*[]byte)
+	release = func() { peekBufs.Put(buf) }
+	n, err := io.ReadFull(body, *buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		release()
+		return nil, nil, false, nil, err
 	}
-	return seen, body, hasLongLine(seen), nil
+	seen = (*buf)[:n]
+	return seen, body, hasLongLine(seen), release, nil
 }
+
+// peekBufs hold what peekLongLine read: a part of a megabyte read into a
+// fresh slice cost the relay more in allocation and clearing than in reading.
+var peekBufs = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
 
 // copyLeaf copies a part that gets no notice (an attachment, an image),
 // re-encoding it as base64 when it has lines too long to send as they are.
@@ -922,10 +932,11 @@ func copyLeaf(w io.Writer, h textproto.Header, body io.Reader) error {
 	if !unencoded(cte) {
 		return copyEntity(w, h, body)
 	}
-	seen, rest, long, err := peekLongLine(body)
+	seen, rest, long, release, err := peekLongLine(body)
 	if err != nil {
 		return err
 	}
+	defer release()
 	body = io.MultiReader(bytes.NewReader(seen), rest)
 	if !long {
 		return copyEntity(w, h, body)

@@ -5,8 +5,9 @@
 // go-crypto writes the same packet, but its OpenPGP CFB runs a byte at a
 // time (about 130 MB/s here): with large attachments it was the biggest
 // single cost of an encrypted message and of every archive record. This
-// writer does the same CFB a block at a time, 2.5 times as fast with the
-// SHA-1 of the integrity check (BenchmarkSEIPD). What goes inside (literal
+// writer does the same CFB a run of whole blocks at a time (in assembly
+// where the CPU has AES-NI and AVX), three times as fast with the SHA-1 of
+// the integrity check (BenchmarkSEIPD). What goes inside (literal
 // data, signatures) and the session-key packets are still go-crypto's. The
 // pooled chunk buffers only ever hold ciphertext.
 package seipd
@@ -57,6 +58,9 @@ func NewWriter(w io.Writer, c packet.CipherFunction, key []byte) (io.WriteCloser
 		cfb: cfb{b: block, reg: make([]byte, bs), ks: make([]byte, bs), used: bs},
 		mdc: sha1.New(),
 		buf: chunks.Get().(*[chunkSize]byte)[:1],
+	}
+	if haveCFBAsm {
+		s.cfb.xk, s.cfb.rounds = expandKey(key)
 	}
 	s.buf[0] = 1 // version
 	// The prefix: a block of random octets and its last two again, which
@@ -188,6 +192,9 @@ type cfb struct {
 	reg  []byte           // the ciphertext block being made (complete when used == len)
 	ks   []byte           // the keystream block for reg
 	used int
+
+	xk     []byte // round keys for blocksAsm; nil: no assembly here
+	rounds int
 }
 
 // xor encrypts src into dst, which must not overlap.
@@ -215,8 +222,11 @@ func (c *cfb) xor(dst, src []byte) {
 // plaintext with K_1 as its IV. CBC runs its loop inside the standard
 // library, without the per-call checks of Block.Encrypt, and the XOR with
 // the plaintext is then one vectorised pass: half again as fast as a block
-// at a time (BenchmarkSEIPD).
+// at a time (BenchmarkSEIPD). blocksAsm, where there is one, is faster still.
 func (c *cfb) blocks(dst, src []byte) {
+	if c.blocksAsm(dst, src) {
+		return
+	}
 	bs := len(c.reg)
 	n := len(src)
 	c.b.Encrypt(dst[:bs], c.reg)

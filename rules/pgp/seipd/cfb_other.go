@@ -1,0 +1,9 @@
+//go:build !amd64 || purego
+
+package seipd
+
+var haveCFBAsm = false
+
+func expandKey([]byte) ([]byte, int) { return nil, 0 }
+
+func (c *cfb) blocksAsm(dst, src []byte) bool { return false }

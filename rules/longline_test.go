@@ -22,6 +22,9 @@ func TestLongLinesReencoded(t *testing.T) {
 		err      error
 	}{
 		{"plain text without MIME", head + "\r\n" + long + "\r\nend\r\n", "quoted-printable", "text/plain", nil},
+		// The first 64 KiB are examined on their own before the rest of the megabyte.
+		{"across the 64 KiB mark", head + "\r\n" + strings.Repeat(strings.Repeat("x", 98)+"\r\n", 650) + long + "\r\nend\r\n", "quoted-printable", "text/plain", nil},
+		{"after 120 KB of short lines", head + "\r\n" + strings.Repeat("short line\r\n", 10000) + long + "\r\nend\r\n", "quoted-printable", "text/plain", nil},
 		{"text/plain 7bit", head + "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" + long + "\r\n", "quoted-printable", "text/plain", nil},
 		{"text/html 8bit", head + "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<html><body><p>" + long + "</p></body></html>\r\n", "quoted-printable", "text/html", nil},
 		{"an attachment in 8bit", head + "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/json\r\nContent-Disposition: attachment; filename=a.json\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + long + "\r\n--b--\r\n", "base64", "application/json", nil},

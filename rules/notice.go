@@ -910,9 +910,20 @@ const (
 // line was found in it. (A long line further on is refused: lineGuard.)
 // seen is a pooled buffer: call release once nothing reads it any more.
 func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, release func(), err error) {
-	buf := peekBufs.Get().(*[]byte)
-	release = func() { peekBufs.Put(buf) }
+	buf := peekSmall.Get().(*[]byte)
+	release = func() { peekSmall.Put(buf) }
 	n, err := io.ReadFull(body, *buf)
+	if err == nil && !hasLongLine((*buf)[:n]) {
+		// A large part: the rest of the peek needs the large buffer.
+		small := buf
+		buf = peekLarge.Get().(*[]byte)
+		release = func() { peekLarge.Put(buf) }
+		copy(*buf, (*small)[:n])
+		peekSmall.Put(small)
+		var m int
+		m, err = io.ReadFull(body, (*buf)[n:])
+		n += m
+	}
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		release()
 		return nil, nil, false, nil, err
@@ -921,9 +932,14 @@ func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, relea
 	return seen, body, hasLongLine(seen), release, nil
 }
 
-// peekBufs hold what peekLongLine read: a part of a megabyte read into a
-// fresh slice cost the relay more in allocation and clearing than in reading.
-var peekBufs = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
+// peekSmall and peekLarge hold what peekLongLine read: a part of a
+// megabyte read into a fresh slice cost the relay more in allocation and
+// clearing than in reading. Most parts fit the small ones, which keeps the
+// large ones (and the memory they hold) few.
+var (
+	peekSmall = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+	peekLarge = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
+)
 
 // copyLeaf copies a part that gets no notice (an attachment, an image),
 // re-encoding it as base64 when it has lines too long to send as they are.

@@ -157,11 +157,12 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			cpu := systemCPU() - cpu0 - (selfCPU() - self0)
 			// Not in the table: where the machine's CPU went, for whoever
 			// works on the relay's (the host's load moves the machine's).
+			rate := float64(acked) / e2e.Seconds()
 			if pid != 0 {
-				fmt.Fprintf(os.Stderr, "run %d, %s: sealpost process %.0f µs/msg, smtp-sink %.0f µs/msg\n", run+1, rw.name,
+				fmt.Fprintf(os.Stderr, "run %d, %s: %.0f msg/s end to end, sealpost process %.0f µs/msg, smtp-sink %.0f µs/msg\n", run+1, rw.name, rate,
 					float64((procCPU(pid)-relay0).Microseconds())/float64(acked), float64((procCPU(sinkPid)-sink0).Microseconds())/float64(acked))
 			} else {
-				fmt.Fprintf(os.Stderr, "run %d, %s: smtp-sink %.0f µs/msg\n", run+1, rw.name, float64((procCPU(sinkPid)-sink0).Microseconds())/float64(acked))
+				fmt.Fprintf(os.Stderr, "run %d, %s: %.0f msg/s end to end, smtp-sink %.0f µs/msg\n", run+1, rw.name, rate, float64((procCPU(sinkPid)-sink0).Microseconds())/float64(acked))
 			}
 			rss := peak.stop()
 			if profiled != nil {

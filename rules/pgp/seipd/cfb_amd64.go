@@ -3,7 +3,9 @@
 package seipd
 
 import (
+	"encoding"
 	"encoding/binary"
+	"fmt"
 
 	"golang.org/x/sys/cpu"
 )
@@ -56,5 +58,54 @@ func (c *cfb) blocksAsm(dst, src []byte) bool {
 		return false
 	}
 	cfbEncryptAVX(&c.xk[0], c.rounds, &c.reg[0], &dst[0], &src[0], len(src)/len(c.reg))
+	return true
+}
+
+// haveFusedAsm: the CPU can also run SHA-1 with SHA-NI beside the AES,
+// in cfbSHA1AVX.
+var haveFusedAsm = haveCFBAsm && cpu.X86.HasSSSE3 && cpu.X86.HasSSE41 && hasSHANI()
+
+func hasSHANI() bool {
+	if maxLeaf, _, _, _ := cpuid(0, 0); maxLeaf < 7 {
+		return false
+	}
+	_, ebx, _, _ := cpuid(7, 0)
+	return ebx&(1<<29) != 0
+}
+
+func cpuid(leaf, sub uint32) (a, b, c, d uint32)
+
+//go:noescape
+func cfbSHA1AVX(xk *byte, rounds int, reg *byte, h *[5]uint32, dst, src *byte, chunks int)
+
+// sha1StateSize is the length of crypto/sha1's marshalled state: "sha\x01",
+// the five state words, the 64-octet block buffer, the length so far.
+const sha1StateSize = 4 + 5*4 + 64 + 8
+
+// fused encrypts p, whole 64-octet chunks with the stream at a chunk
+// boundary, into dst and adds p to the modification detection code. The
+// SHA-1 state goes in and out through crypto/sha1's own marshalling, which
+// keeps the padding and the final sum to crypto/sha1. It reports false,
+// having done nothing, if the state is not as expected.
+func (s *writer) fused(dst, p []byte) bool {
+	st, err := s.mdc.(encoding.BinaryAppender).AppendBinary(s.mdcState[:0])
+	if err != nil || len(st) != sha1StateSize || string(st[:4]) != "sha\x01" || binary.BigEndian.Uint64(st[88:])%64 != 0 {
+		s.fuse = false
+		return false
+	}
+	s.mdcState = st
+	var h [5]uint32
+	for i := range h {
+		h[i] = binary.BigEndian.Uint32(st[4+4*i:])
+	}
+	cfbSHA1AVX(&s.cfb.xk[0], s.cfb.rounds, &s.cfb.reg[0], &h, &dst[0], &p[0], len(p)/64)
+	for i, v := range h {
+		binary.BigEndian.PutUint32(st[4+4*i:], v)
+	}
+	binary.BigEndian.PutUint64(st[88:], binary.BigEndian.Uint64(st[88:])+uint64(len(p)))
+	if err := s.mdc.(encoding.BinaryUnmarshaler).UnmarshalBinary(st); err != nil {
+		// The octets are encrypted but not in the check: the packet is spoilt.
+		s.err = fmt.Errorf("seipd: integrity check state: %w", err)
+	}
 	return true
 }

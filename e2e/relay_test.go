@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,5 +153,44 @@ func TestLongBodyLineReencoded(t *testing.T) {
 	}
 	if !strings.Contains(m, "Content-Transfer-Encoding: quoted-printable") || !strings.Contains(strings.ReplaceAll(m, "=\r\n", ""), long) {
 		t.Errorf("the long line is not there, quoted-printable:\n%.500s", m)
+	}
+}
+
+// TestConnectionsPerAddress: with [smtp] max_connections_per_ip reached, a
+// real client from the same address is told 421 4.7.0 and why; once a
+// connection closes it gets in.
+func TestConnectionsPerAddress(t *testing.T) {
+	RequireTools(t, "swaks")
+	r := StartRelay(t, RelayOptions{SMTP: "max_connections_per_ip = 1"})
+	// The start-up check's connection may still count for a moment.
+	var held net.Conn
+	WaitFor(t, 10*time.Second, "a connection greeted with 220", func() bool {
+		c, err := net.Dial("tcp", r.Submission)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if line, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "220 ") {
+			c.Close()
+			return false
+		}
+		held = c
+		return true
+	})
+	defer held.Close()
+	out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example")...)
+	if ok || !strings.Contains(out, "421 4.7.0 Too many connections from your address") {
+		t.Fatalf("swaks beside a held connection: exit ok=%v, want 421 4.7.0 Too many connections from your address:\n%s", ok, out)
+	}
+	held.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example")...)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swaks after the held connection closed still refused:\n%s", out)
+		}
 	}
 }

@@ -46,6 +46,8 @@ type RelayOptions struct {
 	Sink *Sink
 	// NoAuth makes sealpost log in to no provider (an IP-authorised Postfix).
 	NoAuth bool
+	// SMTP is TOML added to the [smtp] section.
+	SMTP string
 	// Sections is TOML appended to the configuration ([policy], [pgp] ...).
 	// When it has a [policy] section the default one is left out.
 	Sections string
@@ -121,6 +123,7 @@ hostname = "localhost"
 submission = %q
 submissions = %q
 max_message_bytes = 10485760
+%s
 [[account]]
 username = %q
 password_hash = %q
@@ -135,7 +138,7 @@ delay_warning = "1h"
 timeout = "10s"
 %s
 %s
-`, o.logLevel(), o.logFormat(), r.Submission, r.Submissions, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
+`, o.logLevel(), o.logFormat(), r.Submission, r.Submissions, o.SMTP, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
 	if err := os.WriteFile(r.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -35,12 +37,65 @@ type guardConn struct {
 	greeted      atomic.Bool
 	log          *slog.Logger
 
-	release func() // gives back the connection's slot (guardListener.slots)
+	release func() // gives back the connection's slots (guardListener.slots, perAddress)
 }
 
 // tooManyConnections answers a connection beyond [smtp] max_connections
 // (in clear, also on the implicit-TLS port: the client never gets further).
 var tooManyConnections = []byte("421 4.7.0 Too many connections to this server; try again in a few minutes\r\n")
+
+// tooManyFromAddress answers a connection beyond [smtp]
+// max_connections_per_ip: one host cannot take every slot.
+var tooManyFromAddress = []byte("421 4.7.0 Too many connections from your address; close some (or wait a few minutes) and try again\r\n")
+
+// addressSlots counts the open connections per client address, over both
+// listeners. An IPv6 client counts by its /64, which a single host can use
+// whole (as a /32 in IPv4).
+type addressSlots struct {
+	max int
+	mu  sync.Mutex
+	n   map[netip.Prefix]int
+}
+
+func newAddressSlots(max int) *addressSlots {
+	return &addressSlots{max: max, n: map[netip.Prefix]int{}}
+}
+
+// take counts a connection from a; false when a already has max. A nil
+// addressSlots bounds nothing.
+func (s *addressSlots) take(a net.Addr) (release func(), ok bool) {
+	if s == nil {
+		return func() {}, true
+	}
+	key := clientPrefix(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[key] >= s.max {
+		return nil, false
+	}
+	s.n[key]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.n[key]--; s.n[key] <= 0 {
+			delete(s.n, key)
+		}
+	}, true
+}
+
+func clientPrefix(a net.Addr) netip.Prefix {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Prefix{} // not TCP (tests' pipes): all count as one
+	}
+	ip := ap.Addr().Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
 
 // earlyTalker is the reply to a client that talked before the greeting.
 var earlyTalker = []byte("554 5.5.1 Protocol error: the client talked before the server's greeting; wait for the 220 line (RFC 5321 4.3.1)\r\n")
@@ -115,8 +170,11 @@ type guardListener struct {
 	front       *frontConfig
 	// slots holds a token per open connection, shared by both listeners;
 	// nil: no bound.
-	slots   chan struct{}
-	metrics *Metrics
+	slots chan struct{}
+	// perAddress bounds the connections of each client address, shared by
+	// both listeners; nil: no bound.
+	perAddress *addressSlots
+	metrics    *Metrics
 	// greetingWait is the early-talker check on the plain listener (the
 	// client speaks first on an implicit-TLS port: its ClientHello).
 	greetingWait time.Duration
@@ -124,37 +182,56 @@ type guardListener struct {
 }
 
 func (l guardListener) Accept() (net.Conn, error) {
-	var c net.Conn
 	for {
-		var err error
-		if c, err = l.Listener.Accept(); err != nil {
+		c, err := l.Listener.Accept()
+		if err != nil {
 			return nil, err
 		}
-		if l.slots == nil {
-			break
+		if fc := l.admit(c); fc != nil {
+			return fc, nil
 		}
+	}
+}
+
+// admit takes the connection's slots and wraps it, or refuses it: 421 and
+// closed here, without go-smtp, so that a flood of connections costs a
+// write and a close each, nothing more.
+func (l guardListener) admit(c net.Conn) net.Conn {
+	if l.slots != nil {
 		select {
 		case l.slots <- struct{}{}:
 		default:
-			// Refused here, without go-smtp: a flood of connections costs a
-			// write and a close each, nothing more.
-			l.metrics.refused.WithLabelValues("connect", "too_many_connections").Inc()
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write(tooManyConnections)
-			c.Close()
-			continue
+			l.refuse(c, "too_many_connections", tooManyConnections)
+			return nil
 		}
-		break
+	}
+	releaseAddress, ok := l.perAddress.take(c.RemoteAddr())
+	if !ok {
+		if l.slots != nil {
+			<-l.slots
+		}
+		l.refuse(c, "too_many_from_address", tooManyFromAddress)
+		return nil
 	}
 	g := &guardConn{Conn: c, metrics: l.metrics, log: l.log}
-	if l.slots != nil {
-		g.release = func() { <-l.slots }
+	g.release = func() {
+		releaseAddress()
+		if l.slots != nil {
+			<-l.slots
+		}
 	}
 	if l.implicitTLS {
 		g.tlsConn = tls.Server(g, l.front.tls)
 		g.greeted.Store(true)
-		return newFrontConn(g, l.front, g.tlsConn), nil
+		return newFrontConn(g, l.front, g.tlsConn)
 	}
 	g.greetingWait = l.greetingWait
-	return newFrontConn(g, l.front, nil), nil
+	return newFrontConn(g, l.front, nil)
+}
+
+func (l guardListener) refuse(c net.Conn, reason string, reply []byte) {
+	l.metrics.refused.WithLabelValues("connect", reason).Inc()
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Write(reply)
+	c.Close()
 }

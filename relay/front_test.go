@@ -350,3 +350,61 @@ func TestMaxConnections(t *testing.T) {
 		return strings.HasPrefix(line, "220 ")
 	})
 }
+
+// TestMaxConnectionsPerAddress: beyond [smtp] max_connections_per_ip, a
+// client address is told 421 and disconnected while another address still
+// gets in; the refused connection holds none of the server-wide slots.
+func TestMaxConnectionsPerAddress(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	r := startRelay(t, relayOpts{maxConns: 3, maxPerAddr: 2, metrics: m})
+	first := rawDial(t, r.addrs.Submission.String())
+	rawDial(t, r.addrs.Submission.String())
+	greeting := func(from, addr string) (string, net.Conn) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return line, c
+	}
+	line, c := greeting("127.0.0.1", r.addrs.Submissions.String())
+	if !strings.HasPrefix(line, "421 4.7.0 Too many connections from your address") {
+		t.Errorf("third connection from 127.0.0.1: %q, want 421 4.7.0 Too many connections from your address", line)
+	}
+	if !closedByServer(c) {
+		t.Errorf("connection beyond the address's limit left open")
+	}
+	if line, _ := greeting("127.0.0.2", r.addrs.Submission.String()); !strings.HasPrefix(line, "220 ") {
+		t.Errorf("first connection from 127.0.0.2: %q, want the 220 greeting (the last server-wide slot)", line)
+	}
+	if n := testutil.ToFloat64(m.refused.WithLabelValues("connect", "too_many_from_address")); n != 1 {
+		t.Errorf("refusals{connect,too_many_from_address} = %v, want 1", n)
+	}
+	first.cmd("QUIT")
+	waitFor(t, "127.0.0.1's slot back", func() bool {
+		line, c := greeting("127.0.0.1", r.addrs.Submission.String())
+		c.Close()
+		return strings.HasPrefix(line, "220 ")
+	})
+}
+
+func TestClientPrefix(t *testing.T) {
+	for _, tt := range []struct{ addr, want string }{
+		{"192.0.2.7:41234", "192.0.2.7/32"},
+		{"[::ffff:192.0.2.7]:41234", "192.0.2.7/32"},
+		{"[2001:db8:1:2:aaaa::1]:587", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:bbbb::9]:587", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:3::1]:587", "2001:db8:1:3::/64"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := clientPrefix(a).String(); got != tt.want {
+			t.Errorf("clientPrefix(%s) = %s, want %s", tt.addr, got, tt.want)
+		}
+	}
+}

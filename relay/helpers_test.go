@@ -215,6 +215,7 @@ type relayOpts struct {
 	metrics      *Metrics
 	greetingWait time.Duration
 	maxConns     int
+	maxPerAddr   int
 }
 
 type testRelay struct {
@@ -259,7 +260,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	red, _ := addr.NewRedactor([]byte("test key for redaction"))
 	srv, err := New(Config{
 		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.serverTLS,
-		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: 30 * time.Second, GreetingWait: o.greetingWait, MaxConnections: o.maxConns,
+		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: 30 * time.Second, GreetingWait: o.greetingWait, MaxConnections: o.maxConns, MaxConnectionsPerAddress: o.maxPerAddr,
 		Accounts: []Account{{Username: testUser, PasswordHash: passwordHash(t), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,

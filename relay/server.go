@@ -62,7 +62,10 @@ type Config struct {
 	// MaxConnections bounds the open client connections on both ports
 	// together; one more is answered 421 and closed. 0: no bound.
 	MaxConnections int
-	Accounts       []Account
+	// MaxConnectionsPerAddress bounds those of one client address (an IPv6
+	// /64), so that one host cannot take them all. 0: no bound.
+	MaxConnectionsPerAddress int
+	Accounts                 []Account
 
 	SpoolDir  string
 	OutboxDir string // used when Upstream.Address is "outbox"
@@ -216,6 +219,10 @@ func (s *Server) Start() (Listeners, error) {
 	if s.cfg.MaxConnections > 0 {
 		slots = make(chan struct{}, s.cfg.MaxConnections)
 	}
+	var perAddress *addressSlots
+	if s.cfg.MaxConnectionsPerAddress > 0 {
+		perAddress = newAddressSlots(s.cfg.MaxConnectionsPerAddress)
+	}
 	s.front = front
 	newSMTP := func() *smtp.Server {
 		srv := smtp.NewServer(&backend{s: s})
@@ -242,7 +249,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submission = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, front: front, slots: slots, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
+		go srv.Serve(guardListener{Listener: l, front: front, slots: slots, perAddress: perAddress, metrics: s.metrics, greetingWait: s.cfg.GreetingWait, log: s.log})
 	}
 	if s.cfg.Submissions != "" {
 		l, err := net.Listen("tcp", s.cfg.Submissions)
@@ -252,7 +259,7 @@ func (s *Server) Start() (Listeners, error) {
 		addrs.Submissions = l.Addr()
 		srv := newSMTP()
 		s.servers = append(s.servers, srv)
-		go srv.Serve(guardListener{Listener: l, implicitTLS: true, front: front, slots: slots, metrics: s.metrics, log: s.log})
+		go srv.Serve(guardListener{Listener: l, implicitTLS: true, front: front, slots: slots, perAddress: perAddress, metrics: s.metrics, log: s.log})
 	}
 	return addrs, nil
 }

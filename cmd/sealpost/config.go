@@ -57,6 +57,8 @@ type SMTPConfig struct {
 	Timeout         Duration `toml:"timeout"`         // idle time allowed between commands
 	GreetingWait    Duration `toml:"greeting_wait"`   // listen for early talkers before the 220; "0s" turns it off
 	MaxConnections  int      `toml:"max_connections"` // open client connections, both ports together
+	// Those from one client address (an IPv6 /64), so that one host cannot take them all.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 }
 
 type AccountConfig struct {
@@ -232,6 +234,9 @@ func defaultConfig() Config {
 			Timeout:         Duration(5 * time.Minute),
 			GreetingWait:    Duration(200 * time.Millisecond),
 			MaxConnections:  200,
+			// Postfix's smtpd_client_connection_count_limit; a mail
+			// client opens a few at most.
+			MaxConnectionsPerIP: 50,
 		},
 		Upstream: UpstreamConfig{
 			Address:      "outbox",
@@ -405,6 +410,9 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.SMTP.MaxConnections < 1 || c.SMTP.MaxConnections > 100000 {
 		bad("smtp.max_connections", "must be between 1 and 100000")
+	}
+	if c.SMTP.MaxConnectionsPerIP < 1 || c.SMTP.MaxConnectionsPerIP > 100000 {
+		bad("smtp.max_connections_per_ip", "must be between 1 and 100000")
 	}
 	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > 1000 {
 		bad("smtp.max_recipients", "must be between 1 and 1000")

@@ -2,6 +2,21 @@
 
 #include "textflag.h"
 
+// The whitening and the first nine rounds, common to every key size: the
+// round keys in X1-X10, the block in X0.
+#define ROUNDS_1_9 \
+	VPXOR X1, X0, X0; \
+	VAESENC X2, X0, X0; VAESENC X3, X0, X0; VAESENC X4, X0, X0; \
+	VAESENC X5, X0, X0; VAESENC X6, X0, X0; VAESENC X7, X0, X0; \
+	VAESENC X8, X0, X0; VAESENC X9, X0, X0; VAESENC X10, X0, X0
+
+// XOR the plaintext block into the keystream, store the ciphertext (the
+// next block's feedback), and go round again while blocks are left.
+#define NEXT_BLOCK(loop) \
+	VPXOR (SI), X0, X0; VMOVDQU X0, (DI); \
+	ADDQ $16, SI; ADDQ $16, DI; \
+	DECQ DX; JNZ loop
+
 // func cfbEncryptAVX(xk *byte, rounds int, reg *byte, dst, src *byte, blocks int)
 //
 // OpenPGP CFB over whole blocks: C_i = E(C_(i-1)) XOR P_i, starting from
@@ -37,69 +52,27 @@ TEXT ·cfbEncryptAVX(SB), NOSPLIT, $0-48
 	VMOVDQU 224(AX), X15
 
 aes256:
-	VPXOR   X1, X0, X0
-	VAESENC X2, X0, X0
-	VAESENC X3, X0, X0
-	VAESENC X4, X0, X0
-	VAESENC X5, X0, X0
-	VAESENC X6, X0, X0
-	VAESENC X7, X0, X0
-	VAESENC X8, X0, X0
-	VAESENC X9, X0, X0
-	VAESENC X10, X0, X0
+	ROUNDS_1_9
 	VAESENC X11, X0, X0
 	VAESENC X12, X0, X0
 	VAESENC X13, X0, X0
 	VAESENC X14, X0, X0
 	VAESENCLAST X15, X0, X0
-	VPXOR   (SI), X0, X0
-	VMOVDQU X0, (DI)
-	ADDQ $16, SI
-	ADDQ $16, DI
-	DECQ DX
-	JNZ  aes256
+	NEXT_BLOCK(aes256)
 	JMP  done
 
 aes192:
-	VPXOR   X1, X0, X0
-	VAESENC X2, X0, X0
-	VAESENC X3, X0, X0
-	VAESENC X4, X0, X0
-	VAESENC X5, X0, X0
-	VAESENC X6, X0, X0
-	VAESENC X7, X0, X0
-	VAESENC X8, X0, X0
-	VAESENC X9, X0, X0
-	VAESENC X10, X0, X0
+	ROUNDS_1_9
 	VAESENC X11, X0, X0
 	VAESENC X12, X0, X0
 	VAESENCLAST X13, X0, X0
-	VPXOR   (SI), X0, X0
-	VMOVDQU X0, (DI)
-	ADDQ $16, SI
-	ADDQ $16, DI
-	DECQ DX
-	JNZ  aes192
+	NEXT_BLOCK(aes192)
 	JMP  done
 
 aes128:
-	VPXOR   X1, X0, X0
-	VAESENC X2, X0, X0
-	VAESENC X3, X0, X0
-	VAESENC X4, X0, X0
-	VAESENC X5, X0, X0
-	VAESENC X6, X0, X0
-	VAESENC X7, X0, X0
-	VAESENC X8, X0, X0
-	VAESENC X9, X0, X0
-	VAESENC X10, X0, X0
+	ROUNDS_1_9
 	VAESENCLAST X11, X0, X0
-	VPXOR   (SI), X0, X0
-	VMOVDQU X0, (DI)
-	ADDQ $16, SI
-	ADDQ $16, DI
-	DECQ DX
-	JNZ  aes128
+	NEXT_BLOCK(aes128)
 
 done:
 	VMOVDQU X0, 0(R8)

@@ -8,9 +8,9 @@
 // writer does the same CFB a run of whole blocks at a time (in assembly
 // where the CPU has AES-NI and AVX, with the SHA-1 of the integrity check
 // in the same loop where it also has SHA-NI), four times as fast with that
-// SHA-1 (BenchmarkSEIPD). What goes inside (literal
-// data, signatures) and the session-key packets are still go-crypto's. The
-// pooled chunk buffers only ever hold ciphertext.
+// SHA-1 (BenchmarkSEIPD). What goes inside (literal data, signatures) and
+// the session-key packets are still go-crypto's. The pooled chunk buffers
+// only ever hold ciphertext.
 package seipd
 
 import (
@@ -209,6 +209,7 @@ func (s *writer) Close() error {
 	}
 	chunks.Put((*[chunkSize]byte)(s.buf[:chunkSize]))
 	s.buf = nil
+	clear(s.cfb.xk) // the expanded session key need not outlive the packet
 	return s.err
 }
 

@@ -78,8 +78,9 @@ func readKeys(path string) (openpgp.EntityList, error) {
 }
 
 // LoadPrivateKey reads the archive's private key for an export, unlocking
-// it with passphrase when it is protected.
-func LoadPrivateKey(path string, passphrase func() ([]byte, error)) (openpgp.EntityList, error) {
+// it when it is protected with the first of the passphrases that opens it
+// (after a change of archive key, each key may have its own).
+func LoadPrivateKey(path string, passphrases func() ([][]byte, error)) (openpgp.EntityList, error) {
 	el, err := readKeys(path)
 	if err != nil {
 		return nil, fmt.Errorf("archive key %s: %w", path, err)
@@ -98,22 +99,36 @@ func LoadPrivateKey(path string, passphrase func() ([]byte, error)) (openpgp.Ent
 			}
 		}
 	}
-	if locked {
-		if passphrase == nil {
-			return nil, fmt.Errorf("archive key %s is protected by a passphrase: give --passphrase-file", path)
-		}
-		pp, err := passphrase()
-		if err != nil {
-			return nil, err
-		}
+	if !locked {
+		return el, nil
+	}
+	if passphrases == nil {
+		return nil, fmt.Errorf("archive key %s is protected by a passphrase: give --passphrase-file", path)
+	}
+	pps, err := passphrases()
+	if err != nil {
+		return nil, err
+	}
+	for _, pp := range pps {
 		pp = []byte(strings.TrimRight(string(pp), "\r\n"))
-		for _, e := range el {
-			if err := e.DecryptPrivateKeys(pp); err != nil {
-				return nil, fmt.Errorf("archive key %s: wrong passphrase", path)
-			}
+		// A wrong passphrase leaves a key as it was, so the next can be tried.
+		if unlockAll(el, pp) {
+			return el, nil
 		}
 	}
-	return el, nil
+	if len(pps) == 1 {
+		return nil, fmt.Errorf("archive key %s: wrong passphrase", path)
+	}
+	return nil, fmt.Errorf("archive key %s: none of the %d passphrases opens it", path, len(pps))
+}
+
+func unlockAll(el openpgp.EntityList, pp []byte) bool {
+	for _, e := range el {
+		if err := e.DecryptPrivateKeys(pp); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // NewKeyPair makes an OpenPGP key (Ed25519 primary, X25519 encryption

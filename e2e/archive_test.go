@@ -238,3 +238,80 @@ func TestArchiveKeyChange(t *testing.T) {
 		t.Errorf("export with both keys: %d messages, want the one from before the change and the one after", len(emls))
 	}
 }
+
+// TestArchiveKeysWithPassphrases: the archive key is changed once, and
+// both keys are GnuPG's, each protected by its own passphrase (what an
+// auditor keeps offline). An export given both keys and both passphrase
+// files opens every record; with one passphrase missing it says which key
+// it could not open.
+func TestArchiveKeysWithPassphrases(t *testing.T) {
+	RequireTools(t, "gpg", "swaks")
+	dir := t.TempDir()
+	type key struct{ pub, sec, pp string }
+	makeKey := func(name, passphrase string) key {
+		home := filepath.Join(dir, name)
+		os.MkdirAll(home, 0o700)
+		gpg := func(args ...string) []byte {
+			cmd := exec.Command("gpg", append([]string{"--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase}, args...)...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("gpg %v: %v\n%s", args, err, stderr.String())
+			}
+			return out
+		}
+		gpg("--quick-gen-key", "Archive "+name+" <archive@practice.example>", "future-default", "default", "never")
+		k := key{pub: home + ".pub.asc", sec: home + ".sec.asc", pp: home + ".passphrase"}
+		os.WriteFile(k.pub, gpg("--armor", "--export"), 0o644)
+		os.WriteFile(k.sec, gpg("--armor", "--export-secret-keys"), 0o600)
+		os.WriteFile(k.pp, []byte(passphrase+"\n"), 0o600)
+		return k
+	}
+	first, second := makeKey("first", "first key's passphrase"), makeKey("second", "second key's passphrase")
+
+	r := StartRelay(t, RelayOptions{Sections: fmt.Sprintf("[archive]\npublic_key = %q\n", first.pub)})
+	send := func(subject string) {
+		if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--header", "Subject: "+subject)...); !ok {
+			t.Fatalf("swaks: %s", out)
+		}
+	}
+	send("under the first key")
+	r.Stop(t)
+	cfg, _ := os.ReadFile(r.Config)
+	os.WriteFile(r.Config, bytes.Replace(cfg, []byte(first.pub), []byte(second.pub), 1), 0o600)
+	r.Start(t)
+	send("under the second key")
+
+	export := func(args ...string) (string, string, int) {
+		out := filepath.Join(t.TempDir(), "export")
+		_, stderr, code := r.Run(t, "", append([]string{"archive", "export", "--out", out}, args...)...)
+		return out, stderr, code
+	}
+	out, stderr, code := export("--key", first.sec, "--key", second.sec, "--passphrase-file", first.pp, "--passphrase-file", second.pp)
+	if code != 0 {
+		t.Fatalf("export with both keys and both passphrases: exit %d\n%s", code, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m exportManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for _, msg := range m.Messages {
+		subjects = append(subjects, msg.Subject)
+	}
+	for _, want := range []string{"under the first key", "under the second key"} {
+		if !strings.Contains(strings.Join(subjects, "\n"), want) {
+			t.Errorf("the export lacks %q; it has %q", want, subjects)
+		}
+	}
+
+	_, stderr, code = export("--key", first.sec, "--key", second.sec, "--passphrase-file", first.pp)
+	if code == 0 || !strings.Contains(stderr, second.sec) || !strings.Contains(stderr, "wrong passphrase") {
+		t.Errorf("export without the second key's passphrase: exit %d, want a failure naming %s and a wrong passphrase:\n%s", code, second.sec, stderr)
+	}
+}

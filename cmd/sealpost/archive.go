@@ -22,7 +22,7 @@ import (
 
 func init() {
 	register(&command{name: "archive verify", args: "", summary: "check the archive's hash chain and seals (needs no private key)", run: runArchiveVerify})
-	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE]",
+	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive prune", args: "[--dry-run]", summary: "remove whole segments past archive.retention that no hold covers", run: runArchivePrune})
 	register(&command{name: "archive hold", args: "--client ADDRESS|NAME | --since YYYY-MM-DD --until YYYY-MM-DD [--reason TEXT] | --list",
@@ -87,13 +87,14 @@ func clientAddresses(ctx context.Context, cfg *Config, client string) ([]string,
 
 func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
-	var keyFile keyFiles
+	var keyFile fileList
 	fs.Var(&keyFile, "key", "the archive's private key (required; once per key after a change of archive key)")
 	out := fs.String("out", "", "a new folder for the export (required)")
 	since := fs.String("since", "", "first day, YYYY-MM-DD")
 	until := fs.String("until", "", "last day, YYYY-MM-DD (inclusive)")
 	client := fs.String("client", "", "only this client: an address, or a name or chart id from the consent registry")
-	ppFile := fs.String("passphrase-file", "", "the private key's passphrase (otherwise asked on the terminal)")
+	var ppFiles fileList
+	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -121,7 +122,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if f.Clients, err = clientAddresses(ctx, cfg, *client); err != nil {
 		return err
 	}
-	key, err := loadArchiveKeys(c, keyFile, *ppFile)
+	key, err := loadArchiveKeys(c, keyFile, ppFiles)
 	if err != nil {
 		return err
 	}
@@ -347,18 +348,21 @@ func archiveHandlers(a *archive.Archive, cfg *Config) map[string]http.HandlerFun
 	}
 }
 
-// keyFiles is a --key flag given once per archive private key: after a
-// change of archive key, the records are under more than one.
-type keyFiles []string
+// fileList is a flag given once per file: --key once per archive private
+// key (after a change of archive key, the records are under more than one),
+// --passphrase-file once per passphrase.
+type fileList []string
 
-func (k *keyFiles) String() string     { return strings.Join(*k, ",") }
-func (k *keyFiles) Set(v string) error { *k = append(*k, v); return nil }
+func (k *fileList) String() string     { return strings.Join(*k, ",") }
+func (k *fileList) Set(v string) error { *k = append(*k, v); return nil }
 
-// loadArchiveKeys reads every --key file (one passphrase file serves all).
-func loadArchiveKeys(c *cli, files keyFiles, ppFile string) (openpgp.EntityList, error) {
+// loadArchiveKeys reads every --key file. A protected key is opened with
+// the first --passphrase-file that fits it (each key may have its own), or
+// with a passphrase asked on the terminal.
+func loadArchiveKeys(c *cli, files, ppFiles fileList) (openpgp.EntityList, error) {
 	var keys openpgp.EntityList
 	for _, f := range files {
-		k, err := archive.LoadPrivateKey(f, archivePassphrase(c, ppFile))
+		k, err := archive.LoadPrivateKey(f, archivePassphrases(c, f, ppFiles))
 		if err != nil {
 			return nil, err
 		}
@@ -367,20 +371,28 @@ func loadArchiveKeys(c *cli, files keyFiles, ppFile string) (openpgp.EntityList,
 	return keys, nil
 }
 
-// archivePassphrase unlocks a protected archive key: from a file, or asked
-// on the terminal.
-func archivePassphrase(c *cli, ppFile string) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		if ppFile != "" {
-			return os.ReadFile(ppFile)
+// archivePassphrases gives the passphrases to try on a protected archive
+// key: the --passphrase-file contents, or one asked on the terminal.
+func archivePassphrases(c *cli, keyFile string, ppFiles fileList) func() ([][]byte, error) {
+	return func() ([][]byte, error) {
+		if len(ppFiles) > 0 {
+			var pps [][]byte
+			for _, f := range ppFiles {
+				pp, err := os.ReadFile(f)
+				if err != nil {
+					return nil, err
+				}
+				pps = append(pps, pp)
+			}
+			return pps, nil
 		}
 		fd := int(os.Stdin.Fd())
 		if !term.IsTerminal(fd) {
 			return nil, errors.New("the archive key is protected by a passphrase: give --passphrase-file, or run on a terminal")
 		}
-		fmt.Fprint(c.stderr, "Passphrase for the archive key: ")
+		fmt.Fprintf(c.stderr, "Passphrase for the archive key %s: ", keyFile)
 		pp, err := term.ReadPassword(fd)
 		fmt.Fprintln(c.stderr)
-		return pp, err
+		return [][]byte{pp}, err
 	}
 }

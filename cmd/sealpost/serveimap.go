@@ -18,7 +18,7 @@ import (
 func init() {
 	register(&command{
 		name:    "archive serve-imap",
-		args:    "--key FILE [--key FILE ...] [--listen ADDR] [--passphrase-file FILE]",
+		args:    "--key FILE [--key FILE ...] [--listen ADDR] [--passphrase-file FILE ...]",
 		summary: "serve the record read-only over IMAP (TLS) to the [[archive.viewer]] logins",
 		run:     runArchiveServeIMAP,
 	})
@@ -26,10 +26,11 @@ func init() {
 
 func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
-	var keyFile keyFiles
+	var keyFile fileList
 	fs.Var(&keyFile, "key", "the archive's private key (required; once per key after a change of archive key)")
 	listen := fs.String("listen", "127.0.0.1:1993", "address for IMAP over TLS")
-	ppFile := fs.String("passphrase-file", "", "the private key's passphrase (otherwise asked on the terminal)")
+	var ppFiles fileList
+	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -48,7 +49,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 		return errors.New("no [[archive.viewer]] in the configuration: nobody could log in (add one with a password_hash from sealpost passwd)")
 	}
 	log := newLogger(cfg, c.stderr)
-	key, err := loadArchiveKeys(c, keyFile, *ppFile)
+	key, err := loadArchiveKeys(c, keyFile, ppFiles)
 	if err != nil {
 		return err
 	}

@@ -112,39 +112,14 @@ func (s *writer) Write(p []byte) (int, error) {
 	if s.closed {
 		return 0, errors.New("seipd: write after close")
 	}
-	total := len(p)
-	for len(p) > 0 && s.err == nil {
-		if s.fuse && s.n%64 == 0 && s.cfb.used == len(s.cfb.reg) && len(p) >= 64 {
-			if len(s.buf) == chunkSize {
-				s.flushPartial()
-				continue
-			}
-			if m := min(len(p), chunkSize-len(s.buf)) &^ 63; m > 0 {
-				off := len(s.buf)
-				s.buf = s.buf[:off+m]
-				if s.fused(s.buf[off:], p[:m]) {
-					p = p[m:]
-					s.n += int64(m)
-					continue
-				}
-				s.buf = s.buf[:off]
-			}
-		}
-		// Apart, up to the next 64-octet boundary when fusing, else all.
-		k := len(p)
-		if s.fuse {
-			k = min(k, 64-int(s.n%64))
-		}
-		s.mdc.Write(p[:k])
-		s.encrypt(p[:k])
-		p = p[k:]
-		s.n += int64(k)
-	}
-	return total, s.err
+	s.seal(p, true)
+	return len(p), s.err
 }
 
-// encrypt appends the ciphertext of p to the chunk, writing out full chunks.
-func (s *writer) encrypt(p []byte) {
+// seal appends the ciphertext of p to the chunk, writing out full chunks;
+// with check, p also goes into the modification detection code. Where it
+// can, a run of whole 64-octet blocks does both in one pass (fused).
+func (s *writer) seal(p []byte, check bool) {
 	for len(p) > 0 && s.err == nil {
 		if len(s.buf) == chunkSize {
 			s.flushPartial()
@@ -152,9 +127,26 @@ func (s *writer) encrypt(p []byte) {
 		}
 		m := min(len(p), chunkSize-len(s.buf))
 		off := len(s.buf)
+		if check && s.fuse && s.n%64 == 0 && m >= 64 {
+			m &^= 63
+			s.buf = s.buf[:off+m]
+			if s.fused(s.buf[off:], p[:m]) {
+				p = p[m:]
+				s.n += int64(m)
+				continue
+			}
+		}
+		if check && s.fuse {
+			// Apart, only up to the next 64-octet boundary.
+			m = min(m, 64-int(s.n%64))
+		}
 		s.buf = s.buf[:off+m]
+		if check {
+			s.mdc.Write(p[:m])
+		}
 		s.cfb.xor(s.buf[off:], p[:m])
 		p = p[m:]
+		s.n += int64(m)
 	}
 }
 
@@ -189,10 +181,8 @@ func (s *writer) Close() error {
 	if s.err != nil {
 		return s.err
 	}
-	trailer := []byte{0xc0 | tagMDC, sha1.Size}
-	s.mdc.Write(trailer)
-	trailer = s.mdc.Sum(trailer)
-	if s.encrypt(trailer); s.err != nil {
+	s.seal([]byte{0xc0 | tagMDC, sha1.Size}, true)
+	if s.seal(s.mdc.Sum(nil), false); s.err != nil {
 		return s.err
 	}
 	var hdr []byte

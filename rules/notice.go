@@ -913,8 +913,12 @@ func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, relea
 	buf := peekSmall.Get().(*[]byte)
 	release = func() { peekSmall.Put(buf) }
 	n, err := io.ReadFull(body, *buf)
-	if err == nil && !hasLongLine((*buf)[:n]) {
-		// A large part: the rest of the peek needs the large buffer.
+	long = hasLongLine((*buf)[:n])
+	if err == nil && !long {
+		// A large part: the rest of the peek needs the large buffer, and
+		// only the line still open at the end of the first read and what
+		// follows need looking at.
+		open := bytes.LastIndexByte((*buf)[:n], '\n') + 1
 		small := buf
 		buf = peekLarge.Get().(*[]byte)
 		release = func() { peekLarge.Put(buf) }
@@ -922,14 +926,14 @@ func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, relea
 		peekSmall.Put(small)
 		var m int
 		m, err = io.ReadFull(body, (*buf)[n:])
+		long = hasLongLine((*buf)[open : n+m])
 		n += m
 	}
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		release()
 		return nil, nil, false, nil, err
 	}
-	seen = (*buf)[:n]
-	return seen, body, hasLongLine(seen), release, nil
+	return (*buf)[:n], body, long, release, nil
 }
 
 // peekSmall and peekLarge hold what peekLongLine read: a part of a

@@ -63,3 +63,27 @@ func TestLongLinesReencoded(t *testing.T) {
 		})
 	}
 }
+
+// TestLongLineSplitByPeek: a 1,200-octet line with 600 octets on each side
+// of the first 64 KiB examined is still found (neither half is too long
+// alone) and re-encoded.
+func TestLongLineSplitByPeek(t *testing.T) {
+	line := strings.Repeat("0123456789", 120)
+	msg := "From: therapist@practice.example\r\nTo: a@client.example\r\nSubject: long\r\n\r\n" +
+		strings.Repeat(strings.Repeat("x", 98)+"\r\n", 649) + strings.Repeat("y", 34) + "\r\n" + line + "\r\nend\r\n"
+	var out bytes.Buffer
+	if _, err := transformNotice(&lineGuard{w: &out}, strings.NewReader(msg), newNoticeText(testNotice), false); err != nil {
+		t.Fatal(err)
+	}
+	raw := out.Bytes()
+	if !bytes.Contains(raw, []byte("Content-Transfer-Encoding: quoted-printable")) {
+		t.Errorf("the part was not re-encoded as quoted-printable:\n%.600s", raw)
+	}
+	found := false
+	for _, l := range goLeaves(t, raw) {
+		found = found || l.Type == "text/plain" && strings.Contains(l.Text, line)
+	}
+	if !found {
+		t.Errorf("the text part does not decode to the original line")
+	}
+}

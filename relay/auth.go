@@ -165,9 +165,10 @@ func (as *accounts) verify(username, password string, now time.Time) (*Account, 
 	return a, true
 }
 
-// throttle counts failed logins per remote address and per username. After
-// a handful, every further failure is answered more slowly; at the hourly
-// ceiling the key is refused outright until its failures age out.
+// throttle counts failed logins per client address (clientPrefix: an IPv6
+// client by its /64) and per username. After a handful, every further
+// failure is answered more slowly; at the hourly ceiling the key is refused
+// outright until its failures age out.
 type throttle struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time

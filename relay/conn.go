@@ -48,9 +48,8 @@ var tooManyConnections = []byte("421 4.7.0 Too many connections to this server; 
 // max_connections_per_ip: one host cannot take every slot.
 var tooManyFromAddress = []byte("421 4.7.0 Too many connections from your address; close some (or wait a few minutes) and try again\r\n")
 
-// addressSlots counts the open connections per client address, over both
-// listeners. An IPv6 client counts by its /64, which a single host can use
-// whole (as a /32 in IPv4).
+// addressSlots counts the open connections per client address
+// (clientPrefix), over both listeners.
 type addressSlots struct {
 	max int
 	mu  sync.Mutex
@@ -83,12 +82,15 @@ func (s *addressSlots) take(a net.Addr) (release func(), ok bool) {
 	}, true
 }
 
+// clientPrefix is what the relay counts a client by, for its connections
+// and its failed logins: its IPv4 address, or its IPv6 /64 (one host can
+// use the whole /64, and would otherwise count as many).
 func clientPrefix(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
 		return netip.Prefix{} // not TCP (tests' pipes): all count as one
 	}
-	ip := ap.Addr().Unmap()
+	ip := ta.AddrPort().Addr().Unmap()
 	bits := 32
 	if ip.Is6() {
 		bits = 64

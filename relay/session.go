@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,10 +33,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	f := frontOf(c.Conn())
 	isTLS := f != nil && f.sec != nil
-	remote := ""
-	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
-		remote = ta.IP.String()
-	}
+	remote := clientPrefix(c.Conn().RemoteAddr()).String()
 	if b.s.closing.Load() {
 		closeAfterReply(c.Conn())
 	}

@@ -133,23 +133,26 @@ TEXT ·subWord(SB), NOSPLIT, $0-12
 // One CFB block at offset off: X10 = E(X10) XOR P, stored as C. The round
 // keys are read from memory (AX): the SHA-1 rounds need the registers, and
 // the loads are off the chain of AESENCs that sets the pace.
-#define CFB_BLOCK_128(off) \
+#define CFB_MEM_ROUNDS_1_9 \
 	VPXOR 0(AX), X10, X10; \
 	VAESENC 16(AX), X10, X10; VAESENC 32(AX), X10, X10; VAESENC 48(AX), X10, X10; \
 	VAESENC 64(AX), X10, X10; VAESENC 80(AX), X10, X10; VAESENC 96(AX), X10, X10; \
-	VAESENC 112(AX), X10, X10; VAESENC 128(AX), X10, X10; VAESENC 144(AX), X10, X10; \
-	VAESENCLAST 160(AX), X10, X10; \
+	VAESENC 112(AX), X10, X10; VAESENC 128(AX), X10, X10; VAESENC 144(AX), X10, X10
+
+#define CFB_STORE(off) \
 	VPXOR off(SI), X10, X10; VMOVDQU X10, off(DI)
 
+#define CFB_BLOCK_128(off) \
+	CFB_MEM_ROUNDS_1_9; \
+	VAESENCLAST 160(AX), X10, X10; \
+	CFB_STORE(off)
+
 #define CFB_BLOCK_256(off) \
-	VPXOR 0(AX), X10, X10; \
-	VAESENC 16(AX), X10, X10; VAESENC 32(AX), X10, X10; VAESENC 48(AX), X10, X10; \
-	VAESENC 64(AX), X10, X10; VAESENC 80(AX), X10, X10; VAESENC 96(AX), X10, X10; \
-	VAESENC 112(AX), X10, X10; VAESENC 128(AX), X10, X10; VAESENC 144(AX), X10, X10; \
+	CFB_MEM_ROUNDS_1_9; \
 	VAESENC 160(AX), X10, X10; VAESENC 176(AX), X10, X10; VAESENC 192(AX), X10, X10; \
 	VAESENC 208(AX), X10, X10; \
 	VAESENCLAST 224(AX), X10, X10; \
-	VPXOR off(SI), X10, X10; VMOVDQU X10, off(DI)
+	CFB_STORE(off)
 
 // func cfbSHA1AVX(xk *byte, rounds int, reg *byte, h *[5]uint32, dst, src *byte, chunks int)
 //

@@ -497,12 +497,12 @@ func (t *transformer) textPlain(w io.Writer, h textproto.Header, body io.Reader,
 		text = t.n.flowed
 	}
 	if unencoded(cte) {
-		seen, rest, long, release, err := peekLongLine(body)
+		whole, long, release, err := peekLongLine(body)
 		if err != nil {
 			return false, err
 		}
 		defer release()
-		body = io.MultiReader(bytes.NewReader(seen), rest)
+		body = whole
 		if long {
 			// Lines over 998 octets may not go out as they are (RFC 5322):
 			// the part is re-encoded as quoted-printable, which folds them.
@@ -906,10 +906,11 @@ const (
 
 // peekLongLine reads up to maxPeek of a part to see whether it has a line
 // over 998 octets: the transfer encoding must be chosen before the part's
-// header is written. It returns what it read, the rest, and whether a long
-// line was found in it. (A long line further on is refused: lineGuard.)
-// seen is a pooled buffer: call release once nothing reads it any more.
-func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, release func(), err error) {
+// header is written. It returns the whole part again (what it read, then
+// the rest) and whether a long line was found in what it read (one further
+// on is refused: lineGuard). What it read is in a pooled buffer: call
+// release once the part has been read.
+func peekLongLine(body io.Reader) (whole io.Reader, long bool, release func(), err error) {
 	buf := peekSmall.Get().(*[]byte)
 	release = func() { peekSmall.Put(buf) }
 	n, err := io.ReadFull(body, *buf)
@@ -931,9 +932,9 @@ func peekLongLine(body io.Reader) (seen []byte, rest io.Reader, long bool, relea
 	}
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		release()
-		return nil, nil, false, nil, err
+		return nil, false, nil, err
 	}
-	return (*buf)[:n], body, long, release, nil
+	return io.MultiReader(bytes.NewReader((*buf)[:n]), body), long, release, nil
 }
 
 // peekSmall and peekLarge hold what peekLongLine read: a part of a
@@ -952,12 +953,12 @@ func copyLeaf(w io.Writer, h textproto.Header, body io.Reader) error {
 	if !unencoded(cte) {
 		return copyEntity(w, h, body)
 	}
-	seen, rest, long, release, err := peekLongLine(body)
+	whole, long, release, err := peekLongLine(body)
 	if err != nil {
 		return err
 	}
 	defer release()
-	body = io.MultiReader(bytes.NewReader(seen), rest)
+	body = whole
 	if !long {
 		return copyEntity(w, h, body)
 	}

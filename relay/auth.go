@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -53,6 +54,10 @@ type Account struct {
 	// account's behalf; the password was read from upstream_password_file.
 	UpstreamUsername string
 	UpstreamPassword string
+	// UpstreamSASL, when set, logs in instead of the password (OAuth 2.0
+	// providers): it is asked for a fresh client for every connection, as
+	// the token it carries expires.
+	UpstreamSASL func(ctx context.Context) (sasl.Client, error)
 
 	normalized map[string]bool
 }

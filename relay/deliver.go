@@ -199,7 +199,16 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*upstreamConn, err
 			c.Close()
 			return nil, errors.New("refusing to send provider credentials without TLS")
 		}
-		if err := c.Auth(sasl.NewPlainClient("", a.UpstreamUsername, a.UpstreamPassword)); err != nil {
+		var login sasl.Client = sasl.NewPlainClient("", a.UpstreamUsername, a.UpstreamPassword)
+		if a.UpstreamSASL != nil {
+			l, err := a.UpstreamSASL(ctx)
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("login to provider as %s: %w", a.UpstreamUsername, err)
+			}
+			login = l
+		}
+		if err := c.Auth(login); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("login to provider as %s: %w", a.UpstreamUsername, err)
 		}

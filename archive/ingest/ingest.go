@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/rules/addr"
@@ -51,7 +52,10 @@ type Options struct {
 	TLSConfig *tls.Config
 	Username  string
 	Password  string
-	Folders   []string // default INBOX
+	// Auth, when set, logs in instead of the password (AUTHENTICATE, e.g.
+	// XOAUTH2): asked for a fresh client at every connection.
+	Auth    func(ctx context.Context) (sasl.Client, error)
+	Folders []string // default INBOX
 	// Poll is how often folders are looked at without IDLE (or when several
 	// are watched); IdleFor is how long one IDLE lasts before it is renewed.
 	Poll, IdleFor time.Duration
@@ -153,6 +157,17 @@ func (w *Watcher) dial(news chan<- struct{}) (*imapclient.Client, error) {
 	return imapclient.DialStartTLS(w.o.Address, opts)
 }
 
+func (w *Watcher) login(ctx context.Context, c *imapclient.Client) error {
+	if w.o.Auth == nil {
+		return c.Login(w.o.Username, w.o.Password).Wait()
+	}
+	sc, err := w.o.Auth(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Authenticate(sc)
+}
+
 // session is one connection: log in, read every folder, then wait for news
 // (IDLE, or the poll interval) and read again, until something fails.
 func (w *Watcher) session(ctx context.Context) error {
@@ -164,7 +179,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if err := c.Login(w.o.Username, w.o.Password).Wait(); err != nil {
+	if err := w.login(ctx, c); err != nil {
 		return fmt.Errorf("login as %s: %w", w.o.Username, err)
 	}
 	w.log.Info("reading the provider's mailbox", "folders", len(w.o.Folders), "idle", c.Caps().Has(imap.CapIdle))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 )
 
 // Dovecot is a private Dovecot instance: the provider's IMAP server, with
@@ -22,22 +23,29 @@ type Dovecot struct {
 	IMAPPort, IMAPSPort int
 	PKI                 *PKI
 	User, Password      string
+	OAuth               *FakeOAuth // logins by token instead of Password
 	conf                string
 }
 
 // StartDovecot runs Dovecot with one user whose mail is a Maildir.
 func StartDovecot(t testing.TB, user, password string) *Dovecot {
 	t.Helper()
+	return StartDovecotWith(t, user, password, nil)
+}
+
+// StartDovecotWith: with oauth set, the user logs in by XOAUTH2 with an
+// access token from it, and by no password.
+func StartDovecotWith(t testing.TB, user, password string, oauth *FakeOAuth) *Dovecot {
+	t.Helper()
 	RequireTools(t, "dovecot")
 	RequireRoot(t, "Dovecot runs its mail processes as nobody")
-	d := &Dovecot{Dir: t.TempDir(), IMAPPort: FreePort(t), IMAPSPort: FreePort(t), PKI: NewPKI(t), User: user, Password: password}
+	d := &Dovecot{Dir: t.TempDir(), IMAPPort: FreePort(t), IMAPSPort: FreePort(t), PKI: NewPKI(t), User: user, Password: password, OAuth: oauth}
 	openUp(d.Dir)
 	for _, sub := range []string{"run", "state", "mail"} {
 		os.MkdirAll(filepath.Join(d.Dir, sub), 0o755)
 	}
 	exec.Command("chown", "nobody:nogroup", filepath.Join(d.Dir, "mail")).Run()
 	d.conf = filepath.Join(d.Dir, "dovecot.conf")
-	os.WriteFile(filepath.Join(d.Dir, "users"), []byte(user+":{PLAIN}"+password+"\n"), 0o644)
 	os.WriteFile(d.conf, []byte(fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
@@ -57,18 +65,14 @@ service imap-login {
     ssl = yes
   }
 }
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN %[1]s/users
-}
+%[6]s
 userdb {
   driver = static
   args = uid=nobody gid=nogroup home=%[1]s/mail/%%u
 }
 mail_location = maildir:~/Maildir
 first_valid_uid = 1
-auth_mechanisms = plain login
-`, d.Dir, d.PKI.Cert, d.PKI.Key, d.IMAPPort, d.IMAPSPort)), 0o644)
+`, d.Dir, d.PKI.Cert, d.PKI.Key, d.IMAPPort, d.IMAPSPort, dovecotPassdb(t, d.Dir, user, password, oauth))), 0o644)
 	d.Start(t)
 	t.Cleanup(func() { d.Stop(t) })
 	return d
@@ -115,7 +119,12 @@ func (d *Dovecot) Client(t testing.TB) *imapclient.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Login(d.User, d.Password).Wait(); err != nil {
+	if d.OAuth != nil {
+		err = c.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: d.User, Token: d.OAuth.AccessToken()}))
+	} else {
+		err = c.Login(d.User, d.Password).Wait()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -180,4 +189,21 @@ func (d *Dovecot) ResetUIDValidity(t testing.TB, folder string) {
 		os.Remove(f)
 	}
 	d.Start(t)
+}
+
+// dovecotPassdb is the passdb and mechanisms: the user's password, or with
+// oauth, access tokens that Dovecot checks at the fake's /me.
+func dovecotPassdb(t testing.TB, dir, user, password string, oauth *FakeOAuth) string {
+	t.Helper()
+	if oauth != nil {
+		ext := filepath.Join(dir, "oauth2.conf.ext")
+		if err := os.WriteFile(ext, []byte("introspection_mode = auth\nintrospection_url = "+oauth.IntrospectionURL()+"\nusername_attribute = mail\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}\nauth_mechanisms = xoauth2 oauthbearer\n", ext)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(user+":{PLAIN}"+password+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN %s/users\n}\nauth_mechanisms = plain login\n", dir)
 }

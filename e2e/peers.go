@@ -233,9 +233,10 @@ type Postfix struct {
 }
 
 type PostfixOptions struct {
-	SASL      bool     // require AUTH (Dovecot passwd-file) before relaying
-	SinkFlags []string // smtp-sink fault options
-	Extra     []string // more main.cf lines
+	SASL      bool       // require AUTH (Dovecot passwd-file) before relaying
+	OAuth2    *FakeOAuth // with SASL: AUTH XOAUTH2 with the fake's tokens instead of a password
+	SinkFlags []string   // smtp-sink fault options
+	Extra     []string   // more main.cf lines
 }
 
 // StartPostfix starts the instance and stops it when the test ends.
@@ -260,7 +261,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	if o.SASL {
 		p.Username, p.Password = "therapist@practice.example", "upstream-secret"
 		authPort := FreePort(t)
-		p.dovecot = startDovecotAuth(t, filepath.Join(d, "dovecot"), authPort, p.Username, p.Password)
+		p.dovecot = startDovecotAuth(t, filepath.Join(d, "dovecot"), authPort, p.Username, p.Password, o.OAuth2)
 		relayRestrictions = "permit_sasl_authenticated, reject"
 		mynetworks = "" // loopback must not be enough: only a login relays
 		sasl = fmt.Sprintf("smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = inet:127.0.0.1:%d\nsmtpd_tls_auth_only = yes\n", authPort)
@@ -352,35 +353,30 @@ func (p *Postfix) Drained() bool {
 	return true
 }
 
-func startDovecotAuth(t testing.TB, dir string, port int, user, pass string) string {
+func startDovecotAuth(t testing.TB, dir string, port int, user, pass string, oauth *FakeOAuth) string {
 	t.Helper()
 	for _, sub := range []string{"run", "state"} {
 		os.MkdirAll(filepath.Join(dir, sub), 0o755)
 	}
 	conf := filepath.Join(dir, "dovecot.conf")
-	os.WriteFile(filepath.Join(dir, "users"), []byte(user+":{PLAIN}"+pass+"\n"), 0o644)
 	os.WriteFile(conf, []byte(fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
 protocols =
 listen = 127.0.0.1
 ssl = no
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN %[1]s/users
-}
+%[3]s
 userdb {
   driver = static
   args = uid=nobody gid=nogroup home=/nonexistent
 }
-auth_mechanisms = plain login
 service auth {
   inet_listener {
     address = 127.0.0.1
     port = %[2]d
   }
 }
-`, dir, port)), 0o644)
+`, dir, port, dovecotPassdb(t, dir, user, pass, oauth))), 0o644)
 	// Daemons keep their stdout open: give them files, never a pipe we wait on.
 	if out, err := runDaemonStart(dir, "dovecot", "-c", conf); err != nil {
 		t.Fatalf("dovecot: %v\n%s", err, out)

@@ -46,6 +46,9 @@ type RelayOptions struct {
 	Sink *Sink
 	// NoAuth makes sealpost log in to no provider (an IP-authorised Postfix).
 	NoAuth bool
+	// OAuth2 makes the account log in to the provider with OAuth 2.0 grants
+	// from this server (upstream_auth = "oauth2"); Setup must sign in.
+	OAuth2 *FakeOAuth
 	// SMTP is TOML added to the [smtp] section.
 	SMTP string
 	// Sections is TOML appended to the configuration ([policy], [pgp] ...).
@@ -104,7 +107,10 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	}
 	if p := o.Upstream; p != nil {
 		upstream = fmt.Sprintf("address = %q\ntls = \"starttls\"\nca_file = %q", p.Addr(), p.PKI.CA)
-		if p.Username != "" && !o.NoAuth {
+		if p.Username != "" && o.OAuth2 != nil {
+			account = fmt.Sprintf("upstream_username = %q\nupstream_auth = \"oauth2\"\n", p.Username)
+			o.Sections += "\n" + o.OAuth2.ConfigTOML()
+		} else if p.Username != "" && !o.NoAuth {
 			pwFile := filepath.Join(dir, "upstream-password")
 			os.WriteFile(pwFile, []byte(p.Password+"\n"), 0o600)
 			account = fmt.Sprintf("upstream_username = %q\nupstream_password_file = %q\n", p.Username, pwFile)

@@ -71,6 +71,10 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 			_, err := readSecret(a.UpstreamPasswordFile)
 			report(fmt.Sprintf("account[%d].upstream_password_file %s (line %d)", i, a.UpstreamPasswordFile, cfg.Line(fmt.Sprintf("account[%d].upstream_password_file", i))), err)
 		}
+		if a.UpstreamAuth == "oauth2" {
+			_, err := grantFor(cfg, a.Username)
+			report(fmt.Sprintf("account[%d] OAuth 2.0 grant %s", i, grantPath(cfg, a.Username)), err)
+		}
 	}
 	for _, f := range []struct{ key, path string }{
 		{"pgp.practice_key", cfg.PGP.PracticeKey},

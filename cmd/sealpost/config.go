@@ -34,6 +34,7 @@ type Config struct {
 	Archive  ArchiveConfig   `toml:"archive"`
 	Metrics  MetricsConfig   `toml:"metrics"`
 	Clients  ClientsConfig   `toml:"autoconfig"`
+	OAuth2   OAuth2Config    `toml:"oauth2"`
 
 	// Path is the file the configuration was read from; relative paths in it
 	// are taken relative to its folder.
@@ -67,6 +68,7 @@ type AccountConfig struct {
 	Addresses            []string `toml:"addresses"`
 	UpstreamUsername     string   `toml:"upstream_username"`
 	UpstreamPasswordFile string   `toml:"upstream_password_file"`
+	UpstreamAuth         string   `toml:"upstream_auth"` // password (default) or oauth2
 
 	IMAP      *AccountIMAPConfig `toml:"imap"`      // read the account's mailbox for clients' mail
 	Autoreply *AutoreplyConfig   `toml:"autoreply"` // acknowledge clients' messages
@@ -79,7 +81,7 @@ type AccountIMAPConfig struct {
 	TLS          string   `toml:"tls"`           // implicit (993) or starttls (143); never plaintext
 	CAFile       string   `toml:"ca_file"`       // a private CA; empty: the system's roots
 	Username     string   `toml:"username"`      // default: the account's upstream_username
-	PasswordFile string   `toml:"password_file"` // default: the account's upstream_password_file
+	PasswordFile string   `toml:"password_file"` // default: the account's upstream_password_file, or its OAuth 2.0 grant
 	Folders      []string `toml:"folders"`       // default: ["INBOX"]
 	Poll         Duration `toml:"poll"`          // without IDLE, or with several folders
 }
@@ -448,6 +450,23 @@ func (c *Config) validate(file string) ConfigErrors {
 			}
 			owner[n] = a.Username
 		}
+		switch a.UpstreamAuth {
+		case "":
+			c.Accounts[i].UpstreamAuth = "password"
+		case "password":
+		case "oauth2":
+			if a.UpstreamUsername == "" {
+				bad(k+".upstream_username", "upstream_auth = \"oauth2\" needs the mailbox address to log in as")
+			}
+			if a.UpstreamPasswordFile != "" {
+				bad(k+".upstream_password_file", "upstream_auth = \"oauth2\" logs in without a password: remove upstream_password_file")
+			}
+		default:
+			bad(k+".upstream_auth", "must be password or oauth2, not %q", a.UpstreamAuth)
+		}
+	}
+	if c.usesOAuth2() {
+		c.validateOAuth2(bad)
 	}
 
 	for i, a := range c.Accounts {
@@ -469,8 +488,8 @@ func (c *Config) validate(file string) ConfigErrors {
 			if m.PasswordFile == "" {
 				m.PasswordFile = a.UpstreamPasswordFile
 			}
-			if m.Username == "" || m.PasswordFile == "" {
-				bad(k+".imap.username", "needs a username and password_file (or the account's upstream_username and upstream_password_file)")
+			if m.Username == "" || (m.PasswordFile == "" && a.UpstreamAuth != "oauth2") {
+				bad(k+".imap.username", "needs a username and password_file (or the account's upstream_username and upstream_password_file or upstream_auth = \"oauth2\")")
 			}
 			if len(m.Folders) == 0 {
 				m.Folders = []string{"INBOX"}
@@ -528,7 +547,7 @@ func (c *Config) validate(file string) ConfigErrors {
 		for i, a := range c.Accounts {
 			// No upstream_username: the provider takes mail from this host
 			// without a login (a smarthost that authorises by address).
-			if a.UpstreamUsername != "" && a.UpstreamPasswordFile == "" && c.Upstream.TLS != "none" {
+			if a.UpstreamUsername != "" && a.UpstreamPasswordFile == "" && a.UpstreamAuth == "password" && c.Upstream.TLS != "none" {
 				bad(fmt.Sprintf("account[%d].upstream_password_file", i), "must name a file holding the provider password for %q", a.UpstreamUsername)
 			}
 		}
@@ -629,6 +648,7 @@ func (c *Config) resolvePaths() {
 	abs(&c.PGP.PracticeKey)
 	abs(&c.PGP.PracticeKeyPassphraseFile)
 	abs(&c.Archive.PublicKey)
+	abs(&c.OAuth2.ClientSecretFile)
 	for i := range c.Accounts {
 		abs(&c.Accounts[i].UpstreamPasswordFile)
 		if m := c.Accounts[i].IMAP; m != nil {

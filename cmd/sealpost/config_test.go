@@ -80,6 +80,30 @@ greeting_wait = "30s"
 [smtp]
 max_connections = 0
 `, []string{":3: smtp.max_connections"}},
+		{"oauth2 without [oauth2]", `data_dir = "d"
+[[account]]
+username = "a"
+addresses = ["a@practice.example"]
+upstream_auth = "oauth2"
+upstream_password_file = "pw"
+`, []string{":6: account[0].upstream_password_file: upstream_auth = \"oauth2\" logs in without a password", "account[0].upstream_username: upstream_auth = \"oauth2\" needs",
+			"oauth2.provider: an account has upstream_auth"}},
+		{"oauth2 settings", `data_dir = "d"
+[[account]]
+username = "a"
+addresses = ["a@practice.example"]
+upstream_username = "a@practice.example"
+upstream_auth = "token"
+[[account]]
+username = "b"
+addresses = ["b@practice.example"]
+upstream_username = "b@practice.example"
+upstream_auth = "oauth2"
+[oauth2]
+provider = "custom"
+token_url = "http://login.example/token"
+`, []string{":6: account[0].upstream_auth: must be password or oauth2", ":14: oauth2.token_url: \"http://login.example/token\": must be https://",
+			"oauth2.client_id: must be set", "oauth2.token_url: provider = \"custom\" needs token_url and auth_url", "oauth2.scopes"}},
 		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
 		{"wrong type", "data_dir = 5\n", []string{":1:"}},
 	}

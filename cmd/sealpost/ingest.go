@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
+
 	"github.com/sealpost/sealpost/archive/ingest"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
@@ -77,9 +79,19 @@ func (r *ingestRunner) stopLocked() {
 
 func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, error) {
 	m := a.IMAP
-	pw, err := readSecret(m.PasswordFile)
-	if err != nil {
-		return nil, fmt.Errorf("password_file: %w", err)
+	var pw string
+	var auth func(context.Context) (sasl.Client, error)
+	if m.PasswordFile == "" { // the account's OAuth 2.0 grant (LoadConfig saw to that)
+		g, err := grantFor(cfg, a.Username)
+		if err != nil {
+			return nil, err
+		}
+		auth = g.sasl(m.Username)
+	} else {
+		var err error
+		if pw, err = readSecret(m.PasswordFile); err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
 	}
 	host, _, _ := net.SplitHostPort(m.Address)
 	tc, err := relay.ClientTLS(host, m.CAFile)
@@ -90,7 +102,7 @@ func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, e
 	log := r.log.With("account", a.Username)
 	return ingest.New(ingest.Options{
 		Account: a.Username, Address: m.Address, Implicit: m.TLS == "implicit", TLSConfig: tc,
-		Username: m.Username, Password: pw, Folders: m.Folders, Poll: m.Poll.D(),
+		Username: m.Username, Password: pw, Auth: auth, Folders: m.Folders, Poll: m.Poll.D(),
 		IsClient:   r.isClient,
 		IsPractice: isPractice,
 		OnClientMessage: func(ctx context.Context, cm ingest.ClientMessage) {

@@ -126,6 +126,13 @@ func relayAccounts(cfg *Config) ([]relay.Account, error) {
 			}
 			ra.UpstreamPassword = pw
 		}
+		if a.UpstreamAuth == "oauth2" {
+			g, err := grantFor(cfg, a.Username)
+			if err != nil {
+				return nil, fmt.Errorf("account %q: %w", a.Username, err)
+			}
+			ra.UpstreamSASL = g.sasl(a.UpstreamUsername)
+		}
 		if cfg.Upstream.TLS == "none" {
 			ra.UpstreamUsername = "" // never a password over plaintext
 		}

@@ -1,0 +1,514 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/endpoints"
+)
+
+// Providers that no longer take passwords over SMTP and IMAP (Microsoft 365)
+// or take them only as app passwords (Google) are logged in to with OAuth 2.0:
+// `sealpost oauth2 login` asks the admin to sign in once in a browser and
+// keeps the grant (a refresh token) below data_dir; every connection to the
+// provider then says AUTH XOAUTH2 with a fresh access token.
+
+func init() {
+	register(&command{name: "oauth2 login", args: "--account NAME [--device | --browser [--listen ADDR]]",
+		summary: "sign in at the provider once (OAuth 2.0) so that sealpost may send and read the account's mail", run: runOAuth2Login})
+}
+
+// OAuth2Config is [oauth2]: the practice's app registration at its provider.
+type OAuth2Config struct {
+	Provider         string   `toml:"provider"`           // microsoft, google or custom
+	ClientID         string   `toml:"client_id"`          // the app registration's (client) ID
+	ClientSecretFile string   `toml:"client_secret_file"` // Google's desktop clients have one; public clients none
+	Tenant           string   `toml:"tenant"`             // microsoft: the directory (tenant) ID, or "organizations"
+	AuthURL          string   `toml:"auth_url"`           // custom, or to override a provider's
+	TokenURL         string   `toml:"token_url"`
+	DeviceAuthURL    string   `toml:"device_auth_url"`
+	Scopes           []string `toml:"scopes"`
+}
+
+// The permissions sealpost asks for: sending and reading mail, and a refresh
+// token (offline_access) so that it can go on doing so without the admin.
+var (
+	microsoftScopes = []string{"https://outlook.office.com/SMTP.Send", "https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"}
+	googleScopes    = []string{"https://mail.google.com/"}
+)
+
+// usesOAuth2 says whether any account logs in to the provider with OAuth 2.0.
+func (c *Config) usesOAuth2() bool {
+	for _, a := range c.Accounts {
+		if a.UpstreamAuth == "oauth2" {
+			return true
+		}
+	}
+	return false
+}
+
+// validateOAuth2 checks [oauth2] when an account needs it.
+func (c *Config) validateOAuth2(bad func(key, format string, args ...any)) {
+	o := &c.OAuth2
+	switch o.Provider {
+	case "microsoft", "google", "custom":
+	case "":
+		bad("oauth2.provider", "an account has upstream_auth = \"oauth2\": set provider to microsoft, google or custom")
+		return
+	default:
+		bad("oauth2.provider", "must be microsoft, google or custom, not %q", o.Provider)
+		return
+	}
+	if o.ClientID == "" {
+		bad("oauth2.client_id", "must be set: the application (client) ID of the practice's app registration at the provider")
+	}
+	if o.Provider == "custom" {
+		if o.TokenURL == "" || (o.AuthURL == "" && o.DeviceAuthURL == "") {
+			bad("oauth2.token_url", "provider = \"custom\" needs token_url and auth_url or device_auth_url")
+		}
+		if len(o.Scopes) == 0 {
+			bad("oauth2.scopes", "provider = \"custom\" needs the scopes that allow SMTP and IMAP")
+		}
+	}
+	for _, u := range []struct{ key, v string }{{"oauth2.auth_url", o.AuthURL}, {"oauth2.token_url", o.TokenURL}, {"oauth2.device_auth_url", o.DeviceAuthURL}} {
+		if u.v != "" {
+			if err := checkOAuth2URL(u.v); err != nil {
+				bad(u.key, "%v", err)
+			}
+		}
+	}
+}
+
+// checkOAuth2URL insists on HTTPS: tokens are credentials. Plain HTTP is
+// allowed to this machine only, where nothing crosses a network.
+func checkOAuth2URL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: must be https:// (tokens never travel in clear)", s)
+}
+
+// oauth2Settings is the x/oauth2 configuration for [oauth2].
+func oauth2Settings(cfg *Config) (*oauth2.Config, error) {
+	o := cfg.OAuth2
+	conf := &oauth2.Config{ClientID: o.ClientID, Scopes: o.Scopes}
+	switch o.Provider {
+	case "microsoft":
+		tenant := o.Tenant
+		if tenant == "" {
+			tenant = "organizations"
+		}
+		conf.Endpoint = endpoints.AzureAD(tenant)
+		if len(conf.Scopes) == 0 {
+			conf.Scopes = microsoftScopes
+		}
+	case "google":
+		conf.Endpoint = endpoints.Google
+		// Google's device flow does not grant mail scopes: the browser it is.
+		conf.Endpoint.DeviceAuthURL = ""
+		if len(conf.Scopes) == 0 {
+			conf.Scopes = googleScopes
+		}
+	}
+	if o.AuthURL != "" {
+		conf.Endpoint.AuthURL = o.AuthURL
+	}
+	if o.TokenURL != "" {
+		conf.Endpoint.TokenURL = o.TokenURL
+	}
+	if o.DeviceAuthURL != "" {
+		conf.Endpoint.DeviceAuthURL = o.DeviceAuthURL
+	}
+	if o.ClientSecretFile != "" {
+		secret, err := readSecret(o.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("oauth2.client_secret_file: %w", err)
+		}
+		conf.ClientSecret = secret
+	}
+	return conf, nil
+}
+
+// grantPath is where an account's OAuth 2.0 grant is kept.
+func grantPath(cfg *Config, account string) string {
+	return filepath.Join(cfg.DataDir, "oauth2", account+".json")
+}
+
+// grant is one account's OAuth 2.0 grant: the refresh token in its file, and
+// the access token made from it while that lasts. Relay and IMAP reader
+// share one per file, so that a refresh token the provider rotates is
+// replaced once.
+type grant struct {
+	path    string
+	account string
+
+	mu      sync.Mutex
+	conf    *oauth2.Config
+	tok     *oauth2.Token
+	modTime time.Time // of the file when tok was read or written
+}
+
+var (
+	grantsMu sync.Mutex
+	grants   = map[string]*grant{}
+)
+
+// grantFor returns the account's grant, after checking that its file holds
+// one (an admin who has not signed in yet learns it at start, not at the
+// first message).
+func grantFor(cfg *Config, account string) (*grant, error) {
+	conf, err := oauth2Settings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path := grantPath(cfg, account)
+	grantsMu.Lock()
+	g, ok := grants[path]
+	if !ok {
+		g = &grant{path: path, account: account}
+		grants[path] = g
+	}
+	grantsMu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.conf = conf
+	if err := g.loadLocked(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// loadLocked reads the file again when it changed: `sealpost oauth2 login`
+// while sealpost runs takes effect at the next connection.
+func (g *grant) loadLocked() error {
+	fi, err := os.Stat(g.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no OAuth 2.0 grant in %s yet: run sealpost oauth2 login --account %s", g.path, g.account)
+	}
+	if err != nil {
+		return err
+	}
+	if g.tok != nil && fi.ModTime().Equal(g.modTime) {
+		return nil
+	}
+	b, err := os.ReadFile(g.path)
+	if err != nil {
+		return err
+	}
+	var tok oauth2.Token
+	if err := json.Unmarshal(b, &tok); err != nil || tok.RefreshToken == "" {
+		return fmt.Errorf("%s holds no OAuth 2.0 grant (%v): run sealpost oauth2 login --account %s", g.path, err, g.account)
+	}
+	g.tok, g.modTime = &tok, fi.ModTime()
+	return nil
+}
+
+// oauth2HTTP bounds every request to the provider's token endpoint.
+var oauth2HTTP = &http.Client{Timeout: 30 * time.Second}
+
+// accessToken returns a valid access token, refreshing it (and keeping a
+// rotated refresh token) when it has expired.
+func (g *grant) accessToken(ctx context.Context) (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.loadLocked(); err != nil {
+		return "", err
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, oauth2HTTP)
+	tok, err := g.conf.TokenSource(ctx, g.tok).Token()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+		// Another process (sealpost check, a second serve) may have spent
+		// this refresh token and written the one it got in exchange.
+		spent := g.tok.RefreshToken
+		g.tok = nil
+		if lerr := g.loadLocked(); lerr != nil {
+			return "", lerr
+		}
+		if g.tok.RefreshToken != spent {
+			tok, err = g.conf.TokenSource(ctx, g.tok).Token()
+		}
+	}
+	if err != nil {
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			return "", fmt.Errorf("the provider no longer accepts the OAuth 2.0 grant in %s (%s): run sealpost oauth2 login --account %s", g.path, oneLine(re.ErrorDescription), g.account)
+		}
+		return "", fmt.Errorf("OAuth 2.0 token from %s: %w", g.conf.Endpoint.TokenURL, err)
+	}
+	if tok.AccessToken != g.tok.AccessToken || tok.RefreshToken != g.tok.RefreshToken {
+		// The access token is kept too: a restart within its hour reuses it.
+		if err := saveGrant(g.path, tok); err != nil {
+			return "", err
+		}
+		fi, err := os.Stat(g.path)
+		if err != nil {
+			return "", err
+		}
+		g.tok, g.modTime = tok, fi.ModTime()
+	}
+	return tok.AccessToken, nil
+}
+
+// saveGrant writes the token file whole or not at all: a crash mid-write must
+// not lose the only refresh token.
+func saveGrant(path string, tok *oauth2.Token) error {
+	b, err := json.MarshalIndent(tok, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err == nil {
+		keepOwner(dir, filepath.Dir(dir)) // data_dir's owner, the service user
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".grant-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	// `sudo sealpost check` refreshes too: the file must stay the
+	// service user's, or the service could not read it afterwards.
+	keepOwner(f.Name(), dir)
+	if _, err := f.Write(append(b, '\n')); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write OAuth 2.0 grant: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write OAuth 2.0 grant: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// sasl returns a login for the provider as user, for relay and IMAP reader.
+func (g *grant) sasl(user string) func(ctx context.Context) (sasl.Client, error) {
+	return func(ctx context.Context) (sasl.Client, error) {
+		tok, err := g.accessToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &xoauth2Client{user: user, token: tok}, nil
+	}
+}
+
+// xoauth2Client is SASL XOAUTH2 as Microsoft and Google define it (go-sasl
+// has OAUTHBEARER only, which Microsoft 365 does not offer).
+type xoauth2Client struct{ user, token string }
+
+func (c *xoauth2Client) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + c.user + "\x01auth=Bearer " + c.token + "\x01\x01"), nil
+}
+
+// Next answers the server's error challenge (a JSON status) with an empty
+// response, after which the server sends its failure reply.
+func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
+	return []byte{}, nil
+}
+
+func runOAuth2Login(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	account := fs.String("account", "", "the [[account]] username to sign in for")
+	device := fs.Bool("device", false, "sign in with a code on any device (Microsoft; the default where the provider offers it)")
+	browser := fs.Bool("browser", false, "sign in in a browser on this machine (Google; any provider)")
+	listen := fs.String("listen", "127.0.0.1:0", "with --browser: where the browser is sent back to (forward this port to sign in from elsewhere)")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 || *account == "" {
+		return usagef("needs --account NAME and no arguments")
+	}
+	if *device && *browser {
+		return usagef("--device and --browser exclude each other")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	var acct *AccountConfig
+	for i := range cfg.Accounts {
+		if cfg.Accounts[i].Username == *account {
+			acct = &cfg.Accounts[i]
+		}
+	}
+	if acct == nil {
+		return fmt.Errorf("no [[account]] with username %q in %s", *account, cfg.Path)
+	}
+	if acct.UpstreamAuth != "oauth2" {
+		return fmt.Errorf("account %q logs in with a password: set upstream_auth = \"oauth2\" in its [[account]] first", *account)
+	}
+	conf, err := oauth2Settings(cfg)
+	if err != nil {
+		return err
+	}
+	useDevice := *device || (!*browser && conf.Endpoint.DeviceAuthURL != "")
+	if useDevice && conf.Endpoint.DeviceAuthURL == "" {
+		return errors.New("the provider offers no device sign-in (device_auth_url): use --browser")
+	}
+	if !useDevice && conf.Endpoint.AuthURL == "" {
+		return errors.New("the provider offers no browser sign-in (auth_url): use --device")
+	}
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, oauth2HTTP)
+	var tok *oauth2.Token
+	if useDevice {
+		tok, err = deviceLogin(hctx, c, conf, acct.UpstreamUsername)
+	} else {
+		tok, err = browserLogin(hctx, c, conf, acct.UpstreamUsername, *listen)
+	}
+	if err != nil {
+		return err
+	}
+	if tok.RefreshToken == "" {
+		return errors.New("the provider granted access but no refresh token, so sealpost could not go on after an hour: check that the scopes include offline_access (Microsoft), or remove sealpost's access in the account's security settings and sign in again (Google)")
+	}
+	path := grantPath(cfg, acct.Username)
+	if err := saveGrant(path, tok); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Signed in. The grant is in %s (keep it secret: it lets sealpost send and read %s's mail).\n"+
+		"A running sealpost uses it at its next connection; sealpost check logs in with it now.\n", path, acct.UpstreamUsername)
+	return nil
+}
+
+func deviceLogin(ctx context.Context, c *cli, conf *oauth2.Config, user string) (*oauth2.Token, error) {
+	da, err := conf.DeviceAuth(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ask the provider for a sign-in code: %w", err)
+	}
+	until := ""
+	if !da.Expiry.IsZero() {
+		until = " before " + da.Expiry.Local().Format("15:04")
+	}
+	where := da.VerificationURI
+	if da.VerificationURIComplete != "" {
+		where = da.VerificationURIComplete
+	}
+	fmt.Fprintf(c.stdout, "To let sealpost send and read mail as %s: on any device, open\n  %s\nand enter the code %s%s, signing in as %s. Waiting...\n", user, where, da.UserCode, until, user)
+	tok, err := conf.DeviceAccessToken(ctx, da)
+	if err != nil {
+		return nil, fmt.Errorf("sign-in not completed: %w", err)
+	}
+	return tok, nil
+}
+
+func browserLogin(ctx context.Context, c *cli, conf *oauth2.Config, user, listen string) (*oauth2.Token, error) {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the browser's return: %w", err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	c2 := *conf
+	c2.RedirectURL = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	verifier := oauth2.GenerateVerifier()
+	state := make([]byte, 16)
+	rand.Read(state)
+	wantState := hex.EncodeToString(state)
+	authURL := c2.AuthCodeURL(wantState, oauth2.AccessTypeOffline, oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("login_hint", user), oauth2.SetAuthURLParam("prompt", "consent"))
+	fmt.Fprintf(c.stdout, "To let sealpost send and read mail as %s, open this address in a browser on this machine and sign in as %s:\n  %s\n"+
+		"(On a server without a browser, forward the port first: ssh -L %d:127.0.0.1:%d THIS-SERVER, then open the address on your computer.)\nWaiting...\n",
+		user, user, authURL, port, port)
+
+	type result struct {
+		code string
+		err  error
+	}
+	done := make(chan result, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if r.URL.Path != "/" || (q.Get("code") == "" && q.Get("error") == "") {
+			http.NotFound(w, r)
+			return
+		}
+		var res result
+		switch {
+		case q.Get("state") != wantState:
+			res.err = errors.New("the browser came back with another sign-in's answer (state does not match): start again")
+		case q.Get("error") != "":
+			res.err = fmt.Errorf("the provider refused: %s %s", q.Get("error"), q.Get("error_description"))
+		default:
+			res.code = q.Get("code")
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if res.err != nil {
+			fmt.Fprintf(w, "<!doctype html><title>sealpost</title><p>Sign-in failed: %s</p>", html.EscapeString(res.err.Error()))
+		} else {
+			fmt.Fprint(w, "<!doctype html><title>sealpost</title><p>sealpost may now send and read this account's mail. You can close this page.</p>")
+		}
+		select {
+		case done <- res:
+		default:
+		}
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(15 * time.Minute):
+		return nil, errors.New("nobody signed in within 15 minutes: start again")
+	}
+	if res.err != nil {
+		return nil, res.err
+	}
+	tok, err := c2.Exchange(ctx, res.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return nil, fmt.Errorf("exchange the sign-in code for a grant: %w", err)
+	}
+	return tok, nil
+}
+
+// keepOwner gives path the owner of like when root writes it (an admin's sudo
+// in a folder of the service user's); otherwise the file is the writer's.
+func keepOwner(path, like string) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	fi, err := os.Stat(like)
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+		os.Chown(path, int(st.Uid), int(st.Gid))
+	}
+}

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOAuth2ToProvider: a provider that takes no passwords (Postfix whose
+// Dovecot SASL accepts only XOAUTH2 tokens, checked at the authorization
+// server). The admin signs in once with a device code; sealpost delivers with
+// tokens it refreshes itself, keeps the refresh token the server rotates
+// (through a restart), keeps mail queued with a clear reason when the grant
+// is withdrawn, and picks up a new sign-in (in a browser) without a restart.
+func TestOAuth2ToProvider(t *testing.T) {
+	fake := StartFakeOAuth(t, "therapist@practice.example")
+	fake.AccessLifetime = 5 // below x/oauth2's 10 s margin: every connection refreshes
+	p := StartPostfix(t, PostfixOptions{SASL: true, OAuth2: fake})
+	r := StartRelay(t, RelayOptions{Upstream: p, OAuth2: fake, Setup: func(r *Relay) {
+		// serve refuses to start without a grant: say so first.
+		if stdout, _, code := r.Run(t, "", "check", "--offline"); code == 0 || !strings.Contains(stdout, "run sealpost oauth2 login --account "+User) {
+			t.Errorf("check without a grant (exit %d):\n%s", code, stdout)
+		}
+		stdout, stderr, code := r.Run(t, "", "oauth2", "login", "--account", User)
+		if code != 0 || !regexp.MustCompile(`enter the code SEAL-\w+`).MatchString(stdout) || !strings.Contains(stdout, "Signed in") {
+			t.Fatalf("oauth2 login --device (exit %d):\n%s%s", code, stdout, stderr)
+		}
+	}})
+	grantFile := filepath.Join(r.DataDir, "oauth2", User+".json")
+	if fi, err := os.Stat(grantFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("grant file: %v %v; want mode 0600", fi, err)
+	}
+
+	send := func(subject string) {
+		t.Helper()
+		if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--header", "Subject: "+subject)...); !ok {
+			t.Fatalf("submission failed:\n%s", out)
+		}
+	}
+	atSink := func(n int) func() bool { return func() bool { return len(p.Sink.Messages(t)) == n } }
+	send("first")
+	WaitFor(t, 30*time.Second, "the first message at the sink", atSink(1))
+	if log := p.Log(); !strings.Contains(log, "sasl_method=XOAUTH2, sasl_username=therapist@practice.example") {
+		t.Errorf("Postfix did not see an XOAUTH2 login:\n%s", log)
+	}
+	if stdout, _, code := r.Run(t, "", "check"); code != 0 || !strings.Contains(stdout, "ok   login to "+p.Addr()) {
+		t.Errorf("sealpost check with the grant (exit %d):\n%s", code, stdout)
+	}
+
+	// The server spends a refresh token when it answers it: the file must
+	// hold the new one, or the next start could not log in.
+	if fake.Refreshes() == 0 {
+		t.Fatal("sealpost never refreshed its 5-second access token")
+	}
+	if rt := refreshTokenIn(t, grantFile); !fake.ValidRefreshToken(rt) {
+		t.Fatal("the grant file holds a spent refresh token")
+	}
+	r.Stop(t)
+	r.Start(t)
+	send("after a restart")
+	WaitFor(t, 30*time.Second, "the message sent after a restart", atSink(2))
+
+	// The practice's admin withdraws sealpost's access: mail waits, and the
+	// queue says what to do. (The restart drops the connection sealpost
+	// keeps open to the provider, logged in before the withdrawal.)
+	fake.Revoke()
+	r.Stop(t)
+	r.Start(t)
+	send("while the grant is withdrawn")
+	var id string
+	WaitFor(t, 30*time.Second, "the refused grant in the queue", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list", "--json")
+		var q []struct {
+			ID        string `json:"id"`
+			LastError string `json:"last_error"`
+		}
+		json.Unmarshal([]byte(out), &q)
+		if len(q) == 1 && strings.Contains(q[0].LastError, "oauth2 login --account "+User) {
+			id = q[0].ID
+			return true
+		}
+		return false
+	})
+
+	// Signing in again (in a browser this time) is enough: no restart.
+	browserLogin(t, r)
+	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 {
+		t.Fatalf("queue retry: %s", stderr)
+	}
+	WaitFor(t, 30*time.Second, "the waiting message delivered after signing in again", atSink(3))
+	if got := len(p.Sink.Messages(t)); got != 3 {
+		t.Errorf("%d messages at the sink, want 3", got)
+	}
+}
+
+// TestOAuth2IMAPIngest: the account's mailbox is read with the same grant
+// (XOAUTH2 to Dovecot, which takes no password), without an IMAP password file.
+func TestOAuth2IMAPIngest(t *testing.T) {
+	fake := StartFakeOAuth(t, From)
+	d := StartDovecotWith(t, From, "", fake)
+	d.Append(t, "INBOX", inboxMessage("Anna <anna@client.example>", "Appointment", "", "Could we move Tuesday?"))
+	p := StartPostfix(t, PostfixOptions{SASL: true, OAuth2: fake})
+	r := StartRelay(t, RelayOptions{Upstream: p, OAuth2: fake, Sections: `
+[account.imap]
+address = "` + d.IMAPSAddr() + `"
+ca_file = "` + d.PKI.CA + `"
+poll = "1h"
+`, Setup: func(r *Relay) {
+		consentAll(t, r, "anna@client.example")
+		if stdout, stderr, code := r.Run(t, "", "oauth2", "login", "--account", User, "--device"); code != 0 {
+			t.Fatalf("oauth2 login (exit %d):\n%s%s", code, stdout, stderr)
+		}
+	}})
+	WaitFor(t, 30*time.Second, "the client's message archived", func() bool {
+		return strings.Contains(r.Logs.String(), "archived a client's message")
+	})
+	if log := d.Log(); !strings.Contains(log, "method=XOAUTH2") {
+		t.Errorf("Dovecot did not see an XOAUTH2 login:\n%s", log)
+	}
+}
+
+// browserLogin runs `sealpost oauth2 login --browser` and plays the admin's
+// browser: it opens the printed address, and the sign-in page sends it back
+// to the command's loopback listener.
+func browserLogin(t *testing.T, r *Relay) {
+	t.Helper()
+	cmd := exec.Command(r.bin, "oauth2", "login", "--account", User, "--browser", "-c", r.Config)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var printed strings.Builder
+	var authURL string
+	for authURL == "" && sc.Scan() {
+		printed.WriteString(sc.Text() + "\n")
+		if u, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "http"); ok {
+			authURL = "http" + u
+		}
+	}
+	if authURL == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("oauth2 login --browser printed no address:\n%s%s", printed.String(), stderr.String())
+	}
+	resp, err := http.Get(authURL) // follows the redirect back to sealpost
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	rest, _ := io.ReadAll(stdout)
+	printed.Write(rest)
+	if err := cmd.Wait(); err != nil || !strings.Contains(printed.String(), "Signed in") {
+		t.Fatalf("oauth2 login --browser: %v\n%s%s", err, printed.String(), stderr.String())
+	}
+	if !strings.Contains(string(page), "You can close this page") {
+		t.Errorf("the browser was shown:\n%s", page)
+	}
+}
+
+func refreshTokenIn(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal(b, &tok); err != nil {
+		t.Fatal(err)
+	}
+	return tok.RefreshToken
+}

@@ -171,8 +171,10 @@ Next steps:
     or the auditor's machine (or a USB key in the safe), check the copy, then delete it here.
     Whoever has it can read the whole clinical record; sealpost never needs it.
  2. Set [upstream] address to the provider's submission server, put the provider password
-    (an app password for Google Workspace or Microsoft 365) into %s,
-    and set upstream_password_file to it.
+    (an app password for Google Workspace) into %s,
+    and set upstream_password_file to it. Microsoft 365 takes no passwords: set
+    upstream_auth = "oauth2" and [oauth2], then run sealpost oauth2 login --account %s
+    (deploy/README.md, "OAuth 2.0").
  3. Check everything: sealpost check -c %s
  4. Start it: systemctl enable --now sealpost   (or: sealpost serve -c %s)
  5. Give therapists' mail clients %s (or a certificate from a public CA for %s),
@@ -181,7 +183,7 @@ Next steps:
 		initConfig, initPracticeKey, initPracticePublic, initArchivePublic, initArchivePrivate,
 		"tls/ca.pem, tls/cert.pem, tls/key.pem", "tls/request.csr, tls/request-key.pem", *hostname,
 		*user, address, pw,
-		filepath.Join(abs, initArchivePrivate), filepath.Join(abs, initUpstreamSecret), cfgPath, cfgPath,
+		filepath.Join(abs, initArchivePrivate), filepath.Join(abs, initUpstreamSecret), *user, cfgPath, cfgPath,
 		filepath.Join(abs, "tls", "ca.pem"), *hostname, d)
 	return nil
 }
@@ -300,6 +302,8 @@ addresses = ["{{.Address}}"]
 upstream_username = "{{.Address}}"
 upstream_password_file = ""            # once [upstream] names the provider: a file holding its password,
                                        # e.g. "{{.Secret}}" (chmod 640, group sealpost)
+upstream_auth = "password"             # or "oauth2" (Microsoft 365, Google): no password file; needs [oauth2]
+                                       # and one sealpost oauth2 login --account {{.User}}
 
 [upstream]
 address = "outbox"                     # set to the provider: "smtp.gmail.com:587", "smtp.office365.com:587"

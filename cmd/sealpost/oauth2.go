@@ -434,9 +434,14 @@ func browserLogin(ctx context.Context, c *cli, conf *oauth2.Config, user, listen
 		return nil, fmt.Errorf("listen for the browser's return: %w", err)
 	}
 	defer l.Close()
-	port := l.Addr().(*net.TCPAddr).Port
+	addr := l.Addr().(*net.TCPAddr)
+	if !addr.IP.IsLoopback() {
+		// Providers send browsers back over plain HTTP only to this machine.
+		return nil, fmt.Errorf("--listen %s: must be a loopback address (127.0.0.1:PORT); forward the port to sign in from elsewhere", listen)
+	}
+	port := addr.Port
 	c2 := *conf
-	c2.RedirectURL = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	c2.RedirectURL = "http://" + addr.String() + "/"
 	verifier := oauth2.GenerateVerifier()
 	state := make([]byte, 16)
 	rand.Read(state)

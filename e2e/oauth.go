@@ -29,6 +29,7 @@ type FakeOAuth struct {
 	AccessLifetime int
 
 	mu        sync.Mutex
+	rejectAll bool              // /me refuses every token, as for a mailbox without the permission
 	codes     map[string]string // authorization code -> PKCE challenge
 	devices   map[string]int    // device code -> polls so far
 	refresh   map[string]bool   // valid refresh tokens
@@ -97,6 +98,14 @@ func (f *FakeOAuth) NewGrant() string {
 	rt := token()
 	f.refresh[rt] = true
 	return rt
+}
+
+// RejectTokens makes /me find every access token unauthorised (refresh
+// still works): the mailbox lacks SMTP AUTH or the app's permission.
+func (f *FakeOAuth) RejectTokens(reject bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejectAll = reject
 }
 
 // Revoke withdraws every grant, as an admin removing the app's access does.
@@ -203,10 +212,14 @@ func (f *FakeOAuth) token(w http.ResponseWriter, r *http.Request) {
 func (f *FakeOAuth) me(w http.ResponseWriter, r *http.Request) {
 	at, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	f.mu.Lock()
-	ok := f.access[at]
+	ok, reject := f.access[at], f.rejectAll
 	f.mu.Unlock()
 	if !ok {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		return
+	}
+	if reject { // a good token, but for another mailbox than the login's
+		writeJSON(w, http.StatusOK, map[string]string{"mail": "someone-else@" + f.User})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"mail": f.User})

@@ -105,12 +105,12 @@ type tbProvider struct {
 }
 
 type tbServer struct {
-	Type       string `xml:"type,attr"`
-	Hostname   string `xml:"hostname"`
-	Port       int    `xml:"port"`
-	SocketType string `xml:"socketType"`
-	Auth       string `xml:"authentication"`
-	Username   string `xml:"username"`
+	Type       string   `xml:"type,attr"`
+	Hostname   string   `xml:"hostname"`
+	Port       int      `xml:"port"`
+	SocketType string   `xml:"socketType"`
+	Auth       []string `xml:"authentication"` // the first the client supports is used
+	Username   string   `xml:"username"`
 }
 
 func (cs ClientSettings) thunderbird(address string) tbConfig {
@@ -124,8 +124,11 @@ func (cs ClientSettings) thunderbird(address string) tbConfig {
 		if cs.IMAPTLS == "starttls" {
 			st = "STARTTLS"
 		}
+		// OAuth2 first: Thunderbird skips it for hosts it has no OAuth
+		// settings for, and uses it for Microsoft 365 and Google, which
+		// refuse (Microsoft) or discourage (Google) passwords over IMAP.
 		p.Incoming = append(p.Incoming, tbServer{Type: "imap", Hostname: cs.IMAPHost, Port: cs.IMAPPort,
-			SocketType: st, Auth: "password-cleartext", Username: "%EMAILADDRESS%"})
+			SocketType: st, Auth: []string{"OAuth2", "password-cleartext"}, Username: "%EMAILADDRESS%"})
 	}
 	user := cs.login(address)
 	if user == "" {
@@ -133,11 +136,11 @@ func (cs ClientSettings) thunderbird(address string) tbConfig {
 	}
 	if cs.SubmissionsPort != 0 {
 		p.Outgoing = append(p.Outgoing, tbServer{Type: "smtp", Hostname: cs.Hostname, Port: cs.SubmissionsPort,
-			SocketType: "SSL", Auth: "password-cleartext", Username: user})
+			SocketType: "SSL", Auth: []string{"password-cleartext"}, Username: user})
 	}
 	if cs.SubmissionPort != 0 {
 		p.Outgoing = append(p.Outgoing, tbServer{Type: "smtp", Hostname: cs.Hostname, Port: cs.SubmissionPort,
-			SocketType: "STARTTLS", Auth: "password-cleartext", Username: user})
+			SocketType: "STARTTLS", Auth: []string{"password-cleartext"}, Username: user})
 	}
 	return tbConfig{Version: "1.1", Provider: p}
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,7 +31,13 @@ type tbSrv struct {
 	Port       int    `xml:"port"`
 	SocketType string `xml:"socketType"`
 	Username   string `xml:"username"`
-	Auth       string `xml:"authentication"`
+	// Thunderbird takes the first <authentication> it supports (OAuth2
+	// only for hosts it has OAuth settings for): joined here by " ".
+	Auth []string `xml:"authentication"`
+}
+
+func (s tbSrv) String() string {
+	return fmt.Sprintf("%s %s:%d %s user=%s auth=%s", s.Type, s.Hostname, s.Port, s.SocketType, s.Username, strings.Join(s.Auth, " "))
 }
 
 // What Outlook reads from a POX autodiscover answer.
@@ -92,15 +99,12 @@ func TestThunderbirdAutoconfig(t *testing.T) {
 			if c.Version != "1.1" || p.ID == "" || len(p.Domains) != 1 || p.Domains[0] != "practice.example" || p.Name == "" {
 				t.Errorf("provider = %+v", c)
 			}
-			if len(p.Incoming) != 1 || p.Incoming[0] != (tbSrv{"imap", "imap.provider.example", 993, "SSL", "%EMAILADDRESS%", "password-cleartext"}) {
-				t.Errorf("incoming = %+v", p.Incoming)
+			if got, want := fmt.Sprint(p.Incoming), "[imap imap.provider.example:993 SSL user=%EMAILADDRESS% auth=OAuth2 password-cleartext]"; got != want {
+				t.Errorf("incoming = %s, want %s", got, want)
 			}
-			want := []tbSrv{
-				{"smtp", "sealpost.practice.example", 465, "SSL", tc.wantUser, "password-cleartext"},
-				{"smtp", "sealpost.practice.example", 587, "STARTTLS", tc.wantUser, "password-cleartext"},
-			}
-			if len(p.Outgoing) != 2 || p.Outgoing[0] != want[0] || p.Outgoing[1] != want[1] {
-				t.Errorf("outgoing = %+v, want %+v", p.Outgoing, want)
+			want := fmt.Sprintf("[smtp sealpost.practice.example:465 SSL user=%[1]s auth=password-cleartext smtp sealpost.practice.example:587 STARTTLS user=%[1]s auth=password-cleartext]", tc.wantUser)
+			if got := fmt.Sprint(p.Outgoing); got != want {
+				t.Errorf("outgoing = %s, want %s", got, want)
 			}
 		})
 	}

@@ -35,6 +35,7 @@ type FakeOAuth struct {
 	refresh   map[string]bool   // valid refresh tokens
 	access    map[string]bool   // valid access tokens
 	refreshes int
+	requests  int // to the token endpoint, answered or refused
 }
 
 // StartFakeOAuth serves until the test ends.
@@ -73,6 +74,13 @@ func (f *FakeOAuth) Refreshes() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.refreshes
+}
+
+// TokenRequests counts every request to the token endpoint.
+func (f *FakeOAuth) TokenRequests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
 }
 
 // ValidRefreshToken reports whether tok would be accepted now.
@@ -170,6 +178,7 @@ func (f *FakeOAuth) token(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.requests++
 	switch r.FormValue("grant_type") {
 	case "urn:ietf:params:oauth:grant-type:device_code":
 		polls, ok := f.devices[r.FormValue("device_code")]

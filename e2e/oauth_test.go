@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,17 @@ func browserLogin(t *testing.T, r *Relay) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("oauth2 login --browser printed no address:\n%s%s", printed.String(), stderr.String())
+	}
+	// Something else knocking at the port first (an old tab, a scanner)
+	// must not end the sign-in.
+	u, _ := url.Parse(authURL)
+	stray, err := http.Get(u.Query().Get("redirect_uri") + "?state=not-this-one&code=stolen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray.Body.Close()
+	if stray.StatusCode != http.StatusBadRequest {
+		t.Errorf("a request with another state got %s", stray.Status)
 	}
 	resp, err := http.Get(authURL) // follows the redirect back to sealpost
 	if err != nil {

@@ -160,6 +160,16 @@ func (u *smtpUpstream) put(a *Account, c *upstreamConn) {
 var errNoTLS = errors.New("the provider did not offer STARTTLS; sealpost never sends in clear, will retry")
 
 func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*upstreamConn, error) {
+	var login sasl.Client
+	if a != nil && a.UpstreamUsername != "" && a.UpstreamSASL != nil {
+		// Before connecting: a token refresh may take a while, and the
+		// provider would be kept waiting with a connection open.
+		l, err := a.UpstreamSASL(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("login to provider as %s: %w", a.UpstreamUsername, err)
+		}
+		login = l
+	}
 	d := net.Dialer{Timeout: u.timeout}
 	conn, err := d.DialContext(ctx, "tcp", u.addr)
 	if err != nil {
@@ -199,14 +209,8 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*upstreamConn, err
 			c.Close()
 			return nil, errors.New("refusing to send provider credentials without TLS")
 		}
-		var login sasl.Client = sasl.NewPlainClient("", a.UpstreamUsername, a.UpstreamPassword)
-		if a.UpstreamSASL != nil {
-			l, err := a.UpstreamSASL(ctx)
-			if err != nil {
-				c.Close()
-				return nil, fmt.Errorf("login to provider as %s: %w", a.UpstreamUsername, err)
-			}
-			login = l
+		if login == nil {
+			login = sasl.NewPlainClient("", a.UpstreamUsername, a.UpstreamPassword)
 		}
 		if err := c.Auth(login); err != nil {
 			c.Close()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -65,14 +66,16 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	if cfg.Upstream.CAFile != "" {
 		report(fmt.Sprintf("upstream.ca_file %s (line %d)", cfg.Upstream.CAFile, cfg.Line("upstream.ca_file")), err)
 	}
-	accounts, accErr := relayAccounts(cfg)
+	// What the grants' refreshes have to say goes to stderr beside the report.
+	log := slog.New(slog.NewTextHandler(c.stderr, nil))
+	accounts, accErr := relayAccounts(cfg, log)
 	for i, a := range cfg.Accounts {
 		if a.UpstreamPasswordFile != "" {
 			_, err := readSecret(a.UpstreamPasswordFile)
 			report(fmt.Sprintf("account[%d].upstream_password_file %s (line %d)", i, a.UpstreamPasswordFile, cfg.Line(fmt.Sprintf("account[%d].upstream_password_file", i))), err)
 		}
 		if a.UpstreamAuth == "oauth2" {
-			_, err := grantFor(cfg, a.Username)
+			_, err := grantFor(cfg, a.Username, log)
 			report(fmt.Sprintf("account[%d] OAuth 2.0 grant %s", i, grantPath(cfg, a.Username)), err)
 		}
 	}

@@ -455,6 +455,10 @@ func (c *Config) validate(file string) ConfigErrors {
 			c.Accounts[i].UpstreamAuth = "password"
 		case "password":
 		case "oauth2":
+			if filepath.Base(a.Username) != a.Username || strings.HasPrefix(a.Username, ".") {
+				// It names the grant's file in data_dir/oauth2.
+				bad(k+".username", "%q: an account that signs in with OAuth 2.0 needs a username without / or a leading dot", a.Username)
+			}
 			if a.UpstreamUsername == "" {
 				bad(k+".upstream_username", "upstream_auth = \"oauth2\" needs the mailbox address to log in as")
 			}
@@ -536,6 +540,9 @@ func (c *Config) validate(file string) ConfigErrors {
 		host, _, _ := net.SplitHostPort(c.Upstream.Address)
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 			bad("upstream.tls", "\"none\" is allowed only for a loopback address such as 127.0.0.1:25; sealpost never sends to a real host in clear")
+		}
+		if c.usesOAuth2() {
+			bad("upstream.tls", "\"none\" sends no login, but an account has upstream_auth = \"oauth2\": use starttls or implicit")
 		}
 	default:
 		bad("upstream.tls", "must be starttls or implicit, not %q (sealpost never sends to the provider in clear)", c.Upstream.TLS)

@@ -104,6 +104,31 @@ provider = "custom"
 token_url = "http://login.example/token"
 `, []string{":6: account[0].upstream_auth: must be password or oauth2", ":14: oauth2.token_url: \"http://login.example/token\": must be https://",
 			"oauth2.client_id: must be set", "oauth2.token_url: provider = \"custom\" needs token_url and auth_url", "oauth2.scopes"}},
+		{"oauth2 providers' own settings", `data_dir = "d"
+[[account]]
+username = "../a"
+addresses = ["a@practice.example"]
+upstream_username = "a@practice.example"
+upstream_auth = "oauth2"
+[upstream]
+address = "127.0.0.1:25"
+tls = "none"
+[oauth2]
+provider = "google"
+client_id = "x"
+tenant = "t"
+`, []string{":3: account[0].username: \"../a\": an account that signs in with OAuth 2.0", ":9: upstream.tls: \"none\" sends no login",
+			":13: oauth2.tenant: is for provider = \"microsoft\" only", "oauth2.client_secret_file: must name a file"}},
+		{"microsoft needs the tenant", `data_dir = "d"
+[[account]]
+username = "a"
+addresses = ["a@practice.example"]
+upstream_username = "a@practice.example"
+upstream_auth = "oauth2"
+[oauth2]
+provider = "microsoft"
+client_id = "x"
+`, []string{"oauth2.tenant: must be set for microsoft"}},
 		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
 		{"wrong type", "data_dir = 5\n", []string{":1:"}},
 	}

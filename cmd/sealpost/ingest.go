@@ -82,7 +82,7 @@ func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, e
 	var pw string
 	var auth func(context.Context) (sasl.Client, error)
 	if m.PasswordFile == "" { // the account's OAuth 2.0 grant (LoadConfig saw to that)
-		g, err := grantFor(cfg, a.Username)
+		g, err := grantFor(cfg, a.Username, r.log)
 		if err != nil {
 			return nil, err
 		}

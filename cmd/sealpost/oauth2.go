@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -77,6 +79,17 @@ func (c *Config) validateOAuth2(bad func(key, format string, args ...any)) {
 	if o.ClientID == "" {
 		bad("oauth2.client_id", "must be set: the application (client) ID of the practice's app registration at the provider")
 	}
+	switch {
+	case o.Provider == "microsoft" && o.Tenant == "":
+		// An app registered for one organisation is refused at the
+		// common endpoints.
+		bad("oauth2.tenant", "must be set for microsoft: the directory (tenant) ID, or the practice's Microsoft 365 domain")
+	case o.Provider != "microsoft" && o.Tenant != "":
+		bad("oauth2.tenant", "is for provider = \"microsoft\" only")
+	}
+	if o.Provider == "google" && o.ClientSecretFile == "" {
+		bad("oauth2.client_secret_file", "must name a file holding the Google desktop client's secret")
+	}
 	if o.Provider == "custom" {
 		if o.TokenURL == "" || (o.AuthURL == "" && o.DeviceAuthURL == "") {
 			bad("oauth2.token_url", "provider = \"custom\" needs token_url and auth_url or device_auth_url")
@@ -118,16 +131,14 @@ func oauth2Settings(cfg *Config) (*oauth2.Config, error) {
 	conf := &oauth2.Config{ClientID: o.ClientID, Scopes: o.Scopes}
 	switch o.Provider {
 	case "microsoft":
-		tenant := o.Tenant
-		if tenant == "" {
-			tenant = "organizations"
-		}
-		conf.Endpoint = endpoints.AzureAD(tenant)
+		conf.Endpoint = endpoints.AzureAD(o.Tenant)
+		conf.Endpoint.AuthStyle = oauth2.AuthStyleInParams // a public client: no secret to send
 		if len(conf.Scopes) == 0 {
 			conf.Scopes = microsoftScopes
 		}
 	case "google":
 		conf.Endpoint = endpoints.Google
+		conf.Endpoint.AuthStyle = oauth2.AuthStyleInParams
 		// Google's device flow does not grant mail scopes: the browser it is.
 		conf.Endpoint.DeviceAuthURL = ""
 		if len(conf.Scopes) == 0 {
@@ -166,11 +177,20 @@ type grant struct {
 	path    string
 	account string
 
-	mu      sync.Mutex
-	conf    *oauth2.Config
-	tok     *oauth2.Token
-	modTime time.Time // of the file when tok was read or written
+	mu            sync.Mutex
+	conf          *oauth2.Config
+	log           *slog.Logger
+	tok           *oauth2.Token
+	modTime       time.Time // of the file when tok was read or written
+	failed        error     // the last refresh's, while it is fresh
+	failedAt      time.Time
+	refusedAccess string // an access token the provider turned down
 }
+
+// refreshBackoff is how long a failed refresh is reported again instead of
+// tried again: with the token endpoint down, every worker would otherwise
+// wait out its own timeout, one after the other.
+const refreshBackoff = time.Minute
 
 var (
 	grantsMu sync.Mutex
@@ -180,7 +200,7 @@ var (
 // grantFor returns the account's grant, after checking that its file holds
 // one (an admin who has not signed in yet learns it at start, not at the
 // first message).
-func grantFor(cfg *Config, account string) (*grant, error) {
+func grantFor(cfg *Config, account string, log *slog.Logger) (*grant, error) {
 	conf, err := oauth2Settings(cfg)
 	if err != nil {
 		return nil, err
@@ -195,16 +215,17 @@ func grantFor(cfg *Config, account string) (*grant, error) {
 	grantsMu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.conf = conf
-	if err := g.loadLocked(); err != nil {
+	g.conf, g.log = conf, log
+	if err := g.loadLocked(false); err != nil {
 		return nil, err
 	}
 	return g, nil
 }
 
-// loadLocked reads the file again when it changed: `sealpost oauth2 login`
-// while sealpost runs takes effect at the next connection.
-func (g *grant) loadLocked() error {
+// loadLocked reads the file again when it changed (or when force is set):
+// `sealpost oauth2 login` while sealpost runs takes effect at the next
+// connection, and another process's refresh is not repeated.
+func (g *grant) loadLocked(force bool) error {
 	fi, err := os.Stat(g.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("no OAuth 2.0 grant in %s yet: run sealpost oauth2 login --account %s", g.path, g.account)
@@ -212,7 +233,7 @@ func (g *grant) loadLocked() error {
 	if err != nil {
 		return err
 	}
-	if g.tok != nil && fi.ModTime().Equal(g.modTime) {
+	if !force && g.tok != nil && fi.ModTime().Equal(g.modTime) {
 		return nil
 	}
 	b, err := os.ReadFile(g.path)
@@ -222,6 +243,12 @@ func (g *grant) loadLocked() error {
 	var tok oauth2.Token
 	if err := json.Unmarshal(b, &tok); err != nil || tok.RefreshToken == "" {
 		return fmt.Errorf("%s holds no OAuth 2.0 grant (%v): run sealpost oauth2 login --account %s", g.path, err, g.account)
+	}
+	if g.tok == nil || tok.RefreshToken != g.tok.RefreshToken {
+		g.failed = nil // a new sign-in: try it at once
+	}
+	if tok.AccessToken == g.refusedAccess {
+		tok.Expiry = time.Now().Add(-time.Minute)
 	}
 	g.tok, g.modTime = &tok, fi.ModTime()
 	return nil
@@ -235,42 +262,108 @@ var oauth2HTTP = &http.Client{Timeout: 30 * time.Second}
 func (g *grant) accessToken(ctx context.Context) (string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.loadLocked(); err != nil {
+	if err := g.loadLocked(false); err != nil {
 		return "", err
 	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, oauth2HTTP)
-	tok, err := g.conf.TokenSource(ctx, g.tok).Token()
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-		// Another process (sealpost check, a second serve) may have spent
-		// this refresh token and written the one it got in exchange.
-		spent := g.tok.RefreshToken
-		g.tok = nil
-		if lerr := g.loadLocked(); lerr != nil {
-			return "", lerr
-		}
-		if g.tok.RefreshToken != spent {
-			tok, err = g.conf.TokenSource(ctx, g.tok).Token()
-		}
+	if g.tok.Valid() {
+		return g.tok.AccessToken, nil
 	}
+	if g.failed != nil && time.Since(g.failedAt) < refreshBackoff {
+		return "", g.failed
+	}
+	// One refresh at a time across processes (serve, sudo sealpost check,
+	// oauth2 login): a provider that sees a spent refresh token used again
+	// may revoke the whole grant.
+	unlock, err := lockGrant(g.path)
 	if err != nil {
-		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-			return "", fmt.Errorf("the provider no longer accepts the OAuth 2.0 grant in %s (%s): run sealpost oauth2 login --account %s", g.path, oneLine(re.ErrorDescription), g.account)
-		}
-		return "", fmt.Errorf("OAuth 2.0 token from %s: %w", g.conf.Endpoint.TokenURL, err)
+		return "", err
 	}
-	if tok.AccessToken != g.tok.AccessToken || tok.RefreshToken != g.tok.RefreshToken {
-		// The access token is kept too: a restart within its hour reuses it.
-		if err := saveGrant(g.path, tok); err != nil {
-			return "", err
+	defer unlock()
+	if err := g.loadLocked(true); err != nil {
+		return "", err
+	}
+	if g.tok.Valid() { // refreshed by another process meanwhile
+		return g.tok.AccessToken, nil
+	}
+	tok, err := g.conf.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, oauth2HTTP), g.tok).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			err = fmt.Errorf("the provider no longer accepts the OAuth 2.0 grant in %s (%s): run sealpost oauth2 login --account %s", g.path, oneLine(re.ErrorDescription), g.account)
+		} else {
+			err = fmt.Errorf("OAuth 2.0 token from %s: %w", g.conf.Endpoint.TokenURL, err)
 		}
-		fi, err := os.Stat(g.path)
-		if err != nil {
-			return "", err
-		}
-		g.tok, g.modTime = tok, fi.ModTime()
+		g.failed, g.failedAt = err, time.Now()
+		return "", err
+	}
+	g.failed = nil
+	withExpiry(tok)
+	g.tok = tok
+	// The access token is kept too: a restart within its hour reuses it.
+	if err := saveGrant(g.path, tok); err != nil {
+		// The token works now; only a restart before the next refresh
+		// would need the rotated refresh token that could not be kept.
+		g.log.Error("cannot keep the refreshed OAuth 2.0 grant; after a restart the account may need sealpost oauth2 login again",
+			"account", g.account, "file", g.path, "err", err)
+		return tok.AccessToken, nil
+	}
+	if fi, err := os.Stat(g.path); err == nil {
+		g.modTime = fi.ModTime()
 	}
 	return tok.AccessToken, nil
+}
+
+// refused marks an access token the provider turned down (revoked, or the
+// mailbox lost the permission) as expired, so that the next login refreshes
+// it instead of offering it again until its hour is up.
+func (g *grant) refused(accessToken string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refusedAccess = accessToken
+	if g.tok != nil && g.tok.AccessToken == accessToken {
+		t := *g.tok
+		t.Expiry = time.Now().Add(-time.Minute)
+		g.tok = &t
+	}
+}
+
+// withExpiry gives a token without expires_in a lifetime: x/oauth2 would
+// take it as valid for ever and never refresh it.
+func withExpiry(tok *oauth2.Token) {
+	if tok.Expiry.IsZero() {
+		tok.Expiry = time.Now().Add(time.Hour)
+	}
+}
+
+// lockGrant takes the account's grant lock (flock on a file beside the
+// grant), creating the folder as saveGrant does.
+func lockGrant(path string) (unlock func(), err error) {
+	if err := grantDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock the OAuth 2.0 grant: %w", err)
+	}
+	keepOwner(f.Name(), filepath.Dir(path))
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock the OAuth 2.0 grant: %w", err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
+// grantDir makes data_dir/oauth2, the service user's like data_dir.
+func grantDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err == nil {
+		keepOwner(dir, filepath.Dir(dir))
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
 }
 
 // saveGrant writes the token file whole or not at all: a crash mid-write must
@@ -281,12 +374,7 @@ func saveGrant(path string, tok *oauth2.Token) error {
 		return err
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o700); err == nil {
-		keepOwner(dir, filepath.Dir(dir)) // data_dir's owner, the service user
-	} else if !errors.Is(err, os.ErrExist) {
+	if err := grantDir(dir); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, ".grant-*")
@@ -324,21 +412,28 @@ func (g *grant) sasl(user string) func(ctx context.Context) (sasl.Client, error)
 		if err != nil {
 			return nil, err
 		}
-		return &xoauth2Client{user: user, token: tok}, nil
+		return &xoauth2Client{user: user, token: tok, refused: func() { g.refused(tok) }}, nil
 	}
 }
 
 // xoauth2Client is SASL XOAUTH2 as Microsoft and Google define it (go-sasl
 // has OAUTHBEARER only, which Microsoft 365 does not offer).
-type xoauth2Client struct{ user, token string }
+type xoauth2Client struct {
+	user, token string
+	refused     func()
+}
 
 func (c *xoauth2Client) Start() (string, []byte, error) {
 	return "XOAUTH2", []byte("user=" + c.user + "\x01auth=Bearer " + c.token + "\x01\x01"), nil
 }
 
-// Next answers the server's error challenge (a JSON status) with an empty
-// response, after which the server sends its failure reply.
+// Next answers the server's error challenge (a JSON status: the token was
+// refused) with an empty response, after which the server sends its failure
+// reply.
 func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
+	if c.refused != nil {
+		c.refused()
+	}
 	return []byte{}, nil
 }
 
@@ -390,7 +485,7 @@ func runOAuth2Login(ctx context.Context, c *cli, args []string) error {
 	if useDevice {
 		tok, err = deviceLogin(hctx, c, conf, acct.UpstreamUsername)
 	} else {
-		tok, err = browserLogin(hctx, c, conf, acct.UpstreamUsername, *listen)
+		tok, err = browserLogin(hctx, c, conf, cfg.OAuth2.Provider, acct.UpstreamUsername, *listen)
 	}
 	if err != nil {
 		return err
@@ -398,8 +493,15 @@ func runOAuth2Login(ctx context.Context, c *cli, args []string) error {
 	if tok.RefreshToken == "" {
 		return errors.New("the provider granted access but no refresh token, so sealpost could not go on after an hour: check that the scopes include offline_access (Microsoft), or remove sealpost's access in the account's security settings and sign in again (Google)")
 	}
+	withExpiry(tok)
 	path := grantPath(cfg, acct.Username)
-	if err := saveGrant(path, tok); err != nil {
+	unlock, err := lockGrant(path)
+	if err != nil {
+		return err
+	}
+	err = saveGrant(path, tok)
+	unlock()
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Signed in. The grant is in %s (keep it secret: it lets sealpost send and read %s's mail).\n"+
@@ -428,7 +530,7 @@ func deviceLogin(ctx context.Context, c *cli, conf *oauth2.Config, user string) 
 	return tok, nil
 }
 
-func browserLogin(ctx context.Context, c *cli, conf *oauth2.Config, user, listen string) (*oauth2.Token, error) {
+func browserLogin(ctx context.Context, c *cli, conf *oauth2.Config, provider, user, listen string) (*oauth2.Token, error) {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen for the browser's return: %w", err)
@@ -443,64 +545,82 @@ func browserLogin(ctx context.Context, c *cli, conf *oauth2.Config, user, listen
 	c2 := *conf
 	c2.RedirectURL = "http://" + addr.String() + "/"
 	verifier := oauth2.GenerateVerifier()
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("login_hint", user)}
+	switch provider {
+	case "microsoft":
+		// Entra matches loopback redirects by host, ignoring the port:
+		// the registration says http://localhost.
+		c2.RedirectURL = fmt.Sprintf("http://localhost:%d/", port)
+	case "google":
+		// Without these Google hands out no refresh token on a second sign-in.
+		opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
+	}
 	state := make([]byte, 16)
 	rand.Read(state)
 	wantState := hex.EncodeToString(state)
-	authURL := c2.AuthCodeURL(wantState, oauth2.AccessTypeOffline, oauth2.S256ChallengeOption(verifier),
-		oauth2.SetAuthURLParam("login_hint", user), oauth2.SetAuthURLParam("prompt", "consent"))
+	authURL := c2.AuthCodeURL(wantState, opts...)
 	fmt.Fprintf(c.stdout, "To let sealpost send and read mail as %s, open this address in a browser on this machine and sign in as %s:\n  %s\n"+
 		"(On a server without a browser, forward the port first: ssh -L %d:127.0.0.1:%d THIS-SERVER, then open the address on your computer.)\nWaiting...\n",
 		user, user, authURL, port, port)
 
-	type result struct {
-		code string
-		err  error
+	// The browser's return is handed to this goroutine, which exchanges the
+	// code and tells the page how that went.
+	type callback struct {
+		code, refused string
+		outcome       chan error
 	}
-	done := make(chan result, 1)
+	calls := make(chan callback)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		if r.URL.Path != "/" || (q.Get("code") == "" && q.Get("error") == "") {
-			http.NotFound(w, r)
+		if r.URL.Path != "/" || q.Get("state") != wantState {
+			// A stray request (an old tab, another program) is not the
+			// sign-in: it must not end it.
+			http.Error(w, "This is not the sign-in sealpost is waiting for.", http.StatusBadRequest)
 			return
 		}
-		var res result
-		switch {
-		case q.Get("state") != wantState:
-			res.err = errors.New("the browser came back with another sign-in's answer (state does not match): start again")
-		case q.Get("error") != "":
-			res.err = fmt.Errorf("the provider refused: %s %s", q.Get("error"), q.Get("error_description"))
-		default:
-			res.code = q.Get("code")
+		cb := callback{code: q.Get("code"), outcome: make(chan error, 1)}
+		if e := q.Get("error"); e != "" || cb.code == "" {
+			cb.refused = strings.TrimSpace(e + " " + q.Get("error_description"))
+		}
+		var err error
+		select {
+		case calls <- cb:
+			err = <-cb.outcome
+		case <-r.Context().Done():
+			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if res.err != nil {
-			fmt.Fprintf(w, "<!doctype html><title>sealpost</title><p>Sign-in failed: %s</p>", html.EscapeString(res.err.Error()))
-		} else {
-			fmt.Fprint(w, "<!doctype html><title>sealpost</title><p>sealpost may now send and read this account's mail. You can close this page.</p>")
+		if err != nil {
+			fmt.Fprintf(w, "<!doctype html><title>sealpost</title><p>Sign-in failed: %s</p>", html.EscapeString(err.Error()))
+			return
 		}
-		select {
-		case done <- res:
-		default:
-		}
+		fmt.Fprint(w, "<!doctype html><title>sealpost</title><p>sealpost may now send and read this account's mail. You can close this page.</p>")
 	})}
 	go srv.Serve(l)
-	defer srv.Close()
-	var res result
+	defer func() {
+		// Shutdown, not Close: the page with the outcome is still being written.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+	}()
 	select {
-	case res = <-done:
+	case cb := <-calls:
+		if cb.refused != "" {
+			err := fmt.Errorf("the provider refused: %s", cb.refused)
+			cb.outcome <- err
+			return nil, err
+		}
+		tok, err := c2.Exchange(ctx, cb.code, oauth2.VerifierOption(verifier))
+		if err != nil {
+			err = fmt.Errorf("exchange the sign-in code for a grant: %w", err)
+		}
+		cb.outcome <- err
+		return tok, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(15 * time.Minute):
 		return nil, errors.New("nobody signed in within 15 minutes: start again")
 	}
-	if res.err != nil {
-		return nil, res.err
-	}
-	tok, err := c2.Exchange(ctx, res.code, oauth2.VerifierOption(verifier))
-	if err != nil {
-		return nil, fmt.Errorf("exchange the sign-in code for a grant: %w", err)
-	}
-	return tok, nil
 }
 
 // keepOwner gives path the owner of like when root writes it (an admin's sudo

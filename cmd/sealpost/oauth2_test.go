@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,52 +16,74 @@ import (
 )
 
 // TestGrantRefresh: the access token comes from the grant file's refresh
-// token; a refresh token another process spent (and replaced in the file at
-// the same moment) is picked up from the file; a withdrawn grant tells the
-// admin what to run.
+// token and is reused while it lasts; a token the provider refused is
+// refreshed at once; a refresh token another process spent (and replaced in
+// the file at the same moment) is picked up from the file; a withdrawn grant
+// tells the admin what to run, is not asked about again for a while, and a
+// new sign-in is used at once.
 func TestGrantRefresh(t *testing.T) {
 	fake := e2e.StartFakeOAuth(t, "therapist@practice.example")
-	fake.AccessLifetime = 5 // always due for a refresh
 	cfg, err := LoadConfig(writeConfig(t, "upstream_username = \"therapist@practice.example\"\nupstream_auth = \"oauth2\"\n"+fake.ConfigTOML()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := grantPath(cfg, "therapist")
-	if _, err := grantFor(cfg, "therapist"); err == nil || !strings.Contains(err.Error(), "run sealpost oauth2 login --account therapist") {
+	if _, err := grantFor(cfg, "therapist", slog.Default()); err == nil || !strings.Contains(err.Error(), "run sealpost oauth2 login --account therapist") {
 		t.Fatalf("no grant file: %v", err)
 	}
 	if err := saveGrant(path, &oauth2.Token{RefreshToken: fake.NewGrant()}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := grantFor(cfg, "therapist")
+	g, err := grantFor(cfg, "therapist", slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := g.accessToken(ctx); err != nil {
-		t.Fatal(err)
+	token := func() string {
+		t.Helper()
+		at, err := g.accessToken(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	first := token()
+	if again := token(); again != first || fake.Refreshes() != 1 {
+		t.Fatalf("a valid access token was not reused (%d refreshes)", fake.Refreshes())
+	}
+	g.refused(first)
+	if token() == first || fake.Refreshes() != 2 {
+		t.Fatal("a refused access token was offered again")
 	}
 
 	// Another process refreshes with the same token and writes its new
 	// one; the file's time happens to look unchanged.
 	fi, _ := os.Stat(path)
+	g.refused(g.tok.AccessToken)
 	elsewhere := &oauth2.Token{RefreshToken: refreshedElsewhere(t, fake, g.tok.RefreshToken)}
 	if err := saveGrant(path, elsewhere); err != nil {
 		t.Fatal(err)
 	}
 	os.Chtimes(path, fi.ModTime(), fi.ModTime())
-	if _, err := g.accessToken(ctx); err != nil {
-		t.Fatalf("after another process refreshed: %v", err)
-	}
+	token()
 	if rt := g.tok.RefreshToken; !fake.ValidRefreshToken(rt) {
 		t.Error("the grant holds a spent refresh token")
 	}
 
 	fake.Revoke()
+	g.refused(g.tok.AccessToken)
 	_, err = g.accessToken(ctx)
 	if err == nil || !strings.Contains(err.Error(), "no longer accepts the OAuth 2.0 grant") || !strings.Contains(err.Error(), "oauth2 login --account therapist") {
 		t.Fatalf("withdrawn grant: %v", err)
 	}
+	asked := fake.TokenRequests()
+	if _, err2 := g.accessToken(ctx); err2 == nil || err2.Error() != err.Error() || fake.TokenRequests() != asked {
+		t.Errorf("the token endpoint was asked again at once (%d requests, then %d): %v", asked, fake.TokenRequests(), err2)
+	}
+	if err := saveGrant(path, &oauth2.Token{RefreshToken: fake.NewGrant()}); err != nil {
+		t.Fatal(err)
+	}
+	token() // a new sign-in is tried at once
 }
 
 // refreshedElsewhere spends rt at the server, as a second process would.

@@ -115,7 +115,7 @@ func readSecret(path string) (string, error) {
 
 // relayAccounts turns the config's accounts into the relay's, reading each
 // upstream password file.
-func relayAccounts(cfg *Config) ([]relay.Account, error) {
+func relayAccounts(cfg *Config, log *slog.Logger) ([]relay.Account, error) {
 	var out []relay.Account
 	for _, a := range cfg.Accounts {
 		ra := relay.Account{Username: a.Username, PasswordHash: a.PasswordHash, Addresses: a.Addresses, UpstreamUsername: a.UpstreamUsername}
@@ -127,7 +127,7 @@ func relayAccounts(cfg *Config) ([]relay.Account, error) {
 			ra.UpstreamPassword = pw
 		}
 		if a.UpstreamAuth == "oauth2" {
-			g, err := grantFor(cfg, a.Username)
+			g, err := grantFor(cfg, a.Username, log)
 			if err != nil {
 				return nil, fmt.Errorf("account %q: %w", a.Username, err)
 			}
@@ -205,7 +205,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	accounts, err := relayAccounts(cfg)
+	accounts, err := relayAccounts(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atom
 	if err != nil {
 		return err
 	}
-	accounts, err := relayAccounts(cfg)
+	accounts, err := relayAccounts(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -253,7 +253,10 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		body, metaJSON, err := files.decrypt(l, key)
+		// The header's ID is the metadata's: the file can be named before
+		// the metadata (after the body) is read.
+		file := "messages/" + safeName(l.h.ID) + ".eml"
+		metaJSON, size, sum, err := files.exportMessage(l, key, filepath.Join(out, file))
 		if err != nil {
 			return nil, fmt.Errorf("record %d (message %s): %w", l.h.Seq, l.h.ID, err)
 		}
@@ -261,14 +264,12 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		if err := json.Unmarshal(metaJSON, &meta); err != nil {
 			return nil, fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
 		}
-		file := "messages/" + safeName(meta.ID) + ".eml"
-		if err := os.WriteFile(filepath.Join(out, file), body, 0o600); err != nil {
-			return nil, err
+		if meta.ID != l.h.ID {
+			return nil, fmt.Errorf("record %d: its metadata names message %s, its header %s", l.h.Seq, meta.ID, l.h.ID)
 		}
-		sum := sha256.Sum256(body)
 		mm := manifestMessage{ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Account: meta.Account, From: meta.From,
-			Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: hex.EncodeToString(sum[:]),
-			Size: int64(len(body)), File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
+			Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: sum,
+			Size: size, File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
 		for _, d := range meta.Decisions {
 			r := manifestRecipient{Address: d.Address, Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint, Delivery: []manifestDelivery{}}
 			if c := d.Consent; c != nil {
@@ -397,34 +398,108 @@ func (o *openSegments) file(seg string) (*os.File, error) {
 
 // decrypt reads a record's payload and splits it into body and metadata.
 func (o *openSegments) decrypt(l located, key openpgp.EntityList) (body, meta []byte, err error) {
+	var plain bytes.Buffer
+	plain.Grow(int(l.payLen)) // the plaintext is a little shorter than its encryption
+	if _, err := o.decryptTo(l, key, &plain); err != nil {
+		return nil, nil, err
+	}
+	p := plain.Bytes()
+	split, err := splitAt(int64(len(p)), func(b []byte, off int64) error { copy(b, p[off:]); return nil })
+	if err != nil {
+		return nil, nil, err
+	}
+	return p[:split], p[split : len(p)-4], nil
+}
+
+// decryptTo streams a record's plaintext (body, metadata, and the
+// metadata's length) into w, and returns its length. What it wrote is to be
+// thrown away on error: the payload's hash and the MDC are known only at its
+// end.
+func (o *openSegments) decryptTo(l located, key openpgp.EntityList, w io.Writer) (int64, error) {
 	f, err := o.file(l.seg)
 	if err != nil {
-		return nil, nil, err
+		return 0, err
 	}
-	payload := make([]byte, l.payLen)
-	if _, err := f.ReadAt(payload, l.payOff); err != nil {
-		return nil, nil, err
-	}
-	if sum := sha256.Sum256(payload); hex.EncodeToString(sum[:]) != l.h.PSHA {
-		return nil, nil, errors.New("the payload does not match its header (run sealpost archive verify)")
-	}
-	md, err := openpgp.ReadMessage(bytes.NewReader(payload), key, nil, nil)
+	h := sha256.New()
+	payload := io.TeeReader(io.NewSectionReader(f, l.payOff, l.payLen), h)
+	md, err := openpgp.ReadMessage(payload, key, nil, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decrypt: %w (is this the archive's private key?)", err)
+		return 0, fmt.Errorf("decrypt: %w (is this the archive's private key?)", err)
 	}
-	plain, err := io.ReadAll(md.UnverifiedBody)
+	n, err := io.Copy(w, md.UnverifiedBody) // at its end, the MDC is checked
 	if err != nil {
-		return nil, nil, fmt.Errorf("decrypt: %w", err)
+		return n, fmt.Errorf("decrypt: %w", err)
 	}
-	if len(plain) < 4 {
-		return nil, nil, errors.New("payload too short")
+	if _, err := io.Copy(io.Discard, payload); err != nil { // whatever follows the packets counts too
+		return n, err
 	}
-	n := int(binary.BigEndian.Uint32(plain[len(plain)-4:]))
-	if n > len(plain)-4 {
-		return nil, nil, errors.New("payload metadata length out of range")
+	if hex.EncodeToString(h.Sum(nil)) != l.h.PSHA {
+		return n, errors.New("the payload does not match its header (run sealpost archive verify)")
 	}
-	split := len(plain) - 4 - n
-	return plain[:split], plain[split : len(plain)-4], nil
+	return n, nil
+}
+
+// splitAt finds where the body ends in a plaintext of size n, reading its
+// last octets through readAt: the metadata's length is in the last four.
+func splitAt(n int64, readAt func(b []byte, off int64) error) (int64, error) {
+	if n < 4 {
+		return 0, errors.New("payload too short")
+	}
+	var l [4]byte
+	if err := readAt(l[:], n-4); err != nil {
+		return 0, err
+	}
+	m := int64(binary.BigEndian.Uint32(l[:]))
+	if m > n-4 {
+		return 0, errors.New("payload metadata length out of range")
+	}
+	return n - 4 - m, nil
+}
+
+// exportMessage decrypts a message record into the file path, streaming:
+// a 25 MB attachment is never held in memory. It returns the metadata and
+// the body's size and SHA-256.
+func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path string) (meta []byte, size int64, sum string, err error) {
+	// Written under a temporary name, renamed when whole: an interrupted
+	// export leaves no message file that looks complete.
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".record-%d.partial", l.h.Seq))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	defer func() {
+		f.Close()
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	n, err := o.decryptTo(l, key, f)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	readAt := func(b []byte, off int64) error { _, err := f.ReadAt(b, off); return err }
+	size, err = splitAt(n, readAt)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	meta = make([]byte, n-4-size)
+	if err := readAt(meta, size); err != nil {
+		return nil, 0, "", err
+	}
+	if err := f.Truncate(size); err != nil {
+		return nil, 0, "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return nil, 0, "", err
+	}
+	if err := f.Close(); err != nil {
+		return nil, 0, "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, 0, "", err
+	}
+	return meta, size, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // writeSums writes SHA256SUMS over every file in out, in the format

@@ -439,6 +439,54 @@ func (o *openSegments) decryptTo(l located, key openpgp.EntityList, w io.Writer)
 	return n, nil
 }
 
+// metadata decrypts a record for its metadata and body size only: the body
+// streams past, only its last part is kept.
+func (o *openSegments) metadata(l located, key openpgp.EntityList) (size int64, meta []byte, err error) {
+	tail := &tailKeeper{keep: 256 << 10}
+	n, err := o.decryptTo(l, key, tail)
+	if err != nil {
+		return 0, nil, err
+	}
+	kept := int64(len(tail.b))
+	size, err = splitAt(n, func(b []byte, off int64) error {
+		if off < n-kept {
+			return errTailTooShort
+		}
+		copy(b, tail.b[off-(n-kept):])
+		return nil
+	})
+	if err == errTailTooShort || (err == nil && size < n-kept) {
+		// Metadata longer than what was kept (hundreds of recipients):
+		// decrypt again, whole.
+		body, meta, err := o.decrypt(l, key)
+		return int64(len(body)), meta, err
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return size, tail.b[size-(n-kept) : kept-4], nil
+}
+
+var errTailTooShort = errors.New("metadata beyond the kept tail")
+
+// tailKeeper is a writer that keeps only the last keep octets (at least).
+type tailKeeper struct {
+	keep int
+	b    []byte
+}
+
+func (t *tailKeeper) Write(p []byte) (int, error) {
+	if len(p) >= t.keep {
+		t.b = append(t.b[:0], p[len(p)-t.keep:]...)
+		return len(p), nil
+	}
+	if len(t.b)+len(p) > 2*t.keep { // move the last keep-len(p) to the front
+		t.b = t.b[:copy(t.b, t.b[len(t.b)-(t.keep-len(p)):])]
+	}
+	t.b = append(t.b, p...)
+	return len(p), nil
+}
+
 // splitAt finds where the body ends in a plaintext of size n, reading its
 // last octets through readAt: the metadata's length is in the last four.
 func splitAt(n int64, readAt func(b []byte, off int64) error) (int64, error) {

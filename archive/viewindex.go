@@ -88,7 +88,7 @@ func (v *View) Refresh() error {
 	v.seen = seen
 	for _, l := range fresh {
 		v.maxSeq = l.h.Seq
-		body, metaJSON, err := v.files.decrypt(l, v.key)
+		size, metaJSON, err := v.files.metadata(l, v.key)
 		var meta messageMeta
 		if err == nil {
 			err = json.Unmarshal(metaJSON, &meta)
@@ -97,7 +97,7 @@ func (v *View) Refresh() error {
 			v.unreadable = append(v.unreadable, l.h.Seq)
 			continue
 		}
-		m := &ViewMessage{Seq: l.h.Seq, ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Size: int64(len(body)), loc: l}
+		m := &ViewMessage{Seq: l.h.Seq, ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Size: size, loc: l}
 		m.Clients = clientsOf(&meta)
 		v.messages = append(v.messages, m)
 	}

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -87,5 +88,70 @@ func TestViewAcrossKeyChange(t *testing.T) {
 	_, other := newKeys(t, "Not The Archive")
 	if _, err := OpenView(f.dir, other); err == nil || !strings.Contains(err.Error(), "opens none of the archive's 4 messages") {
 		t.Errorf("a key that opens nothing: %v", err)
+	}
+}
+
+// TestViewMetadataFromTail: the view reads a message's metadata and size
+// without keeping its body, also when the body ends mid-write or the
+// metadata is longer than the part of the plaintext kept (many recipients).
+func TestViewMetadataFromTail(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	tests := []struct {
+		name       string
+		body       string
+		recipients int
+	}{
+		{"small", "From: a\r\n\r\nhi\r\n", 1},
+		{"body longer than the kept tail", "From: a\r\n\r\n" + strings.Repeat("x", 700<<10), 1},
+		{"metadata longer than the kept tail", "From: a\r\n\r\nhi\r\n", 3000},
+		{"both", "From: a\r\n\r\n" + strings.Repeat("y", 300<<10), 3000},
+	}
+	for i, tt := range tests {
+		m, _ := testMessage(i, "anna@client.example")
+		for r := 1; r < tt.recipients; r++ {
+			d := m.Decisions[0]
+			d.Recipient = fmt.Sprintf("c%d@client.example", r)
+			d.Address, d.Reason = d.Recipient, strings.Repeat("a long reason ", 10)
+			m.Decisions = append(m.Decisions, d)
+		}
+		if err := a.RecordMessage(context.Background(), m, strings.NewReader(tt.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	v, err := OpenView(f.dir, f.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	msgs := v.Messages()
+	if len(msgs) != len(tests) {
+		t.Fatalf("view shows %d messages, want %d", len(msgs), len(tests))
+	}
+	for i, tt := range tests {
+		m := msgs[i]
+		if m.Size != int64(len(tt.body)) || len(m.Clients) != tt.recipients {
+			t.Errorf("%s: size %d with %d clients, want %d with %d", tt.name, m.Size, len(m.Clients), len(tt.body), tt.recipients)
+		}
+		if body, err := v.Body(m); err != nil || string(body) != tt.body {
+			t.Errorf("%s: body %d octets, %v", tt.name, len(body), err)
+		}
+	}
+}
+
+func TestTailKeeper(t *testing.T) {
+	var all []byte
+	tk := &tailKeeper{keep: 100}
+	for i, n := range []int{1, 7, 99, 100, 101, 3, 250, 0, 40, 60, 61, 1, 199} {
+		p := bytes.Repeat([]byte{byte('a' + i)}, n)
+		for j := range p {
+			p[j] += byte(j % 3)
+		}
+		all = append(all, p...)
+		tk.Write(p)
+		if len(tk.b) < min(len(all), 100) || !bytes.HasSuffix(all, tk.b) {
+			t.Fatalf("after %d writes: kept %d octets, not the last ones", i+1, len(tk.b))
+		}
 	}
 }

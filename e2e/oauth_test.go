@@ -69,15 +69,15 @@ func TestOAuth2ToProvider(t *testing.T) {
 	send("after a restart")
 	WaitFor(t, 30*time.Second, "the message sent after a restart", atSink(2))
 
-	// The provider refuses the token itself (XOAUTH2's error challenge,
-	// then 535): the message waits with the provider's reply.
+	// The provider refuses the token itself (XOAUTH2's error challenge):
+	// the message waits, and the queue says what to look at.
 	// (Restarts drop the connection sealpost keeps open to the provider,
 	// logged in before.)
 	fake.RejectTokens(true)
 	r.Stop(t)
 	r.Start(t)
 	send("while the provider refuses the token")
-	id := waitQueued(t, r, "535")
+	id := waitQueued(t, r, "the provider refused the OAuth 2.0 access token for therapist@practice.example")
 	fake.RejectTokens(false)
 	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 {
 		t.Fatalf("queue retry: %s", stderr)
@@ -144,6 +144,19 @@ poll = "1h"
 	})
 	if log := d.Log(); !strings.Contains(log, "method=XOAUTH2") {
 		t.Errorf("Dovecot did not see an XOAUTH2 login:\n%s", log)
+	}
+	imapLine := "IMAP login to " + d.IMAPSAddr() + " as " + From + ", folders INBOX (read only)"
+	if stdout, _, code := r.Run(t, "", "check"); code != 0 || !strings.Contains(stdout, "ok   "+imapLine) {
+		t.Errorf("sealpost check (exit %d):\n%s", code, stdout)
+	}
+	// The app lost its IMAP permission: check says so (Dovecot's refusal).
+	fake.RejectTokens(true)
+	stdout, _, code := r.Run(t, "", "check")
+	if code != 1 || !strings.Contains(stdout, "FAIL "+imapLine) {
+		t.Errorf("sealpost check with tokens refused (exit %d):\n%s", code, stdout)
+	}
+	if !strings.Contains(stdout, "the provider refused the OAuth 2.0 access token") {
+		t.Errorf("check does not say the token was refused:\n%s", stdout)
 	}
 }
 

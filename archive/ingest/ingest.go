@@ -136,6 +136,32 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
+// CheckLogin connects as a watcher would, logs in, opens each folder
+// read-only (EXAMINE) and logs out: `sealpost check` uses it. Only the
+// connection and login options are used.
+func CheckLogin(ctx context.Context, o Options) error {
+	if len(o.Folders) == 0 {
+		o.Folders = []string{"INBOX"}
+	}
+	w := &Watcher{o: o}
+	c, err := w.dial(make(chan struct{}, 1))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", o.Address, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := w.login(ctx, c); err != nil {
+		return fmt.Errorf("login as %s: %w", o.Username, err)
+	}
+	for _, f := range o.Folders {
+		if _, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+			return fmt.Errorf("folder %q: %w", f, err)
+		}
+	}
+	return c.Logout().Wait()
+}
+
 func (w *Watcher) dial(news chan<- struct{}) (*imapclient.Client, error) {
 	opts := &imapclient.Options{
 		TLSConfig: w.o.TLSConfig,

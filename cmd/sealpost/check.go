@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/archive/ingest"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -113,6 +116,23 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 			}
 			report(fmt.Sprintf("login to %s over %s as %s", cfg.Upstream.Address, cfg.Upstream.TLS, who), err)
 		}
+	}
+	for _, a := range cfg.Accounts {
+		if a.IMAP == nil {
+			continue
+		}
+		what := fmt.Sprintf("IMAP login to %s as %s, folders %s (read only)", a.IMAP.Address, a.IMAP.Username, strings.Join(a.IMAP.Folders, ", "))
+		o, err := imapOptions(cfg, a, log) // reads the password file or grant
+		if *offline && err == nil {
+			fmt.Fprintf(c.stdout, "skip %s (--offline)\n", what)
+			continue
+		}
+		if err == nil {
+			lctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err = ingest.CheckLogin(lctx, o)
+			cancel()
+		}
+		report(what, err)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d check(s) failed", failed)

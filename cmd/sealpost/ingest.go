@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-sasl"
-
 	"github.com/sealpost/sealpost/archive/ingest"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
@@ -78,42 +76,48 @@ func (r *ingestRunner) stopLocked() {
 }
 
 func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, error) {
-	m := a.IMAP
-	var pw string
-	var auth func(context.Context) (sasl.Client, error)
-	if m.PasswordFile == "" { // the account's OAuth 2.0 grant (LoadConfig saw to that)
-		g, err := grantFor(cfg, a.Username, r.log)
-		if err != nil {
-			return nil, err
-		}
-		auth = g.sasl(m.Username)
-	} else {
-		var err error
-		if pw, err = readSecret(m.PasswordFile); err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
-		}
-	}
-	host, _, _ := net.SplitHostPort(m.Address)
-	tc, err := relay.ClientTLS(host, m.CAFile)
+	o, err := imapOptions(cfg, a, r.log)
 	if err != nil {
 		return nil, err
 	}
 	isPractice := practiceAddresses(cfg)
 	log := r.log.With("account", a.Username)
-	return ingest.New(ingest.Options{
-		Account: a.Username, Address: m.Address, Implicit: m.TLS == "implicit", TLSConfig: tc,
-		Username: m.Username, Password: pw, Auth: auth, Folders: m.Folders, Poll: m.Poll.D(),
-		IsClient:   r.isClient,
-		IsPractice: isPractice,
-		OnClientMessage: func(ctx context.Context, cm ingest.ClientMessage) {
-			r.offeredKey(ctx, cfg.PGP.Autocrypt, cm, log)
-			if a.Autoreply != nil {
-				r.acknowledge(ctx, a, cm, isPractice, log)
-			}
-		},
-		Archive: r.deps.arch,
-		Logger:  r.log,
-	})
+	o.Poll = a.IMAP.Poll.D()
+	o.IsClient, o.IsPractice = r.isClient, isPractice
+	o.OnClientMessage = func(ctx context.Context, cm ingest.ClientMessage) {
+		r.offeredKey(ctx, cfg.PGP.Autocrypt, cm, log)
+		if a.Autoreply != nil {
+			r.acknowledge(ctx, a, cm, isPractice, log)
+		}
+	}
+	o.Archive, o.Logger = r.deps.arch, r.log
+	return ingest.New(o)
+}
+
+// imapOptions is how to reach and log in to the account's mailbox.
+func imapOptions(cfg *Config, a AccountConfig, log *slog.Logger) (ingest.Options, error) {
+	m := a.IMAP
+	o := ingest.Options{Account: a.Username, Address: m.Address, Implicit: m.TLS == "implicit", Username: m.Username, Folders: m.Folders}
+	if m.PasswordFile == "" { // the account's OAuth 2.0 grant (LoadConfig saw to that)
+		g, err := grantFor(cfg, a.Username, log)
+		if err != nil {
+			return o, err
+		}
+		o.Auth = g.sasl(m.Username)
+	} else {
+		pw, err := readSecret(m.PasswordFile)
+		if err != nil {
+			return o, fmt.Errorf("password_file: %w", err)
+		}
+		o.Password = pw
+	}
+	host, _, _ := net.SplitHostPort(m.Address)
+	tc, err := relay.ClientTLS(host, m.CAFile)
+	if err != nil {
+		return o, err
+	}
+	o.TLSConfig = tc
+	return o, nil
 }
 
 // isClient: a client is anyone the consent registry has a record of, or

@@ -427,14 +427,27 @@ func (c *xoauth2Client) Start() (string, []byte, error) {
 	return "XOAUTH2", []byte("user=" + c.user + "\x01auth=Bearer " + c.token + "\x01\x01"), nil
 }
 
-// Next answers the server's error challenge (a JSON status: the token was
-// refused) with an empty response, after which the server sends its failure
-// reply.
+// Next gets the server's only challenge: the token was refused, and why (a
+// JSON status). The exchange is cancelled with an error that says so: the
+// empty response the mechanism expects reaches IMAP servers as "=" through
+// go-imap, which Dovecot answers with a confusing BAD about base64.
 func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
 	if c.refused != nil {
 		c.refused()
 	}
-	return []byte{}, nil
+	var status struct {
+		Status string `json:"status"`
+		Scope  string `json:"scope"`
+	}
+	json.Unmarshal(challenge, &status)
+	why := "status " + status.Status
+	if status.Status == "" {
+		why = "no reason given"
+	}
+	if status.Scope != "" {
+		why += ", scope " + status.Scope
+	}
+	return nil, fmt.Errorf("the provider refused the OAuth 2.0 access token for %s (%s): is SMTP AUTH or IMAP allowed for the mailbox, and does the app registration have the permission?", c.user, why)
 }
 
 func runOAuth2Login(ctx context.Context, c *cli, args []string) error {

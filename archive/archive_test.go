@@ -470,10 +470,8 @@ func mustRead(dir, name string) []byte {
 	return b
 }
 
-// TestLargeMessageStreams: a 40 MB message is archived without holding it
-// (or its ciphertext) in memory.
 // TestLargeMessageStreams: a 40 MB message goes into the archive and out
-// into an export without being held in memory.
+// into an export without being held in memory (nor its ciphertext).
 func TestLargeMessageStreams(t *testing.T) {
 	f := newFixture(t)
 	a := f.open(t, 0)
@@ -631,5 +629,86 @@ func TestMessagesRecorded(t *testing.T) {
 	want := map[string]bool{"msg0001": true, "msg0007": true, "msg0012": true}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("recorded %v, want %v", got, want)
+	}
+}
+
+// TestExportOfDamagedRecords: a damaged message record is named as such,
+// and neither export nor view shows a body or metadata that is not the
+// record's own, even when the payload decrypts (moved from another record,
+// its hash moved along).
+func TestExportOfDamagedRecords(t *testing.T) {
+	f := archiveWithRecords(t)
+	locate := func(t *testing.T, dir string) []located {
+		var msgs []located
+		if err := walk(dir, func(l located) {
+			if l.h.Kind == kindMessage {
+				msgs = append(msgs, l)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	tests := []struct {
+		name   string
+		mutate func(t *testing.T, dir string) (damagedID string)
+		want   string
+	}{
+		{"a byte flipped in a payload", func(t *testing.T, dir string) string {
+			l := locate(t, dir)[5]
+			p := filepath.Join(dir, l.seg)
+			b, _ := os.ReadFile(p)
+			b[l.payOff+l.payLen/2] ^= 1
+			os.WriteFile(p, b, 0o600)
+			return l.h.ID
+		}, "the payload does not match its header"},
+		{"payloads (and their hashes) swapped between two records", func(t *testing.T, dir string) string {
+			ls := locate(t, dir)
+			a, c := ls[5], ls[6]
+			if a.seg != c.seg || a.payLen != c.payLen {
+				t.Fatalf("fixture: records %s and %s are not alike", a.h.ID, c.h.ID)
+			}
+			p := filepath.Join(dir, a.seg)
+			b, _ := os.ReadFile(p)
+			pa := append([]byte(nil), b[a.payOff:a.payOff+a.payLen]...)
+			copy(b[a.payOff:], b[c.payOff:c.payOff+c.payLen])
+			copy(b[c.payOff:], pa)
+			b = bytes.Replace(b, []byte(a.h.PSHA), []byte("x"+c.h.PSHA[1:]), 1)
+			b = bytes.Replace(b, []byte(c.h.PSHA), []byte(a.h.PSHA), 1)
+			b = bytes.Replace(b, []byte("x"+c.h.PSHA[1:]), []byte(c.h.PSHA), 1)
+			os.WriteFile(p, b, 0o600)
+			return a.h.ID
+		}, "its metadata names message"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyDir(t, f.dir)
+			damaged := tt.mutate(t, dir)
+			out := filepath.Join(t.TempDir(), "export")
+			_, err := Export(context.Background(), dir, f.priv, out, Filter{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("export: %v; want an error saying %q", err, tt.want)
+			}
+			files, _ := filepath.Glob(filepath.Join(out, "messages", "*"))
+			hidden, _ := filepath.Glob(filepath.Join(out, "messages", ".*"))
+			for _, p := range append(files, hidden...) {
+				if strings.Contains(p, damaged) || strings.HasPrefix(filepath.Base(p), ".") {
+					t.Errorf("export left %s", filepath.Base(p))
+				}
+			}
+			v, err := OpenView(dir, f.priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			for _, m := range v.Messages() {
+				if m.ID == damaged {
+					t.Errorf("the view shows the damaged record %s", damaged)
+				}
+			}
+			if len(v.Unreadable()) == 0 {
+				t.Error("the view names no unreadable record")
+			}
+		})
 	}
 }

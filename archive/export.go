@@ -264,9 +264,6 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		if err := json.Unmarshal(metaJSON, &meta); err != nil {
 			return nil, fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
 		}
-		if meta.ID != l.h.ID {
-			return nil, fmt.Errorf("record %d: its metadata names message %s, its header %s", l.h.Seq, meta.ID, l.h.ID)
-		}
 		mm := manifestMessage{ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Account: meta.Account, From: meta.From,
 			Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: sum,
 			Size: size, File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
@@ -422,19 +419,28 @@ func (o *openSegments) decryptTo(l located, key openpgp.EntityList, w io.Writer)
 	}
 	h := sha256.New()
 	payload := io.TeeReader(io.NewSectionReader(f, l.payOff, l.payLen), h)
+	// A damaged payload usually fails to decrypt before its hash is known:
+	// the hash is what says which it is.
+	damaged := func(err error) error {
+		if _, derr := io.Copy(io.Discard, payload); derr != nil {
+			return derr
+		}
+		if hex.EncodeToString(h.Sum(nil)) != l.h.PSHA {
+			return fmt.Errorf("the payload does not match its header (run sealpost archive verify): %w", err)
+		}
+		return err
+	}
 	md, err := openpgp.ReadMessage(payload, key, nil, nil)
 	if err != nil {
-		return 0, fmt.Errorf("decrypt: %w (is this the archive's private key?)", err)
+		return 0, damaged(fmt.Errorf("decrypt: %w (is this the archive's private key?)", err))
 	}
 	n, err := io.Copy(w, md.UnverifiedBody) // at its end, the MDC is checked
 	if err != nil {
-		return n, fmt.Errorf("decrypt: %w", err)
+		return n, damaged(fmt.Errorf("decrypt: %w", err))
 	}
-	if _, err := io.Copy(io.Discard, payload); err != nil { // whatever follows the packets counts too
+	// Whatever follows the packets counts too.
+	if err := damaged(nil); err != nil {
 		return n, err
-	}
-	if hex.EncodeToString(h.Sum(nil)) != l.h.PSHA {
-		return n, errors.New("the payload does not match its header (run sealpost archive verify)")
 	}
 	return n, nil
 }
@@ -468,6 +474,22 @@ func (o *openSegments) metadata(l located, key openpgp.EntityList) (size int64, 
 }
 
 var errTailTooShort = errors.New("metadata beyond the kept tail")
+
+// sameMessage checks that a message record's metadata is about the message
+// its header (hash-chained) names: a payload moved from another record
+// decrypts fine.
+func sameMessage(l located, meta []byte) error {
+	var m struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(meta, &m); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	if m.ID != l.h.ID {
+		return fmt.Errorf("its metadata names message %s, its header %s", m.ID, l.h.ID)
+	}
+	return nil
+}
 
 // tailKeeper is a writer that keeps only the last keep octets (at least).
 type tailKeeper struct {
@@ -506,7 +528,8 @@ func splitAt(n int64, readAt func(b []byte, off int64) error) (int64, error) {
 
 // exportMessage decrypts a message record into the file path, streaming:
 // a 25 MB attachment is never held in memory. It returns the metadata and
-// the body's size and SHA-256.
+// the body's size and SHA-256. The file gets its name only when the record
+// checked out whole, its metadata naming the message its header does.
 func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path string) (meta []byte, size int64, sum string, err error) {
 	// Written under a temporary name, renamed when whole: an interrupted
 	// export leaves no message file that looks complete.
@@ -532,6 +555,9 @@ func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path str
 	}
 	meta = make([]byte, n-4-size)
 	if err := readAt(meta, size); err != nil {
+		return nil, 0, "", err
+	}
+	if err := sameMessage(l, meta); err != nil {
 		return nil, 0, "", err
 	}
 	if err := f.Truncate(size); err != nil {

@@ -91,6 +91,9 @@ func (v *View) Refresh() error {
 		size, metaJSON, err := v.files.metadata(l, v.key)
 		var meta messageMeta
 		if err == nil {
+			err = sameMessage(l, metaJSON)
+		}
+		if err == nil {
 			err = json.Unmarshal(metaJSON, &meta)
 		}
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -249,17 +250,59 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	files := &openSegments{dir: dir, files: map[string]*os.File{}}
 	defer files.close()
 
-	for _, l := range msgs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	// Records are decrypted on every core (each streams into its own file),
+	// and taken in chain order for the manifest.
+	type exported struct {
+		meta      []byte
+		size      int64
+		sum, file string
+		err       error
+	}
+	results := make([]chan exported, len(msgs))
+	for i := range results {
+		results[i] = make(chan exported, 1)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	defer func() { stop(); workers.Wait() }()
+	next := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range next {
+				l := msgs[i]
+				// The header's ID is the metadata's: the file can be named
+				// before the metadata (after the body) is read.
+				r := exported{file: "messages/" + safeName(l.h.ID) + ".eml"}
+				if r.err = wctx.Err(); r.err == nil {
+					r.meta, r.size, r.sum, r.err = files.exportMessage(l, key, filepath.Join(out, r.file))
+				}
+				results[i] <- r
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := range msgs {
+			select {
+			case next <- i:
+			case <-wctx.Done():
+				return
+			}
 		}
-		// The header's ID is the metadata's: the file can be named before
-		// the metadata (after the body) is read.
-		file := "messages/" + safeName(l.h.ID) + ".eml"
-		metaJSON, size, sum, err := files.exportMessage(l, key, filepath.Join(out, file))
-		if err != nil {
-			return nil, fmt.Errorf("record %d (message %s): %w", l.h.Seq, l.h.ID, err)
+	}()
+	for i, l := range msgs {
+		var r exported
+		select {
+		case r = <-results[i]:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
+		if r.err != nil {
+			return nil, fmt.Errorf("record %d (message %s): %w", l.h.Seq, l.h.ID, r.err)
+		}
+		metaJSON, size, sum, file := r.meta, r.size, r.sum, r.file
 		var meta messageMeta
 		if err := json.Unmarshal(metaJSON, &meta); err != nil {
 			return nil, fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)

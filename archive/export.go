@@ -258,54 +258,22 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		sum, file string
 		err       error
 	}
-	results := make([]chan exported, len(msgs))
-	for i := range results {
-		results[i] = make(chan exported, 1)
-	}
-	wctx, stop := context.WithCancel(ctx)
-	var workers sync.WaitGroup
-	defer func() { stop(); workers.Wait() }()
-	next := make(chan int)
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for i := range next {
-				l := msgs[i]
-				// The header's ID is the metadata's: the file can be named
-				// before the metadata (after the body) is read.
-				r := exported{file: "messages/" + safeName(l.h.ID) + ".eml"}
-				if r.err = wctx.Err(); r.err == nil {
-					r.meta, r.size, r.sum, r.err = files.exportMessage(l, key, filepath.Join(out, r.file))
-				}
-				results[i] <- r
-			}
-		}()
-	}
-	go func() {
-		defer close(next)
-		for i := range msgs {
-			select {
-			case next <- i:
-			case <-wctx.Done():
-				return
-			}
-		}
-	}()
-	for i, l := range msgs {
-		var r exported
-		select {
-		case r = <-results[i]:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	err = inOrder(ctx, len(msgs), func(i int) exported {
+		l := msgs[i]
+		// The header's ID is the metadata's: the file can be named before
+		// the metadata (after the body) is read.
+		r := exported{file: "messages/" + safeName(l.h.ID) + ".eml"}
+		r.meta, r.size, r.sum, r.err = files.exportMessage(l, key, filepath.Join(out, r.file))
+		return r
+	}, func(i int, r exported) error {
+		l := msgs[i]
 		if r.err != nil {
-			return nil, fmt.Errorf("record %d (message %s): %w", l.h.Seq, l.h.ID, r.err)
+			return fmt.Errorf("record %d (message %s): %w", l.h.Seq, l.h.ID, r.err)
 		}
 		metaJSON, size, sum, file := r.meta, r.size, r.sum, r.file
 		var meta messageMeta
 		if err := json.Unmarshal(metaJSON, &meta); err != nil {
-			return nil, fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
+			return fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
 		}
 		mm := manifestMessage{ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Account: meta.Account, From: meta.From,
 			Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: sum,
@@ -318,6 +286,10 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 			mm.Recipients = append(mm.Recipients, r)
 		}
 		m.Messages = append(m.Messages, mm)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	byID := map[string]*manifestMessage{}
 	for i := range m.Messages {
@@ -434,6 +406,51 @@ func (o *openSegments) file(seg string) (*os.File, error) {
 	}
 	o.files[seg] = f
 	return f, nil
+}
+
+// inOrder runs work(i) for every i below n on every core, and hands each
+// result to use in the order of i; it stops at the first error from use.
+// Records are decrypted this way: decryption is the slow part, and the
+// manifest and the view keep the chain's order.
+func inOrder[T any](ctx context.Context, n int, work func(i int) T, use func(i int, r T) error) error {
+	results := make([]chan T, n)
+	for i := range results {
+		results[i] = make(chan T, 1)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	defer func() { stop(); workers.Wait() }()
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), n) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range next {
+				results[i] <- work(i)
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := range n {
+			select {
+			case next <- i:
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	for i := range n {
+		select {
+		case r := <-results[i]:
+			if err := use(i, r); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // decrypt reads a record's payload and splits it into body and metadata.

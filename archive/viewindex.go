@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,25 +87,35 @@ func (v *View) Refresh() error {
 		return err
 	}
 	v.seen = seen
-	for _, l := range fresh {
-		v.maxSeq = l.h.Seq
-		size, metaJSON, err := v.files.metadata(l, v.key)
-		var meta messageMeta
-		if err == nil {
-			err = sameMessage(l, metaJSON)
-		}
-		if err == nil {
-			err = json.Unmarshal(metaJSON, &meta)
-		}
-		if err != nil {
-			v.unreadable = append(v.unreadable, l.h.Seq)
-			continue
-		}
-		m := &ViewMessage{Seq: l.h.Seq, ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Size: size, loc: l}
-		m.Clients = clientsOf(&meta)
-		v.messages = append(v.messages, m)
+	type indexed struct {
+		size int64
+		meta messageMeta
+		err  error
 	}
-	return nil
+	return inOrder(context.Background(), len(fresh), func(i int) indexed {
+		l := fresh[i]
+		var r indexed
+		var metaJSON []byte
+		r.size, metaJSON, r.err = v.files.metadata(l, v.key)
+		if r.err == nil {
+			r.err = sameMessage(l, metaJSON)
+		}
+		if r.err == nil {
+			r.err = json.Unmarshal(metaJSON, &r.meta)
+		}
+		return r
+	}, func(i int, r indexed) error {
+		l := fresh[i]
+		v.maxSeq = l.h.Seq
+		if r.err != nil {
+			v.unreadable = append(v.unreadable, l.h.Seq)
+			return nil
+		}
+		m := &ViewMessage{Seq: l.h.Seq, ID: r.meta.ID, Time: r.meta.Time, Direction: r.meta.Direction, Size: r.size, loc: l}
+		m.Clients = clientsOf(&r.meta)
+		v.messages = append(v.messages, m)
+		return nil
+	})
 }
 
 // clientsOf lists the clients a message is from or to: the sender of an

@@ -3,8 +3,11 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -153,5 +156,48 @@ func TestTailKeeper(t *testing.T) {
 		if len(tk.b) < min(len(all), 100) || !bytes.HasSuffix(all, tk.b) {
 			t.Fatalf("after %d writes: kept %d octets, not the last ones", i+1, len(tk.b))
 		}
+	}
+}
+
+// TestInOrder: results reach use in index order whatever order the work
+// finishes in; the first error from use ends it, with no work left running.
+func TestInOrder(t *testing.T) {
+	var running atomic.Int32
+	work := func(i int) int {
+		running.Add(1)
+		defer running.Add(-1)
+		spin := 0
+		for k := range ((i * 7) % 5) * 100000 { // uneven work: finishes out of order
+			spin ^= k
+		}
+		return i*i + spin&0
+	}
+	var got []int
+	if err := inOrder(context.Background(), 50, work, func(i, r int) error {
+		if r != i*i {
+			t.Errorf("result %d for %d", r, i)
+		}
+		got = append(got, i)
+		return nil
+	}); err != nil || len(got) != 50 || !sort.IntsAreSorted(got) {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	stopAt := errors.New("stop")
+	n := 0
+	err := inOrder(context.Background(), 1000, work, func(i, r int) error {
+		n++
+		if i == 10 {
+			return stopAt
+		}
+		return nil
+	})
+	if err != stopAt || n != 11 {
+		t.Fatalf("use called %d times, err %v; want 11 and the error", n, err)
+	}
+	if r := running.Load(); r != 0 {
+		t.Errorf("%d workers still running after inOrder returned", r)
+	}
+	if err := inOrder(context.Background(), 0, work, func(int, int) error { return nil }); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -200,7 +200,11 @@ func dovecotPassdb(t testing.TB, dir, user, password string, oauth *FakeOAuth) s
 		if err := os.WriteFile(ext, []byte("introspection_mode = auth\nintrospection_url = "+oauth.IntrospectionURL()+"\nusername_attribute = mail\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		return fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}\nauth_mechanisms = xoauth2 oauthbearer\n", ext)
+		mechs := oauth.Mechanisms
+		if mechs == "" {
+			mechs = "xoauth2 oauthbearer"
+		}
+		return fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = %[2]s\n  args = %[1]s\n}\nauth_mechanisms = %[2]s\n", ext, mechs)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(user+":{PLAIN}"+password+"\n"), 0o644); err != nil {
 		t.Fatal(err)

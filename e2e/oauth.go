@@ -27,6 +27,9 @@ type FakeOAuth struct {
 	// x/oauth2 treats tokens with less than 10 s left as expired, so a
 	// small value makes every connection refresh.
 	AccessLifetime int
+	// Mechanisms are the SASL mechanisms Dovecot offers with these tokens
+	// (default "xoauth2 oauthbearer").
+	Mechanisms string
 
 	mu        sync.Mutex
 	rejectAll bool              // /me refuses every token, as for a mailbox without the permission

@@ -160,6 +160,38 @@ poll = "1h"
 	}
 }
 
+// TestOAuth2BearerOnly: a provider that offers OAUTHBEARER (RFC 7628) and
+// not XOAUTH2 gets OAUTHBEARER, over SMTP and IMAP.
+func TestOAuth2BearerOnly(t *testing.T) {
+	fake := StartFakeOAuth(t, From)
+	fake.Mechanisms = "oauthbearer"
+	d := StartDovecotWith(t, From, "", fake)
+	p := StartPostfix(t, PostfixOptions{SASL: true, OAuth2: fake})
+	r := StartRelay(t, RelayOptions{Upstream: p, OAuth2: fake, Sections: `
+[account.imap]
+address = "` + d.IMAPSAddr() + `"
+ca_file = "` + d.PKI.CA + `"
+poll = "1h"
+`, Setup: func(r *Relay) {
+		if stdout, stderr, code := r.Run(t, "", "oauth2", "login", "--account", User); code != 0 {
+			t.Fatalf("oauth2 login (exit %d):\n%s%s", code, stdout, stderr)
+		}
+	}})
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example")...); !ok {
+		t.Fatalf("submission failed:\n%s", out)
+	}
+	WaitFor(t, 30*time.Second, "the message at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
+	if log := p.Log(); !strings.Contains(log, "sasl_method=OAUTHBEARER") {
+		t.Errorf("Postfix did not see an OAUTHBEARER login:\n%s", log)
+	}
+	if stdout, _, code := r.Run(t, "", "check"); code != 0 || !strings.Contains(stdout, "ok   IMAP login to "+d.IMAPSAddr()) {
+		t.Errorf("sealpost check (exit %d):\n%s", code, stdout)
+	}
+	if log := d.Log(); !strings.Contains(log, "method=OAUTHBEARER") {
+		t.Errorf("Dovecot did not see an OAUTHBEARER login:\n%s", log)
+	}
+}
+
 // browserLogin runs `sealpost oauth2 login --browser` and plays the admin's
 // browser: it opens the printed address, and the sign-in page sends it back
 // to the command's loopback listener.

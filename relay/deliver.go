@@ -211,6 +211,9 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*upstreamConn, err
 		}
 		if login == nil {
 			login = sasl.NewPlainClient("", a.UpstreamUsername, a.UpstreamPassword)
+		} else if ch, ok := login.(mechanismChooser); ok {
+			_, offered := c.Extension("AUTH")
+			ch.ChooseMechanism(strings.Fields(offered))
 		}
 		if err := c.Auth(login); err != nil {
 			c.Close()
@@ -222,6 +225,10 @@ func (u *smtpUpstream) dial(ctx context.Context, a *Account) (*upstreamConn, err
 	uc.r = textproto.NewReader(bufio.NewReader(uc.conn))
 	return uc, nil
 }
+
+// mechanismChooser is a login (UpstreamSASL's) that can speak more than
+// one mechanism: it is told those the provider offers.
+type mechanismChooser interface{ ChooseMechanism(offered []string) }
 
 // startTLS greets the provider, insists on STARTTLS (errNoTLS, retried later,
 // if it is not offered) and upgrades. sealpost says these three commands

@@ -191,6 +191,10 @@ func (w *Watcher) login(ctx context.Context, c *imapclient.Client) error {
 	if err != nil {
 		return err
 	}
+	// A login that speaks more than one mechanism is told those offered.
+	if ch, ok := sc.(interface{ ChooseMechanism(offered []string) }); ok {
+		ch.ChooseMechanism(c.Caps().AuthMechanisms())
+	}
 	return c.Authenticate(sc)
 }
 

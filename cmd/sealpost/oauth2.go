@@ -412,33 +412,51 @@ func (g *grant) sasl(user string) func(ctx context.Context) (sasl.Client, error)
 		if err != nil {
 			return nil, err
 		}
-		return &xoauth2Client{user: user, token: tok, refused: func() { g.refused(tok) }}, nil
+		return &tokenClient{user: user, token: tok, refused: func() { g.refused(tok) }}, nil
 	}
 }
 
-// xoauth2Client is SASL XOAUTH2 as Microsoft and Google define it (go-sasl
-// has OAUTHBEARER only, which Microsoft 365 does not offer).
-type xoauth2Client struct {
+// tokenClient logs in with an access token: SASL XOAUTH2 as Microsoft and
+// Google define it (Microsoft 365 offers nothing else), or OAUTHBEARER
+// (RFC 7628) for a server that offers only that.
+type tokenClient struct {
 	user, token string
+	mech        string // "" until ChooseMechanism: XOAUTH2
 	refused     func()
 }
 
-func (c *xoauth2Client) Start() (string, []byte, error) {
+// ChooseMechanism is called by relay and IMAP reader with the mechanisms
+// the server offers, before Start.
+func (c *tokenClient) ChooseMechanism(offered []string) {
+	c.mech = ""
+	for _, m := range offered {
+		switch strings.ToUpper(m) {
+		case "XOAUTH2":
+			c.mech = "XOAUTH2"
+			return
+		case sasl.OAuthBearer:
+			c.mech = sasl.OAuthBearer
+		}
+	}
+}
+
+func (c *tokenClient) Start() (string, []byte, error) {
+	if c.mech == sasl.OAuthBearer {
+		return sasl.OAuthBearer, []byte("n,a=" + c.user + ",\x01auth=Bearer " + c.token + "\x01\x01"), nil
+	}
 	return "XOAUTH2", []byte("user=" + c.user + "\x01auth=Bearer " + c.token + "\x01\x01"), nil
 }
 
 // Next gets the server's only challenge: the token was refused, and why (a
-// JSON status). The exchange is cancelled with an error that says so: the
-// empty response the mechanism expects reaches IMAP servers as "=" through
-// go-imap, which Dovecot answers with a confusing BAD about base64.
-func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
+// JSON status, in both mechanisms). The exchange is cancelled with an error
+// that says so: the empty response the mechanisms expect reaches IMAP
+// servers as "=" through go-imap, which Dovecot answers with a confusing
+// BAD about base64.
+func (c *tokenClient) Next(challenge []byte) ([]byte, error) {
 	if c.refused != nil {
 		c.refused()
 	}
-	var status struct {
-		Status string `json:"status"`
-		Scope  string `json:"scope"`
-	}
+	var status sasl.OAuthBearerError
 	json.Unmarshal(challenge, &status)
 	why := "status " + status.Status
 	if status.Status == "" {

@@ -26,9 +26,10 @@ import (
 
 // Providers that no longer take passwords over SMTP and IMAP (Microsoft 365)
 // or take them only as app passwords (Google) are logged in to with OAuth 2.0:
-// `sealpost oauth2 login` asks the admin to sign in once in a browser and
-// keeps the grant (a refresh token) below data_dir; every connection to the
-// provider then says AUTH XOAUTH2 with a fresh access token.
+// `sealpost oauth2 login` asks the admin to sign in once (a device code, or a
+// browser) and keeps the grant (a refresh token) below data_dir; every
+// connection to the provider then logs in by XOAUTH2 (or OAUTHBEARER) with
+// an access token renewed from it.
 
 func init() {
 	register(&command{name: "oauth2 login", args: "--account NAME [--device | --browser [--listen ADDR]]",
@@ -40,7 +41,7 @@ type OAuth2Config struct {
 	Provider         string   `toml:"provider"`           // microsoft, google or custom
 	ClientID         string   `toml:"client_id"`          // the app registration's (client) ID
 	ClientSecretFile string   `toml:"client_secret_file"` // Google's desktop clients have one; public clients none
-	Tenant           string   `toml:"tenant"`             // microsoft: the directory (tenant) ID, or "organizations"
+	Tenant           string   `toml:"tenant"`             // microsoft: the directory (tenant) ID or domain
 	AuthURL          string   `toml:"auth_url"`           // custom, or to override a provider's
 	TokenURL         string   `toml:"token_url"`
 	DeviceAuthURL    string   `toml:"device_auth_url"`

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 	"golang.org/x/text/encoding"
@@ -152,11 +153,19 @@ func transformNotice(w io.Writer, r io.Reader, n *noticeText, collect bool) (*tr
 	}
 	res.protected = prot
 	switch {
+	case prot == "encrypted" && mt == "text/plain":
+		// Inline: encrypted only if nothing but the armored block is
+		// there; text after it would go out in clear.
+		tail := &afterArmor{}
+		err = copyEntity(bw, h, io.TeeReader(br, tail))
+		if tail.text {
+			res.protected = "partly encrypted"
+		}
 	case prot == "encrypted":
 		// The notice cannot go inside without breaking the recipient's
 		// decryption; the client's own encryption protects the message.
 		err = copyEntity(bw, h, br)
-	case prot == "signed" || !isBodyCandidate(mt, h) || !t.canHoldNotice(mt, params):
+	case prot == "signed" || prot == "opaque" || !isBodyCandidate(mt, h) || !t.canHoldNotice(mt, params):
 		err = t.wrapWithNotice(bw, h, br)
 		res.noticed = err == nil
 	default:
@@ -192,33 +201,90 @@ func isAttachment(h textproto.Header) bool {
 	return err == nil && d == "attachment"
 }
 
-// protection says whether the sender's client signed or encrypted the entity.
+// protection says whether the sender's client signed or encrypted the
+// entity: "encrypted" only where that is certain, for such a message goes to
+// key holders as it is. "opaque": kept whole, as a signed one is.
 func protection(mt string, params map[string]string, h textproto.Header) string {
 	switch mt {
 	case "multipart/signed":
 		return "signed"
 	case "multipart/encrypted":
-		return "encrypted"
-	case "application/pkcs7-mime", "application/x-pkcs7-mime":
-		if strings.EqualFold(params["smime-type"], "signed-data") {
-			return "signed"
+		if strings.EqualFold(params["protocol"], "application/pgp-encrypted") {
+			return "encrypted"
 		}
-		return "encrypted"
+		return "opaque"
+	case "application/pkcs7-mime", "application/x-pkcs7-mime":
+		switch strings.ToLower(params["smime-type"]) {
+		case "enveloped-data", "authenveloped-data":
+			return "encrypted"
+		}
+		// Signed (opaque), compressed, certificates, or unsaid: sealpost
+		// encrypts it for key holders like any other message.
+		return "opaque"
 	}
 	return ""
 }
 
 // inlinePGP looks at the start of a text/plain body for an armored PGP
-// message (encrypted or clear-signed in the text itself).
+// message: encrypted when the body begins with one whose first packet is an
+// encrypted session key (text that merely quotes an armor line is not),
+// clear-signed when it begins with a signed message.
 func inlinePGP(br *bufio.Reader) string {
 	head, _ := br.Peek(8 << 10)
+	head = bytes.TrimLeft(head, " \t\r\n")
 	switch {
-	case bytes.Contains(head, []byte("-----BEGIN PGP MESSAGE-----")):
+	case bytes.HasPrefix(head, []byte("-----BEGIN PGP MESSAGE-----")) && startsWithSessionKey(head):
 		return "encrypted"
-	case bytes.Contains(head, []byte("-----BEGIN PGP SIGNED MESSAGE-----")):
+	case bytes.HasPrefix(head, []byte("-----BEGIN PGP SIGNED MESSAGE-----")):
 		return "signed"
 	}
 	return ""
+}
+
+// startsWithSessionKey decodes the start of an armored message: its first
+// packet must be a public-key or symmetric-key encrypted session key (tags
+// 1 and 3), as in every encrypted message.
+func startsWithSessionKey(armored []byte) bool {
+	block, err := armor.Decode(bytes.NewReader(armored))
+	if err != nil || block.Type != "PGP MESSAGE" {
+		return false
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(block.Body, b[:]); err != nil || b[0]&0x80 == 0 {
+		return false
+	}
+	tag := (b[0] >> 2) & 0x0f // old format
+	if b[0]&0x40 != 0 {
+		tag = b[0] & 0x3f // new format
+	}
+	return tag == 1 || tag == 3
+}
+
+// afterArmor watches an inline-encrypted body for text after the armored
+// block's end line.
+type afterArmor struct {
+	ended bool
+	text  bool
+	line  []byte
+}
+
+func (a *afterArmor) Write(p []byte) (int, error) {
+	for _, c := range p {
+		switch {
+		case a.ended:
+			if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+				a.text = true
+			}
+		case c == '\n':
+			if bytes.Equal(bytes.TrimRight(a.line, " \t\r"), []byte("-----END PGP MESSAGE-----")) {
+				a.ended = true
+			}
+			a.line = a.line[:0]
+		case len(a.line) < 64:
+			a.line = append(a.line, c)
+		}
+	}
+	return len(p), nil
 }
 
 func isBodyCandidate(mt string, h textproto.Header) bool {

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 )
 
 // DefaultSSNRule is the rule config.example.toml ships: a US Social
@@ -302,6 +305,63 @@ func TestApplyAlreadyEncrypted(t *testing.T) {
 	}
 	if sink.files["sent"].String() != msg {
 		t.Fatal("the client's encrypted message was altered")
+	}
+}
+
+// TestAlreadyEncryptedOnlyWhenItIs: a message goes to a key holder as the
+// sender's client made it only when that client certainly encrypted it;
+// text that quotes an armor line, a signed PGP block, text after an
+// encrypted block, or S/MIME that is not enveloped data is encrypted by
+// sealpost like any other message.
+func TestAlreadyEncryptedOnlyWhenItIs(t *testing.T) {
+	var armored bytes.Buffer
+	aw, _ := armor.Encode(&armored, "PGP MESSAGE", nil)
+	pw, err := openpgp.SymmetricallyEncrypt(aw, []byte("passphrase"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("encrypted by the therapist's own client"))
+	pw.Close()
+	aw.Close()
+	encrypted := strings.ReplaceAll(armored.String(), "\n", "\r\n") + "\r\n"
+	var signed bytes.Buffer
+	sw, _ := armor.Encode(&signed, "PGP MESSAGE", nil)
+	sw.Write([]byte{0xcb, 0x0a, 'b', 0, 0, 0, 0, 0, 'h', 'i', '!', '!'}) // a literal data packet: not encrypted
+	sw.Close()
+
+	const hdr = "From: therapist@practice.example\r\nTo: key@client.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+	tests := []struct {
+		name   string
+		msg    string
+		asItIs bool
+	}{
+		{"inline encrypted", hdr + "\r\n" + encrypted, true},
+		{"inline encrypted, blank lines first", hdr + "\r\n\r\n" + encrypted, true},
+		{"text quoting an armor line", hdr + "\r\nYour reply will start with\r\n-----BEGIN PGP MESSAGE-----\r\nand your diagnosis follows.\r\n", false},
+		{"an armored block that is not encrypted", hdr + "\r\n" + strings.ReplaceAll(signed.String(), "\n", "\r\n") + "\r\n", false},
+		{"text after the encrypted block", hdr + "\r\n" + encrypted + "\r\nAnd in clear: see you on Tuesday about your depression.\r\n", false},
+		{"PGP/MIME", hdr + "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n" + encrypted + "--b--\r\n", true},
+		{"multipart/encrypted of no known protocol", hdr + "Content-Type: multipart/encrypted; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclear\r\n--b--\r\n", false},
+		{"S/MIME enveloped", hdr + "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\r\n", true},
+		{"S/MIME without smime-type", hdr + "Content-Type: application/pkcs7-mime; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n", false},
+		{"S/MIME signed, opaque", hdr + "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp := newTestPolicy(t)
+			ctx := context.Background()
+			tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+			d, _ := tp.Decide(ctx, "therapist", "key@client.example")
+			sink := &memSink{}
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(tt.msg), sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sentAsItIs := len(res.Copies) == 1 && res.Copies[0].Name == "sent" && len(tp.enc.calls) == 0
+			if sentAsItIs != tt.asItIs {
+				t.Fatalf("copies %+v, encrypt calls %v; want sent as it is: %v", res.Copies, tp.enc.calls, tt.asItIs)
+			}
+		})
 	}
 }
 

@@ -87,6 +87,24 @@ func NewEncrypter(k *Keyring, practice *openpgp.Entity) *Encrypter {
 // "...".
 var protectedHeaders = []string{"Subject", "From", "To", "Cc", "Reply-To", "Date", "Message-Id", "In-Reply-To", "References"}
 
+func isProtected(lowerKey string) bool {
+	for _, p := range protectedHeaders {
+		if strings.EqualFold(p, lowerKey) {
+			return true
+		}
+	}
+	return false
+}
+
+// outerHeaders are the fields an encrypted copy shows outside the
+// encryption (lower case): addressing, threading, trace and the practice's
+// Autocrypt key. The subject outside is "...".
+var outerHeaders = map[string]bool{
+	"from": true, "sender": true, "reply-to": true, "to": true, "cc": true, "date": true,
+	"message-id": true, "in-reply-to": true, "references": true, "received": true, "return-path": true,
+	"auto-submitted": true, "autocrypt": true, "disposition-notification-to": true,
+}
+
 // EncryptMIME reads a complete message and writes it as RFC 3156
 // multipart/encrypted, encrypted to the keys with these fingerprints and to
 // the practice key, signed by the practice key. It streams: the body is
@@ -145,13 +163,27 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	}
 	inner.Add("Content-Type", mime.FormatMediaType(mt, params)+`; protected-headers="v1"`)
 
-	// The outer header: everything but the content headers and the subject.
+	// The outer header: only what delivery and threading need. Everything
+	// else (Thread-Topic, which Outlook fills with the subject; Keywords;
+	// Comments; whatever a client adds) travels in the inner header: seen
+	// by the recipient, not by the servers on the way.
 	outer := h.Copy()
+	var others [][2]string
 	for f := outer.Fields(); f.Next(); {
 		k := strings.ToLower(f.Key())
-		if strings.HasPrefix(k, "content-") || k == "bcc" || k == "mime-version" {
+		switch {
+		case outerHeaders[k]:
+		case k == "bcc" || k == "mime-version" || k == "subject" || strings.HasPrefix(k, "content-"):
+			f.Del()
+		default:
+			if !isProtected(k) {
+				others = append(others, [2]string{f.Key(), f.Value()})
+			}
 			f.Del()
 		}
+	}
+	for i := len(others) - 1; i >= 0; i-- {
+		inner.Add(others[i][0], others[i][1])
 	}
 	outer.Set("Subject", "...")
 	boundary := "sealpost-pgp-" + randomHex(12)

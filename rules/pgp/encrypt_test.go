@@ -61,7 +61,10 @@ func newEncFixture(t testing.TB, recipientConfig *packet.Config) *encFixture {
 func TestEncryptMIME(t *testing.T) {
 	f := newEncFixture(t, nil)
 	var out bytes.Buffer
-	if err := f.enc.EncryptMIME(context.Background(), &out, strings.NewReader(clearMessage), []string{Fingerprint(f.recipient)}); err != nil {
+	// Fields a client adds that carry the subject or other content
+	// (Outlook's Thread-Topic) go inside with the subject.
+	msg := "Thread-Topic: Notes from our session\r\nKeywords: anxiety\r\nX-Custom-Note: follow-up on the assessment\r\n" + clearMessage
+	if err := f.enc.EncryptMIME(context.Background(), &out, strings.NewReader(msg), []string{Fingerprint(f.recipient)}); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
@@ -72,8 +75,10 @@ func TestEncryptMIME(t *testing.T) {
 			t.Errorf("outer header lacks %q:\n%s", want, head)
 		}
 	}
-	if strings.Contains(s, "Notes from our session") || strings.Contains(s, "Hello Anna") {
-		t.Fatal("subject or body in clear")
+	for _, secret := range []string{"Notes from our session", "Hello Anna", "anxiety", "assessment"} {
+		if strings.Contains(s, secret) {
+			t.Fatalf("%q in clear:\n%s", secret, head)
+		}
 	}
 	if strings.Count(s, "\r") != strings.Count(s, "\r\n") || strings.Count(s, "\n") != strings.Count(s, "\r\n") {
 		t.Fatal("bare CR or LF in the copy")
@@ -93,6 +98,7 @@ func TestEncryptMIME(t *testing.T) {
 	}
 	p := string(plain)
 	for _, want := range []string{"Subject: Notes from our session\r\n", `protected-headers="v1"`, "To: Anna <anna@client.example>\r\n",
+		"Thread-Topic: Notes from our session\r\n", "Keywords: anxiety\r\n", "X-Custom-Note: follow-up on the assessment\r\n",
 		"Content-Transfer-Encoding: 8bit\r\n", "\r\n\r\nHello Anna, here are the notes.\r\n\r\nNotice of Confidentiality: test.\r\n"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("decrypted entity lacks %q:\n%s", want, p)

@@ -211,6 +211,15 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	for _, d := range sub.Decisions {
 		if d.Protection == Consented {
 			clearToClient = true
+			// Asked again: the consent may have been revoked, or run out,
+			// since RCPT (a slow DATA, a message held by the client).
+			st, err := p.registry.Current(ctx, d.Address, p.now())
+			if err != nil {
+				return nil, err
+			}
+			if st.State != ConsentActive {
+				return nil, &Refusal{Reason: "Message refused: " + refusalReason(d.Address, st, KeyLookup{}, p.now()) + "; nothing was sent"}
+			}
 		}
 		if d.Protection == Refused || d.Protection == "" {
 			return nil, fmt.Errorf("policy: recipient without a decision in submission %s", sub.ID)

@@ -308,6 +308,27 @@ func TestApplyAlreadyEncrypted(t *testing.T) {
 	}
 }
 
+// TestConsentWithdrawnBeforeData: a consent revoked between RCPT and the
+// end of DATA refuses the message; nothing goes out in clear.
+func TestConsentWithdrawnBeforeData(t *testing.T) {
+	tp := newTestPolicy(t)
+	ctx := context.Background()
+	tp.consent(t, "carl@client.example", "2026-01-10", "")
+	d, err := tp.Decide(ctx, "therapist", "carl@client.example")
+	if err != nil || d.Protection != Consented {
+		t.Fatalf("decision %+v, %v", d, err)
+	}
+	if _, err := tp.reg.Revoke(ctx, "carl@client.example", "by phone", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	_, err = tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader("Subject: s\r\n\r\nhi\r\n"), sink)
+	var r *Refusal
+	if !errors.As(err, &r) || !strings.Contains(r.Reason, "consent to unencrypted email was revoked") {
+		t.Fatalf("Apply after the revocation: %v; want a refusal naming it", err)
+	}
+}
+
 // TestAlreadyEncryptedOnlyWhenItIs: a message goes to a key holder as the
 // sender's client made it only when that client certainly encrypted it;
 // text that quotes an armor line, a signed PGP block, text after an

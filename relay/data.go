@@ -170,6 +170,14 @@ func isPrivateHeader(key string) bool {
 // what a submission server adds (RFC 6409 section 8): Message-ID and Date
 // when missing, and our trace field. It returns the header to spool.
 func prepareHeader(h textproto.Header, acct *Account, hostname, id string, now time.Time) (textproto.Header, error) {
+	// RFC 5322 section 3.6 allows these once: a second From would go
+	// unchecked, a second To or Cc be taken for Bcc, a second Subject
+	// escape the content rules.
+	for _, k := range []string{"From", "Sender", "To", "Cc", "Subject"} {
+		if len(h.Values(k)) > 1 {
+			return h, smtpErr(550, [3]int{5, 6, 0}, fmt.Sprintf("Message refused: it has more than one %s: header; nothing was sent", k))
+		}
+	}
 	mh := mail.Header{Header: message.Header{Header: h}}
 	from, err := mh.AddressList("From")
 	if err != nil || len(from) == 0 {

@@ -111,6 +111,16 @@ func TestReplies(t *testing.T) {
 				return send(c, testFrom, []string{"a@practice.example"}, testMessage("boss@practice.example", "a@practice.example", "s", "x"))
 			})
 		}, "550 5.7.1", "From: header"},
+		{"a second From header", func(c *smtp.Client) error {
+			return loginThen(c, func() error {
+				return send(c, testFrom, []string{"a@practice.example"}, "From: boss@practice.example\r\n"+testMessage(testFrom, "a@practice.example", "s", "x"))
+			})
+		}, "550 5.6.0", "more than one From: header"},
+		{"a second Subject header", func(c *smtp.Client) error {
+			return loginThen(c, func() error {
+				return send(c, testFrom, []string{"a@practice.example"}, "Subject: SSN 123-45-6789\r\n"+testMessage(testFrom, "a@practice.example", "s", "x"))
+			})
+		}, "550 5.6.0", "more than one Subject: header"},
 		{"no From header", func(c *smtp.Client) error {
 			return loginThen(c, func() error {
 				return send(c, testFrom, []string{"a@practice.example"}, "To: a@practice.example\r\n\r\nx\r\n")

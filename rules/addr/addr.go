@@ -24,7 +24,7 @@ var ErrInvalid = errors.New("invalid address")
 
 // Normalize returns the canonical form used to compare addresses: display
 // name and angle brackets stripped, the domain in lower case ASCII (IDN domains
-// become their A-label), the local part in lower case. Postfix compares table
+// become their A-label), the local part with A-Z in lower case. Postfix compares table
 // keys case-insensitively too; no provider hands two mailboxes that differ only
 // in case to two people. A "+tag" is kept: consent for jane@ does not cover
 // jane+x@, because nobody promised that address was the same person.
@@ -33,7 +33,21 @@ func Normalize(s string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.ToLower(local) + "@" + domain, nil
+	return asciiLower(local) + "@" + domain, nil
+}
+
+// asciiLower folds A-Z only. Unicode folding would make distinct mailboxes
+// one: "\u212Aim" (Kelvin sign) would become "kim", and kim's consent would
+// cover mail delivered to another mailbox. (SMTPUTF8 leaves non-ASCII local
+// parts to the receiving server, which may well tell them apart.)
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // Split parses s (a bare address, <address>, or "Name <address>") and returns

@@ -17,6 +17,10 @@ func TestNormalize(t *testing.T) {
 		{"jane+therapy@example.org", "jane+therapy@example.org"},
 		{"anna@bücher.example", "anna@xn--bcher-kva.example"},
 		{"anna@XN--BCHER-KVA.example", "anna@xn--bcher-kva.example"},
+		// Only A-Z fold: the Kelvin sign must not turn into kim's address,
+		// nor one non-ASCII mailbox into another.
+		{"\u212Aim@example.org", "\u212Aim@example.org"},
+		{"Ünal@example.org", "Ünal@example.org"},
 	}
 	for _, tt := range tests {
 		got, err := Normalize(tt.in)

@@ -265,16 +265,8 @@ func storeEntity(ctx context.Context, tx *sql.Tx, e *openpgp.Entity, source stri
 	err := tx.QueryRowContext(ctx, `SELECT data FROM keys WHERE fingerprint = ?`, fpr).Scan(&old)
 	switch {
 	case err == nil:
-		// Never un-revoke: keep every revocation the stored key had.
 		if prev, err := openpgp.ReadEntity(packet.NewReader(bytes.NewReader(old))); err == nil {
-			e.Revocations = mergeSigs(prev.Revocations, e.Revocations)
-			for i, sk := range e.Subkeys {
-				for _, psk := range prev.Subkeys {
-					if bytes.Equal(psk.PublicKey.Fingerprint, sk.PublicKey.Fingerprint) {
-						e.Subkeys[i].Revocations = mergeSigs(psk.Revocations, sk.Revocations)
-					}
-				}
-			}
+			mergeEntity(prev, e)
 		}
 	case errors.Is(err, sql.ErrNoRows):
 	default:
@@ -303,12 +295,57 @@ func storeEntity(ctx context.Context, tx *sql.Tx, e *openpgp.Entity, source stri
 	return nil
 }
 
+// mergeEntity adds to e, an imported copy of a stored key, what the stored
+// one knew, as OpenPGP certificates only ever grow: an older copy imported
+// again must neither un-revoke the key, a subkey or a user ID, nor bring back
+// a self-signature a newer one replaced (a later expiry, say).
+func mergeEntity(prev, e *openpgp.Entity) {
+	e.Revocations = mergeSigs(prev.Revocations, e.Revocations)
+	e.Signatures = mergeSigs(prev.Signatures, e.Signatures)
+	for name, pid := range prev.Identities {
+		id, ok := e.Identities[name]
+		if !ok {
+			e.Identities[name] = pid
+			continue
+		}
+		id.Signatures = mergeSigs(pid.Signatures, id.Signatures)
+		id.Revocations = mergeSigs(pid.Revocations, id.Revocations)
+		if pid.SelfSignature != nil && (id.SelfSignature == nil || pid.SelfSignature.CreationTime.After(id.SelfSignature.CreationTime)) {
+			id.SelfSignature = pid.SelfSignature
+		}
+	}
+	for _, psk := range prev.Subkeys {
+		found := false
+		for i := range e.Subkeys {
+			sk := &e.Subkeys[i]
+			if !bytes.Equal(psk.PublicKey.Fingerprint, sk.PublicKey.Fingerprint) {
+				continue
+			}
+			found = true
+			sk.Revocations = mergeSigs(psk.Revocations, sk.Revocations)
+			if psk.Sig != nil && (sk.Sig == nil || psk.Sig.CreationTime.After(sk.Sig.CreationTime)) {
+				sk.Sig = psk.Sig
+			}
+		}
+		if !found {
+			e.Subkeys = append(e.Subkeys, psk)
+		}
+	}
+}
+
+func sameIssuer(a, b *packet.Signature) bool {
+	if a.IssuerKeyId == nil || b.IssuerKeyId == nil {
+		return a.IssuerKeyId == b.IssuerKeyId
+	}
+	return *a.IssuerKeyId == *b.IssuerKeyId
+}
+
 func mergeSigs(a, b []*packet.Signature) []*packet.Signature {
 	out := append([]*packet.Signature(nil), a...)
 	for _, s := range b {
 		dup := false
 		for _, o := range out {
-			if o.CreationTime.Equal(s.CreationTime) && o.SigType == s.SigType {
+			if o.CreationTime.Equal(s.CreationTime) && o.SigType == s.SigType && sameIssuer(o, s) {
 				dup = true
 			}
 		}

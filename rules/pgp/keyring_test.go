@@ -143,6 +143,38 @@ func TestRevocationTakesEffectAtOnce(t *testing.T) {
 	}
 }
 
+// TestReimportKeepsNewerSelfSignature: the client set their key to expire
+// (a new self-signature); importing the old copy again (from an old email,
+// a key server) must not make the expired key usable again.
+func TestReimportKeepsNewerSelfSignature(t *testing.T) {
+	ctx := context.Background()
+	k := newKeyring(t, "")
+	e := newKey(t, "anna@client.example", testNow.AddDate(-1, 0, 0), 0)
+	oldCopy := armored(t, e)
+	for _, id := range e.Identities {
+		sig := *id.SelfSignature
+		life := uint32((200 * 24 * time.Hour).Seconds()) // ran out 165 days ago
+		sig.KeyLifetimeSecs = &life
+		sig.CreationTime = testNow.AddDate(0, -8, 0)
+		if err := sig.SignUserId(id.UserId.Id, e.PrimaryKey, e.PrivateKey, nil); err != nil {
+			t.Fatal(err)
+		}
+		id.SelfSignature, id.Signatures = &sig, append(id.Signatures, &sig)
+	}
+	newCopy := armored(t, e)
+	for i, imp := range []struct {
+		copy []byte
+		want rules.KeyStatus
+	}{{oldCopy, rules.KeyUsable}, {newCopy, rules.KeyExpired}, {oldCopy, rules.KeyExpired}} {
+		if _, err := k.Import(ctx, bytes.NewReader(imp.copy), "test"); err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := k.Lookup(ctx, "anna@client.example"); l.Status != imp.want {
+			t.Fatalf("after import %d: %s (%s), want %s", i+1, l.Status, l.Detail, imp.want)
+		}
+	}
+}
+
 func TestNewestUsableKeyWins(t *testing.T) {
 	ctx := context.Background()
 	k := newKeyring(t, "")

@@ -106,7 +106,6 @@ type transformResult struct {
 	header    textproto.Header // the top-level header as written
 	protected string           // "signed", "encrypted" or "" when the sender's client protected the message
 	noticed   bool             // the notice is in the message (added, or there already)
-	texts     []textSample     // decoded body text, for the content rules
 }
 
 type textSample struct {
@@ -120,18 +119,16 @@ type mimeError struct{ reason string }
 func (e *mimeError) Error() string { return e.reason }
 
 type transformer struct {
-	n        *noticeText
-	parts    int
-	res      *transformResult
-	collect  bool  // keep decoded text for content rules
-	textLeft int64 // budget for collected text
+	n     *noticeText
+	parts int
+	res   *transformResult
 }
 
 // transformNotice copies the message from r to w with the notice appended
 // where the recipient will read it, and without any Bcc header. Headers it
 // does not need to change stay byte for byte; attachments and the parts a
 // sender signed or encrypted are copied, never decoded.
-func transformNotice(w io.Writer, r io.Reader, n *noticeText, collect bool) (*transformResult, error) {
+func transformNotice(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
 	br := bufpool.Reader(r)
 	defer bufpool.PutReader(br)
 	h, err := textproto.ReadHeader(br)
@@ -140,10 +137,7 @@ func transformNotice(w io.Writer, r io.Reader, n *noticeText, collect bool) (*tr
 	}
 	h.Del("Bcc")
 	res := &transformResult{}
-	t := &transformer{n: n, res: res, collect: collect, textLeft: 16 << 20}
-	if collect {
-		res.texts = append(res.texts, textSample{where: "subject", text: []byte(decodeHeaderText(h.Get("Subject")))})
-	}
+	t := &transformer{n: n, res: res}
 	bw := bufpool.Writer(w)
 	defer bufpool.PutWriter(bw)
 	mt, params := contentType(h)
@@ -623,11 +617,7 @@ func (t *transformer) textPlainAsUTF8(w io.Writer, h textproto.Header, body io.R
 	}
 	qp := quotedprintable.NewWriter(w)
 	tail := &tailKeeper{max: len(t.n.norm)*2 + 256}
-	src := io.TeeReader(utf8r, tail)
-	if t.collect {
-		src = io.TeeReader(src, t.sampleWriter())
-	}
-	if _, err := io.Copy(qp, src); err != nil {
+	if _, err := io.Copy(qp, io.TeeReader(utf8r, tail)); err != nil {
 		return false, &mimeError{fmt.Sprintf("a text part cannot be decoded: %v", err)}
 	}
 	if !tail.endsWith(t.n.norm) {
@@ -653,16 +643,12 @@ func separatorFor(end []byte) string {
 // again, since base64 cannot simply be continued.
 func (t *transformer) appendEncoded(w io.Writer, body io.Reader, cte, label string, nb []byte, isHTML bool) error {
 	tail := &tailKeeper{max: len(t.n.norm)*2 + 256}
-	var sample io.Writer = io.Discard
-	if t.collect {
-		sample = t.sampleWriter()
-	}
 	switch cte {
 	case "quoted-printable":
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			_, err := io.Copy(io.MultiWriter(tail, sample), quotedprintable.NewReader(pr))
+			_, err := io.Copy(tail, quotedprintable.NewReader(pr))
 			io.Copy(io.Discard, pr)
 			done <- err
 		}()
@@ -686,7 +672,7 @@ func (t *transformer) appendEncoded(w io.Writer, body io.Reader, cte, label stri
 	case "base64":
 		enc := newBase64Lines(w)
 		dec := base64.NewDecoder(base64.StdEncoding, &stripSpace{r: body})
-		if _, err := io.Copy(io.MultiWriter(enc, tail, sample), dec); err != nil {
+		if _, err := io.Copy(io.MultiWriter(enc, tail), dec); err != nil {
 			return &mimeError{fmt.Sprintf("a text part has broken base64: %v", err)}
 		}
 		if !tail.endsWith(t.n.norm) {
@@ -696,7 +682,7 @@ func (t *transformer) appendEncoded(w io.Writer, body io.Reader, cte, label stri
 		}
 		return enc.Close()
 	default: // 7bit, 8bit, binary, or none
-		last, err := copyTrackingEnd(io.MultiWriter(w, tail, sample), body)
+		last, err := copyTrackingEnd(io.MultiWriter(w, tail), body)
 		if err != nil {
 			return err
 		}
@@ -730,9 +716,6 @@ func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, 
 	buf, err := io.ReadAll(io.LimitReader(decoded, maxHTMLInMemory))
 	if err != nil {
 		return false, &mimeError{fmt.Sprintf("an HTML part cannot be decoded: %v", err)}
-	}
-	if t.collect {
-		t.sampleWriter().Write(buf)
 	}
 	block := []byte(t.n.html)
 	var out [][]byte
@@ -905,32 +888,30 @@ func (t *tailKeeper) endsWith(norm string) bool {
 	return strings.HasSuffix(collapseSpace(string(t.buf)), norm)
 }
 
-// sampleWriter collects body text for the content rules, within a budget.
-func (t *transformer) sampleWriter() io.Writer {
-	t.res.texts = append(t.res.texts, textSample{where: "body"})
-	i := len(t.res.texts) - 1
-	return writerFunc(func(p []byte) (int, error) {
-		if t.textLeft > 0 {
-			n := min(int64(len(p)), t.textLeft)
-			t.res.texts[i].text = append(t.res.texts[i].text, p[:n]...)
-			t.textLeft -= n
-		}
-		return len(p), nil
-	})
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
 func decodeHeaderText(s string) string {
 	d, err := wordDecoder.DecodeHeader(s)
-	if err != nil {
-		return s
+	if err == nil {
+		return d
 	}
-	return d
+	// One word in an unknown charset must not leave the others encoded
+	// (and unread by the content rules): decode word by word.
+	var b strings.Builder
+	prevEncoded := false
+	for i, w := range strings.Fields(s) {
+		d, err := wordDecoder.Decode(w)
+		encoded := err == nil
+		if !encoded {
+			d = w
+		}
+		if i > 0 && !(encoded && prevEncoded) { // adjacent encoded words join
+			b.WriteByte(' ')
+		}
+		b.WriteString(d)
+		prevEncoded = encoded
+	}
+	return b.String()
 }
 
 // newBoundary makes the boundary of a multipart the transform creates;

@@ -67,7 +67,7 @@ func TestMalformedMIME(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
 			var out bytes.Buffer
-			_, err := transformNotice(&out, strings.NewReader(tt.msg), n, true)
+			_, err := transformNotice(&out, strings.NewReader(tt.msg), n)
 			if d := time.Since(start); d > time.Second {
 				t.Errorf("took %v", d)
 			}
@@ -90,7 +90,7 @@ func BenchmarkRefuseDeepNesting(b *testing.B) {
 	msg := nested(20000)
 	n := newNoticeText(testNotice)
 	for i := 0; i < b.N; i++ {
-		transformNotice(&bytes.Buffer{}, strings.NewReader(msg), n, false)
+		transformNotice(&bytes.Buffer{}, strings.NewReader(msg), n)
 	}
 }
 
@@ -107,7 +107,7 @@ func FuzzNotice(f *testing.F) {
 	n := newNoticeText(testNotice)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
-		res, err := transformNotice(&out, bytes.NewReader(in), n, true)
+		res, err := transformNotice(&out, bytes.NewReader(in), n)
 		if err != nil {
 			return
 		}
@@ -169,7 +169,7 @@ func BenchmarkNoticeLargeText(b *testing.B) {
 	n := newNoticeText(testNotice)
 	b.SetBytes(int64(len(msg)))
 	for i := 0; i < b.N; i++ {
-		if _, err := transformNotice(io.Discard, strings.NewReader(msg), n, false); err != nil {
+		if _, err := transformNotice(io.Discard, strings.NewReader(msg), n); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -187,7 +187,7 @@ func BenchmarkNoticeAttachment(b *testing.B) {
 	n := newNoticeText(testNotice)
 	b.SetBytes(int64(len(msg)))
 	for i := 0; i < b.N; i++ {
-		if _, err := transformNotice(io.Discard, strings.NewReader(msg), n, false); err != nil {
+		if _, err := transformNotice(io.Discard, strings.NewReader(msg), n); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -121,7 +121,7 @@ func TestNoticeCorpus(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		res, err := transformNotice(&out, bytes.NewReader(raw), n, true)
+		res, err := transformNotice(&out, bytes.NewReader(raw), n)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -232,7 +232,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	if err != nil {
 		return nil, err
 	}
-	tr, err := transformNotice(&lineGuard{w: w}, msg, s.notice, clearToClient && len(s.rules) > 0)
+	tr, err := transformNotice(&lineGuard{w: w}, msg, s.notice)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
@@ -247,8 +247,16 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	res := &Result{Plain: "sent", Decisions: append([]Decision(nil), sub.Decisions...)}
 	markBcc(tr.header, res.Decisions)
 
-	if clearToClient {
-		if err := s.checkContent(tr, res); err != nil {
+	if clearToClient && len(s.rules) > 0 {
+		texts, err := s.readTexts(out, tr)
+		if err == nil {
+			err = s.checkContent(texts, res)
+		}
+		if err != nil {
+			var me *mimeError
+			if errors.As(err, &me) {
+				return nil, &Refusal{Reason: "Message refused: " + me.reason + "; nothing was sent"}
+			}
 			return nil, err
 		}
 	}
@@ -344,7 +352,20 @@ func markBcc(h textproto.Header, ds []Decision) {
 // checkContent runs the content rules over the text of a message that goes
 // to a client in clear. A refuse rule refuses it; a require_encryption rule
 // refuses it because it would go out in clear.
-func (s *policySettings) checkContent(tr *transformResult, res *Result) error {
+// readTexts is what the content rules read: the subject (each encoded word
+// decoded on its own) and every text part of the plain copy just written.
+func (s *policySettings) readTexts(out Sink, tr *transformResult) ([]textSample, error) {
+	texts := []textSample{{where: "subject", text: []byte(decodeHeaderText(tr.header.Get("Subject")))}}
+	plain, err := out.Open("sent")
+	if err != nil {
+		return nil, err
+	}
+	defer plain.Close()
+	body, err := scanTexts(plain, s.notice)
+	return append(texts, body...), err
+}
+
+func (s *policySettings) checkContent(texts []textSample, res *Result) error {
 	var clients []string
 	for _, d := range res.Decisions {
 		if d.Protection == Consented {
@@ -353,7 +374,7 @@ func (s *policySettings) checkContent(tr *transformResult, res *Result) error {
 	}
 	for _, r := range s.rules {
 		where := ""
-		for _, t := range tr.texts {
+		for _, t := range texts {
 			if (r.On == "any" || r.On == t.where) && r.re.Match(t.text) {
 				where = t.where
 				break

@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -408,6 +409,14 @@ func TestContentRules(t *testing.T) {
 		{"diagnosis in the subject, in clear", []string{"consented@client.example", "key@client.example"}, "Subject: Your diagnosis\r\n\r\nhi\r\n", "may only be sent encrypted"},
 		{"diagnosis only in the body", []string{"consented@client.example"}, "Subject: hello\r\n\r\nabout the diagnosis\r\n", ""},
 		{"a phone number", []string{"consented@client.example"}, "Subject: call me\r\n\r\n555-123-4567\r\n", ""},
+		// Wherever the text is, the rules read it.
+		{"SSN in a signed message", []string{"consented@client.example"}, "Subject: b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=s\r\n\r\n--s\r\nContent-Type: text/plain\r\n\r\nSSN 123-45-6789\r\n--s\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\nxx\r\n-----END PGP SIGNATURE-----\r\n--s--\r\n", "us-ssn"},
+		{"SSN in an inline-signed text", []string{"consented@client.example"}, "Subject: b\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nSSN 123-45-6789\r\n-----BEGIN PGP SIGNATURE-----\r\nxx\r\n-----END PGP SIGNATURE-----\r\n", "us-ssn"},
+		{"SSN in a second text part", []string{"consented@client.example"}, "Subject: b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nsee the notes\r\n--m\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--m\r\nContent-Type: text/plain; name=notes.txt\r\nContent-Disposition: attachment; filename=notes.txt\r\nContent-Transfer-Encoding: base64\r\n\r\nU1NOIDEyMy00NS02Nzg5\r\n--m--\r\n", "us-ssn"},
+		{"SSN in a text attachment alone", []string{"consented@client.example"}, "Subject: b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=n.txt\r\n\r\nSSN 123-45-6789\r\n", "us-ssn"},
+		{"SSN under a Content-Type that cannot be parsed", []string{"consented@client.example"}, "Subject: b\r\nContent-Type: text/plain; charset=\"utf-8\r\n\r\nSSN 123-45-6789\r\n", "us-ssn"},
+		{"SSN in UTF-16 HTML", []string{"consented@client.example"}, "Subject: b\r\nContent-Type: text/html; charset=utf-16le\r\nContent-Transfer-Encoding: base64\r\n\r\n" + utf16Base64("<p>SSN 123-45-6789</p>") + "\r\n", "us-ssn"},
+		{"SSN in a subject beside a word in an unknown charset", []string{"consented@client.example"}, "Subject: =?utf-8?B?U1NOIDEyMy00NS02Nzg5?= =?x-unknown?Q?x?=\r\n\r\nhi\r\n", "us-ssn"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -432,6 +441,41 @@ func TestContentRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContentRulesSkipTheNotice: the rules read what the therapist wrote,
+// not the practice's notice that sealpost appended (in plain text, HTML, or
+// both parts of an alternative).
+func TestContentRulesSkipTheNotice(t *testing.T) {
+	rule := ContentRule{Name: "phi-words", Pattern: `(?i)protected health information`, On: "body", Action: "refuse"}
+	tp := newTestPolicy(t, rule)
+	ctx := context.Background()
+	tp.consent(t, "consented@client.example", "2026-01-10", "")
+	d, _ := tp.Decide(ctx, "therapist", "consented@client.example")
+	for _, tt := range []struct {
+		name, body string
+		refused    bool
+	}{
+		{"plain", "Subject: s\r\n\r\nSee you Tuesday.\r\n", false},
+		{"alternative", "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nSee you.\r\n--a\r\nContent-Type: text/html\r\n\r\n<html><body><p>See you.</p></body></html>\r\n--a--\r\n", false},
+		{"the words in the therapist's own text", "Subject: s\r\n\r\nYour protected health information is attached.\r\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := "From: therapist@practice.example\r\nTo: consented@client.example\r\n" + tt.body
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), &memSink{})
+			if refused := err != nil; refused != tt.refused {
+				t.Fatalf("refused: %v (%v), want %v", refused, err, tt.refused)
+			}
+		})
+	}
+}
+
+func utf16Base64(s string) string {
+	var b []byte
+	for _, c := range []byte(s) {
+		b = append(b, c, 0)
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // BenchmarkDecide: a RCPT decision with 10,000 clients in the registry

@@ -57,10 +57,13 @@ type Archive struct {
 
 	reqs    chan *appendReq
 	stopped chan struct{}
+	// sendMu orders sends on reqs before Close closes it: senders hold it
+	// shared from their check of closed until their request is in reqs.
+	sendMu sync.RWMutex
+	closed bool // guarded by sendMu
 
 	mu          sync.Mutex // guards what the writer publishes
 	lastConsent int64
-	closed      bool
 	headSeq     uint64
 	headHash    string
 
@@ -84,7 +87,9 @@ type appendReq struct {
 	h       header
 	payload *payload
 	op      func() error // instead of a record: run in the writer (prune)
-	done    chan error
+	// sign, when set, signs the header once its place in the chain is known
+	sign func(*header)
+	done chan error
 }
 
 // ErrClosed is returned after Close.
@@ -94,8 +99,12 @@ const defaultSegmentBytes = 64 << 20
 
 // Open opens (or starts) the archive in opts.Dir. A torn tail a crash left
 // is set aside into Dir/torn and recorded in the chain; every complete
-// record is kept. A record that is there but damaged stops Open: nothing is
-// written after it until an admin looks (sealpost archive verify).
+// record is kept. A record that is there but damaged stops Open, and so do
+// bytes that are not a whole record with a complete record after them (a
+// damaged length, not a crash): nothing is written after them until an
+// admin looks (sealpost archive verify). The seal and address-hash keys are
+// made with a new archive only: missing from one that holds records, they
+// stop Open (ErrKeyMissing).
 func Open(opts Options) (*Archive, error) {
 	if len(opts.PublicKey) == 0 {
 		return nil, errors.New("archive: no public key to encrypt to")
@@ -125,10 +134,17 @@ func Open(opts Options) (*Archive, error) {
 		lock.Close()
 		return nil, err
 	}
-	if a.sealKey, err = loadOrMakeSealKey(opts.Dir); err != nil {
+	// The keys are made with the archive, never later: a new seal key
+	// would not verify the chain, a new address-hash key would not find
+	// the records of clients already in it (holds, export --client).
+	fresh, err := isNewArchive(opts.Dir)
+	if err != nil {
 		return fail(err)
 	}
-	if a.hashKey, err = loadOrMakeHashKey(opts.Dir); err != nil {
+	if a.sealKey, err = loadOrMakeSealKey(opts.Dir, fresh); err != nil {
+		return fail(err)
+	}
+	if a.hashKey, err = loadOrMakeHashKey(opts.Dir, fresh); err != nil {
 		return fail(err)
 	}
 	if err := a.recover(); err != nil {
@@ -197,14 +213,11 @@ func (a *Archive) recover() error {
 		}
 		if errors.Is(err, errIncomplete) {
 			f.Close()
-			if last == nil {
-				return fmt.Errorf("archive: %s holds no complete record; run sealpost archive verify", name)
-			}
-			return a.setAsideTail(path, last, sr)
+			return a.tornTail(segs, path, sr.off, sr.size, last)
 		}
 		if err != nil {
 			f.Close()
-			return fmt.Errorf("archive is damaged, nothing more is written to it until an admin looks (sealpost archive verify): %w", err)
+			return fmt.Errorf("%w: %w", errDamagedAtOpen, err)
 		}
 		last = rec
 	}
@@ -219,10 +232,120 @@ func (a *Archive) recover() error {
 	return a.openForAppend(name, sr.off)
 }
 
-// setAsideTail moves the bytes after the last complete record to Dir/torn,
-// truncates the segment there, and records what was set aside.
-func (a *Archive) setAsideTail(path string, last *record, sr *segmentReader) error {
-	end := last.offset + last.size
+// errDamagedAtOpen stops Open at a record that is there but wrong.
+var errDamagedAtOpen = errors.New("archive is damaged, nothing more is written to it until an admin looks (sealpost archive verify)")
+
+// tornTail deals with bytes at the end of the open segment (path, of size
+// bytes) that are not a whole record, from byte end on; last is the
+// segment's last complete record, nil when it has none. A crash in the middle of a write leaves
+// such a tail, and nothing complete after it: the tail is set aside. A
+// complete record after it means a record that is there was damaged (its
+// length most likely): that stops Open like any damage.
+func (a *Archive) tornTail(segs []string, path string, end, size int64, last *record) error {
+	name := filepath.Base(path)
+	at, found, err := recordAfter(path, end, size)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if found {
+		return fmt.Errorf("%w: %w", errDamagedAtOpen, damagedLength(name, end, at))
+	}
+	if last != nil {
+		return a.setAsideTail(path, end, last.h.Seq, last.hash)
+	}
+	// The segment's first record was torn: the chain goes on from the
+	// seal of the segment before (a new segment is started only once that
+	// seal is durable), or starts when this is the first segment.
+	if len(segs) == 1 && segNumber(name) == 1 {
+		return a.setAsideTail(path, 0, 0, "")
+	}
+	prev := segName(segNumber(name) - 1)
+	if len(segs) < 2 || segs[len(segs)-2] != prev {
+		return fmt.Errorf("%w: %s holds no complete record and %s, whose seal it would follow, is missing", errDamagedAtOpen, name, prev)
+	}
+	seal, err := lastRecord(filepath.Join(a.dir, prev))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errDamagedAtOpen, err)
+	}
+	if seal.h.Kind != kindSeal {
+		return fmt.Errorf("%w: %s holds no complete record and %s does not end in a seal", errDamagedAtOpen, name, prev)
+	}
+	return a.setAsideTail(path, 0, seal.h.Seq, seal.hash)
+}
+
+// damagedLength describes a record cut short with a complete one after it.
+func damagedLength(segment string, end, next int64) error {
+	return &recordError{segment: segment, offset: end,
+		msg: fmt.Sprintf("not a whole record, yet a complete record follows at byte %d: a damaged record (its length), not a torn tail", next)}
+}
+
+// lastRecord reads a closed segment through and returns its last record.
+func lastRecord(path string) (*record, error) {
+	sr, f, err := openSegment(path, false)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var last *record
+	for {
+		rec, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, errIncomplete) {
+			return nil, &recordError{segment: sr.name, offset: sr.off, msg: "truncated: not a whole record"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		last = rec
+	}
+	if last == nil {
+		return nil, fmt.Errorf("%s holds no record", sr.name)
+	}
+	return last, nil
+}
+
+// recordAfter looks in the first size bytes of the segment at path, past
+// byte from, for a complete record that checks out (its magic, a header
+// that parses, its hash and its payload's). A torn tail has none: only a
+// crash in the middle of the last write leaves bytes that are not a whole
+// record. (Segments only grow, so neither has a write in progress in the
+// size a reader saw.)
+func recordAfter(path string, from, size int64) (int64, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	const chunk = 1 << 20
+	buf := make([]byte, chunk+len(recordMagic)-1) // a magic across two chunks is seen in the first
+	for off := from + 1; off+8 <= size; off += chunk {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if err != nil && err != io.EOF {
+			return 0, false, err
+		}
+		for i := 0; i < min(n, chunk); {
+			j := bytes.Index(buf[i:n], []byte(recordMagic))
+			if j < 0 || i+j >= chunk {
+				break
+			}
+			at := off + int64(i+j)
+			sr := &segmentReader{name: filepath.Base(path), r: bufio.NewReader(io.NewSectionReader(f, at, size-at)), size: size - at}
+			if _, err := sr.next(); err == nil {
+				return at, true, nil
+			}
+			i += j + 1
+		}
+	}
+	return 0, false, nil
+}
+
+// setAsideTail moves the bytes of the segment at path from end on to
+// Dir/torn, truncates the segment there, and records what was set aside.
+// The chain goes on from record seq with hash last; at the start of the
+// first segment (seq 0), the chain starts again.
+func (a *Archive) setAsideTail(path string, end int64, seq uint64, last string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -250,9 +373,15 @@ func (a *Archive) setAsideTail(path string, last *record, sr *segmentReader) err
 	}
 	f.Close()
 	sum := sha256.Sum256(tail)
-	a.seq, a.last = last.h.Seq, last.hash
 	if err := a.openForAppend(filepath.Base(path), end); err != nil {
 		return err
+	}
+	if seq == 0 {
+		if err := a.writeInit(); err != nil {
+			return err
+		}
+	} else {
+		a.seq, a.last = seq, last
 	}
 	a.log.Warn("archive: set aside an incomplete record left by a crash; every complete record is kept",
 		"segment", filepath.Base(path), "bytes", len(tail), "set_aside", aside)
@@ -265,7 +394,12 @@ func (a *Archive) startChain() error {
 	if err := a.newSegmentFile(1); err != nil {
 		return err
 	}
-	a.last = zeroHash
+	return a.writeInit()
+}
+
+// writeInit writes the chain's first record, naming its keys.
+func (a *Archive) writeInit() error {
+	a.seq, a.last = 0, zeroHash
 	var fprs []string
 	for _, e := range a.opts.PublicKey {
 		fprs = append(fprs, strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint)))
@@ -322,6 +456,9 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 		seq++
 		r.h.Seq, r.h.Prev, r.h.Time = seq, last, now
 		r.h.PLen, r.h.PSHA = r.payload.len(), r.payload.sha()
+		if r.sign != nil {
+			r.sign(&r.h)
+		}
 		hb, err := json.Marshal(&r.h)
 		if err != nil {
 			return err
@@ -414,8 +551,8 @@ func (a *Archive) writer() {
 
 // rotate seals the current segment and starts the next.
 func (a *Archive) rotate() error {
-	h := header{Kind: kindSeal, Segment: a.segName, Last: a.last,
-		Sig: hex.EncodeToString(ed25519.Sign(a.sealKey, sealMessage(a.segName, a.last)))}
+	h := header{Kind: kindSeal, Segment: a.segName, Last: a.last, PrunesSigned: true,
+		Sig: hex.EncodeToString(ed25519.Sign(a.sealKey, sealMessage(a.segName, a.last, true)))}
 	if err := a.appendBatch([]*appendReq{{h: h}}); err != nil {
 		return err
 	}
@@ -428,34 +565,45 @@ func (a *Archive) rotate() error {
 
 // submit hands a record to the writer and waits until it is durable.
 func (a *Archive) submit(ctx context.Context, h header, payload *payload) error {
-	a.mu.Lock()
-	closed := a.closed
-	a.mu.Unlock()
-	if closed {
-		payload.close()
-		return ErrClosed
-	}
 	r := &appendReq{h: h, payload: payload, done: make(chan error, 1)}
-	select {
-	case a.reqs <- r:
-	case <-ctx.Done():
+	if err := a.send(ctx, r); err != nil {
 		payload.close()
-		return ctx.Err()
+		return err
 	}
 	// Once handed over, the record is written whatever the caller does: wait.
 	return <-r.done
 }
 
-// Close stops the writer after what was handed to it is written.
-func (a *Archive) Close() error {
-	a.mu.Lock()
+// send hands r to the writer, or says why it cannot: ErrClosed once Close
+// has begun, or ctx's error. Close waits for sends under way, so reqs is
+// never closed under a sender.
+func (a *Archive) send(ctx context.Context, r *appendReq) error {
+	a.sendMu.RLock()
+	defer a.sendMu.RUnlock()
 	if a.closed {
-		a.mu.Unlock()
+		return ErrClosed
+	}
+	// The writer drains reqs until Close closes it, so this send cannot
+	// hold Close up for longer than the writer's current batch.
+	select {
+	case a.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the writer after what was handed to it is written. Records
+// and operations asked for once Close has begun return ErrClosed.
+func (a *Archive) Close() error {
+	a.sendMu.Lock()
+	if a.closed {
+		a.sendMu.Unlock()
 		return nil
 	}
 	a.closed = true
-	a.mu.Unlock()
 	close(a.reqs)
+	a.sendMu.Unlock()
 	<-a.stopped
 	return a.lock.Close()
 }
@@ -820,20 +968,60 @@ func fdatasync(f *os.File) error {
 	}
 }
 
+// ErrKeyMissing is returned by Open when a key file of an archive that
+// already holds records is missing: it is to be restored from a backup.
+var ErrKeyMissing = errors.New("a key of the archive is missing")
+
+// isNewArchive says whether the archive in dir holds nothing yet: no
+// segment with a byte in it.
+func isNewArchive(dir string) (bool, error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return false, fmt.Errorf("archive: %w", err)
+	}
+	for _, s := range segs {
+		fi, err := os.Stat(filepath.Join(dir, s))
+		if err != nil {
+			return false, fmt.Errorf("archive: %w", err)
+		}
+		if fi.Size() > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func keyMissing(path, what string) error {
+	return fmt.Errorf("archive: %w: %s is missing, but the archive already holds records: restore it from a backup of %s (%s); a new key is made only for a new archive",
+		ErrKeyMissing, path, filepath.Dir(path), what)
+}
+
 // loadOrMakeSealKey returns the Ed25519 key that seals closed segments;
-// its public half (seal.pub) goes into every export.
-func loadOrMakeSealKey(dir string) (ed25519.PrivateKey, error) {
+// its public half (seal.pub) goes into every export. It is made only for a
+// new archive (fresh).
+func loadOrMakeSealKey(dir string, fresh bool) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dir, "seal.key")
+	pubPath := filepath.Join(dir, "seal.pub")
 	b, err := os.ReadFile(path)
 	if err == nil {
 		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
 		if err != nil || len(seed) != ed25519.SeedSize {
 			return nil, fmt.Errorf("archive: %s is not a seal key", path)
 		}
-		return ed25519.NewKeyFromSeed(seed), nil
+		priv := ed25519.NewKeyFromSeed(seed)
+		// A first start that stopped between the two files left no seal.pub.
+		if _, err := os.Stat(pubPath); errors.Is(err, os.ErrNotExist) {
+			if err := writeFileSync(pubPath, []byte(hex.EncodeToString(priv.Public().(ed25519.PublicKey))+"\n")); err != nil {
+				return nil, err
+			}
+		}
+		return priv, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if !fresh {
+		return nil, keyMissing(path, "without it, segments cannot be sealed so that the chain verifies against seal.pub")
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -842,13 +1030,15 @@ func loadOrMakeSealKey(dir string) (ed25519.PrivateKey, error) {
 	if err := writeFileSync(path, []byte(hex.EncodeToString(priv.Seed())+"\n")); err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(filepath.Join(dir, "seal.pub"), []byte(hex.EncodeToString(pub)+"\n")); err != nil {
+	if err := writeFileSync(pubPath, []byte(hex.EncodeToString(pub)+"\n")); err != nil {
 		return nil, err
 	}
 	return priv, nil
 }
 
-func loadOrMakeHashKey(dir string) ([]byte, error) {
+// loadOrMakeHashKey returns the key of the address hashes; it is made only
+// for a new archive (fresh).
+func loadOrMakeHashKey(dir string, fresh bool) ([]byte, error) {
 	path := filepath.Join(dir, "address-hash.key")
 	b, err := os.ReadFile(path)
 	if err == nil && len(b) == 32 {
@@ -860,8 +1050,13 @@ func loadOrMakeHashKey(dir string) ([]byte, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
+	if !fresh {
+		return nil, keyMissing(path, "without it, the records of clients already in the archive are not found by holds or export --client")
+	}
 	key := make([]byte, 32)
-	rand.Read(key)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
 	return key, writeFileSync(path, key)
 }
 

@@ -39,6 +39,10 @@ type ExportReport struct {
 	HeadSeq                           uint64
 	Head                              string
 	Verified                          bool
+	// RecordsAfterHead counts the records written after the chain head
+	// was verified (the relay goes on writing during an export): they are
+	// not in this export, which holds only what the verification covered.
+	RecordsAfterHead int
 }
 
 // The manifest's records (DESIGN.md, archive export).
@@ -53,11 +57,13 @@ type manifest struct {
 }
 
 type manifestArchive struct {
-	ChainHeadSeq uint64   `json:"chain_head_seq"`
-	ChainHead    string   `json:"chain_head"`
-	Verified     bool     `json:"verified"`
-	Problems     []string `json:"problems,omitempty"`
-	SealKey      string   `json:"seal_key"`
+	ChainHeadSeq uint64 `json:"chain_head_seq"`
+	ChainHead    string `json:"chain_head"`
+	Verified     bool   `json:"verified"`
+	// Records written after the chain head, left out of the export.
+	RecordsAfterHead int      `json:"records_after_head,omitempty"`
+	Problems         []string `json:"problems,omitempty"`
+	SealKey          string   `json:"seal_key"`
 }
 
 type manifestFilter struct {
@@ -171,10 +177,15 @@ func walkFrom(dir string, from map[string]int64, f func(located)) (map[string]in
 	return ends, nil
 }
 
+// exportVerified is called between an export's verification and its
+// reading of the records (tests write records there).
+var exportVerified = func() {}
+
 // Export decrypts the selected records with the archive's private key and
 // writes the layout of DESIGN.md into out, which must not exist yet or be
 // empty: manifest.json, messages/ID.eml, SHA256SUMS, index.html (and
-// seal.pub, to check the archive's seals).
+// seal.pub, to check the archive's seals). It holds the records up to the
+// chain head it verified; those written since are counted, not exported.
 func Export(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter) (*ExportReport, error) {
 	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%s is not empty: export into a new folder", out)
@@ -189,6 +200,7 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	}
 	rep := &ExportReport{}
 	vrep, verr := Verify(dir, nil)
+	exportVerified()
 	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []Refusal{}, Consent: []rules.ConsentEvent{}, Messages: []manifestMessage{}}
 	if vrep != nil {
 		m.Archive = manifestArchive{ChainHeadSeq: vrep.HeadSeq, ChainHead: vrep.Head, Verified: verr == nil, Problems: vrep.Problems}
@@ -223,6 +235,12 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	var msgs, events, refusals, consents []located
 	selected := map[string]bool{}
 	err = walk(dir, func(l located) {
+		// Only what Verify covered: a record written since is not under
+		// the chain head the manifest names, verified or not.
+		if vrep != nil && l.h.Seq > vrep.HeadSeq {
+			rep.RecordsAfterHead++
+			return
+		}
 		switch l.h.Kind {
 		case kindMessage:
 			if inRange(l.h.Time) && matchClient(&l.h) {
@@ -343,6 +361,7 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		}
 		m.Consent = append(m.Consent, ev)
 	}
+	m.Archive.RecordsAfterHead = rep.RecordsAfterHead
 	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
 	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
 

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -26,17 +27,9 @@ type holdPayload struct {
 
 // do runs f in the writer, between batches: it may append and change segments.
 func (a *Archive) do(ctx context.Context, f func() error) error {
-	a.mu.Lock()
-	closed := a.closed
-	a.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
 	r := &appendReq{op: f, done: make(chan error, 1)}
-	select {
-	case a.reqs <- r:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := a.send(ctx, r); err != nil {
+		return err
 	}
 	return <-r.done
 }
@@ -137,7 +130,14 @@ type segmentSummary struct {
 // Prune removes, oldest first, whole closed segments whose newest record is
 // older than retention and that no hold covers, and records in the chain
 // which segments went and how they were sealed, so the chain still verifies.
+//
+// The archive must verify first: the holds are read from the records'
+// headers, and a hold whose record cannot be read must not let what it
+// holds go. Records written meanwhile are the writer's own.
 func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun bool) (*PruneReport, error) {
+	if _, err := Verify(a.dir, nil); err != nil {
+		return nil, fmt.Errorf("archive: nothing pruned: %w (sealpost archive verify lists the problems)", err)
+	}
 	rep := &PruneReport{}
 	err := a.do(ctx, func() error {
 		holds, err := activeHolds(a.dir)
@@ -175,7 +175,7 @@ func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun boo
 		for _, s := range remove {
 			h.Pruned = append(h.Pruned, s.pruned)
 		}
-		if err := a.appendBatch([]*appendReq{{h: h}}); err != nil {
+		if err := a.appendBatch([]*appendReq{{h: h, sign: a.signPrune}}); err != nil {
 			return err
 		}
 		for _, s := range remove {
@@ -186,6 +186,11 @@ func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun boo
 		return syncDir(a.dir)
 	})
 	return rep, err
+}
+
+// signPrune signs a prune record with the seal key.
+func (a *Archive) signPrune(h *header) {
+	h.Sig = hex.EncodeToString(ed25519.Sign(a.sealKey, pruneMessage(h)))
 }
 
 func summarize(path string) (segmentSummary, error) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -69,10 +70,13 @@ type header struct {
 	// init: the keys the chain was started with
 	SealKey string   `json:"seal_key,omitempty"`
 	ArchKey []string `json:"archive_keys,omitempty"`
-	// seal: signature over the segment's last record hash
-	Segment string `json:"segment,omitempty"`
-	Last    string `json:"last,omitempty"`
-	Sig     string `json:"sig,omitempty"`
+	// seal: signature over the segment's last record hash. PrunesSigned
+	// (signed with it) says prune records are signed from here on: an
+	// unsigned one after such a seal is forged.
+	Segment      string `json:"segment,omitempty"`
+	Last         string `json:"last,omitempty"`
+	Sig          string `json:"sig,omitempty"` // seal; prune: over pruneMessage
+	PrunesSigned bool   `json:"prunes_signed,omitempty"`
 	// prune: the segments removed, with their seals
 	Pruned []prunedSegment `json:"pruned,omitempty"`
 	// message found over IMAP: where, and a keyed hash of its bytes, so
@@ -249,7 +253,24 @@ func segNumber(name string) int {
 	return n
 }
 
-// sealMessage is what a seal signs.
-func sealMessage(segment, last string) []byte {
+// sealMessage is what a seal signs. Seals written before prune records
+// were signed sign the v1 message; since, the v2 message, which says so.
+func sealMessage(segment, last string, prunesSigned bool) []byte {
+	if prunesSigned {
+		return []byte("sealpost-archive-seal-v2\nprunes-signed\n" + segment + "\n" + last + "\n")
+	}
 	return []byte("sealpost-archive-seal-v1\n" + segment + "\n" + last + "\n")
+}
+
+// pruneMessage is what a prune record's signature signs: its place in the
+// chain and what it says was removed. Without the seal key, no one can
+// write a prune record that accounts for segments removed.
+func pruneMessage(h *header) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sealpost-archive-prune-v1\n%d\n%s\n", h.Seq, h.Prev)
+	for _, p := range h.Pruned {
+		sum := sha256.Sum256(p.SealHeader)
+		fmt.Fprintf(&b, "%s\n%d\n%d\n%s\n%x\n%s\n%s\n", p.Name, p.FirstSeq, p.LastSeq, p.First, sum, p.From, p.To)
+	}
+	return []byte(b.String())
 }

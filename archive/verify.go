@@ -24,6 +24,14 @@ type Report struct {
 	// a write in progress, or a torn tail the next start sets aside.
 	Pending  int64
 	Problems []string
+	// Warnings are findings that do not fail verification: prune records
+	// written before prune records were signed.
+	Warnings []string
+}
+
+type unsignedPrune struct {
+	segment string
+	seq     uint64
 }
 
 // ErrDamaged is returned when Verify found a problem.
@@ -33,6 +41,10 @@ var ErrDamaged = errors.New("the archive failed verification")
 // one before, the sequence numbers, and the seal of every closed segment.
 // It needs no private key: only the archive folder and its seal.pub. Each
 // problem names the segment and the record.
+//
+// Prune records are signed with the seal key. An unsigned one passes with
+// a warning only while no seal before it says prune records are signed
+// (it was written before they were); after such a seal it is a problem.
 func Verify(dir string, w io.Writer) (*Report, error) {
 	rep := &Report{}
 	pubHex, err := os.ReadFile(filepath.Join(dir, "seal.pub"))
@@ -61,6 +73,10 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 		firstSeq  uint64
 		pruned    []prunedSegment
 		started   bool
+		// the first seal that says prune records are signed
+		signedFrom  uint64
+		signedSince bool
+		unsigned    []unsignedPrune
 	)
 	for i, name := range segs {
 		if i > 0 && segNumber(name) != segNumber(segs[i-1])+1 {
@@ -80,7 +96,19 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 			}
 			if errors.Is(err, errIncomplete) {
 				if i == len(segs)-1 {
-					rep.Pending = sr.size - sr.off
+					// A torn tail has no complete record after it; one
+					// that has is a damaged record, and what follows
+					// it was acknowledged.
+					at, found, err := recordAfter(filepath.Join(dir, name), sr.off, sr.size)
+					if err != nil {
+						f.Close()
+						return nil, err
+					}
+					if found {
+						problem("%v", damagedLength(name, sr.off, at))
+					} else {
+						rep.Pending = sr.size - sr.off
+					}
 				} else {
 					problem("%s: truncated: %d bytes after record %d are not a whole record", name, sr.size-sr.off, prevSeq)
 				}
@@ -114,11 +142,22 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 					problem("%s: the seal (record %d) does not seal the records before it", name, rec.h.Seq)
 				}
 				sig, _ := hex.DecodeString(rec.h.Sig)
-				if !ed25519.Verify(sealPub, sealMessage(rec.h.Segment, rec.h.Last), sig) {
+				if !ed25519.Verify(sealPub, sealMessage(rec.h.Segment, rec.h.Last, rec.h.PrunesSigned), sig) {
 					problem("%s: the seal (record %d) has a bad signature", name, rec.h.Seq)
+				} else if rec.h.PrunesSigned && !signedSince {
+					signedFrom, signedSince = rec.h.Seq, true
 				}
 			case kindPrune:
-				pruned = append(pruned, rec.h.Pruned...)
+				sig, _ := hex.DecodeString(rec.h.Sig)
+				switch {
+				case rec.h.Sig == "": // judged below, once it is known whether it may be
+					unsigned = append(unsigned, unsignedPrune{name, rec.h.Seq})
+					pruned = append(pruned, rec.h.Pruned...)
+				case ed25519.Verify(sealPub, pruneMessage(&rec.h), sig):
+					pruned = append(pruned, rec.h.Pruned...)
+				default:
+					problem("%s: the prune record (record %d) has a bad signature: it accounts for no removed segment", name, rec.h.Seq)
+				}
 			case kindInit:
 				if rec.h.SealKey != hex.EncodeToString(sealPub) {
 					problem("%s: record %d: seal.pub is not the seal key the archive was started with", name, rec.h.Seq)
@@ -145,16 +184,30 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 			}
 			sig, _ := hex.DecodeString(seal.Sig)
 			ok = seal.Kind == kindSeal && seal.Seq+1 == firstSeq && seal.Segment == p.Name &&
-				ed25519.Verify(sealPub, sealMessage(seal.Segment, seal.Last), sig)
+				ed25519.Verify(sealPub, sealMessage(seal.Segment, seal.Last, seal.PrunesSigned), sig)
+			if ok && seal.PrunesSigned {
+				// Pruned, that seal still comes before every record here.
+				signedFrom, signedSince = seal.Seq, true
+			}
 		}
 		if !ok {
 			problem("%s: the records before record %d are missing, and no prune record accounts for them", segs[0], firstSeq)
+		}
+	}
+	for _, u := range unsigned {
+		if signedSince && u.seq > signedFrom {
+			problem("%s: record %d is a prune record without the seal key's signature, after the seal (record %d) from which prune records are signed", u.segment, u.seq, signedFrom)
+		} else {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: record %d is a prune record from before prune records were signed: it does not show that the holder of the seal key wrote it", u.segment, u.seq))
 		}
 	}
 	rep.HeadSeq, rep.Head = prevSeq, prevHash
 	if w != nil {
 		for _, p := range rep.Problems {
 			fmt.Fprintf(w, "FAIL %s\n", p)
+		}
+		for _, p := range rep.Warnings {
+			fmt.Fprintf(w, "WARN %s\n", p)
 		}
 		fmt.Fprintf(w, "%d segments, %d records, %d bytes; chain head record %d %s\n", rep.Segments, rep.Records, rep.Bytes, rep.HeadSeq, rep.Head)
 		if rep.Pending > 0 {

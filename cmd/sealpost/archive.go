@@ -135,6 +135,9 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if !rep.Verified {
 		fmt.Fprintf(c.stdout, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", *out)
 	}
+	if rep.RecordsAfterHead > 0 {
+		fmt.Fprintf(c.stdout, "%d records written while the export ran (after the chain head it verified) are not in it; the next export holds them.\n", rep.RecordsAfterHead)
+	}
 	fmt.Fprintf(c.stdout, "Check it with: cd %s && sha256sum -c SHA256SUMS\n", *out)
 	return nil
 }

@@ -1,0 +1,194 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPruneSignature: a prune record is signed with the seal key, so that
+// no one without it can remove segments (held ones) and account for them.
+// Archives written before prune records were signed still verify: their
+// unsigned prune records are warned about, until a seal says prune records
+// are signed from then on.
+func TestPruneSignature(t *testing.T) {
+	ctx := context.Background()
+	year := 365 * 24 * time.Hour
+	// legacy makes an archive as sealpost wrote it before prune records
+	// were signed: two closed segments, the first pruned, and an open one.
+	legacy := func(t *testing.T) (*fixture, *Archive) {
+		f := newFixture(t)
+		a := f.open(t, 0)
+		for i := 1; i <= 2; i++ {
+			m, body := testMessage(i, "anna@client.example")
+			a.RecordMessage(ctx, m, strings.NewReader(body))
+			legacyRotate(t, a)
+		}
+		legacyPrune(t, a, "seg-00000001.log")
+		return f, a
+	}
+	for _, tt := range []struct {
+		name     string
+		make     func(t *testing.T) string // returns the archive folder
+		problem  string                    // "" when it is to verify
+		warnings int
+	}{
+		{"a prune by the relay", func(t *testing.T) string {
+			f := archiveWithRecords(t)
+			a := f.open(t, 0)
+			f.advance(2 * year)
+			if rep, err := a.Prune(ctx, year, false); err != nil || len(rep.Removed) != 2 {
+				t.Fatalf("prune: %+v %v", rep, err)
+			}
+			a.Close()
+			return f.dir
+		}, "", 0},
+		{"a forged prune record, unsigned", func(t *testing.T) string {
+			f := archiveWithRecords(t)
+			forgePrune(t, f.dir, "seg-00000001.log", nil)
+			return f.dir
+		}, "without the seal key's signature", 0},
+		{"a forged prune record signed with another key", func(t *testing.T) string {
+			f := archiveWithRecords(t)
+			_, other, _ := ed25519.GenerateKey(nil)
+			forgePrune(t, f.dir, "seg-00000001.log", other)
+			return f.dir
+		}, "the prune record (record 16) has a bad signature", 0},
+		{"an archive from before: its prune record", func(t *testing.T) string {
+			f, a := legacy(t)
+			a.Close()
+			return f.dir
+		}, "", 1},
+		{"an archive from before, since sealed and pruned by this version", func(t *testing.T) string {
+			f, a := legacy(t)
+			a.CloseSegment(ctx)
+			f.advance(2 * year)
+			if rep, err := a.Prune(ctx, year, false); err != nil || len(rep.Removed) != 2 {
+				t.Fatalf("prune: %+v %v", rep, err)
+			}
+			a.Close()
+			return f.dir
+		}, "", 0},
+		{"an archive from before, since sealed by this version: a forged prune record", func(t *testing.T) string {
+			f, a := legacy(t)
+			a.CloseSegment(ctx)
+			a.Close()
+			forgePrune(t, f.dir, "seg-00000002.log", nil)
+			return f.dir
+		}, "without the seal key's signature", 1},
+		// Until this version seals a segment, an unsigned prune record
+		// cannot be told from one written before: a warning only.
+		{"an archive from before, not sealed since: a forged prune record", func(t *testing.T) string {
+			f, a := legacy(t)
+			a.Close()
+			forgePrune(t, f.dir, "seg-00000002.log", nil)
+			return f.dir
+		}, "", 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.make(t)
+			var out bytes.Buffer
+			rep, err := Verify(dir, &out)
+			if tt.problem == "" {
+				if err != nil {
+					t.Fatalf("verify: %v\n%s", err, out.String())
+				}
+			} else if !errors.Is(err, ErrDamaged) || !strings.Contains(out.String(), tt.problem) {
+				t.Fatalf("verify: %v, want a problem saying %q\n%s", err, tt.problem, out.String())
+			}
+			if rep == nil || len(rep.Warnings) != tt.warnings {
+				t.Errorf("want %d warnings:\n%s", tt.warnings, out.String())
+			}
+		})
+	}
+}
+
+// legacyRotate closes the segment as sealpost did before prune records
+// were signed: a v1 seal.
+func legacyRotate(t *testing.T, a *Archive) {
+	t.Helper()
+	err := a.do(context.Background(), func() error {
+		h := header{Kind: kindSeal, Segment: a.segName, Last: a.last,
+			Sig: hex.EncodeToString(ed25519.Sign(a.sealKey, sealMessage(a.segName, a.last, false)))}
+		if err := a.appendBatch([]*appendReq{{h: h}}); err != nil {
+			return err
+		}
+		old := a.seg
+		if err := a.newSegment(segNumber(a.segName) + 1); err != nil {
+			return err
+		}
+		return old.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// legacyPrune removes a segment as sealpost did before: an unsigned record.
+func legacyPrune(t *testing.T, a *Archive, seg string) {
+	t.Helper()
+	err := a.do(context.Background(), func() error {
+		s, err := summarize(filepath.Join(a.dir, seg))
+		if err != nil {
+			return err
+		}
+		if err := a.appendBatch([]*appendReq{{h: header{Kind: kindPrune, Pruned: []prunedSegment{s.pruned}}}}); err != nil {
+			return err
+		}
+		return os.Remove(filepath.Join(a.dir, seg))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forgePrune removes seg from the (closed) archive in dir, and writes what
+// someone without the seal key would: a prune record accounting for it,
+// chained to the newest record, signed with key (unsigned when nil).
+func forgePrune(t *testing.T, dir, seg string, key ed25519.PrivateKey) {
+	t.Helper()
+	s, err := summarize(filepath.Join(dir, seg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, seg)); err != nil {
+		t.Fatal(err)
+	}
+	open := lastSegment(t, dir)
+	last, err := lastRecord(open)
+	if err != nil { // a segment just started: the newest record is the seal before
+		segs, _ := listSegments(dir)
+		last, err = lastRecord(filepath.Join(dir, segs[len(segs)-2]))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := header{Seq: last.h.Seq + 1, Kind: kindPrune, Time: last.h.Time, Prev: last.hash, Pruned: []prunedSegment{s.pruned}}
+	if key != nil {
+		h.Sig = hex.EncodeToString(ed25519.Sign(key, pruneMessage(&h)))
+	}
+	hb, _ := json.Marshal(&h)
+	var rec []byte
+	rec = append(rec, recordMagic...)
+	rec = binary.BigEndian.AppendUint32(rec, uint32(len(hb)))
+	rec = append(rec, hb...)
+	rec = binary.BigEndian.AppendUint64(rec, 0)
+	sum := sha256.Sum256(hb)
+	rec = append(rec, sum[:]...)
+	w, err := os.OpenFile(open, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(rec)
+	w.Close()
+}

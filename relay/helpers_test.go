@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealpost/sealpost/archive"
@@ -556,3 +557,154 @@ func (s *providerSession) Reset()        { s.from, s.to = "", nil }
 func (s *providerSession) Logout() error { return nil }
 
 func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
+
+// scriptedDlv stands in for the provider in queue tests: it records what
+// each job handed over (the copy's body and its recipients), runs before
+// ahead of each (tests block there), and answers with reply.
+type scriptedDlv struct {
+	mu     sync.Mutex
+	sent   []sentCopy
+	before func(body string)
+	// reply answers for one recipient: nil is 250, else the failure.
+	reply func(body, rcpt string) *outcome
+}
+
+type sentCopy struct {
+	id, body string
+	rcpts    []string
+}
+
+func (d *scriptedDlv) deliver(ctx context.Context, j *job) []outcome {
+	r, err := j.open()
+	if err != nil {
+		return allOutcomes(j, err, false)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
+	body := string(b)
+	d.mu.Lock()
+	before, reply := d.before, d.reply
+	d.mu.Unlock()
+	if before != nil {
+		before(body)
+	}
+	out := make([]outcome, len(j.recipients))
+	var took []string
+	for i, rc := range j.recipients {
+		out[i] = outcome{recipient: rc, reply: "250 2.0.0 ok"}
+		if reply != nil {
+			if o := reply(body, rc); o != nil {
+				out[i] = *o
+				out[i].recipient = rc
+				continue
+			}
+		}
+		took = append(took, rc)
+	}
+	d.mu.Lock()
+	d.sent = append(d.sent, sentCopy{id: j.id, body: body, rcpts: took})
+	d.mu.Unlock()
+	return out
+}
+
+func (d *scriptedDlv) close() {}
+
+// handedOver lists, per copy body of message id, the recipients the
+// provider took.
+func (d *scriptedDlv) handedOver(id string) map[string][]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := map[string][]string{}
+	for _, s := range d.sent {
+		if s.id == id {
+			m[s.body] = append(m[s.body], s.rcpts...)
+		}
+	}
+	return m
+}
+
+func (d *scriptedDlv) calls() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.sent)
+}
+
+var tempFailure = &outcome{err: errors.New("451 4.3.0 try later"), reply: "451 4.3.0 try later"}
+
+// newTestQueue starts a queue on a fresh spool without the SMTP side;
+// delivery retries wait an hour unless a test says retry.
+func newTestQueue(t *testing.T, dlv deliverer, arc *memArchive, workers int, consent ConsentCheck) (*queue, *spool) {
+	t.Helper()
+	sp, _, err := openSpool(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	red, _ := addr.NewRedactor([]byte("test key for redaction"))
+	var rec Recorder
+	if arc != nil {
+		rec = arc
+	}
+	q := newQueue(&queue{opts: QueueOptions{Workers: workers, Lifetime: time.Hour, DelayWarning: time.Hour, RetryMin: time.Hour, RetryMax: time.Hour},
+		spool: sp, dlv: dlv, archive: rec, account: func(string) *Account { return &Account{Username: testUser} },
+		hostname: "relay.test", log: slog.New(slog.NewTextHandler(io.Discard, nil)), redact: red.Hash,
+		now: time.Now, metrics: NewMetrics(prometheus.NewRegistry()), consent: consent})
+	if err := q.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.stop(5 * time.Second); sp.close() })
+	return q, sp
+}
+
+// spoolMessage commits a message to sp whose copies hold their own names as
+// bodies; it is not queued yet.
+func spoolMessage(t *testing.T, sp *spool, copies ...rules.Copy) *entry {
+	t.Helper()
+	id := newID(time.Now())
+	in, err := sp.newIncoming(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range copies {
+		w, err := in.Create(c.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, c.Name)
+		w.Close()
+	}
+	e := newEntry(sp, id, testUser, testFrom, time.Now(), copies, false)
+	if err := in.commit(e, false); err != nil {
+		t.Fatal(err)
+	}
+	in.confirm()
+	return e
+}
+
+// events returns the archived events of message id.
+func (a *memArchive) eventsOf(id string) []archive.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []archive.Event
+	for _, e := range a.events {
+		if e.MessageID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (a *memArchive) setFailure(err error) {
+	a.mu.Lock()
+	a.failWith = err
+	a.mu.Unlock()
+}
+
+// inQueue says whether message id is still in q.
+func inQueue(q *queue, id string) bool {
+	for _, m := range q.list() {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}

@@ -39,12 +39,20 @@ type queue struct {
 	redact   func(string) string
 	now      func() time.Time
 	metrics  *Metrics
+	// consent is asked before a copy goes out in clear on its clients'
+	// consent; nil: consent is checked only at RCPT.
+	consent ConsentCheck
 
 	mu      sync.Mutex
 	entries map[string]*entry
 	h       entryHeap
 	wake    chan struct{}
-	work    chan *entry
+	// free holds a token per idle worker. The scheduler takes an entry off
+	// the schedule only with a token in hand, so an entry in flight is one
+	// a worker is on: never one held while every worker is busy, which a
+	// drop or retry would have to wait for.
+	free chan struct{}
+	work chan *entry
 	// recording bounds the attempts whose outcomes are being written to the
 	// archive after their worker moved on (see attempt).
 	recording chan struct{}
@@ -59,7 +67,8 @@ type queue struct {
 func newQueue(q *queue) *queue {
 	q.entries = map[string]*entry{}
 	q.wake = make(chan struct{}, 1)
-	q.work = make(chan *entry)
+	q.free = make(chan struct{}, max(q.opts.Workers, 1))
+	q.work = make(chan *entry, max(q.opts.Workers, 1))
 	q.recording = make(chan struct{}, 4*max(q.opts.Workers, 1))
 	q.schedCtx, q.stopSched = context.WithCancel(context.Background())
 	q.deliverCtx, q.stopDeliver = context.WithCancel(context.Background())
@@ -103,6 +112,7 @@ func (q *queue) start() error {
 	q.wg.Add(1)
 	go q.schedule()
 	for i := 0; i < q.opts.Workers; i++ {
+		q.free <- struct{}{}
 		q.wg.Add(1)
 		go q.worker()
 	}
@@ -193,41 +203,44 @@ func (q *queue) schedule() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		select {
+		case <-q.free:
+		case <-q.schedCtx.Done():
+			return
+		}
+		due := q.nextDue(timer)
+		if due == nil {
+			return
+		}
+		q.work <- due // never blocks: one token, one place in the buffer
+	}
+}
+
+// nextDue waits for the first entry that is due, takes it off the
+// schedule and marks it in flight; nil when the scheduler stops.
+func (q *queue) nextDue(timer *time.Timer) *entry {
+	for {
 		now := q.now()
-		q.mu.Lock()
-		var due *entry
 		wait := time.Hour
+		q.mu.Lock()
 		if len(q.h) > 0 {
-			if next := q.h[0].state.NextAttempt; !next.After(now) {
-				due = heap.Pop(&q.h).(*entry)
+			next := q.h[0].state.NextAttempt
+			if !next.After(now) {
+				due := heap.Pop(&q.h).(*entry)
 				due.shown = describeEntry(due)
-				due.shownPending = due.shownPending[:0]
-				for _, r := range due.pending() {
-					due.shownPending = append(due.shownPending, r.Recipient)
-				}
 				due.inFlight = true
-			} else {
-				wait = next.Sub(now)
+				q.mu.Unlock()
+				return due
 			}
+			wait = next.Sub(now)
 		}
 		q.mu.Unlock()
-		if due != nil {
-			select {
-			case q.work <- due:
-				continue
-			case <-q.schedCtx.Done():
-				q.mu.Lock()
-				due.inFlight = false
-				q.mu.Unlock()
-				return
-			}
-		}
 		timer.Reset(wait)
 		select {
 		case <-timer.C:
 		case <-q.wake:
 		case <-q.schedCtx.Done():
-			return
+			return nil
 		}
 	}
 }
@@ -236,7 +249,16 @@ func (q *queue) worker() {
 	defer q.wg.Done()
 	for e := range q.work {
 		q.attempt(e)
+		q.free <- struct{}{}
 	}
+}
+
+// isDropped says whether an admin dropped e; asked before every copy is
+// handed to the provider.
+func (q *queue) isDropped(e *entry) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return e.dropped
 }
 
 // backoff is the wait before retry n (n >= 1): RetryMin doubling up to
@@ -256,7 +278,13 @@ func (q *queue) attempt(e *entry) {
 	log := q.log.With("id", e.meta.ID)
 	acct := q.account(e.meta.Account)
 	var events []archive.Event
+	dropped := false
 	for _, c := range e.meta.Copies {
+		// A drop stops the attempt before the next copy: what was not
+		// handed to the provider yet never is.
+		if dropped = q.isDropped(e); dropped {
+			break
+		}
 		var rcpts []string
 		for _, r := range e.pending() {
 			if r.Copy == c.Name {
@@ -277,6 +305,11 @@ func (q *queue) attempt(e *entry) {
 			}
 			continue
 		}
+		if c.Protection == rules.Consented && q.consent != nil {
+			if j.recipients = q.checkConsent(e, name, rcpts, log); len(j.recipients) == 0 {
+				continue
+			}
+		}
 		outs := q.dlv.deliver(q.deliverCtx, j)
 		now := q.now()
 		for _, o := range outs {
@@ -294,16 +327,86 @@ func (q *queue) attempt(e *entry) {
 			default:
 				q.metrics.deferred.Inc()
 				e.state.LastError = o.reply
-				for i := range e.state.Recipients {
-					if e.state.Recipients[i].Recipient == o.recipient && e.state.Recipients[i].Status == rcptPending {
-						e.state.Recipients[i].Reply = o.reply
-					}
-				}
+				e.setReply(o.recipient, o.reply)
 				log.Info("delivery deferred", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
 			}
 		}
 	}
 
+	if !dropped {
+		dropped = q.isDropped(e)
+	}
+	if !dropped {
+		events = q.afterAttempt(e, events, log)
+	}
+	e.state.Unrecorded = append(e.state.Unrecorded, events...)
+	// The worker is free once the provider has answered: the outcome goes
+	// into the archive, and the entry leaves the spool only after that, on
+	// its own goroutine. Waiting here put every worker behind the archive's
+	// fsync of whatever large record was being written, which held up
+	// deliveries more than sending them did. The entry stays in flight
+	// (not scheduled again) until finish.
+	q.recording <- struct{}{}
+	q.wg.Add(1) // the worker's own count keeps the group above zero
+	go func() {
+		defer q.wg.Done()
+		defer func() { <-q.recording }()
+		q.record(e, log)
+		q.finish(e, log)
+	}()
+}
+
+// checkConsent asks, right before a copy goes out in clear on its clients'
+// consent, whose consent still stands: a message may wait days in the
+// queue after its RCPT decision. Those whose consent was withdrawn fail
+// (their sender gets the usual notice); if it cannot be told, the copy
+// waits for the next attempt. It returns the recipients to send to.
+func (q *queue) checkConsent(e *entry, copyName string, rcpts []string, log *slog.Logger) []string {
+	ctx, cancel := context.WithTimeout(q.deliverCtx, consentCheckTimeout)
+	withdrawn, err := q.consent(ctx, rcpts, q.now())
+	cancel()
+	now := q.now()
+	if err != nil {
+		reply := "not sent yet: the consent registry could not be read to confirm consent to unencrypted email; will try again"
+		e.state.LastError = reply
+		for _, r := range rcpts {
+			q.metrics.deferred.Inc()
+			e.setReply(r, reply)
+		}
+		log.Warn("cannot check consent before sending in clear; the copy waits for the next attempt", "copy", copyName, "err", err)
+		return nil
+	}
+	var send []string
+	for _, r := range rcpts {
+		why, ok := withdrawn[r]
+		if !ok {
+			send = append(send, r)
+			continue
+		}
+		e.setStatus(r, rcptFailed, consentWithdrawnReply(why), now)
+		log.Warn("not sent: consent to unencrypted email was withdrawn after the message was accepted", "rcpt", q.redact(r), "copy", copyName)
+	}
+	return send
+}
+
+// consentCheckTimeout bounds one ConsentCheck.
+const consentCheckTimeout = 30 * time.Second
+
+// consentWithdrawnPrefix starts the reply of a recipient whose consent was
+// withdrawn while the message waited (statusOf gives it 5.7.1).
+const consentWithdrawnPrefix = "not sent: consent to unencrypted email was withdrawn after the message was accepted"
+
+func consentWithdrawnReply(why string) string {
+	if why = oneLine(why); why != "" {
+		why = " (" + why + ")"
+	}
+	return consentWithdrawnPrefix + why + "; send it again to have it encrypted, or ask the client to consent"
+}
+
+// afterAttempt decides after an attempt: the next retry and the delay notice,
+// or giving up; and the failure notice once every recipient has an outcome.
+// It returns events with the attempt's further outcomes.
+func (q *queue) afterAttempt(e *entry, events []archive.Event, log *slog.Logger) []archive.Event {
 	now := q.now()
 	e.state.Attempts++
 	age := now.Sub(e.meta.Received)
@@ -357,67 +460,118 @@ func (q *queue) attempt(e *entry) {
 			}
 		}
 	}
-	e.state.Unrecorded = append(e.state.Unrecorded, events...)
-	// The worker is free once the provider has answered: the outcome goes
-	// into the archive, and the entry leaves the spool only after that, on
-	// its own goroutine. Waiting here put every worker behind the archive's
-	// fsync of whatever large record was being written, which held up
-	// deliveries more than sending them did. The entry stays in flight
-	// (not scheduled again) until finish.
-	q.recording <- struct{}{}
-	q.wg.Add(1) // the worker's own count keeps the group above zero
-	go func() {
-		defer q.wg.Done()
-		defer func() { <-q.recording }()
-		q.record(e, log)
-		q.finish(e, log)
-	}()
+	return events
 }
 
 // record copies outcomes into the archive. What cannot be written now stays
 // in the entry's state and is tried again at its next turn.
-func (q *queue) record(e *entry, log *slog.Logger) {
+func (q *queue) record(e *entry, log *slog.Logger) error {
 	if q.archive == nil {
 		e.state.Unrecorded = nil
-		return
+		return nil
 	}
 	for len(e.state.Unrecorded) > 0 {
 		if err := q.archive.RecordEvent(q.deliverCtx, e.state.Unrecorded[0]); err != nil {
 			log.Error("cannot archive a delivery outcome; will try again", "err", err)
-			return
+			return err
 		}
 		e.state.Unrecorded = e.state.Unrecorded[1:]
 	}
 	e.state.Unrecorded = nil
+	return nil
 }
 
-// finish removes a message whose every recipient has an outcome that is in
-// the archive; anything else goes back into the schedule with its state saved.
+// finish ends an entry's turn: a message whose every recipient has an
+// outcome that is in the archive is removed, a dropped one is settled, and
+// anything else goes back into the schedule with its state saved. A drop
+// or retry that arrives meanwhile is seen under the lock that puts the
+// entry back, so neither is lost.
 func (q *queue) finish(e *entry, log *slog.Logger) {
-	done := len(e.pending()) == 0 && (e.state.Bounced || !hasFailed(e)) && len(e.state.Unrecorded) == 0
-	q.mu.Lock()
-	dropped, retryNow := e.dropped, e.retryNow
-	e.retryNow = false
-	q.mu.Unlock()
-	if done || dropped {
+	if q.isDropped(e) {
+		q.settleDrop(e, log)
+		return
+	}
+	if len(e.pending()) == 0 && (e.state.Bounced || !hasFailed(e)) && len(e.state.Unrecorded) == 0 {
 		if err := q.remove(e); err != nil {
 			log.Error("cannot remove a finished message from the spool", "err", err)
 		}
+		// A drop that came too late to stop anything.
+		q.endDropWait(e, errDropTooLate)
 		return
 	}
 	if len(e.pending()) == 0 && !e.state.NextAttempt.After(q.now()) {
 		e.state.NextAttempt = q.now().Add(q.opts.RetryMin)
-	} else if retryNow {
-		e.state.NextAttempt = q.now()
 	}
 	if err := e.saveState(); err != nil {
 		log.Error("cannot save delivery state; recipients may get a duplicate after a restart", "err", err)
 	}
 	q.mu.Lock()
+	if e.dropped {
+		q.mu.Unlock()
+		q.settleDrop(e, log)
+		return
+	}
+	if e.retryNow {
+		e.retryNow = false
+		e.state.NextAttempt = q.now()
+	}
 	e.inFlight = false
 	heap.Push(&q.h, e)
 	q.mu.Unlock()
 	q.poke()
+}
+
+// settleDrop ends the turn of a dropped entry (in flight, so its state is
+// the caller's): its outcomes not yet in the archive, then the drop naming
+// the recipients who never got the message, are written to the archive,
+// and only then is it removed. If the archive cannot take them the entry
+// stays, never to be sent again, and they are tried again at its next turn
+// (after a restart too: state.Dropped). The error says what went wrong.
+func (q *queue) settleDrop(e *entry, log *slog.Logger) error {
+	if !e.state.Dropped {
+		e.state.Dropped = true
+		if not := notDelivered(e); len(not) > 0 {
+			e.state.Unrecorded = append(e.state.Unrecorded, archive.Event{MessageID: e.meta.ID, Time: q.now(),
+				Kind: archive.Dropped, Recipients: not, Reply: "removed from the queue by an admin"})
+		}
+	}
+	if err := q.record(e, log); err != nil {
+		err = fmt.Errorf("the archive cannot record the drop yet; the message stays in the queue, marked dropped, until it can: %w", err)
+		e.state.NextAttempt = q.now().Add(q.opts.RetryMin)
+		if serr := e.saveState(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("and its state cannot be saved, so a restart would send it: %w", serr))
+		}
+		log.Error("a dropped message stays in the queue until the archive records the drop; it is not sent", "err", err)
+		q.mu.Lock()
+		e.inFlight = false
+		heap.Push(&q.h, e)
+		w := e.dropWait
+		e.dropWait = nil
+		q.mu.Unlock()
+		w.end(err)
+		return err
+	}
+	err := q.remove(e)
+	if err != nil {
+		err = fmt.Errorf("it cannot be removed from the spool (the next start removes it): %w", err)
+		log.Error("cannot remove a dropped message from the spool; it is not sent", "err", err)
+	} else {
+		log.Info("dropped by an admin")
+	}
+	q.endDropWait(e, err)
+	return err
+}
+
+// notDelivered lists the recipients a drop keeps the message from: those
+// still pending, and those who failed if their sender was not told yet.
+func notDelivered(e *entry) []string {
+	var out []string
+	for _, r := range e.state.Recipients {
+		if r.Status == rcptPending || (r.Status == rcptFailed && !e.state.Bounced) {
+			out = append(out, r.Recipient)
+		}
+	}
+	return out
 }
 
 func hasFailed(e *entry) bool {
@@ -429,15 +583,55 @@ func hasFailed(e *entry) bool {
 	return false
 }
 
+// remove takes an entry in flight out of the spool and the queue. If its
+// file stays, its state is saved: a restart then neither sends it again
+// nor forgets a drop.
 func (q *queue) remove(e *entry) error {
+	err := e.remove()
+	if err != nil {
+		if serr := e.saveState(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	q.mu.Lock()
 	delete(q.entries, e.meta.ID)
 	if e.index >= 0 {
 		heap.Remove(&q.h, e.index)
 	}
 	q.mu.Unlock()
-	return e.remove()
+	return err
 }
+
+// dropWait is a drop waiting for the turn of the entry it dropped to end.
+type dropWait struct {
+	done chan struct{}
+	err  error
+}
+
+func (w *dropWait) end(err error) {
+	if w != nil {
+		w.err = err
+		close(w.done)
+	}
+}
+
+// endDropWait tells a drop waiting for e how its turn ended.
+func (q *queue) endDropWait(e *entry, err error) {
+	q.mu.Lock()
+	w := e.dropWait
+	e.dropWait = nil
+	q.mu.Unlock()
+	w.end(err)
+}
+
+// errDropTooLate: the drop came while the last copies were being handed
+// to the provider.
+var errDropTooLate = errors.New("every recipient already had its outcome (delivered, or failed and the sender told) when the drop took effect; nothing was dropped")
+
+// dropWaitLimit bounds how long a drop waits for the attempt under way
+// (at most the copy being handed to the provider, then the archive); it is
+// below the control socket client's timeout.
+const dropWaitLimit = 20 * time.Second
 
 func appendEvent(evs []archive.Event, id string, kind archive.EventKind, rcpt, reply string, now time.Time) []archive.Event {
 	// One event per outcome, grouped when the provider said the same thing
@@ -476,12 +670,15 @@ type QueuedMessage struct {
 	Pending     int       `json:"pending_recipients"`
 	LastError   string    `json:"last_error,omitempty"`
 	Notice      bool      `json:"notice,omitempty"`
+	// Dropped: an admin dropped it; it stays only until the archive has
+	// recorded that.
+	Dropped bool `json:"dropped,omitempty"`
 }
 
 func describeEntry(e *entry) QueuedMessage {
 	return QueuedMessage{ID: e.meta.ID, Account: e.meta.Account, Received: e.meta.Received, Size: e.size(),
 		Attempts: e.state.Attempts, NextAttempt: e.state.NextAttempt, Pending: len(e.pending()),
-		LastError: e.state.LastError, Notice: e.meta.Notice}
+		LastError: e.state.LastError, Notice: e.meta.Notice, Dropped: e.dropped}
 }
 
 func (q *queue) list() []QueuedMessage {
@@ -490,7 +687,9 @@ func (q *queue) list() []QueuedMessage {
 	out := make([]QueuedMessage, 0, len(q.entries))
 	for _, e := range q.entries {
 		if e.inFlight {
-			out = append(out, e.shown)
+			m := e.shown
+			m.Dropped = e.dropped
+			out = append(out, m)
 		} else {
 			out = append(out, describeEntry(e))
 		}
@@ -537,7 +736,11 @@ func (q *queue) retry(prefix string) (string, error) {
 	return e.meta.ID, nil
 }
 
-// drop removes a message from the queue for good, recording that in the archive.
+// drop removes a message from the queue for good: nothing of it is handed
+// to the provider after drop returns, and the archive gets the outcomes
+// it lacked, then the drop, before the message leaves the spool. An error
+// with the id means the message was dropped (it is never sent) but that
+// was not recorded or not removed yet.
 func (q *queue) drop(prefix string) (string, error) {
 	q.mu.Lock()
 	e, err := q.find(prefix)
@@ -546,30 +749,37 @@ func (q *queue) drop(prefix string) (string, error) {
 		return "", err
 	}
 	id := e.meta.ID
-	var pend []string
+	e.dropped = true
 	if e.inFlight {
-		// The worker owns the state: the recipients pending when its
-		// attempt began stand for the ones still pending.
-		pend = append([]string(nil), e.shownPending...)
-	} else {
-		for _, r := range e.pending() {
-			pend = append(pend, r.Recipient)
+		// A worker has it: it hands no further copy to the provider and
+		// settles the drop when its attempt ends.
+		if e.dropWait == nil {
+			e.dropWait = &dropWait{done: make(chan struct{})}
 		}
-	}
-	if e.inFlight {
-		e.dropped = true
+		w := e.dropWait
 		q.mu.Unlock()
+		t := time.NewTimer(dropWaitLimit)
+		defer t.Stop()
+		select {
+		case <-w.done:
+			err = w.err
+		case <-t.C:
+			q.log.Warn("the delivery attempt of a dropped message is still under way: nothing more of it is sent, and the drop is recorded when the attempt ends", "id", id)
+			return id, nil
+		}
 	} else {
+		// Taken off the schedule: this call settles it.
+		heap.Remove(&q.h, e.index)
+		e.shown = describeEntry(e)
+		e.inFlight = true
 		q.mu.Unlock()
-		if err := q.remove(e); err != nil {
-			return "", err
-		}
+		err = q.settleDrop(e, q.log.With("id", id))
 	}
-	if q.archive != nil {
-		ev := archive.Event{MessageID: id, Time: q.now(), Kind: archive.Dropped, Recipients: pend, Reply: "removed from the queue by an admin"}
-		if err := q.archive.RecordEvent(context.Background(), ev); err != nil {
-			q.log.Error("cannot archive the drop", "id", id, "err", err)
-		}
+	switch {
+	case errors.Is(err, errDropTooLate):
+		return id, fmt.Errorf("%s: %w", id, err)
+	case err != nil:
+		return id, fmt.Errorf("dropped %s: it will not be sent, but %w", id, err)
 	}
 	return id, nil
 }

@@ -1,11 +1,16 @@
 package relay
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -481,5 +486,368 @@ func TestAwaitingMarkCleared(t *testing.T) {
 	r2 := startRelay(t, relayOpts{spoolDir: spool, upstream: up, archive: r.archive})
 	if len(r2.Queue()) != 1 || !ends(spoolMagic) {
 		t.Errorf("after a start: %d queued, archived mark %v; want the message kept and marked", len(r2.Queue()), ends(spoolMagic))
+	}
+}
+
+const (
+	rcpt1 = "r1@client.example"
+	rcpt2 = "r2@client.example"
+)
+
+// TestDropStopsDelivery: once drop has returned, nothing more of the
+// message is handed to the provider, wherever the drop found it; the drop
+// is archived naming only those who did not get it, and the message
+// leaves the spool.
+func TestDropStopsDelivery(t *testing.T) {
+	tests := []struct {
+		name string
+		// run queues e (whose copies are "first" to rcpt1 and "second" to
+		// rcpt2) and drops it at its moment.
+		run          func(t *testing.T, q *queue, sp *spool, dlv *scriptedDlv, e *entry) error
+		wantSent     map[string][]string
+		wantNotSent  []string
+		wantDelivery bool // a Delivered event comes before the drop
+	}{
+		{
+			name: "handed to a worker after the drop",
+			run: func(t *testing.T, q *queue, sp *spool, dlv *scriptedDlv, e *entry) error {
+				// As the scheduler hands it over: in flight, not yet started.
+				q.mu.Lock()
+				q.entries[e.meta.ID] = e
+				e.inFlight = true
+				q.mu.Unlock()
+				dropped := make(chan error, 1)
+				go func() { _, err := q.drop(e.meta.ID); dropped <- err }()
+				waitFor(t, "the drop", func() bool { return q.isDropped(e) })
+				q.attempt(e) // the worker receives it
+				return <-dropped
+			},
+			wantSent:    map[string][]string{},
+			wantNotSent: []string{rcpt1, rcpt2},
+		},
+		{
+			name: "waiting while every worker is busy",
+			run: func(t *testing.T, q *queue, sp *spool, dlv *scriptedDlv, e *entry) error {
+				started, release := make(chan struct{}), make(chan struct{})
+				dlv.before = func(body string) {
+					if body == "busy" {
+						started <- struct{}{}
+						<-release
+					}
+				}
+				// Due after the busy one: the worker takes that, and the
+				// message waits for it to be free.
+				busy := spoolMessage(t, sp, rules.Copy{Name: "busy", Recipients: []string{"other@client.example"}, Protection: rules.Encrypted})
+				busy.meta.Received = e.meta.Received.Add(-time.Millisecond)
+				busy.state.NextAttempt = busy.meta.Received
+				q.add(busy)
+				q.add(e)
+				<-started
+				dropped := make(chan error, 1)
+				go func() { _, err := q.drop(e.meta.ID); dropped <- err }()
+				var err error
+				select {
+				case err = <-dropped:
+				case <-time.After(10 * time.Second):
+					close(release)
+					t.Fatal("the drop waits for a delivery of another message")
+				}
+				close(release)
+				waitFor(t, "the busy message delivered", func() bool { return !inQueue(q, busy.meta.ID) })
+				return err
+			},
+			wantSent:    map[string][]string{},
+			wantNotSent: []string{rcpt1, rcpt2},
+		},
+		{
+			name: "between two copies",
+			run: func(t *testing.T, q *queue, sp *spool, dlv *scriptedDlv, e *entry) error {
+				started, release := make(chan struct{}), make(chan struct{})
+				dlv.before = func(body string) {
+					if body == "first" {
+						started <- struct{}{}
+						<-release
+					}
+				}
+				q.add(e)
+				<-started
+				dropped := make(chan error, 1)
+				go func() { _, err := q.drop(e.meta.ID); dropped <- err }()
+				waitFor(t, "the drop", func() bool { return q.isDropped(e) })
+				close(release)
+				return <-dropped
+			},
+			wantSent:     map[string][]string{"first": {rcpt1}},
+			wantNotSent:  []string{rcpt2},
+			wantDelivery: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dlv := &scriptedDlv{}
+			arc := &memArchive{}
+			q, sp := newTestQueue(t, dlv, arc, 1, nil)
+			e := spoolMessage(t, sp,
+				rules.Copy{Name: "first", Recipients: []string{rcpt1}, Protection: rules.Encrypted},
+				rules.Copy{Name: "second", Recipients: []string{rcpt2}, Protection: rules.Encrypted})
+			if err := tt.run(t, q, sp, dlv, e); err != nil {
+				t.Fatalf("drop: %v", err)
+			}
+			waitFor(t, "the message out of the queue", func() bool { return !inQueue(q, e.meta.ID) })
+			if got := dlv.handedOver(e.meta.ID); !reflect.DeepEqual(got, tt.wantSent) {
+				t.Errorf("handed to the provider %v; want %v", got, tt.wantSent)
+			}
+			var kinds []archive.EventKind
+			var notSent []string
+			for _, ev := range arc.eventsOf(e.meta.ID) {
+				kinds = append(kinds, ev.Kind)
+				if ev.Kind == archive.Dropped {
+					notSent = append(notSent, ev.Recipients...)
+				}
+			}
+			want := []archive.EventKind{archive.Dropped}
+			if tt.wantDelivery {
+				want = []archive.EventKind{archive.Delivered, archive.Dropped}
+			}
+			if !reflect.DeepEqual(kinds, want) || !reflect.DeepEqual(notSent, tt.wantNotSent) {
+				t.Errorf("archived %v, the drop naming %v; want %v naming %v", kinds, notSent, want, tt.wantNotSent)
+			}
+			if _, err := os.Stat(e.path); !os.IsNotExist(err) {
+				t.Error("the dropped message is still spooled")
+			}
+		})
+	}
+}
+
+// TestDropOrRetryWhileStateIsSaved: a drop or retry that arrives while
+// the attempt that just ended saves its state is not lost.
+func TestDropOrRetryWhileStateIsSaved(t *testing.T) {
+	for _, action := range []string{"drop", "retry"} {
+		t.Run(action, func(t *testing.T) {
+			var n atomic.Int32
+			dlv := &scriptedDlv{reply: func(string, string) *outcome {
+				if n.Add(1) == 1 {
+					return tempFailure
+				}
+				return nil
+			}}
+			arc := &memArchive{}
+			q, sp := newTestQueue(t, dlv, arc, 1, nil)
+			e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1}, Protection: rules.Encrypted})
+			inSync, release := make(chan struct{}), make(chan struct{})
+			var armed atomic.Bool
+			armed.Store(true)
+			sp.dirSync.fsync = func(dir string) error {
+				if armed.CompareAndSwap(true, false) {
+					inSync <- struct{}{}
+					<-release
+				}
+				return syncDir(dir)
+			}
+			q.add(e)
+			<-inSync // the first attempt failed; its state is being saved
+			dropped := make(chan error, 1)
+			switch action {
+			case "drop":
+				go func() { _, err := q.drop(e.meta.ID); dropped <- err }()
+				waitFor(t, "the drop", func() bool { return q.isDropped(e) })
+			case "retry":
+				if _, err := q.retry(e.meta.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(release)
+			switch action {
+			case "drop":
+				if err := <-dropped; err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the message out of the queue", func() bool { return !inQueue(q, e.meta.ID) })
+				if dlv.calls() != 1 || !containsKind(arc.eventKinds(e.meta.ID), archive.Dropped) {
+					t.Errorf("%d attempts, archived %v; want the failed one only, and the drop", dlv.calls(), arc.eventKinds(e.meta.ID))
+				}
+			case "retry":
+				waitFor(t, "the retry to deliver", func() bool {
+					return reflect.DeepEqual(dlv.handedOver(e.meta.ID), map[string][]string{"a": {rcpt1}}) && !inQueue(q, e.meta.ID)
+				})
+			}
+		})
+	}
+}
+
+// TestDropRecordsOutcomesFirst: a drop writes the outcomes the archive
+// could not take earlier, then the drop, and only then removes the
+// message; while the archive fails, the message stays, marked dropped
+// (also on disk), and is never sent again.
+func TestDropRecordsOutcomesFirst(t *testing.T) {
+	errFull := errors.New("archive disk full")
+	tests := []struct {
+		name          string
+		failingAtDrop bool
+	}{
+		{"archive back before the drop", false},
+		{"archive still failing at the drop", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dlv := &scriptedDlv{reply: func(_, rcpt string) *outcome {
+				if rcpt == rcpt2 {
+					return tempFailure
+				}
+				return nil
+			}}
+			arc := &memArchive{failWith: errFull}
+			q, sp := newTestQueue(t, dlv, arc, 1, nil)
+			e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1, rcpt2}, Protection: rules.Encrypted})
+			id := e.meta.ID
+			q.add(e)
+			waitFor(t, "the first attempt back in the queue", func() bool { l := q.list(); return len(l) == 1 && l[0].Attempts == 1 })
+			if !tt.failingAtDrop {
+				arc.setFailure(nil)
+			}
+			_, err := q.drop(id)
+			if tt.failingAtDrop {
+				if err == nil || !errors.Is(err, errFull) || !strings.Contains(err.Error(), "will not be sent") {
+					t.Fatalf("drop with the archive failing: %v", err)
+				}
+				if l := q.list(); len(l) != 1 || !l[0].Dropped {
+					t.Fatalf("queue %+v; want the message kept, marked dropped", l)
+				}
+				onDisk, err := loadEntry(e.path)
+				if err != nil || !onDisk.dropped {
+					t.Fatalf("on disk the message is not marked dropped: %v", err)
+				}
+				// Its next turn, with the archive still failing: not sent.
+				if _, err := q.retry(id); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the next turn", func() bool {
+					l := q.list()
+					return len(l) == 1 && l[0].NextAttempt.After(time.Now().Add(30*time.Minute))
+				})
+				arc.setFailure(nil)
+				if _, err := q.retry(id); err != nil {
+					t.Fatal(err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the message out of the queue", func() bool { return !inQueue(q, id) })
+			if dlv.calls() != 1 {
+				t.Errorf("%d attempts; the dropped message was tried again", dlv.calls())
+			}
+			var got []string
+			for _, ev := range arc.eventsOf(id) {
+				got = append(got, fmt.Sprint(ev.Kind, ev.Recipients))
+			}
+			want := []string{"delivered[" + rcpt1 + "]", "deferred[" + rcpt2 + "]", "dropped[" + rcpt2 + "]"}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("archived %v; want %v", got, want)
+			}
+			if _, err := os.Stat(e.path); !os.IsNotExist(err) {
+				t.Error("the dropped message is still spooled")
+			}
+		})
+	}
+}
+
+// TestConsentCheckedBeforeSendingInClear: a copy that goes out in clear
+// on consent is sent only to those whose consent still stands when it is
+// handed to the provider; the others fail with the reason (the sender is
+// told, the archive records it). When consent cannot be checked, the copy
+// waits. Encrypted and internal copies are not checked.
+func TestConsentCheckedBeforeSendingInClear(t *testing.T) {
+	const (
+		client    = "client@client.example"
+		colleague = "colleague@practice.example"
+		keyHolder = "keyholder@client.example"
+		other     = "other@practice.example"
+	)
+	tests := []struct {
+		name        string
+		withdrawn   map[string]string
+		err         error
+		wantSent    map[string][]string
+		wantFailed  string // recipient told about in a failure notice
+		wantPending int
+	}{
+		{name: "consent still active",
+			wantSent: map[string][]string{"clear": {client, colleague}, "enc": {keyHolder}, "own": {other}}},
+		{name: "consent withdrawn", withdrawn: map[string]string{client: "revoked on 2026-03-02"},
+			wantSent: map[string][]string{"clear": {colleague}, "enc": {keyHolder}, "own": {other}}, wantFailed: client},
+		{name: "registry unreadable", err: fmt.Errorf("consent registry: %w", rules.ErrUnavailable),
+			wantSent: map[string][]string{"enc": {keyHolder}, "own": {other}}, wantPending: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var asked [][]string
+			check := func(ctx context.Context, rcpts []string, now time.Time) (map[string]string, error) {
+				mu.Lock()
+				asked = append(asked, append([]string(nil), rcpts...))
+				mu.Unlock()
+				return tt.withdrawn, tt.err
+			}
+			dlv := &scriptedDlv{}
+			arc := &memArchive{}
+			q, sp := newTestQueue(t, dlv, arc, 1, check)
+			e := spoolMessage(t, sp,
+				rules.Copy{Name: "clear", Recipients: []string{client, colleague}, Protection: rules.Consented},
+				rules.Copy{Name: "enc", Recipients: []string{keyHolder}, Protection: rules.Encrypted},
+				rules.Copy{Name: "own", Recipients: []string{other}, Protection: rules.Internal})
+			id := e.meta.ID
+			q.add(e)
+			if tt.wantPending > 0 {
+				waitFor(t, "the attempt to end", func() bool { l := q.list(); return len(l) == 1 && l[0].Attempts == 1 })
+				l := q.list()[0]
+				if l.Pending != tt.wantPending || !strings.Contains(l.LastError, "consent registry") {
+					t.Errorf("queued %+v; want %d recipients waiting for the consent registry", l, tt.wantPending)
+				}
+				if !containsKind(arc.eventKinds(id), archive.Deferred) {
+					t.Errorf("archived %v; want the deferral", arc.eventKinds(id))
+				}
+			} else {
+				waitFor(t, "the queue to empty", func() bool { return len(q.list()) == 0 })
+			}
+			if got := dlv.handedOver(id); !reflect.DeepEqual(got, tt.wantSent) {
+				t.Errorf("handed to the provider %v; want %v", got, tt.wantSent)
+			}
+			mu.Lock()
+			if want := [][]string{{client, colleague}}; !reflect.DeepEqual(asked, want) {
+				t.Errorf("consent asked about %v; want %v (the clear copy only)", asked, want)
+			}
+			mu.Unlock()
+			var notices []string
+			dlv.mu.Lock()
+			for _, s := range dlv.sent {
+				if strings.Contains(s.body, "multipart/report") {
+					notices = append(notices, s.body)
+				}
+			}
+			dlv.mu.Unlock()
+			if tt.wantFailed == "" {
+				if len(notices) > 0 {
+					t.Errorf("unexpected failure notice:\n%s", notices[0])
+				}
+				return
+			}
+			if len(notices) != 1 {
+				t.Fatalf("%d failure notices; want 1", len(notices))
+			}
+			for _, want := range []string{"Final-Recipient: rfc822; " + tt.wantFailed, "Status: 5.7.1", "revoked on 2026-03-02", "ask the client to consent"} {
+				if !strings.Contains(strings.ReplaceAll(notices[0], "=\r\n", ""), want) {
+					t.Errorf("failure notice lacks %q:\n%s", want, notices[0])
+				}
+			}
+			var bounced []archive.Event
+			for _, ev := range arc.eventsOf(id) {
+				if ev.Kind == archive.Bounced {
+					bounced = append(bounced, ev)
+				}
+			}
+			if len(bounced) != 1 || !reflect.DeepEqual(bounced[0].Recipients, []string{tt.wantFailed}) || !strings.HasPrefix(bounced[0].Reply, consentWithdrawnPrefix) {
+				t.Errorf("archived failures %+v; want %s, withdrawn consent", bounced, tt.wantFailed)
+			}
+		})
 	}
 }

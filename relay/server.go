@@ -47,6 +47,22 @@ type Recorder interface {
 	MessagesRecorded(ctx context.Context, ids []string) (map[string]bool, error)
 }
 
+// ConsentCheck is asked right before a copy that goes out unencrypted on
+// the strength of its clients' consent (rules.Consented) is handed to the
+// provider: a message can wait in the queue for days after its recipients
+// were decided at RCPT, and a client may withdraw consent meanwhile (or it
+// may expire).
+//
+// recipients are the copy's envelope recipients as accepted. Such a copy
+// may also carry colleagues and, for mail the client encrypted itself,
+// key holders; the check answers for each recipient. withdrawn maps every
+// recipient who may no longer get it in clear to a short phrase for the
+// sender's failure notice and the record, such as "revoked on
+// 2026-03-02"; those are not sent to, and fail for good. Recipients not
+// in it are sent to. An error means it could not be told: the copy waits
+// for the next attempt. It must not put addresses into the error.
+type ConsentCheck func(ctx context.Context, recipients []string, now time.Time) (withdrawn map[string]string, err error)
+
 // Config is everything the relay needs; cmd/sealpost fills it from sealpost.toml.
 type Config struct {
 	Hostname        string
@@ -72,8 +88,11 @@ type Config struct {
 	Upstream  Upstream
 	Queue     QueueOptions
 
-	Policy  Policy
-	Archive Recorder
+	Policy Policy
+	// ConsentCheck is asked before a copy goes out in clear on consent; nil
+	// leaves consent to the check at RCPT.
+	ConsentCheck ConsentCheck
+	Archive      Recorder
 	// Metrics receives the relay's counters; nil keeps them unexported.
 	Metrics *Metrics
 
@@ -183,7 +202,7 @@ func New(cfg Config) (*Server, error) {
 		opts: cfg.Queue, spool: sp, dlv: dlv, archive: cfg.Archive, hostname: cfg.Hostname,
 		log: s.log.With("component", "queue"), redact: cfg.Redact, now: cfg.Now,
 		account: func(name string) *Account { return s.accounts.Load().byName[name] },
-		metrics: cfg.Metrics,
+		metrics: cfg.Metrics, consent: cfg.ConsentCheck,
 	})
 	cfg.Metrics.registerQueue(s.queue)
 	return s, nil

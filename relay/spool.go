@@ -385,7 +385,9 @@ func (in *incoming) abort() {
 // sync is running waits for the next one, which covers all of them. Under
 // load one fsync serves every message that arrived in the meantime.
 type groupSync struct {
-	dir     string
+	dir string
+	// fsync syncs dir: syncDir, or in tests one that watches or delays it.
+	fsync   func(dir string) error
 	mu      sync.Mutex
 	running bool
 	next    *syncBatch
@@ -396,7 +398,7 @@ type syncBatch struct {
 	err  error
 }
 
-func newGroupSync(dir string) *groupSync { return &groupSync{dir: dir} }
+func newGroupSync(dir string) *groupSync { return &groupSync{dir: dir, fsync: syncDir} }
 
 func (g *groupSync) sync() error {
 	g.mu.Lock()
@@ -419,7 +421,7 @@ func (g *groupSync) sync() error {
 // run syncs for batch b, then hands the batch that gathered meanwhile to a
 // new leader, so no caller waits for more than two fsyncs.
 func (g *groupSync) run(b *syncBatch) {
-	b.err = syncDir(g.dir)
+	b.err = g.fsync(g.dir)
 	close(b.done)
 	g.mu.Lock()
 	next := g.next
@@ -479,14 +481,20 @@ type entry struct {
 	awaitingArchive bool
 
 	// scheduling, guarded by the queue's mutex
-	index    int  // in the queue's heap; -1 when not in it
-	inFlight bool // a worker has it
-	dropped  bool // dropped while in flight
+	index int // in the queue's heap; -1 when not in it
+	// inFlight: a worker (or a drop) has it, and its state is theirs alone
+	// until its turn ends.
+	inFlight bool
+	// dropped: an admin dropped it. It is never sent again; it stays only
+	// until its outcomes and the drop are in the archive (state.Dropped
+	// keeps that across a restart).
+	dropped  bool
 	retryNow bool // sealpost queue retry while in flight: due again right after
-	// shown is what sealpost queue list reports while a worker has the
-	// entry: its state is the worker's alone until the attempt ends.
-	shown        QueuedMessage
-	shownPending []string
+	// dropWait is the drop waiting for the entry's turn to end.
+	dropWait *dropWait
+	// shown is what sealpost queue list reports while the entry is in
+	// flight.
+	shown QueuedMessage
 }
 
 type entryMeta struct {
@@ -527,6 +535,10 @@ type entryState struct {
 	Bounced       bool        `json:"bounced,omitempty"` // the notification of failure is queued
 	// Unrecorded holds outcomes not yet in the archive; the entry stays until they are.
 	Unrecorded []archive.Event `json:"unrecorded,omitempty"`
+	// Dropped: an admin dropped the message. It is never sent again and is
+	// removed once Unrecorded (which then ends with the drop) is in the
+	// archive.
+	Dropped bool `json:"dropped,omitempty"`
 }
 
 func (e *entry) pending() []rcptState {
@@ -546,6 +558,15 @@ func (e *entry) setStatus(rcpt string, st rcptStatus, reply string, now time.Tim
 			e.state.Recipients[i].Reply = reply
 			e.state.Recipients[i].Updated = now
 			return
+		}
+	}
+}
+
+// setReply notes the last reply about a recipient still pending.
+func (e *entry) setReply(rcpt, reply string) {
+	for i := range e.state.Recipients {
+		if e.state.Recipients[i].Recipient == rcpt && e.state.Recipients[i].Status == rcptPending {
+			e.state.Recipients[i].Reply = reply
 		}
 	}
 }
@@ -598,14 +619,18 @@ func (e *entry) archived() error {
 	return nil
 }
 
-// remove deletes the message and its state. The folder is not fsynced: if a
-// crash brings the file back, the copy is sent again (at-least-once).
+// remove takes the message out of the queue, then its state, and fsyncs the
+// folder (shared with whatever else syncs it meanwhile). The message goes
+// first: a crash in between leaves a state file without its message, which
+// the next start removes, never a message without its state, which would
+// go to every recipient again. Without the folder's fsync a crash soon
+// after could bring back a message that was delivered or dropped.
 func (e *entry) remove() error {
-	os.Remove(strings.TrimSuffix(e.path, msgSuffix) + stateSuffix)
 	if err := e.s.recycle(e.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: %w", err)
 	}
-	return nil
+	os.Remove(strings.TrimSuffix(e.path, msgSuffix) + stateSuffix)
+	return e.s.dirSync.sync()
 }
 
 // loadQueue reads every committed message, oldest first, and removes files
@@ -706,6 +731,7 @@ func loadEntry(path string) (*entry, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	e.dropped = e.state.Dropped
 	return e, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/addr"
 )
 
@@ -222,6 +223,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	var clients atomic.Pointer[relay.ClientSettings]
 	cs := clientSettings(cfg)
 	clients.Store(&cs)
+	consent := &consentGate{registry: deps.registry, keys: deps.keys}
+	if err := consent.setInternal(cfg.Policy.InternalDomains); err != nil {
+		return err
+	}
 
 	srv, err := relay.New(relay.Config{
 		Hostname:                 cfg.SMTP.Hostname,
@@ -242,11 +247,12 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 			Workers: cfg.Upstream.Workers, Lifetime: cfg.Upstream.Lifetime.D(), DelayWarning: cfg.Upstream.DelayWarning.D(),
 			RetryMin: cfg.Upstream.RetryMin.D(), RetryMax: cfg.Upstream.RetryMax.D(),
 		},
-		Policy:  deps.policy,
-		Archive: deps.archive,
-		Metrics: metrics,
-		Logger:  log,
-		Redact:  red.Hash,
+		Policy:       deps.policy,
+		ConsentCheck: consent.check,
+		Archive:      deps.archive,
+		Metrics:      metrics,
+		Logger:       log,
+		Redact:       red.Hash,
 	})
 	if err != nil {
 		return err
@@ -270,7 +276,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	defer stopCtl()
 	reload := func(w http.ResponseWriter, r *http.Request) {
-		if err := reloadConfig(c.configPath, srv, deps, &clients, ing, log); err != nil {
+		if err := reloadConfig(c.configPath, srv, deps, consent, &clients, ing, log); err != nil {
 			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)
 			return
 		}
@@ -295,7 +301,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		select {
 		case <-hup:
 			sdNotify("RELOADING=1")
-			if err := reloadConfig(c.configPath, srv, deps, &clients, ing, log); err != nil {
+			if err := reloadConfig(c.configPath, srv, deps, consent, &clients, ing, log); err != nil {
 				log.Error("configuration not reloaded; still running with the previous one", "err", err)
 			}
 			sdNotify("READY=1")
@@ -316,7 +322,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 // reloadConfig applies what can change without dropping sessions: accounts,
 // and whatever the policy takes (internal domains, notice, content rules).
-func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
+func reloadConfig(path string, srv *relay.Server, deps *serveDeps, consent *consentGate, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
@@ -326,6 +332,9 @@ func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atom
 		return err
 	}
 	if err := deps.reload(cfg); err != nil {
+		return err
+	}
+	if err := consent.setInternal(cfg.Policy.InternalDomains); err != nil {
 		return err
 	}
 	if err := srv.SetAccounts(accounts); err != nil {
@@ -349,4 +358,74 @@ func fmtAddr(a net.Addr) string {
 
 func quoteJSON(s string) string {
 	return fmt.Sprintf("%q", s)
+}
+
+// consentGate answers the relay's ConsentCheck from the consent registry:
+// a copy that goes out in clear because its clients consented may wait in
+// the queue for days after RCPT, and only a consent that is active when it
+// is handed to the provider lets it go.
+type consentGate struct {
+	registry interface {
+		Current(ctx context.Context, address string, now time.Time) (rules.ConsentStatus, error)
+	}
+	keys interface {
+		Lookup(ctx context.Context, address string) (rules.KeyLookup, error)
+	}
+	// internal holds the policy's internal domains (replaced on reload).
+	internal atomic.Pointer[map[string]bool]
+}
+
+func (g *consentGate) setInternal(domains []string) error {
+	m := map[string]bool{}
+	for _, d := range domains {
+		n, err := addr.Domain(d)
+		if err != nil {
+			return fmt.Errorf("policy: internal domain: %w", err)
+		}
+		m[n] = true
+	}
+	g.internal.Store(&m)
+	return nil
+}
+
+// check implements relay.ConsentCheck. A clear copy with a consented
+// client may also go to colleagues (internal domains: no consent needed)
+// and, when the client encrypted the message itself, to key holders who
+// never consented: a recipient without any consent on file is sent to only
+// while they still have a usable key. Errors name no address.
+func (g *consentGate) check(ctx context.Context, recipients []string, now time.Time) (map[string]string, error) {
+	withdrawn := map[string]string{}
+	internal := *g.internal.Load()
+	for _, r := range recipients {
+		n, err := addr.Normalize(r)
+		if err != nil {
+			withdrawn[r] = "the address cannot be read"
+			continue
+		}
+		if internal[addr.DomainOf(n)] {
+			continue
+		}
+		st, err := g.registry.Current(ctx, n, now)
+		if err != nil {
+			return nil, fmt.Errorf("consent check: %w", err)
+		}
+		switch {
+		case st.State == rules.ConsentActive:
+		case st.State == rules.ConsentRevoked && st.Revoked != nil:
+			withdrawn[r] = "revoked on " + st.Revoked.RecordedAt.In(now.Location()).Format(time.DateOnly)
+		case st.State == rules.ConsentExpired && st.Given != nil:
+			withdrawn[r] = "expired on " + st.Given.Expires
+		case st.State == rules.ConsentNone && g.keys != nil:
+			k, err := g.keys.Lookup(ctx, n)
+			if err != nil {
+				return nil, fmt.Errorf("consent check: %w", err)
+			}
+			if k.Status != rules.KeyUsable {
+				withdrawn[r] = "no consent on file"
+			}
+		default:
+			withdrawn[r] = "no consent on file"
+		}
+	}
+	return withdrawn, nil
 }

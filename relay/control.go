@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sealpost/sealpost/archive"
 )
 
 // The control socket lets `sealpost queue ...` act on the running relay's
@@ -212,18 +214,27 @@ func (o *OfflineQueue) Retry(prefix string) (string, error) {
 	return e.meta.ID, e.saveState()
 }
 
-// Drop removes a message; it returns its id and the recipients that never got it.
-func (o *OfflineQueue) Drop(prefix string) (string, []string, error) {
+// Drop removes a message for good. record gets, first, the outcomes the
+// archive lacks and the drop (naming the recipients who never got it): the
+// message leaves the spool only once they are recorded, so the clinical
+// record never loses that a client got it, or that it was dropped.
+func (o *OfflineQueue) Drop(prefix string, record func([]archive.Event) error) (string, error) {
 	e, err := o.find(prefix)
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	var pend []string
-	for _, r := range e.pending() {
-		pend = append(pend, r.Recipient)
+	events := append([]archive.Event(nil), e.state.Unrecorded...)
+	if !e.state.Dropped {
+		if not := notDelivered(e); len(not) > 0 {
+			events = append(events, archive.Event{MessageID: e.meta.ID, Time: time.Now(), Kind: archive.Dropped,
+				Recipients: not, Reply: "removed from the queue by an admin"})
+		}
+	}
+	if err := record(events); err != nil {
+		return e.meta.ID, fmt.Errorf("not dropped: the archive cannot record it: %w", err)
 	}
 	if err := e.remove(); err != nil {
-		return "", nil, err
+		return "", err
 	}
-	return e.meta.ID, pend, syncDir(filepath.Dir(e.path))
+	return e.meta.ID, syncDir(filepath.Dir(e.path))
 }

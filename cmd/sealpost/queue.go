@@ -102,11 +102,7 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 			if action == "retry" {
 				id, err = oq.Retry(pos[0])
 			} else {
-				var pending []string
-				id, pending, err = oq.Drop(pos[0])
-				if err == nil {
-					err = recordOfflineDrop(ctx, cfg, id, pending)
-				}
+				id, err = oq.Drop(pos[0], func(events []archive.Event) error { return recordOffline(ctx, cfg, events) })
 			}
 			if err != nil {
 				return err
@@ -120,17 +116,22 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 	}
 }
 
-// recordOfflineDrop writes the drop into the archive when no relay is running.
-func recordOfflineDrop(ctx context.Context, cfg *Config, id string, pending []string) error {
+// recordOffline writes a dropped message's outcomes and drop into the
+// archive when no relay is running.
+func recordOffline(ctx context.Context, cfg *Config, events []archive.Event) error {
 	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
 	if err != nil {
 		return err
 	}
 	a, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub})
 	if err != nil {
-		return fmt.Errorf("dropped %s, but cannot record that in the archive: %w", id, err)
+		return err
 	}
 	defer a.Close()
-	return a.RecordEvent(ctx, archive.Event{MessageID: id, Time: time.Now(), Kind: archive.Dropped, Recipients: pending,
-		Reply: "removed from the queue by an admin"})
+	for _, ev := range events {
+		if err := a.RecordEvent(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }

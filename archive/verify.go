@@ -46,7 +46,27 @@ var ErrDamaged = errors.New("the archive failed verification")
 // a warning only while no seal before it says prune records are signed
 // (it was written before they were); after such a seal it is a problem.
 func Verify(dir string, w io.Writer) (*Report, error) {
+	return VerifyExpecting(dir, w, nil)
+}
+
+// ChainPoint is a record an earlier look at the archive saw: the chain head
+// of an export's manifest, or of an earlier verify.
+type ChainPoint struct {
+	Seq  uint64
+	Hash string
+}
+
+// VerifyExpecting is Verify, and also checks that each of the points is
+// still in the chain as it was. The seals cannot show that records after
+// the last seal (the segment being written) were removed, or that someone
+// with the seal key rewrote the chain; a head kept from earlier can.
+func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, error) {
 	rep := &Report{}
+	want := map[uint64]string{}
+	for _, p := range expect {
+		want[p.Seq] = p.Hash
+	}
+	found := map[uint64]bool{}
 	pubHex, err := os.ReadFile(filepath.Join(dir, "seal.pub"))
 	if err != nil {
 		return nil, fmt.Errorf("archive: seal.pub: %w", err)
@@ -118,6 +138,12 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 				problem("%v", err)
 				if rec == nil {
 					break // the framing is lost; nothing further in this segment can be read
+				}
+			}
+			if h, ok := want[rec.h.Seq]; ok {
+				found[rec.h.Seq] = true
+				if rec.hash != h {
+					problem("%s: record %d is not the record seen earlier (%s): the chain was rewritten from there on", name, rec.h.Seq, short(h))
 				}
 			}
 			if !started {
@@ -202,6 +228,17 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 		}
 	}
 	rep.HeadSeq, rep.Head = prevSeq, prevHash
+	for _, p := range expect {
+		switch {
+		case found[p.Seq]:
+		case p.Seq > rep.HeadSeq:
+			problem("record %d, seen earlier, is beyond the chain head (record %d): records were removed from the end", p.Seq, rep.HeadSeq)
+		case started && p.Seq < firstSeq:
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("record %d, seen earlier, was pruned: it cannot be compared any more", p.Seq))
+		default:
+			problem("record %d, seen earlier, is not in the chain", p.Seq)
+		}
+	}
 	if w != nil {
 		for _, p := range rep.Problems {
 			fmt.Fprintf(w, "FAIL %s\n", p)
@@ -218,4 +255,11 @@ func Verify(dir string, w io.Writer) (*Report, error) {
 		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", ErrDamaged, len(rep.Problems), rep.Problems[0])
 	}
 	return rep, nil
+}
+
+func short(hash string) string {
+	if len(hash) > 16 {
+		return hash[:16] + "…"
+	}
+	return hash
 }

@@ -122,3 +122,50 @@ func TestPruneNeedsVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyExpecting: records cut off the end of the segment being
+// written leave a chain that verifies on its own (nothing seals them yet);
+// a chain head kept from an earlier export shows it, as it shows a record
+// that is no longer the one seen.
+func TestVerifyExpecting(t *testing.T) {
+	f := archiveWithRecords(t)
+	rep, err := Verify(f.dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := ChainPoint{Seq: rep.HeadSeq, Hash: rep.Head}
+	tests := []struct {
+		name   string
+		mutate func(t *testing.T, dir string)
+		expect []ChainPoint
+		want   string // "" passes
+	}{
+		{"untouched", func(*testing.T, string) {}, []ChainPoint{head}, ""},
+		{"the newest records cut off", func(t *testing.T, dir string) {
+			segs, _ := listSegments(dir)
+			p := filepath.Join(dir, segs[len(segs)-1])
+			rs := records(t, p)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:rs[len(rs)-2][0]], 0o600)
+		}, []ChainPoint{head}, "beyond the chain head"},
+		{"a record that is not the one seen", func(*testing.T, string) {}, []ChainPoint{{Seq: head.Seq - 1, Hash: head.Hash}}, "is not the record seen earlier"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyDir(t, f.dir)
+			tt.mutate(t, dir)
+			_, err := VerifyExpecting(dir, nil, tt.expect)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("verify: %v; want a problem saying %q", err, tt.want)
+			}
+			if tt.name == "the newest records cut off" {
+				if _, err := Verify(dir, nil); err != nil {
+					t.Fatalf("without the earlier head the cut is not visible, yet verify failed: %v", err)
+				}
+			}
+		})
+	}
+}

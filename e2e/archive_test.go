@@ -19,8 +19,9 @@ import (
 // exportManifest is the part of manifest.json the tests read.
 type exportManifest struct {
 	Archive struct {
-		ChainHead string `json:"chain_head"`
-		Verified  bool   `json:"verified"`
+		ChainHeadSeq uint64 `json:"chain_head_seq"`
+		ChainHead    string `json:"chain_head"`
+		Verified     bool   `json:"verified"`
 	} `json:"archive"`
 	Messages []struct {
 		ID         string `json:"id"`
@@ -93,6 +94,14 @@ func TestArchiveExport(t *testing.T) {
 	if !m.Archive.Verified || len(m.Messages) != 300 || len(m.Refusals) != 1 || len(m.Consent) != 1 {
 		t.Log(r.Logs.String())
 		t.Fatalf("manifest: verified %v, %d messages, %d refusals, %d consent events", m.Archive.Verified, len(m.Messages), len(m.Refusals), len(m.Consent))
+	}
+	// The export's chain head is still in the chain, unchanged; a head the
+	// chain never had is not.
+	if stdout, stderr, code := r.Run(t, "", "archive", "verify", "--expect-manifest", filepath.Join(out, "manifest.json")); code != 0 || !strings.Contains(stdout, "seen earlier are in it, unchanged") {
+		t.Errorf("verify --expect-manifest: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, _, code := r.Run(t, "", "archive", "verify", "--expect", fmt.Sprintf("%d:%s", m.Archive.ChainHeadSeq+5, strings.Repeat("0", 64))); code != 1 || !strings.Contains(stdout, "records were removed from the end") {
+		t.Errorf("verify --expect beyond the head: exit %d\n%s", code, stdout)
 	}
 	sum := exec.Command("sha256sum", "--quiet", "-c", "SHA256SUMS")
 	sum.Dir = out

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,7 +22,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "archive verify", args: "", summary: "check the archive's hash chain and seals (needs no private key)", run: runArchiveVerify})
+	register(&command{name: "archive verify", args: "[--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
+		summary: "check the archive's hash chain and seals (needs no private key)", run: runArchiveVerify})
 	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive prune", args: "[--dry-run]", summary: "remove whole segments past archive.retention that no hold covers", run: runArchivePrune})
@@ -31,23 +33,65 @@ func init() {
 }
 
 func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
-	pos, err := c.parse(c.flags(), args)
+	fs := c.flags()
+	var points, manifests fileList
+	fs.Var(&points, "expect", "a chain head seen earlier, SEQ:HASH (as verify and export print it): it must still be in the chain, unchanged (repeatable)")
+	fs.Var(&manifests, "expect-manifest", "an earlier export's manifest.json: its chain head must still be in the chain, unchanged (repeatable)")
+	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("takes no arguments")
 	}
+	expect, err := chainPoints(points, manifests)
+	if err != nil {
+		return err
+	}
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
-	rep, err := archive.Verify(archiveDir(cfg), c.stdout)
+	rep, err := archive.VerifyExpecting(archiveDir(cfg), c.stdout, expect)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "The archive verifies: %d records, chain head %s.\n", rep.Records, rep.Head)
+	fmt.Fprintf(c.stdout, "The archive verifies: %d records, chain head %d:%s.\n", rep.Records, rep.HeadSeq, rep.Head)
+	if len(expect) > 0 {
+		fmt.Fprintf(c.stdout, "The %d chain head(s) seen earlier are in it, unchanged.\n", len(expect))
+	}
 	return nil
+}
+
+// chainPoints reads --expect SEQ:HASH values and the chain heads of
+// --expect-manifest files.
+func chainPoints(points, manifests fileList) ([]archive.ChainPoint, error) {
+	var out []archive.ChainPoint
+	for _, p := range points {
+		seq, hash, ok := strings.Cut(p, ":")
+		n, err := strconv.ParseUint(seq, 10, 64)
+		if !ok || err != nil || len(hash) != 64 {
+			return nil, usagef("--expect %q is not SEQ:HASH (a record number and its 64-digit hash)", p)
+		}
+		out = append(out, archive.ChainPoint{Seq: n, Hash: strings.ToLower(hash)})
+	}
+	for _, f := range manifests {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var m struct {
+			Archive struct {
+				Seq  uint64 `json:"chain_head_seq"`
+				Head string `json:"chain_head"`
+			} `json:"archive"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil || m.Archive.Head == "" {
+			return nil, fmt.Errorf("%s: not an export's manifest.json (no archive.chain_head): %v", f, err)
+		}
+		out = append(out, archive.ChainPoint{Seq: m.Archive.Seq, Hash: m.Archive.Head})
+	}
+	return out, nil
 }
 
 func parseDate(flagName, s string) (time.Time, error) {
@@ -130,7 +174,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals and %d consent events to %s (chain head record %d %s).\n",
+	fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals and %d consent events to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
 		rep.Messages, rep.Refusals, rep.ConsentEvents, *out, rep.HeadSeq, rep.Head)
 	if !rep.Verified {
 		fmt.Fprintf(c.stdout, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", *out)

@@ -112,7 +112,7 @@ var knownReasons = map[*smtp.SMTPError]string{
 func refusalReason(stage string, err error, r *smtp.SMTPError) string {
 	var refusal *rules.Refusal
 	if errors.As(err, &refusal) {
-		if stage == "rcpt" {
+		if stage == "rcpt" || refusal.Recipient {
 			return "recipient_policy"
 		}
 		return "content_rule"

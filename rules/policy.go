@@ -218,7 +218,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 				return nil, err
 			}
 			if st.State != ConsentActive {
-				return nil, &Refusal{Reason: "Message refused: " + refusalReason(d.Address, st, KeyLookup{}, p.now()) + "; nothing was sent"}
+				return nil, &Refusal{Reason: "Message refused: " + refusalReason(d.Address, st, KeyLookup{}, p.now()) + "; nothing was sent", Recipient: true}
 			}
 		}
 		if d.Protection == Refused || d.Protection == "" {

@@ -325,8 +325,8 @@ func TestConsentWithdrawnBeforeData(t *testing.T) {
 	sink := &memSink{}
 	_, err = tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader("Subject: s\r\n\r\nhi\r\n"), sink)
 	var r *Refusal
-	if !errors.As(err, &r) || !strings.Contains(r.Reason, "consent to unencrypted email was revoked") {
-		t.Fatalf("Apply after the revocation: %v; want a refusal naming it", err)
+	if !errors.As(err, &r) || !strings.Contains(r.Reason, "consent to unencrypted email was revoked") || !r.Recipient {
+		t.Fatalf("Apply after the revocation: %v; want a refusal for the recipient, naming it", err)
 	}
 }
 

@@ -116,6 +116,9 @@ type encryptJob struct {
 type Refusal struct {
 	Reason string
 	Fired  []RuleHit
+	// Recipient: refused for a recipient's sake (no consent any more),
+	// not for the message's content or form.
+	Recipient bool
 }
 
 func (r *Refusal) Error() string { return r.Reason }

@@ -189,6 +189,13 @@ func (a *Archive) recover() error {
 			if h.Kind == kindConsent && h.Consent > a.lastConsent {
 				a.lastConsent = h.Consent
 			}
+			if h.Kind == kindPrune && h.Carry != nil {
+				// What the pruned records told; later records go further.
+				a.lastConsent = max(a.lastConsent, h.Carry.Consent)
+				for _, s := range h.Carry.Ingest {
+					a.advance(s)
+				}
+			}
 			if h.Dedup != "" {
 				a.rememberIngest(h.Dedup, h.Src)
 			}

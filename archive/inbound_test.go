@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/rules"
 )
 
 // TestRecordInboundOnce: a client's message found over IMAP is recorded
@@ -85,5 +87,44 @@ func TestRecordInboundOnce(t *testing.T) {
 		if string(body) != reply && string(body) != other {
 			t.Errorf("%s is not the message as found:\n%s", mm.File, body)
 		}
+	}
+}
+
+// TestPruneCarriesPositions: after the records that told how far each IMAP
+// folder was read, and which consent events were copied, are pruned, a
+// start still knows both: the reader does not archive old mail again as
+// new, nor the registry's history get copied in again.
+func TestPruneCarriesPositions(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	ctx := context.Background()
+	in := IngestedMessage{
+		Message: Message{ID: "in1", Time: f.now, Direction: Inbound, Account: "therapist", Sender: "anna@client.example", Folder: "INBOX"},
+		Clients: []string{"anna@client.example"}, Source: IngestSource{Account: "therapist", Folder: "INBOX", UIDValidity: 7, UID: 41},
+	}
+	if ok, err := a.RecordInbound(ctx, in, strings.NewReader("From: anna@client.example\r\n\r\nhello\r\n")); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := a.RecordConsent(ctx, rules.ConsentEvent{ID: 5, Client: "Chart 5", Addresses: []string{"anna@client.example"}, Kind: "given", Signed: "2026-01-02"}); err != nil {
+		t.Fatal(err)
+	}
+	a.CloseSegment(ctx)
+	f.advance(3 * 365 * 24 * time.Hour)
+	m, body := testMessage(1, "bob@client.example")
+	a.RecordMessage(ctx, m, strings.NewReader(body))
+	if rep, err := a.Prune(ctx, 365*24*time.Hour, false); err != nil || len(rep.Removed) != 1 {
+		t.Fatalf("prune: %+v, %v", rep, err)
+	}
+	a.Close()
+	if _, err := Verify(f.dir, nil); err != nil {
+		t.Fatalf("verify after the prune: %v", err)
+	}
+	a2 := f.open(t, 0)
+	defer a2.Close()
+	if uv, uid := a2.IngestState("therapist", "INBOX"); uv != 7 || uid != 41 {
+		t.Errorf("INBOX read to %d/%d after the prune, want 7/41", uv, uid)
+	}
+	if id := a2.LastConsentID(); id != 5 {
+		t.Errorf("last consent event %d after the prune, want 5", id)
 	}
 }

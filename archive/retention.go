@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 )
 
@@ -171,7 +172,7 @@ func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun boo
 		if dryRun || len(remove) == 0 {
 			return nil
 		}
-		h := header{Kind: kindPrune}
+		h := header{Kind: kindPrune, Carry: a.carry()}
 		for _, s := range remove {
 			h.Pruned = append(h.Pruned, s.pruned)
 		}
@@ -186,6 +187,21 @@ func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun boo
 		return syncDir(a.dir)
 	})
 	return rep, err
+}
+
+// carry is what the prune record keeps for later starts (pruneCarry).
+func (a *Archive) carry() *pruneCarry {
+	c := &pruneCarry{Consent: a.LastConsentID()}
+	a.ingestMu.Lock()
+	for _, s := range a.ingestAt {
+		c.Ingest = append(c.Ingest, s)
+	}
+	a.ingestMu.Unlock()
+	sort.Slice(c.Ingest, func(i, j int) bool {
+		x, y := c.Ingest[i], c.Ingest[j]
+		return x.Account+"\x00"+x.Folder < y.Account+"\x00"+y.Folder
+	})
+	return c
 }
 
 // signPrune signs a prune record with the seal key.

@@ -77,8 +77,10 @@ type header struct {
 	Last         string `json:"last,omitempty"`
 	Sig          string `json:"sig,omitempty"` // seal; prune: over pruneMessage
 	PrunesSigned bool   `json:"prunes_signed,omitempty"`
-	// prune: the segments removed, with their seals
+	// prune: the segments removed, with their seals, and what the archive
+	// knew from records in them that a start must still know
 	Pruned []prunedSegment `json:"pruned,omitempty"`
+	Carry  *pruneCarry     `json:"carry,omitempty"`
 	// message found over IMAP: where, and a keyed hash of its bytes, so
 	// that it is archived once however often it is seen
 	Src   *IngestSource `json:"src,omitempty"`
@@ -262,6 +264,16 @@ func sealMessage(segment, last string, prunesSigned bool) []byte {
 	return []byte("sealpost-archive-seal-v1\n" + segment + "\n" + last + "\n")
 }
 
+// pruneCarry is what a start reads from records and must not forget when
+// they are pruned: the newest consent event copied (or the registry's
+// history would be copied in again, long after it was pruned) and how far
+// each IMAP folder was read (or the reader would archive again, as new,
+// mail older than the retention still in the mailbox).
+type pruneCarry struct {
+	Consent int64          `json:"consent,omitempty"`
+	Ingest  []IngestSource `json:"ingest,omitempty"`
+}
+
 // pruneMessage is what a prune record's signature signs: its place in the
 // chain and what it says was removed. Without the seal key, no one can
 // write a prune record that accounts for segments removed.
@@ -271,6 +283,12 @@ func pruneMessage(h *header) []byte {
 	for _, p := range h.Pruned {
 		sum := sha256.Sum256(p.SealHeader)
 		fmt.Fprintf(&b, "%s\n%d\n%d\n%s\n%x\n%s\n%s\n", p.Name, p.FirstSeq, p.LastSeq, p.First, sum, p.From, p.To)
+	}
+	if c := h.Carry; c != nil {
+		fmt.Fprintf(&b, "carry\n%d\n", c.Consent)
+		for _, s := range c.Ingest {
+			fmt.Fprintf(&b, "%q\n%q\n%d\n%d\n", s.Account, s.Folder, s.UIDValidity, s.UID)
+		}
 	}
 	return []byte(b.String())
 }

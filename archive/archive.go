@@ -43,6 +43,10 @@ type Options struct {
 	Logger    *slog.Logger
 	// SegmentBytes closes a segment (with a seal) once it is this large.
 	SegmentBytes int64
+	// SealEvery closes a segment once its first record is this old
+	// (default a day): records wait at most that long for a seal, which
+	// makes changing them without the seal key show.
+	SealEvery time.Duration
 }
 
 // Archive is the writing end of the clinical record. One process writes it
@@ -75,12 +79,13 @@ type Archive struct {
 	ingestAt map[string]IngestSource // account+"\x00"+folder -> newest position
 
 	// writer state, owned by the writer goroutine
-	bw      *bufio.Writer // reused for every batch
-	seg     *os.File
-	segName string
-	segSize int64
-	seq     uint64
-	last    string
+	bw       *bufio.Writer // reused for every batch
+	seg      *os.File
+	segName  string
+	segSize  int64
+	segSince time.Time // when the segment got its first record
+	seq      uint64
+	last     string
 }
 
 type appendReq struct {
@@ -96,6 +101,8 @@ type appendReq struct {
 var ErrClosed = errors.New("archive: closed")
 
 const defaultSegmentBytes = 64 << 20
+
+const defaultSealEvery = 24 * time.Hour
 
 // Open opens (or starts) the archive in opts.Dir. A torn tail a crash left
 // is set aside into Dir/torn and recorded in the chain; every complete
@@ -117,6 +124,9 @@ func Open(opts Options) (*Archive, error) {
 	}
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = defaultSegmentBytes
+	}
+	if opts.SealEvery <= 0 {
+		opts.SealEvery = defaultSealEvery
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
@@ -439,6 +449,9 @@ func (a *Archive) openForAppend(name string, size int64) error {
 		return fmt.Errorf("archive: %w", err)
 	}
 	a.seg, a.segName, a.segSize = f, name, size
+	if size > 0 {
+		a.segSince = a.opts.Now() // at the latest: a day from this start
+	}
 	return nil
 }
 
@@ -453,6 +466,9 @@ func (a *Archive) appendDirect(h *header, p *payload) error {
 func (a *Archive) appendBatch(batch []*appendReq) error {
 	seq, last := a.seq, a.last
 	now := a.opts.Now().UTC()
+	if a.segSize == 0 {
+		a.segSince = now
+	}
 	if a.bw == nil {
 		a.bw = bufio.NewWriterSize(nil, 256<<10)
 	}
@@ -506,7 +522,26 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 // the last fsync ran goes out together, sharing the next one (group commit).
 func (a *Archive) writer() {
 	defer close(a.stopped)
-	for first := range a.reqs {
+	defer func() {
+		if a.seg != nil {
+			a.seg.Close()
+		}
+	}()
+	// An idle archive is sealed on time too.
+	tick := time.NewTicker(min(a.opts.SealEvery/24, time.Hour))
+	defer tick.Stop()
+	for {
+		var first *appendReq
+		select {
+		case r, ok := <-a.reqs:
+			if !ok {
+				return
+			}
+			first = r
+		case <-tick.C:
+			a.rotateIfDue()
+			continue
+		}
 		if first.op != nil {
 			first.done <- first.op()
 			continue
@@ -545,14 +580,22 @@ func (a *Archive) writer() {
 			r.payload.close()
 			r.done <- err
 		}
-		if err == nil && a.segSize >= a.opts.SegmentBytes {
-			if err := a.rotate(); err != nil {
-				a.log.Error("archive: cannot close the segment; records go on in it", "err", err)
-			}
+		if err == nil {
+			a.rotateIfDue()
 		}
 	}
-	if a.seg != nil {
-		a.seg.Close()
+}
+
+// rotateIfDue seals the segment when it is full, or its first record has
+// waited SealEvery for a seal.
+func (a *Archive) rotateIfDue() {
+	full := a.segSize >= a.opts.SegmentBytes
+	old := a.segSize > 0 && a.opts.Now().Sub(a.segSince) >= a.opts.SealEvery
+	if !full && !old {
+		return
+	}
+	if err := a.rotate(); err != nil {
+		a.log.Error("archive: cannot close the segment; records go on in it", "err", err)
 	}
 }
 

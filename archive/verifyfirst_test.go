@@ -169,3 +169,50 @@ func TestVerifyExpecting(t *testing.T) {
 		})
 	}
 }
+
+// TestSealedWithinADay: a segment is sealed once its first record is a day
+// old, however little it holds, so no record waits longer than that for a
+// seal; after a start, the day counts from the start.
+func TestSealedWithinADay(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	ctx := context.Background()
+	record := func(i int) {
+		t.Helper()
+		m, body := testMessage(i, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed := func() int {
+		t.Helper()
+		segs, _ := listSegments(f.dir)
+		return len(segs) - 1
+	}
+	record(1)
+	f.advance(23 * time.Hour)
+	record(2)
+	if n := sealed(); n != 0 {
+		t.Fatalf("%d segments sealed before a day", n)
+	}
+	f.advance(2 * time.Hour)
+	record(3)
+	// The writer seals right after answering that record.
+	for deadline := time.Now().Add(10 * time.Second); sealed() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d segments sealed a day after the first record, want 1", sealed())
+		}
+	}
+	a.Close()
+	a = f.open(t, 0)
+	record(4)
+	f.advance(25 * time.Hour)
+	record(5)
+	a.Close()
+	if n := sealed(); n != 2 {
+		t.Fatalf("%d segments sealed, want 2 (a day after the restart)", n)
+	}
+	if _, err := Verify(f.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+}

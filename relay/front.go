@@ -45,6 +45,10 @@ type frontConn struct {
 
 	buf  []byte // bytes read from the client: buf[r:w] not yet consumed
 	r, w int
+	// preTLSUntil ends the plaintext dialogue: a mail client says EHLO
+	// and STARTTLS at once; a peer that idles there (a NOOP every few
+	// minutes) would hold a connection slot for ever.
+	preTLSUntil time.Time
 	// small is buf between messages; while a message is read, buf is a
 	// pooled 64 KiB one (bodyBufs), so an idle connection holds 8 KiB.
 	small  []byte
@@ -154,8 +158,14 @@ func (f *frontConn) beforeTLS() error {
 	if err := reply("220 %s ESMTP Service Ready", f.cfg.hostname); err != nil {
 		return err // an early talker, or gone
 	}
+	f.preTLSUntil = time.Now().Add(min(f.cfg.timeout, maxPreTLSTime))
 	errs := 0
-	for {
+	for commands := 0; ; commands++ {
+		if commands >= maxPreTLSCommands {
+			f.cfg.metrics.refused.WithLabelValues("command", "too_many_errors").Inc()
+			reply("421 4.7.0 Too many commands before STARTTLS, closing connection")
+			return errPreTLSEnded
+		}
 		line, err := f.preTLSLine()
 		if errors.Is(err, errLineTooLong) {
 			reply("500 5.5.2 Line too long, closing connection")
@@ -225,6 +235,13 @@ func (f *frontConn) beforeTLS() error {
 	}
 }
 
+// Limits of the plaintext dialogue before STARTTLS (a mail client needs two
+// or three commands and a moment).
+const (
+	maxPreTLSCommands = 20
+	maxPreTLSTime     = time.Minute
+)
+
 var (
 	errTLSFirst      = smtpErr(530, smtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first")
 	errHelloArgument = smtpErr(501, smtp.EnhancedCode{5, 5, 2}, "Domain/address argument required")
@@ -245,7 +262,7 @@ func (f *frontConn) preTLSLine() (string, error) {
 		if f.w-f.r >= maxPreTLSLine {
 			return "", errLineTooLong
 		}
-		f.guardConn.SetReadDeadline(time.Now().Add(f.cfg.timeout))
+		f.guardConn.SetReadDeadline(f.preTLSUntil)
 		if err := f.fill(f.guardConn); err != nil {
 			return "", err
 		}

@@ -262,6 +262,20 @@ func TestBeforeTLS(t *testing.T) {
 	if !closedByServer(s.conn) {
 		t.Error("the connection is open after an endless line")
 	}
+	// And so is one that idles before STARTTLS with harmless commands
+	// (each would have renewed the timeout), holding a connection slot.
+	s = rawDial(t, r.addrs.Submission.String())
+	for i := 0; i < maxPreTLSCommands; i++ {
+		if code, msg := s.cmd("NOOP"); code != 250 {
+			t.Fatalf("NOOP %d: %d %s", i+1, code, msg)
+		}
+	}
+	if code, msg := s.cmd("NOOP"); code != 421 || !strings.Contains(msg, "before STARTTLS") {
+		t.Errorf("NOOP %d: %d %s, want 421", maxPreTLSCommands+1, code, msg)
+	}
+	if !closedByServer(s.conn) {
+		t.Error("the connection is open after too many commands before STARTTLS")
+	}
 }
 
 // TestMessagesBackToBack: a message, the next transaction pipelined right

@@ -58,7 +58,8 @@ type Server struct {
 	o        Options
 	log      *slog.Logger
 	srv      *imapserver.Server
-	failures sync.Map // remote IP -> *failCount
+	failures sync.Map // remote address (IPv6: /64) -> *failCount
+	bcryptMu sync.Mutex
 
 	dummyOnce sync.Once
 	dummy     []byte
@@ -133,11 +134,8 @@ func New(o Options) *Server {
 	s := &Server{o: o, log: o.Logger.With("component", "archive-imap")}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			remote := ""
-			if ta, ok := c.NetConn().RemoteAddr().(*net.TCPAddr); ok {
-				remote = ta.IP.String()
-			}
-			return &session{s: s, remote: remote}, nil, nil
+			// Failed logins count by address (an IPv6 /64), not connection.
+			return &session{s: s, remote: addrKey(c.NetConn().RemoteAddr())}, nil, nil
 		},
 		Caps:   imap.CapSet{imap.CapIMAP4rev1: {}},
 		Logger: slogLogger{s.log},
@@ -150,7 +148,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.noteUnreadable()
 	s.mu.Unlock()
-	return s.srv.Serve(tls.NewListener(l, s.o.TLS))
+	return s.srv.Serve(newTLSListener(l, s.o.TLS))
 }
 
 // Close stops the server.
@@ -219,13 +217,21 @@ func (ss *session) Close() error { return nil }
 
 func (ss *session) Login(username, password string) error {
 	fc := ss.s.failuresFrom(ss.remote, time.Now())
+	// The attempt counts as failed until it succeeds: attempts in parallel
+	// connections each see those before them.
 	fc.mu.Lock()
 	n := fc.n
+	fc.n++
+	fc.last = time.Now()
 	fc.mu.Unlock()
 	if n >= 5 {
 		// Slower answers after a handful of failures from one address.
 		time.Sleep(min(time.Duration(n-4)*time.Second, 10*time.Second))
 	}
+	// One password check at a time: bcrypt is what an attacker would make
+	// the server spend.
+	ss.s.bcryptMu.Lock()
+	defer ss.s.bcryptMu.Unlock()
 	hash, known := ss.s.unknownUserHash(), false
 	for _, vw := range ss.s.o.Viewers {
 		if vw.Username == username {
@@ -241,10 +247,6 @@ func (ss *session) Login(username, password string) error {
 		ss.s.log.Info("viewer logged in", "user", username)
 		return nil
 	}
-	fc.mu.Lock()
-	fc.n++
-	fc.last = time.Now()
-	fc.mu.Unlock()
 	// An unknown username is not logged: it may be a password typed into
 	// the wrong field.
 	if known {

@@ -417,6 +417,13 @@ func (o *openSegments) file(seg string) (*os.File, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if f := o.files[seg]; f != nil {
+		// A segment pruned since it was opened must not stay readable
+		// through the open file (a long-running view).
+		if _, err := os.Stat(filepath.Join(o.dir, seg)); errors.Is(err, os.ErrNotExist) {
+			f.Close()
+			delete(o.files, seg)
+			return nil, fmt.Errorf("%s was pruned", seg)
+		}
 		return f, nil
 	}
 	f, err := os.Open(filepath.Join(o.dir, seg))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -87,6 +88,7 @@ func (v *View) Refresh() error {
 		return err
 	}
 	v.seen = seen
+	v.dropPruned()
 	type indexed struct {
 		size int64
 		meta messageMeta
@@ -116,6 +118,30 @@ func (v *View) Refresh() error {
 		v.messages = append(v.messages, m)
 		return nil
 	})
+}
+
+// dropPruned leaves out of the view the messages whose segment was pruned
+// since they were indexed: past retention, they are not served any more.
+func (v *View) dropPruned() {
+	gone := map[string]bool{}
+	kept := v.messages[:0]
+	for _, m := range v.messages {
+		seg := m.loc.seg
+		if _, known := gone[seg]; !known {
+			_, err := os.Stat(filepath.Join(v.dir, seg))
+			gone[seg] = errors.Is(err, os.ErrNotExist)
+		}
+		if !gone[seg] {
+			kept = append(kept, m)
+		}
+	}
+	clear(v.messages[len(kept):])
+	v.messages = kept
+	for seg, g := range gone {
+		if g {
+			delete(v.seen, seg)
+		}
+	}
 }
 
 // clientsOf lists the clients a message is from or to: the sender of an

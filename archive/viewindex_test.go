@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 )
@@ -199,5 +200,49 @@ func TestInOrder(t *testing.T) {
 	}
 	if err := inOrder(context.Background(), 0, work, func(int, int) error { return nil }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestViewAfterPrune: a view opened before a prune serves nothing from
+// the pruned segments: their messages leave it at the next refresh, and
+// asking for one's body in between fails.
+func TestViewAfterPrune(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	defer a.Close()
+	ctx := context.Background()
+	for year := 0; year < 3; year++ {
+		m, body := testMessage(year, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		a.CloseSegment(ctx)
+		f.advance(365 * 24 * time.Hour)
+	}
+	v, err := OpenView(f.dir, f.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	before := v.Messages()
+	if _, err := v.Body(before[0]); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := a.Prune(ctx, 30*30*24*time.Hour, false); err != nil || len(rep.Removed) != 1 {
+		t.Fatalf("prune: %+v %v", rep, err)
+	}
+	if b, err := v.Body(before[0]); err == nil {
+		t.Fatalf("the pruned message is still served (%d octets)", len(b))
+	}
+	if err := v.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range v.Messages() {
+		if m.ID == before[0].ID {
+			t.Fatal("the pruned message is still in the view")
+		}
+	}
+	if len(v.Messages()) != len(before)-1 {
+		t.Errorf("%d messages after the prune, want %d", len(v.Messages()), len(before)-1)
 	}
 }

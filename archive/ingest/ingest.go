@@ -81,6 +81,10 @@ type Watcher struct {
 	log *slog.Logger
 	// Scanned is signalled after every pass over the folders (tests wait on it).
 	Scanned chan struct{}
+	// scanned is how far each folder's envelopes were looked at in this
+	// run: the archive's position moves only with a client's message, and
+	// a mailbox of mostly other mail was fetched whole at every wake-up.
+	scanned map[string]archive.IngestSource
 }
 
 // New checks the options and fills in defaults.
@@ -109,7 +113,8 @@ func New(o Options) (*Watcher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Watcher{o: o, log: o.Logger.With("component", "imap", "account", o.Account), Scanned: make(chan struct{}, 1)}, nil
+	return &Watcher{o: o, log: o.Logger.With("component", "imap", "account", o.Account), Scanned: make(chan struct{}, 1),
+		scanned: map[string]archive.IngestSource{}}, nil
 }
 
 // Run reads the mailbox until ctx ends, reconnecting with growing waits.
@@ -296,26 +301,41 @@ func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, folder string)
 		}
 		last = 0
 	}
+	// Envelopes looked at before in this run are not fetched again (a
+	// restart looks at them once more: a sender may have become a client).
+	if s, ok := w.scanned[folder]; ok && s.UIDValidity == sel.UIDValidity && s.UID > last {
+		last = s.UID
+	}
 	if sel.NumMessages == 0 || (sel.UIDNext != 0 && uint32(sel.UIDNext) <= last+1) {
 		return nil
 	}
 	set := imap.UIDSet{imap.UIDRange{Start: imap.UID(last + 1), Stop: 0}}
-	msgs, err := c.Fetch(set, &imap.FetchOptions{UID: true, Envelope: true, InternalDate: true}).Collect()
-	if err != nil {
-		return fmt.Errorf("fetch envelopes in %s: %w", folder, err)
-	}
+	// One envelope at a time: a folder of tens of thousands (or a server
+	// that never stops answering) is not held in memory.
+	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, Envelope: true, InternalDate: true})
 	var found []candidate
-	for _, m := range msgs {
+	seen := last
+	for md := cmd.Next(); md != nil; md = cmd.Next() {
+		m, err := md.Collect()
+		if err != nil {
+			cmd.Close()
+			return fmt.Errorf("fetch envelopes in %s: %w", folder, err)
+		}
 		if uint32(m.UID) <= last || m.Envelope == nil {
 			continue // "n:*" answers with the last message even when it is older
 		}
 		cand, ok, err := w.classify(ctx, m)
 		if err != nil {
+			cmd.Close()
 			return err
 		}
 		if ok {
 			found = append(found, cand)
 		}
+		seen = max(seen, uint32(m.UID))
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("fetch envelopes in %s: %w", folder, err)
 	}
 	sort.Slice(found, func(i, j int) bool { return found[i].uid < found[j].uid })
 	for _, cand := range found {
@@ -323,6 +343,7 @@ func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, folder string)
 			return err
 		}
 	}
+	w.scanned[folder] = archive.IngestSource{Account: w.o.Account, Folder: folder, UIDValidity: sel.UIDValidity, UID: seen}
 	return nil
 }
 

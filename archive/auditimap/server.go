@@ -538,6 +538,12 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if ss.name == "" {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "No mailbox selected"}
 	}
+	// Each content criterion, and each branch of OR and NOT, reads the
+	// messages again: a long list would keep the server busy for hours.
+	if n := criteriaCount(criteria, 0); n > maxSearchCriteria {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("Too many search criteria (at most %d, nested %d deep)", maxSearchCriteria, maxSearchDepth)}
+	}
 	var data imap.SearchData
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -696,4 +702,26 @@ func entityContains(e *gomessage.Entity, pattern string, withHeader bool) bool {
 		return false
 	}
 	return bytes.Contains(bytes.ToLower(b), bytes.ToLower([]byte(pattern)))
+}
+
+// Limits of one SEARCH (a mail client's searches use a few criteria).
+const (
+	maxSearchCriteria = 32
+	maxSearchDepth    = 8
+)
+
+// criteriaCount counts the criteria that read messages, with OR and NOT
+// branches; past maxSearchDepth levels it answers more than the limit.
+func criteriaCount(c *imap.SearchCriteria, depth int) int {
+	if depth > maxSearchDepth {
+		return maxSearchCriteria + 1
+	}
+	n := len(c.Header) + len(c.Body) + len(c.Text) + len(c.SeqNum) + len(c.UID)
+	for i := range c.Not {
+		n += 1 + criteriaCount(&c.Not[i], depth+1)
+	}
+	for i := range c.Or {
+		n += 1 + criteriaCount(&c.Or[i][0], depth+1) + criteriaCount(&c.Or[i][1], depth+1)
+	}
+	return n
 }

@@ -113,6 +113,12 @@ func (p *Policy) Reload(internalDomains []string, notice string, rules []Content
 	return nil
 }
 
+// IsInternal says whether a normalised address is in one of the internal
+// domains (as configured now: they follow Reload).
+func (p *Policy) IsInternal(address string) bool {
+	return p.cfg.Load().internal[addr.DomainOf(address)]
+}
+
 // Decide returns the decision for one recipient, in the order of DESIGN.md:
 // internal domain, usable key, consent on file, else refused. An error
 // means a decision could not be made (it wraps ErrUnavailable).
@@ -123,9 +129,8 @@ func (p *Policy) Decide(ctx context.Context, account, recipient string) (Decisio
 			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, nil
 	}
 	d := Decision{Recipient: recipient, Address: n}
-	s := p.cfg.Load()
-	if dom := addr.DomainOf(n); s.internal[dom] {
-		d.Protection, d.Reason = Internal, "internal domain "+dom
+	if p.IsInternal(n) {
+		d.Protection, d.Reason = Internal, "internal domain "+addr.DomainOf(n)
 		return d, nil
 	}
 	var key KeyLookup

@@ -17,6 +17,7 @@ import (
 // serveDeps are the policy and the archive the relay is wired to.
 type serveDeps struct {
 	policy   relay.Policy
+	rules    *rules.Policy // the same policy: what else asks it (internal domains)
 	archive  relay.Recorder
 	arch     *archive.Archive
 	registry *rules.Registry
@@ -80,7 +81,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 		d.close()
 		return nil, err
 	}
-	d.policy = policy
+	d.policy, d.rules = policy, policy
 	d.reload = func(c *Config) error {
 		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, contentRules(c))
 	}

@@ -223,10 +223,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	var clients atomic.Pointer[relay.ClientSettings]
 	cs := clientSettings(cfg)
 	clients.Store(&cs)
-	consent := &consentGate{registry: deps.registry, keys: deps.keys}
-	if err := consent.setInternal(cfg.Policy.InternalDomains); err != nil {
-		return err
-	}
+	consent := &consentGate{registry: deps.registry, keys: deps.keys, internal: deps.rules.IsInternal}
 
 	srv, err := relay.New(relay.Config{
 		Hostname:                 cfg.SMTP.Hostname,
@@ -276,7 +273,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	defer stopCtl()
 	reload := func(w http.ResponseWriter, r *http.Request) {
-		if err := reloadConfig(c.configPath, srv, deps, consent, &clients, ing, log); err != nil {
+		if err := reloadConfig(c.configPath, srv, deps, &clients, ing, log); err != nil {
 			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)
 			return
 		}
@@ -301,7 +298,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		select {
 		case <-hup:
 			sdNotify("RELOADING=1")
-			if err := reloadConfig(c.configPath, srv, deps, consent, &clients, ing, log); err != nil {
+			if err := reloadConfig(c.configPath, srv, deps, &clients, ing, log); err != nil {
 				log.Error("configuration not reloaded; still running with the previous one", "err", err)
 			}
 			sdNotify("READY=1")
@@ -322,7 +319,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 // reloadConfig applies what can change without dropping sessions: accounts,
 // and whatever the policy takes (internal domains, notice, content rules).
-func reloadConfig(path string, srv *relay.Server, deps *serveDeps, consent *consentGate, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
+func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
@@ -332,9 +329,6 @@ func reloadConfig(path string, srv *relay.Server, deps *serveDeps, consent *cons
 		return err
 	}
 	if err := deps.reload(cfg); err != nil {
-		return err
-	}
-	if err := consent.setInternal(cfg.Policy.InternalDomains); err != nil {
 		return err
 	}
 	if err := srv.SetAccounts(accounts); err != nil {
@@ -371,21 +365,8 @@ type consentGate struct {
 	keys interface {
 		Lookup(ctx context.Context, address string) (rules.KeyLookup, error)
 	}
-	// internal holds the policy's internal domains (replaced on reload).
-	internal atomic.Pointer[map[string]bool]
-}
-
-func (g *consentGate) setInternal(domains []string) error {
-	m := map[string]bool{}
-	for _, d := range domains {
-		n, err := addr.Domain(d)
-		if err != nil {
-			return fmt.Errorf("policy: internal domain: %w", err)
-		}
-		m[n] = true
-	}
-	g.internal.Store(&m)
-	return nil
+	// internal is the policy's: colleagues need no consent.
+	internal func(address string) bool
 }
 
 // check implements relay.ConsentCheck. A clear copy with a consented
@@ -395,14 +376,13 @@ func (g *consentGate) setInternal(domains []string) error {
 // while they still have a usable key. Errors name no address.
 func (g *consentGate) check(ctx context.Context, recipients []string, now time.Time) (map[string]string, error) {
 	withdrawn := map[string]string{}
-	internal := *g.internal.Load()
 	for _, r := range recipients {
 		n, err := addr.Normalize(r)
 		if err != nil {
 			withdrawn[r] = "the address cannot be read"
 			continue
 		}
-		if internal[addr.DomainOf(n)] {
+		if g.internal(n) {
 			continue
 		}
 		st, err := g.registry.Current(ctx, n, now)

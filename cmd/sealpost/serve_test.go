@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -48,9 +49,17 @@ func TestConsentGate(t *testing.T) {
 		},
 		keys: fakeKeys{"holder@keys.example": rules.KeyUsable, "revoked@keys.example": rules.KeyUsable, "stale@keys.example": rules.KeyExpired},
 	}
-	if err := g.setInternal([]string{"Practice.example"}); err != nil {
+	// The internal domains are the policy's own.
+	reg, err := rules.OpenRegistry(filepath.Join(t.TempDir(), "registry.db"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer reg.Close()
+	policy, err := rules.NewPolicy(rules.PolicyConfig{InternalDomains: []string{"Practice.example"}, Notice: "Confidential.", Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.internal = policy.IsInternal
 	tests := []struct {
 		rcpt string
 		want string // "" sent

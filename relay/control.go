@@ -223,18 +223,12 @@ func (o *OfflineQueue) Drop(prefix string, record func([]archive.Event) error) (
 	if err != nil {
 		return "", err
 	}
-	events := append([]archive.Event(nil), e.state.Unrecorded...)
-	if !e.state.Dropped {
-		if not := notDelivered(e); len(not) > 0 {
-			events = append(events, archive.Event{MessageID: e.meta.ID, Time: time.Now(), Kind: archive.Dropped,
-				Recipients: not, Reply: "removed from the queue by an admin"})
-		}
-	}
-	if err := record(events); err != nil {
+	e.markDropped(time.Now())
+	if err := record(e.state.Unrecorded); err != nil {
 		return e.meta.ID, fmt.Errorf("not dropped: the archive cannot record it: %w", err)
 	}
-	if err := e.remove(); err != nil {
+	if err := e.remove(); err != nil { // fsyncs the folder
 		return "", err
 	}
-	return e.meta.ID, syncDir(filepath.Dir(e.path))
+	return e.meta.ID, nil
 }

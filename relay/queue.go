@@ -528,13 +528,7 @@ func (q *queue) finish(e *entry, log *slog.Logger) {
 // stays, never to be sent again, and they are tried again at its next turn
 // (after a restart too: state.Dropped). The error says what went wrong.
 func (q *queue) settleDrop(e *entry, log *slog.Logger) error {
-	if !e.state.Dropped {
-		e.state.Dropped = true
-		if not := notDelivered(e); len(not) > 0 {
-			e.state.Unrecorded = append(e.state.Unrecorded, archive.Event{MessageID: e.meta.ID, Time: q.now(),
-				Kind: archive.Dropped, Recipients: not, Reply: "removed from the queue by an admin"})
-		}
-	}
+	e.markDropped(q.now())
 	if err := q.record(e, log); err != nil {
 		err = fmt.Errorf("the archive cannot record the drop yet; the message stays in the queue, marked dropped, until it can: %w", err)
 		e.state.NextAttempt = q.now().Add(q.opts.RetryMin)
@@ -560,6 +554,20 @@ func (q *queue) settleDrop(e *entry, log *slog.Logger) error {
 	}
 	q.endDropWait(e, err)
 	return err
+}
+
+// markDropped notes the drop in the entry's state, and the event naming the
+// recipients who never got the message among the outcomes to archive
+// before it may leave the spool. Once.
+func (e *entry) markDropped(now time.Time) {
+	if e.state.Dropped {
+		return
+	}
+	e.state.Dropped = true
+	if not := notDelivered(e); len(not) > 0 {
+		e.state.Unrecorded = append(e.state.Unrecorded, archive.Event{MessageID: e.meta.ID, Time: now,
+			Kind: archive.Dropped, Recipients: not, Reply: "removed from the queue by an admin"})
+	}
 }
 
 // notDelivered lists the recipients a drop keeps the message from: those

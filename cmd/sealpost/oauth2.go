@@ -386,7 +386,8 @@ func saveGrant(path string, tok *oauth2.Token) error {
 	// `sudo sealpost check` refreshes too: the file must stay the
 	// service user's, or the service could not read it afterwards.
 	keepOwner(f.Name(), dir)
-	if _, err := f.Write(append(b, '\n')); err == nil {
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

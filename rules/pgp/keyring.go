@@ -652,15 +652,16 @@ func expiry(created time.Time, lifetime *uint32) time.Time {
 	return created.Add(time.Duration(*lifetime) * time.Second)
 }
 
+// revokedDetail describes the first revocation: the one a reader meets first.
 func revokedDetail(sigs []*packet.Signature) string {
-	for _, s := range sigs {
-		d := "revoked on " + s.CreationTime.Format("2006-01-02")
-		if s.RevocationReasonText != "" {
-			d += ": " + s.RevocationReasonText
-		}
-		return d
+	if len(sigs) == 0 {
+		return "revoked"
 	}
-	return "revoked"
+	d := "revoked on " + sigs[0].CreationTime.Format("2006-01-02")
+	if sigs[0].RevocationReasonText != "" {
+		d += ": " + sigs[0].RevocationReasonText
+	}
+	return d
 }
 
 // List returns every key with its state now.

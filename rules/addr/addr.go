@@ -53,6 +53,19 @@ func asciiLower(s string) string {
 // Split parses s (a bare address, <address>, or "Name <address>") and returns
 // its local part as written and its domain normalised to lower-case ASCII.
 func Split(s string) (local, domain string, err error) {
+	local, domain, err = splitRaw(s)
+	if err != nil {
+		return "", "", err
+	}
+	domain, err = Domain(domain)
+	if err != nil {
+		return "", "", err
+	}
+	return local, domain, nil
+}
+
+// splitRaw is Split without the domain's normalisation.
+func splitRaw(s string) (local, domain string, err error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", "", fmt.Errorf("%w: empty", ErrInvalid)
@@ -95,10 +108,6 @@ func Split(s string) (local, domain string, err error) {
 	}
 	if strings.HasPrefix(local, ".") || strings.HasSuffix(local, ".") || strings.Contains(local, "..") {
 		return "", "", fmt.Errorf("%w: %q has a misplaced dot", ErrInvalid, s)
-	}
-	domain, err = Domain(domain)
-	if err != nil {
-		return "", "", err
 	}
 	return local, domain, nil
 }

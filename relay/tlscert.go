@@ -164,15 +164,32 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	return nil
 }
 
-// ServerTLS loads the certificate for the submission listeners. The files are
-// read again when they change (a renewal by certbot needs no restart). TLS 1.0
-// and 1.1 are refused.
+// ServerTLS loads the certificate for every listener with TLS: submission
+// (STARTTLS and implicit), autoconfig over HTTPS and the archive's IMAP view
+// all take their settings from here. The files are read again when they
+// change (a renewal by certbot needs no restart). TLS 1.0 and 1.1 are
+// refused, and TLS 1.2 offers only serverSuites.
 func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	r := &certReloader{certFile: certFile, keyFile: keyFile}
 	if _, err := r.load(); err != nil {
 		return nil, err
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.get}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: serverSuites, GetCertificate: r.get}, nil
+}
+
+// serverSuites are TLS 1.2's suites with forward secrecy (ECDHE) and
+// authenticated encryption (AES-GCM, ChaCha20-Poly1305): Go's defaults also
+// offer CBC with SHA-1 (Lucky13-style padding oracles; SHA-1 MACs). Every
+// client sealpost serves (Thunderbird, Outlook on Windows 10 and later,
+// Apple Mail, Go, OpenSSL 1.0.1 and later) has these. TLS 1.3's suites are
+// all of this kind and not configurable.
+var serverSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 type certReloader struct {

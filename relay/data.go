@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -191,13 +192,17 @@ func prepareHeader(h textproto.Header, acct *Account, hostname, id string, now t
 			return h, err
 		}
 	}
-	if h.Has("Sender") {
-		sender, err := mh.AddressList("Sender")
-		if err != nil || len(sender) != 1 {
-			return h, smtpErr(550, [3]int{5, 6, 0}, "Message refused: its Sender: header cannot be read")
-		}
-		if err := checkOwned(acct, sender[0].Address, "Sender: header"); err != nil {
-			return h, err
+	for _, o := range otherOriginators {
+		for _, v := range h.Values(o.key) {
+			list, err := mail.ParseAddressList(v)
+			if err != nil || len(list) == 0 || o.single && len(list) != 1 {
+				return h, smtpErr(550, [3]int{5, 6, 0}, fmt.Sprintf("Message refused: its %s: header cannot be read", o.key))
+			}
+			for _, a := range list {
+				if err := checkOwned(acct, a.Address, o.key+": header"); err != nil {
+					return h, err
+				}
+			}
 		}
 	}
 	for f := h.Fields(); f.Next(); {
@@ -216,8 +221,30 @@ func prepareHeader(h textproto.Header, acct *Account, hostname, id string, now t
 	return h, nil
 }
 
+// otherOriginators are the fields besides From that say who wrote or sent
+// a message, and so are bound to the account like From: Sender (RFC 5322
+// 3.6.2), Resent-From and Resent-Sender in every block of resent fields
+// (3.6.6: a message resent earlier by someone else carries their block too,
+// and a forged one could be put below a true one), and Author (RFC 9057).
+// Reply-To, Mail-Followup-To, Mail-Reply-To and Disposition-Notification-To
+// only say where answers go, which may be anyone (a colleague, the
+// practice's shared mailbox); they claim no identity and are left alone.
+var otherOriginators = []struct {
+	key    string
+	single bool // one mailbox (RFC 5322's sender), not a list
+}{
+	{"Sender", true},
+	{"Resent-From", false},
+	{"Resent-Sender", true},
+	{"Author", false},
+}
+
 func checkOwned(acct *Account, address, where string) error {
-	n, err := addr.Normalize(address)
+	n, err := addr.Strict(address)
+	var np *addr.NotPlainError
+	if errors.As(err, &np) {
+		return errNotPlain(550, [3]int{5, 1, 7}, " in the "+where, np)
+	}
 	if err != nil || !acct.owns(n) {
 		return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("<%s> in the %s is not an address of account %s; send as one of your own addresses", oneLine(address), where, acct.Username))
 	}

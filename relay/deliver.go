@@ -17,6 +17,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // job is one copy of a message for some of its recipients.
@@ -61,6 +63,26 @@ func describe(err error) string {
 		return ""
 	}
 	return oneLine(err.Error())
+}
+
+// wireAddresses are the job's sender and recipients as they go out: in
+// the normalised form the relay decided on (addr.Normalize). Since RCPT and
+// MAIL keep only that form this changes nothing, except for a message
+// spooled by a version that kept what the client typed.
+func (j *job) wireAddresses() (from string, rcpts []string, err error) {
+	// The errors leave the address out: they reach the log.
+	if j.from != "" {
+		if from, err = addr.Normalize(j.from); err != nil {
+			return "", nil, errors.New("the sender is not a valid address")
+		}
+	}
+	rcpts = make([]string, len(j.recipients))
+	for i, r := range j.recipients {
+		if rcpts[i], err = addr.Normalize(r); err != nil {
+			return "", nil, errors.New("a recipient is not a valid address")
+		}
+	}
+	return from, rcpts, nil
 }
 
 // UpstreamTLS is how sealpost talks to the provider.
@@ -344,8 +366,9 @@ func (u *smtpUpstream) release(a *Account, c *upstreamConn, healthy bool) {
 // reply at all, or 421: nothing was sent, and a pooled connection may just
 // have been closed by the provider meanwhile.
 func (c *upstreamConn) transaction(j *job) (out []outcome, healthy, stale bool) {
-	if strings.ContainsAny(j.from, "\r\n") || strings.ContainsAny(strings.Join(j.recipients, ""), "\r\n") {
-		return allOutcomes(j, errors.New("an address contains a line break"), true), true, false
+	from, rcpts, err := j.wireAddresses()
+	if err != nil {
+		return allOutcomes(j, err, true), true, false
 	}
 	// The copy is opened before anything is sent: DATA may go out with MAIL.
 	body, err := j.open()
@@ -356,12 +379,12 @@ func (c *upstreamConn) transaction(j *job) (out []outcome, healthy, stale bool) 
 	c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
 	defer c.conn.SetDeadline(time.Time{})
 
-	mail := "MAIL FROM:<" + j.from + ">"
+	mail := "MAIL FROM:<" + from + ">"
 	if c.eightBit {
 		mail += " BODY=8BITMIME" // as go-smtp's Mail says it
 	}
 	cmds := []string{mail}
-	for _, r := range j.recipients {
+	for _, r := range rcpts {
 		cmds = append(cmds, "RCPT TO:<"+r+">")
 	}
 	cmds = append(cmds, "DATA")
@@ -550,9 +573,13 @@ func newOutbox(dir string) (*outbox, error) {
 }
 
 func (o *outbox) deliver(ctx context.Context, j *job) []outcome {
+	from, rcpts, err := j.wireAddresses()
+	if err != nil {
+		return allOutcomes(j, err, true)
+	}
 	out := make([]outcome, len(j.recipients))
 	for i, r := range j.recipients {
-		name, err := o.write(j, r)
+		name, err := o.write(j, from, rcpts[i])
 		out[i] = outcome{recipient: r, err: err, reply: describe(err)}
 		if err == nil {
 			out[i].reply = "250 2.0.0 delivered to outbox as " + name
@@ -561,7 +588,7 @@ func (o *outbox) deliver(ctx context.Context, j *job) []outcome {
 	return out
 }
 
-func (o *outbox) write(j *job, rcpt string) (string, error) {
+func (o *outbox) write(j *job, from, rcpt string) (string, error) {
 	o.mu.Lock()
 	o.seq++
 	name := fmt.Sprintf("%d.%s_%d.sealpost", time.Now().Unix(), j.id, o.seq)
@@ -576,7 +603,7 @@ func (o *outbox) write(j *job, rcpt string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("outbox: %w", err)
 	}
-	_, err = fmt.Fprintf(f, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", j.from, strings.ReplaceAll(rcpt, "\r\n", ""))
+	_, err = fmt.Fprintf(f, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", from, rcpt)
 	if err == nil {
 		_, err = io.Copy(f, body)
 	}

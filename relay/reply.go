@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // Every reply a mail client sees comes from here. go-smtp would turn a plain
@@ -43,6 +45,14 @@ var (
 	errPolicyDown     = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "The confidentiality rules cannot be checked right now; nothing was sent; please try again later")
 	errStorageFull    = smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage; nothing was sent; please try again later")
 )
+
+// errNotPlain refuses an address holding a character that mail systems
+// would change or drop (addr.Strict), shown as [U+XXXX]: the therapist
+// cannot see an invisible one. where is "" or " in the From: header".
+func errNotPlain(code int, enh smtp.EnhancedCode, where string, e *addr.NotPlainError) *smtp.SMTPError {
+	return smtpErr(code, enh, fmt.Sprintf("<%s>%s holds %s; mail systems would change or drop it, so the mail could reach someone else or no one: type the address plainly and send again",
+		addr.Escape(oneLine(e.Address)), where, e.Char()))
+}
 
 // reply maps any error to the SMTP reply the client gets, logging internal
 // causes (never sent to the client) with the session's logger.

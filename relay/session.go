@@ -169,7 +169,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if from == "" {
 		return s.fail("mail", errNullSender)
 	}
-	n, err := addr.Normalize(from)
+	n, err := addr.Strict(from)
+	var np *addr.NotPlainError
+	if errors.As(err, &np) {
+		return s.fail("mail", errNotPlain(553, smtp.EnhancedCode{5, 1, 7}, "", np))
+	}
 	if err != nil {
 		return s.fail("mail", smtpErr(553, smtp.EnhancedCode{5, 1, 7}, fmt.Sprintf("<%s>: invalid sender address", oneLine(from))))
 	}
@@ -177,7 +181,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return s.fail("mail", smtpErr(550, smtp.EnhancedCode{5, 7, 1},
 			fmt.Sprintf("<%s> is not an address of account %s; send as one of your own addresses", oneLine(from), s.account.Username)))
 	}
-	s.from = from
+	// What goes out (the provider's MAIL FROM, Return-Path, the record, a
+	// bounce's recipient) is the address the account was checked against.
+	s.from = n
 	s.rcpts = nil
 	return nil
 }
@@ -189,7 +195,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.s.closing.Load() {
 		return s.fail("rcpt", errShutdown)
 	}
-	n, err := addr.Normalize(to)
+	n, err := addr.Strict(to)
+	var np *addr.NotPlainError
+	if errors.As(err, &np) {
+		return s.fail("rcpt", errNotPlain(550, smtp.EnhancedCode{5, 1, 3}, "", np))
+	}
 	if err != nil {
 		return s.fail("rcpt", smtpErr(550, smtp.EnhancedCode{5, 1, 3}, fmt.Sprintf("<%s>: not a valid recipient address (%s)", oneLine(to), reasonOf(err))))
 	}
@@ -199,14 +209,16 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	ctx := context.Background()
-	d, err := s.s.cfg.Policy.Decide(ctx, s.account.Username, to)
+	d, err := s.s.cfg.Policy.Decide(ctx, s.account.Username, n)
 	if err != nil {
 		return s.fail("rcpt", err)
 	}
-	d.Recipient = to
 	if d.Address == "" {
 		d.Address = n
 	}
+	// The copies go to the address that was decided on, not to the text
+	// typed: the provider, the outbox's Delivered-To and the record see it.
+	d.Recipient = d.Address
 	if d.Protection == rules.Refused {
 		s.log.Info("recipient refused", "rcpt", s.s.cfg.Redact(n))
 		if s.s.cfg.Archive != nil {

@@ -29,20 +29,24 @@ func (s *Server) Submit(ctx context.Context, account, from string, to []string, 
 	if acct == nil {
 		return "", fmt.Errorf("%w: %q", ErrUnknownAccount, account)
 	}
-	sender, err := addr.Normalize(from)
+	sender, err := addr.Strict(from)
 	if err != nil || !acct.owns(sender) {
 		return "", fmt.Errorf("%s is not an address of account %s", from, account)
 	}
 	var rcpts []rules.Decision
 	for _, r := range to {
-		d, err := s.cfg.Policy.Decide(ctx, acct.Username, r)
+		n, err := addr.Strict(r)
+		if err != nil {
+			return "", fmt.Errorf("recipient: %w", err)
+		}
+		d, err := s.cfg.Policy.Decide(ctx, acct.Username, n)
 		if err != nil {
 			return "", err
 		}
-		d.Recipient = r
 		if d.Address == "" {
-			d.Address, _ = addr.Normalize(r)
+			d.Address = n
 		}
+		d.Recipient = d.Address
 		if d.Protection == rules.Refused {
 			if s.cfg.Archive != nil {
 				ref := archive.Refusal{Time: s.cfg.Now(), Account: acct.Username, Recipient: d.Address, Reason: d.Reason}

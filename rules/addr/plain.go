@@ -58,7 +58,7 @@ func (e *NotPlainError) Char() string {
 		for _, r := range e.Becomes {
 			to = append(to, fmt.Sprintf("U+%04X", r))
 		}
-		return fmt.Sprintf("%s, which mail systems read as %s", u, strings.Join(to, " "))
+		return fmt.Sprintf("%s, which becomes %s", u, strings.Join(to, " "))
 	case Uncomposed:
 		return u + ", an accent typed apart from its letter"
 	}

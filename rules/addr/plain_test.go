@@ -34,7 +34,7 @@ func TestStrict(t *testing.T) {
 		{"anna@cli\u200dent.example", "", Invisible, "U+200D"},
 		{"anna@client.example\u200b", "", Invisible, "U+200B"},
 		{"anna@cli\u202eent.example", "", Invisible, "U+202E"},
-		{"anna@B\u00dcCHER.example", "", Changed, "U+00DC, which mail systems read as U+00FC"},
+		{"anna@B\u00dcCHER.example", "", Changed, "U+00DC, which becomes U+00FC"},
 		{"anna@bu\u0308cher.example", "", Uncomposed, "U+0308"},
 		{"\uff41nna@client.example", "", LookAlike, `U+FF41, a look-alike of "a"`},
 		{"\u212aim@example.org", "", LookAlike, `U+212A, a look-alike of "k"`},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,15 @@ type frontConn struct {
 	// chunk data reading "DATA" cannot count.
 	dataIssued atomic.Bool
 	chunkSeen  bool
+
+	// transferUntil (UnixNano; 0 when no message is being received) is
+	// when the message on its way must have arrived whole (dataDeadline):
+	// DATA, or every chunk of a BDAT transaction, whose chunks go-smtp
+	// reads while Session.Data runs on another goroutine.
+	transferUntil atomic.Int64
+	// ended is the reply that ended a transfer that timed out (the client
+	// has been sent it and the connection closed); nil otherwise.
+	ended atomic.Pointer[smtp.SMTPError]
 }
 
 type frontConfig struct {
@@ -73,6 +83,23 @@ type frontConfig struct {
 	maxSize  int64
 	metrics  *Metrics
 	log      *slog.Logger
+}
+
+// minDataRate is the slowest average pace, in octets a second, at which
+// the largest message allowed may arrive. The idle timeout alone is
+// renewed by every read: a client sending a byte now and then would hold
+// its connection, and a slot of the shutdown's grace, for ever.
+const minDataRate = 64 << 10
+
+// dataDeadline is how long the transfer of one message may take from DATA
+// (or the transaction's first BDAT chunk) to its end: the idle timeout plus
+// the size limit at minDataRate. With the defaults (5 minutes, 35 MiB) that
+// is 5 min + 560 s, about 14 minutes; 0 when there is no size limit.
+func dataDeadline(timeout time.Duration, maxSize int64) time.Duration {
+	if maxSize <= 0 {
+		return 0
+	}
+	return timeout + time.Duration(float64(maxSize)/minDataRate*float64(time.Second))
 }
 
 // frontBufSize holds a command line before TLS (maxPreTLSLine) and the
@@ -307,7 +334,19 @@ func (f *frontConn) Read(p []byte) (int, error) {
 		return 0, f.err
 	}
 	if f.r == f.w {
+		inTransfer := f.transferUntil.Load() != 0
+		if inTransfer {
+			// BDAT chunks: as bodyReader does for DATA.
+			f.guardConn.SetReadDeadline(f.readDeadline(time.Now().Add(f.cfg.timeout)))
+		}
 		if err := f.fill(f.sec); err != nil {
+			if inTransfer && err == io.EOF {
+				// go-smtp would take a chunk cut short for a whole one.
+				err = io.ErrUnexpectedEOF
+			}
+			if f.timedOut(err) {
+				return 0, f.readErr
+			}
 			return 0, err
 		}
 	}
@@ -345,6 +384,79 @@ func (f *frontConn) noteLine(b []byte) {
 	}
 }
 
+// SetReadDeadline is go-smtp's deadline for its next read, a command line
+// or a BDAT chunk: no later than the end of a transfer in progress.
+func (f *frontConn) SetReadDeadline(t time.Time) error {
+	return f.guardConn.SetReadDeadline(f.readDeadline(t))
+}
+
+// readDeadline is idle, or the transfer's deadline if that comes first.
+func (f *frontConn) readDeadline(idle time.Time) time.Time {
+	if u := f.transferUntil.Load(); u != 0 {
+		if until := time.Unix(0, u); idle.IsZero() || until.Before(idle) {
+			return until
+		}
+	}
+	return idle
+}
+
+// beginTransfer starts the clock of a message's transfer (dataDeadline);
+// endTransfer stops it. Both accept a nil frontConn (tests' pipes).
+func (f *frontConn) beginTransfer() {
+	if f == nil {
+		return
+	}
+	f.ended.Store(nil)
+	if d := dataDeadline(f.cfg.timeout, f.cfg.maxSize); d > 0 {
+		f.transferUntil.Store(time.Now().Add(d).UnixNano())
+	}
+}
+
+func (f *frontConn) endTransfer() {
+	if f != nil {
+		f.transferUntil.Store(0)
+	}
+}
+
+// endedBy is the reply that ended the last transfer, nil if none did.
+func (f *frontConn) endedBy() *smtp.SMTPError {
+	if f == nil {
+		return nil
+	}
+	return f.ended.Load()
+}
+
+// timedOut reports whether err is a read of a message's transfer timing
+// out: nothing for the idle timeout, or the transfer's deadline passing.
+// Then the client is told which (errDataIdle, errDataDeadline) and the
+// connection is closed: the rest of the message may still be on its way
+// and cannot be told from commands. Only go-smtp's connection goroutine
+// reads, so the reply written here is not interleaved with one of go-smtp's;
+// whatever go-smtp answers after it meets a closed connection (it would
+// have said "554 5.0.0 Error: transaction failed: read tcp ...: i/o
+// timeout" for a BDAT chunk).
+func (f *frontConn) timedOut(err error) bool {
+	u := f.transferUntil.Load()
+	if u == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	reply := errDataIdle
+	if !time.Now().Before(time.Unix(0, u)) {
+		reply = errDataDeadline
+	}
+	if f.ended.CompareAndSwap(nil, reply) {
+		if f.cfg.log != nil {
+			f.cfg.log.Info("a message did not arrive in time; closing the connection", "reply", describe(reply),
+				"idle_timeout", f.cfg.timeout, "transfer_limit", dataDeadline(f.cfg.timeout, f.cfg.maxSize))
+		}
+		f.sec.SetWriteDeadline(time.Now().Add(min(f.cfg.timeout, 10*time.Second)))
+		fmt.Fprintf(f.sec, "%s\r\n", describe(reply))
+		f.guardConn.Close()
+		f.readErr = net.ErrClosed
+	}
+	return true
+}
+
 // frontOf returns the frontConn under a session's connection, if any.
 func frontOf(c net.Conn) *frontConn {
 	f, _ := c.(*frontConn)
@@ -375,6 +487,7 @@ func (f *frontConn) body() *bodyReader {
 	if left <= 0 {
 		left = 1 << 62
 	}
+	f.beginTransfer()
 	f.bigBuf = bodyBufs.Get().(*[]byte)
 	n := copy(*f.bigBuf, f.buf[f.r:f.w])
 	f.small, f.buf, f.r, f.w = f.buf, *f.bigBuf, 0, n
@@ -454,10 +567,14 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 func (b *bodyReader) fill() error {
 	f := b.f
-	f.sec.SetReadDeadline(time.Now().Add(f.cfg.timeout))
+	f.sec.SetReadDeadline(f.readDeadline(time.Now().Add(f.cfg.timeout)))
 	if err := f.fill(f.sec); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
+		}
+		if f.timedOut(err) {
+			b.err = f.ended.Load()
+			return b.err
 		}
 		// The message's end was not found: what follows cannot be read
 		// as commands. The session ends after the reply.
@@ -482,6 +599,7 @@ func (b *bodyReader) finish() {
 	if b.done {
 		b.f.inject = []byte(".\r\n")
 	}
+	b.f.endTransfer()
 	// Back to the small buffer, unless the client pipelined more behind
 	// the message than it holds.
 	f := b.f

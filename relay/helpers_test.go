@@ -217,6 +217,7 @@ type relayOpts struct {
 	greetingWait time.Duration
 	maxConns     int
 	maxPerAddr   int
+	timeout      time.Duration // default 30s
 }
 
 type testRelay struct {
@@ -257,11 +258,14 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	if o.authDelay == nil {
 		o.authDelay = func(context.Context, time.Duration) {}
 	}
+	if o.timeout == 0 {
+		o.timeout = 30 * time.Second
+	}
 	logs := &logBuffer{}
 	red, _ := addr.NewRedactor([]byte("test key for redaction"))
 	srv, err := New(Config{
 		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.serverTLS,
-		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: 30 * time.Second, GreetingWait: o.greetingWait, MaxConnections: o.maxConns, MaxConnectionsPerAddress: o.maxPerAddr,
+		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: o.timeout, GreetingWait: o.greetingWait, MaxConnections: o.maxConns, MaxConnectionsPerAddress: o.maxPerAddr,
 		Accounts: []Account{{Username: testUser, PasswordHash: passwordHash(t), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,

@@ -105,6 +105,8 @@ var knownReasons = map[*smtp.SMTPError]string{
 	errTempLocal:      "temporary",
 	errPolicyDown:     "policy_unavailable",
 	errStorageFull:    "storage_full",
+	errDataDeadline:   "data_deadline",
+	errDataIdle:       "data_timeout",
 }
 
 // refusalReason is the counter label for a refusal: err is what reply was

@@ -44,6 +44,10 @@ var (
 	errTempLocal      = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem; nothing was sent; please try again later")
 	errPolicyDown     = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "The confidentiality rules cannot be checked right now; nothing was sent; please try again later")
 	errStorageFull    = smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage; nothing was sent; please try again later")
+	// 421: the rest of the message is still on its way and cannot be told
+	// from commands, so the connection is closed after this reply.
+	errDataDeadline = smtpErr(421, smtp.EnhancedCode{4, 4, 2}, "The message took too long to arrive (the time allowed is the idle timeout plus the size limit at 64 KiB a second); nothing was sent; closing the connection, please try again")
+	errDataIdle     = smtpErr(421, smtp.EnhancedCode{4, 4, 2}, "Nothing more of the message arrived within the idle timeout; nothing was sent; closing the connection, please try again")
 )
 
 // errNotPlain refuses an address holding a character that mail systems

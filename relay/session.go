@@ -244,10 +244,15 @@ func reasonOf(err error) string {
 }
 
 func (s *session) Data(r io.Reader) error {
-	if b := frontOf(s.conn.Conn()).body(); b != nil {
+	f := frontOf(s.conn.Conn())
+	if b := f.body(); b != nil {
 		// The message is read off the connection directly (frontConn).
 		defer b.finish()
 		r = b
+	} else {
+		// BDAT: go-smtp reads the chunks through f while this runs.
+		f.beginTransfer()
+		defer f.endTransfer()
 	}
 	if s.account == nil {
 		return s.fail("data", errAuthRequired)
@@ -261,6 +266,11 @@ func (s *session) Data(r io.Reader) error {
 	defer s.s.inflight.Done()
 	id, err := s.s.accept(context.Background(), s.log, s.account, s.from, s.rcpts, r, false)
 	if err != nil {
+		if ended := f.endedBy(); ended != nil {
+			// What the BDAT reader made of the closed connection aside,
+			// this is why (and the client has been told).
+			err = ended
+		}
 		return s.fail("data", err)
 	}
 	s.s.metrics.accepted.Inc()

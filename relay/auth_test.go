@@ -46,7 +46,7 @@ func TestLoginVerification(t *testing.T) {
 }
 
 func TestThrottleSchedule(t *testing.T) {
-	th := newThrottle()
+	th := newThrottle(nil)
 	now := time.Now()
 	var delays []time.Duration
 	for i := 0; i < 12; i++ {

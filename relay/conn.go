@@ -85,12 +85,22 @@ func (s *addressSlots) take(a net.Addr) (release func(), ok bool) {
 // clientPrefix is what the relay counts a client by, for its connections
 // and its failed logins: its IPv4 address, or its IPv6 /64 (one host can
 // use the whole /64, and would otherwise count as many).
-func clientPrefix(a net.Addr) netip.Prefix {
+func clientPrefix(a net.Addr) netip.Prefix { return prefixOf(clientIP(a)) }
+
+// clientIP is a client's address; not valid for what is not TCP (tests'
+// pipes), which all count as one.
+func clientIP(a net.Addr) netip.Addr {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
-		return netip.Prefix{} // not TCP (tests' pipes): all count as one
+		return netip.Addr{}
 	}
-	ip := ta.AddrPort().Addr().Unmap()
+	return ta.AddrPort().Addr().Unmap()
+}
+
+func prefixOf(ip netip.Addr) netip.Prefix {
+	if !ip.IsValid() {
+		return netip.Prefix{}
+	}
 	bits := 32
 	if ip.Is6() {
 		bits = 64

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,6 +219,7 @@ type relayOpts struct {
 	maxConns     int
 	maxPerAddr   int
 	timeout      time.Duration // default 30s
+	trusted      []netip.Prefix
 }
 
 type testRelay struct {
@@ -266,6 +268,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	srv, err := New(Config{
 		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.serverTLS,
 		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: o.timeout, GreetingWait: o.greetingWait, MaxConnections: o.maxConns, MaxConnectionsPerAddress: o.maxPerAddr,
+		TrustedNetworks: o.trusted,
 		Accounts: []Account{{Username: testUser, PasswordHash: passwordHash(t), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,

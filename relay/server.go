@@ -14,6 +14,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,7 +82,11 @@ type Config struct {
 	// MaxConnectionsPerAddress bounds those of one client address (an IPv6
 	// /64), so that one host cannot take them all. 0: no bound.
 	MaxConnectionsPerAddress int
-	Accounts                 []Account
+	// TrustedNetworks are the practice's own networks: failed logins from
+	// them count against the client's address only, never against the
+	// account, so that failures from elsewhere cannot lock them out.
+	TrustedNetworks []netip.Prefix
+	Accounts        []Account
 
 	SpoolDir  string
 	OutboxDir string // used when Upstream.Address is "outbox"
@@ -169,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRecipients == 0 {
 		cfg.MaxRecipients = 100
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, throttle: newThrottle(), metrics: cfg.Metrics}
+	s := &Server{cfg: cfg, log: cfg.Logger, throttle: newThrottle(cfg.TrustedNetworks), metrics: cfg.Metrics}
 	if err := s.SetAccounts(cfg.Accounts); err != nil {
 		return nil, err
 	}

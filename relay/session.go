@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +34,8 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	f := frontOf(c.Conn())
 	isTLS := f != nil && f.sec != nil
-	remote := clientPrefix(c.Conn().RemoteAddr()).String()
+	ip := clientIP(c.Conn().RemoteAddr())
+	remote := prefixOf(ip).String()
 	if b.s.closing.Load() {
 		closeAfterReply(c.Conn())
 	}
@@ -41,7 +43,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		b.s.metrics.refused.WithLabelValues("ehlo", "long_command").Inc()
 		return nil, errLongCommand
 	}
-	return &session{s: b.s, conn: c, tls: isTLS, remote: remote, log: b.s.log.With("session", randomToken())}, nil
+	return &session{s: b.s, conn: c, tls: isTLS, ip: ip, remote: remote, log: b.s.log.With("session", randomToken())}, nil
 }
 
 // maxCommandLine is RFC 5321's limit for a command line, CRLF included.
@@ -76,6 +78,7 @@ type session struct {
 	s      *Server
 	conn   *smtp.Conn
 	tls    bool
+	ip     netip.Addr
 	remote string
 	log    *slog.Logger
 
@@ -137,7 +140,7 @@ func (s *session) login(username, password string) error {
 		return s.fail("auth", errBadAuthData)
 	}
 	now := s.s.cfg.Now()
-	keys := []string{"ip:" + s.remote, "user:" + username}
+	keys := s.s.throttle.keys(now, s.ip, username)
 	if s.s.throttle.blocked(now, keys...) {
 		s.log.Warn("login refused: too many failures", "user", username)
 		s.s.metrics.authFailures.WithLabelValues("throttled").Inc()
@@ -153,6 +156,7 @@ func (s *session) login(username, password string) error {
 		}
 		return s.fail("auth", errBadCredentials)
 	}
+	s.s.throttle.succeeded(now, s.ip, acct.Username)
 	s.account = acct
 	s.log = s.log.With("account", acct.Username)
 	s.log.Info("logged in")

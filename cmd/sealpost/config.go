@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,6 +61,39 @@ type SMTPConfig struct {
 	MaxConnections  int      `toml:"max_connections"` // open client connections, both ports together
 	// Those from one client address (an IPv6 /64), so that one host cannot take them all.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// The practice's networks ("192.168.1.0/24", or one address): failed
+	// logins from them never count against an account's hourly ceiling.
+	TrustedNetworks []string `toml:"trusted_networks"`
+}
+
+// trustedNetworks are smtp.trusted_networks, checked by validate.
+func (c SMTPConfig) trustedNetworks() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedNetworks {
+		if p, err := parseNetwork(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseNetwork takes a prefix or a lone address (as its /32 or /128).
+func parseNetwork(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	if p.Bits() <= 0 {
+		return netip.Prefix{}, errors.New("would trust every address")
+	}
+	return p.Masked(), nil
 }
 
 type AccountConfig struct {
@@ -418,6 +452,11 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > 1000 {
 		bad("smtp.max_recipients", "must be between 1 and 1000")
+	}
+	for _, n := range c.SMTP.TrustedNetworks {
+		if _, err := parseNetwork(n); err != nil {
+			bad("smtp.trusted_networks", "%q: must be a network such as 192.168.1.0/24 or fd00:1::/64, or one address (%v)", n, err)
+		}
 	}
 
 	if len(c.Accounts) == 0 {

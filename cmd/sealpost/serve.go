@@ -236,6 +236,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		GreetingWait:             cfg.SMTP.GreetingWait.D(),
 		MaxConnections:           cfg.SMTP.MaxConnections,
 		MaxConnectionsPerAddress: cfg.SMTP.MaxConnectionsPerIP,
+		TrustedNetworks:          cfg.SMTP.trustedNetworks(),
 		Accounts:                 accounts,
 		SpoolDir:                 spoolDir(cfg),
 		OutboxDir:                outboxDir(cfg),

@@ -3,8 +3,8 @@ package rules
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
+	"mime"
 	"strings"
 
 	"github.com/emersion/go-message"
@@ -18,62 +18,273 @@ const (
 	maxScannedParts = maxMIMEParts
 )
 
-var errTooMuchToScan = errors.New("too much to check")
+var (
+	errTooMuchToScan = errors.New("too much to check")
+	errRuleFired     = errors.New("the first rule fired")
+)
 
-// scanTexts decodes every text part of the plain copy (transfer encoding and
-// charset), wherever it is: after the first part, inside multipart/signed,
-// in attachments. The content rules read these, not just the part the
-// notice went into. The notice itself is left out of what they read.
-func scanTexts(r io.Reader, notice *noticeText) ([]textSample, error) {
-	e, err := message.Read(r)
-	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
-		return nil, &mimeError{"the message cannot be read to check it against the content rules"}
-	}
-	var drops [][]byte
+// What the content rules read in a copy that goes to a client in clear:
+//
+//   - the subject, and the Comments, Keywords and Thread-Topic fields;
+//   - every text/* part and every part whose type is missing or cannot be
+//     parsed, wherever it is (after the first part, inside multipart/signed,
+//     attachments), its transfer encoding and charset undone;
+//   - messages inside the message (message/rfc822 and message/global: a
+//     forward as attachment), to the depth limit, like the message itself:
+//     their subjects, address fields and other text fields, and their parts;
+//     other message/* parts are read as text;
+//   - parts that claim to be encrypted but are not (application/pkcs7-mime,
+//     application/pgp-encrypted, and application/octet-stream inside
+//     multipart/encrypted, when they fail the checks of encrypted.go): read
+//     as text, as sent;
+//   - each part's Content-Description and file name.
+//
+// Not read: other attachments (PDF, images, office documents, zip and other
+// archives, calendar data sent as application/*), parts that are encrypted,
+// and the practice's own notice.
+type contentScan struct {
+	rules []compiledRule
+	drops [][]byte // the notice as the transform writes it
+	left  int64
+	parts int
+	hit   int    // the first rule, in configured order, that fired so far; len(rules): none
+	where string // where it fired
+}
+
+func newContentScan(rules []compiledRule, notice *noticeText) *contentScan {
+	c := &contentScan{rules: rules, left: maxScannedText, hit: len(rules)}
 	for _, n := range []string{notice.plain, notice.flowed, notice.html} {
 		if n != "" {
-			drops = append(drops, []byte(n))
+			c.drops = append(c.drops, []byte(strings.ReplaceAll(n, "\r\n", "\n")))
 		}
 	}
-	var out []textSample
-	left, parts := int64(maxScannedText), 0
-	err = e.Walk(func(path []int, part *message.Entity, err error) error {
-		parts++
-		if len(path) > maxScannedDepth || parts > maxScannedParts {
-			return errTooMuchToScan
-		}
-		if part == nil {
-			return &mimeError{"a part cannot be read to check it against the content rules"}
-		}
-		mt, _, cterr := part.Header.ContentType()
-		if cterr != nil || part.Header.Get("Content-Type") == "" {
-			// No type, or one that cannot be read: read it as text
-			// rather than let it pass unread.
-			mt = "text/plain"
-		}
-		if !strings.HasPrefix(mt, "text/") {
-			return nil
-		}
-		// An unknown charset leaves the body as sent: ASCII patterns
-		// (numbers, most rules) still match in it.
-		b, err := io.ReadAll(io.LimitReader(part.Body, left+1))
-		if err != nil {
-			return &mimeError{fmt.Sprintf("a text part cannot be decoded to check it against the content rules: %v", err)}
-		}
-		if int64(len(b)) > left {
-			return errTooMuchToScan
-		}
-		left -= int64(len(b))
-		b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-		for _, d := range drops {
-			b = bytes.ReplaceAll(b, bytes.ReplaceAll(d, []byte("\r\n"), []byte("\n")), nil)
-		}
-		out = append(out, textSample{where: "body", text: b})
+	return c
+}
+
+// scan reads a whole message. It stops early once the first rule fired.
+func (c *contentScan) scan(r io.Reader) error {
+	err := c.message(r, 0, true)
+	if errors.Is(err, errRuleFired) {
 		return nil
-	})
-	if errors.Is(err, errTooMuchToScan) {
-		return nil, &mimeError{fmt.Sprintf("it holds more than sealpost can check against the content rules (%d MiB of text, %d parts, %d levels); send it encrypted",
-			maxScannedText>>20, maxScannedParts, maxScannedDepth)}
 	}
-	return out, err
+	return err
+}
+
+// fired returns the rule that fired, or nil.
+func (c *contentScan) fired() (*compiledRule, string) {
+	if c.hit == len(c.rules) {
+		return nil, ""
+	}
+	return &c.rules[c.hit], c.where
+}
+
+func (c *contentScan) match(where string, text []byte) {
+	for i := 0; i < c.hit; i++ {
+		r := &c.rules[i]
+		if (r.On == "any" || r.On == where) && r.re.Match(text) {
+			c.hit, c.where = i, where
+			return
+		}
+	}
+}
+
+// sample matches text.
+func (c *contentScan) sample(where string, text []byte) error {
+	c.match(where, text)
+	if c.hit == 0 {
+		return errRuleFired
+	}
+	return nil
+}
+
+// take counts n octets of text against the limit.
+func (c *contentScan) take(n int) error {
+	if int64(n) > c.left {
+		return errTooMuchToScan
+	}
+	c.left -= int64(n)
+	return nil
+}
+
+func (c *contentScan) headerText(where, v string) error {
+	t := []byte(decodeHeaderText(v))
+	if err := c.take(len(t)); err != nil {
+		return err
+	}
+	return c.sample(where, t)
+}
+
+// message reads a message: the top level, or one inside it.
+func (c *contentScan) message(r io.Reader, depth int, outer bool) error {
+	e, _ := message.Read(r)
+	if e == nil {
+		if outer {
+			return &mimeError{"its header cannot be read"}
+		}
+		return &mimeError{"a forwarded message in it cannot be read"}
+	}
+	fields := []string{"Comments", "Keywords", "Thread-Topic"}
+	subject := "subject"
+	if !outer {
+		// A forwarded message's fields are part of what this message
+		// says, not its subject line.
+		subject = "body"
+		fields = append(fields, "From", "Sender", "Reply-To", "To", "Cc")
+	}
+	for _, v := range e.Header.Values("Subject") {
+		if err := c.headerText(subject, v); err != nil {
+			return err
+		}
+	}
+	for _, k := range fields {
+		for _, v := range e.Header.Values(k) {
+			if err := c.headerText("body", v); err != nil {
+				return err
+			}
+		}
+	}
+	return c.entity(e, depth, "")
+}
+
+// entity reads one part and what is inside it.
+func (c *contentScan) entity(e *message.Entity, depth int, parent string) error {
+	c.parts++
+	if depth > maxScannedDepth || c.parts > maxScannedParts {
+		return errTooMuchToScan
+	}
+	mt, params, err := e.Header.ContentType()
+	if err != nil || e.Header.Get("Content-Type") == "" {
+		// No type, or one that cannot be read: read it as text rather
+		// than let it pass unread.
+		mt, params = "text/plain", map[string]string{}
+	}
+	if err := c.partFields(e.Header, params); err != nil {
+		return err
+	}
+	if strings.HasPrefix(mt, "multipart/") {
+		if mr := e.MultipartReader(); mr != nil {
+			for {
+				p, err := mr.NextPart()
+				if err == io.EOF {
+					return nil
+				}
+				if p == nil {
+					return err
+				}
+				if err := c.entity(p, depth+1, mt); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	switch {
+	case mt == "message/rfc822" || mt == "message/global":
+		return c.message(e.Body, depth+1, false)
+	case strings.HasPrefix(mt, "text/") || strings.HasPrefix(mt, "message/") || strings.HasPrefix(mt, "multipart/"):
+		b, err := c.readText(e.Body)
+		if err != nil {
+			return err
+		}
+		return c.sample("body", b)
+	case claimsEncryption(mt, parent):
+		return c.claimed(e.Body, mt, params)
+	}
+	return nil
+}
+
+// partFields reads a part's description and file name: the recipient's
+// mail program shows both.
+func (c *contentScan) partFields(h message.Header, ctParams map[string]string) error {
+	if v := h.Get("Content-Description"); v != "" {
+		if err := c.headerText("body", v); err != nil {
+			return err
+		}
+	}
+	if _, dp, err := mime.ParseMediaType(h.Get("Content-Disposition")); err == nil && dp["filename"] != "" {
+		if err := c.headerText("body", dp["filename"]); err != nil {
+			return err
+		}
+	}
+	if ctParams["name"] != "" {
+		return c.headerText("body", ctParams["name"])
+	}
+	return nil
+}
+
+// readText reads a decoded text body, counted against the limit, with line
+// ends as LF and the practice's notice taken out.
+func (c *contentScan) readText(body io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, c.left+1))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.take(len(b)); err != nil {
+		return nil, err
+	}
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	for _, d := range c.drops {
+		b = bytes.ReplaceAll(b, d, nil)
+	}
+	return b, nil
+}
+
+// claimsEncryption: parts that say they are encrypted. Those that are go
+// unread; the others are read as text.
+func claimsEncryption(mt, parent string) bool {
+	switch mt {
+	case "application/pkcs7-mime", "application/x-pkcs7-mime", "application/pgp-encrypted":
+		return true
+	case "application/octet-stream":
+		return parent == "multipart/encrypted"
+	}
+	return false
+}
+
+func (c *contentScan) claimed(body io.Reader, mt string, params map[string]string) error {
+	var buf cappedBuffer
+	buf.max = int(c.left)
+	var verr error
+	switch mt {
+	case "application/pkcs7-mime", "application/x-pkcs7-mime":
+		buf.max = maxEncryptedDER
+		if _, err := io.Copy(&buf, body); err != nil {
+			return err
+		}
+		verr = verifyCMSEnveloped(buf.Bytes(), "")
+	case "application/octet-stream":
+		verr = verifyArmoredMessage(io.TeeReader(body, &buf))
+	default:
+		verr = errNotEncrypted
+	}
+	if verr == nil {
+		return nil
+	}
+	if _, err := io.Copy(&buf, body); err != nil {
+		return err
+	}
+	if buf.over {
+		return errTooMuchToScan
+	}
+	if err := c.take(buf.Len()); err != nil {
+		return err
+	}
+	return c.sample("body", bytes.ReplaceAll(buf.Bytes(), []byte("\r\n"), []byte("\n")))
+}
+
+// cappedBuffer keeps up to max octets and notes that there were more.
+type cappedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); len(p) > room {
+		b.over = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
 }

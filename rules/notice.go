@@ -16,7 +16,6 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 	"golang.org/x/text/encoding"
@@ -122,51 +121,74 @@ type transformer struct {
 	n     *noticeText
 	parts int
 	res   *transformResult
+	// claimOpened: the top-level multipart/encrypted did not hold what it
+	// claimed, and is read as the multipart it is.
+	claimOpened bool
 }
 
 // transformNotice copies the message from r to w with the notice appended
 // where the recipient will read it, and without any Bcc header. Headers it
 // does not need to change stay byte for byte; attachments and the parts a
-// sender signed or encrypted are copied, never decoded.
+// sender signed or encrypted are copied, never decoded. A message that
+// claims to be encrypted as a whole is copied as it is (protected
+// "encrypted"): verifyEncrypted must then say whether it is.
 func transformNotice(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
+	return transform(w, r, n, true)
+}
+
+// transformClaimed is transformNotice for a message whose claim to be
+// encrypted did not hold: it is handled like any clear message, its
+// would-be encrypted body kept whole beside the notice.
+func transformClaimed(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
+	return transform(w, r, n, false)
+}
+
+func transform(w io.Writer, r io.Reader, n *noticeText, passThrough bool) (*transformResult, error) {
 	br := bufpool.Reader(r)
 	defer bufpool.PutReader(br)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
-		return nil, &mimeError{"the message header cannot be parsed"}
+		return nil, &mimeError{"its header cannot be read"}
 	}
 	h.Del("Bcc")
 	res := &transformResult{}
 	t := &transformer{n: n, res: res}
 	bw := bufpool.Writer(w)
 	defer bufpool.PutWriter(bw)
+	// Lines over 998 octets are refused wherever they cannot be re-encoded;
+	// a copy passed through unguarded is checked by verifyEncrypted.
+	guarded := &lineGuard{w: bw}
 	mt, params := contentType(h)
 	prot := protection(mt, params, h)
 	if prot == "" && mt == "text/plain" && !isAttachment(h) {
 		prot = inlinePGP(br)
 	}
+	if prot == "encrypted" && !passThrough {
+		// Like any clear message: the text, or the parts, get the notice;
+		// an S/MIME body, which is one piece, is kept whole beside it.
+		switch mt {
+		case "text/plain":
+			prot = ""
+		case "multipart/encrypted":
+			prot, t.claimOpened = "", true
+		default:
+			prot = "opaque"
+		}
+	}
 	res.protected = prot
 	switch {
-	case prot == "encrypted" && mt == "text/plain":
-		// Inline: encrypted only if nothing but the armored block is
-		// there; text after it would go out in clear.
-		tail := &afterArmor{}
-		err = copyEntity(bw, h, io.TeeReader(br, tail))
-		if tail.text {
-			res.protected = "partly encrypted"
-		}
 	case prot == "encrypted":
 		// The notice cannot go inside without breaking the recipient's
 		// decryption; the client's own encryption protects the message.
 		err = copyEntity(bw, h, br)
 	case prot == "signed" || prot == "opaque" || !isBodyCandidate(mt, h) || !t.canHoldNotice(mt, params):
-		err = t.wrapWithNotice(bw, h, br)
+		err = t.wrapWithNotice(guarded, h, br)
 		res.noticed = err == nil
 	default:
 		var ok bool
-		ok, err = t.entity(bw, h, br, 0)
+		ok, err = t.entity(guarded, h, br, 0)
 		if err == nil && !ok {
-			return nil, &mimeError{"no place for the confidentiality notice"}
+			return nil, &mimeError{"it has no part where the practice's confidentiality notice can go"}
 		}
 		res.noticed = ok
 	}
@@ -220,65 +242,18 @@ func protection(mt string, params map[string]string, h textproto.Header) string 
 }
 
 // inlinePGP looks at the start of a text/plain body for an armored PGP
-// message: encrypted when the body begins with one whose first packet is an
-// encrypted session key (text that merely quotes an armor line is not),
-// clear-signed when it begins with a signed message.
+// message: "encrypted" (to be verified) when the body begins with one,
+// "signed" when it begins with a clear-signed message.
 func inlinePGP(br *bufio.Reader) string {
 	head, _ := br.Peek(8 << 10)
 	head = bytes.TrimLeft(head, " \t\r\n")
 	switch {
-	case bytes.HasPrefix(head, []byte("-----BEGIN PGP MESSAGE-----")) && startsWithSessionKey(head):
+	case bytes.HasPrefix(head, []byte(armorBegin)):
 		return "encrypted"
 	case bytes.HasPrefix(head, []byte("-----BEGIN PGP SIGNED MESSAGE-----")):
 		return "signed"
 	}
 	return ""
-}
-
-// startsWithSessionKey decodes the start of an armored message: its first
-// packet must be a public-key or symmetric-key encrypted session key (tags
-// 1 and 3), as in every encrypted message.
-func startsWithSessionKey(armored []byte) bool {
-	block, err := armor.Decode(bytes.NewReader(armored))
-	if err != nil || block.Type != "PGP MESSAGE" {
-		return false
-	}
-	var b [1]byte
-	if _, err := io.ReadFull(block.Body, b[:]); err != nil || b[0]&0x80 == 0 {
-		return false
-	}
-	tag := (b[0] >> 2) & 0x0f // old format
-	if b[0]&0x40 != 0 {
-		tag = b[0] & 0x3f // new format
-	}
-	return tag == 1 || tag == 3
-}
-
-// afterArmor watches an inline-encrypted body for text after the armored
-// block's end line.
-type afterArmor struct {
-	ended bool
-	text  bool
-	line  []byte
-}
-
-func (a *afterArmor) Write(p []byte) (int, error) {
-	for _, c := range p {
-		switch {
-		case a.ended:
-			if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
-				a.text = true
-			}
-		case c == '\n':
-			if bytes.Equal(bytes.TrimRight(a.line, " \t\r"), []byte("-----END PGP MESSAGE-----")) {
-				a.ended = true
-			}
-			a.line = a.line[:0]
-		case len(a.line) < 64:
-			a.line = append(a.line, c)
-		}
-	}
-	return len(p), nil
 }
 
 func isBodyCandidate(mt string, h textproto.Header) bool {
@@ -409,10 +384,10 @@ func copyTrackingEnd(w io.Writer, r io.Reader) ([]byte, error) {
 // recipient reads. It reports whether the notice went in.
 func (t *transformer) entity(w io.Writer, h textproto.Header, body io.Reader, depth int) (bool, error) {
 	if depth > maxMIMEDepth {
-		return false, &mimeError{fmt.Sprintf("MIME parts are nested more than %d deep", maxMIMEDepth)}
+		return false, &mimeError{fmt.Sprintf("its parts are nested more than %d deep", maxMIMEDepth)}
 	}
 	mt, params := contentType(h)
-	if protection(mt, params, h) != "" {
+	if protection(mt, params, h) != "" && !(depth == 0 && t.claimOpened) {
 		return false, copyEntity(w, h, body)
 	}
 	if !isBodyCandidate(mt, h) {
@@ -436,7 +411,7 @@ func (t *transformer) entity(w io.Writer, h textproto.Header, body io.Reader, de
 func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader, params map[string]string, depth int, alternative bool) (bool, error) {
 	boundary := params["boundary"]
 	if boundary == "" {
-		return false, &mimeError{"a multipart part has no boundary"}
+		return false, &mimeError{"a multipart section of it has no boundary"}
 	}
 	if err := textproto.WriteHeader(w, h); err != nil {
 		return false, err
@@ -450,11 +425,11 @@ func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader,
 			break
 		}
 		if err != nil {
-			return false, &mimeError{fmt.Sprintf("broken MIME structure: %v", err)}
+			return false, &mimeError{"its parts cannot be told apart: a MIME boundary line is missing, wrong or damaged"}
 		}
 		t.parts++
 		if t.parts > maxMIMEParts {
-			return false, &mimeError{fmt.Sprintf("more than %d MIME parts", maxMIMEParts)}
+			return false, &mimeError{fmt.Sprintf("it has more than %d parts", maxMIMEParts)}
 		}
 		if first {
 			fmt.Fprintf(w, "--%s\r\n", boundary)
@@ -463,7 +438,7 @@ func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader,
 			fmt.Fprintf(w, "\r\n--%s\r\n", boundary)
 		}
 		if alternative || i == 0 {
-			ok, err := t.entity(w, p.Header, p, depth+1)
+			ok, err := t.entity(w, p.Header, &cutOffReader{p}, depth+1)
 			if err != nil {
 				return false, err
 			}
@@ -472,16 +447,16 @@ func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader,
 		}
 		pmt, pparams := contentType(p.Header)
 		if strings.HasPrefix(pmt, "multipart/") || protection(pmt, pparams, p.Header) != "" {
-			err = copyEntity(w, p.Header, p)
+			err = copyEntity(w, p.Header, &cutOffReader{p})
 		} else {
-			err = copyLeaf(w, p.Header, p)
+			err = copyLeaf(w, p.Header, &cutOffReader{p})
 		}
 		if err != nil {
 			return false, err
 		}
 	}
 	if first {
-		return false, &mimeError{"a multipart part has no parts"}
+		return false, &mimeError{"a multipart section of it has no parts"}
 	}
 	if !noticed && !alternative {
 		fmt.Fprintf(w, "\r\n--%s\r\n", boundary)
@@ -490,6 +465,22 @@ func (t *transformer) multipart(w io.Writer, h textproto.Header, body io.Reader,
 	}
 	fmt.Fprintf(w, "\r\n--%s--\r\n", boundary)
 	return noticed, nil
+}
+
+// errPartCutOff: the message ended inside a part of a multipart, before
+// its closing boundary line.
+var errPartCutOff = errors.New("a part has no closing boundary")
+
+// cutOffReader tells a part cut off by the message's end (the multipart
+// reader's unexpected EOF) from one whose own encoding ends too soon.
+type cutOffReader struct{ r io.Reader }
+
+func (c *cutOffReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.ErrUnexpectedEOF {
+		err = errPartCutOff
+	}
+	return n, err
 }
 
 // asciiCompatible charsets let us append bytes without decoding the text.
@@ -618,7 +609,7 @@ func (t *transformer) textPlainAsUTF8(w io.Writer, h textproto.Header, body io.R
 	qp := quotedprintable.NewWriter(w)
 	tail := &tailKeeper{max: len(t.n.norm)*2 + 256}
 	if _, err := io.Copy(qp, io.TeeReader(utf8r, tail)); err != nil {
-		return false, &mimeError{fmt.Sprintf("a text part cannot be decoded: %v", err)}
+		return false, fmt.Errorf("%w: %w", &mimeError{"a text part cannot be decoded: its encoding or character set is damaged"}, err)
 	}
 	if !tail.endsWith(t.n.norm) {
 		io.WriteString(qp, separatorFor(tail.bytes())+text+"\r\n")
@@ -673,7 +664,7 @@ func (t *transformer) appendEncoded(w io.Writer, body io.Reader, cte, label stri
 		enc := newBase64Lines(w)
 		dec := base64.NewDecoder(base64.StdEncoding, &stripSpace{r: body})
 		if _, err := io.Copy(io.MultiWriter(enc, tail), dec); err != nil {
-			return &mimeError{fmt.Sprintf("a text part has broken base64: %v", err)}
+			return fmt.Errorf("%w: %w", &mimeError{"a text part's base64 encoding is damaged"}, err)
 		}
 		if !tail.endsWith(t.n.norm) {
 			enc.Write([]byte(separatorFor(tail.bytes())))
@@ -715,7 +706,7 @@ func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, 
 	}
 	buf, err := io.ReadAll(io.LimitReader(decoded, maxHTMLInMemory))
 	if err != nil {
-		return false, &mimeError{fmt.Sprintf("an HTML part cannot be decoded: %v", err)}
+		return false, fmt.Errorf("%w: %w", &mimeError{"an HTML part cannot be decoded: its encoding is damaged"}, err)
 	}
 	block := []byte(t.n.html)
 	var out [][]byte
@@ -749,7 +740,7 @@ func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, 
 	}
 	if len(buf) >= maxHTMLInMemory {
 		if _, err := io.Copy(enc, decoded); err != nil {
-			return false, &mimeError{fmt.Sprintf("an HTML part cannot be decoded: %v", err)}
+			return false, fmt.Errorf("%w: %w", &mimeError{"an HTML part cannot be decoded: its encoding is damaged"}, err)
 		}
 		enc.Write(block)
 	}
@@ -778,7 +769,7 @@ func decodeCTE(r io.Reader, cte string) (io.Reader, error) {
 	case "", "7bit", "8bit", "binary":
 		return r, nil
 	}
-	return nil, &mimeError{fmt.Sprintf("unknown transfer encoding %q in a text part", cte)}
+	return nil, &mimeError{"a text part has a transfer encoding nobody can read"}
 }
 
 // encodeCTE wraps w in the encoder for cte.

@@ -233,45 +233,30 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 			return nil, fmt.Errorf("policy: %w: an encrypted recipient but no encryption configured", ErrUnavailable)
 		}
 	}
-	w, err := out.Create("sent")
+	tr, plain, passedAs, err := s.writePlain(msg, out)
 	if err != nil {
-		return nil, err
-	}
-	tr, err := transformNotice(&lineGuard{w: w}, msg, s.notice)
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		var me *mimeError
-		if errors.As(err, &me) {
-			return nil, &Refusal{Reason: "Message refused: " + me.reason + "; nothing was sent"}
-		}
 		return nil, err
 	}
 
-	res := &Result{Plain: "sent", Decisions: append([]Decision(nil), sub.Decisions...)}
+	res := &Result{Plain: plain, Decisions: append([]Decision(nil), sub.Decisions...)}
 	markBcc(tr.header, res.Decisions)
 
 	if clearToClient && len(s.rules) > 0 {
-		texts, err := s.readTexts(out, tr)
-		if err == nil {
-			err = s.checkContent(texts, res)
-		}
-		if err != nil {
-			var me *mimeError
-			if errors.As(err, &me) {
-				return nil, &Refusal{Reason: "Message refused: " + me.reason + "; nothing was sent"}
-			}
+		if err := s.checkContent(out, plain, res); err != nil {
 			return nil, err
 		}
 	}
 
-	clear := Copy{Name: "sent"}
+	clear := Copy{Name: plain}
 	var toCc, bcc []Decision
-	for _, d := range res.Decisions {
+	for i, d := range res.Decisions {
 		switch {
-		case d.Protection != Encrypted || tr.protected == "encrypted":
-			// Mail the client already encrypted goes to key holders as it is.
+		case d.Protection != Encrypted || passedAs != "":
+			// Mail the client certainly encrypted goes to key holders as it is.
+			if d.Protection == Encrypted {
+				res.Decisions[i].Reason = fmt.Sprintf("already encrypted by the sender's mail program (%s), passed on as it is; the recipient's OpenPGP key is %s",
+					passedAs, d.KeyFingerprint)
+			}
 			clear.Recipients = append(clear.Recipients, d.Recipient)
 			if clear.Protection == "" || d.Protection == Consented {
 				clear.Protection = d.Protection
@@ -309,7 +294,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 // EncryptCopies writes the encrypted copies Prepare named.
 func (p *Policy) EncryptCopies(ctx context.Context, out Sink, res *Result) error {
 	for _, j := range res.toEncrypt {
-		if err := p.encryptCopy(ctx, out, j.name, j.fingerprints); err != nil {
+		if err := p.encryptCopy(ctx, out, res.Plain, j.name, j.fingerprints); err != nil {
 			return err
 		}
 	}
@@ -317,8 +302,8 @@ func (p *Policy) EncryptCopies(ctx context.Context, out Sink, res *Result) error
 	return nil
 }
 
-func (p *Policy) encryptCopy(ctx context.Context, out Sink, name string, fprs []string) error {
-	plain, err := out.Open("sent")
+func (p *Policy) encryptCopy(ctx context.Context, out Sink, plainName, name string, fprs []string) error {
+	plain, err := out.Open(plainName)
 	if err != nil {
 		return err
 	}
@@ -354,54 +339,51 @@ func markBcc(h textproto.Header, ds []Decision) {
 	}
 }
 
-// checkContent runs the content rules over the text of a message that goes
-// to a client in clear. A refuse rule refuses it; a require_encryption rule
-// refuses it because it would go out in clear.
-// readTexts is what the content rules read: the subject (each encoded word
-// decoded on its own) and every text part of the plain copy just written.
-func (s *policySettings) readTexts(out Sink, tr *transformResult) ([]textSample, error) {
-	texts := []textSample{{where: "subject", text: []byte(decodeHeaderText(tr.header.Get("Subject")))}}
-	plain, err := out.Open("sent")
+// checkContent runs the content rules over the plain copy of a message
+// that goes to a client in clear (contentScan says what they read). A
+// refuse rule refuses it; a require_encryption rule refuses it because it
+// would go out in clear. The first rule in configured order that fires is
+// the one the therapist is told about.
+func (s *policySettings) checkContent(out Sink, plain string, res *Result) error {
+	f, err := out.Open(plain)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer plain.Close()
-	body, err := scanTexts(plain, s.notice)
-	return append(texts, body...), err
-}
-
-func (s *policySettings) checkContent(texts []textSample, res *Result) error {
+	defer f.Close()
+	src := &recordingReader{r: f}
+	scan := newContentScan(s.rules, s.notice)
+	if err := scan.scan(src); err != nil {
+		switch {
+		case src.err != nil:
+			return fmt.Errorf("read the plain copy: %w", src.err)
+		case errors.Is(err, errTooMuchToScan):
+			return &Refusal{Reason: fmt.Sprintf("Message refused: it holds more than sealpost can check against the content rules (%d MiB of text, %d parts, %d levels); send it encrypted; nothing was sent",
+				maxScannedText>>20, maxScannedParts, maxScannedDepth)}
+		}
+		return malformed(err)
+	}
+	r, where := scan.fired()
+	if r == nil {
+		return nil
+	}
 	var clients []string
 	for _, d := range res.Decisions {
 		if d.Protection == Consented {
 			clients = append(clients, d.Address)
 		}
 	}
-	for _, r := range s.rules {
-		where := ""
-		for _, t := range texts {
-			if (r.On == "any" || r.On == t.where) && r.re.Match(t.text) {
-				where = t.where
-				break
-			}
+	hit := RuleHit{Rule: r.Name, Action: r.Action, Where: where}
+	reply := r.Reply
+	if reply == "" {
+		switch r.Action {
+		case "refuse":
+			reply = fmt.Sprintf("Message refused by rule %q: its %s must not go out in unencrypted email", r.Name, where)
+		default:
+			reply = fmt.Sprintf("Message refused by rule %q: its %s may only be sent encrypted", r.Name, where)
 		}
-		if where == "" {
-			continue
-		}
-		hit := RuleHit{Rule: r.Name, Action: r.Action, Where: where}
-		reply := r.Reply
-		if reply == "" {
-			switch r.Action {
-			case "refuse":
-				reply = fmt.Sprintf("Message refused by rule %q: its %s must not go out in unencrypted email", r.Name, where)
-			default:
-				reply = fmt.Sprintf("Message refused by rule %q: its %s may only be sent encrypted", r.Name, where)
-			}
-		}
-		reply = fmt.Sprintf("%s (rule %s; in clear to %s); nothing was sent", strings.TrimRight(reply, ". "), r.Name, strings.Join(angle(clients), ", "))
-		return &Refusal{Reason: reply, Fired: []RuleHit{hit}}
 	}
-	return nil
+	reply = fmt.Sprintf("%s (rule %s; in clear to %s); nothing was sent", strings.TrimRight(reply, ". "), r.Name, strings.Join(angle(clients), ", "))
+	return &Refusal{Reason: reply, Fired: []RuleHit{hit}}
 }
 
 func angle(as []string) []string {

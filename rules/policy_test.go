@@ -13,9 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 )
 
 // DefaultSSNRule is the rule config.example.toml ships: a US Social
@@ -295,17 +292,20 @@ func TestApplyAlreadyEncrypted(t *testing.T) {
 	ctx := context.Background()
 	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
 	d, _ := tp.Decide(ctx, "therapist", "key@client.example")
-	msg := "From: therapist@practice.example\r\nTo: key@client.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nxyz\r\n-----END PGP MESSAGE-----\r\n--b--\r\n"
+	msg := "From: therapist@practice.example\r\nTo: key@client.example\r\nMIME-Version: 1.0\r\n" + pgpMIME("", octetPart(encryptedTo(t, "notes")), "")
 	sink := &memSink{}
 	res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Copies) != 1 || res.Copies[0].Name != "sent" || len(tp.enc.calls) != 0 {
+	if len(res.Copies) != 1 || res.Copies[0].Name != "sent" || res.Plain != "sent" || len(tp.enc.calls) != 0 {
 		t.Fatalf("copies %+v, encrypt calls %v: an already encrypted message goes as it is", res.Copies, tp.enc.calls)
 	}
 	if sink.files["sent"].String() != msg {
 		t.Fatal("the client's encrypted message was altered")
+	}
+	if r := res.Decisions[0].Reason; !strings.Contains(r, "already encrypted by the sender's mail program (PGP/MIME)") || !strings.Contains(r, "AAAA") {
+		t.Errorf("the record says %q", r)
 	}
 }
 
@@ -331,57 +331,161 @@ func TestConsentWithdrawnBeforeData(t *testing.T) {
 }
 
 // TestAlreadyEncryptedOnlyWhenItIs: a message goes to a key holder as the
-// sender's client made it only when that client certainly encrypted it;
-// text that quotes an armor line, a signed PGP block, text after an
-// encrypted block, or S/MIME that is not enveloped data is encrypted by
-// sealpost like any other message.
+// sender's client made it only when it is encrypted (encryptedVariants);
+// anything that only claims to be is encrypted by sealpost like any other
+// message, with the notice, and recorded as sealpost's encryption.
 func TestAlreadyEncryptedOnlyWhenItIs(t *testing.T) {
-	var armored bytes.Buffer
-	aw, _ := armor.Encode(&armored, "PGP MESSAGE", nil)
-	pw, err := openpgp.SymmetricallyEncrypt(aw, []byte("passphrase"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw.Write([]byte("encrypted by the therapist's own client"))
-	pw.Close()
-	aw.Close()
-	encrypted := strings.ReplaceAll(armored.String(), "\n", "\r\n") + "\r\n"
-	var signed bytes.Buffer
-	sw, _ := armor.Encode(&signed, "PGP MESSAGE", nil)
-	sw.Write([]byte{0xcb, 0x0a, 'b', 0, 0, 0, 0, 0, 'h', 'i', '!', '!'}) // a literal data packet: not encrypted
-	sw.Close()
-
 	const hdr = "From: therapist@practice.example\r\nTo: key@client.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
-	tests := []struct {
-		name   string
-		msg    string
-		asItIs bool
+	variants := encryptedVariants(t)
+	variants = append(variants, []struct {
+		name  string
+		msg   string
+		valid bool
 	}{
-		{"inline encrypted", hdr + "\r\n" + encrypted, true},
-		{"inline encrypted, blank lines first", hdr + "\r\n\r\n" + encrypted, true},
-		{"text quoting an armor line", hdr + "\r\nYour reply will start with\r\n-----BEGIN PGP MESSAGE-----\r\nand your diagnosis follows.\r\n", false},
-		{"an armored block that is not encrypted", hdr + "\r\n" + strings.ReplaceAll(signed.String(), "\n", "\r\n") + "\r\n", false},
-		{"text after the encrypted block", hdr + "\r\n" + encrypted + "\r\nAnd in clear: see you on Tuesday about your depression.\r\n", false},
-		{"PGP/MIME", hdr + "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n" + encrypted + "--b--\r\n", true},
-		{"multipart/encrypted of no known protocol", hdr + "Content-Type: multipart/encrypted; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclear\r\n--b--\r\n", false},
-		{"S/MIME enveloped", hdr + "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\r\n", true},
-		{"S/MIME without smime-type", hdr + "Content-Type: application/pkcs7-mime; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n", false},
-		{"S/MIME signed, opaque", hdr + "Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n", false},
-	}
-	for _, tt := range tests {
+		{"text quoting an armor line", "\r\nYour reply will start with\r\n-----BEGIN PGP MESSAGE-----\r\nand your diagnosis follows.\r\n", false},
+		{"multipart/encrypted of no known protocol", "Content-Type: multipart/encrypted; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclear\r\n--b--\r\n", false},
+		{"S/MIME signed, opaque", smimeBody("signed-data", cmsFixture(t, "signed.p7m")), false},
+	}...)
+	for _, tt := range variants {
 		t.Run(tt.name, func(t *testing.T) {
 			tp := newTestPolicy(t)
 			ctx := context.Background()
 			tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
 			d, _ := tp.Decide(ctx, "therapist", "key@client.example")
 			sink := &memSink{}
-			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(tt.msg), sink)
+			msg := hdr + tt.msg
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
+			var ref *Refusal
+			if errors.As(err, &ref) && ref.Malformed && strings.Contains(tt.name, "no closing boundary") {
+				return // like any clear message with a part cut off
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			sentAsItIs := len(res.Copies) == 1 && res.Copies[0].Name == "sent" && len(tp.enc.calls) == 0
-			if sentAsItIs != tt.asItIs {
-				t.Fatalf("copies %+v, encrypt calls %v; want sent as it is: %v", res.Copies, tp.enc.calls, tt.asItIs)
+			if sentAsItIs != tt.valid {
+				t.Fatalf("copies %+v, encrypt calls %v; want sent as it is: %v", res.Copies, tp.enc.calls, tt.valid)
+			}
+			plain := sink.files[res.Plain].String()
+			reason := res.Decisions[0].Reason
+			if tt.valid {
+				if plain != msg || !strings.Contains(reason, "already encrypted") {
+					t.Fatalf("passed on altered, or recorded as %q", reason)
+				}
+				return
+			}
+			// The record holds what the recipient reads: the message with
+			// the notice, which sealpost encrypted.
+			noticed := strings.Contains(plain, "Notice of Confidentiality")
+			if !noticed { // in base64 text
+				for _, l := range goLeaves(t, []byte(plain)) {
+					noticed = noticed || strings.Contains(l.Text, "Notice of Confidentiality")
+				}
+			}
+			if !noticed || !strings.Contains(reason, "encrypted to OpenPGP key AAAA") {
+				t.Fatalf("plain copy %q without the notice, or recorded as %q:\n%s", res.Plain, reason, plain)
+			}
+			for _, line := range strings.Split(plain, "\r\n") {
+				if len(line) > 998 {
+					t.Fatalf("a line of %d octets in the plain copy", len(line))
+				}
+			}
+			if enc := sink.files["enc-1"].String(); !strings.HasSuffix(enc, plain) {
+				t.Fatalf("the encrypted copy was not made from the plain copy with the notice:\n%s", enc)
+			}
+		})
+	}
+}
+
+// TestClaimedEncryptionWithLongLine: a claimed encryption with a line over
+// 998 octets cannot be passed on as it is. PGP/MIME is read as the
+// multipart it is and the part re-encoded; an S/MIME body is one piece that
+// cannot be re-encoded, and is refused as a signed part with such a line is.
+func TestClaimedEncryptionWithLongLine(t *testing.T) {
+	long := strings.Repeat("clear ", 300)
+	for _, tt := range []struct {
+		name, msg string
+		refused   bool
+	}{
+		{"PGP/MIME", pgpMIME("", "Content-Type: text/plain\r\n\r\n"+long+"\r\n", ""), false},
+		{"S/MIME", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n" + long + "\r\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tp := newTestPolicy(t)
+			ctx := context.Background()
+			tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+			d, _ := tp.Decide(ctx, "therapist", "key@client.example")
+			msg := "From: therapist@practice.example\r\nTo: key@client.example\r\nMIME-Version: 1.0\r\n" + tt.msg
+			sink := &memSink{}
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
+			if tt.refused {
+				if !errors.Is(err, ErrLineTooLong) {
+					t.Fatalf("got %v, want ErrLineTooLong", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(sink.files[res.Plain].String(), "\r\n") {
+				if len(line) > 998 {
+					t.Fatalf("a line of %d octets", len(line))
+				}
+			}
+			if len(tp.enc.calls) != 1 {
+				t.Fatal("not encrypted by sealpost")
+			}
+		})
+	}
+}
+
+// TestClaimedEncryptionToClients: a message that only claims to be
+// encrypted, to a consented client, gets the notice and the content rules
+// like any clear message; a really encrypted one is not read.
+func TestClaimedEncryptionToClients(t *testing.T) {
+	rule := ContentRule{Name: "us-ssn", Pattern: ssnPattern, On: "any", Action: "refuse"}
+	const hdr = "From: therapist@practice.example\r\nTo: consented@client.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+	sk, seipd := realPackets(t)
+	ssn := "Your SSN 123-45-6789 is on file."
+	tests := []struct {
+		name    string
+		msg     string
+		refused bool
+	}{
+		{"fake PGP/MIME, text/plain part", pgpMIME("", "Content-Type: text/plain\r\n\r\n"+ssn+"\r\n", ""), true},
+		{"fake PGP/MIME, octet-stream in clear", pgpMIME("", octetPart(ssn+"\r\n"), ""), true},
+		{"fake PGP/MIME, clear text after the armor", pgpMIME("", octetPart(armorBytes(t, sk, seipd)+ssn+"\r\n"), ""), true},
+		{"fake S/MIME, clear body", smimeBody("enveloped-data", []byte(ssn)), true},
+		{"fake S/MIME, base64 body without smime-type", strings.Replace(smimeBody("enveloped-data", []byte(ssn)), "smime-type=enveloped-data; ", "", 1), true},
+		{"fake S/MIME, opaque signed data", smimeBody("signed-data", append(cmsFixture(t, "signed.p7m"), ssn...)), true},
+		{"fake inline, text after the block", "\r\n" + armorBytes(t, sk, seipd) + ssn + "\r\n", true},
+		{"fake PGP/MIME inside a mixed message", "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\n" +
+			pgpMIME("", octetPart(ssn+"\r\n"), "") + "\r\n--m--\r\n", true},
+		{"real PGP/MIME", pgpMIME("", octetPart(encryptedTo(t, ssn)), ""), false},
+		{"real S/MIME", smimeBody("enveloped-data", cmsFixture(t, "enveloped-ber.p7m")), false},
+		{"real PGP/MIME inside a mixed message", "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\n" +
+			pgpMIME("", octetPart(encryptedTo(t, ssn)), "") + "\r\n--m--\r\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp := newTestPolicy(t, rule)
+			ctx := context.Background()
+			tp.consent(t, "consented@client.example", "2026-01-10", "")
+			d, _ := tp.Decide(ctx, "therapist", "consented@client.example")
+			sink := &memSink{}
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+tt.msg), sink)
+			var ref *Refusal
+			if tt.refused {
+				if !errors.As(err, &ref) || len(ref.Fired) != 1 || ref.Fired[0].Rule != "us-ssn" {
+					t.Fatalf("got %v, want the SSN rule to refuse it", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if res.Plain != "sent" {
+				t.Fatalf("a really encrypted message was transformed again into %q", res.Plain)
 			}
 		})
 	}
@@ -499,3 +603,100 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// TestMalformedIsPermanent: a message whose own structure is broken is
+// refused as damaged (the relay answers 554 5.6.0), whoever it goes to;
+// a failure to read the message or to write a copy is not its fault and
+// stays an error the relay answers with 4xx.
+func TestMalformedIsPermanent(t *testing.T) {
+	const hdr = "From: therapist@practice.example\r\nTo: r@x.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+	mixed := "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+	tests := []struct{ name, msg, says string }{
+		{"no closing boundary", mixed, "closing MIME boundary is missing"},
+		{"no closing boundary after an attachment", mixed + "--m\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n", "closing MIME boundary is missing"},
+		{"no closing boundary of an inner part", "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nhi\r\n--m--\r\n", "closing MIME boundary is missing"},
+		{"a wrong boundary", "Content-Type: multipart/mixed; boundary=m\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n--x--\r\n", "cannot be told apart"},
+		{"no boundary", "Content-Type: multipart/mixed\r\n\r\nhello\r\n", "no boundary"},
+		{"damaged base64 text", "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!\r\n", "base64 encoding is damaged"},
+		{"cut-off base64 text", "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nU1NO\r\nIDE\r\n", "base64"},
+		{"damaged HTML", "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n%%%%\r\n", "encoding is damaged"},
+		{"a claimed encryption cut off", strings.TrimSuffix(pgpMIME("", octetPart("x\r\n"), ""), "--b1--\r\n"), "closing MIME boundary is missing"},
+	}
+	for _, tt := range tests {
+		for _, who := range []string{"colleague@practice.example", "key@client.example", "consented@client.example"} {
+			t.Run(tt.name+" to "+who, func(t *testing.T) {
+				tp := newTestPolicy(t, ContentRule{Name: "us-ssn", Pattern: ssnPattern, Action: "refuse"})
+				ctx := context.Background()
+				tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+				tp.consent(t, "consented@client.example", "2026-01-10", "")
+				d, _ := tp.Decide(ctx, "therapist", who)
+				_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+tt.msg), &memSink{})
+				var ref *Refusal
+				if !errors.As(err, &ref) || !ref.Malformed || !strings.Contains(ref.Reason, tt.says) || !strings.Contains(ref.Reason, "nothing was sent") {
+					t.Fatalf("got %v, want refused as damaged, saying %q", err, tt.says)
+				}
+				if strings.Contains(ref.Reason, "EOF") || strings.Contains(ref.Reason, "multipart:") || strings.Contains(ref.Reason, "illegal") {
+					t.Errorf("the reply carries a library's words: %s", ref.Reason)
+				}
+			})
+		}
+	}
+
+	// Not the message's fault: no Refusal, the cause kept for the relay.
+	tp := newTestPolicy(t)
+	ctx := context.Background()
+	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	d, _ := tp.Decide(ctx, "therapist", "key@client.example")
+	errNet := errors.New("connection reset")
+	for name, run := range map[string]func() error{
+		"the connection fails mid-part": func() error {
+			r := io.MultiReader(strings.NewReader(hdr+mixed), &failingReader{err: errNet})
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, r, &memSink{})
+			return err
+		},
+		"the copy cannot be written": func() error {
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+mixed+"--m--\r\n"), &failingSink{failWrite: errNet})
+			return err
+		},
+		"the claimed encryption cannot be read back": func() error {
+			msg := hdr + pgpMIME("", octetPart("clear\r\n"), "")
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), &failingSink{failRead: errNet})
+			return err
+		},
+	} {
+		err := run()
+		var ref *Refusal
+		if errors.As(err, &ref) || !errors.Is(err, errNet) {
+			t.Errorf("%s: got %v, want the cause, not a refusal", name, err)
+		}
+	}
+}
+
+type failingReader struct{ err error }
+
+func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// failingSink fails writes, or reads of what it holds, with an error of the disk's.
+type failingSink struct {
+	memSink
+	failWrite, failRead error
+}
+
+func (s *failingSink) Create(name string) (io.WriteCloser, error) {
+	w, err := s.memSink.Create(name)
+	if err != nil || s.failWrite == nil {
+		return w, err
+	}
+	return nopCloser{failingWriter{s.failWrite}}, nil
+}
+
+func (s *failingSink) Open(name string) (io.ReadCloser, error) {
+	if s.failRead != nil {
+		return io.NopCloser(io.MultiReader(strings.NewReader("From: a"), &failingReader{err: s.failRead})), nil
+	}
+	return s.memSink.Open(name)
+}
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }

@@ -112,13 +112,16 @@ type encryptJob struct {
 
 // Refusal is returned (as an error) when the message or a recipient may not go
 // out. Reason is the complete reply text for the therapist. The relay answers
-// 550 5.7.1 with it.
+// 550 5.7.1 with it, or 554 5.6.0 when Malformed.
 type Refusal struct {
 	Reason string
 	Fired  []RuleHit
 	// Recipient: refused for a recipient's sake (no consent any more),
 	// not for the message's content or form.
 	Recipient bool
+	// Malformed: refused for the message's own structure (a part cut off,
+	// a damaged encoding), which sending it again as it is cannot mend.
+	Malformed bool
 }
 
 func (r *Refusal) Error() string { return r.Reason }

@@ -1,0 +1,142 @@
+package rules
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// writePlain writes the plain copy of a submitted message into out and
+// returns what the transform learnt, the copy's name, and the kind of client
+// encryption it was passed on with ("" when it was not).
+//
+// The submitted message is read once, off the wire, and never stored: a
+// message that claims to be encrypted as a whole is copied as it is into
+// "sent" (minus Bcc), then read back and checked. When the claim does not
+// hold, the copy in "sent" is transformed again like any clear message into
+// "plain", which becomes the plain copy (the relay drops copies no one
+// names).
+func (s *policySettings) writePlain(msg io.Reader, out Sink) (*transformResult, string, string, error) {
+	tr, err := transformInto(out, "sent", msg, s.notice, transformNotice)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if tr.protected != "encrypted" {
+		return tr, "sent", "", nil
+	}
+	kind, err := verifyCopy(out, "sent")
+	if err == nil {
+		return tr, "sent", kind, nil
+	}
+	if !errors.Is(err, errNotEncrypted) {
+		return nil, "", "", err
+	}
+	claimed, err := out.Open("sent")
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer claimed.Close()
+	tr, err = transformInto(out, "plain", claimed, s.notice, transformClaimed)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return tr, "plain", "", nil
+}
+
+// transformInto runs a transform from r into a new copy named name. Its
+// errors are sorted: reading r or writing the copy failed (returned as
+// they are: temporary for the relay), a line too long to send, or the
+// message's own structure (a Refusal marked Malformed).
+func transformInto(out Sink, name string, r io.Reader, n *noticeText,
+	transform func(io.Writer, io.Reader, *noticeText) (*transformResult, error)) (*transformResult, error) {
+	w, err := out.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	src, dst := &recordingReader{r: r}, &recordingWriter{w: w}
+	tr, err := transform(dst, src, n)
+	if cerr := w.Close(); err == nil && cerr != nil {
+		return nil, cerr
+	}
+	switch {
+	case src.err != nil:
+		return nil, fmt.Errorf("read the message: %w", src.err)
+	case dst.err != nil:
+		return nil, fmt.Errorf("write copy %s: %w", name, dst.err)
+	case err == nil:
+		return tr, nil
+	case errors.Is(err, ErrLineTooLong):
+		return nil, err
+	}
+	return nil, malformed(err)
+}
+
+// verifyCopy checks a copy with verifyEncrypted. Errors that do not wrap
+// errNotEncrypted are the Sink's.
+func verifyCopy(out Sink, name string) (string, error) {
+	f, err := out.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	src := &recordingReader{r: f}
+	kind, err := verifyEncrypted(src)
+	if src.err != nil {
+		return "", fmt.Errorf("read copy %s: %w", name, src.err)
+	}
+	return kind, err
+}
+
+// malformed is the refusal of a message whose own structure is broken: no
+// use retrying it as it is.
+func malformed(err error) *Refusal {
+	what := "its MIME structure cannot be read"
+	var me *mimeError
+	var b64 base64.CorruptInputError
+	switch {
+	case errors.Is(err, errPartCutOff):
+		what = "it ends inside a part: a closing MIME boundary is missing, as if the message was cut off"
+	case errors.As(err, &me):
+		what = me.reason
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		what = "it ends in the middle of an encoded part, as if it was cut off"
+	case errors.As(err, &b64):
+		what = "the base64 encoding of a part is damaged"
+	case strings.HasPrefix(err.Error(), "quotedprintable:"):
+		what = "the quoted-printable encoding of a part is damaged"
+	}
+	return &Refusal{Malformed: true,
+		Reason: "Message refused as damaged: " + what + "; nothing was sent. Send it again; if it is refused again, write it anew or ask your IT admin"}
+}
+
+// recordingReader remembers the first error of its reader other than EOF:
+// an error while reading is then known to be the source's, not the
+// message's.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// recordingWriter remembers the first error of its writer.
+type recordingWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}

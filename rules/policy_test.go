@@ -346,12 +346,13 @@ func TestAlreadyEncryptedOnlyWhenItIs(t *testing.T) {
 		{"multipart/encrypted of no known protocol", "Content-Type: multipart/encrypted; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nclear\r\n--b--\r\n", false},
 		{"S/MIME signed, opaque", smimeBody("signed-data", cmsFixture(t, "signed.p7m")), false},
 	}...)
+	tp := newTestPolicy(t)
+	ctx := context.Background()
+	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	d, _ := tp.Decide(ctx, "therapist", "key@client.example")
 	for _, tt := range variants {
 		t.Run(tt.name, func(t *testing.T) {
-			tp := newTestPolicy(t)
-			ctx := context.Background()
-			tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
-			d, _ := tp.Decide(ctx, "therapist", "key@client.example")
+			tp.enc.calls = nil
 			sink := &memSink{}
 			msg := hdr + tt.msg
 			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
@@ -622,15 +623,15 @@ func TestMalformedIsPermanent(t *testing.T) {
 		{"damaged HTML", "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n%%%%\r\n", "encoding is damaged"},
 		{"a claimed encryption cut off", strings.TrimSuffix(pgpMIME("", octetPart("x\r\n"), ""), "--b1--\r\n"), "closing MIME boundary is missing"},
 	}
+	mp := newTestPolicy(t, ContentRule{Name: "us-ssn", Pattern: ssnPattern, Action: "refuse"})
+	ctx := context.Background()
+	mp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	mp.consent(t, "consented@client.example", "2026-01-10", "")
 	for _, tt := range tests {
 		for _, who := range []string{"colleague@practice.example", "key@client.example", "consented@client.example"} {
 			t.Run(tt.name+" to "+who, func(t *testing.T) {
-				tp := newTestPolicy(t, ContentRule{Name: "us-ssn", Pattern: ssnPattern, Action: "refuse"})
-				ctx := context.Background()
-				tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
-				tp.consent(t, "consented@client.example", "2026-01-10", "")
-				d, _ := tp.Decide(ctx, "therapist", who)
-				_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+tt.msg), &memSink{})
+				d, _ := mp.Decide(ctx, "therapist", who)
+				_, err := mp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+tt.msg), &memSink{})
 				var ref *Refusal
 				if !errors.As(err, &ref) || !ref.Malformed || !strings.Contains(ref.Reason, tt.says) || !strings.Contains(ref.Reason, "nothing was sent") {
 					t.Fatalf("got %v, want refused as damaged, saying %q", err, tt.says)
@@ -643,9 +644,7 @@ func TestMalformedIsPermanent(t *testing.T) {
 	}
 
 	// Not the message's fault: no Refusal, the cause kept for the relay.
-	tp := newTestPolicy(t)
-	ctx := context.Background()
-	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
+	tp := mp
 	d, _ := tp.Decide(ctx, "therapist", "key@client.example")
 	errNet := errors.New("connection reset")
 	for name, run := range map[string]func() error{

@@ -6,8 +6,13 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits of the content rules' reading of a message that would go out in
@@ -16,6 +21,10 @@ const (
 	maxScannedText  = 16 << 20 // decoded text, all parts together
 	maxScannedDepth = maxMIMEDepth
 	maxScannedParts = maxMIMEParts
+	// What a reader reads may be at most this many times longer than the
+	// text it comes from (NFKC expands a few characters up to 18 times;
+	// no text anyone writes comes near).
+	maxReaderTextGrowth = 4
 )
 
 var (
@@ -28,7 +37,8 @@ var (
 //   - the subject, and the Comments, Keywords and Thread-Topic fields;
 //   - every text/* part and every part whose type is missing or cannot be
 //     parsed, wherever it is (after the first part, inside multipart/signed,
-//     attachments), its transfer encoding and charset undone;
+//     attachments), its transfer encoding and charset undone; HTML both as
+//     its source and as the text a reader sees (see renderHTML);
 //   - messages inside the message (message/rfc822 and message/global: a
 //     forward as attachment), to the depth limit, like the message itself:
 //     their subjects, address fields and other text fields, and their parts;
@@ -39,7 +49,8 @@ var (
 //     as text, as sent;
 //   - each part's Content-Description and file name.
 //
-// Not read: other attachments (PDF, images, office documents, zip and other
+// Every text is read as it is and as a reader reads it (readerText). Not
+// read: other attachments (PDF, images, office documents, zip and other
 // archives, calendar data sent as application/*), parts that are encrypted,
 // and the practice's own notice.
 type contentScan struct {
@@ -88,9 +99,18 @@ func (c *contentScan) match(where string, text []byte) {
 	}
 }
 
-// sample matches text.
+// sample matches text as sent and as a reader reads it.
 func (c *contentScan) sample(where string, text []byte) error {
 	c.match(where, text)
+	if c.hit > 0 {
+		rt, err := readerText(text)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(rt, text) {
+			c.match(where, rt)
+		}
+	}
 	if c.hit == 0 {
 		return errRuleFired
 	}
@@ -185,6 +205,9 @@ func (c *contentScan) entity(e *message.Entity, depth int, parent string) error 
 		if err != nil {
 			return err
 		}
+		if mt == "text/html" {
+			return c.html(b)
+		}
 		return c.sample("body", b)
 	case claimsEncryption(mt, parent):
 		return c.claimed(e.Body, mt, params)
@@ -226,6 +249,14 @@ func (c *contentScan) readText(body io.Reader) ([]byte, error) {
 		b = bytes.ReplaceAll(b, d, nil)
 	}
 	return b, nil
+}
+
+// html reads an HTML part as sent and as rendered.
+func (c *contentScan) html(src []byte) error {
+	if err := c.sample("body", src); err != nil {
+		return err
+	}
+	return c.sample("body", renderHTML(src))
 }
 
 // claimsEncryption: parts that say they are encrypted. Those that are go
@@ -287,4 +318,149 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return b.Buffer.Write(p)
+}
+
+// renderHTML is the text a reader sees in an HTML part: tags and comments
+// (CDATA sections too, which HTML reads as comments) gone, character
+// references decoded, script and style left out, block elements and line
+// breaks as new lines, table cells apart, and the alt and title texts of
+// elements (shown for blocked images and on hovering). The tokenizer reads
+// the source once; what it writes is never longer than three times it
+// (a NUL, or a reference to an invalid character, becomes U+FFFD).
+func renderHTML(src []byte) []byte {
+	var out bytes.Buffer
+	out.Grow(len(src) / 2)
+	renderHTMLInto(&out, src, 0)
+	return out.Bytes()
+}
+
+// The contents of these elements is raw text to the tokenizer, but HTML to
+// a mail program, which runs no scripts and shows no frames.
+var reparsed = map[atom.Atom]bool{atom.Noscript: true, atom.Noembed: true, atom.Noframes: true, atom.Iframe: true}
+
+const maxReparse = 4
+
+func renderHTMLInto(out *bytes.Buffer, src []byte, depth int) {
+	z := html.NewTokenizer(bytes.NewReader(src))
+	var raw atom.Atom // the element whose raw text comes next
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			return
+		case html.TextToken:
+			text := z.Text()
+			switch {
+			case raw == atom.Script || raw == atom.Style:
+			case reparsed[raw] && depth < maxReparse:
+				renderHTMLInto(out, text, depth+1)
+			default:
+				out.Write(text)
+			}
+			raw = 0
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, more := z.TagName()
+			a := atom.Lookup(name)
+			raw = a
+			for more {
+				var k, v []byte
+				k, v, more = z.TagAttr()
+				if (string(k) == "alt" || string(k) == "title") && len(v) > 0 {
+					out.WriteByte(' ')
+					out.Write(v)
+					out.WriteByte(' ')
+				}
+			}
+			breakAfter(out, a)
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			breakAfter(out, atom.Lookup(name))
+			raw = 0
+		default: // comments, CDATA read as comments, doctypes
+			raw = 0
+		}
+	}
+}
+
+func breakAfter(out *bytes.Buffer, a atom.Atom) {
+	switch a {
+	case atom.Td, atom.Th:
+		out.WriteByte(' ')
+	case atom.Address, atom.Article, atom.Aside, atom.Blockquote, atom.Body, atom.Br, atom.Caption, atom.Center,
+		atom.Dd, atom.Details, atom.Dialog, atom.Div, atom.Dl, atom.Dt, atom.Fieldset, atom.Figcaption, atom.Figure,
+		atom.Footer, atom.Form, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6, atom.Head, atom.Header,
+		atom.Hr, atom.Html, atom.Legend, atom.Li, atom.Main, atom.Nav, atom.Ol, atom.Option, atom.P, atom.Pre,
+		atom.Section, atom.Summary, atom.Table, atom.Tbody, atom.Tfoot, atom.Thead, atom.Title, atom.Tr, atom.Ul:
+		out.WriteByte('\n')
+	}
+}
+
+// readerText is text as a reader reads it: compatibility forms folded
+// (NFKC: fullwidth and mathematical digits, ligatures, no-break and other
+// spaces), every Unicode dash and minus sign as '-', every space as ' ',
+// line and paragraph separators as new lines, digits of other scripts as
+// ASCII digits, and invisible format characters (zero-width spaces and
+// joiners, soft hyphens, direction marks, byte order marks) removed. Bytes
+// that are not UTF-8 stay as they are, so that ASCII patterns still match in
+// text of an unknown charset.
+func readerText(b []byte) ([]byte, error) {
+	if isASCIIBytes(b) {
+		return b, nil
+	}
+	mapped := mapReaderRunes(make([]byte, 0, len(b)), b)
+	limit := maxReaderTextGrowth*len(b) + 1024
+	folded, err := io.ReadAll(io.LimitReader(norm.NFKC.Reader(bytes.NewReader(mapped)), int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(folded) > limit {
+		return nil, errTooMuchToScan
+	}
+	// Folding makes dashes and spaces of its own (U+FE58 is U+2014).
+	return mapReaderRunes(mapped[:0], folded), nil
+}
+
+func mapReaderRunes(dst, src []byte) []byte {
+	for i := 0; i < len(src); {
+		c := src[i]
+		if c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(src[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, c)
+		case unicode.Is(unicode.Cf, r):
+		case unicode.Is(unicode.Pd, r), r == '\u2212', r == '\u2043', r == '\u02d7', r == '\u2796', r == '\ufe63':
+			dst = append(dst, '-')
+		case unicode.Is(unicode.Zs, r):
+			dst = append(dst, ' ')
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\n')
+		case unicode.Is(unicode.Nd, r):
+			dst = append(dst, '0'+digitValue(r))
+		default:
+			dst = append(dst, src[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// digitValue of a decimal digit: Unicode keeps each script's digits as a
+// run from zero to nine (checked in the tests for the whole table).
+func digitValue(r rune) byte {
+	for _, rg := range unicode.Nd.R16 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10)
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10)
+		}
+	}
+	return 0
 }

@@ -9,18 +9,24 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
-// contentVerdict sends msg (after From and To) to a consented client under
-// the SSN rule and a subject rule, and returns the rule that refused it
-// ("" when it passed) and where it fired.
-func contentVerdict(t *testing.T, msg string) (string, string, error) {
-	t.Helper()
+// contentPolicy has the SSN rule and a subject rule, and a consented client.
+func contentPolicy(t *testing.T) *testPolicy {
 	tp := newTestPolicy(t,
 		ContentRule{Name: "diagnosis-subject", Pattern: `(?i)diagnos`, On: "subject", Action: "require_encryption"},
 		ContentRule{Name: "us-ssn", Pattern: ssnPattern, On: "any", Action: "refuse"})
-	ctx := context.Background()
 	tp.consent(t, "consented@client.example", "2026-01-10", "")
+	return tp
+}
+
+// contentVerdict sends msg (after From and To) to the consented client and
+// returns the rule that refused it ("" when it passed) and where it fired.
+func contentVerdict(t *testing.T, tp *testPolicy, msg string) (string, string, error) {
+	t.Helper()
+	ctx := context.Background()
 	d, _ := tp.Decide(ctx, "therapist", "consented@client.example")
 	full := "From: therapist@practice.example\r\nTo: consented@client.example\r\nMIME-Version: 1.0\r\n" + msg
 	_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(full), &memSink{})
@@ -74,6 +80,7 @@ func TestContentRulesReadForwardedMessages(t *testing.T) {
 		{"nested twice", forwarded("From: b@practice.example\r\n" + strings.ReplaceAll(forwarded(innerWith("notes", ssn)), "fw", "fw2")), "us-ssn", "body"},
 		{"a message alone in message/rfc822, three deep", "Subject: fwd\r\n" + strings.SplitN(deep, "\r\n", 2)[1], "us-ssn", "body"},
 		{"an inner multipart with an attachment", forwarded("From: a@practice.example\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\nhi\r\n--in\r\nContent-Type: text/plain; name=n.txt\r\nContent-Disposition: attachment; filename=n.txt\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(ssn) + "--in--\r\n"), "us-ssn", "body"},
+		{"inner HTML with character references", forwarded("From: a@practice.example\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n<p>SSN &#49;&#50;&#51;-45-6789</p>\r\n"), "us-ssn", "body"},
 		{"message/global", strings.Replace(forwarded(innerWith("notes", ssn)), "message/rfc822", "message/global", 1), "us-ssn", "body"},
 		{"a clean forwarded message", forwarded(innerClean), "", ""},
 		{"a really encrypted forwarded message", forwarded("From: a@practice.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n" + pgpMIME("", octetPart(encryptedTo(t, ssn)), "")), "", ""},
@@ -85,9 +92,10 @@ func TestContentRulesReadForwardedMessages(t *testing.T) {
 		{"Outlook's Thread-Topic", "Subject: s\r\nThread-Topic: " + ssn + "\r\n\r\nhi\r\n", "us-ssn", "body"},
 		{"Keywords", "Subject: s\r\nKeywords: " + ssn + "\r\n\r\nhi\r\n", "us-ssn", "body"},
 	}
+	tp := contentPolicy(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rule, where, err := contentVerdict(t, tt.msg)
+			rule, where, err := contentVerdict(t, tp, tt.msg)
 			if err != nil {
 				t.Fatalf("refused otherwise: %v", err)
 			}
@@ -97,7 +105,7 @@ func TestContentRulesReadForwardedMessages(t *testing.T) {
 		})
 	}
 	// Beyond the depth limit: refused, never passed unread.
-	_, _, err := contentVerdict(t, "Subject: s\r\nContent-Type: message/rfc822\r\n\r\n"+tooDeep)
+	_, _, err := contentVerdict(t, tp, "Subject: s\r\nContent-Type: message/rfc822\r\n\r\n"+tooDeep)
 	var ref *Refusal
 	if !errors.As(err, &ref) || !strings.Contains(ref.Reason, "more than sealpost can check") {
 		t.Fatalf("%d nested messages: %v, want refused as too much to check", maxScannedDepth+2, err)
@@ -111,4 +119,171 @@ func qp(s string) string {
 	w.Close()
 	// The writer encodes CRLF as a line end, which is what a mail client writes.
 	return b.String()
+}
+
+// TestContentRulesReadWhatReadersSee: the SSN written so that its source
+// hides it (character references, tags, comments, Unicode look-alikes,
+// invisible characters) is read as a reader reads it.
+func TestContentRulesReadWhatReadersSee(t *testing.T) {
+	html := func(body string) string {
+		return "Subject: s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<html><body><p>" + body + "</p></body></html>\r\n"
+	}
+	text := func(body string) string {
+		return "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + "\r\n"
+	}
+	tests := []struct {
+		name, msg string
+		refused   bool
+	}{
+		{"decimal references", html("&#49;&#50;&#51;-45-6789"), true},
+		{"hex references", html("&#x31;&#x32;&#x33;&#x2D;&#x34;5-6789"), true},
+		{"named references", html("123&hyphen;45&dash;6789"), true},
+		{"an empty tag inside", html("123-<b></b>45-6789"), true},
+		{"spans", html("<span>123</span>-<span style=\"color:red\">45</span>-6789"), true},
+		{"a comment inside", html("123-<!-- x -->45-6789"), true},
+		{"a CDATA section inside", html("123-<![CDATA[ x ]]>45-6789"), true},
+		{"&nbsp; separators", html("123&nbsp;45&nbsp;6789"), true},
+		{"&#160; separators", html("123&#160;45&#160;6789"), true},
+		{"a script inside", html("123-<script>var x = 1;</script>45-6789"), true},
+		{"a style inside", html("123-<style>p { color: red }</style>45-6789"), true},
+		{"in a style sheet, which the provider reads", html("<style>/* 123-45-6789 */</style>hello"), true},
+		{"noscript, shown by mail programs", html("<noscript>123-<b></b>45-6789</noscript>"), true},
+		{"an image's alt text", html("<img src=\"cid:x\" alt=\"SSN 123&#45;45-6789\">"), true},
+		{"a soft hyphen reference", html("123-4&shy;5-6789"), true},
+		{"a zero-width space reference", html("123-&#8203;45-6789"), true},
+		{"fullwidth digits in HTML", html("&#65297;&#65298;&#65299;-45-6789"), true},
+		{"UTF-16 HTML with references", "Subject: s\r\nContent-Type: text/html; charset=utf-16le\r\nContent-Transfer-Encoding: base64\r\n\r\n" + utf16Base64("<p>&#49;23-45-6789</p>") + "\r\n", true},
+		{"fullwidth digits", text("１２３-４５-６７８９"), true},
+		{"fullwidth hyphen-minus", text("123－45－6789"), true},
+		{"mathematical digits", text("𝟏𝟐𝟑-𝟒𝟓-𝟔𝟕𝟖𝟗"), true},
+		{"Arabic-Indic digits", text("١٢٣-٤٥-٦٧٨٩"), true},
+		{"minus sign U+2212", text("123\u221245\u22126789"), true},
+		{"small hyphen-minus U+FE63", text("123\ufe6345\ufe636789"), true},
+		{"no-break space", text("123\u00a045\u00a06789"), true},
+		{"narrow no-break space", text("123\u202f45\u202f6789"), true},
+		{"ideographic space", text("123\u300045\u30006789"), true},
+		{"thin space", text("123\u200945\u20096789"), true},
+		{"zero-width space", text("123-4\u200b5-6789"), true},
+		{"zero-width joiner", text("12\u200d3-45-6789"), true},
+		{"word joiner", text("123-45-67\u206089"), true},
+		{"byte order mark", text("123-45\ufeff-6789"), true},
+		{"soft hyphen", text("123-45-67\u00ad89"), true},
+		{"direction marks", text("123-4\u200e5-6789\u200f"), true},
+		{"quoted-printable no-break spaces", "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n123=C2=A045=C2=A06789\r\n", true},
+		{"a fullwidth subject", "Subject: =?utf-8?B?" + base64.StdEncoding.EncodeToString([]byte("SSN １２３-４５-６７８９")) + "?=\r\n\r\nhi\r\n", true},
+		{"a subject with a zero-width space", "Subject: =?utf-8?Q?SSN_123-45=E2=80=8B-6789?=\r\n\r\nhi\r\n", true},
+		// What a reader does not read as one number is not one.
+		{"numbers in two paragraphs", html("123</p><p>45-6789"), false},
+		{"a phone number in fullwidth", text("５５５-１２３-４５６７"), false},
+		{"a date with dashes", text("2026\u201311\u201322"), false},
+		{"plain prose in HTML", html("See you on Tuesday at 10&nbsp;am."), false},
+	}
+	tp := contentPolicy(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rule, _, err := contentVerdict(t, tp, tt.msg)
+			if err != nil {
+				t.Fatalf("refused otherwise: %v", err)
+			}
+			if (rule == "us-ssn") != tt.refused {
+				t.Fatalf("refused by %q; want refused: %v", rule, tt.refused)
+			}
+		})
+	}
+	// Each Unicode dash, alone.
+	for _, r := range []rune{0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212} {
+		if rule, _, err := contentVerdict(t, tp, text("SSN 123"+string(r)+"45"+string(r)+"6789")); rule != "us-ssn" {
+			t.Errorf("U+%04X as the dash: not refused (%v)", r, err)
+		}
+	}
+}
+
+func TestRenderHTML(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"<p>a</p><p>b</p>", "\na\n\nb\n"},
+		{"a<br>b", "a\nb"},
+		{"<td>1</td><td>2</td>", " 1  2 "},
+		{"x<!-- c -->y", "xy"},
+		{"x<![CDATA[c]]>y", "xy"},
+		{"<script>alert(1)</script>ok<style>p{}</style>", "ok"},
+		{"&lt;b&gt; &amp; &#x41;&#66;&nbsp;", "<b> & AB\u00a0"},
+		{"<noscript><b>n</b>&amp;</noscript>", "n&"},
+		{"<title>t&amp;</title>", "\nt&\n"},
+		{"<img alt='a &amp; b'>", " a & b "},
+		{"<textarea><b>raw</b></textarea>", "<b>raw</b>"},
+		{"unclosed <b", "unclosed "},
+	} {
+		if got := string(renderHTML([]byte(tt.in))); got != tt.want {
+			t.Errorf("renderHTML(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestReaderText(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"plain ASCII", "plain ASCII"},
+		{"１２３－４５", "123-45"},
+		{"a\u00a0b\u2009c\u3000d", "a b c d"},
+		{"a\u200bb\u00adc\ufeffd\u200de", "abcde"},
+		{"\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "---------"},
+		{"١٢٣ ۴۵ ०१२", "123 45 012"},
+		{"ﬁne", "fine"},
+		{"a\u2028b", "a\nb"},
+		{"caf\xe9 123", "caf\xe9 123"}, // Latin-1 left as it is
+	} {
+		got, err := readerText([]byte(tt.in))
+		if err != nil || string(got) != tt.want {
+			t.Errorf("readerText(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	// Text that grows without bound under NFKC is refused, not expanded.
+	if _, err := readerText(bytes.Repeat([]byte("\ufdfa"), 10000)); !errors.Is(err, errTooMuchToScan) {
+		t.Errorf("U+FDFA ten thousand times: %v, want errTooMuchToScan", err)
+	}
+}
+
+// TestDigitValues: every decimal digit in Unicode maps to its value.
+func TestDigitValues(t *testing.T) {
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if !unicode.Is(unicode.Nd, r) {
+			continue
+		}
+		// Each run of digits starts at a zero: the digit ten places on
+		// (or back) has the same value, and the first of a run is zero.
+		want := digitValue(r)
+		if !unicode.Is(unicode.Nd, r-rune(want)) || (want > 0 && !unicode.Is(unicode.Nd, r-1)) {
+			t.Fatalf("U+%04X: value %d, but U+%04X is no digit", r, want, r-rune(want))
+		}
+		if want == 0 && unicode.Is(unicode.Nd, r-1) && digitValue(r-1) != 9 {
+			t.Fatalf("U+%04X is a zero after U+%04X, whose value is %d", r, r-1, digitValue(r-1))
+		}
+	}
+}
+
+// FuzzRenderHTML: rendering and reading never panic, stay bounded, and
+// reading what was read changes nothing.
+func FuzzRenderHTML(f *testing.F) {
+	for _, s := range []string{"<p>a &#49; <b>b</b></p>", "123-<!-- x -->45", "<script>x</script>", "<noscript><noscript>deep</noscript></noscript>",
+		"<img alt=\"&#65297;\">", "&#0;\x00<![CDATA[x]]>", "<title>&amp;</title><textarea>&lt;</textarea>", "１２３\u200b\u00ad-\u2212"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := renderHTML(in)
+		if len(out) > 3*len(in)+3 {
+			t.Fatalf("%d octets rendered as %d", len(in), len(out))
+		}
+		rt, err := readerText(out)
+		if err != nil {
+			return
+		}
+		if len(rt) > maxReaderTextGrowth*len(out)+1024 {
+			t.Fatalf("read as %d octets from %d", len(rt), len(out))
+		}
+		if utf8.Valid(out) {
+			again, err := readerText(rt)
+			if err == nil && !bytes.Equal(again, rt) {
+				t.Fatalf("reading %q again gives %q", rt, again)
+			}
+		}
+	})
 }

@@ -70,6 +70,10 @@ func reply(ctx context.Context, log *slog.Logger, stage string, err error) error
 	}
 	var refusal *rules.Refusal
 	if errors.As(err, &refusal) {
+		if refusal.Malformed {
+			// Sending it again as it is cannot help: a 4xx would be retried for ever.
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, oneLine(refusal.Reason))
+		}
 		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, oneLine(refusal.Reason))
 	}
 	if errors.Is(err, smtp.ErrDataTooLarge) {

@@ -406,8 +406,12 @@ func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Accoun
 	if archiveErr != nil {
 		return "", fmt.Errorf("archive: %w", archiveErr)
 	}
-	if !copyNamed(res.Copies, res.Plain) {
-		in.drop(res.Plain)
+	// Nobody reads a copy no copy names: the plain copy of a message that
+	// goes out only encrypted, or one the policy wrote and then replaced.
+	for name := range in.sections {
+		if !copyNamed(res.Copies, name) {
+			in.drop(name)
+		}
 	}
 	e := newEntry(srv.spool, id, account.Username, from, now, res.Copies, false)
 	if err := in.commit(e, archived != nil && !archiveDone); err != nil {

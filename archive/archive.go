@@ -47,6 +47,9 @@ type Options struct {
 	// (default a day): records wait at most that long for a seal, which
 	// makes changing them without the seal key show.
 	SealEvery time.Duration
+	// HeadFile is where the head file is kept (default HeadFile(Dir)):
+	// outside Dir, so that the folder alone cannot be cut back unnoticed.
+	HeadFile string
 }
 
 // Archive is the writing end of the clinical record. One process writes it
@@ -70,6 +73,16 @@ type Archive struct {
 	lastConsent int64
 	headSeq     uint64
 	headHash    string
+
+	headPath string
+	headErr  error // the last head file write's, owned by the writer
+	headSlot int   // the head file's slot holding the newest head
+	// headSync asks syncHeads to fsync the head file; headSynced is
+	// closed once it has stopped
+	headSync   chan struct{}
+	headSynced chan struct{}
+	headSeg    string    // the segment of the newest durable record
+	headTime   time.Time // and its time
 
 	keyMu sync.Mutex
 	rkey  *recordKeyEpoch
@@ -112,6 +125,11 @@ const defaultSealEvery = 24 * time.Hour
 // admin looks (sealpost archive verify). The seal and address-hash keys are
 // made with a new archive only: missing from one that holds records, they
 // stop Open (ErrKeyMissing).
+//
+// The head file (HeadFile) must not say the chain reached further than it
+// does, or name a record that is not the one there: that stops Open too,
+// before anything is written over it. Without one (an archive from before
+// head files), Open writes it.
 func Open(opts Options) (*Archive, error) {
 	if len(opts.PublicKey) == 0 {
 		return nil, errors.New("archive: no public key to encrypt to")
@@ -128,6 +146,9 @@ func Open(opts Options) (*Archive, error) {
 	if opts.SealEvery <= 0 {
 		opts.SealEvery = defaultSealEvery
 	}
+	if opts.HeadFile == "" {
+		opts.HeadFile = HeadFile(opts.Dir)
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
@@ -136,7 +157,8 @@ func Open(opts Options) (*Archive, error) {
 		return nil, err
 	}
 	a := &Archive{opts: opts, dir: opts.Dir, lock: lock, log: opts.Logger, reqs: make(chan *appendReq, 256), stopped: make(chan struct{}),
-		ingested: map[string]bool{}, ingestAt: map[string]IngestSource{}}
+		ingested: map[string]bool{}, ingestAt: map[string]IngestSource{}, headPath: opts.HeadFile,
+		headSync: make(chan struct{}, 1), headSynced: make(chan struct{})}
 	fail := func(err error) (*Archive, error) {
 		if a.seg != nil {
 			a.seg.Close()
@@ -151,16 +173,49 @@ func Open(opts Options) (*Archive, error) {
 	if err != nil {
 		return fail(err)
 	}
+	slots, err := readHead(a.headPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if !fresh {
+			a.log.Warn("archive: no head file yet (an archive from before head files, or the file was removed): records cut off the end before this start could not show; it is written now",
+				"path", a.headPath)
+		}
+	case err != nil:
+		return fail(fmt.Errorf("%w: %w; if it is not this archive's, move it away", errMissingAtOpen, err))
+	case fresh:
+		// Checked before a new seal key is made: every record the head
+		// file counts is gone, with the keys perhaps.
+		return fail(fmt.Errorf("%w: %s holds no record, but the head file %s says the chain reached %s; if a new archive is wanted, move %s away (keep it) and start again",
+			errMissingAtOpen, opts.Dir, a.headPath, slots.highest(), a.headPath))
+	}
 	if a.sealKey, err = loadOrMakeSealKey(opts.Dir, fresh); err != nil {
 		return fail(err)
 	}
 	if a.hashKey, err = loadOrMakeHashKey(opts.Dir, fresh); err != nil {
 		return fail(err)
 	}
-	if err := a.recover(); err != nil {
+	var head *headFile
+	if slots != nil {
+		var forged int
+		head, a.headSlot, forged = slots.newest(a.sealKey.Public().(ed25519.PublicKey))
+		if head == nil {
+			return fail(fmt.Errorf("%w: the head file %s is not signed with this archive's seal key (forged, or another archive's); if it is not this archive's, move it away",
+				errMissingAtOpen, a.headPath))
+		}
+		if forged > 0 {
+			a.log.Warn("archive: the head file holds a head not signed with this archive's seal key (forged); the signed one is used", "path", a.headPath)
+		}
+	}
+	if err := a.recover(head); err != nil {
+		return fail(err)
+	}
+	// Also when recovering wrote nothing: an archive from before head
+	// files gets one, and one left behind by a crash catches up.
+	if err := a.saveHead(true); err != nil {
 		return fail(err)
 	}
 	a.headSeq, a.headHash = a.seq, a.last
+	go a.syncHeads()
 	go a.writer()
 	return a, nil
 }
@@ -178,8 +233,9 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // recover finds where the chain ends, setting aside a torn tail, and
-// starts the chain when the archive is new.
-func (a *Archive) recover() error {
+// starts the chain when the archive is new. Before it writes anything, it
+// compares the chain with head, the head file (nil: none).
+func (a *Archive) recover(head *headFile) error {
 	segs, err := listSegments(a.dir)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -194,8 +250,20 @@ func (a *Archive) recover() error {
 		segs = segs[:len(segs)-1]
 	}
 	// The highest consent id anywhere, so the serve loop knows what to copy.
+	var (
+		first, end          uint64
+		headHash, headInSeg string
+	)
 	for _, s := range segs {
-		if err := scanHeaders(filepath.Join(a.dir, s), func(h *header, _ []byte) {
+		if err := scanHeaders(filepath.Join(a.dir, s), func(h *header, raw []byte) {
+			if first == 0 {
+				first = h.Seq
+			}
+			end = max(end, h.Seq)
+			if head != nil && h.Seq == head.Seq {
+				sum := sha256.Sum256(raw)
+				headHash, headInSeg = hex.EncodeToString(sum[:]), s
+			}
 			if h.Kind == kindConsent && h.Consent > a.lastConsent {
 				a.lastConsent = h.Consent
 			}
@@ -213,7 +281,18 @@ func (a *Archive) recover() error {
 			return fmt.Errorf("archive: %w", err)
 		}
 	}
+	// Damage found below is named as such first; the head file is
+	// compared before anything is written.
+	checkHead := func() error {
+		if head == nil {
+			return nil
+		}
+		return a.checkHeadAtOpen(head, first, end, headHash, headInSeg)
+	}
 	if len(segs) == 0 {
+		if err := checkHead(); err != nil {
+			return err
+		}
 		return a.startChain()
 	}
 	name := segs[len(segs)-1]
@@ -230,7 +309,7 @@ func (a *Archive) recover() error {
 		}
 		if errors.Is(err, errIncomplete) {
 			f.Close()
-			return a.tornTail(segs, path, sr.off, sr.size, last)
+			return a.tornTail(segs, path, sr.off, sr.size, last, checkHead)
 		}
 		if err != nil {
 			f.Close()
@@ -242,7 +321,11 @@ func (a *Archive) recover() error {
 	if last == nil {
 		return fmt.Errorf("archive: %s is empty", name)
 	}
+	if err := checkHead(); err != nil {
+		return err
+	}
 	a.seq, a.last = last.h.Seq, last.hash
+	a.headSeg, a.headTime = name, last.h.Time
 	if last.h.Kind == kindSeal {
 		return a.newSegment(segNumber(name) + 1)
 	}
@@ -254,11 +337,13 @@ var errDamagedAtOpen = errors.New("archive is damaged, nothing more is written t
 
 // tornTail deals with bytes at the end of the open segment (path, of size
 // bytes) that are not a whole record, from byte end on; last is the
-// segment's last complete record, nil when it has none. A crash in the middle of a write leaves
-// such a tail, and nothing complete after it: the tail is set aside. A
-// complete record after it means a record that is there was damaged (its
-// length most likely): that stops Open like any damage.
-func (a *Archive) tornTail(segs []string, path string, end, size int64, last *record) error {
+// segment's last complete record, nil when it has none. A crash in the
+// middle of a write leaves such a tail, and nothing complete after it: the
+// tail is set aside. A complete record after it means a record that is
+// there was damaged (its length most likely): that stops Open like any
+// damage. checkHead runs once the bytes are known not to be damage, before
+// anything is written.
+func (a *Archive) tornTail(segs []string, path string, end, size int64, last *record, checkHead func() error) error {
 	name := filepath.Base(path)
 	at, found, err := recordAfter(path, end, size)
 	if err != nil {
@@ -266,6 +351,9 @@ func (a *Archive) tornTail(segs []string, path string, end, size int64, last *re
 	}
 	if found {
 		return fmt.Errorf("%w: %w", errDamagedAtOpen, damagedLength(name, end, at))
+	}
+	if err := checkHead(); err != nil {
+		return err
 	}
 	if last != nil {
 		return a.setAsideTail(path, end, last.h.Seq, last.hash)
@@ -512,6 +600,9 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 	}
 	a.seq, a.last = seq, last
 	a.segSize += written
+	a.headSeg, a.headTime = a.segName, now
+	// Only now: the head file is never ahead of the durable archive.
+	a.saveHead(false)
 	a.mu.Lock()
 	a.headSeq, a.headHash = seq, last
 	a.mu.Unlock()
@@ -655,6 +746,8 @@ func (a *Archive) Close() error {
 	close(a.reqs)
 	a.sendMu.Unlock()
 	<-a.stopped
+	close(a.headSync)
+	<-a.headSynced
 	return a.lock.Close()
 }
 

@@ -204,6 +204,23 @@ func records(t *testing.T, path string) [][2]int64 {
 	return out
 }
 
+// keepHead copies the head file of the archive in dir as it is now; the
+// function it returns puts that copy back. A crash during a write leaves
+// the head file so: it is written only after the write's fsync.
+func keepHead(t testing.TB, dir string) func() {
+	t.Helper()
+	b, err := os.ReadFile(HeadFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.WriteFile(HeadFile(dir), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func copyDir(t *testing.T, src string) string {
 	dst := filepath.Join(t.TempDir(), "archive")
 	os.MkdirAll(dst, 0o700)
@@ -603,11 +620,13 @@ func TestMessagesRecorded(t *testing.T) {
 	if err := a.RecordEvent(ctx, Event{MessageID: "msg0099", Time: f.clock(), Kind: Aborted}); err != nil {
 		t.Fatal(err)
 	}
+	crashed := keepHead(t, f.dir)
 	m, body := testMessage(13, "anna@client.example")
 	if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
+	crashed()
 	segs, _ := listSegments(f.dir)
 	if len(segs) < 3 {
 		t.Fatalf("%d segments; the test wants several", len(segs))

@@ -35,10 +35,12 @@ func TestTornFirstRecord(t *testing.T) {
 		{"half a record after a rollover", func(t *testing.T, f *fixture) (string, uint64) {
 			a := f.open(t, 0)
 			a.CloseSegment(context.Background())
+			crashed := keepHead(t, f.dir)
 			m, body := testMessage(13, "anna@client.example")
 			a.RecordMessage(context.Background(), m, strings.NewReader(body))
 			n, _ := a.ChainHead()
 			a.Close()
+			crashed()
 			seg := lastSegment(t, f.dir)
 			r := records(t, seg)[0]
 			os.Truncate(seg, r[1]/2)
@@ -47,6 +49,8 @@ func TestTornFirstRecord(t *testing.T) {
 		{"the chain's first record", func(t *testing.T, f *fixture) (string, uint64) {
 			f.dir = filepath.Join(t.TempDir(), "archive")
 			f.open(t, 0).Close()
+			// The crash came before the first head file.
+			os.Remove(HeadFile(f.dir))
 			seg := lastSegment(t, f.dir)
 			r := records(t, seg)[0]
 			os.Truncate(seg, r[1]/2)
@@ -56,8 +60,11 @@ func TestTornFirstRecord(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := archiveWithRecords(t)
 			seg, before := tt.make(t, f)
-			if _, err := Verify(f.dir, nil); err != nil {
-				t.Fatalf("verify before the start: %v", err)
+			if _, err := Verify(f.dir, nil); err == nil || !strings.Contains(err.Error(), "torn tail") {
+				t.Fatalf("verify before the start: %v; want it to report the torn tail", err)
+			}
+			if _, err := VerifyWith(f.dir, nil, VerifyOptions{AllowTornTail: true}); err != nil {
+				t.Fatalf("verify --allow-torn-tail before the start: %v", err)
 			}
 			a, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock})
 			if err != nil {
@@ -179,11 +186,11 @@ func TestDamagedLength(t *testing.T) {
 			os.WriteFile(seg, b, 0o600)
 
 			var out bytes.Buffer
-			_, verr := Verify(f.dir, &out)
+			_, verr := VerifyWith(f.dir, &out, VerifyOptions{AllowTornTail: true})
 			a, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock})
 			if !tt.damaged {
 				if verr != nil || err != nil {
-					t.Fatalf("a torn tail: verify %v, Open %v\n%s", verr, err, out.String())
+					t.Fatalf("a torn tail: verify --allow-torn-tail %v, Open %v\n%s", verr, err, out.String())
 				}
 				a.Close()
 				if _, err := Verify(f.dir, nil); err != nil {

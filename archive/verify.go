@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -20,13 +21,42 @@ type Report struct {
 	Bytes    int64
 	HeadSeq  uint64 // the newest record
 	Head     string // its hash: the chain head an export names
-	// Pending is bytes after the newest complete record of the open segment:
-	// a write in progress, or a torn tail the next start sets aside.
-	Pending  int64
-	Problems []string
+	// Pending is bytes after the newest complete record of the open segment
+	// while the relay holds the archive: a write in progress.
+	Pending int64
+	// Torn is such bytes while no process writes the archive: a torn tail,
+	// left by a crash in the middle of a write, or by cutting the archive
+	// inside a record. It is a problem unless VerifyOptions.AllowTornTail.
+	Torn int64
+	// HeadFile is the head file the chain's end was compared with ("" when
+	// none was), HeadFileSeq the record it says the chain reached, and
+	// Missing how many of the records up to it are not there.
+	HeadFile    string
+	HeadFileSeq uint64
+	Missing     uint64
+	// EndChecked says the chain's end was compared with a head file or a
+	// chain head seen earlier (VerifyOptions.Expect). Without either,
+	// records cut off the end leave a chain that verifies.
+	EndChecked bool
+	Problems   []string
 	// Warnings are findings that do not fail verification: prune records
 	// written before prune records were signed.
 	Warnings []string
+}
+
+// VerifyOptions say what Verify compares the chain with.
+type VerifyOptions struct {
+	// Expect are chain heads seen earlier: each must still be in the chain.
+	Expect []ChainPoint
+	// HeadFile is the head file to compare the chain's end with; "" is the
+	// one next to the archive (HeadFile(dir)), when there is one.
+	HeadFile string
+	// NoHead compares with no head file (an auditor given the archive
+	// folder alone): records cut off the end do not show.
+	NoHead bool
+	// AllowTornTail accepts bytes after the newest record that are not a
+	// whole record (a crash in the middle of a write) with a warning.
+	AllowTornTail bool
 }
 
 type unsignedPrune struct {
@@ -46,7 +76,7 @@ var ErrDamaged = errors.New("the archive failed verification")
 // a warning only while no seal before it says prune records are signed
 // (it was written before they were); after such a seal it is a problem.
 func Verify(dir string, w io.Writer) (*Report, error) {
-	return VerifyExpecting(dir, w, nil)
+	return VerifyWith(dir, w, VerifyOptions{})
 }
 
 // ChainPoint is a record an earlier look at the archive saw: the chain head
@@ -61,7 +91,32 @@ type ChainPoint struct {
 // the last seal (the segment being written) were removed, or that someone
 // with the seal key rewrote the chain; a head kept from earlier can.
 func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, error) {
+	return VerifyWith(dir, w, VerifyOptions{Expect: expect})
+}
+
+// VerifyWith is Verify, comparing the chain also with what o names. The
+// head file is read before the segments: the archive only grows after it,
+// so a relay writing meanwhile cannot make the chain look short.
+func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
+	expect := o.Expect
 	rep := &Report{}
+	var slots headSlots
+	var headErr error
+	if !o.NoHead {
+		path := o.HeadFile
+		if path == "" {
+			path = HeadFile(dir)
+		}
+		slots, headErr = readHead(path)
+		switch {
+		case headErr == nil:
+			rep.HeadFile = path
+		case errors.Is(headErr, os.ErrNotExist) && o.HeadFile == "":
+			headErr = nil
+		case errors.Is(headErr, os.ErrNotExist):
+			return nil, fmt.Errorf("archive: head file: %w", headErr)
+		}
+	}
 	want := map[uint64]string{}
 	for _, p := range expect {
 		want[p.Seq] = p.Hash
@@ -80,12 +135,28 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	if len(segs) == 0 {
+	if len(segs) == 0 && slots == nil {
 		return nil, fmt.Errorf("archive: no segments in %s", dir)
 	}
 	problem := func(format string, args ...any) {
 		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
 	}
+	if headErr != nil {
+		problem("%v", headErr)
+	}
+	var head *headFile
+	if slots != nil {
+		var forged int
+		head, _, forged = slots.newest(sealPub)
+		switch {
+		case head == nil:
+			problem("the head file %s is not signed with this archive's seal key (seal.pub): forged, or another archive's", rep.HeadFile)
+			rep.HeadFile, headErr = "", errors.New("not signed")
+		case forged > 0:
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file %s holds a head not signed with this archive's seal key beside the signed one, which is used (forged, or read while the relay overwrote it)", rep.HeadFile))
+		}
+	}
+	var headSeg, headHash string // where the record the head file names is, and its hash
 	var (
 		prevHash  string
 		prevSeq   uint64
@@ -124,10 +195,17 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 						f.Close()
 						return nil, err
 					}
-					if found {
+					switch {
+					case found:
 						problem("%v", damagedLength(name, sr.off, at))
-					} else {
+					case writerActive(dir):
 						rep.Pending = sr.size - sr.off
+					case o.AllowTornTail:
+						rep.Torn = sr.size - sr.off
+						rep.Warnings = append(rep.Warnings, tornTail(name, rep.Torn, prevSeq))
+					default:
+						rep.Torn = sr.size - sr.off
+						problem("%s (--allow-torn-tail accepts it)", tornTail(name, rep.Torn, prevSeq))
 					}
 				} else {
 					problem("%s: truncated: %d bytes after record %d are not a whole record", name, sr.size-sr.off, prevSeq)
@@ -140,6 +218,9 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 					break // the framing is lost; nothing further in this segment can be read
 				}
 			}
+			if head != nil && rec.h.Seq == head.Seq {
+				headSeg, headHash = name, rec.hash
+			}
 			if h, ok := want[rec.h.Seq]; ok {
 				found[rec.h.Seq] = true
 				if rec.hash != h {
@@ -149,7 +230,13 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 			if !started {
 				firstPrev, firstSeq, started = rec.h.Prev, rec.h.Seq, true
 			} else {
-				if rec.h.Seq != prevSeq+1 {
+				switch {
+				case rec.h.Seq == prevSeq+2:
+					problem("%s: record %d follows record %d: record %d is missing (removed, or records reordered)", name, rec.h.Seq, prevSeq, prevSeq+1)
+				case rec.h.Seq > prevSeq+2:
+					problem("%s: record %d follows record %d: %d records are missing, %d to %d (removed, or records reordered)",
+						name, rec.h.Seq, prevSeq, rec.h.Seq-prevSeq-1, prevSeq+1, rec.h.Seq-1)
+				case rec.h.Seq != prevSeq+1:
 					problem("%s: record %d follows record %d (records removed or reordered)", name, rec.h.Seq, prevSeq)
 				}
 				if rec.h.Prev != prevHash {
@@ -228,6 +315,35 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 		}
 	}
 	rep.HeadSeq, rep.Head = prevSeq, prevHash
+	if head != nil {
+		var first []string
+		rep.HeadFileSeq, rep.EndChecked = head.Seq, true
+		switch {
+		case head.Seq > rep.HeadSeq:
+			rep.Missing = head.Seq - rep.HeadSeq
+			msg := fmt.Sprintf("%s: the head file says the chain reached %s, the archive ends at %d", missingFromEnd(rep.Missing), head, rep.HeadSeq)
+			if !slices.Contains(segs, head.Segment) {
+				msg += fmt.Sprintf("; %s, which the head file names, is missing", head.Segment)
+			}
+			first = append(first, msg)
+		case headHash == "" && started && head.Seq < firstSeq:
+			// An older copy of the head file: it names a record pruned
+			// since, and the chain goes on past it. Whether the prune is
+			// accounted for is the chain's start's check.
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file names %s, which is no longer in the archive (pruned): an older copy of the head file", head))
+		case headHash == "":
+			first = append(first, fmt.Sprintf("record %d, which the head file names (%s), is not in the chain", head.Seq, head))
+		case headHash != head.Hash:
+			first = append(first, fmt.Sprintf("%s: record %d is not the record the head file names (%s): the chain was rewritten from there on", headSeg, head.Seq, head))
+		case headSeg != head.Segment:
+			first = append(first, fmt.Sprintf("%s: record %d is here, but the head file says it is in %s (segments renamed)", headSeg, head.Seq, head.Segment))
+		}
+		// The end of the chain comes first: it is what the head file is for.
+		rep.Problems = append(first, rep.Problems...)
+	}
+	if len(expect) > 0 {
+		rep.EndChecked = true
+	}
 	for _, p := range expect {
 		switch {
 		case found[p.Seq]:
@@ -248,13 +364,29 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 		}
 		fmt.Fprintf(w, "%d segments, %d records, %d bytes; chain head record %d %s\n", rep.Segments, rep.Records, rep.Bytes, rep.HeadSeq, rep.Head)
 		if rep.Pending > 0 {
-			fmt.Fprintf(w, "%d bytes after the newest record: a write in progress, or a torn tail the next start sets aside\n", rep.Pending)
+			fmt.Fprintf(w, "%d bytes after the newest record: a write in progress (the relay is writing the archive)\n", rep.Pending)
+		}
+		switch {
+		case rep.HeadFile != "" && rep.Missing == 0 && rep.HeadSeq > rep.HeadFileSeq:
+			fmt.Fprintf(w, "The head file %s says the chain reached record %d; it goes on %d record(s) past it (written after the head file: the relay is writing, it crashed between the two writes, or this is an older copy of the head file).\n",
+				rep.HeadFile, rep.HeadFileSeq, rep.HeadSeq-rep.HeadFileSeq)
+		case rep.HeadFile != "" && rep.Missing == 0:
+			fmt.Fprintf(w, "The head file %s says the chain reached record %d: it does, and ends there.\n", rep.HeadFile, rep.HeadFileSeq)
+		case rep.EndChecked || headErr != nil: // a head file that does not count is a problem above
+		case o.NoHead:
+			fmt.Fprintf(w, "The end of the chain is not checked (no head file): records cut off the end would not show.\n")
+		default:
+			fmt.Fprintf(w, "The end of the chain is not checked: there is no head file at %s (and no --expect). Records cut off the end would not show.\n", HeadFile(dir))
 		}
 	}
 	if len(rep.Problems) > 0 {
 		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", ErrDamaged, len(rep.Problems), rep.Problems[0])
 	}
 	return rep, nil
+}
+
+func tornTail(segment string, n int64, after uint64) string {
+	return fmt.Sprintf("%s: %d bytes after record %d are not a whole record: a torn tail, left by a crash in the middle of a write (the relay's next start sets it aside) or by cutting the archive inside a record", segment, n, after)
 }
 
 func short(hash string) string {

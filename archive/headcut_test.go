@@ -1,0 +1,546 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// cutArchive is an archive of five segments, the first four sealed:
+//
+//	seg-1: records 1-6 (init, 4 messages, seal)   seg-4: records 17-21
+//	seg-2: records 7-11                           seg-5: records 22-25, not sealed
+//	seg-3: records 12-16
+//
+// with copies of its head file as it was after record 13 and after
+// record 24 (before the last write).
+type cutArchive struct {
+	*fixture
+	after13, after24 []byte
+	point13          ChainPoint
+}
+
+func newCutArchive(t *testing.T) *cutArchive {
+	t.Helper()
+	c := &cutArchive{fixture: newFixture(t)}
+	a := c.open(t, 0)
+	ctx := context.Background()
+	for i := 1; i <= 20; i++ {
+		if i == 20 {
+			c.after24 = mustRead(filepath.Dir(c.dir), filepath.Base(HeadFile(c.dir)))
+		}
+		m, body := testMessage(i, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 10 {
+			c.after13 = mustRead(filepath.Dir(c.dir), filepath.Base(HeadFile(c.dir)))
+			c.point13.Seq, c.point13.Hash = a.ChainHead()
+		}
+		if i%4 == 0 && i < 20 {
+			if err := a.CloseSegment(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if seq, _ := a.ChainHead(); seq != 25 {
+		t.Fatalf("chain head %d, the cases below want 25", seq)
+	}
+	a.Close()
+	return c
+}
+
+// copyArchive copies the archive folder and its head file next to it.
+func copyArchive(t *testing.T, dir string) string {
+	t.Helper()
+	dst := copyDir(t, dir)
+	if b, err := os.ReadFile(HeadFile(dir)); err == nil {
+		os.WriteFile(HeadFile(dst), b, 0o600)
+	}
+	return dst
+}
+
+// cutRecords keeps the first keep records of a segment.
+func cutRecords(t *testing.T, dir, seg string, keep int) {
+	t.Helper()
+	p := filepath.Join(dir, seg)
+	rs := records(t, p)
+	if err := os.Truncate(p, rs[keep-1][1]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func seg(n int) string { return segName(n) }
+
+// slotOf is the slot of the head file of the archive in dir that holds
+// record seq.
+func slotOf(t *testing.T, dir string, seq uint64) int {
+	t.Helper()
+	slots, err := readHead(HeadFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range slots {
+		if h != nil && h.Seq == seq {
+			return i
+		}
+	}
+	t.Fatalf("no slot of the head file holds record %d", seq)
+	return 0
+}
+
+// headOf is the newest head in the head file of the archive in dir.
+func headOf(t *testing.T, dir string) *headFile {
+	t.Helper()
+	slots, err := readHead(HeadFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slots.highest()
+}
+
+// TestCutOffTheEnd: records cut off the end of the archive (at a record
+// boundary, inside a record, whole segment files at the end or in the
+// middle) fail verification and say how many records are missing; the
+// head file next to the archive says how far the chain had reached. The
+// head file only says "at least this far": an older copy of it, or one
+// left behind by a crash between the archive's write and its own, passes
+// as long as the chain goes on past it. A head file not signed with the
+// seal key counts for nothing.
+func TestCutOffTheEnd(t *testing.T) {
+	c := newCutArchive(t)
+	otherKey := func(t *testing.T, dir string) {
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		h := headOf(t, dir)
+		ts, _ := time.Parse(time.RFC3339Nano, h.Time)
+		if err := replaceHead(HeadFile(dir), signHead(key, h.Seq+5, h.Hash, h.Segment, ts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putHead := func(b []byte) func(*testing.T, string) {
+		return func(t *testing.T, dir string) { os.WriteFile(HeadFile(dir), b, 0o600) }
+	}
+	remove := func(names ...string) func(*testing.T, string) {
+		return func(t *testing.T, dir string) {
+			for _, n := range names {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	removeHead := func(t *testing.T, dir string) {
+		if err := os.Remove(HeadFile(dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both := func(fs ...func(*testing.T, string)) func(*testing.T, string) {
+		return func(t *testing.T, dir string) {
+			for _, f := range fs {
+				f(t, dir)
+			}
+		}
+	}
+	tests := []struct {
+		name    string
+		mutate  func(t *testing.T, dir string)
+		opts    VerifyOptions
+		wantErr string // "" passes
+		wantOut string
+	}{
+		{"untouched", func(*testing.T, string) {}, VerifyOptions{}, "",
+			"says the chain reached record 25: it does, and ends there"},
+		{"cut at a record boundary", func(t *testing.T, dir string) { cutRecords(t, dir, seg(5), 1) }, VerifyOptions{},
+			"3 records are missing from the end: the head file says the chain reached record 25", "the archive ends at 22"},
+		{"cut inside a record", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, seg(5))
+			rs := records(t, p)
+			os.Truncate(p, rs[3][0]+(rs[3][1]-rs[3][0])/2)
+		}, VerifyOptions{}, "1 record is missing from the end", "a torn tail"},
+		{"cut inside a record, torn tails allowed", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, seg(5))
+			rs := records(t, p)
+			os.Truncate(p, rs[3][0]+(rs[3][1]-rs[3][0])/2)
+		}, VerifyOptions{AllowTornTail: true}, "1 record is missing from the end", "WARN seg-00000005.log"},
+		{"a crash in the middle of a write", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, seg(5))
+			b, _ := os.ReadFile(p)
+			rs := records(t, p)
+			os.WriteFile(p, append(b, b[rs[3][0]:rs[3][1]-40]...), 0o600)
+		}, VerifyOptions{}, "are not a whole record: a torn tail", ""},
+		{"a crash in the middle of a write, torn tails allowed", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, seg(5))
+			b, _ := os.ReadFile(p)
+			rs := records(t, p)
+			os.WriteFile(p, append(b, b[rs[3][0]:rs[3][1]-40]...), 0o600)
+		}, VerifyOptions{AllowTornTail: true}, "", "WARN seg-00000005.log"},
+		{"the newest segment file deleted", remove(seg(5)), VerifyOptions{},
+			"4 records are missing from the end", "seg-00000005.log, which the head file names, is missing"},
+		{"the newest segment file emptied", func(t *testing.T, dir string) { os.Truncate(filepath.Join(dir, seg(5)), 0) }, VerifyOptions{},
+			"4 records are missing from the end", "the archive ends at 21"},
+		{"sealed segments deleted at the end", remove(seg(3), seg(4), seg(5)), VerifyOptions{},
+			"14 records are missing from the end", "the archive ends at 11"},
+		{"a segment deleted in the middle", remove(seg(3)), VerifyOptions{},
+			"segment seg-00000003.log is missing before it", "record 17 follows record 11: 5 records are missing, 12 to 16"},
+		{"a segment deleted in the middle, the later ones renumbered", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, seg(3)))
+			os.Rename(filepath.Join(dir, seg(4)), filepath.Join(dir, seg(3)))
+			os.Rename(filepath.Join(dir, seg(5)), filepath.Join(dir, seg(4)))
+		}, VerifyOptions{}, "record 25 is here, but the head file says it is in seg-00000005.log", "record 17 follows record 11"},
+		{"the head file left behind by a crash between the two writes", putHead(c.after24), VerifyOptions{}, "",
+			"goes on 1 record(s) past it"},
+		{"the head file rolled back to an older copy", putHead(c.after13), VerifyOptions{}, "",
+			"goes on 12 record(s) past it"},
+		{"the head file rolled back, the chain cut before its record", both(putHead(c.after13), remove(seg(3), seg(4), seg(5))), VerifyOptions{},
+			"2 records are missing from the end: the head file says the chain reached record 13", ""},
+		// What an older head file cannot show: it says "at least this far".
+		{"the head file rolled back, the chain cut after its record", both(putHead(c.after13), remove(seg(4), seg(5))), VerifyOptions{}, "",
+			"goes on 3 record(s) past it"},
+		{"a head file forged with another key", otherKey, VerifyOptions{},
+			"the head file", "not signed with this archive's seal key"},
+		{"a crash while the head file was written (its newest slot torn)", func(t *testing.T, dir string) {
+			slot := slotOf(t, dir, 25)
+			f, _ := os.OpenFile(HeadFile(dir), os.O_WRONLY, 0)
+			// A slot's head is in one sector: a crash leaves the old one,
+			// the new one, or (on some disks) a sector that does not read.
+			f.WriteAt(make([]byte, 512), int64(slot)*headSlot)
+			f.Close()
+		}, VerifyOptions{}, "", "says the chain reached record 24; it goes on 1 record(s) past it"},
+		{"a forged slot beside the genuine one", func(t *testing.T, dir string) {
+			_, key, _ := ed25519.GenerateKey(rand.Reader)
+			h := headOf(t, dir)
+			ts, _ := time.Parse(time.RFC3339Nano, h.Time)
+			writeHeadSlot(HeadFile(dir), 1-slotOf(t, dir, 25), signHead(key, 30, h.Hash, h.Segment, ts))
+		}, VerifyOptions{}, "", "WARN the head file"},
+		{"no head file (a copy of the archive folder)", removeHead, VerifyOptions{}, "",
+			"The end of the chain is not checked: there is no head file"},
+		{"no head file, the end cut off", both(removeHead, remove(seg(5))), VerifyOptions{}, "",
+			"The end of the chain is not checked"},
+		{"the head file given apart", func(t *testing.T, dir string) {
+			os.Rename(HeadFile(dir), filepath.Join(filepath.Dir(dir), "given-apart"))
+			os.Remove(filepath.Join(dir, seg(5)))
+		}, VerifyOptions{HeadFile: "given-apart"}, "4 records are missing from the end", ""},
+		{"the head file given apart as its newest line", func(t *testing.T, dir string) {
+			line := strings.TrimSpace(string(mustRead(filepath.Dir(dir), "archive-head")[slotOf(t, dir, 25)*headSlot:][:headSlot]))
+			os.WriteFile(filepath.Join(filepath.Dir(dir), "given-apart"), []byte(line+"\n"), 0o600)
+			os.Remove(HeadFile(dir))
+			cutRecords(t, dir, seg(5), 2)
+		}, VerifyOptions{HeadFile: "given-apart"}, "2 records are missing from the end", ""},
+		{"no head file, a chain head seen earlier", removeHead, VerifyOptions{Expect: []ChainPoint{c.point13}}, "", ""},
+		{"the head file ignored (--no-head)", remove(seg(5)), VerifyOptions{NoHead: true}, "",
+			"The end of the chain is not checked (no head file)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyArchive(t, c.dir)
+			if tt.opts.HeadFile != "" {
+				tt.opts.HeadFile = filepath.Join(filepath.Dir(dir), tt.opts.HeadFile)
+			}
+			tt.mutate(t, dir)
+			var out bytes.Buffer
+			rep, err := VerifyWith(dir, &out, tt.opts)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("verify: %v\n%s", err, out.String())
+			case tt.wantErr != "" && !errors.Is(err, ErrDamaged):
+				t.Fatalf("verify passed; want %q\n%s", tt.wantErr, out.String())
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Errorf("verify: %v\nwant the first problem to say %q", err, tt.wantErr)
+			}
+			if !strings.Contains(out.String(), tt.wantOut) {
+				t.Errorf("the report does not say %q:\n%s", tt.wantOut, out.String())
+			}
+			if strings.HasPrefix(tt.wantErr, "1 record") || strings.Contains(tt.wantErr, "records are missing") {
+				if rep.Missing == 0 {
+					t.Errorf("report: %d missing", rep.Missing)
+				}
+			}
+			if tt.wantErr == "" && strings.Contains(tt.wantOut, "not checked") == rep.EndChecked {
+				t.Errorf("report: end checked %v", rep.EndChecked)
+			}
+		})
+	}
+}
+
+// TestOpenComparesHead: the relay's start compares the chain with the head
+// file before it writes anything. Records cut off the end stop it (writing
+// a new head file would cover the cut up), and so does a head file not
+// signed with the seal key; a crash (a torn tail, a head file one write
+// behind) does not, nor an older copy of the head file, nor an archive
+// from before head files, which gets one. After a stop, moving the head
+// file away starts the archive again from what is there.
+func TestOpenComparesHead(t *testing.T) {
+	c := newCutArchive(t)
+	sealKey := func(t *testing.T, dir string) ed25519.PrivateKey {
+		k, err := loadOrMakeSealKey(dir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	tests := []struct {
+		name    string
+		mutate  func(t *testing.T, dir string)
+		wantErr string // "" starts
+		head    uint64 // the head file's record after a start
+	}{
+		{"untouched", func(*testing.T, string) {}, "", 25},
+		{"cut at a record boundary", func(t *testing.T, dir string) { cutRecords(t, dir, seg(5), 1) }, "3 records are missing from the end", 0},
+		{"cut inside a record", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, seg(5))
+			rs := records(t, p)
+			os.Truncate(p, rs[3][0]+10)
+		}, "1 record is missing from the end", 0},
+		{"the newest segment file deleted", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, seg(5))) }, "4 records are missing from the end", 0},
+		{"sealed segments deleted at the end", func(t *testing.T, dir string) {
+			for _, n := range []int{3, 4, 5} {
+				os.Remove(filepath.Join(dir, seg(n)))
+			}
+		}, "14 records are missing from the end", 0},
+		{"every segment deleted", func(t *testing.T, dir string) {
+			for n := 1; n <= 5; n++ {
+				os.Remove(filepath.Join(dir, seg(n)))
+			}
+		}, "holds no record, but the head file", 0},
+		{"the chain rewritten at the head file's record", func(t *testing.T, dir string) {
+			h := headOf(t, dir)
+			ts, _ := time.Parse(time.RFC3339Nano, h.Time)
+			replaceHead(HeadFile(dir), signHead(sealKey(t, dir), h.Seq, strings.Repeat("ab", 32), h.Segment, ts))
+		}, "is not the record the head file", 0},
+		{"a head file forged with another key", func(t *testing.T, dir string) {
+			_, key, _ := ed25519.GenerateKey(rand.Reader)
+			replaceHead(HeadFile(dir), signHead(key, 40, strings.Repeat("ab", 32), seg(6), time.Now()))
+		}, "not signed with this archive's seal key", 0},
+		{"a crash between the archive's write and the head file's", func(t *testing.T, dir string) {
+			os.WriteFile(HeadFile(dir), c.after24, 0o600)
+		}, "", 25},
+		{"a crash in the middle of a write", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, seg(5))
+			b, _ := os.ReadFile(p)
+			rs := records(t, p)
+			os.WriteFile(p, append(b, b[rs[3][0]:rs[3][1]-40]...), 0o600)
+		}, "", 26}, // the torn tail's record
+		{"an older copy of the head file", func(t *testing.T, dir string) {
+			os.WriteFile(HeadFile(dir), c.after13, 0o600)
+		}, "", 25},
+		{"an archive from before head files", func(t *testing.T, dir string) { os.Remove(HeadFile(dir)) }, "", 25},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyArchive(t, c.dir)
+			tt.mutate(t, dir)
+			before := snapshot(t, dir)
+			a, err := Open(Options{Dir: dir, PublicKey: c.pub, Now: c.clock})
+			if tt.wantErr != "" {
+				if err == nil {
+					a.Close()
+					t.Fatalf("Open started; want it to stop: %q", tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "sealpost archive verify") {
+					t.Errorf("Open: %v\nwant it to say %q and send the admin to verify", err, tt.wantErr)
+				}
+				if after := snapshot(t, dir); after != before {
+					t.Errorf("Open wrote before it stopped:\n%s\nwas\n%s", after, before)
+				}
+				// The way on, after an admin has looked: keep the head
+				// file elsewhere, and start from what is there.
+				if err := os.Rename(HeadFile(dir), filepath.Join(t.TempDir(), "kept")); err != nil {
+					t.Fatal(err)
+				}
+				if a, err = Open(Options{Dir: dir, PublicKey: c.pub, Now: c.clock}); err != nil {
+					t.Fatalf("Open with the head file moved away: %v", err)
+				}
+				a.Close()
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			a.Close()
+			if h := headOf(t, dir); h.Seq != tt.head {
+				t.Fatalf("head file after the start: %+v; want record %d", h, tt.head)
+			}
+			var out bytes.Buffer
+			rep, err := Verify(dir, &out)
+			if err != nil || !rep.EndChecked || rep.HeadFileSeq != rep.HeadSeq {
+				t.Fatalf("verify after the start: %v, end checked %v\n%s", err, rep != nil && rep.EndChecked, out.String())
+			}
+		})
+	}
+}
+
+// snapshot describes the files of an archive and its head file.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range []string{dir, filepath.Dir(dir)} {
+		ents, _ := os.ReadDir(p)
+		for _, e := range ents {
+			if e.IsDir() {
+				continue
+			}
+			sum := sha256.Sum256(mustRead(p, e.Name()))
+			fmt.Fprintf(&b, "%s %x\n", e.Name(), sum[:8])
+		}
+	}
+	return b.String()
+}
+
+// TestHeadAcrossPruneAndKeyChange: what an archive legitimately goes
+// through keeps verifying against its head file: prune (segments removed
+// under the retention, recorded in the chain), a change of archive key,
+// and an older head file that names a record pruned since.
+func TestHeadAcrossPruneAndKeyChange(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.open(t, 0)
+	var oldest []byte
+	for year := 0; year < 3; year++ {
+		m, body := testMessage(year, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		if year == 0 {
+			oldest = mustRead(f.dataDir, "archive-head")
+		}
+		a.CloseSegment(ctx)
+		f.advance(365 * 24 * time.Hour)
+	}
+	rep, err := a.Prune(ctx, 2*365*24*time.Hour-24*time.Hour, false)
+	if err != nil || len(rep.Removed) == 0 || rep.Removed[0] != seg(1) {
+		t.Fatalf("prune: %+v, %v", rep, err)
+	}
+	a.Close()
+	newPub, _ := newKeys(t, "Archive Two")
+	a, err = Open(Options{Dir: f.dir, PublicKey: newPub, Now: f.clock})
+	if err != nil {
+		t.Fatalf("Open after a prune with a new archive key: %v", err)
+	}
+	m, body := testMessage(9, "anna@client.example")
+	if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	seq, _ := a.ChainHead()
+	a.Close()
+
+	var out bytes.Buffer
+	vr, err := Verify(f.dir, &out)
+	if err != nil || !vr.EndChecked || vr.HeadFileSeq != seq || vr.Missing != 0 {
+		t.Fatalf("verify after prune and key change: %v, head file at %d, want %d\n%s", err, vr.HeadFileSeq, seq, out.String())
+	}
+	os.WriteFile(HeadFile(f.dir), oldest, 0o600)
+	out.Reset()
+	if vr, err = Verify(f.dir, &out); err != nil || !strings.Contains(out.String(), "no longer in the archive (pruned)") {
+		t.Fatalf("verify with a head file older than the prune: %v\n%s", err, out.String())
+	}
+	if a, err = Open(Options{Dir: f.dir, PublicKey: newPub, Now: f.clock}); err != nil {
+		t.Fatalf("Open with a head file older than the prune: %v", err)
+	}
+	a.Close()
+}
+
+// TestHeadWriteFailure: a head file that cannot be written does not fail
+// records that are durable; it is logged once, and written again with the
+// next batch once it can be.
+func TestHeadWriteFailure(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	headDir := filepath.Join(t.TempDir(), "heads")
+	os.MkdirAll(headDir, 0o700)
+	var logs bytes.Buffer
+	a, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock, HeadFile: filepath.Join(headDir, "archive-head"),
+		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	record := func(i int) {
+		t.Helper()
+		m, body := testMessage(i, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	record(1)
+	os.RemoveAll(headDir)
+	record(2)
+	record(3)
+	os.MkdirAll(headDir, 0o700)
+	record(4)
+	a.Close()
+	if n := strings.Count(logs.String(), "cannot write the head file"); n != 1 {
+		t.Errorf("%d errors logged, want 1:\n%s", n, logs.String())
+	}
+	rep, err := VerifyWith(f.dir, nil, VerifyOptions{HeadFile: filepath.Join(headDir, "archive-head")})
+	if err != nil || rep.HeadFileSeq != 5 || rep.HeadSeq != 5 {
+		t.Fatalf("verify: %v; head file at %d, chain at %d", err, rep.HeadFileSeq, rep.HeadSeq)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// TestVerifyWhileWriting: verify (and so prune, which verifies first)
+// runs while the relay writes: a record being written is not a torn tail,
+// and the head file, read before the segments, is never beyond them.
+func TestVerifyWhileWriting(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 4<<20) // segments close while verify reads
+	defer a.Close()
+	ctx := context.Background()
+	// Large records go out in several writes: verify sees them half done.
+	big := strings.Repeat("A line of a long letter, written out at length.\r\n", 12<<10)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				m, body := testMessage(w*10000+i, "anna@client.example")
+				if err := a.RecordMessage(ctx, m, strings.NewReader(body+big)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	defer func() { close(done); wg.Wait() }()
+	var pending int
+	for deadline, n := time.Now().Add(2*time.Second), 0; n < 20 || time.Now().Before(deadline) && pending == 0; n++ {
+		var out bytes.Buffer
+		rep, err := Verify(f.dir, &out)
+		if err != nil || !rep.EndChecked {
+			t.Fatalf("verify %d while writing: %v\n%s", n, err, out.String())
+		}
+		if rep.Pending > 0 {
+			pending++
+		}
+	}
+	t.Logf("%d verifies saw a write in progress", pending)
+}

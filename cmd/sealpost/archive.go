@@ -22,8 +22,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "archive verify", args: "[--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
-		summary: "check the archive's hash chain and seals (needs no private key)", run: runArchiveVerify})
+	register(&command{name: "archive verify", args: "[--head FILE | --no-head] [--allow-torn-tail] [--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
+		summary: "check the archive's hash chain, seals and end (needs no private key)", run: runArchiveVerify})
 	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive prune", args: "[--dry-run]", summary: "remove whole segments past archive.retention that no hold covers", run: runArchivePrune})
@@ -37,12 +37,18 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	var points, manifests fileList
 	fs.Var(&points, "expect", "a chain head seen earlier, SEQ:HASH (as verify and export print it): it must still be in the chain, unchanged (repeatable)")
 	fs.Var(&manifests, "expect-manifest", "an earlier export's manifest.json: its chain head must still be in the chain, unchanged (repeatable)")
+	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
+	noHead := fs.Bool("no-head", false, "there is no head file (a copy of the archive folder alone): check everything but the end, which cannot be checked")
+	allowTorn := fs.Bool("allow-torn-tail", false, "accept bytes after the newest record that are not a whole record (what a crash in the middle of a write leaves)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("takes no arguments")
+	}
+	if *head != "" && *noHead {
+		return usagef("--head and --no-head exclude each other")
 	}
 	expect, err := chainPoints(points, manifests)
 	if err != nil {
@@ -52,11 +58,23 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := archive.VerifyExpecting(archiveDir(cfg), c.stdout, expect)
+	dir := archiveDir(cfg)
+	rep, err := archive.VerifyWith(dir, c.stdout, archive.VerifyOptions{Expect: expect, HeadFile: *head, NoHead: *noHead, AllowTornTail: *allowTorn})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "The archive verifies: %d records, chain head %d:%s.\n", rep.Records, rep.HeadSeq, rep.Head)
+	// Without a head file or a chain head seen earlier, records cut off
+	// the end leave an archive that verifies: that is not a pass unless
+	// the auditor says there is nothing to compare with.
+	if !rep.EndChecked && !*noHead {
+		return fmt.Errorf("the end of the archive cannot be checked: there is no head file at %s. Records cut off the end would not show. Give the head file (--head FILE) or a chain head seen earlier (--expect, --expect-manifest); with neither, --no-head checks everything but the end",
+			archive.HeadFile(dir))
+	}
+	if rep.EndChecked {
+		fmt.Fprintf(c.stdout, "The archive verifies: %d records, chain head %d:%s.\n", rep.Records, rep.HeadSeq, rep.Head)
+	} else {
+		fmt.Fprintf(c.stdout, "The archive verifies as far as the folder alone can show: %d records, chain head %d:%s; records cut off its end would not show.\n", rep.Records, rep.HeadSeq, rep.Head)
+	}
 	if len(expect) > 0 {
 		fmt.Fprintf(c.stdout, "The %d chain head(s) seen earlier are in it, unchanged.\n", len(expect))
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // QueueOptions are the delivery schedule's settings.
@@ -319,16 +320,16 @@ func (q *queue) attempt(e *entry) {
 				q.metrics.upstreamReached(now)
 				e.setStatus(o.recipient, rcptDelivered, o.reply, now)
 				events = appendEvent(events, e.meta.ID, archive.Delivered, o.recipient, o.reply, now)
-				log.Info("delivered", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
+				log.Info("delivered", "rcpt", q.redact(o.recipient), "copy", name, "reply", addr.RedactText(o.reply, q.redact))
 			case o.permanent:
 				q.metrics.upstreamReached(now)
 				e.setStatus(o.recipient, rcptFailed, o.reply, now)
-				log.Warn("delivery failed for good", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
+				log.Warn("delivery failed for good", "rcpt", q.redact(o.recipient), "copy", name, "reply", addr.RedactText(o.reply, q.redact))
 			default:
 				q.metrics.deferred.Inc()
 				e.state.LastError = o.reply
 				e.setReply(o.recipient, o.reply)
-				log.Info("delivery deferred", "rcpt", q.redact(o.recipient), "copy", name, "reply", o.reply)
+				log.Info("delivery deferred", "rcpt", q.redact(o.recipient), "copy", name, "reply", addr.RedactText(o.reply, q.redact))
 			}
 		}
 	}
@@ -443,7 +444,7 @@ func (q *queue) afterAttempt(e *entry, events []archive.Event, log *slog.Logger)
 		if len(failed) > 0 {
 			bounced := true
 			if e.meta.Notice {
-				log.Error("a delivery status notification could not be delivered; dropped", "reply", failed[0].Reply)
+				log.Error("a delivery status notification could not be delivered; dropped", "reply", addr.RedactText(failed[0].Reply, q.redact))
 			} else if err := q.enqueueNotice(e, noticeFailed, failed, now); err != nil {
 				// Keep the entry: without the notification the sender would
 				// never learn the message did not arrive.

@@ -61,7 +61,9 @@ func TestProviderReplies(t *testing.T) {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 		case "busy@practice.example":
 			if tempFailures.Add(1) <= 2 {
-				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+				// Providers name the recipient in their replies (Postfix:
+				// "<x@y>: Recipient address rejected").
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "<busy@practice.example>: try later"}
 			}
 		}
 		return nil
@@ -102,6 +104,9 @@ func TestProviderReplies(t *testing.T) {
 	}
 	if strings.Contains(bounce.data, "busy@practice.example") {
 		t.Error("bounce names a recipient that was delivered")
+	}
+	if logs := r.logs.String(); !strings.Contains(logs, "try later") || strings.Contains(logs, "busy@practice.example") {
+		t.Errorf("the log should carry the provider's reply without the address it names:\n%s", logs)
 	}
 	id := r.archive.messages[0].ID
 	kinds := r.archive.eventKinds(id)

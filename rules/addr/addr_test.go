@@ -2,6 +2,7 @@ package addr
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -91,4 +92,19 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("Normalize(%q) = %q holds forbidden characters", s, n)
 		}
 	})
+}
+
+func TestRedactText(t *testing.T) {
+	hash := func(s string) string { return "h:" + fmt.Sprint(len(s)) }
+	tests := []struct{ in, want string }{
+		{"250 2.0.0 Ok: queued as 4XyZ", "250 2.0.0 Ok: queued as 4XyZ"},
+		{"550 5.1.1 <kim@client.example>: Recipient address rejected", "550 5.1.1 <h:18>: Recipient address rejected"},
+		{"452 4.2.2 mailbox full: Kim.Lee+x@Client.Example (quota)", "452 4.2.2 mailbox full: h:24 (quota)"},
+		{"550 a@b.example, c@d.example refused", "550 h:11, h:11 refused"},
+	}
+	for _, tt := range tests {
+		if got := RedactText(tt.in, hash); got != tt.want {
+			t.Errorf("RedactText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
 }

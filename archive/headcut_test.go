@@ -6,6 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +86,62 @@ func cutRecords(t *testing.T, dir, seg string, keep int) {
 }
 
 func seg(n int) string { return segName(n) }
+
+// rechain removes record drop (counted from 0) of the segment at path and
+// chains the records after it again, as anyone can without a key while
+// they are not sealed; with again, the last record is written once more
+// at the end, so that the chain is as long as it was.
+func rechain(t *testing.T, path string, drop int, again bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := records(t, path)
+	var out []byte
+	var prev string
+	var seq uint64
+	write := func(h header, payload []byte) {
+		seq++
+		h.Seq, h.Prev = seq, prev
+		hb, err := json.Marshal(&h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(hb)
+		out = append(out, recordMagic...)
+		out = binary.BigEndian.AppendUint32(out, uint32(len(hb)))
+		out = append(out, hb...)
+		out = binary.BigEndian.AppendUint64(out, uint64(len(payload)))
+		out = append(out, payload...)
+		out = append(out, sum[:]...)
+		prev = hex.EncodeToString(sum[:])
+	}
+	var last header
+	var lastPayload []byte
+	for i, r := range rs {
+		rec := b[r[0]:r[1]]
+		hl := binary.BigEndian.Uint32(rec[4:8])
+		var h header
+		if err := json.Unmarshal(rec[8:8+hl], &h); err != nil {
+			t.Fatal(err)
+		}
+		payload := rec[8+hl+8 : len(rec)-32]
+		if i == 0 {
+			seq, prev = h.Seq-1, h.Prev
+		}
+		if i != drop {
+			write(h, payload)
+			last, lastPayload = h, payload
+		}
+	}
+	if again {
+		write(last, lastPayload)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // slotOf is the slot of the head file of the archive in dir that holds
 // record seq.
@@ -186,6 +245,14 @@ func TestCutOffTheEnd(t *testing.T) {
 			rs := records(t, p)
 			os.WriteFile(p, append(b, b[rs[3][0]:rs[3][1]-40]...), 0o600)
 		}, VerifyOptions{AllowTornTail: true}, "", "WARN seg-00000005.log"},
+		// Records not sealed yet can be re-chained without any key: only
+		// the head file's record shows it.
+		{"a record removed from the open segment, the chain recomputed after it", func(t *testing.T, dir string) {
+			rechain(t, filepath.Join(dir, seg(5)), 1, false)
+		}, VerifyOptions{}, "1 record is missing from the end", ""},
+		{"a record removed from the open segment, the chain recomputed and made up to length", func(t *testing.T, dir string) {
+			rechain(t, filepath.Join(dir, seg(5)), 1, true)
+		}, VerifyOptions{}, "record 25 is not the record the head file names", ""},
 		{"the newest segment file deleted", remove(seg(5)), VerifyOptions{},
 			"4 records are missing from the end", "seg-00000005.log, which the head file names, is missing"},
 		{"the newest segment file emptied", func(t *testing.T, dir string) { os.Truncate(filepath.Join(dir, seg(5)), 0) }, VerifyOptions{},
@@ -314,6 +381,9 @@ func TestOpenComparesHead(t *testing.T) {
 				os.Remove(filepath.Join(dir, seg(n)))
 			}
 		}, "holds no record, but the head file", 0},
+		{"a record removed from the open segment, the chain recomputed", func(t *testing.T, dir string) {
+			rechain(t, filepath.Join(dir, seg(5)), 1, true)
+		}, "is not the record the head file", 0},
 		{"the chain rewritten at the head file's record", func(t *testing.T, dir string) {
 			h := headOf(t, dir)
 			ts, _ := time.Parse(time.RFC3339Nano, h.Time)

@@ -26,8 +26,8 @@ import (
 // so it is never ahead of the durable archive, and before the batch's
 // records are acknowledged, so a record the relay acknowledged is in it
 // even when the relay is killed right after. Its own fsync follows in the
-// background, a moment later: a power cut in between leaves it behind the
-// archive, like a crash between the two writes.
+// background, within headSyncEvery: a power cut in between leaves it
+// behind the archive, like a crash between the two writes.
 //
 // The file is text: two slots of one filesystem block each, a JSON object
 // padded with spaces to a line of headSlot bytes:
@@ -250,7 +250,10 @@ func (a *Archive) saveHead(durable bool) error {
 
 // syncHeads makes the head file's writes durable, a moment after each,
 // off the path of the records' acknowledgement; it returns once headSync
-// is closed and what was written before is durable.
+// is closed and what was written before is durable. It waits for a disk
+// flush of its own at most every headSyncEvery: flushes are what make the
+// archive's fsyncs slow, and a head file a few batches behind on disk is
+// what a crash between two writes leaves anyway.
 func (a *Archive) syncHeads() {
 	defer close(a.headSynced)
 	var failing bool
@@ -263,8 +266,16 @@ func (a *Archive) syncHeads() {
 			a.log.Info("archive: the head file is fsynced again", "path", a.headPath)
 		}
 		failing = err != nil
+		t := time.NewTimer(headSyncEvery)
+		select {
+		case <-t.C:
+		case <-a.stopped: // Close waits for the last one: no pause
+		}
+		t.Stop()
 	}
 }
+
+const headSyncEvery = 50 * time.Millisecond
 
 func syncFile(path string) error {
 	f, err := os.Open(path)

@@ -43,16 +43,18 @@ var (
 //     forward as attachment), to the depth limit, like the message itself:
 //     their subjects, address fields and other text fields, and their parts;
 //     other message/* parts are read as text;
+//   - messages attached as files (a .eml file name, application/eml);
 //   - parts that claim to be encrypted but are not (application/pkcs7-mime,
 //     application/pgp-encrypted, and application/octet-stream inside
 //     multipart/encrypted, when they fail the checks of encrypted.go): read
-//     as text, as sent;
+//     as text, as sent; the entity inside opaque-signed S/MIME
+//     (application/pkcs7-mime signed-data) like a forwarded message;
 //   - each part's Content-Description and file name.
 //
 // Every text is read as it is and as a reader reads it (readerText). Not
 // read: other attachments (PDF, images, office documents, zip and other
-// archives, calendar data sent as application/*), parts that are encrypted,
-// and the practice's own notice.
+// archives, Outlook's .msg and winmail.dat, calendar data sent as
+// application/*), parts that are encrypted, and the practice's own notice.
 type contentScan struct {
 	rules []compiledRule
 	drops [][]byte // the notice as the transform writes it
@@ -143,6 +145,10 @@ func (c *contentScan) message(r io.Reader, depth int, outer bool) error {
 		}
 		return &mimeError{"a forwarded message in it cannot be read"}
 	}
+	return c.messageEntity(e, depth, outer)
+}
+
+func (c *contentScan) messageEntity(e *message.Entity, depth int, outer bool) error {
 	fields := []string{"Comments", "Keywords", "Thread-Topic"}
 	subject := "subject"
 	if !outer {
@@ -200,6 +206,8 @@ func (c *contentScan) entity(e *message.Entity, depth int, parent string) error 
 	switch {
 	case mt == "message/rfc822" || mt == "message/global":
 		return c.message(e.Body, depth+1, false)
+	case attachedMessage(mt, e.Header, params):
+		return c.attachedMessage(e.Body, depth+1)
 	case strings.HasPrefix(mt, "text/") || strings.HasPrefix(mt, "message/") || strings.HasPrefix(mt, "multipart/"):
 		b, err := c.readText(e.Body)
 		if err != nil {
@@ -210,9 +218,39 @@ func (c *contentScan) entity(e *message.Entity, depth int, parent string) error 
 		}
 		return c.sample("body", b)
 	case claimsEncryption(mt, parent):
-		return c.claimed(e.Body, mt, params)
+		return c.claimed(e.Body, mt, depth)
 	}
 	return nil
+}
+
+// attachedMessage: a message attached as a file (a .eml file name, or a
+// type some programs give it) rather than as message/rfc822.
+func attachedMessage(mt string, h message.Header, params map[string]string) bool {
+	switch mt {
+	case "application/eml", "application/x-eml", "message/x-eml":
+		return true
+	}
+	if !strings.HasPrefix(mt, "application/") {
+		return false
+	}
+	name := params["name"]
+	if _, dp, err := mime.ParseMediaType(h.Get("Content-Disposition")); err == nil && dp["filename"] != "" {
+		name = dp["filename"]
+	}
+	return strings.HasSuffix(strings.ToLower(strings.TrimSpace(decodeHeaderText(name))), ".eml")
+}
+
+// attachedMessage reads a message attached as a file, or its bytes as text
+// when they are not one.
+func (c *contentScan) attachedMessage(body io.Reader, depth int) error {
+	b, err := c.readText(body)
+	if err != nil {
+		return err
+	}
+	if e, _ := message.Read(bytes.NewReader(b)); e != nil {
+		return c.messageEntity(e, depth, false)
+	}
+	return c.sample("body", b)
 }
 
 // partFields reads a part's description and file name: the recipient's
@@ -251,12 +289,21 @@ func (c *contentScan) readText(body io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// html reads an HTML part as sent and as rendered.
+// html reads an HTML part as sent and as rendered: with hidden elements
+// left out (text hidden between the digits of a number), and with them in
+// (a hidden element that, by this simple reading, never ends).
 func (c *contentScan) html(src []byte) error {
 	if err := c.sample("body", src); err != nil {
 		return err
 	}
-	return c.sample("body", renderHTML(src))
+	shown := renderHTML(src, true)
+	if err := c.sample("body", shown); err != nil {
+		return err
+	}
+	if all := renderHTML(src, false); !bytes.Equal(all, shown) {
+		return c.sample("body", all)
+	}
+	return nil
 }
 
 // claimsEncryption: parts that say they are encrypted. Those that are go
@@ -271,7 +318,7 @@ func claimsEncryption(mt, parent string) bool {
 	return false
 }
 
-func (c *contentScan) claimed(body io.Reader, mt string, params map[string]string) error {
+func (c *contentScan) claimed(body io.Reader, mt string, depth int) error {
 	var buf cappedBuffer
 	buf.max = int(c.left)
 	var verr error
@@ -282,6 +329,10 @@ func (c *contentScan) claimed(body io.Reader, mt string, params map[string]strin
 			return err
 		}
 		verr = verifyCMSEnveloped(buf.Bytes(), "")
+		if content, ok := cmsSignedContent(buf.Bytes()); verr != nil && !buf.over && ok {
+			// Opaque-signed S/MIME: the signed entity is in clear inside.
+			return c.message(bytes.NewReader(content), depth+1, false)
+		}
 	case "application/octet-stream":
 		verr = verifyArmoredMessage(io.TeeReader(body, &buf))
 	default:
@@ -322,15 +373,17 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 
 // renderHTML is the text a reader sees in an HTML part: tags and comments
 // (CDATA sections too, which HTML reads as comments) gone, character
-// references decoded, script and style left out, block elements and line
-// breaks as new lines, table cells apart, and the alt and title texts of
-// elements (shown for blocked images and on hovering). The tokenizer reads
-// the source once; what it writes is never longer than three times it
-// (a NUL, or a reference to an invalid character, becomes U+FFFD).
-func renderHTML(src []byte) []byte {
+// references decoded, script and style left out (with dropHidden, also the
+// elements that inline CSS or the hidden attribute hide), block elements
+// and line breaks as new lines, table cells apart, and the alt and title
+// texts of elements (shown for blocked images and on hovering). The
+// tokenizer reads the source once; what it writes is never longer than
+// three times it (a NUL, or a reference to an invalid character, becomes
+// U+FFFD).
+func renderHTML(src []byte, dropHidden bool) []byte {
 	var out bytes.Buffer
 	out.Grow(len(src) / 2)
-	renderHTMLInto(&out, src, 0)
+	renderHTMLInto(&out, src, 0, dropHidden)
 	return out.Bytes()
 }
 
@@ -340,9 +393,12 @@ var reparsed = map[atom.Atom]bool{atom.Noscript: true, atom.Noembed: true, atom.
 
 const maxReparse = 4
 
-func renderHTMLInto(out *bytes.Buffer, src []byte, depth int) {
+func renderHTMLInto(out *bytes.Buffer, src []byte, depth int, dropHidden bool) {
 	z := html.NewTokenizer(bytes.NewReader(src))
 	var raw atom.Atom // the element whose raw text comes next
+	var hidden []byte // the element whose contents is hidden
+	hiddenDepth := 0  // how many of it are open
+	var alts [][]byte // alt and title texts of the current tag
 	for {
 		tt := z.Next()
 		switch tt {
@@ -351,9 +407,9 @@ func renderHTMLInto(out *bytes.Buffer, src []byte, depth int) {
 		case html.TextToken:
 			text := z.Text()
 			switch {
-			case raw == atom.Script || raw == atom.Style:
+			case hiddenDepth > 0, raw == atom.Script, raw == atom.Style:
 			case reparsed[raw] && depth < maxReparse:
-				renderHTMLInto(out, text, depth+1)
+				renderHTMLInto(out, text, depth+1, dropHidden)
 			default:
 				out.Write(text)
 			}
@@ -362,24 +418,77 @@ func renderHTMLInto(out *bytes.Buffer, src []byte, depth int) {
 			name, more := z.TagName()
 			a := atom.Lookup(name)
 			raw = a
+			isHidden := false
+			alts = alts[:0]
 			for more {
 				var k, v []byte
 				k, v, more = z.TagAttr()
-				if (string(k) == "alt" || string(k) == "title") && len(v) > 0 {
-					out.WriteByte(' ')
-					out.Write(v)
-					out.WriteByte(' ')
+				switch string(k) {
+				case "alt", "title":
+					if len(v) > 0 {
+						alts = append(alts, v)
+					}
+				case "hidden":
+					isHidden = true
+				case "style":
+					isHidden = isHidden || hiddenStyle(v)
 				}
+			}
+			if hiddenDepth > 0 {
+				if tt == html.StartTagToken && bytes.Equal(name, hidden) {
+					hiddenDepth++
+				}
+				continue
+			}
+			if isHidden && dropHidden {
+				if tt == html.StartTagToken && !voidElements[a] {
+					hidden, hiddenDepth = append(hidden[:0], name...), 1
+				}
+				continue
+			}
+			for _, v := range alts {
+				out.WriteByte(' ')
+				out.Write(v)
+				out.WriteByte(' ')
 			}
 			breakAfter(out, a)
 		case html.EndTagToken:
 			name, _ := z.TagName()
-			breakAfter(out, atom.Lookup(name))
 			raw = 0
+			if hiddenDepth > 0 {
+				if bytes.Equal(name, hidden) {
+					hiddenDepth--
+				}
+				continue
+			}
+			breakAfter(out, atom.Lookup(name))
 		default: // comments, CDATA read as comments, doctypes
 			raw = 0
 		}
 	}
+}
+
+// Elements that have no end tag: hidden, they hide nothing after them.
+var voidElements = map[atom.Atom]bool{atom.Area: true, atom.Base: true, atom.Br: true, atom.Col: true, atom.Embed: true,
+	atom.Hr: true, atom.Img: true, atom.Input: true, atom.Link: true, atom.Meta: true, atom.Source: true, atom.Track: true, atom.Wbr: true}
+
+// hiddenStyle: inline CSS that hides an element's text from the reader
+// (what mail programs honour; style sheets are not followed).
+func hiddenStyle(v []byte) bool {
+	css := strings.ToLower(strings.Join(strings.Fields(string(v)), ""))
+	for _, d := range strings.Split(css, ";") {
+		switch d {
+		case "display:none", "visibility:hidden", "mso-hide:all", "font-size:0", "font-size:0px", "font-size:0pt",
+			"font-size:0em", "font-size:0%", "opacity:0", "max-height:0", "max-height:0px":
+			return true
+		}
+		if strings.HasSuffix(d, "!important") {
+			if hiddenStyle([]byte(strings.TrimSuffix(d, "!important"))) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func breakAfter(out *bytes.Buffer, a atom.Atom) {
@@ -399,10 +508,11 @@ func breakAfter(out *bytes.Buffer, a atom.Atom) {
 // (NFKC: fullwidth and mathematical digits, ligatures, no-break and other
 // spaces), every Unicode dash and minus sign as '-', every space as ' ',
 // line and paragraph separators as new lines, digits of other scripts as
-// ASCII digits, and invisible format characters (zero-width spaces and
-// joiners, soft hyphens, direction marks, byte order marks) removed. Bytes
-// that are not UTF-8 stay as they are, so that ASCII patterns still match in
-// text of an unknown charset.
+// ASCII digits, invisible format characters (zero-width spaces and joiners,
+// soft hyphens, direction marks, byte order marks) removed, and combining
+// marks on digits, dashes and spaces dropped. Bytes that are not UTF-8 stay
+// as they are, so that ASCII patterns still match in text of an unknown
+// charset, except Windows-1252's no-break space, soft hyphen and dashes.
 func readerText(b []byte) ([]byte, error) {
 	if isASCIIBytes(b) {
 		return b, nil
@@ -431,8 +541,20 @@ func mapReaderRunes(dst, src []byte) []byte {
 		r, size := utf8.DecodeRune(src[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
-			dst = append(dst, c)
+			// Windows-1252 in a part that does not say so: its no-break
+			// space, soft hyphen and dashes.
+			switch c {
+			case 0xa0:
+				dst = append(dst, ' ')
+			case 0xad:
+			case 0x96, 0x97:
+				dst = append(dst, '-')
+			default:
+				dst = append(dst, c)
+			}
 		case unicode.Is(unicode.Cf, r):
+		case unicode.Is(unicode.Mn, r) && len(dst) > 0 && strings.IndexByte("0123456789- ", dst[len(dst)-1]) >= 0:
+			// A mark over a digit, dash or space does not change what is read.
 		case unicode.Is(unicode.Pd, r), r == '\u2212', r == '\u2043', r == '\u02d7', r == '\u2796', r == '\ufe63':
 			dst = append(dst, '-')
 		case unicode.Is(unicode.Zs, r):

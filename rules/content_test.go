@@ -91,6 +91,14 @@ func TestContentRulesReadForwardedMessages(t *testing.T) {
 		{"a part's description", "Subject: s\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nhi\r\n--m\r\nContent-Type: image/png\r\nContent-Description: " + ssn + "\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--m--\r\n", "us-ssn", "body"},
 		{"Outlook's Thread-Topic", "Subject: s\r\nThread-Topic: " + ssn + "\r\n\r\nhi\r\n", "us-ssn", "body"},
 		{"Keywords", "Subject: s\r\nKeywords: " + ssn + "\r\n\r\nhi\r\n", "us-ssn", "body"},
+		// Messages attached as files, and the one inside opaque-signed S/MIME.
+		{"a .eml attachment", attachedFile("application/octet-stream; name=\"notes.eml\"", b64(innerWith("notes", ssn))), "us-ssn", "body"},
+		{"application/eml", attachedFile("application/eml", b64(innerWith(ssn, "x"))), "us-ssn", "body"},
+		{"a .eml attachment that is no message", attachedFile("application/octet-stream; name=\"x.eml\"", b64("just "+ssn+"\n")), "us-ssn", "body"},
+		{"opaque-signed S/MIME, base64 inside", smimeBody("signed-data", cmsFixture(t, "signed-b64.p7m")), "us-ssn", "body"},
+		{"opaque-signed S/MIME, BER", smimeBody("signed-data", cmsFixture(t, "signed-b64-ber.p7m")), "us-ssn", "body"},
+		{"opaque-signed S/MIME, forwarded", forwarded("From: a@practice.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n" + smimeBody("signed-data", cmsFixture(t, "signed-b64.p7m"))), "us-ssn", "body"},
+		{"opaque-signed S/MIME without it", smimeBody("signed-data", cmsFixture(t, "signed.p7m")), "", ""},
 	}
 	tp := contentPolicy(t)
 	for _, tt := range tests {
@@ -110,6 +118,11 @@ func TestContentRulesReadForwardedMessages(t *testing.T) {
 	if !errors.As(err, &ref) || !strings.Contains(ref.Reason, "more than sealpost can check") {
 		t.Fatalf("%d nested messages: %v, want refused as too much to check", maxScannedDepth+2, err)
 	}
+}
+
+func attachedFile(contentType, base64Body string) string {
+	return "Subject: s\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nattached\r\n" +
+		"--m\r\nContent-Type: " + contentType + "\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64Body + "--m--\r\n"
 }
 
 func qp(s string) string {
@@ -172,6 +185,14 @@ func TestContentRulesReadWhatReadersSee(t *testing.T) {
 		{"quoted-printable no-break spaces", "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n123=C2=A045=C2=A06789\r\n", true},
 		{"a fullwidth subject", "Subject: =?utf-8?B?" + base64.StdEncoding.EncodeToString([]byte("SSN １２３-４５-６７８９")) + "?=\r\n\r\nhi\r\n", true},
 		{"a subject with a zero-width space", "Subject: =?utf-8?Q?SSN_123-45=E2=80=8B-6789?=\r\n\r\nhi\r\n", true},
+		{"a hidden span between the digits", html("123-<span style=\"display: none\">0</span>45-6789"), true},
+		{"Outlook's mso-hide", html("123-<span style=\"mso-hide:all\">9</span>45-6789"), true},
+		{"text in zero size", html("123-<font style=\"font-size:0px\">77</font>45-6789"), true},
+		{"the hidden attribute", html("123<b hidden>0</b>-45-6789"), true},
+		{"a hidden element left open before visible text", html("<span style=\"display:none\">x</p><p>123-<b></b>45-6789"), true},
+		{"a combining mark on a digit", text("123\u0332-45-6789"), true},
+		{"Windows-1252 no-break spaces, undeclared", "Subject: s\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSSN 123\xa045\xa06789\r\n", true},
+		{"Windows-1252 en dashes, declared", "Subject: s\r\nContent-Type: text/plain; charset=windows-1252\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSSN 123\x9645\x966789\r\n", true},
 		// What a reader does not read as one number is not one.
 		{"numbers in two paragraphs", html("123</p><p>45-6789"), false},
 		{"a phone number in fullwidth", text("５５５-１２３-４５６７"), false},
@@ -212,8 +233,10 @@ func TestRenderHTML(t *testing.T) {
 		{"<img alt='a &amp; b'>", " a & b "},
 		{"<textarea><b>raw</b></textarea>", "<b>raw</b>"},
 		{"unclosed <b", "unclosed "},
+		{"a<span style='DISPLAY: None !important'>x<span>y</span>z</span>b", "ab"},
+		{"a<p hidden>x</p>b<img hidden alt=c>", "ab"},
 	} {
-		if got := string(renderHTML([]byte(tt.in))); got != tt.want {
+		if got := string(renderHTML([]byte(tt.in), true)); got != tt.want {
 			t.Errorf("renderHTML(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
@@ -239,6 +262,20 @@ func TestReaderText(t *testing.T) {
 	// Text that grows without bound under NFKC is refused, not expanded.
 	if _, err := readerText(bytes.Repeat([]byte("\ufdfa"), 10000)); !errors.Is(err, errTooMuchToScan) {
 		t.Errorf("U+FDFA ten thousand times: %v, want errTooMuchToScan", err)
+	}
+}
+
+func TestCMSSignedContent(t *testing.T) {
+	for _, name := range []string{"signed-b64.p7m", "signed-b64-ber.p7m"} {
+		content, ok := cmsSignedContent(cmsFixture(t, name))
+		if !ok || !bytes.Contains(content, []byte("Content-Transfer-Encoding: base64")) {
+			t.Errorf("%s: %v %q", name, ok, content)
+		}
+	}
+	for _, name := range []string{"enveloped-der.p7m", "enveloped-ber.p7m", "authenveloped.p7m"} {
+		if _, ok := cmsSignedContent(cmsFixture(t, name)); ok {
+			t.Errorf("%s read as signed data", name)
+		}
 	}
 }
 
@@ -268,7 +305,10 @@ func FuzzRenderHTML(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out := renderHTML(in)
+		out := renderHTML(in, true)
+		if all := renderHTML(in, false); len(all) > 3*len(in)+3 {
+			t.Fatalf("%d octets rendered as %d", len(in), len(all))
+		}
 		if len(out) > 3*len(in)+3 {
 			t.Fatalf("%d octets rendered as %d", len(in), len(out))
 		}

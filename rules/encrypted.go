@@ -744,6 +744,29 @@ func (e berElement) octets(depth int) (int, error) {
 	return n, nil
 }
 
+// octetBytes is the value of an OCTET STRING, its BER pieces joined.
+func (e berElement) octetBytes(depth int) ([]byte, error) {
+	if !e.constructed {
+		return e.content, nil
+	}
+	kids, err := e.children(depth)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, k := range kids {
+		if k.class != berUniversal || k.tag != tagOctetString {
+			return nil, fmt.Errorf("%w: a piece of an OCTET STRING is not one", errBER)
+		}
+		b, err := k.octetBytes(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
 // smallInt reads an INTEGER of one octet (CMS versions).
 func (e berElement) smallInt() (int, bool) {
 	if !e.is(berUniversal, tagInteger, false) || len(e.content) != 1 || e.content[0] >= 0x80 {
@@ -763,6 +786,7 @@ func oidContent(oid asn1.ObjectIdentifier) string {
 var (
 	oidEnvelopedData     = oidContent(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 3})
 	oidAuthEnvelopedData = oidContent(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 23})
+	oidSignedData        = oidContent(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2})
 
 	// contentCiphers are the content-encryption algorithms S/MIME clients
 	// use, with their block size (0: no padding to blocks).
@@ -981,4 +1005,37 @@ func encryptedContentInfo(e berElement) error {
 		return fmt.Errorf("encrypted content of %d octets", n)
 	}
 	return nil
+}
+
+// cmsSignedContent returns what an opaque-signed S/MIME body carries: the
+// encapsulated content of a CMS SignedData (RFC 5652 5.1), a MIME entity
+// in clear; false when der is not that.
+func cmsSignedContent(der []byte) ([]byte, bool) {
+	ci, rest, err := readBER(der, 0)
+	if err != nil || len(rest) != 0 || !ci.is(berUniversal, tagSequence, true) {
+		return nil, false
+	}
+	kids, err := ci.children(0)
+	if err != nil || len(kids) != 2 || !kids[0].is(berUniversal, tagOID, false) || string(kids[0].content) != oidSignedData ||
+		!kids[1].is(berContext, 0, true) {
+		return nil, false
+	}
+	inner, err := kids[1].children(1)
+	if err != nil || len(inner) != 1 || !inner[0].is(berUniversal, tagSequence, true) {
+		return nil, false
+	}
+	f, err := inner[0].children(2)
+	if err != nil || len(f) < 3 || !f[2].is(berUniversal, tagSequence, true) {
+		return nil, false
+	}
+	eci, err := f[2].children(3)
+	if err != nil || len(eci) != 2 || !eci[1].is(berContext, 0, true) {
+		return nil, false
+	}
+	octets, err := eci[1].children(4)
+	if err != nil || len(octets) != 1 || octets[0].class != berUniversal || octets[0].tag != tagOctetString {
+		return nil, false
+	}
+	content, err := octets[0].octetBytes(5)
+	return content, err == nil
 }

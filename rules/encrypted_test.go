@@ -320,12 +320,16 @@ func FuzzVerifyEncrypted(f *testing.F) {
 	})
 }
 
-// FuzzCMSEnveloped: the BER reader never panics or loops on any input.
+// FuzzCMSEnveloped: the BER reader never panics or loops on any input,
+// and no input is both enveloped and signed data.
 func FuzzCMSEnveloped(f *testing.F) {
-	for _, name := range []string{"enveloped-der.p7m", "enveloped-ber.p7m", "enveloped-3des.p7m", "authenveloped.p7m", "signed.p7m"} {
+	for _, name := range []string{"enveloped-der.p7m", "enveloped-ber.p7m", "enveloped-3des.p7m", "authenveloped.p7m", "signed.p7m", "signed-b64-ber.p7m"} {
 		f.Add(cmsFixture(f, name))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		verifyCMSEnveloped(in, "")
+		_, signed := cmsSignedContent(in)
+		if verifyCMSEnveloped(in, "") == nil && signed {
+			t.Fatal("both enveloped and signed")
+		}
 	})
 }

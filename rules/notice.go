@@ -137,8 +137,10 @@ func transformNotice(w io.Writer, r io.Reader, n *noticeText) (*transformResult,
 }
 
 // transformClaimed is transformNotice for a message whose claim to be
-// encrypted did not hold: it is handled like any clear message, its
-// would-be encrypted body kept whole beside the notice.
+// encrypted did not hold: it is handled like any clear message. Inline
+// text gets the notice, a multipart/encrypted is read as the multipart it
+// is, and an S/MIME body, which is one piece, is kept whole beside the
+// notice.
 func transformClaimed(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
 	return transform(w, r, n, false)
 }

@@ -302,7 +302,7 @@ func (a *Archive) checkHeadAtOpen(h *headFile, first, end uint64, foundHash, fou
 		return fmt.Errorf("%w: %s: the head file %s says the chain reached %s, the archive ends at %d; %s",
 			errMissingAtOpen, missingFromEnd(h.Seq-end), a.headPath, h, end, restored)
 	case h.Seq < first:
-		return nil // pruned since (an older copy of the head file); verify checks the start
+		return fmt.Errorf("%w: %s", errMissingAtOpen, prunedPastHead(a.headPath, h, first))
 	case foundHash == "":
 		return fmt.Errorf("%w: record %d, which the head file %s names, is not in the archive; %s", errMissingAtOpen, h.Seq, a.headPath, restored)
 	case foundHash != h.Hash || foundSeg != h.Segment:
@@ -310,6 +310,16 @@ func (a *Archive) checkHeadAtOpen(h *headFile, first, end uint64, foundHash, fou
 			errMissingAtOpen, h.Seq, foundSeg, a.headPath, h, restored)
 	}
 	return nil
+}
+
+// prunedPastHead: the relay's own head file is past every prune record
+// before a segment goes (Prune), so a record of it that was pruned means
+// segments were removed under a prune record written after the head file
+// was, by someone with the seal key (which is in the archive folder), or
+// that an older head file was put in its place.
+func prunedPastHead(path string, h *headFile, first uint64) string {
+	return fmt.Sprintf("the head file %s names %s, but the archive starts at record %d: segments were removed under a prune record written after the head file (which Prune never does), or an older head file was put in its place",
+		path, h, first)
 }
 
 func missingFromEnd(n uint64) string {

@@ -510,15 +510,60 @@ func TestHeadAcrossPruneAndKeyChange(t *testing.T) {
 	if err != nil || !vr.EndChecked || vr.HeadFileSeq != seq || vr.Missing != 0 {
 		t.Fatalf("verify after prune and key change: %v, head file at %d, want %d\n%s", err, vr.HeadFileSeq, seq, out.String())
 	}
-	os.WriteFile(HeadFile(f.dir), oldest, 0o600)
+	// A head file from before the prune, given apart: an older copy.
+	older := filepath.Join(t.TempDir(), "older-head")
+	os.WriteFile(older, oldest, 0o600)
 	out.Reset()
-	if vr, err = Verify(f.dir, &out); err != nil || !strings.Contains(out.String(), "no longer in the archive (pruned)") {
-		t.Fatalf("verify with a head file older than the prune: %v\n%s", err, out.String())
+	if _, err = VerifyWith(f.dir, &out, VerifyOptions{HeadFile: older}); err != nil || !strings.Contains(out.String(), "no longer in the archive (pruned since)") {
+		t.Fatalf("verify with a head file older than the prune, given apart: %v\n%s", err, out.String())
 	}
-	if a, err = Open(Options{Dir: f.dir, PublicKey: newPub, Now: f.clock}); err != nil {
-		t.Fatalf("Open with a head file older than the prune: %v", err)
+}
+
+// TestPruneBehindTheHead: the seal key is in the archive folder, so whoever
+// has the folder can sign a prune record that accounts for removing every
+// segment up to the newest records. The relay moves its head file past a
+// prune record before it removes anything, so its head file naming a
+// record that was pruned shows it: verify fails, the relay does not start.
+// (A head file given apart may be an older copy: only a warning then.)
+func TestPruneBehindTheHead(t *testing.T) {
+	c := newCutArchive(t)
+	ctx := context.Background()
+	left := keepHead(t, c.dir) // what the head file says before the forgery: record 25
+	a := c.open(t, 0)
+	a.CloseSegment(ctx)
+	c.advance(time.Hour)
+	rep, err := a.Prune(ctx, time.Minute, false)
+	if err != nil || len(rep.Removed) != 5 {
+		t.Fatalf("prune: %+v, %v", rep, err)
+	}
+	if h := headOf(t, c.dir); h.Seq != 27 {
+		t.Fatalf("the head file names record %d after the prune, want the prune record (27)", h.Seq)
 	}
 	a.Close()
+	if _, err := Verify(c.dir, nil); err != nil {
+		t.Fatalf("verify after a prune: %v", err)
+	}
+	apart := filepath.Join(t.TempDir(), "head")
+	os.WriteFile(apart, mustRead(filepath.Dir(c.dir), "archive-head"), 0o600)
+	left()
+	var out bytes.Buffer
+	if _, err := Verify(c.dir, &out); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "segments were removed under a prune record written after the head file") {
+		t.Fatalf("verify: %v; want it to say the head file's record was removed\n%s", err, out.String())
+	}
+	os.WriteFile(apart, mustRead(filepath.Dir(c.dir), "archive-head"), 0o600)
+	if _, err := VerifyWith(c.dir, nil, VerifyOptions{HeadFile: apart}); err != nil {
+		t.Errorf("verify with the head file given apart (perhaps an older copy): %v", err)
+	}
+	before := snapshot(t, c.dir)
+	if a, err := Open(Options{Dir: c.dir, PublicKey: c.pub, Now: c.clock}); err == nil {
+		a.Close()
+		t.Fatal("the relay started on an archive pruned past its head file")
+	} else if !strings.Contains(err.Error(), "but the archive starts at record 27") {
+		t.Errorf("Open: %v", err)
+	}
+	if snapshot(t, c.dir) != before {
+		t.Error("Open wrote before it stopped")
+	}
 }
 
 // TestHeadWriteFailure: a head file that cannot be written does not fail

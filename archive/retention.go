@@ -179,6 +179,17 @@ func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun boo
 		if err := a.appendBatch([]*appendReq{{h: h, sign: a.signPrune}}); err != nil {
 			return err
 		}
+		// The head file is past the prune record, on disk, before any
+		// segment goes: the relay's own head file never names a record
+		// that was pruned, so one that does shows segments removed under
+		// a prune record written after it (anyone with the folder has the
+		// seal key to sign one).
+		if a.headErr == nil {
+			a.headErr = syncFile(a.headPath)
+		}
+		if a.headErr != nil {
+			return fmt.Errorf("archive: the prune is recorded, but nothing was removed: the head file: %w", a.headErr)
+		}
 		for _, s := range remove {
 			if err := os.Remove(filepath.Join(a.dir, s.pruned.Name)); err != nil {
 				return fmt.Errorf("archive: the prune is recorded but %s could not be removed: %w", s.pruned.Name, err)

@@ -49,7 +49,9 @@ type VerifyOptions struct {
 	// Expect are chain heads seen earlier: each must still be in the chain.
 	Expect []ChainPoint
 	// HeadFile is the head file to compare the chain's end with; "" is the
-	// one next to the archive (HeadFile(dir)), when there is one.
+	// one next to the archive (HeadFile(dir)), when there is one. That one
+	// is the relay's own, never behind a prune; one given here may be an
+	// older copy, whose record may have been pruned since.
 	HeadFile string
 	// NoHead compares with no head file (an auditor given the archive
 	// folder alone): records cut off the end do not show.
@@ -326,11 +328,13 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 				msg += fmt.Sprintf("; %s, which the head file names, is missing", head.Segment)
 			}
 			first = append(first, msg)
+		case headHash == "" && started && head.Seq < firstSeq && o.HeadFile == "":
+			first = append(first, prunedPastHead(rep.HeadFile, head, firstSeq))
 		case headHash == "" && started && head.Seq < firstSeq:
-			// An older copy of the head file: it names a record pruned
-			// since, and the chain goes on past it. Whether the prune is
-			// accounted for is the chain's start's check.
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file names %s, which is no longer in the archive (pruned): an older copy of the head file", head))
+			// A head file given apart may be an older copy, from before
+			// a prune; whether the prune is accounted for is the chain's
+			// start's check.
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file names %s, which is no longer in the archive (pruned since): an older copy of the head file", head))
 		case headHash == "":
 			first = append(first, fmt.Sprintf("record %d, which the head file names (%s), is not in the chain", head.Seq, head))
 		case headHash != head.Hash:

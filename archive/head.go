@@ -69,6 +69,17 @@ func (h *headFile) signedBy(pub ed25519.PublicKey) bool {
 	return err == nil && ed25519.Verify(pub, headMessage(h), sig)
 }
 
+// t is the head record's time (zero when the file says none that parses).
+func (h *headFile) t() time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, h.Time)
+	return t
+}
+
+// shortestRetention is the shortest archive.retention the configuration
+// takes: no prune of the relay's removes a segment sooner after its last
+// record.
+const shortestRetention = 24 * time.Hour
+
 func (h *headFile) String() string {
 	return fmt.Sprintf("record %d (hash %s, in %s, %s)", h.Seq, short(h.Hash), h.Segment, h.Time)
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Report is what Verify found.
@@ -158,7 +159,8 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file %s holds a head not signed with this archive's seal key beside the signed one, which is used (forged, or read while the relay overwrote it)", rep.HeadFile))
 		}
 	}
-	var headSeg, headHash string // where the record the head file names is, and its hash
+	var headSeg, headHash string       // where the record the head file names is, and its hash
+	prunedAt := map[string]time.Time{} // segment -> when a signed prune record removed it
 	var (
 		prevHash  string
 		prevSeq   uint64
@@ -270,6 +272,9 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 					pruned = append(pruned, rec.h.Pruned...)
 				case ed25519.Verify(sealPub, pruneMessage(&rec.h), sig):
 					pruned = append(pruned, rec.h.Pruned...)
+					for _, p := range rec.h.Pruned {
+						prunedAt[p.Name] = rec.h.Time
+					}
 				default:
 					problem("%s: the prune record (record %d) has a bad signature: it accounts for no removed segment", name, rec.h.Seq)
 				}
@@ -333,7 +338,13 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 		case headHash == "" && started && head.Seq < firstSeq:
 			// A head file given apart may be an older copy, from before
 			// a prune; whether the prune is accounted for is the chain's
-			// start's check.
+			// start's check. But no retention lets a segment go within a
+			// day of its last record, newer than the head file's record.
+			if at, ok := prunedAt[head.Segment]; ok && at.Sub(head.t()) < shortestRetention {
+				first = append(first, fmt.Sprintf("the head file names %s, but a prune record of %s removed %s: sooner than any retention allows (a day), so it was not the relay's prune",
+					head, at.UTC().Format(time.RFC3339), head.Segment))
+				break
+			}
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file names %s, which is no longer in the archive (pruned since): an older copy of the head file", head))
 		case headHash == "":
 			first = append(first, fmt.Sprintf("record %d, which the head file names (%s), is not in the chain", head.Seq, head))

@@ -114,8 +114,11 @@ var knownReasons = map[*smtp.SMTPError]string{
 func refusalReason(stage string, err error, r *smtp.SMTPError) string {
 	var refusal *rules.Refusal
 	if errors.As(err, &refusal) {
-		if stage == "rcpt" || refusal.Recipient {
+		switch {
+		case stage == "rcpt" || refusal.Recipient:
 			return "recipient_policy"
+		case refusal.Malformed:
+			return "malformed"
 		}
 		return "content_rule"
 	}

@@ -106,3 +106,22 @@ func TestMetrics(t *testing.T) {
 		t.Error("a delivery into the outbox did not count as reaching the upstream")
 	}
 }
+
+func TestRefusalReasonLabels(t *testing.T) {
+	permanent := smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "refused")
+	tests := []struct {
+		stage string
+		err   error
+		want  string
+	}{
+		{"rcpt", &rules.Refusal{Reason: "no consent"}, "recipient_policy"},
+		{"data", &rules.Refusal{Reason: "consent withdrawn", Recipient: true}, "recipient_policy"},
+		{"data", &rules.Refusal{Reason: "rule us-ssn"}, "content_rule"},
+		{"data", &rules.Refusal{Reason: "a closing boundary is missing", Malformed: true}, "malformed"},
+	}
+	for _, tt := range tests {
+		if got := refusalReason(tt.stage, tt.err, permanent); got != tt.want {
+			t.Errorf("refusalReason(%s, %v) = %q, want %q", tt.stage, tt.err, got, tt.want)
+		}
+	}
+}

@@ -27,7 +27,8 @@ const (
 // Decision is the verdict for one envelope recipient. It travels with the
 // message to the queue and into the archive, so it is plain data.
 type Decision struct {
-	// Recipient is the envelope recipient as the client gave it at RCPT.
+	// Recipient is the envelope recipient the relay accepted at RCPT (in the
+	// normalised form: what was decided on is what is delivered).
 	Recipient string `json:"recipient"`
 	// Address is Recipient normalised (rules/addr.Normalize).
 	Address    string     `json:"address"`

@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -562,8 +561,6 @@ func (s *providerSession) Data(r io.Reader) error {
 }
 func (s *providerSession) Reset()        { s.from, s.to = "", nil }
 func (s *providerSession) Logout() error { return nil }
-
-func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
 
 // scriptedDlv stands in for the provider in queue tests: it records what
 // each job handed over (the copy's body and its recipients), runs before

@@ -107,11 +107,6 @@ type transformResult struct {
 	noticed   bool             // the notice is in the message (added, or there already)
 }
 
-type textSample struct {
-	where string // "subject" or "body"
-	text  []byte
-}
-
 // mimeError is a message whose structure cannot be transformed safely.
 type mimeError struct{ reason string }
 

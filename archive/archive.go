@@ -30,8 +30,8 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // passwordCost is bcrypt's work factor for new hashes: about 50 ms here, so a

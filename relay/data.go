@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 const (

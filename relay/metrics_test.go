@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // TestMetrics drives a session through what an operator watches for and

@@ -10,8 +10,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // Every reply a mail client sees comes from here. go-smtp would turn a plain

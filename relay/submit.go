@@ -7,8 +7,8 @@ import (
 	"io"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // ErrUnknownAccount is returned by Submit for an account not in the config.

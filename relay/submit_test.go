@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 func TestSubmit(t *testing.T) {

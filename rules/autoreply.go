@@ -13,7 +13,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // Acknowledgements are the practice's automatic replies to clients (the

@@ -13,7 +13,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/sealpost/sealpost/rules/internal/bufpool"
+	"github.com/sealpost/sealpost/internal/bufpool"
 )
 
 // A message the sender's client claims to have encrypted goes to key holders

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
 
-	"github.com/sealpost/sealpost/rules/internal/bufpool"
+	"github.com/sealpost/sealpost/internal/bufpool"
 )
 
 // MIME limits: go-message has none of its own, and a message nested 20,000

@@ -14,7 +14,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // ContentRule is one [[policy.rule]]: a regular expression on the subject

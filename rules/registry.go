@@ -12,8 +12,8 @@ import (
 
 	_ "modernc.org/sqlite" // the registry is SQLite without cgo
 
-	"github.com/sealpost/sealpost/rules/addr"
-	"github.com/sealpost/sealpost/rules/internal/sqlstmt"
+	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/sqlstmt"
 )
 
 // Registry is the consent registry: who consented in writing to

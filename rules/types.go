@@ -30,7 +30,7 @@ type Decision struct {
 	// Recipient is the envelope recipient the relay accepted at RCPT (in the
 	// normalised form: what was decided on is what is delivered).
 	Recipient string `json:"recipient"`
-	// Address is Recipient normalised (rules/addr.Normalize).
+	// Address is Recipient normalised (internal/addr.Normalize).
 	Address    string     `json:"address"`
 	Protection Protection `json:"protection"`
 	// Reason is one sentence saying why. For Refused it is the whole text of the

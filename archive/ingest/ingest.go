@@ -26,7 +26,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/sealpost/sealpost/archive"
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // Recorder is the archive (implemented by archive.Archive).

@@ -16,7 +16,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // defaultConfigPath is where packaged installs keep the configuration.

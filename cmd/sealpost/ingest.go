@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/archive/ingest"
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 	"github.com/sealpost/sealpost/rules/pgp"
 )
 

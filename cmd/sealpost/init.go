@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/relay"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 func init() {

@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/relay"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 // upstreamFresh is how recently the provider must have been reached for

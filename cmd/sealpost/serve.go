@@ -18,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
 )
 
 func init() {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // AutocryptKey returns the key an Autocrypt header (Autocrypt Level 1)

@@ -19,7 +19,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/emersion/go-message/textproto"
 
-	"github.com/sealpost/sealpost/rules/internal/bufpool"
+	"github.com/sealpost/sealpost/internal/bufpool"
 	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 

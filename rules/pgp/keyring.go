@@ -21,9 +21,9 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	_ "modernc.org/sqlite"
 
+	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/sqlstmt"
 	"github.com/sealpost/sealpost/rules"
-	"github.com/sealpost/sealpost/rules/addr"
-	"github.com/sealpost/sealpost/rules/internal/sqlstmt"
 )
 
 // Keyring is the recipients' public keys, in SQLite below data_dir so that

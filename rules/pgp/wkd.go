@@ -15,7 +15,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
-	"github.com/sealpost/sealpost/rules/addr"
+	"github.com/sealpost/sealpost/internal/addr"
 )
 
 // WKDOptions turn on Web Key Directory lookups (draft-koch-openpgp-webkey-

@@ -31,7 +31,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/internal/addr"
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 
@@ -301,7 +301,7 @@ func (a *Archive) recover(head *headFile) error {
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	var last *record
+	var last *storedRecord
 	for {
 		rec, err := sr.next()
 		if err == io.EOF {
@@ -343,7 +343,7 @@ var errDamagedAtOpen = errors.New("archive is damaged, nothing more is written t
 // there was damaged (its length most likely): that stops Open like any
 // damage. checkHead runs once the bytes are known not to be damage, before
 // anything is written.
-func (a *Archive) tornTail(segs []string, path string, end, size int64, last *record, checkHead func() error) error {
+func (a *Archive) tornTail(segs []string, path string, end, size int64, last *storedRecord, checkHead func() error) error {
 	name := filepath.Base(path)
 	at, found, err := recordAfter(path, end, size)
 	if err != nil {
@@ -385,13 +385,13 @@ func damagedLength(segment string, end, next int64) error {
 }
 
 // lastRecord reads a closed segment through and returns its last record.
-func lastRecord(path string) (*record, error) {
+func lastRecord(path string) (*storedRecord, error) {
 	sr, f, err := openSegment(path, false)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var last *record
+	var last *storedRecord
 	for {
 		rec, err := sr.next()
 		if err == io.EOF {
@@ -1037,7 +1037,7 @@ func (a *Archive) RecordRefusal(ctx context.Context, r Refusal) error {
 }
 
 // RecordConsent archives an event of the consent registry.
-func (a *Archive) RecordConsent(ctx context.Context, ev rules.ConsentEvent) error {
+func (a *Archive) RecordConsent(ctx context.Context, ev record.ConsentEvent) error {
 	payload, _, err := a.encrypt(ev, nil)
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 )
 
 type fixture struct {
@@ -72,8 +72,8 @@ func testMessage(i int, client string) (Message, string) {
 	id := fmt.Sprintf("msg%04d", i)
 	body := fmt.Sprintf("From: Maria <therapist@practice.example>\r\nTo: %s\r\nSubject: Session %d notes\r\nMessage-ID: <%s@practice.example>\r\n\r\nConfidential body %d.\r\n", client, i, id, i)
 	m := Message{ID: id, Time: time.Date(2026, 11, 22, 9, 0, i, 0, time.UTC), Direction: Outbound, Account: "therapist", Sender: "therapist@practice.example",
-		Decisions: []rules.Decision{{Recipient: client, Address: client, Protection: rules.Consented, Reason: "consent",
-			Consent: &rules.ConsentEvent{ID: 7, Client: "Chart 7", Signed: "2026-01-02", Evidence: "intake form"}}}}
+		Decisions: []record.Decision{{Recipient: client, Address: client, Protection: record.Consented, Reason: "consent",
+			Consent: &record.ConsentEvent{ID: 7, Client: "Chart 7", Signed: "2026-01-02", Evidence: "intake form"}}}}
 	return m, body
 }
 
@@ -98,7 +98,7 @@ func TestRecordVerifyExport(t *testing.T) {
 		}
 	}
 	a.RecordRefusal(ctx, Refusal{Time: f.now, Account: "therapist", Recipient: "carl@client.example", Reason: "<carl@client.example>: no consent on file"})
-	a.RecordConsent(ctx, rules.ConsentEvent{ID: 7, Kind: "given", Client: "Chart 7", Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "intake form", RecordedBy: "admin"})
+	a.RecordConsent(ctx, record.ConsentEvent{ID: 7, Kind: "given", Client: "Chart 7", Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "intake form", RecordedBy: "admin"})
 	if a.LastConsentID() != 7 {
 		t.Errorf("last consent id %d", a.LastConsentID())
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 )
 
 // Filter selects what an export holds.
@@ -47,13 +47,13 @@ type ExportReport struct {
 
 // The manifest's records (DESIGN.md, archive export).
 type manifest struct {
-	Format     int                  `json:"sealpost_export"`
-	ExportedAt time.Time            `json:"exported_at"`
-	Archive    manifestArchive      `json:"archive"`
-	Filter     manifestFilter       `json:"filter"`
-	Messages   []manifestMessage    `json:"messages"`
-	Refusals   []Refusal            `json:"refusals"`
-	Consent    []rules.ConsentEvent `json:"consent_history"`
+	Format     int                   `json:"sealpost_export"`
+	ExportedAt time.Time             `json:"exported_at"`
+	Archive    manifestArchive       `json:"archive"`
+	Filter     manifestFilter        `json:"filter"`
+	Messages   []manifestMessage     `json:"messages"`
+	Refusals   []Refusal             `json:"refusals"`
+	Consent    []record.ConsentEvent `json:"consent_history"`
 }
 
 type manifestArchive struct {
@@ -86,12 +86,12 @@ type manifestMessage struct {
 	File       string              `json:"file"`
 	Folder     string              `json:"folder,omitempty"`
 	Recipients []manifestRecipient `json:"recipients"`
-	Fired      []rules.RuleHit     `json:"rules_fired,omitempty"`
+	Fired      []record.RuleHit    `json:"rules_fired,omitempty"`
 }
 
 type manifestRecipient struct {
 	Address        string             `json:"address"`
-	Protection     rules.Protection   `json:"protection"`
+	Protection     record.Protection  `json:"protection"`
 	Bcc            bool               `json:"bcc,omitempty"`
 	Reason         string             `json:"reason"`
 	Consent        *manifestConsent   `json:"consent,omitempty"`
@@ -201,7 +201,7 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	rep := &ExportReport{}
 	vrep, verr := Verify(dir, nil)
 	exportVerified()
-	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []Refusal{}, Consent: []rules.ConsentEvent{}, Messages: []manifestMessage{}}
+	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []Refusal{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
 	if vrep != nil {
 		m.Archive = manifestArchive{ChainHeadSeq: vrep.HeadSeq, ChainHead: vrep.Head, Verified: verr == nil, Problems: vrep.Problems}
 		rep.HeadSeq, rep.Head, rep.Verified = vrep.HeadSeq, vrep.Head, verr == nil
@@ -355,7 +355,7 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		if err != nil {
 			return nil, fmt.Errorf("record %d (consent): %w", l.h.Seq, err)
 		}
-		var ev rules.ConsentEvent
+		var ev record.ConsentEvent
 		if err := json.Unmarshal(metaJSON, &ev); err != nil {
 			return nil, err
 		}

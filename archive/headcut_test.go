@@ -582,19 +582,19 @@ func TestHeadWriteFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	record := func(i int) {
+	storedRecord := func(i int) {
 		t.Helper()
 		m, body := testMessage(i, "anna@client.example")
 		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
-	record(1)
+	storedRecord(1)
 	os.RemoveAll(headDir)
-	record(2)
-	record(3)
+	storedRecord(2)
+	storedRecord(3)
 	os.MkdirAll(headDir, 0o700)
-	record(4)
+	storedRecord(4)
 	a.Close()
 	if n := strings.Count(logs.String(), "cannot write the head file"); n != 1 {
 		t.Errorf("%d errors logged, want 1:\n%s", n, logs.String())

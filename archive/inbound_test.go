@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 )
 
 // TestRecordInboundOnce: a client's message found over IMAP is recorded
@@ -105,7 +105,7 @@ func TestPruneCarriesPositions(t *testing.T) {
 	if ok, err := a.RecordInbound(ctx, in, strings.NewReader("From: anna@client.example\r\n\r\nhello\r\n")); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	if err := a.RecordConsent(ctx, rules.ConsentEvent{ID: 5, Client: "Chart 5", Addresses: []string{"anna@client.example"}, Kind: "given", Signed: "2026-01-02"}); err != nil {
+	if err := a.RecordConsent(ctx, record.ConsentEvent{ID: 5, Client: "Chart 5", Addresses: []string{"anna@client.example"}, Kind: "given", Signed: "2026-01-02"}); err != nil {
 		t.Fatal(err)
 	}
 	a.CloseSegment(ctx)

@@ -106,7 +106,7 @@ type prunedSegment struct {
 var zeroHash = hex.EncodeToString(make([]byte, 32))
 
 // record is one record as read back.
-type record struct {
+type storedRecord struct {
 	h       header
 	hash    string
 	offset  int64 // in its segment
@@ -142,7 +142,7 @@ type segmentReader struct {
 	payloads bool // read payloads into memory (export); otherwise hash them while skipping
 }
 
-func (s *segmentReader) next() (*record, error) {
+func (s *segmentReader) next() (*storedRecord, error) {
 	if s.off == s.size {
 		return nil, io.EOF
 	}
@@ -171,7 +171,7 @@ func (s *segmentReader) next() (*record, error) {
 	if _, err := io.ReadFull(s.r, hb); err != nil {
 		return nil, err
 	}
-	var rec record
+	var rec storedRecord
 	if err := json.Unmarshal(hb, &rec.h); err != nil {
 		return nil, bad("header does not parse: "+err.Error(), 0)
 	}

@@ -7,7 +7,7 @@ package archive
 import (
 	"time"
 
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 )
 
 // Direction of a message relative to the practice.
@@ -21,14 +21,14 @@ const (
 // Message describes one message going into the record. Its body (the message
 // as its recipients could read it) is passed beside it as a stream.
 type Message struct {
-	ID        string           `json:"id"` // the relay's queue id, or the ingest id
-	Time      time.Time        `json:"time"`
-	Direction Direction        `json:"direction"`
-	Account   string           `json:"account"`
-	Sender    string           `json:"sender"`              // envelope sender
-	Decisions []rules.Decision `json:"decisions,omitempty"` // outbound: one per recipient
-	Fired     []rules.RuleHit  `json:"fired,omitempty"`     // content rules that fired
-	Folder    string           `json:"folder,omitempty"`    // inbound: the IMAP folder
+	ID        string            `json:"id"` // the relay's queue id, or the ingest id
+	Time      time.Time         `json:"time"`
+	Direction Direction         `json:"direction"`
+	Account   string            `json:"account"`
+	Sender    string            `json:"sender"`              // envelope sender
+	Decisions []record.Decision `json:"decisions,omitempty"` // outbound: one per recipient
+	Fired     []record.RuleHit  `json:"fired,omitempty"`     // content rules that fired
+	Folder    string            `json:"folder,omitempty"`    // inbound: the IMAP folder
 }
 
 // EventKind is what happened to a message after it was recorded.

@@ -183,7 +183,7 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 		}
 		rep.Segments++
 		rep.Bytes += sr.size
-		var last *record
+		var last *storedRecord
 		for {
 			rec, err := sr.next()
 			if err == io.EOF {

@@ -177,7 +177,7 @@ func TestSealedWithinADay(t *testing.T) {
 	f := newFixture(t)
 	a := f.open(t, 0)
 	ctx := context.Background()
-	record := func(i int) {
+	storedRecord := func(i int) {
 		t.Helper()
 		m, body := testMessage(i, "anna@client.example")
 		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
@@ -189,14 +189,14 @@ func TestSealedWithinADay(t *testing.T) {
 		segs, _ := listSegments(f.dir)
 		return len(segs) - 1
 	}
-	record(1)
+	storedRecord(1)
 	f.advance(23 * time.Hour)
-	record(2)
+	storedRecord(2)
 	if n := sealed(); n != 0 {
 		t.Fatalf("%d segments sealed before a day", n)
 	}
 	f.advance(2 * time.Hour)
-	record(3)
+	storedRecord(3)
 	// The writer seals right after answering that record.
 	for deadline := time.Now().Add(10 * time.Second); sealed() != 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -205,9 +205,9 @@ func TestSealedWithinADay(t *testing.T) {
 	}
 	a.Close()
 	a = f.open(t, 0)
-	record(4)
+	storedRecord(4)
 	f.advance(25 * time.Hour)
-	record(5)
+	storedRecord(5)
 	a.Close()
 	if n := sealed(); n != 2 {
 		t.Fatalf("%d segments sealed, want 2 (a day after the restart)", n)

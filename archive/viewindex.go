@@ -14,7 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/sealpost/sealpost/internal/addr"
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 )
 
 // ViewMessage is one archived message as a reader of the record sees it.
@@ -162,7 +162,7 @@ func clientsOf(m *messageMeta) []string {
 		return out
 	}
 	for _, d := range m.Decisions {
-		if d.Protection == rules.Encrypted || d.Protection == rules.Consented {
+		if d.Protection == record.Encrypted || d.Protection == record.Consented {
 			add(d.Address)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -92,9 +93,9 @@ func TestDeliveredAsDecided(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startRelay(t, relayOpts{})
 			var asked []string
-			r.policy.decide = func(rcpt string) (rules.Decision, error) {
+			r.policy.decide = func(rcpt string) (record.Decision, error) {
 				asked = append(asked, rcpt)
-				return rules.Decision{Protection: rules.Internal}, nil
+				return record.Decision{Protection: record.Internal}, nil
 			}
 			c := r.login(t)
 			if err := send(c, tt.from, []string{tt.rcpt}, testMessage(tt.headerFrom, tt.rcpt, "s", "x")); err != nil {
@@ -162,7 +163,7 @@ func TestProviderGetsDecidedAddresses(t *testing.T) {
 	io.WriteString(w, "From: "+testFrom+"\r\nSubject: s\r\n\r\nx\r\n")
 	w.Close()
 	e := newEntry(sp, id, testUser, "Therapist@PRACTICE.example", time.Now(),
-		[]rules.Copy{{Name: "sent", Recipients: []string{"Anna@B\u00fccher.example"}, Protection: rules.Internal}}, false)
+		[]rules.Copy{{Name: "sent", Recipients: []string{"Anna@B\u00fccher.example"}, Protection: record.Internal}}, false)
 	if err := in.commit(e, false); err != nil {
 		t.Fatal(err)
 	}

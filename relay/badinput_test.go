@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/record"
 )
 
 const authPlain = "AUTH PLAIN AHRoZXJhcGlzdABjb3JyZWN0IGhvcnNlIGJhdHRlcnk="
@@ -39,11 +39,11 @@ func loggedIn(t *testing.T, r *testRelay) *rawSession {
 func TestBadCommands(t *testing.T) {
 	r := startRelay(t, relayOpts{})
 	// Like the real rules: only the practice's own domain is internal.
-	r.policy.decide = func(rcpt string) (rules.Decision, error) {
+	r.policy.decide = func(rcpt string) (record.Decision, error) {
 		if strings.HasSuffix(rcpt, "@practice.example") {
-			return rules.Decision{Protection: rules.Internal}, nil
+			return record.Decision{Protection: record.Internal}, nil
 		}
-		return rules.Decision{Protection: rules.Refused, Reason: "<" + rcpt + ">: no consent on file"}, nil
+		return record.Decision{Protection: record.Refused, Reason: "<" + rcpt + ">: no consent on file"}, nil
 	}
 	long := strings.Repeat("a", 250)
 	tests := []struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -63,7 +64,7 @@ func (q *queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 		in.abort()
 		return err
 	}
-	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: "dsn", Recipients: []string{e.meta.Sender}, Protection: rules.Internal}}, true)
+	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: "dsn", Recipients: []string{e.meta.Sender}, Protection: record.Internal}}, true)
 	if err := in.commit(n, false); err != nil {
 		in.abort()
 		return err

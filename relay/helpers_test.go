@@ -24,6 +24,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -83,12 +84,12 @@ func passwordHash(t testing.TB) string {
 // message unchanged into one plain copy.
 type fakePolicy struct {
 	mu         sync.Mutex
-	decide     func(rcpt string) (rules.Decision, error)
+	decide     func(rcpt string) (record.Decision, error)
 	applyErr   error
 	encryptErr error
 }
 
-func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (rules.Decision, error) {
+func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (record.Decision, error) {
 	p.mu.Lock()
 	f := p.decide
 	p.mu.Unlock()
@@ -96,7 +97,7 @@ func (p *fakePolicy) Decide(ctx context.Context, account, rcpt string) (rules.De
 		return f(rcpt)
 	}
 	n, _ := addr.Normalize(rcpt)
-	return rules.Decision{Address: n, Protection: rules.Internal}, nil
+	return record.Decision{Address: n, Protection: record.Internal}, nil
 }
 
 func (p *fakePolicy) EncryptCopies(context.Context, rules.Sink, *rules.Result) error {
@@ -119,7 +120,7 @@ func (p *fakePolicy) Prepare(ctx context.Context, sub rules.Submission, msg io.R
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	c := rules.Copy{Name: "sent", Protection: rules.Internal}
+	c := rules.Copy{Name: "sent", Protection: record.Internal}
 	for _, d := range sub.Decisions {
 		c.Recipients = append(c.Recipients, d.Recipient)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -24,12 +25,12 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	r := startRelay(t, relayOpts{metrics: m})
-	r.policy.decide = func(rcpt string) (rules.Decision, error) {
+	r.policy.decide = func(rcpt string) (record.Decision, error) {
 		n, _ := addr.Normalize(rcpt)
 		if strings.HasPrefix(n, "client") {
-			return rules.Decision{Address: n, Protection: rules.Refused, Reason: "<" + n + "> has no key and no consent"}, nil
+			return record.Decision{Address: n, Protection: record.Refused, Reason: "<" + n + "> has no key and no consent"}, nil
 		}
-		return rules.Decision{Address: n, Protection: rules.Internal}, nil
+		return record.Decision{Address: n, Protection: record.Internal}, nil
 	}
 
 	bad := r.dial(t)

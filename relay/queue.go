@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -306,7 +307,7 @@ func (q *queue) attempt(e *entry) {
 			}
 			continue
 		}
-		if c.Protection == rules.Consented && q.consent != nil {
+		if c.Protection == record.Consented && q.consent != nil {
 			if j.recipients = q.checkConsent(e, name, rcpts, log); len(j.recipients) == 0 {
 				continue
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -431,7 +432,7 @@ func TestCrashWhileArchiving(t *testing.T) {
 		w, _ := in.Create("plain")
 		io.WriteString(w, testMessage(testFrom, "a@practice.example", "notes "+id, "x"))
 		w.Close()
-		e := newEntry(s, id, testUser, testFrom, time.Now(), []rules.Copy{{Name: "plain", Recipients: []string{"a@practice.example"}, Protection: rules.Internal}}, false)
+		e := newEntry(s, id, testUser, testFrom, time.Now(), []rules.Copy{{Name: "plain", Recipients: []string{"a@practice.example"}, Protection: record.Internal}}, false)
 		if err := in.commit(e, true); err != nil {
 			t.Fatal(err)
 		}
@@ -542,7 +543,7 @@ func TestDropStopsDelivery(t *testing.T) {
 				}
 				// Due after the busy one: the worker takes that, and the
 				// message waits for it to be free.
-				busy := spoolMessage(t, sp, rules.Copy{Name: "busy", Recipients: []string{"other@client.example"}, Protection: rules.Encrypted})
+				busy := spoolMessage(t, sp, rules.Copy{Name: "busy", Recipients: []string{"other@client.example"}, Protection: record.Encrypted})
 				busy.meta.Received = e.meta.Received.Add(-time.Millisecond)
 				busy.state.NextAttempt = busy.meta.Received
 				q.add(busy)
@@ -593,8 +594,8 @@ func TestDropStopsDelivery(t *testing.T) {
 			arc := &memArchive{}
 			q, sp := newTestQueue(t, dlv, arc, 1, nil)
 			e := spoolMessage(t, sp,
-				rules.Copy{Name: "first", Recipients: []string{rcpt1}, Protection: rules.Encrypted},
-				rules.Copy{Name: "second", Recipients: []string{rcpt2}, Protection: rules.Encrypted})
+				rules.Copy{Name: "first", Recipients: []string{rcpt1}, Protection: record.Encrypted},
+				rules.Copy{Name: "second", Recipients: []string{rcpt2}, Protection: record.Encrypted})
 			if err := tt.run(t, q, sp, dlv, e); err != nil {
 				t.Fatalf("drop: %v", err)
 			}
@@ -638,7 +639,7 @@ func TestDropOrRetryWhileStateIsSaved(t *testing.T) {
 			}}
 			arc := &memArchive{}
 			q, sp := newTestQueue(t, dlv, arc, 1, nil)
-			e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1}, Protection: rules.Encrypted})
+			e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1}, Protection: record.Encrypted})
 			inSync, release := make(chan struct{}), make(chan struct{})
 			var armed atomic.Bool
 			armed.Store(true)
@@ -703,7 +704,7 @@ func TestDropRecordsOutcomesFirst(t *testing.T) {
 			}}
 			arc := &memArchive{failWith: errFull}
 			q, sp := newTestQueue(t, dlv, arc, 1, nil)
-			e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1, rcpt2}, Protection: rules.Encrypted})
+			e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1, rcpt2}, Protection: record.Encrypted})
 			id := e.meta.ID
 			q.add(e)
 			waitFor(t, "the first attempt back in the queue", func() bool { l := q.list(); return len(l) == 1 && l[0].Attempts == 1 })
@@ -797,9 +798,9 @@ func TestConsentCheckedBeforeSendingInClear(t *testing.T) {
 			arc := &memArchive{}
 			q, sp := newTestQueue(t, dlv, arc, 1, check)
 			e := spoolMessage(t, sp,
-				rules.Copy{Name: "clear", Recipients: []string{client, colleague}, Protection: rules.Consented},
-				rules.Copy{Name: "enc", Recipients: []string{keyHolder}, Protection: rules.Encrypted},
-				rules.Copy{Name: "own", Recipients: []string{other}, Protection: rules.Internal})
+				rules.Copy{Name: "clear", Recipients: []string{client, colleague}, Protection: record.Consented},
+				rules.Copy{Name: "enc", Recipients: []string{keyHolder}, Protection: record.Encrypted},
+				rules.Copy{Name: "own", Recipients: []string{other}, Protection: record.Internal})
 			id := e.meta.ID
 			q.add(e)
 			if tt.wantPending > 0 {
@@ -867,7 +868,7 @@ func TestOfflineDropRecordsFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1, rcpt2}, Protection: rules.Encrypted})
+	e := spoolMessage(t, sp, rules.Copy{Name: "a", Recipients: []string{rcpt1, rcpt2}, Protection: record.Encrypted})
 	id := e.meta.ID
 	// rcpt1 got it while the archive was down: that outcome waits in the state.
 	e.setStatus(rcpt1, rcptDelivered, "250 ok", time.Now())

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -32,7 +33,7 @@ import (
 // every copy, EncryptCopies then writes the encrypted ones, while the relay
 // archives the plain copy.
 type Policy interface {
-	Decide(ctx context.Context, account, recipient string) (rules.Decision, error)
+	Decide(ctx context.Context, account, recipient string) (record.Decision, error)
 	Prepare(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error)
 	EncryptCopies(ctx context.Context, out rules.Sink, res *rules.Result) error
 }
@@ -49,7 +50,7 @@ type Recorder interface {
 }
 
 // ConsentCheck is asked right before a copy that goes out unencrypted on
-// the strength of its clients' consent (rules.Consented) is handed to the
+// the strength of its clients' consent (record.Consented) is handed to the
 // provider: a message can wait in the queue for days after its recipients
 // were decided at RCPT, and a client may withdraw consent meanwhile (or it
 // may expire).

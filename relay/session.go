@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -84,7 +85,7 @@ type session struct {
 
 	account *Account
 	from    string
-	rcpts   []rules.Decision
+	rcpts   []record.Decision
 	errors  int
 }
 
@@ -223,7 +224,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	// The copies go to the address that was decided on, not to the text
 	// typed: the provider, the outbox's Delivered-To and the record see it.
 	d.Recipient = d.Address
-	if d.Protection == rules.Refused {
+	if d.Protection == record.Refused {
 		s.log.Info("recipient refused", "rcpt", s.s.cfg.Redact(n))
 		if s.s.cfg.Archive != nil {
 			ref := archive.Refusal{Time: s.s.cfg.Now(), Account: s.account.Username, Recipient: n, Reason: d.Reason}
@@ -285,7 +286,7 @@ func (s *session) Data(r io.Reader) error {
 // told 250 only when this returns nil: the copies are in the spool and the
 // message is in the archive, both fsynced. autoReplied marks a message
 // sealpost wrote itself (RFC 3834), which nothing a client submits may claim.
-func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Account, from string, rcpts []rules.Decision, r io.Reader, autoReplied bool) (string, error) {
+func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Account, from string, rcpts []record.Decision, r io.Reader, autoReplied bool) (string, error) {
 	cfg := &srv.cfg
 	now := cfg.Now()
 	id := newID(now)

@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -82,14 +83,14 @@ func TestBodyLineLimit(t *testing.T) {
 // something is wrong (DESIGN.md, SMTP replies).
 func TestReplies(t *testing.T) {
 	r := startRelay(t, relayOpts{maxBytes: 4096})
-	r.policy.decide = func(rcpt string) (rules.Decision, error) {
+	r.policy.decide = func(rcpt string) (record.Decision, error) {
 		switch rcpt {
 		case "client@example.org":
-			return rules.Decision{Protection: rules.Refused, Reason: "<client@example.org>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"}, nil
+			return record.Decision{Protection: record.Refused, Reason: "<client@example.org>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"}, nil
 		case "down@example.org":
-			return rules.Decision{}, fmt.Errorf("registry: %w", rules.ErrUnavailable)
+			return record.Decision{}, fmt.Errorf("registry: %w", rules.ErrUnavailable)
 		}
-		return rules.Decision{Protection: rules.Internal}, nil
+		return record.Decision{Protection: record.Internal}, nil
 	}
 	ok := testMessage(testFrom, "a@practice.example", "s", "hello")
 	tests := []struct {

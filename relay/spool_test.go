@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -206,7 +207,7 @@ func TestEntryRemove(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.close()
-			e := spoolMessage(t, s, rules.Copy{Name: "plain", Recipients: []string{"a@client.example"}, Protection: rules.Encrypted})
+			e := spoolMessage(t, s, rules.Copy{Name: "plain", Recipients: []string{"a@client.example"}, Protection: record.Encrypted})
 			e.state.Attempts = 1
 			if err := e.saveState(); err != nil {
 				t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -33,7 +34,7 @@ func (s *Server) Submit(ctx context.Context, account, from string, to []string, 
 	if err != nil || !acct.owns(sender) {
 		return "", fmt.Errorf("%s is not an address of account %s", from, account)
 	}
-	var rcpts []rules.Decision
+	var rcpts []record.Decision
 	for _, r := range to {
 		n, err := addr.Strict(r)
 		if err != nil {
@@ -47,7 +48,7 @@ func (s *Server) Submit(ctx context.Context, account, from string, to []string, 
 			d.Address = n
 		}
 		d.Recipient = d.Address
-		if d.Protection == rules.Refused {
+		if d.Protection == record.Refused {
 			if s.cfg.Archive != nil {
 				ref := archive.Refusal{Time: s.cfg.Now(), Account: acct.Username, Recipient: d.Address, Reason: d.Reason}
 				if err := s.cfg.Archive.RecordRefusal(ctx, ref); err != nil {

@@ -7,17 +7,18 @@ import (
 	"testing"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
 func TestSubmit(t *testing.T) {
 	r := startRelay(t, relayOpts{})
-	r.policy.decide = func(rcpt string) (rules.Decision, error) {
+	r.policy.decide = func(rcpt string) (record.Decision, error) {
 		n, _ := addr.Normalize(rcpt)
 		if strings.HasPrefix(n, "stranger") {
-			return rules.Decision{Address: n, Protection: rules.Refused, Reason: "<" + n + ">: no consent"}, nil
+			return record.Decision{Address: n, Protection: record.Refused, Reason: "<" + n + ">: no consent"}, nil
 		}
-		return rules.Decision{Address: n, Protection: rules.Consented}, nil
+		return record.Decision{Address: n, Protection: record.Consented}, nil
 	}
 	msg := "From: " + testFrom + "\r\nTo: client@example.org\r\nSubject: Your message was received\r\nAuto-Submitted: no\r\n\r\nThank you.\r\n"
 	ctx := context.Background()

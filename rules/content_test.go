@@ -11,6 +11,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sealpost/sealpost/record"
 )
 
 // contentPolicy has the SSN rule and a subject rule, and a consented client.
@@ -29,7 +31,7 @@ func contentVerdict(t *testing.T, tp *testPolicy, msg string) (string, string, e
 	ctx := context.Background()
 	d, _ := tp.Decide(ctx, "therapist", "consented@client.example")
 	full := "From: therapist@practice.example\r\nTo: consented@client.example\r\nMIME-Version: 1.0\r\n" + msg
-	_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(full), &memSink{})
+	_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(full), &memSink{})
 	var ref *Refusal
 	if errors.As(err, &ref) && len(ref.Fired) == 1 {
 		return ref.Fired[0].Rule, ref.Fired[0].Where, nil

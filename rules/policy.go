@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 )
 
 // ContentRule is one [[policy.rule]]: a regular expression on the subject
@@ -122,15 +123,15 @@ func (p *Policy) IsInternal(address string) bool {
 // Decide returns the decision for one recipient, in the order of DESIGN.md:
 // internal domain, usable key, consent on file, else refused. An error
 // means a decision could not be made (it wraps ErrUnavailable).
-func (p *Policy) Decide(ctx context.Context, account, recipient string) (Decision, error) {
+func (p *Policy) Decide(ctx context.Context, account, recipient string) (record.Decision, error) {
 	n, err := addr.Normalize(recipient)
 	if err != nil {
-		return Decision{Recipient: recipient, Protection: Refused,
+		return record.Decision{Recipient: recipient, Protection: record.Refused,
 			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, nil
 	}
-	d := Decision{Recipient: recipient, Address: n}
+	d := record.Decision{Recipient: recipient, Address: n}
 	if p.IsInternal(n) {
-		d.Protection, d.Reason = Internal, "internal domain "+addr.DomainOf(n)
+		d.Protection, d.Reason = record.Internal, "internal domain "+addr.DomainOf(n)
 		return d, nil
 	}
 	var key KeyLookup
@@ -140,7 +141,7 @@ func (p *Policy) Decide(ctx context.Context, account, recipient string) (Decisio
 			return d, fmt.Errorf("keyring: %w: %w", ErrUnavailable, err)
 		}
 		if key.Status == KeyUsable {
-			d.Protection, d.KeyFingerprint = Encrypted, key.Fingerprint
+			d.Protection, d.KeyFingerprint = record.Encrypted, key.Fingerprint
 			d.Reason = "encrypted to OpenPGP key " + key.Fingerprint
 			return d, nil
 		}
@@ -151,11 +152,11 @@ func (p *Policy) Decide(ctx context.Context, account, recipient string) (Decisio
 	}
 	if st.State == ConsentActive {
 		ev := *st.Given
-		d.Protection, d.Consent = Consented, &ev
+		d.Protection, d.Consent = record.Consented, &ev
 		d.Reason = fmt.Sprintf("consent to unencrypted email signed %s (%s)", ev.Signed, ev.Evidence)
 		return d, nil
 	}
-	d.Protection, d.Reason = Refused, refusalReason(n, st, key, p.now())
+	d.Protection, d.Reason = record.Refused, refusalReason(n, st, key, p.now())
 	return d, nil
 }
 
@@ -214,7 +215,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	s := p.cfg.Load()
 	clearToClient := false
 	for _, d := range sub.Decisions {
-		if d.Protection == Consented {
+		if d.Protection == record.Consented {
 			clearToClient = true
 			// Asked again: the consent may have been revoked, or run out,
 			// since RCPT (a slow DATA, a message held by the client).
@@ -226,10 +227,10 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 				return nil, &Refusal{Reason: "Message refused: " + refusalReason(d.Address, st, KeyLookup{}, p.now()) + "; nothing was sent", Recipient: true}
 			}
 		}
-		if d.Protection == Refused || d.Protection == "" {
+		if d.Protection == record.Refused || d.Protection == "" {
 			return nil, fmt.Errorf("policy: recipient without a decision in submission %s", sub.ID)
 		}
-		if d.Protection == Encrypted && p.encrypter == nil {
+		if d.Protection == record.Encrypted && p.encrypter == nil {
 			return nil, fmt.Errorf("policy: %w: an encrypted recipient but no encryption configured", ErrUnavailable)
 		}
 	}
@@ -238,7 +239,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 		return nil, err
 	}
 
-	res := &Result{Plain: plain, Decisions: append([]Decision(nil), sub.Decisions...)}
+	res := &Result{Plain: plain, Decisions: append([]record.Decision(nil), sub.Decisions...)}
 	markBcc(tr.header, res.Decisions)
 
 	if clearToClient && len(s.rules) > 0 {
@@ -248,17 +249,17 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	}
 
 	clear := Copy{Name: plain}
-	var toCc, bcc []Decision
+	var toCc, bcc []record.Decision
 	for i, d := range res.Decisions {
 		switch {
-		case d.Protection != Encrypted || passedAs != "":
+		case d.Protection != record.Encrypted || passedAs != "":
 			// Mail the client certainly encrypted goes to key holders as it is.
-			if d.Protection == Encrypted {
+			if d.Protection == record.Encrypted {
 				res.Decisions[i].Reason = fmt.Sprintf("already encrypted by the sender's mail program (%s), passed on as it is; the recipient's OpenPGP key is %s",
 					passedAs, d.KeyFingerprint)
 			}
 			clear.Recipients = append(clear.Recipients, d.Recipient)
-			if clear.Protection == "" || d.Protection == Consented {
+			if clear.Protection == "" || d.Protection == record.Consented {
 				clear.Protection = d.Protection
 			}
 		case d.Bcc:
@@ -270,16 +271,16 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	if len(clear.Recipients) > 0 {
 		res.Copies = append(res.Copies, clear)
 	}
-	groups := [][]Decision{}
+	groups := [][]record.Decision{}
 	if len(toCc) > 0 {
 		groups = append(groups, toCc)
 	}
 	for _, d := range bcc {
-		groups = append(groups, []Decision{d})
+		groups = append(groups, []record.Decision{d})
 	}
 	for i, g := range groups {
 		name := fmt.Sprintf("enc-%d", i+1)
-		c := Copy{Name: name, Protection: Encrypted}
+		c := Copy{Name: name, Protection: record.Encrypted}
 		var fprs []string
 		for _, d := range g {
 			c.Recipients = append(c.Recipients, d.Recipient)
@@ -323,7 +324,7 @@ func (p *Policy) encryptCopy(ctx context.Context, out Sink, plainName, name stri
 }
 
 // markBcc flags recipients who are in neither To nor Cc.
-func markBcc(h textproto.Header, ds []Decision) {
+func markBcc(h textproto.Header, ds []record.Decision) {
 	mh := mail.Header{Header: message.Header{Header: h}}
 	visible := map[string]bool{}
 	for _, k := range []string{"To", "Cc"} {
@@ -368,11 +369,11 @@ func (s *policySettings) checkContent(out Sink, plain string, res *Result) error
 	}
 	var clients []string
 	for _, d := range res.Decisions {
-		if d.Protection == Consented {
+		if d.Protection == record.Consented {
 			clients = append(clients, d.Address)
 		}
 	}
-	hit := RuleHit{Rule: r.Name, Action: r.Action, Where: where}
+	hit := record.RuleHit{Rule: r.Name, Action: r.Action, Where: where}
 	reply := r.Reply
 	if reply == "" {
 		switch r.Action {
@@ -383,7 +384,7 @@ func (s *policySettings) checkContent(out Sink, plain string, res *Result) error
 		}
 	}
 	reply = fmt.Sprintf("%s (rule %s; in clear to %s); nothing was sent", strings.TrimRight(reply, ". "), r.Name, strings.Join(angle(clients), ", "))
-	return &Refusal{Reason: reply, Fired: []RuleHit{hit}}
+	return &Refusal{Reason: reply, Fired: []record.RuleHit{hit}}
 }
 
 func angle(as []string) []string {

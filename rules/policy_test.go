@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/record"
 )
 
 // DefaultSSNRule is the rule config.example.toml ships: a US Social
@@ -126,7 +128,7 @@ func newTestPolicy(t testing.TB, rules ...ContentRule) *testPolicy {
 
 func (tp *testPolicy) consent(t testing.TB, address, signed, expires string) {
 	t.Helper()
-	_, err := tp.reg.Add(context.Background(), ConsentEvent{Client: "Chart 17", Addresses: []string{address}, Signed: signed,
+	_, err := tp.reg.Add(context.Background(), record.ConsentEvent{Client: "Chart 17", Addresses: []string{address}, Signed: signed,
 		Evidence: "Intake form p.3, signed copy in the paper chart", Expires: expires, RecordedBy: "admin"})
 	if err != nil {
 		t.Fatal(err)
@@ -153,22 +155,22 @@ func TestDecide(t *testing.T) {
 
 	tests := []struct {
 		rcpt   string
-		want   Protection
+		want   record.Protection
 		reason string
 	}{
-		{"colleague@practice.example", Internal, "internal domain practice.example"},
-		{"Colleague@PRACTICE.example", Internal, ""},
-		{"anna@bücher.example", Internal, "internal domain xn--bcher-kva.example"},
-		{"keyholder@client.example", Encrypted, "ABCD1234"},
-		{"consented@client.example", Consented, "signed 2026-01-10 (Intake form p.3"},
-		{"CONSENTED@client.EXAMPLE", Consented, ""},
-		{"case@client.example", Consented, ""},
-		{"oldkey@client.example", Consented, ""},
-		{"consented+tag@client.example", Refused, "<consented+tag@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
-		{"stranger@client.example", Refused, "<stranger@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
-		{"expired@client.example", Refused, "consent to unencrypted email expired on 2026-01-10"},
-		{"revoked@client.example", Refused, "consent to unencrypted email was revoked on " + revocation.RecordedAt.Local().Format("2006-01-02") + " and no OpenPGP key"},
-		{"revokedkey@client.example", Refused, "their OpenPGP key was revoked (revoked on 2026-03-01: key compromised) and there is no consent on file"},
+		{"colleague@practice.example", record.Internal, "internal domain practice.example"},
+		{"Colleague@PRACTICE.example", record.Internal, ""},
+		{"anna@bücher.example", record.Internal, "internal domain xn--bcher-kva.example"},
+		{"keyholder@client.example", record.Encrypted, "ABCD1234"},
+		{"consented@client.example", record.Consented, "signed 2026-01-10 (Intake form p.3"},
+		{"CONSENTED@client.EXAMPLE", record.Consented, ""},
+		{"case@client.example", record.Consented, ""},
+		{"oldkey@client.example", record.Consented, ""},
+		{"consented+tag@client.example", record.Refused, "<consented+tag@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
+		{"stranger@client.example", record.Refused, "<stranger@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
+		{"expired@client.example", record.Refused, "consent to unencrypted email expired on 2026-01-10"},
+		{"revoked@client.example", record.Refused, "consent to unencrypted email was revoked on " + revocation.RecordedAt.Local().Format("2006-01-02") + " and no OpenPGP key"},
+		{"revokedkey@client.example", record.Refused, "their OpenPGP key was revoked (revoked on 2026-03-01: key compromised) and there is no consent on file"},
 	}
 	for _, tt := range tests {
 		d, err := tp.Decide(ctx, "therapist", tt.rcpt)
@@ -178,7 +180,7 @@ func TestDecide(t *testing.T) {
 		if d.Protection != tt.want || !strings.Contains(d.Reason, tt.reason) {
 			t.Errorf("%s: %s %q; want %s %q", tt.rcpt, d.Protection, d.Reason, tt.want, tt.reason)
 		}
-		if d.Protection == Consented && (d.Consent == nil || d.Consent.Evidence == "") {
+		if d.Protection == record.Consented && (d.Consent == nil || d.Consent.Evidence == "") {
 			t.Errorf("%s: consented without the consent event", tt.rcpt)
 		}
 	}
@@ -193,7 +195,7 @@ func TestDecide(t *testing.T) {
 	if _, err := tp.Decide(ctx, "therapist", "consented@client.example"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("registry down: %v, want ErrUnavailable", err)
 	}
-	if d, err := tp.Decide(ctx, "therapist", "colleague@practice.example"); err != nil || d.Protection != Internal {
+	if d, err := tp.Decide(ctx, "therapist", "colleague@practice.example"); err != nil || d.Protection != record.Internal {
 		t.Errorf("internal recipients need no registry: %v %v", d.Protection, err)
 	}
 }
@@ -214,13 +216,13 @@ func TestRevocationSeenByRunningRelay(t *testing.T) {
 	}
 	ctx := context.Background()
 	cli, _ := OpenRegistry(path)
-	cli.Add(ctx, ConsentEvent{Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "form", RecordedBy: "admin"})
-	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != Consented {
+	cli.Add(ctx, record.ConsentEvent{Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "form", RecordedBy: "admin"})
+	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != record.Consented {
 		t.Fatalf("after add: %s", d.Protection)
 	}
 	cli.Revoke(ctx, "anna@client.example", "by phone", "admin")
 	cli.Close()
-	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != Refused || !strings.Contains(d.Reason, "revoked") {
+	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != record.Refused || !strings.Contains(d.Reason, "revoked") {
 		t.Fatalf("after revoke: %s %q", d.Protection, d.Reason)
 	}
 }
@@ -238,10 +240,10 @@ func TestApplyCopies(t *testing.T) {
 	tp.keys.keys["hidden-key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "BBBB"}
 	tp.consent(t, "consented@client.example", "2026-01-10", "")
 	tp.consent(t, "hidden@client.example", "2026-01-10", "")
-	var ds []Decision
+	var ds []record.Decision
 	for _, r := range []string{"key@client.example", "consented@client.example", "colleague@practice.example", "hidden-key@client.example", "hidden@client.example"} {
 		d, err := tp.Decide(ctx, "therapist", r)
-		if err != nil || d.Protection == Refused {
+		if err != nil || d.Protection == record.Refused {
 			t.Fatalf("%s: %v %v", r, d.Protection, err)
 		}
 		ds = append(ds, d)
@@ -294,7 +296,7 @@ func TestApplyAlreadyEncrypted(t *testing.T) {
 	d, _ := tp.Decide(ctx, "therapist", "key@client.example")
 	msg := "From: therapist@practice.example\r\nTo: key@client.example\r\nMIME-Version: 1.0\r\n" + pgpMIME("", octetPart(encryptedTo(t, "notes")), "")
 	sink := &memSink{}
-	res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
+	res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(msg), sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,14 +318,14 @@ func TestConsentWithdrawnBeforeData(t *testing.T) {
 	ctx := context.Background()
 	tp.consent(t, "carl@client.example", "2026-01-10", "")
 	d, err := tp.Decide(ctx, "therapist", "carl@client.example")
-	if err != nil || d.Protection != Consented {
+	if err != nil || d.Protection != record.Consented {
 		t.Fatalf("decision %+v, %v", d, err)
 	}
 	if _, err := tp.reg.Revoke(ctx, "carl@client.example", "by phone", "admin"); err != nil {
 		t.Fatal(err)
 	}
 	sink := &memSink{}
-	_, err = tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader("Subject: s\r\n\r\nhi\r\n"), sink)
+	_, err = tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader("Subject: s\r\n\r\nhi\r\n"), sink)
 	var r *Refusal
 	if !errors.As(err, &r) || !strings.Contains(r.Reason, "consent to unencrypted email was revoked") || !r.Recipient {
 		t.Fatalf("Apply after the revocation: %v; want a refusal for the recipient, naming it", err)
@@ -355,7 +357,7 @@ func TestAlreadyEncryptedOnlyWhenItIs(t *testing.T) {
 			tp.enc.calls = nil
 			sink := &memSink{}
 			msg := hdr + tt.msg
-			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(msg), sink)
 			var ref *Refusal
 			if errors.As(err, &ref) && ref.Malformed && strings.Contains(tt.name, "no closing boundary") {
 				return // like any clear message with a part cut off
@@ -418,7 +420,7 @@ func TestClaimedEncryptionWithLongLine(t *testing.T) {
 			d, _ := tp.Decide(ctx, "therapist", "key@client.example")
 			msg := "From: therapist@practice.example\r\nTo: key@client.example\r\nMIME-Version: 1.0\r\n" + tt.msg
 			sink := &memSink{}
-			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), sink)
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(msg), sink)
 			if tt.refused {
 				if !errors.Is(err, ErrLineTooLong) {
 					t.Fatalf("got %v, want ErrLineTooLong", err)
@@ -474,7 +476,7 @@ func TestClaimedEncryptionToClients(t *testing.T) {
 			tp.consent(t, "consented@client.example", "2026-01-10", "")
 			d, _ := tp.Decide(ctx, "therapist", "consented@client.example")
 			sink := &memSink{}
-			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+tt.msg), sink)
+			res, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(hdr+tt.msg), sink)
 			var ref *Refusal
 			if tt.refused {
 				if !errors.As(err, &ref) || len(ref.Fired) != 1 || ref.Fired[0].Rule != "us-ssn" {
@@ -499,7 +501,7 @@ func TestContentRules(t *testing.T) {
 	ctx := context.Background()
 	tp.consent(t, "consented@client.example", "2026-01-10", "")
 	tp.keys.keys["key@client.example"] = KeyLookup{Status: KeyUsable, Fingerprint: "AAAA"}
-	decide := func(r string) Decision { d, _ := tp.Decide(ctx, "therapist", r); return d }
+	decide := func(r string) record.Decision { d, _ := tp.Decide(ctx, "therapist", r); return d }
 	tests := []struct {
 		name   string
 		rcpts  []string
@@ -525,7 +527,7 @@ func TestContentRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var ds []Decision
+			var ds []record.Decision
 			for _, r := range tt.rcpts {
 				ds = append(ds, decide(r))
 			}
@@ -567,7 +569,7 @@ func TestContentRulesSkipTheNotice(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			msg := "From: therapist@practice.example\r\nTo: consented@client.example\r\n" + tt.body
-			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), &memSink{})
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(msg), &memSink{})
 			if refused := err != nil; refused != tt.refused {
 				t.Fatalf("refused: %v (%v), want %v", refused, err, tt.refused)
 			}
@@ -599,7 +601,7 @@ func BenchmarkDecide(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		d, err := tp.Decide(ctx, "therapist", fmt.Sprintf("client%d@client.example", i%10000))
-		if err != nil || d.Protection != Consented {
+		if err != nil || d.Protection != record.Consented {
 			b.Fatal(d.Protection, err)
 		}
 	}
@@ -631,7 +633,7 @@ func TestMalformedIsPermanent(t *testing.T) {
 		for _, who := range []string{"colleague@practice.example", "key@client.example", "consented@client.example"} {
 			t.Run(tt.name+" to "+who, func(t *testing.T) {
 				d, _ := mp.Decide(ctx, "therapist", who)
-				_, err := mp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+tt.msg), &memSink{})
+				_, err := mp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(hdr+tt.msg), &memSink{})
 				var ref *Refusal
 				if !errors.As(err, &ref) || !ref.Malformed || !strings.Contains(ref.Reason, tt.says) || !strings.Contains(ref.Reason, "nothing was sent") {
 					t.Fatalf("got %v, want refused as damaged, saying %q", err, tt.says)
@@ -650,16 +652,16 @@ func TestMalformedIsPermanent(t *testing.T) {
 	for name, run := range map[string]func() error{
 		"the connection fails mid-part": func() error {
 			r := io.MultiReader(strings.NewReader(hdr+mixed), &failingReader{err: errNet})
-			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, r, &memSink{})
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, r, &memSink{})
 			return err
 		},
 		"the copy cannot be written": func() error {
-			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(hdr+mixed+"--m--\r\n"), &failingSink{failWrite: errNet})
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(hdr+mixed+"--m--\r\n"), &failingSink{failWrite: errNet})
 			return err
 		},
 		"the claimed encryption cannot be read back": func() error {
 			msg := hdr + pgpMIME("", octetPart("clear\r\n"), "")
-			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []Decision{d}}, strings.NewReader(msg), &failingSink{failRead: errNet})
+			_, err := tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(msg), &failingSink{failRead: errNet})
 			return err
 		},
 	} {

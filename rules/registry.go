@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/sqlstmt"
+	"github.com/sealpost/sealpost/record"
 )
 
 // Registry is the consent registry: who consented in writing to
@@ -99,9 +100,9 @@ type ConsentStatus struct {
 	State   ConsentState
 	// Given is the consent event the address's standing rests on (for
 	// Active and Expired), or the last one before a revocation.
-	Given *ConsentEvent
+	Given *record.ConsentEvent
 	// Revoked is the revocation, for Revoked.
-	Revoked *ConsentEvent
+	Revoked *record.ConsentEvent
 }
 
 // Current returns the address's consent standing at now. An error means
@@ -119,7 +120,7 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 		return st, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
 	}
 	defer rows.Close()
-	var evs []*ConsentEvent
+	var evs []*record.ConsentEvent
 	for rows.Next() {
 		ev, err := scanEvent(rows)
 		if err != nil {
@@ -161,8 +162,8 @@ func expired(expires string, now time.Time) bool {
 
 type scanner interface{ Scan(...any) error }
 
-func scanEvent(s scanner) (*ConsentEvent, error) {
-	var ev ConsentEvent
+func scanEvent(s scanner) (*record.ConsentEvent, error) {
+	var ev record.ConsentEvent
 	var at string
 	if err := s.Scan(&ev.ID, &ev.Kind, &ev.Client, &ev.Signed, &ev.Evidence, &ev.Expires, &ev.Reason, &ev.RecordedBy, &at); err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ func (e *ValidationError) Error() string {
 }
 
 // checkGiven validates and normalises a consent before it is recorded.
-func checkGiven(ev *ConsentEvent, now time.Time) []string {
+func checkGiven(ev *record.ConsentEvent, now time.Time) []string {
 	var problems []string
 	if len(ev.Addresses) == 0 {
 		problems = append(problems, "no address")
@@ -227,7 +228,7 @@ func checkGiven(ev *ConsentEvent, now time.Time) []string {
 }
 
 // Add records a consent. It returns the event as stored (with its id).
-func (r *Registry) Add(ctx context.Context, ev ConsentEvent) (ConsentEvent, error) {
+func (r *Registry) Add(ctx context.Context, ev record.ConsentEvent) (record.ConsentEvent, error) {
 	now := time.Now()
 	ev.Kind = "given"
 	ev.Addresses = append([]string(nil), ev.Addresses...)
@@ -239,27 +240,27 @@ func (r *Registry) Add(ctx context.Context, ev ConsentEvent) (ConsentEvent, erro
 }
 
 // Revoke records that the address's consent was withdrawn.
-func (r *Registry) Revoke(ctx context.Context, address, reason, recordedBy string) (ConsentEvent, error) {
+func (r *Registry) Revoke(ctx context.Context, address, reason, recordedBy string) (record.ConsentEvent, error) {
 	now := time.Now()
 	st, err := r.Current(ctx, address, now)
 	if err != nil {
-		return ConsentEvent{}, err
+		return record.ConsentEvent{}, err
 	}
 	switch st.State {
 	case ConsentNone:
-		return ConsentEvent{}, fmt.Errorf("%s has no consent on file to revoke", st.Address)
+		return record.ConsentEvent{}, fmt.Errorf("%s has no consent on file to revoke", st.Address)
 	case ConsentRevoked:
-		return ConsentEvent{}, fmt.Errorf("the consent of %s was already revoked on %s", st.Address, st.Revoked.RecordedAt.Local().Format(dateLayout))
+		return record.ConsentEvent{}, fmt.Errorf("the consent of %s was already revoked on %s", st.Address, st.Revoked.RecordedAt.Local().Format(dateLayout))
 	}
 	if strings.TrimSpace(recordedBy) == "" {
-		return ConsentEvent{}, errors.New("who recorded the revocation is not known")
+		return record.ConsentEvent{}, errors.New("who recorded the revocation is not known")
 	}
-	ev := ConsentEvent{Kind: "revoked", Client: st.Given.Client, Addresses: []string{st.Address}, Reason: reason, RecordedBy: recordedBy}
+	ev := record.ConsentEvent{Kind: "revoked", Client: st.Given.Client, Addresses: []string{st.Address}, Reason: reason, RecordedBy: recordedBy}
 	err = r.inTx(ctx, func(tx *sql.Tx) error { return insertEvent(ctx, tx, &ev, now) })
 	return ev, err
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, ev *ConsentEvent, now time.Time) error {
+func insertEvent(ctx context.Context, tx *sql.Tx, ev *record.ConsentEvent, now time.Time) error {
 	ev.RecordedAt = now.UTC()
 	res, err := tx.ExecContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, recorded_by, recorded_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.RecordedBy,
@@ -319,7 +320,7 @@ func (r *Registry) Import(ctx context.Context, in io.Reader, recordedBy string) 
 	if len(problems) > 0 {
 		return 0, &ValidationError{Problems: problems}
 	}
-	var evs []ConsentEvent
+	var evs []record.ConsentEvent
 	seen := map[string]int{}
 	for {
 		rec, err := cr.Read()
@@ -340,7 +341,7 @@ func (r *Registry) Import(ctx context.Context, in io.Reader, recordedBy string) 
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
-		ev := ConsentEvent{Kind: "given", Client: get("name"), Addresses: []string{get("address")}, Signed: get("signed"),
+		ev := record.ConsentEvent{Kind: "given", Client: get("name"), Addresses: []string{get("address")}, Signed: get("signed"),
 			Evidence: get("evidence"), Expires: get("expires"), RecordedBy: recordedBy}
 		for _, p := range checkGiven(&ev, now) {
 			problems = append(problems, fmt.Sprintf("line %d: %s", line, p))
@@ -428,14 +429,14 @@ func (r *Registry) List(ctx context.Context, all bool, now time.Time) ([]Consent
 
 // EventsSince returns the history after event id, oldest first: the archive
 // copies it into the record.
-func (r *Registry) EventsSince(ctx context.Context, id int64) ([]ConsentEvent, error) {
+func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentEvent, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT id, kind, client, signed, evidence, expires, reason, recorded_by, recorded_at
 		FROM consent_events WHERE id > ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("consent registry: %w", err)
 	}
 	defer rows.Close()
-	var out []ConsentEvent
+	var out []record.ConsentEvent
 	for rows.Next() {
 		ev, err := scanEvent(rows)
 		if err != nil {

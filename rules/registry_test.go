@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/record"
 )
 
 func TestRegistryHistoryIsAppendOnly(t *testing.T) {
@@ -17,7 +19,7 @@ func TestRegistryHistoryIsAppendOnly(t *testing.T) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	ev, err := r.Add(ctx, ConsentEvent{Client: "Chart 7", Addresses: []string{"Anna <Anna@Client.example>"}, Signed: "2026-02-03",
+	ev, err := r.Add(ctx, record.ConsentEvent{Client: "Chart 7", Addresses: []string{"Anna <Anna@Client.example>"}, Signed: "2026-02-03",
 		Evidence: "email consent form v2, scanned to the chart", RecordedBy: "admin"})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +37,7 @@ func TestRegistryHistoryIsAppendOnly(t *testing.T) {
 		t.Errorf("revoke of nothing: %v", err)
 	}
 	// A new consent after a revocation counts again; the history keeps all three.
-	r.Add(ctx, ConsentEvent{Client: "Chart 7", Addresses: []string{"anna@client.example"}, Signed: "2026-05-01", Evidence: "new form", RecordedBy: "admin"})
+	r.Add(ctx, record.ConsentEvent{Client: "Chart 7", Addresses: []string{"anna@client.example"}, Signed: "2026-05-01", Evidence: "new form", RecordedBy: "admin"})
 	evs, _ := r.EventsSince(ctx, 0)
 	if len(evs) != 3 || evs[0].Kind != "given" || evs[1].Kind != "revoked" || evs[1].Client != "Chart 7" || evs[2].Kind != "given" {
 		t.Fatalf("history %+v", evs)
@@ -58,7 +60,7 @@ func TestConsentExpiry(t *testing.T) {
 	r, _ := OpenRegistry(filepath.Join(t.TempDir(), "r.db"))
 	defer r.Close()
 	ctx := context.Background()
-	r.Add(ctx, ConsentEvent{Addresses: []string{"a@client.example"}, Signed: "2025-06-01", Expires: "2026-06-01", Evidence: "form", RecordedBy: "x"})
+	r.Add(ctx, record.ConsentEvent{Addresses: []string{"a@client.example"}, Signed: "2025-06-01", Expires: "2026-06-01", Evidence: "form", RecordedBy: "x"})
 	for day, want := range map[string]ConsentState{"2026-05-31": ConsentActive, "2026-06-01": ConsentActive, "2026-06-02": ConsentExpired} {
 		now, _ := time.ParseInLocation(dateLayout, day, time.Local)
 		st, err := r.Current(ctx, "a@client.example", now.Add(12*time.Hour))
@@ -71,13 +73,13 @@ func TestConsentExpiry(t *testing.T) {
 func TestConsentValidation(t *testing.T) {
 	r, _ := OpenRegistry(filepath.Join(t.TempDir(), "r.db"))
 	defer r.Close()
-	_, err := r.Add(context.Background(), ConsentEvent{Addresses: []string{"not an address"}, Signed: "22.11.2026", Expires: "2020-01-01", RecordedBy: "x"})
+	_, err := r.Add(context.Background(), record.ConsentEvent{Addresses: []string{"not an address"}, Signed: "22.11.2026", Expires: "2020-01-01", RecordedBy: "x"})
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Problems) != 3 {
 		t.Fatalf("got %v; want the address, the date and the missing evidence all reported", err)
 	}
 	future := time.Now().AddDate(0, 0, 3).Format(dateLayout)
-	if _, err := r.Add(context.Background(), ConsentEvent{Addresses: []string{"a@b.example"}, Signed: future, Evidence: "e", RecordedBy: "x"}); err == nil {
+	if _, err := r.Add(context.Background(), record.ConsentEvent{Addresses: []string{"a@b.example"}, Signed: future, Evidence: "e", RecordedBy: "x"}); err == nil {
 		t.Error("a consent signed in the future was accepted")
 	}
 }

@@ -3,76 +3,25 @@
 // the client's written consent, or refused), and transforms the message for
 // each decision: the practice's confidentiality notice, then PGP/MIME.
 //
-// The relay calls Decide at RCPT and Apply after DATA; the archive records the
-// decisions. rules opens no sockets.
+// The relay calls Decide at RCPT, then Prepare and EncryptCopies after DATA;
+// the archive records the decisions (in the vocabulary of package record).
+// rules opens no sockets.
 package rules
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"time"
+
+	"github.com/sealpost/sealpost/record"
 )
-
-// Protection is how one recipient's copy travels.
-type Protection string
-
-const (
-	Internal  Protection = "internal"  // a colleague at one of the practice's own domains
-	Encrypted Protection = "encrypted" // encrypted to the recipient's usable OpenPGP key
-	Consented Protection = "consented" // in clear, because the client consented in writing
-	Refused   Protection = "refused"   // may not be sent at all
-)
-
-// Decision is the verdict for one envelope recipient. It travels with the
-// message to the queue and into the archive, so it is plain data.
-type Decision struct {
-	// Recipient is the envelope recipient the relay accepted at RCPT (in the
-	// normalised form: what was decided on is what is delivered).
-	Recipient string `json:"recipient"`
-	// Address is Recipient normalised (internal/addr.Normalize).
-	Address    string     `json:"address"`
-	Protection Protection `json:"protection"`
-	// Reason is one sentence saying why. For Refused it is the whole text of the
-	// SMTP reply a therapist reads in their mail client: the address, the reason
-	// and the fix.
-	Reason string `json:"reason"`
-	// Consent is the consent event a Consented decision relied on.
-	Consent *ConsentEvent `json:"consent,omitempty"`
-	// KeyFingerprint is the key an Encrypted decision encrypts to (hex, upper case).
-	KeyFingerprint string `json:"key_fingerprint,omitempty"`
-	// Bcc is set by Apply when the recipient is in neither To nor Cc.
-	Bcc bool `json:"bcc,omitempty"`
-}
-
-// ConsentEvent is one entry of the consent registry's history. Nothing in the
-// registry is updated in place: giving and revoking consent are both events.
-type ConsentEvent struct {
-	ID         int64     `json:"id"`
-	Kind       string    `json:"kind"`   // "given" or "revoked"
-	Client     string    `json:"client"` // name or chart id
-	Addresses  []string  `json:"addresses"`
-	Signed     string    `json:"signed,omitempty"` // YYYY-MM-DD the client signed
-	Evidence   string    `json:"evidence,omitempty"`
-	Expires    string    `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
-	Reason     string    `json:"reason,omitempty"`  // for revocations
-	RecordedBy string    `json:"recorded_by"`
-	RecordedAt time.Time `json:"recorded_at"`
-}
-
-// RuleHit is a content rule that fired on a message.
-type RuleHit struct {
-	Rule   string `json:"rule"`   // the rule's name from [[policy.rule]]
-	Action string `json:"action"` // "refuse" or "require_encryption"
-	Where  string `json:"where"`  // "subject" or "body"
-}
 
 // Submission is what the relay knows about an accepted message when it calls Apply.
 type Submission struct {
-	ID        string     // the relay's queue id
-	Account   string     // the authenticated account's username
-	Sender    string     // envelope sender (MAIL FROM)
-	Decisions []Decision // one per accepted recipient, in RCPT order; none is Refused
+	ID        string            // the relay's queue id
+	Account   string            // the authenticated account's username
+	Sender    string            // envelope sender (MAIL FROM)
+	Decisions []record.Decision // one per accepted recipient, in RCPT order; none is Refused
 }
 
 // Sink is where Apply writes the files it produces. The relay owns the storage
@@ -86,9 +35,9 @@ type Sink interface {
 
 // Copy is one outgoing copy and the envelope recipients it goes to.
 type Copy struct {
-	Name       string     `json:"name"`       // the Sink file holding the copy, ready to send
-	Recipients []string   `json:"recipients"` // envelope recipients (Decision.Recipient)
-	Protection Protection `json:"protection"` // Encrypted, or Internal/Consented for clear copies
+	Name       string            `json:"name"`       // the Sink file holding the copy, ready to send
+	Recipients []string          `json:"recipients"` // envelope recipients (Decision.Recipient)
+	Protection record.Protection `json:"protection"` // Encrypted, or Internal/Consented for clear copies
 }
 
 // Result is what Apply made of a message.
@@ -99,9 +48,9 @@ type Result struct {
 	// Copies lists every outgoing copy; every accepted recipient is in exactly one.
 	Copies []Copy
 	// Decisions are the submission's decisions, with Bcc filled in.
-	Decisions []Decision
+	Decisions []record.Decision
 	// Fired lists the content rules that fired without refusing the message.
-	Fired []RuleHit
+	Fired []record.RuleHit
 
 	toEncrypt []encryptJob // Prepare's, for EncryptCopies
 }
@@ -116,7 +65,7 @@ type encryptJob struct {
 // 550 5.7.1 with it, or 554 5.6.0 when Malformed.
 type Refusal struct {
 	Reason string
-	Fired  []RuleHit
+	Fired  []record.RuleHit
 	// Recipient: refused for a recipient's sake (no consent any more),
 	// not for the message's content or form.
 	Recipient bool

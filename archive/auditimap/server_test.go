@@ -21,8 +21,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/relay"
-	"github.com/sealpost/sealpost/rules"
 )
 
 const (
@@ -67,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // outbound records a therapist's message to these recipients.
-func (f *fixture) outbound(t *testing.T, id, subject, text string, at time.Time, to ...rules.Decision) *recorded {
+func (f *fixture) outbound(t *testing.T, id, subject, text string, at time.Time, to ...record.Decision) *recorded {
 	t.Helper()
 	var rcpts []string
 	for _, d := range to {
@@ -94,12 +94,12 @@ func (f *fixture) inbound(t *testing.T, id, subject, text string, at time.Time) 
 	return r
 }
 
-func consented(a string) rules.Decision {
-	return rules.Decision{Recipient: a, Address: a, Protection: rules.Consented}
+func consented(a string) record.Decision {
+	return record.Decision{Recipient: a, Address: a, Protection: record.Consented}
 }
 
-func internal(a string) rules.Decision {
-	return rules.Decision{Recipient: a, Address: a, Protection: rules.Internal}
+func internal(a string) record.Decision {
+	return record.Decision{Recipient: a, Address: a, Protection: record.Internal}
 }
 
 // serve starts the view on 127.0.0.1:0 and returns its address and the CA to trust.

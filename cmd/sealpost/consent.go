@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -77,7 +78,7 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer reg.Close()
-	ev, err := reg.Add(ctx, rules.ConsentEvent{Client: *name, Addresses: pos, Signed: *date, Evidence: *evidence, Expires: *expires, RecordedBy: recorder(*by)})
+	ev, err := reg.Add(ctx, record.ConsentEvent{Client: *name, Addresses: pos, Signed: *date, Evidence: *evidence, Expires: *expires, RecordedBy: recorder(*by)})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -39,13 +40,13 @@ func (f fakeKeys) Lookup(_ context.Context, address string) (rules.KeyLookup, er
 // encrypted itself.
 func TestConsentGate(t *testing.T) {
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	given := &rules.ConsentEvent{Kind: "given", Signed: "2025-01-01", Expires: "2026-03-01"}
+	given := &record.ConsentEvent{Kind: "given", Signed: "2025-01-01", Expires: "2026-03-01"}
 	g := &consentGate{
 		registry: fakeConsents{
-			"active@client.example":  {State: rules.ConsentActive, Given: &rules.ConsentEvent{Kind: "given"}},
-			"revoked@client.example": {State: rules.ConsentRevoked, Revoked: &rules.ConsentEvent{Kind: "revoked", RecordedAt: now.Add(-48 * time.Hour)}},
+			"active@client.example":  {State: rules.ConsentActive, Given: &record.ConsentEvent{Kind: "given"}},
+			"revoked@client.example": {State: rules.ConsentRevoked, Revoked: &record.ConsentEvent{Kind: "revoked", RecordedAt: now.Add(-48 * time.Hour)}},
 			"expired@client.example": {State: rules.ConsentExpired, Given: given},
-			"revoked@keys.example":   {State: rules.ConsentRevoked, Revoked: &rules.ConsentEvent{Kind: "revoked", RecordedAt: now}},
+			"revoked@keys.example":   {State: rules.ConsentRevoked, Revoked: &record.ConsentEvent{Kind: "revoked", RecordedAt: now}},
 		},
 		keys: fakeKeys{"holder@keys.example": rules.KeyUsable, "revoked@keys.example": rules.KeyUsable, "stale@keys.example": rules.KeyExpired},
 	}

@@ -1,0 +1,62 @@
+// Package record is the vocabulary of the clinical record: how a
+// recipient's copy travels (Protection), the decision for each recipient and
+// what it rested on (Decision, ConsentEvent), and the content rules that
+// fired (RuleHit). rules makes these, the relay carries them, and the archive
+// keeps them: their JSON form is part of the archive's format, which must
+// stay readable for years, so fields are only ever added.
+package record
+
+import "time"
+
+// Protection is how one recipient's copy travels.
+type Protection string
+
+const (
+	Internal  Protection = "internal"  // a colleague at one of the practice's own domains
+	Encrypted Protection = "encrypted" // encrypted to the recipient's usable OpenPGP key
+	Consented Protection = "consented" // in clear, because the client consented in writing
+	Refused   Protection = "refused"   // may not be sent at all
+)
+
+// Decision is the verdict for one envelope recipient. It travels with the
+// message to the queue and into the archive, so it is plain data.
+type Decision struct {
+	// Recipient is the envelope recipient the relay accepted at RCPT (in the
+	// normalised form: what was decided on is what is delivered).
+	Recipient string `json:"recipient"`
+	// Address is Recipient normalised (internal/addr.Normalize).
+	Address    string     `json:"address"`
+	Protection Protection `json:"protection"`
+	// Reason is one sentence saying why. For Refused it is the whole text of the
+	// SMTP reply a therapist reads in their mail client: the address, the reason
+	// and the fix.
+	Reason string `json:"reason"`
+	// Consent is the consent event a Consented decision relied on.
+	Consent *ConsentEvent `json:"consent,omitempty"`
+	// KeyFingerprint is the key an Encrypted decision encrypts to (hex, upper case).
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
+	// Bcc is set by Apply when the recipient is in neither To nor Cc.
+	Bcc bool `json:"bcc,omitempty"`
+}
+
+// ConsentEvent is one entry of the consent registry's history. Nothing in the
+// registry is updated in place: giving and revoking consent are both events.
+type ConsentEvent struct {
+	ID         int64     `json:"id"`
+	Kind       string    `json:"kind"`   // "given" or "revoked"
+	Client     string    `json:"client"` // name or chart id
+	Addresses  []string  `json:"addresses"`
+	Signed     string    `json:"signed,omitempty"` // YYYY-MM-DD the client signed
+	Evidence   string    `json:"evidence,omitempty"`
+	Expires    string    `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
+	Reason     string    `json:"reason,omitempty"`  // for revocations
+	RecordedBy string    `json:"recorded_by"`
+	RecordedAt time.Time `json:"recorded_at"`
+}
+
+// RuleHit is a content rule that fired on a message.
+type RuleHit struct {
+	Rule   string `json:"rule"`   // the rule's name from [[policy.rule]]
+	Action string `json:"action"` // "refuse" or "require_encryption"
+	Where  string `json:"where"`  // "subject" or "body"
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
@@ -1073,31 +1074,15 @@ func (a *Archive) ChainHead() (uint64, string) {
 }
 
 func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := fsutil.WriteFileSync(path, b, 0o600); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("archive: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("archive: fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/fsutil"
 )
 
 // The head file says how far the chain had reached when it was written:
@@ -179,28 +181,9 @@ func replaceHead(path string, h *headFile) error {
 	}
 	empty := bytes.Repeat([]byte{' '}, headSlot)
 	empty[headSlot-1] = '\n'
-	// One writer holds the archive's lock, so a fixed name for the new
-	// copy is safe, and a crash leaves no more than one behind.
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(line, empty...))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	// One writer holds the archive's lock, so the fixed temporary name
+	// WriteFileAtomic uses is safe.
+	return fsutil.WriteFileAtomic(path, append(line, empty...), 0o600)
 }
 
 // writeHeadSlot overwrites one slot of the head file at path in place,

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/ids"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -154,7 +155,7 @@ func TestProviderGetsDecidedAddresses(t *testing.T) {
 	}
 	t.Cleanup(func() { q.stop(5 * time.Second); u.close() })
 
-	id := newID(time.Now())
+	id := ids.New(time.Now())
 	in, err := sp.newIncoming(id)
 	if err != nil {
 		t.Fatal(err)

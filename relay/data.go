@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 const (
@@ -246,7 +247,7 @@ func checkOwned(acct *Account, address, where string) error {
 		return errNotPlain(550, [3]int{5, 1, 7}, " in the "+where, np)
 	}
 	if err != nil || !acct.owns(n) {
-		return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("<%s> in the %s is not an address of account %s; send as one of your own addresses", oneLine(address), where, acct.Username))
+		return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("<%s> in the %s is not an address of account %s; send as one of your own addresses", textutil.OneLine(address), where, acct.Username))
 	}
 	return nil
 }
@@ -255,8 +256,4 @@ func randomToken() string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 // job is one copy of a message for some of its recipients.
@@ -54,15 +55,15 @@ func allOutcomes(j *job, err error, permanent bool) []outcome {
 func describe(err error) string {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) && se.EnhancedCode == (smtp.EnhancedCode{}) {
-		return fmt.Sprintf("%d %s", se.Code, oneLine(se.Message))
+		return fmt.Sprintf("%d %s", se.Code, textutil.OneLine(se.Message))
 	}
 	if errors.As(err, &se) {
-		return fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], oneLine(se.Message))
+		return fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], textutil.OneLine(se.Message))
 	}
 	if err == nil {
 		return ""
 	}
-	return oneLine(err.Error())
+	return textutil.OneLine(err.Error())
 }
 
 // wireAddresses are the job's sender and recipients as they go out: in
@@ -471,7 +472,7 @@ func (c *upstreamConn) transaction(j *job) (out []outcome, healthy, stale bool) 
 		return fail(err), isSMTPReply(err), false
 	}
 	for _, i := range accepted {
-		out[i].reply = "250 " + oneLine(msg)
+		out[i].reply = "250 " + textutil.OneLine(msg)
 	}
 	return out, true, false
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/ids"
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -48,7 +50,7 @@ func (q *queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 	if e.meta.Sender == "" {
 		return nil
 	}
-	id := newID(now)
+	id := ids.New(now)
 	in, err := q.spool.newIncoming(id)
 	if err != nil {
 		return err
@@ -158,7 +160,7 @@ func copyHeaderSection(w io.Writer, e *entry, copyName string) error {
 }
 
 func headerSafe(s string) string {
-	s = oneLine(s)
+	s = textutil.OneLine(s)
 	if len(s) > 900 {
 		s = s[:900]
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 // frontConn is the connection go-smtp serves a client on. sealpost holds the
@@ -215,9 +217,9 @@ func (f *frontConn) beforeTLS() error {
 		case hello && arg == "":
 			refusal = errHelloArgument
 		case strings.EqualFold(verb, "EHLO"):
-			err = reply("250-%s Hello %s\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE %d\r\n250 STARTTLS", f.cfg.hostname, oneLine(arg), f.cfg.maxSize)
+			err = reply("250-%s Hello %s\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE %d\r\n250 STARTTLS", f.cfg.hostname, textutil.OneLine(arg), f.cfg.maxSize)
 		case strings.EqualFold(verb, "HELO"):
-			err = reply("250 %s Hello %s", f.cfg.hostname, oneLine(arg))
+			err = reply("250 %s Hello %s", f.cfg.hostname, textutil.OneLine(arg))
 		case strings.EqualFold(line, "STARTTLS"):
 			if err := reply("220 2.0.0 Ready to start TLS"); err != nil {
 				return err

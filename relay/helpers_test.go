@@ -24,6 +24,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/ids"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -664,7 +665,7 @@ func newTestQueue(t *testing.T, dlv deliverer, arc *memArchive, workers int, con
 // bodies; it is not queued yet.
 func spoolMessage(t *testing.T, sp *spool, copies ...rules.Copy) *entry {
 	t.Helper()
-	id := newID(time.Now())
+	id := ids.New(time.Now())
 	in, err := sp.newIncoming(id)
 	if err != nil {
 		t.Fatal(err)

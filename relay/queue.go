@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -399,7 +400,7 @@ const consentCheckTimeout = 30 * time.Second
 const consentWithdrawnPrefix = "not sent: consent to unencrypted email was withdrawn after the message was accepted"
 
 func consentWithdrawnReply(why string) string {
-	if why = oneLine(why); why != "" {
+	if why = textutil.OneLine(why); why != "" {
 		why = " (" + why + ")"
 	}
 	return consentWithdrawnPrefix + why + "; send it again to have it encrypted, or ask the client to consent"

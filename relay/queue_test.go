@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/ids"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -423,7 +424,7 @@ func TestCrashWhileArchiving(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recorded, unrecorded := newID(time.Now()), newID(time.Now())
+	recorded, unrecorded := ids.New(time.Now()), ids.New(time.Now())
 	for _, id := range []string{recorded, unrecorded} {
 		in, err := s.newIncoming(id)
 		if err != nil {

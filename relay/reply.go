@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -55,7 +56,7 @@ var (
 // cannot see an invisible one. where is "" or " in the From: header".
 func errNotPlain(code int, enh smtp.EnhancedCode, where string, e *addr.NotPlainError) *smtp.SMTPError {
 	return smtpErr(code, enh, fmt.Sprintf("<%s>%s holds %s; mail systems would change or drop it, so the mail could reach someone else or no one: type the address plainly and send again",
-		addr.Escape(oneLine(e.Address)), where, e.Char()))
+		addr.Escape(textutil.OneLine(e.Address)), where, e.Char()))
 }
 
 // reply maps any error to the SMTP reply the client gets, logging internal
@@ -72,9 +73,9 @@ func reply(ctx context.Context, log *slog.Logger, stage string, err error) error
 	if errors.As(err, &refusal) {
 		if refusal.Malformed {
 			// Sending it again as it is cannot help: a 4xx would be retried for ever.
-			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, oneLine(refusal.Reason))
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, textutil.OneLine(refusal.Reason))
 		}
-		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, oneLine(refusal.Reason))
+		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, textutil.OneLine(refusal.Reason))
 	}
 	if errors.Is(err, smtp.ErrDataTooLarge) {
 		return errTooBig

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -343,6 +344,6 @@ func (s *Server) QueueStats() (int, time.Time) { return s.queue.stats() }
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn("smtp server", "detail", oneLine(string(p)))
+	w.l.Warn("smtp server", "detail", textutil.OneLine(string(p)))
 	return len(p), nil
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/ids"
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -180,11 +182,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return s.fail("mail", errNotPlain(553, smtp.EnhancedCode{5, 1, 7}, "", np))
 	}
 	if err != nil {
-		return s.fail("mail", smtpErr(553, smtp.EnhancedCode{5, 1, 7}, fmt.Sprintf("<%s>: invalid sender address", oneLine(from))))
+		return s.fail("mail", smtpErr(553, smtp.EnhancedCode{5, 1, 7}, fmt.Sprintf("<%s>: invalid sender address", textutil.OneLine(from))))
 	}
 	if !s.account.owns(n) {
 		return s.fail("mail", smtpErr(550, smtp.EnhancedCode{5, 7, 1},
-			fmt.Sprintf("<%s> is not an address of account %s; send as one of your own addresses", oneLine(from), s.account.Username)))
+			fmt.Sprintf("<%s> is not an address of account %s; send as one of your own addresses", textutil.OneLine(from), s.account.Username)))
 	}
 	// What goes out (the provider's MAIL FROM, Return-Path, the record, a
 	// bounce's recipient) is the address the account was checked against.
@@ -206,7 +208,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.fail("rcpt", errNotPlain(550, smtp.EnhancedCode{5, 1, 3}, "", np))
 	}
 	if err != nil {
-		return s.fail("rcpt", smtpErr(550, smtp.EnhancedCode{5, 1, 3}, fmt.Sprintf("<%s>: not a valid recipient address (%s)", oneLine(to), reasonOf(err))))
+		return s.fail("rcpt", smtpErr(550, smtp.EnhancedCode{5, 1, 3}, fmt.Sprintf("<%s>: not a valid recipient address (%s)", textutil.OneLine(to), reasonOf(err))))
 	}
 	for _, d := range s.rcpts {
 		if d.Address == n {
@@ -289,7 +291,7 @@ func (s *session) Data(r io.Reader) error {
 func (srv *Server) accept(ctx context.Context, log *slog.Logger, account *Account, from string, rcpts []record.Decision, r io.Reader, autoReplied bool) (string, error) {
 	cfg := &srv.cfg
 	now := cfg.Now()
-	id := newID(now)
+	id := ids.New(now)
 	log = log.With("id", id)
 
 	in, err := srv.spool.newIncoming(id)

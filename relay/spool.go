@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -172,16 +172,6 @@ func (s *spool) recycle(path string) error {
 }
 
 func (s *spool) close() error { return s.lock.Close() }
-
-var idSeq atomic.Uint32
-
-// newID returns a queue id that sorts by time of arrival: microseconds since
-// the epoch, then a counter and random bits against collisions.
-func newID(now time.Time) string {
-	var r [2]byte
-	rand.Read(r[:])
-	return fmt.Sprintf("%013x%04x%04x", now.UnixMicro(), idSeq.Add(1)&0xffff, binary.BigEndian.Uint16(r[:]))
-}
 
 // incoming is a message being written. It is the rules.Sink its copies go to:
 // each copy is a section of the one spool file.
@@ -440,31 +430,15 @@ func writeJSONSync(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := fsutil.WriteFileSync(path, b, 0o600); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("spool: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("spool: fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/fsutil"
 )
 
 // EnsureLocalCertificate makes, below dir, a local certificate authority
@@ -154,11 +156,7 @@ func mustPKCS8(k *ecdsa.PrivateKey) []byte {
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fsutil.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/text/encoding/htmlindex"
 
 	"github.com/sealpost/sealpost/internal/bufpool"
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 // MIME limits: go-message has none of its own, and a message nested 20,000
@@ -48,7 +49,7 @@ const htmlNoticeMarker = "data-sealpost-notice"
 
 func newNoticeText(s string) *noticeText {
 	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
-	n := &noticeText{text: s, norm: collapseSpace(s)}
+	n := &noticeText{text: s, norm: textutil.OneLine(s)}
 	var plain, flowed []string
 	for _, para := range strings.Split(s, "\n") {
 		words := strings.Fields(para)
@@ -97,8 +98,6 @@ func newNoticeText(s string) *noticeText {
 	n.html = h.String()
 	return n
 }
-
-func collapseSpace(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // transformResult is what the notice transform learnt about the message.
 type transformResult struct {
@@ -873,7 +872,7 @@ func (t *tailKeeper) bytes() []byte { return t.buf }
 // endsWith compares with spacing collapsed, so a notice wrapped or
 // reflowed differently is still recognised.
 func (t *tailKeeper) endsWith(norm string) bool {
-	return strings.HasSuffix(collapseSpace(string(t.buf)), norm)
+	return strings.HasSuffix(textutil.OneLine(string(t.buf)), norm)
 }
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}

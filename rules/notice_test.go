@@ -15,6 +15,8 @@ import (
 
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset"
+
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -164,7 +166,7 @@ func TestNoticeCorpus(t *testing.T) {
 		noticed := false
 		for _, l := range ov.Parts {
 			if isBody(l) || (l.Type == "text/plain" && strings.Contains(l.Text, "Notice of Confidentiality")) {
-				if strings.Contains(collapseSpace(l.Text), "Notice of Confidentiality") {
+				if strings.Contains(textutil.OneLine(l.Text), "Notice of Confidentiality") {
 					noticed = true
 				}
 				continue
@@ -241,8 +243,8 @@ func checkTransformed(t *testing.T, name string, in, out []byte, res *transformR
 			continue
 		}
 		bodies++
-		text := collapseSpace(stripTags(l.Text))
-		if c := strings.Count(text, collapseSpace(testNotice)); c != 1 {
+		text := textutil.OneLine(stripTags(l.Text))
+		if c := strings.Count(text, textutil.OneLine(testNotice)); c != 1 {
 			t.Errorf("a %s body has the notice %d times:\n%s", l.Type, c, l.Text)
 		}
 	}

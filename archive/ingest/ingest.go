@@ -8,16 +8,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/ids"
 )
 
 // Recorder is the archive (implemented by archive.Archive).
@@ -417,7 +415,7 @@ func (w *Watcher) record(ctx context.Context, c *imapclient.Client, folder strin
 		when = w.o.Now()
 	}
 	in := archive.IngestedMessage{
-		Message: archive.Message{ID: newID(), Time: when.UTC(), Direction: cand.direction, Account: w.o.Account, Sender: cand.from, Folder: folder},
+		Message: archive.Message{ID: newID(when), Time: when.UTC(), Direction: cand.direction, Account: w.o.Account, Sender: cand.from, Folder: folder},
 		Clients: cand.clients,
 		Source:  archive.IngestSource{Account: w.o.Account, Folder: folder, UIDValidity: uidValidity, UID: uint32(cand.uid)},
 	}
@@ -454,10 +452,6 @@ func (h *headCapture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// newID names an ingested message in the record ("in-" and random hex:
-// distinct from the relay's queue ids).
-func newID() string {
-	b := make([]byte, 10)
-	rand.Read(b)
-	return "in-" + strings.ToLower(hex.EncodeToString(b))
-}
+// newID names an ingested message in the record: "in-" keeps it apart
+// from the relay's queue ids.
+func newID(now time.Time) string { return "in-" + ids.New(now) }

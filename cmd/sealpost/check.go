@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/archive/ingest"
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -52,7 +53,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	report := func(what string, err error) {
 		if err != nil {
 			failed++
-			fmt.Fprintf(c.stdout, "FAIL %s: %s\n", what, oneLine(err.Error()))
+			fmt.Fprintf(c.stdout, "FAIL %s: %s\n", what, textutil.OneLine(err.Error()))
 			return
 		}
 		fmt.Fprintf(c.stdout, "ok   %s\n", what)
@@ -93,7 +94,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	}
 	for _, extra := range checkPolicyAndArchive(cfg) {
 		if extra.warn {
-			fmt.Fprintf(c.stdout, "WARN %s: %s\n", extra.what, oneLine(extra.err.Error()))
+			fmt.Fprintf(c.stdout, "WARN %s: %s\n", extra.what, textutil.OneLine(extra.err.Error()))
 			continue
 		}
 		report(extra.what, extra.err)

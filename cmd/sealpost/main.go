@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 // command is one subcommand ("serve", "consent add"). Files register theirs in init.
@@ -90,7 +92,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "sealpost %s: %v\n", cmd.name, err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "sealpost %s: %s\n", cmd.name, oneLine(err.Error()))
+	fmt.Fprintf(stderr, "sealpost %s: %s\n", cmd.name, textutil.OneLine(err.Error()))
 	return 1
 }
 
@@ -168,8 +170,4 @@ func (c *cli) printFlags(fs *flag.FlagSet) {
 // loadConfig reads the configuration named by -c.
 func (c *cli) loadConfig() (*Config, error) {
 	return LoadConfig(c.configPath)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

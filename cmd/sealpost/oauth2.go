@@ -22,6 +22,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/endpoints"
+
+	"github.com/sealpost/sealpost/internal/fsutil"
+	"github.com/sealpost/sealpost/internal/textutil"
 )
 
 // Providers that no longer take passwords over SMTP and IMAP (Microsoft 365)
@@ -290,7 +293,7 @@ func (g *grant) accessToken(ctx context.Context) (string, error) {
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-			err = fmt.Errorf("the provider no longer accepts the OAuth 2.0 grant in %s (%s): run sealpost oauth2 login --account %s", g.path, oneLine(re.ErrorDescription), g.account)
+			err = fmt.Errorf("the provider no longer accepts the OAuth 2.0 grant in %s (%s): run sealpost oauth2 login --account %s", g.path, textutil.OneLine(re.ErrorDescription), g.account)
 		} else {
 			err = fmt.Errorf("OAuth 2.0 token from %s: %w", g.conf.Endpoint.TokenURL, err)
 		}
@@ -399,12 +402,7 @@ func saveGrant(path string, tok *oauth2.Token) error {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("write OAuth 2.0 grant: %w", err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.SyncDir(dir)
 }
 
 // sasl returns a login for the provider as user, for relay and IMAP reader.

@@ -582,19 +582,19 @@ func TestHeadWriteFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	storedRecord := func(i int) {
+	recordMessage := func(i int) {
 		t.Helper()
 		m, body := testMessage(i, "anna@client.example")
 		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
-	storedRecord(1)
+	recordMessage(1)
 	os.RemoveAll(headDir)
-	storedRecord(2)
-	storedRecord(3)
+	recordMessage(2)
+	recordMessage(3)
 	os.MkdirAll(headDir, 0o700)
-	storedRecord(4)
+	recordMessage(4)
 	a.Close()
 	if n := strings.Count(logs.String(), "cannot write the head file"); n != 1 {
 		t.Errorf("%d errors logged, want 1:\n%s", n, logs.String())

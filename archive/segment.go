@@ -105,7 +105,7 @@ type prunedSegment struct {
 
 var zeroHash = hex.EncodeToString(make([]byte, 32))
 
-// record is one record as read back.
+// storedRecord is one record as read back from its segment.
 type storedRecord struct {
 	h       header
 	hash    string

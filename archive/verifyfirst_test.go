@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestExportOnlyVerified: records the relay writes while an export runs
@@ -177,7 +179,7 @@ func TestSealedWithinADay(t *testing.T) {
 	f := newFixture(t)
 	a := f.open(t, 0)
 	ctx := context.Background()
-	storedRecord := func(i int) {
+	recordMessage := func(i int) {
 		t.Helper()
 		m, body := testMessage(i, "anna@client.example")
 		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
@@ -189,25 +191,21 @@ func TestSealedWithinADay(t *testing.T) {
 		segs, _ := listSegments(f.dir)
 		return len(segs) - 1
 	}
-	storedRecord(1)
+	recordMessage(1)
 	f.advance(23 * time.Hour)
-	storedRecord(2)
+	recordMessage(2)
 	if n := sealed(); n != 0 {
 		t.Fatalf("%d segments sealed before a day", n)
 	}
 	f.advance(2 * time.Hour)
-	storedRecord(3)
+	recordMessage(3)
 	// The writer seals right after answering that record.
-	for deadline := time.Now().Add(10 * time.Second); sealed() != 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d segments sealed a day after the first record, want 1", sealed())
-		}
-	}
+	testutil.WaitFor(t, "the segment sealed a day after its first record", func() bool { return sealed() == 1 })
 	a.Close()
 	a = f.open(t, 0)
-	storedRecord(4)
+	recordMessage(4)
 	f.advance(25 * time.Hour)
-	storedRecord(5)
+	recordMessage(5)
 	a.Close()
 	if n := sealed(); n != 2 {
 		t.Fatalf("%d segments sealed, want 2 (a day after the restart)", n)

@@ -36,15 +36,15 @@ func newKeys(t *testing.T, name string) (pub, priv openpgp.EntityList) {
 func TestViewAcrossKeyChange(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	storedRecord := func(a *Archive, i int) {
+	recordMessage := func(a *Archive, i int) {
 		m, body := testMessage(i, "anna@client.example")
 		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a := f.open(t, 0)
-	storedRecord(a, 1)
-	storedRecord(a, 2)
+	recordMessage(a, 1)
+	recordMessage(a, 2)
 	a.Close()
 
 	pub2, priv2 := newKeys(t, "Archive Two")
@@ -52,7 +52,7 @@ func TestViewAcrossKeyChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storedRecord(a, 3)
+	recordMessage(a, 3)
 
 	ids := func(v *View) (out []string) {
 		for _, m := range v.Messages() {
@@ -77,7 +77,7 @@ func TestViewAcrossKeyChange(t *testing.T) {
 			t.Errorf("%s: messages %q, unreadable %v; want %q and %d", tt.name, got, v.Unreadable(), tt.ids, tt.unreadable)
 		}
 		if tt.name == "second key" {
-			storedRecord(a, 4)
+			recordMessage(a, 4)
 			if err := v.Refresh(); err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // exportManifest is the part of manifest.json the tests read.
@@ -80,7 +82,7 @@ func TestArchiveExport(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "stranger@client.example")...); ok {
 		t.Fatalf("a recipient without consent was accepted:\n%s", out)
 	}
-	WaitFor(t, 60*time.Second, "the queue to drain", func() bool {
+	testutil.WaitWithin(t, 60*time.Second, "the queue to drain", func() bool {
 		out, _, _ := r.Run(t, "", "queue", "list")
 		return strings.Contains(out, "empty")
 	})
@@ -180,7 +182,7 @@ func TestArchiveFullDisk(t *testing.T) {
 		t.Fatal("the tmpfs never filled up")
 	}
 	// What was refused is nowhere; what was accepted is delivered.
-	WaitFor(t, 30*time.Second, "the queue to drain", func() bool {
+	testutil.WaitWithin(t, 30*time.Second, "the queue to drain", func() bool {
 		out, _, _ := r.Run(t, "", "queue", "list")
 		return strings.Contains(out, "empty")
 	})
@@ -192,7 +194,7 @@ func TestArchiveFullDisk(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--body", "after the disk was freed")...); !ok {
 		t.Fatalf("no recovery after space returned:\n%s", out)
 	}
-	WaitFor(t, 30*time.Second, "the message in the outbox", func() bool { return len(r.Outbox(t)) == accepted+1 })
+	testutil.WaitWithin(t, 30*time.Second, "the message in the outbox", func() bool { return len(r.Outbox(t)) == accepted+1 })
 	r.Stop(t)
 	if stdout, _, code := r.Run(t, "", "archive", "verify"); code != 0 {
 		t.Fatalf("archive verify after a full disk:\n%s", stdout)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestArchiveRecordsReadByOpenPGPTools: every record of the clinical record
@@ -38,7 +40,7 @@ func TestArchiveRecordsReadByOpenPGPTools(t *testing.T) {
 	}
 
 	var payloads [][]byte
-	WaitFor(t, 10*time.Second, "both messages in the archive", func() bool {
+	testutil.WaitWithin(t, 10*time.Second, "both messages in the archive", func() bool {
 		payloads = messagePayloads(t, filepath.Join(r.DataDir, "archive"))
 		return len(payloads) >= 2
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestArchiveCutOffTheEnd: mail goes through a running relay into an
@@ -40,7 +41,7 @@ func TestArchiveCutOffTheEnd(t *testing.T) {
 				t.Fatalf("swaks: %s", out)
 			}
 		}
-		WaitFor(t, 30*time.Second, "the queue to drain", func() bool {
+		testutil.WaitWithin(t, 30*time.Second, "the queue to drain", func() bool {
 			out, _, _ := r.Run(t, "", "queue", "list")
 			return strings.Contains(out, "empty")
 		})

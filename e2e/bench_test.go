@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // procStats reads a process's peak resident memory (VmHWM) and CPU time.
@@ -60,7 +62,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 	load.Run(context.Background(), total)
 	accepted := time.Since(start)
 	n := len(load.Acked())
-	WaitFor(b, 10*time.Minute, "the sink to receive everything", func() bool {
+	testutil.WaitWithin(b, 10*time.Minute, "the sink to receive everything", func() bool {
 		ents, _ := os.ReadDir(sink.Dir)
 		return len(ents) >= n
 	})
@@ -95,7 +97,7 @@ func BenchmarkLargeMessageRSS(b *testing.B) {
 	if len(load.Acked()) != 1 {
 		b.Fatalf("not accepted: %v", load.Errors())
 	}
-	WaitFor(b, 5*time.Minute, "the sink to receive it", func() bool {
+	testutil.WaitWithin(b, 5*time.Minute, "the sink to receive it", func() bool {
 		ents, _ := os.ReadDir(sink.Dir)
 		return len(ents) == 1
 	})

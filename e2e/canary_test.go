@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestPHICanaries sends mail whose subject, body and client addresses carry
@@ -61,14 +63,14 @@ func canaryRun(t *testing.T, format string) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", refused, "--header", "Subject: "+subject, "--body", body)...); ok {
 		t.Fatalf("the refused recipient was accepted: %s", out)
 	}
-	WaitFor(t, 30*time.Second, "three copies at the sink", func() bool {
+	testutil.WaitWithin(t, 30*time.Second, "three copies at the sink", func() bool {
 		n := 0
 		for _, m := range sink.Messages(t) {
 			n += len(m.To)
 		}
 		return n == 3
 	})
-	WaitFor(t, 10*time.Second, "an empty queue", func() bool { return queueEmpty(t, r) })
+	testutil.WaitWithin(t, 10*time.Second, "an empty queue", func() bool { return queueEmpty(t, r) })
 	_, scraped := get(t, "http://"+metrics+"/metrics")
 	r.Stop(t)
 

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // BenchmarkVersusPostfix runs Postfix (from Debian, the relay practices
@@ -151,7 +153,7 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			load.Run(context.Background(), rw.n)
 			accepted := time.Since(start)
 			acked := len(load.Acked())
-			WaitFor(b, 15*time.Minute, "the sink to receive every message answered 250", func() bool { return countFiles(sinkDir) >= acked })
+			testutil.WaitWithin(b, 15*time.Minute, "the sink to receive every message answered 250", func() bool { return countFiles(sinkDir) >= acked })
 			e2e := time.Since(start)
 			time.Sleep(300 * time.Millisecond) // a duplicate would arrive now
 			cpu := systemCPU() - cpu0 - (selfCPU() - self0)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestConsentLifecycle: with the relay running throughout, a client without
@@ -28,7 +30,7 @@ func TestConsentLifecycle(t *testing.T) {
 	if out, ok := sendToClient(); !ok {
 		t.Fatalf("with consent the message was refused:\n%s", out)
 	}
-	WaitFor(t, 30*time.Second, "the message at the provider's sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
+	testutil.WaitWithin(t, 30*time.Second, "the message at the provider's sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
 	m := p.Sink.Messages(t)[0]
 	if len(m.To) != 1 || m.To[0] != client || !strings.Contains(m.Data, "See you on Tuesday.") || !strings.Contains(m.Data, "Notice of Confidentiality: e2e.") {
 		t.Fatalf("delivered copy (to %v) lacks the body or the notice:\n%s", m.To, m.Data)

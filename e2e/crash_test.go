@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // crashRounds is how often TestCrashLosesNothing kills the relay: 50, as
@@ -35,7 +37,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		go func() { load.Run(ctx, 0); close(done) }()
 		before := len(load.Acked())
 		target := before + 10 + rand.IntN(40)
-		WaitFor(t, 60*time.Second, "messages accepted", func() bool { return len(load.Acked()) >= target })
+		testutil.WaitWithin(t, 60*time.Second, "messages accepted", func() bool { return len(load.Acked()) >= target })
 		r.Kill(t)
 		cancel()
 		<-done
@@ -47,7 +49,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	var missing []string
 	seen := map[string]int{}
-	WaitFor(t, 120*time.Second, "every accepted message at the provider", func() bool {
+	testutil.WaitWithin(t, 120*time.Second, "every accepted message at the provider", func() bool {
 		clear(seen)
 		for _, m := range p.Sink.Messages(t) {
 			if i := strings.Index(m.Data, "Message-ID: <"); i >= 0 {

@@ -14,6 +14,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // Dovecot is a private Dovecot instance: the provider's IMAP server, with
@@ -21,7 +23,7 @@ import (
 type Dovecot struct {
 	Dir                 string
 	IMAPPort, IMAPSPort int
-	PKI                 *PKI
+	PKI                 *testutil.PKI
 	User, Password      string
 	OAuth               *FakeOAuth // logins by token instead of Password
 	conf                string
@@ -39,7 +41,7 @@ func StartDovecotWith(t testing.TB, user, password string, oauth *FakeOAuth) *Do
 	t.Helper()
 	RequireTools(t, "dovecot")
 	RequireRoot(t, "Dovecot runs its mail processes as nobody")
-	d := &Dovecot{Dir: t.TempDir(), IMAPPort: FreePort(t), IMAPSPort: FreePort(t), PKI: NewPKI(t), User: user, Password: password, OAuth: oauth}
+	d := &Dovecot{Dir: t.TempDir(), IMAPPort: FreePort(t), IMAPSPort: FreePort(t), PKI: testutil.NewPKI(t), User: user, Password: password, OAuth: oauth}
 	openUp(d.Dir)
 	for _, sub := range []string{"run", "state", "mail"} {
 		os.MkdirAll(filepath.Join(d.Dir, sub), 0o755)
@@ -72,7 +74,7 @@ userdb {
 }
 mail_location = maildir:~/Maildir
 first_valid_uid = 1
-`, d.Dir, d.PKI.Cert, d.PKI.Key, d.IMAPPort, d.IMAPSPort, dovecotPassdb(t, d.Dir, user, password, oauth))), 0o644)
+`, d.Dir, d.PKI.CertFile, d.PKI.KeyFile, d.IMAPPort, d.IMAPSPort, dovecotPassdb(t, d.Dir, user, password, oauth))), 0o644)
 	d.Start(t)
 	t.Cleanup(func() { d.Stop(t) })
 	return d
@@ -91,7 +93,7 @@ func (d *Dovecot) Start(t testing.TB) {
 func (d *Dovecot) Stop(t testing.TB) {
 	t.Helper()
 	exec.Command("dovecot", "-c", d.conf, "stop").Run()
-	WaitFor(t, 10*time.Second, "dovecot to stop", func() bool {
+	testutil.WaitWithin(t, 10*time.Second, "dovecot to stop", func() bool {
 		_, err := os.Stat(filepath.Join(d.Dir, "run", "master.pid"))
 		return os.IsNotExist(err)
 	})
@@ -109,7 +111,7 @@ func (d *Dovecot) Log() string {
 // Client logs in as the user over implicit TLS, as a mail client would.
 func (d *Dovecot) Client(t testing.TB) *imapclient.Client {
 	t.Helper()
-	pem, err := os.ReadFile(d.PKI.CA)
+	pem, err := os.ReadFile(d.PKI.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}

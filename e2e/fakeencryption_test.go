@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // The SSN rule of config.example.toml.
@@ -74,7 +76,7 @@ func TestFakeEncryption(t *testing.T) {
 	outboxCopy := func(id string) string {
 		t.Helper()
 		var found string
-		WaitFor(t, 20*time.Second, "the copy of "+id+" in the outbox", func() bool {
+		testutil.WaitWithin(t, 20*time.Second, "the copy of "+id+" in the outbox", func() bool {
 			for _, m := range r.Outbox(t) {
 				if strings.Contains(m, "<"+id+"@practice.example>") {
 					found = m

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // consentAll records consent for clients so that they may get mail in clear.
@@ -51,8 +53,8 @@ func providerDefersSomeRecipients(t *testing.T, extra []string) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "ok@client.example,busy@client.example", "--header", "Subject: Two recipients")...); !ok {
 		t.Fatal(out)
 	}
-	WaitFor(t, 60*time.Second, "the queue to empty (delivered, then bounced)", func() bool { return queueEmpty(t, r) })
-	WaitFor(t, 30*time.Second, "the notification at the provider", func() bool {
+	testutil.WaitWithin(t, 60*time.Second, "the queue to empty (delivered, then bounced)", func() bool { return queueEmpty(t, r) })
+	testutil.WaitWithin(t, 30*time.Second, "the notification at the provider", func() bool {
 		for _, m := range p.Sink.Messages(t) {
 			if strings.Contains(m.Data, "Undelivered Mail Returned to Sender") {
 				return true
@@ -104,15 +106,15 @@ func TestSlowAndFlappingProvider(t *testing.T) {
 		}
 	}
 	send(3, "slow")
-	WaitFor(t, 30*time.Second, "three slow deliveries", func() bool { return len(sink.Messages(t)) == 3 })
+	testutil.WaitWithin(t, 30*time.Second, "three slow deliveries", func() bool { return len(sink.Messages(t)) == 3 })
 	sink.Stop()
 	send(4, "down")
-	WaitFor(t, 20*time.Second, "a failed attempt", func() bool {
+	testutil.WaitWithin(t, 20*time.Second, "a failed attempt", func() bool {
 		out, _, _ := r.Run(t, "", "queue", "list")
 		return strings.Contains(out, "connect") || strings.Contains(out, "refused")
 	})
 	sink.Start(t)
-	WaitFor(t, 60*time.Second, "the queue to drain", func() bool { return queueEmpty(t, r) })
+	testutil.WaitWithin(t, 60*time.Second, "the queue to drain", func() bool { return queueEmpty(t, r) })
 	seen := map[string]int{}
 	for _, m := range sink.Messages(t) {
 		for _, line := range strings.Split(m.Data, "\n") {
@@ -145,7 +147,7 @@ func TestProviderWithoutSTARTTLS(t *testing.T) {
 		t.Fatal(out)
 	}
 	var list string
-	WaitFor(t, 20*time.Second, "a deferral naming STARTTLS", func() bool {
+	testutil.WaitWithin(t, 20*time.Second, "a deferral naming STARTTLS", func() bool {
 		list, _, _ = r.Run(t, "", "queue", "list")
 		return strings.Contains(strings.ToUpper(list), "STARTTLS")
 	})

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestHardeningAddresses: swaks submits addresses with look-alike and
@@ -68,7 +70,7 @@ notice = "Notice of Confidentiality: e2e."
 			}
 		})
 	}
-	WaitFor(t, 30*time.Second, "two messages at the sink", func() bool { return len(sink.Messages(t)) == 2 })
+	testutil.WaitWithin(t, 30*time.Second, "two messages at the sink", func() bool { return len(sink.Messages(t)) == 2 })
 	for _, m := range sink.Messages(t) {
 		switch {
 		case strings.Contains(m.Data, "Subject: normalised"):
@@ -103,7 +105,7 @@ func TestHardeningDataDeadline(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--header", "Subject: normal pace")...); !ok {
 		t.Fatalf("a normal submission failed:\n%s", out)
 	}
-	WaitFor(t, 10*time.Second, "the normal message in the outbox", func() bool { return len(r.Outbox(t)) == 1 })
+	testutil.WaitWithin(t, 10*time.Second, "the normal message in the outbox", func() bool { return len(r.Outbox(t)) == 1 })
 
 	c := dialLoggedIn(t, r)
 	c.cmd(t, "MAIL FROM:<"+From+">", 250)
@@ -218,7 +220,7 @@ password_hash = %q
 		t.Fatalf("swaks: %s", out)
 	}
 	imapPort := FreePort(t)
-	serveView(t, r, filepath.Join(r.DataDir, "archive-private-key.asc"), imapPort, &lockedBuffer{})
+	serveView(t, r, filepath.Join(r.DataDir, "archive-private-key.asc"), imapPort, &testutil.LockedBuffer{})
 	WaitListening(t, autoconfig, 10*time.Second)
 
 	endpoints := []struct {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // inboxMessage is a message as a client's mail program would write it.
@@ -58,46 +60,46 @@ poll = "1h"
 every = "7d"
 text = """We read messages on working days and answer within two days.
 In a crisis call or text 988, or text HOME to 741741."""
-`, d.IMAPSAddr(), d.PKI.CA, From, pwFile), Setup: func(r *Relay) {
+`, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile), Setup: func(r *Relay) {
 		// Before the first start: its first pass must know the clients.
 		consentAll(t, r, "anna@client.example", "ben@client.example", "carl@client.example")
 	}})
 	archived := func() int { return strings.Count(r.Logs.String(), "archived a client's message") }
 	reads := func() int { return strings.Count(r.Logs.String(), "mailbox read; waiting for new mail") }
-	WaitFor(t, 30*time.Second, "the four client messages archived", func() bool { return archived() >= 4 })
+	testutil.WaitWithin(t, 30*time.Second, "the four client messages archived", func() bool { return archived() >= 4 })
 
 	// IDLE: with polling set to an hour, only IDLE can bring this in.
 	msgs["m6"] = inboxMessage("anna@client.example", "Thank you", "", "Wednesday works, thank you.")
 	d.Append(t, "INBOX", msgs["m6"])
-	WaitFor(t, 30*time.Second, "the new message archived through IDLE", func() bool { return archived() == 5 })
+	testutil.WaitWithin(t, 30*time.Second, "the new message archived through IDLE", func() bool { return archived() == 5 })
 
 	// A second run archives nothing new.
 	r.Stop(t)
 	before, readsBefore := archived(), reads()
 	r.Start(t)
-	WaitFor(t, 30*time.Second, "a pass over the mailbox after the restart", func() bool { return reads() > readsBefore })
+	testutil.WaitWithin(t, 30*time.Second, "a pass over the mailbox after the restart", func() bool { return reads() > readsBefore })
 	if n := archived(); n != before {
 		t.Fatalf("a restart archived %d messages again", n-before)
 	}
 
 	// Dovecot goes away and comes back.
 	d.Stop(t)
-	WaitFor(t, 30*time.Second, "the lost connection noticed", func() bool {
+	testutil.WaitWithin(t, 30*time.Second, "the lost connection noticed", func() bool {
 		return strings.Contains(r.Logs.String(), "IMAP connection to the provider lost")
 	})
 	d.Start(t)
 	msgs["m7"] = inboxMessage("anna@client.example", "After the outage", "", "Are you there?")
 	d.Append(t, "INBOX", msgs["m7"])
-	WaitFor(t, 60*time.Second, "the message after Dovecot's restart", func() bool { return archived() == before+1 })
+	testutil.WaitWithin(t, 60*time.Second, "the message after Dovecot's restart", func() bool { return archived() == before+1 })
 
 	// The folder is renumbered: nothing is archived twice, new mail still is.
 	d.ResetUIDValidity(t, "INBOX")
-	WaitFor(t, 60*time.Second, "the UIDVALIDITY change noticed", func() bool {
+	testutil.WaitWithin(t, 60*time.Second, "the UIDVALIDITY change noticed", func() bool {
 		return strings.Contains(r.Logs.String(), "UIDVALIDITY changed")
 	})
 	msgs["m8"] = inboxMessage("anna@client.example", "After the move", "", "New numbers.")
 	d.Append(t, "INBOX", msgs["m8"])
-	WaitFor(t, 60*time.Second, "the message after the renumbering", func() bool { return archived() == before+2 })
+	testutil.WaitWithin(t, 60*time.Second, "the message after the renumbering", func() bool { return archived() == before+2 })
 	r.Stop(t)
 	if n := archived(); n != 7 {
 		t.Errorf("%d messages archived in all, want 7 (m1, m3-m8 once each)", n)

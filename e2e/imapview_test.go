@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // viewProbe is what an auditor's mail client does, in Python's imaplib. It
@@ -149,7 +151,7 @@ ca_file = %q
 username = %q
 password_file = %q
 poll = "1h"
-`, hash, d.IMAPSAddr(), d.PKI.CA, From, pwFile)})
+`, hash, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile)})
 	if _, errOut, code := r.Run(t, "", "consent", "add", client, "--evidence", "signed form"); code != 0 {
 		t.Fatal(errOut)
 	}
@@ -165,7 +167,7 @@ poll = "1h"
 	// mailbox (IDLE: polling is set to an hour) and archives it.
 	d.Append(t, "INBOX", "From: Anna <"+client+">\r\nTo: "+From+"\r\nSubject: Re: Tuesday\r\nMessage-ID: <re-tuesday@client.example>\r\nDate: "+
 		time.Now().UTC().Format(time.RFC1123Z)+"\r\n\r\nTuesday works for me.\r\n")
-	WaitFor(t, 30*time.Second, "the client's answer archived", func() bool {
+	testutil.WaitWithin(t, 30*time.Second, "the client's answer archived", func() bool {
 		return strings.Contains(r.Logs.String(), "archived a client's message")
 	})
 	send(client, "Homework")
@@ -186,7 +188,7 @@ poll = "1h"
 	}
 
 	port := FreePort(t)
-	logs := &lockedBuffer{}
+	logs := &testutil.LockedBuffer{}
 	stop := serveView(t, r, key, port, logs)
 
 	probe := filepath.Join(t.TempDir(), "probe.py")
@@ -341,7 +343,7 @@ SyncState *
 
 // serveView starts sealpost archive serve-imap on port and returns a
 // function that stops it.
-func serveView(t *testing.T, r *Relay, key string, port int, logs *lockedBuffer) (stop func()) {
+func serveView(t *testing.T, r *Relay, key string, port int, logs *testutil.LockedBuffer) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(Sealpost(t), "archive", "serve-imap", "--key", key, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "-c", r.Config)
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestOAuth2ToProvider: a provider that takes no passwords (Postfix whose
@@ -48,7 +50,7 @@ func TestOAuth2ToProvider(t *testing.T) {
 	}
 	atSink := func(n int) func() bool { return func() bool { return len(p.Sink.Messages(t)) == n } }
 	send("first")
-	WaitFor(t, 30*time.Second, "the first message at the sink", atSink(1))
+	testutil.WaitWithin(t, 30*time.Second, "the first message at the sink", atSink(1))
 	if log := p.Log(); !strings.Contains(log, "sasl_method=XOAUTH2, sasl_username=therapist@practice.example") {
 		t.Errorf("Postfix did not see an XOAUTH2 login:\n%s", log)
 	}
@@ -67,7 +69,7 @@ func TestOAuth2ToProvider(t *testing.T) {
 	r.Stop(t)
 	r.Start(t)
 	send("after a restart")
-	WaitFor(t, 30*time.Second, "the message sent after a restart", atSink(2))
+	testutil.WaitWithin(t, 30*time.Second, "the message sent after a restart", atSink(2))
 
 	// The provider refuses the token itself (XOAUTH2's error challenge):
 	// the message waits, and the queue says what to look at.
@@ -82,7 +84,7 @@ func TestOAuth2ToProvider(t *testing.T) {
 	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 {
 		t.Fatalf("queue retry: %s", stderr)
 	}
-	WaitFor(t, 30*time.Second, "the message delivered once the token is taken", atSink(3))
+	testutil.WaitWithin(t, 30*time.Second, "the message delivered once the token is taken", atSink(3))
 
 	// The practice's admin withdraws sealpost's access: mail waits, and the
 	// queue says what to do.
@@ -97,7 +99,7 @@ func TestOAuth2ToProvider(t *testing.T) {
 	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 {
 		t.Fatalf("queue retry: %s", stderr)
 	}
-	WaitFor(t, 30*time.Second, "the waiting message delivered after signing in again", atSink(4))
+	testutil.WaitWithin(t, 30*time.Second, "the waiting message delivered after signing in again", atSink(4))
 }
 
 // waitQueued waits for one queued message whose last error says want, and
@@ -105,7 +107,7 @@ func TestOAuth2ToProvider(t *testing.T) {
 func waitQueued(t *testing.T, r *Relay, want string) string {
 	t.Helper()
 	var id, last string
-	WaitFor(t, 30*time.Second, "a queued message failing with "+want, func() bool {
+	testutil.WaitWithin(t, 30*time.Second, "a queued message failing with "+want, func() bool {
 		out, _, _ := r.Run(t, "", "queue", "list", "--json")
 		var q []struct {
 			ID        string `json:"id"`
@@ -131,7 +133,7 @@ func TestOAuth2IMAPIngest(t *testing.T) {
 	r := StartRelay(t, RelayOptions{Upstream: p, OAuth2: fake, Sections: `
 [account.imap]
 address = "` + d.IMAPSAddr() + `"
-ca_file = "` + d.PKI.CA + `"
+ca_file = "` + d.PKI.CAFile + `"
 poll = "1h"
 `, Setup: func(r *Relay) {
 		consentAll(t, r, "anna@client.example")
@@ -139,7 +141,7 @@ poll = "1h"
 			t.Fatalf("oauth2 login (exit %d):\n%s%s", code, stdout, stderr)
 		}
 	}})
-	WaitFor(t, 30*time.Second, "the client's message archived", func() bool {
+	testutil.WaitWithin(t, 30*time.Second, "the client's message archived", func() bool {
 		return strings.Contains(r.Logs.String(), "archived a client's message")
 	})
 	if log := d.Log(); !strings.Contains(log, "method=XOAUTH2") {
@@ -170,7 +172,7 @@ func TestOAuth2BearerOnly(t *testing.T) {
 	r := StartRelay(t, RelayOptions{Upstream: p, OAuth2: fake, Sections: `
 [account.imap]
 address = "` + d.IMAPSAddr() + `"
-ca_file = "` + d.PKI.CA + `"
+ca_file = "` + d.PKI.CAFile + `"
 poll = "1h"
 `, Setup: func(r *Relay) {
 		if stdout, stderr, code := r.Run(t, "", "oauth2", "login", "--account", User); code != 0 {
@@ -180,7 +182,7 @@ poll = "1h"
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example")...); !ok {
 		t.Fatalf("submission failed:\n%s", out)
 	}
-	WaitFor(t, 30*time.Second, "the message at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
+	testutil.WaitWithin(t, 30*time.Second, "the message at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
 	if log := p.Log(); !strings.Contains(log, "sasl_method=OAUTHBEARER") {
 		t.Errorf("Postfix did not see an OAUTHBEARER login:\n%s", log)
 	}
@@ -202,7 +204,7 @@ func browserLogin(t *testing.T, r *Relay) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr testutil.LockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // get fetches url and returns status and body.
@@ -96,7 +98,7 @@ imap = "imap.provider.example:993"
 	}
 
 	var text string
-	WaitFor(t, 10*time.Second, "the delivery in /metrics", func() bool {
+	testutil.WaitWithin(t, 10*time.Second, "the delivery in /metrics", func() bool {
 		_, text = get(t, "http://"+metrics+"/metrics")
 		return strings.Contains(text, "sealpost_deliveries_total 1")
 	})
@@ -145,7 +147,7 @@ imap = "imap.provider.example:993"
 	if err := os.Rename(arch, arch+".away"); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 10*time.Second, "/readyz to fail", func() bool {
+	testutil.WaitWithin(t, 10*time.Second, "/readyz to fail", func() bool {
 		code, _ := get(t, "http://"+metrics+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // FreePort returns a loopback port nobody listens on right now, and that no
@@ -72,44 +72,16 @@ func firstPort() int {
 	return low - 10000 + os.Getpid()%8000
 }
 
-// WaitFor polls cond until it holds or the deadline passes.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // WaitListening waits until something accepts connections on addr.
 func WaitListening(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
-	WaitFor(t, timeout, addr+" to listen", func() bool {
+	testutil.WaitWithin(t, timeout, addr+" to listen", func() bool {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
-}
-
-// PKI is a local CA with a certificate for localhost and 127.0.0.1, made by
-// the code sealpost uses for its own first-start certificate.
-type PKI struct {
-	Dir, CA, Cert, Key string
-}
-
-func NewPKI(t testing.TB) *PKI {
-	t.Helper()
-	dir := t.TempDir()
-	cert, key, err := relay.EnsureLocalCertificate(dir, "localhost", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &PKI{Dir: dir, CA: filepath.Join(dir, "ca.pem"), Cert: cert, Key: key}
 }
 
 // Sink is Postfix's smtp-sink: the simplest receiver. Each message becomes a
@@ -226,7 +198,7 @@ type Postfix struct {
 	Dir  string
 	Port int
 	Sink *Sink
-	PKI  *PKI
+	PKI  *testutil.PKI
 	// Username and Password log in when the instance requires SASL.
 	Username, Password string
 	dovecot            string
@@ -250,7 +222,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	sink := StartSink(t, o.SinkFlags...)
 	d := t.TempDir()
 	openUp(d)
-	p := &Postfix{Dir: d, Port: FreePort(t), Sink: sink, PKI: NewPKI(t)}
+	p := &Postfix{Dir: d, Port: FreePort(t), Sink: sink, PKI: testutil.NewPKI(t)}
 	for _, sub := range []string{"etc", "queue", "data"} {
 		os.MkdirAll(filepath.Join(d, sub), 0o755)
 	}
@@ -286,7 +258,7 @@ alias_maps =
 local_recipient_maps =
 message_size_limit = 104857600
 %[6]s%[7]s
-`, d, sink.Port, relayRestrictions, p.PKI.Cert, p.PKI.Key, sasl, strings.Join(o.Extra, "\n"), mynetworks)
+`, d, sink.Port, relayRestrictions, p.PKI.CertFile, p.PKI.KeyFile, sasl, strings.Join(o.Extra, "\n"), mynetworks)
 	if err := os.WriteFile(filepath.Join(d, "etc", "main.cf"), []byte(mainCf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -394,24 +366,6 @@ func Swaks(t testing.TB, args ...string) (string, bool) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "swaks", args...).CombinedOutput()
 	return string(out), err == nil
-}
-
-// lockedBuffer collects a child's output safely.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // runDaemonStart runs a command that starts a daemon, with its output in a

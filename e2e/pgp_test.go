@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // run runs a command and fails the test with its output when it fails.
@@ -108,7 +110,7 @@ func TestEncryptedThroughRelay(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", strings.Join(holders, ","), "--header", "Subject: Session notes for you", "--body", body)...); !ok {
 		t.Fatalf("submission refused:\n%s", out)
 	}
-	WaitFor(t, 30*time.Second, "the encrypted copy at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
+	testutil.WaitWithin(t, 30*time.Second, "the encrypted copy at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
 	m := p.Sink.Messages(t)[0]
 	if got := append([]string(nil), m.To...); len(got) != 4 || !containsAll(got, holders) {
 		t.Errorf("the encrypted copy went to %v", m.To)
@@ -178,7 +180,7 @@ func TestMixedRecipients(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", to, "--header", "Subject: Group", "--body", "For all three.")...); !ok {
 		t.Fatalf("refused:\n%s", out)
 	}
-	WaitFor(t, 30*time.Second, "two copies at the sink", func() bool { return len(p.Sink.Messages(t)) == 2 })
+	testutil.WaitWithin(t, 30*time.Second, "two copies at the sink", func() bool { return len(p.Sink.Messages(t)) == 2 })
 	for _, m := range p.Sink.Messages(t) {
 		encrypted := strings.Contains(m.Data, "-----BEGIN PGP MESSAGE-----")
 		rcpts := strings.Join(m.To, ",")

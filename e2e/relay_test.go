@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // TestSwaksSubmission drives the relay with swaks the way a mail client
@@ -71,7 +73,7 @@ func TestSwaksSubmission(t *testing.T) {
 	if !strings.Contains(out, "250-AUTH PLAIN LOGIN") {
 		t.Errorf("EHLO after TLS must offer AUTH PLAIN LOGIN:\n%s", out)
 	}
-	WaitFor(t, 10*time.Second, "three messages in the outbox", func() bool { return len(r.Outbox(t)) == 3 })
+	testutil.WaitWithin(t, 10*time.Second, "three messages in the outbox", func() bool { return len(r.Outbox(t)) == 3 })
 	for _, m := range r.Outbox(t) {
 		if !strings.HasPrefix(m, "Return-Path: <"+From+">\r\nDelivered-To: colleague@practice.example\r\n") {
 			t.Errorf("outbox file does not start with Return-Path and Delivered-To:\n%.300s", m)
@@ -92,7 +94,7 @@ func TestDeliveryToPostfix(t *testing.T) {
 	if !ok {
 		t.Fatalf("submission failed:\n%s", out)
 	}
-	WaitFor(t, 30*time.Second, "the message at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
+	testutil.WaitWithin(t, 30*time.Second, "the message at the sink", func() bool { return len(p.Sink.Messages(t)) == 1 })
 	m := p.Sink.Messages(t)[0]
 	if m.From != From || strings.Join(m.To, ",") != "colleague@practice.example,other@practice.example" {
 		t.Errorf("sink envelope: from %q to %v", m.From, m.To)
@@ -126,7 +128,7 @@ func TestWrongProviderPassword(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout, "FAIL login to") || !strings.Contains(stdout, "535") {
 		t.Errorf("check with a wrong provider password (exit %d):\n%s", code, stdout)
 	}
-	WaitFor(t, 20*time.Second, "a failed attempt in the queue", func() bool {
+	testutil.WaitWithin(t, 20*time.Second, "a failed attempt in the queue", func() bool {
 		out, _, _ := r.Run(t, "", "queue", "list")
 		return strings.Contains(out, "535")
 	})
@@ -144,7 +146,7 @@ func TestLongBodyLineReencoded(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--body", long)...); !ok {
 		t.Fatalf("a long body line was refused:\n%s", out)
 	}
-	WaitFor(t, 10*time.Second, "the copy in the outbox", func() bool { return len(r.Outbox(t)) == 1 })
+	testutil.WaitWithin(t, 10*time.Second, "the copy in the outbox", func() bool { return len(r.Outbox(t)) == 1 })
 	m := r.Outbox(t)[0]
 	for _, line := range strings.Split(m, "\r\n") {
 		if len(line) > 998 {
@@ -164,7 +166,7 @@ func TestConnectionsPerAddress(t *testing.T) {
 	r := StartRelay(t, RelayOptions{SMTP: "max_connections_per_ip = 1"})
 	// The start-up check's connection may still count for a moment.
 	var held net.Conn
-	WaitFor(t, 10*time.Second, "a connection greeted with 220", func() bool {
+	testutil.WaitWithin(t, 10*time.Second, "a connection greeted with 220", func() bool {
 		c, err := net.Dial("tcp", r.Submission)
 		if err != nil {
 			t.Fatal(err)

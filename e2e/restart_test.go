@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // restartWithQueue fills the queue with n messages while the provider is
@@ -28,12 +30,12 @@ func restartWithQueue(t testing.TB, n int) (accepting, drained time.Duration) {
 		t.Fatalf("not accepting after the restart:\n%s", out)
 	}
 	accepting = time.Since(start)
-	WaitFor(t, 30*time.Minute, "the queue to drain", func() bool {
+	testutil.WaitWithin(t, 30*time.Minute, "the queue to drain", func() bool {
 		ents, _ := os.ReadDir(sink.Dir)
 		return len(ents) >= n+1
 	})
 	drained = time.Since(start)
-	WaitFor(t, time.Minute, "an empty queue", func() bool {
+	testutil.WaitWithin(t, time.Minute, "an empty queue", func() bool {
 		out, _, _ := r.Run(t, "", "queue", "list")
 		return out == "The queue is empty.\n"
 	})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // The account every e2e relay has.
@@ -31,7 +33,7 @@ type Relay struct {
 	Submission  string
 	Submissions string
 	CA          string // the local CA mail clients must trust
-	Logs        *lockedBuffer
+	Logs        *testutil.LockedBuffer
 	cmd         *exec.Cmd
 	pid         int
 	exited      chan struct{}
@@ -106,7 +108,7 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 		upstream = fmt.Sprintf("address = %q\ntls = \"none\"\nworkers = 16", o.Sink.Addr())
 	}
 	if p := o.Upstream; p != nil {
-		upstream = fmt.Sprintf("address = %q\ntls = \"starttls\"\nca_file = %q", p.Addr(), p.PKI.CA)
+		upstream = fmt.Sprintf("address = %q\ntls = \"starttls\"\nca_file = %q", p.Addr(), p.PKI.CAFile)
 		if p.Username != "" && o.OAuth2 != nil {
 			account = fmt.Sprintf("upstream_username = %q\nupstream_auth = \"oauth2\"\n", p.Username)
 			o.Sections += "\n" + o.OAuth2.ConfigTOML()
@@ -160,7 +162,7 @@ timeout = "10s"
 func (r *Relay) Start(t testing.TB) {
 	t.Helper()
 	if r.Logs == nil {
-		r.Logs = &lockedBuffer{}
+		r.Logs = &testutil.LockedBuffer{}
 	}
 	r.cmd = exec.Command(r.bin, "serve", "-c", r.Config)
 	r.cmd.Stdout, r.cmd.Stderr = r.Logs, r.Logs

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealpost/sealpost/internal/tlsconf"
 )
 
 // TestProviderSTARTTLSDialogue: before TLS sealpost itself greets the
@@ -61,7 +63,7 @@ func TestProviderSTARTTLSDialogue(t *testing.T) {
 				}
 			}()
 			pki := newPKI(t)
-			conf, err := ClientTLS("localhost", pki.caFile)
+			conf, err := tlsconf.ClientTLS("localhost", pki.caFile)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/ids"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -48,7 +49,7 @@ type testPKI struct {
 func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
-	cert, key, err := EnsureLocalCertificate(dir, "localhost", time.Now())
+	cert, key, err := tlsconf.EnsureLocalCertificate(dir, "localhost", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func newPKI(t testing.TB) *testPKI {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pemBytes)
-	conf, err := ServerTLS(cert, key)
+	conf, err := tlsconf.ServerTLS(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +486,7 @@ func (p *provider) messages() []providerMsg {
 }
 
 func (p *provider) upstream(pki *testPKI, mode UpstreamTLS) *Upstream {
-	conf, err := ClientTLS("localhost", pki.caFile)
+	conf, err := tlsconf.ClientTLS("localhost", pki.caFile)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/ids"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -179,7 +180,7 @@ func TestLifetimeAndDelayNotice(t *testing.T) {
 	dead := l.Addr().String()
 	l.Close()
 	pki := newPKI(t)
-	conf, _ := ClientTLS("localhost", pki.caFile)
+	conf, _ := tlsconf.ClientTLS("localhost", pki.caFile)
 	r := startRelay(t, relayOpts{
 		upstream: &Upstream{Address: dead, TLS: StartTLS, TLSConfig: conf, Timeout: time.Second},
 		queue:    QueueOptions{Workers: 1, Lifetime: 400 * time.Millisecond, DelayWarning: 100 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond},

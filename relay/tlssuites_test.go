@@ -37,12 +37,4 @@ func TestServerTLSSuites(t *testing.T) {
 			}
 		})
 	}
-	// The same settings for everything else that listens with TLS.
-	conf, err := ServerTLS(r.pki.cert, r.pki.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if conf.MinVersion != tls.VersionTLS12 || len(conf.CipherSuites) != len(serverSuites) {
-		t.Errorf("ServerTLS: min version %x, suites %v", conf.MinVersion, conf.CipherSuites)
-	}
 }

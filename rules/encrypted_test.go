@@ -8,30 +8,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
-)
 
-var (
-	testEntityOnce sync.Once
-	testEntity     *openpgp.Entity
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 // clientKey is a key pair made once per test binary, as a client's.
 func clientKey(t testing.TB) *openpgp.Entity {
-	t.Helper()
-	testEntityOnce.Do(func() {
-		e, err := openpgp.NewEntity("Client", "", "key@client.example", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
-		if err != nil {
-			panic(err)
-		}
-		testEntity = e
-	})
-	return testEntity
+	return testutil.OpenPGPKey(t, "Client", "key@client.example")
 }
 
 // armored writes packets made by write into an armored PGP MESSAGE with

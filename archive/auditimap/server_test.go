@@ -21,8 +21,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/record"
-	"github.com/sealpost/sealpost/relay"
 )
 
 const (
@@ -114,15 +114,15 @@ func (f *fixture) serve(t *testing.T, logs io.Writer) (addr string, clientTLS *t
 		t.Fatal(err)
 	}
 	t.Cleanup(view.Close)
-	certFile, keyFile, err := relay.EnsureLocalCertificate(filepath.Join(f.dataDir, "tls"), "localhost", time.Now())
+	certFile, keyFile, err := tlsconf.EnsureLocalCertificate(filepath.Join(f.dataDir, "tls"), "localhost", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	stc, err := relay.ServerTLS(certFile, keyFile)
+	stc, err := tlsconf.ServerTLS(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctc, err := relay.ClientTLS("localhost", filepath.Join(f.dataDir, "tls", "ca.pem"))
+	ctc, err := tlsconf.ClientTLS("localhost", filepath.Join(f.dataDir, "tls", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive/ingest"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -112,7 +113,7 @@ func imapOptions(cfg *Config, a AccountConfig, log *slog.Logger) (ingest.Options
 		o.Password = pw
 	}
 	host, _, _ := net.SplitHostPort(m.Address)
-	tc, err := relay.ClientTLS(host, m.CAFile)
+	tc, err := tlsconf.ClientTLS(host, m.CAFile)
 	if err != nil {
 		return o, err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 )
 
@@ -108,7 +109,7 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 	w.file(initArchivePublic, archivePub, 0o644)
 	w.file(initArchivePrivate, archivePriv, 0o600)
 
-	cert, key, err := relay.EnsureLocalCertificate(filepath.Join(abs, "tls"), *hostname, time.Now())
+	cert, key, err := tlsconf.EnsureLocalCertificate(filepath.Join(abs, "tls"), *hostname, time.Now())
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -148,7 +149,7 @@ func upstreamConfig(cfg *Config) (relay.Upstream, error) {
 		return u, nil
 	}
 	host, _, _ := net.SplitHostPort(u.Address)
-	conf, err := relay.ClientTLS(host, cfg.Upstream.CAFile)
+	conf, err := tlsconf.ClientTLS(host, cfg.Upstream.CAFile)
 	if err != nil {
 		return u, err
 	}
@@ -162,7 +163,7 @@ func serverTLS(cfg *Config, log *slog.Logger) (certFile, keyFile string, err err
 	if cfg.SMTP.TLSCert != "" {
 		return cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, nil
 	}
-	certFile, keyFile, err = relay.EnsureLocalCertificate(tlsDir(cfg), cfg.SMTP.Hostname, time.Now())
+	certFile, keyFile, err = tlsconf.EnsureLocalCertificate(tlsDir(cfg), cfg.SMTP.Hostname, time.Now())
 	if err != nil {
 		return "", "", err
 	}
@@ -202,7 +203,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	tlsConf, err := relay.ServerTLS(certFile, keyFile)
+	tlsConf, err := tlsconf.ServerTLS(certFile, keyFile)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/archive/auditimap"
-	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 )
 
 func init() {
@@ -62,7 +62,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	tc, err := relay.ServerTLS(certFile, keyPEM)
+	tc, err := tlsconf.ServerTLS(certFile, keyPEM)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/sealpost/sealpost/internal/testutil"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -31,16 +32,7 @@ func newKey(t testing.TB, email string, created time.Time, lifetime time.Duratio
 	return e
 }
 
-func armored(t testing.TB, e *openpgp.Entity) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	w, _ := armor.Encode(&b, openpgp.PublicKeyType, nil)
-	if err := e.Serialize(w); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	return b.Bytes()
-}
+func armored(t testing.TB, e *openpgp.Entity) []byte { return testutil.ArmoredPublicKey(t, e) }
 
 func newKeyring(t testing.TB, path string) *Keyring {
 	t.Helper()

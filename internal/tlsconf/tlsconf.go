@@ -1,4 +1,7 @@
-package relay
+// Package tlsconf makes the TLS settings every listener and every client of
+// sealpost uses, in one place, and the local certificate authority and server
+// certificate a practice without its own certificate starts with.
+package tlsconf
 
 import (
 	"crypto/ecdsa"

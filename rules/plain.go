@@ -14,35 +14,35 @@ import (
 //
 // The submitted message is read once, off the wire, and never stored: a
 // message that claims to be encrypted as a whole is copied as it is into
-// "sent" (minus Bcc), then read back and checked. When the claim does not
-// hold, the copy in "sent" is transformed again like any clear message into
-// "plain", which becomes the plain copy (the relay drops copies no one
+// SubmittedCopyName (minus Bcc), then read back and checked. When the claim
+// does not hold, that copy is transformed again like any clear message into
+// RewrittenCopyName, which becomes the plain copy (the relay drops copies no one
 // names).
 func (s *policySettings) writePlain(msg io.Reader, out Sink) (*transformResult, string, string, error) {
-	tr, err := transformInto(out, "sent", msg, s.notice, transformNotice)
+	tr, err := transformInto(out, SubmittedCopyName, msg, s.notice, transformNotice)
 	if err != nil {
 		return nil, "", "", err
 	}
 	if tr.protected != "encrypted" {
-		return tr, "sent", "", nil
+		return tr, SubmittedCopyName, "", nil
 	}
-	kind, err := verifyCopy(out, "sent")
+	kind, err := verifyCopy(out, SubmittedCopyName)
 	if err == nil {
-		return tr, "sent", kind, nil
+		return tr, SubmittedCopyName, kind, nil
 	}
 	if !errors.Is(err, errNotEncrypted) {
 		return nil, "", "", err
 	}
-	claimed, err := out.Open("sent")
+	claimed, err := out.Open(SubmittedCopyName)
 	if err != nil {
 		return nil, "", "", err
 	}
 	defer claimed.Close()
-	tr, err = transformInto(out, "plain", claimed, s.notice, transformClaimed)
+	tr, err = transformInto(out, RewrittenCopyName, claimed, s.notice, transformClaimed)
 	if err != nil {
 		return nil, "", "", err
 	}
-	return tr, "plain", "", nil
+	return tr, RewrittenCopyName, "", nil
 }
 
 // transformInto runs a transform from r into a new copy named name. Its

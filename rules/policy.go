@@ -279,7 +279,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 		groups = append(groups, []record.Decision{d})
 	}
 	for i, g := range groups {
-		name := fmt.Sprintf("enc-%d", i+1)
+		name := EncryptedCopyName(i + 1)
 		c := Copy{Name: name, Protection: record.Encrypted}
 		var fprs []string
 		for _, d := range g {

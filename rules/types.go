@@ -12,11 +12,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/sealpost/sealpost/record"
 )
 
-// Submission is what the relay knows about an accepted message when it calls Apply.
+// Submission is what the relay knows about an accepted message when it calls Prepare.
 type Submission struct {
 	ID        string            // the relay's queue id
 	Account   string            // the authenticated account's username
@@ -24,14 +25,27 @@ type Submission struct {
 	Decisions []record.Decision // one per accepted recipient, in RCPT order; none is Refused
 }
 
-// Sink is where Apply writes the files it produces. The relay owns the storage
-// (spool files) and makes them durable; names are chosen by Apply and are
-// simple tokens such as "sent" or "enc-1".
+// Sink is where Prepare and EncryptCopies write the copies they make. The
+// relay owns the storage (spool files) and makes them durable; the names are
+// the policy's: SubmittedCopyName, RewrittenCopyName and EncryptedCopyName.
 type Sink interface {
 	Create(name string) (io.WriteCloser, error)
-	// Open reads back a file Apply created and closed earlier.
+	// Open reads back a file the policy created and closed earlier.
 	Open(name string) (io.ReadCloser, error)
 }
+
+// The names of the Sink files a message's copies are written to.
+const (
+	// SubmittedCopyName holds the message as submitted with the notice
+	// added and Bcc removed, or, when the client encrypted it, as it came.
+	SubmittedCopyName = "sent"
+	// RewrittenCopyName holds the clear copy made again from the submitted
+	// one when a message only claims to be encrypted.
+	RewrittenCopyName = "plain"
+)
+
+// EncryptedCopyName names the nth encrypted copy of a message, from 1.
+func EncryptedCopyName(n int) string { return "enc-" + strconv.Itoa(n) }
 
 // Copy is one outgoing copy and the envelope recipients it goes to.
 type Copy struct {

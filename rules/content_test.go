@@ -9,8 +9,6 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"testing"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/record"
 )
@@ -221,52 +219,6 @@ func TestContentRulesReadWhatReadersSee(t *testing.T) {
 	}
 }
 
-func TestRenderHTML(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"<p>a</p><p>b</p>", "\na\n\nb\n"},
-		{"a<br>b", "a\nb"},
-		{"<td>1</td><td>2</td>", " 1  2 "},
-		{"x<!-- c -->y", "xy"},
-		{"x<![CDATA[c]]>y", "xy"},
-		{"<script>alert(1)</script>ok<style>p{}</style>", "ok"},
-		{"&lt;b&gt; &amp; &#x41;&#66;&nbsp;", "<b> & AB\u00a0"},
-		{"<noscript><b>n</b>&amp;</noscript>", "n&"},
-		{"<title>t&amp;</title>", "\nt&\n"},
-		{"<img alt='a &amp; b'>", " a & b "},
-		{"<textarea><b>raw</b></textarea>", "<b>raw</b>"},
-		{"unclosed <b", "unclosed "},
-		{"a<span style='DISPLAY: None !important'>x<span>y</span>z</span>b", "ab"},
-		{"a<p hidden>x</p>b<img hidden alt=c>", "ab"},
-	} {
-		if got := string(renderHTML([]byte(tt.in), true)); got != tt.want {
-			t.Errorf("renderHTML(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestReaderText(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"plain ASCII", "plain ASCII"},
-		{"１２３－４５", "123-45"},
-		{"a\u00a0b\u2009c\u3000d", "a b c d"},
-		{"a\u200bb\u00adc\ufeffd\u200de", "abcde"},
-		{"\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "---------"},
-		{"١٢٣ ۴۵ ०१२", "123 45 012"},
-		{"ﬁne", "fine"},
-		{"a\u2028b", "a\nb"},
-		{"caf\xe9 123", "caf\xe9 123"}, // Latin-1 left as it is
-	} {
-		got, err := readerText([]byte(tt.in))
-		if err != nil || string(got) != tt.want {
-			t.Errorf("readerText(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-	// Text that grows without bound under NFKC is refused, not expanded.
-	if _, err := readerText(bytes.Repeat([]byte("\ufdfa"), 10000)); !errors.Is(err, errTooMuchToScan) {
-		t.Errorf("U+FDFA ten thousand times: %v, want errTooMuchToScan", err)
-	}
-}
-
 func TestCMSSignedContent(t *testing.T) {
 	for _, name := range []string{"signed-b64.p7m", "signed-b64-ber.p7m"} {
 		content, ok := cmsSignedContent(cmsFixture(t, name))
@@ -279,53 +231,4 @@ func TestCMSSignedContent(t *testing.T) {
 			t.Errorf("%s read as signed data", name)
 		}
 	}
-}
-
-// TestDigitValues: every decimal digit in Unicode maps to its value.
-func TestDigitValues(t *testing.T) {
-	for r := rune(0); r <= unicode.MaxRune; r++ {
-		if !unicode.Is(unicode.Nd, r) {
-			continue
-		}
-		// Each run of digits starts at a zero: the digit ten places on
-		// (or back) has the same value, and the first of a run is zero.
-		want := digitValue(r)
-		if !unicode.Is(unicode.Nd, r-rune(want)) || (want > 0 && !unicode.Is(unicode.Nd, r-1)) {
-			t.Fatalf("U+%04X: value %d, but U+%04X is no digit", r, want, r-rune(want))
-		}
-		if want == 0 && unicode.Is(unicode.Nd, r-1) && digitValue(r-1) != 9 {
-			t.Fatalf("U+%04X is a zero after U+%04X, whose value is %d", r, r-1, digitValue(r-1))
-		}
-	}
-}
-
-// FuzzRenderHTML: rendering and reading never panic, stay bounded, and
-// reading what was read changes nothing.
-func FuzzRenderHTML(f *testing.F) {
-	for _, s := range []string{"<p>a &#49; <b>b</b></p>", "123-<!-- x -->45", "<script>x</script>", "<noscript><noscript>deep</noscript></noscript>",
-		"<img alt=\"&#65297;\">", "&#0;\x00<![CDATA[x]]>", "<title>&amp;</title><textarea>&lt;</textarea>", "１２３\u200b\u00ad-\u2212"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		out := renderHTML(in, true)
-		if all := renderHTML(in, false); len(all) > 3*len(in)+3 {
-			t.Fatalf("%d octets rendered as %d", len(in), len(all))
-		}
-		if len(out) > 3*len(in)+3 {
-			t.Fatalf("%d octets rendered as %d", len(in), len(out))
-		}
-		rt, err := readerText(out)
-		if err != nil {
-			return
-		}
-		if len(rt) > maxReaderTextGrowth*len(out)+1024 {
-			t.Fatalf("read as %d octets from %d", len(rt), len(out))
-		}
-		if utf8.Valid(out) {
-			again, err := readerText(rt)
-			if err == nil && !bytes.Equal(again, rt) {
-				t.Fatalf("reading %q again gives %q", rt, again)
-			}
-		}
-	})
 }

@@ -33,7 +33,7 @@ type PolicyConfig struct {
 	InternalDomains []string
 	Notice          string
 	Rules           []ContentRule
-	Registry        *Registry
+	Registry        Consents  // the consent registry (*Registry)
 	Keys            Keys      // nil: nobody has a key
 	Encrypter       Encrypter // nil: nothing can be encrypted
 	Now             func() time.Time
@@ -43,7 +43,7 @@ type PolicyConfig struct {
 // replaced while the relay runs (Reload), e.g. on SIGHUP.
 type Policy struct {
 	cfg       atomic.Pointer[policySettings]
-	registry  *Registry
+	registry  Consents
 	keys      Keys
 	encrypter Encrypter
 	now       func() time.Time
@@ -124,40 +124,50 @@ func (p *Policy) IsInternal(address string) bool {
 // internal domain, usable key, consent on file, else refused. An error
 // means a decision could not be made (it wraps ErrUnavailable).
 func (p *Policy) Decide(ctx context.Context, account, recipient string) (record.Decision, error) {
+	d, _, err := p.decide(ctx, recipient, p.now())
+	return d, err
+}
+
+// decide is every decision about a recipient, at RCPT and again before
+// delivery (RecheckConsent), so that the two ask in one order. It returns
+// the consent standing too when it was asked (not for colleagues and key
+// holders). A recipient whose address cannot be read is refused with no
+// Address.
+func (p *Policy) decide(ctx context.Context, recipient string, now time.Time) (record.Decision, ConsentStatus, error) {
 	n, err := addr.Normalize(recipient)
 	if err != nil {
 		return record.Decision{Recipient: recipient, Protection: record.Refused,
-			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, nil
+			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, ConsentStatus{}, nil
 	}
 	d := record.Decision{Recipient: recipient, Address: n}
 	if p.IsInternal(n) {
 		d.Protection, d.Reason = record.Internal, "internal domain "+addr.DomainOf(n)
-		return d, nil
+		return d, ConsentStatus{}, nil
 	}
 	var key KeyLookup
 	if p.keys != nil {
 		key, err = p.keys.Lookup(ctx, n)
 		if err != nil {
-			return d, fmt.Errorf("keyring: %w: %w", ErrUnavailable, err)
+			return d, ConsentStatus{}, fmt.Errorf("keyring: %w: %w", ErrUnavailable, err)
 		}
 		if key.Status == KeyUsable {
 			d.Protection, d.KeyFingerprint = record.Encrypted, key.Fingerprint
 			d.Reason = "encrypted to OpenPGP key " + key.Fingerprint
-			return d, nil
+			return d, ConsentStatus{}, nil
 		}
 	}
-	st, err := p.registry.Current(ctx, n, p.now())
+	st, err := p.registry.Current(ctx, n, now)
 	if err != nil {
-		return d, err
+		return d, st, err
 	}
 	if st.State == ConsentActive {
 		ev := *st.Given
 		d.Protection, d.Consent = record.Consented, &ev
 		d.Reason = fmt.Sprintf("consent to unencrypted email signed %s (%s)", ev.Signed, ev.Evidence)
-		return d, nil
+		return d, st, nil
 	}
-	d.Protection, d.Reason = record.Refused, refusalReason(n, st, key, p.now())
-	return d, nil
+	d.Protection, d.Reason = record.Refused, refusalReason(n, st, key, now)
+	return d, st, nil
 }
 
 // refusalReason is the one sentence a therapist reads in the mail client:

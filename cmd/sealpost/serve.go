@@ -21,7 +21,6 @@ import (
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
-	"github.com/sealpost/sealpost/rules"
 )
 
 func init() {
@@ -224,7 +223,6 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	var clients atomic.Pointer[relay.ClientSettings]
 	cs := clientSettings(cfg)
 	clients.Store(&cs)
-	consent := &consentGate{registry: deps.registry, keys: deps.keys, internal: deps.rules.IsInternal}
 
 	srv, err := relay.New(relay.Config{
 		Hostname:                 cfg.SMTP.Hostname,
@@ -247,7 +245,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 			RetryMin: cfg.Upstream.RetryMin.D(), RetryMax: cfg.Upstream.RetryMax.D(),
 		},
 		Policy:       deps.policy,
-		ConsentCheck: consent.check,
+		ConsentCheck: deps.rules.RecheckConsent,
 		Archive:      deps.archive,
 		Metrics:      metrics,
 		Logger:       log,
@@ -354,60 +352,4 @@ func fmtAddr(a net.Addr) string {
 
 func quoteJSON(s string) string {
 	return fmt.Sprintf("%q", s)
-}
-
-// consentGate answers the relay's ConsentCheck from the consent registry:
-// a copy that goes out in clear because its clients consented may wait in
-// the queue for days after RCPT, and only a consent that is active when it
-// is handed to the provider lets it go.
-type consentGate struct {
-	registry interface {
-		Current(ctx context.Context, address string, now time.Time) (rules.ConsentStatus, error)
-	}
-	keys interface {
-		Lookup(ctx context.Context, address string) (rules.KeyLookup, error)
-	}
-	// internal is the policy's: colleagues need no consent.
-	internal func(address string) bool
-}
-
-// check implements relay.ConsentCheck. A clear copy with a consented
-// client may also go to colleagues (internal domains: no consent needed)
-// and, when the client encrypted the message itself, to key holders who
-// never consented: a recipient without any consent on file is sent to only
-// while they still have a usable key. Errors name no address.
-func (g *consentGate) check(ctx context.Context, recipients []string, now time.Time) (map[string]string, error) {
-	withdrawn := map[string]string{}
-	for _, r := range recipients {
-		n, err := addr.Normalize(r)
-		if err != nil {
-			withdrawn[r] = "the address cannot be read"
-			continue
-		}
-		if g.internal(n) {
-			continue
-		}
-		st, err := g.registry.Current(ctx, n, now)
-		if err != nil {
-			return nil, fmt.Errorf("consent check: %w", err)
-		}
-		switch {
-		case st.State == rules.ConsentActive:
-		case st.State == rules.ConsentRevoked && st.Revoked != nil:
-			withdrawn[r] = "revoked on " + st.Revoked.RecordedAt.In(now.Location()).Format(time.DateOnly)
-		case st.State == rules.ConsentExpired && st.Given != nil:
-			withdrawn[r] = "expired on " + st.Given.Expires
-		case st.State == rules.ConsentNone && g.keys != nil:
-			k, err := g.keys.Lookup(ctx, n)
-			if err != nil {
-				return nil, fmt.Errorf("consent check: %w", err)
-			}
-			if k.Status != rules.KeyUsable {
-				withdrawn[r] = "no consent on file"
-			}
-		default:
-			withdrawn[r] = "no consent on file"
-		}
-	}
-	return withdrawn, nil
 }

@@ -1,0 +1,70 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sealpost/sealpost/record"
+)
+
+// Consents is the consent registry as the policy reads it (implemented by
+// *Registry).
+type Consents interface {
+	// Current is the address's standing at now; an error wraps ErrUnavailable.
+	Current(ctx context.Context, address string, now time.Time) (ConsentStatus, error)
+}
+
+// RecheckConsent is asked right before a copy that goes out in clear on its
+// clients' consent is handed to the provider (the relay's ConsentCheck): a
+// message may wait in the queue for days after RCPT, and only a consent
+// that holds now lets it go. It returns the recipients who may no longer
+// have the copy, each with a short phrase for the sender's failure notice
+// and the record ("revoked on 2026-03-02"); the others may have it.
+//
+// Every recipient is decided again as Decide decides now. Colleagues and
+// clients with an active consent may have the copy; a refused recipient
+// may not. A key holder is in a clear copy either because the client
+// encrypted the message itself, or on a consent given before the key came:
+// one who never consented, or whose consent holds, may have it; one whose
+// consent was revoked or ran out may not.
+//
+// An error means it could not be told (it wraps ErrUnavailable) and names
+// no address.
+func (p *Policy) RecheckConsent(ctx context.Context, recipients []string, now time.Time) (map[string]string, error) {
+	withdrawn := map[string]string{}
+	for _, r := range recipients {
+		d, st, err := p.decide(ctx, r, now)
+		if err != nil {
+			return nil, fmt.Errorf("consent check: %w", err)
+		}
+		if d.Address == "" {
+			withdrawn[r] = "the address cannot be read"
+			continue
+		}
+		switch d.Protection {
+		case record.Internal, record.Consented:
+			continue
+		case record.Encrypted:
+			if st, err = p.registry.Current(ctx, d.Address, now); err != nil {
+				return nil, fmt.Errorf("consent check: %w", err)
+			}
+			if st.State == ConsentNone || st.State == ConsentActive {
+				continue
+			}
+		}
+		withdrawn[r] = withdrawnPhrase(st, now)
+	}
+	return withdrawn, nil
+}
+
+// withdrawnPhrase says in a few words why a consent no longer lets a copy go.
+func withdrawnPhrase(st ConsentStatus, now time.Time) string {
+	switch {
+	case st.State == ConsentRevoked && st.Revoked != nil:
+		return "revoked on " + st.Revoked.RecordedAt.In(now.Location()).Format(dateLayout)
+	case st.State == ConsentExpired && st.Given != nil:
+		return "expired on " + st.Given.Expires
+	}
+	return "no consent on file"
+}

@@ -218,17 +218,3 @@ func TestContentRulesReadWhatReadersSee(t *testing.T) {
 		}
 	}
 }
-
-func TestCMSSignedContent(t *testing.T) {
-	for _, name := range []string{"signed-b64.p7m", "signed-b64-ber.p7m"} {
-		content, ok := cmsSignedContent(cmsFixture(t, name))
-		if !ok || !bytes.Contains(content, []byte("Content-Transfer-Encoding: base64")) {
-			t.Errorf("%s: %v %q", name, ok, content)
-		}
-	}
-	for _, name := range []string{"enveloped-der.p7m", "enveloped-ber.p7m", "authenveloped.p7m"} {
-		if _, ok := cmsSignedContent(cmsFixture(t, name)); ok {
-			t.Errorf("%s read as signed data", name)
-		}
-	}
-}

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -133,15 +131,6 @@ func b64Lines(b []byte) string {
 	return out.String() + s + "\r\n"
 }
 
-func cmsFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "cms", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // encryptedVariants are messages (after the common header) that claim
 // encryption, and whether they are what they claim.
 func encryptedVariants(t testing.TB) []struct {
@@ -255,38 +244,6 @@ func TestVerifyEncrypted(t *testing.T) {
 	}
 }
 
-// TestCMSEnvelopedFixtures: the openssl-made fixtures are what their names
-// say (so that the variants above test what they mean to).
-func TestCMSEnvelopedFixtures(t *testing.T) {
-	for name, want := range map[string]string{
-		"enveloped-der.p7m":  "enveloped-data",
-		"enveloped-ber.p7m":  "enveloped-data",
-		"enveloped-3des.p7m": "enveloped-data",
-		"authenveloped.p7m":  "authenveloped-data",
-	} {
-		der := cmsFixture(t, name)
-		if err := verifyCMSEnveloped(der, want); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-		if err := verifyCMSEnveloped(der, ""); err != nil {
-			t.Errorf("%s, either type: %v", name, err)
-		}
-		for i := 1; i < len(der); i += 7 {
-			if verifyCMSEnveloped(der[:i], "") == nil {
-				t.Errorf("%s cut to %d octets passes", name, i)
-			}
-		}
-	}
-	if verifyCMSEnveloped(cmsFixture(t, "signed.p7m"), "") == nil {
-		t.Error("signed data passes as enveloped")
-	}
-	// A BER element nested deeper than the limit is refused, not followed.
-	deep := bytes.Repeat([]byte{0x30, 0x80}, 10000)
-	if _, _, err := readBER(deep, 0); err == nil {
-		t.Error("10,000 nested indefinite lengths read")
-	}
-}
-
 // FuzzVerifyEncrypted: the check never panics, and what passes as a whole
 // encrypted message never carries a literal-data packet or text outside its
 // armor.
@@ -304,20 +261,6 @@ func FuzzVerifyEncrypted(f *testing.F) {
 		}
 		if kind == "" {
 			t.Fatal("valid without a kind")
-		}
-	})
-}
-
-// FuzzCMSEnveloped: the BER reader never panics or loops on any input,
-// and no input is both enveloped and signed data.
-func FuzzCMSEnveloped(f *testing.F) {
-	for _, name := range []string{"enveloped-der.p7m", "enveloped-ber.p7m", "enveloped-3des.p7m", "authenveloped.p7m", "signed.p7m", "signed-b64-ber.p7m"} {
-		f.Add(cmsFixture(f, name))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		_, signed := cmsSignedContent(in)
-		if verifyCMSEnveloped(in, "") == nil && signed {
-			t.Fatal("both enveloped and signed")
 		}
 	})
 }

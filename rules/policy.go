@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,16 +16,6 @@ import (
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/record"
 )
-
-// ContentRule is one [[policy.rule]]: a regular expression on the subject
-// or body text of copies that would go out in clear to a client.
-type ContentRule struct {
-	Name    string
-	Pattern string
-	On      string // "subject", "body" or "any" (default)
-	Action  string // "refuse" or "require_encryption"
-	Reply   string // what the therapist reads; a default is made when empty
-}
 
 // PolicyConfig is what NewPolicy needs.
 type PolicyConfig struct {
@@ -49,17 +38,6 @@ type Policy struct {
 	now       func() time.Time
 }
 
-type policySettings struct {
-	internal map[string]bool
-	notice   *noticeText
-	rules    []compiledRule
-}
-
-type compiledRule struct {
-	ContentRule
-	re *regexp.Regexp
-}
-
 // NewPolicy checks the configuration and returns a policy.
 func NewPolicy(cfg PolicyConfig) (*Policy, error) {
 	if cfg.Registry == nil {
@@ -80,35 +58,12 @@ func NewPolicy(cfg PolicyConfig) (*Policy, error) {
 
 // Reload replaces the internal domains, the notice and the content rules;
 // messages already in progress finish with the settings they started with.
+// The settings are checked as CheckSettings does; the error names the first
+// problem.
 func (p *Policy) Reload(internalDomains []string, notice string, rules []ContentRule) error {
-	s := &policySettings{internal: map[string]bool{}}
-	for _, d := range internalDomains {
-		n, err := addr.Domain(d)
-		if err != nil {
-			return fmt.Errorf("policy: internal domain: %w", err)
-		}
-		s.internal[n] = true
-	}
-	if strings.TrimSpace(notice) == "" {
-		return errors.New("policy: the confidentiality notice is empty")
-	}
-	s.notice = newNoticeText(notice)
-	for _, r := range rules {
-		re, err := regexp.Compile(r.Pattern)
-		if err != nil {
-			return fmt.Errorf("policy: rule %q: %w", r.Name, err)
-		}
-		switch r.On {
-		case "":
-			r.On = "any"
-		case "subject", "body", "any":
-		default:
-			return fmt.Errorf("policy: rule %q: on must be subject, body or any", r.Name)
-		}
-		if r.Action != "refuse" && r.Action != "require_encryption" {
-			return fmt.Errorf("policy: rule %q: action must be refuse or require_encryption", r.Name)
-		}
-		s.rules = append(s.rules, compiledRule{ContentRule: r, re: re})
+	s, problems := newPolicySettings(internalDomains, notice, rules)
+	if len(problems) > 0 {
+		return fmt.Errorf("policy: %s", problems[0])
 	}
 	p.cfg.Store(s)
 	return nil

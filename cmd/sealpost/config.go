@@ -17,6 +17,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/rules"
 )
 
 // defaultConfigPath is where packaged installs keep the configuration.
@@ -145,6 +146,15 @@ type PolicyConfig struct {
 	InternalDomains []string     `toml:"internal_domains"`
 	Notice          string       `toml:"notice"`
 	Rules           []RuleConfig `toml:"rule"`
+}
+
+// ContentRules are the [[policy.rule]] entries as the policy takes them.
+func (p PolicyConfig) ContentRules() []rules.ContentRule {
+	var out []rules.ContentRule
+	for _, r := range p.Rules {
+		out = append(out, rules.ContentRule{Name: r.Name, Pattern: r.Pattern, On: r.On, Action: r.Action, Reply: r.Reply})
+	}
+	return out
 }
 
 // RuleConfig is one [[policy.rule]]: a content rule for copies that would go out in clear.
@@ -623,36 +633,8 @@ func (c *Config) validate(file string) ConfigErrors {
 		bad("autoconfig.imap_tls", "must be implicit or starttls, not %q", c.Clients.IMAPTLS)
 	}
 
-	if strings.TrimSpace(c.Policy.Notice) == "" {
-		bad("policy.notice", "must hold the practice's confidentiality notice; every outgoing message carries it")
-	}
-	for i, d := range c.Policy.InternalDomains {
-		if _, err := addr.Domain(d); err != nil {
-			bad("policy.internal_domains", "entry %d: %v", i+1, err)
-		}
-	}
-	names := map[string]bool{}
-	for i, r := range c.Policy.Rules {
-		k := fmt.Sprintf("policy.rule[%d]", i)
-		if r.Name == "" {
-			bad(k+".name", "must be set")
-		} else if names[r.Name] {
-			bad(k+".name", "%q is used by two rules", r.Name)
-		}
-		names[r.Name] = true
-		if _, err := regexp.Compile(r.Pattern); err != nil || r.Pattern == "" {
-			bad(k+".pattern", "must be a regular expression: %v", err)
-		}
-		switch r.On {
-		case "", "subject", "body", "any":
-		default:
-			bad(k+".on", "must be subject, body or any, not %q", r.On)
-		}
-		switch r.Action {
-		case "refuse", "require_encryption":
-		default:
-			bad(k+".action", "must be refuse or require_encryption, not %q", r.Action)
-		}
+	for _, p := range rules.CheckSettings(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules()) {
+		bad("policy."+p.Key, "%s", p.Msg)
 	}
 	switch c.PGP.Autocrypt {
 	case "use", "propose", "ignore":

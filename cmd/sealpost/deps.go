@@ -32,14 +32,6 @@ func (d *serveDeps) close() {
 	}
 }
 
-func contentRules(cfg *Config) []rules.ContentRule {
-	var out []rules.ContentRule
-	for _, r := range cfg.Policy.Rules {
-		out = append(out, rules.ContentRule{Name: r.Name, Pattern: r.Pattern, On: r.On, Action: r.Action, Reply: r.Reply})
-	}
-	return out
-}
-
 // openPolicyAndArchive opens the consent registry and builds the policy.
 func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*serveDeps, error) {
 	d := &serveDeps{}
@@ -72,7 +64,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 	policy, err := rules.NewPolicy(rules.PolicyConfig{
 		InternalDomains: cfg.Policy.InternalDomains,
 		Notice:          cfg.Policy.Notice,
-		Rules:           contentRules(cfg),
+		Rules:           cfg.Policy.ContentRules(),
 		Registry:        reg,
 		Keys:            keys,
 		Encrypter:       pgp.NewEncrypter(keys, practice),
@@ -83,7 +75,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 	}
 	d.policy, d.rules = policy, policy
 	d.reload = func(c *Config) error {
-		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, contentRules(c))
+		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules())
 	}
 
 	pub, warning, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -77,52 +76,23 @@ func verifyEncryptedMessage(r io.Reader) (string, error) {
 		return "", notEncrypted("header: %v", err)
 	}
 	mt, params := contentType(h)
-	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	cte := transferEncoding(h)
 	switch mt {
 	case "multipart/encrypted":
 		if !strings.EqualFold(params["protocol"], "application/pgp-encrypted") {
 			return "", notEncrypted("multipart/encrypted of protocol %q", params["protocol"])
 		}
-		if !unencoded(cte) {
+		if !isIdentityEncoding(cte) {
 			return "", notEncrypted("multipart with transfer encoding %q", cte)
 		}
 		return kindPGPMIME, verifyPGPMIME(br, params["boundary"])
 	case "application/pkcs7-mime", "application/x-pkcs7-mime":
 		return kindSMIME, verifySMIME(br, params["smime-type"], cte)
 	case "text/plain":
-		if isAttachment(h) || !unencoded(cte) {
+		if isAttachment(h) || !isIdentityEncoding(cte) {
 			return "", notEncrypted("text/plain attachment or transfer encoding %q", cte)
 		}
 		return kindInlinePGP, verifyArmoredMessage(br)
 	}
 	return "", notEncrypted("type %s", mt)
-}
-
-// lineLimitReader fails at the first line over 998 octets.
-type lineLimitReader struct {
-	r   io.Reader
-	cur int
-}
-
-var errLongLineRead = errors.New("a line is longer than 998 octets")
-
-func (l *lineLimitReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	rest := p[:n]
-	for len(rest) > 0 {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			l.cur += len(rest)
-			break
-		}
-		if l.cur+i > maxLine+1 {
-			return 0, notEncrypted("%v", errLongLineRead)
-		}
-		l.cur = 0
-		rest = rest[i+1:]
-	}
-	if l.cur > maxLine+1 {
-		return 0, notEncrypted("%v", errLongLineRead)
-	}
-	return n, err
 }

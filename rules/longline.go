@@ -4,10 +4,22 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 
 	"github.com/emersion/go-message/textproto"
+)
+
+// RFC 5322 2.1.1: a line is at most 998 octets, its CRLF left out. Body
+// lines longer than that are re-encoded where the part may be changed: text
+// parts as quoted-printable (textPlain, textHTML), other parts as base64
+// (copyLeaf). Where it may not (inside a part the sender signed or
+// encrypted) the message is refused: lineLimitWriter on what the notice
+// transform writes, lineLimitReader on a copy passed through as it is.
+const (
+	maxLine = 998
+	// maxPeek is how much of a part is examined for long lines before its
+	// header is written; a long line further on is refused.
+	maxPeek = 1 << 20
 )
 
 // hasLongLine reports a line over 998 octets (RFC 5322 2.1.1).
@@ -25,16 +37,11 @@ func hasLongLine(b []byte) bool {
 	return false
 }
 
-const (
-	maxLine = 998
-	maxPeek = 1 << 20
-)
-
 // peekLongLine reads up to maxPeek of a part to see whether it has a line
 // over 998 octets: the transfer encoding must be chosen before the part's
 // header is written. It returns the whole part again (what it read, then
 // the rest) and whether a long line was found in what it read (one further
-// on is refused: lineGuard). What it read is in a pooled buffer: call
+// on is refused: lineLimitWriter). What it read is in a pooled buffer: call
 // release once the part has been read.
 func peekLongLine(body io.Reader) (whole io.Reader, long bool, release func(), err error) {
 	buf := peekSmall.Get().(*[]byte)
@@ -63,10 +70,10 @@ func peekLongLine(body io.Reader) (whole io.Reader, long bool, release func(), e
 	return io.MultiReader(bytes.NewReader((*buf)[:n]), body), long, release, nil
 }
 
-// peekSmall and peekLarge hold what peekLongLine read: a part of a
-// megabyte read into a fresh slice cost the relay more in allocation and
-// clearing than in reading. Most parts fit the small ones, which keeps the
-// large ones (and the memory they hold) few.
+// peekSmall and peekLarge hold what peekLongLine read: reading a part of a
+// megabyte into a fresh slice costs more in allocation and clearing than
+// the reading itself. Most parts fit the small ones, which keeps the large
+// ones (and the memory they hold) few.
 var (
 	peekSmall = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 	peekLarge = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
@@ -75,8 +82,7 @@ var (
 // copyLeaf copies a part that gets no notice (an attachment, an image),
 // re-encoding it as base64 when it has lines too long to send as they are.
 func copyLeaf(w io.Writer, h textproto.Header, body io.Reader) error {
-	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
-	if !unencoded(cte) {
+	if !isIdentityEncoding(transferEncoding(h)) {
 		return copyEntity(w, h, body)
 	}
 	whole, long, release, err := peekLongLine(body)
@@ -104,28 +110,57 @@ func copyLeaf(w io.Writer, h textproto.Header, body io.Reader) error {
 // part, or past what is examined in memory).
 var ErrLineTooLong = errors.New("a line is longer than 998 octets in a part that cannot be re-encoded")
 
-// lineGuard passes writes on and fails at the first line over 998 octets.
-type lineGuard struct {
-	w   io.Writer
+// lineLimitWriter passes writes on and fails at the first line over 998
+// octets.
+type lineLimitWriter struct {
+	w    io.Writer
+	line lineLength
+}
+
+func (l *lineLimitWriter) Write(p []byte) (int, error) {
+	if l.line.add(p) {
+		return 0, ErrLineTooLong
+	}
+	return l.w.Write(p)
+}
+
+// errLongLineRead is lineLimitReader's reason.
+var errLongLineRead = errors.New("a line is longer than 998 octets")
+
+// lineLimitReader fails at the first line over 998 octets: a message passed
+// through as it is must be sendable as it is.
+type lineLimitReader struct {
+	r    io.Reader
+	line lineLength
+}
+
+func (l *lineLimitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.line.add(p[:n]) {
+		return 0, notEncrypted("%v", errLongLineRead)
+	}
+	return n, err
+}
+
+// lineLength follows the length of the line being written or read across
+// calls.
+type lineLength struct {
 	cur int // octets since the last LF
 }
 
-func (g *lineGuard) Write(p []byte) (int, error) {
-	rest := p
-	for len(rest) > 0 {
-		i := bytes.IndexByte(rest, '\n')
+// add counts p and reports whether a line ended in it, or the line still
+// open after it, is longer than 998 octets and a CR.
+func (l *lineLength) add(p []byte) bool {
+	for {
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			g.cur += len(rest)
-			break
+			l.cur += len(p)
+			return l.cur > maxLine+1
 		}
-		if g.cur+i > maxLine+1 {
-			return 0, ErrLineTooLong
+		if l.cur+i > maxLine+1 {
+			return true
 		}
-		g.cur = 0
-		rest = rest[i+1:]
+		l.cur = 0
+		p = p[i+1:]
 	}
-	if g.cur > maxLine+1 {
-		return 0, ErrLineTooLong
-	}
-	return g.w.Write(p)
 }

@@ -34,7 +34,7 @@ func TestLongLinesReencoded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			_, err := transformNotice(&lineGuard{w: &out}, strings.NewReader(tt.msg), n)
+			_, err := transformNotice(&lineLimitWriter{w: &out}, strings.NewReader(tt.msg), n)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("err = %v, want %v", err, tt.err)
@@ -72,7 +72,7 @@ func TestLongLineSplitByPeek(t *testing.T) {
 	msg := "From: therapist@practice.example\r\nTo: a@client.example\r\nSubject: long\r\n\r\n" +
 		strings.Repeat(strings.Repeat("x", 98)+"\r\n", 649) + strings.Repeat("y", 34) + "\r\n" + line + "\r\nend\r\n"
 	var out bytes.Buffer
-	if _, err := transformNotice(&lineGuard{w: &out}, strings.NewReader(msg), newNoticeText(testNotice)); err != nil {
+	if _, err := transformNotice(&lineLimitWriter{w: &out}, strings.NewReader(msg), newNoticeText(testNotice)); err != nil {
 		t.Fatal(err)
 	}
 	raw := out.Bytes()

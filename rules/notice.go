@@ -80,7 +80,7 @@ func transform(w io.Writer, r io.Reader, n *noticeText, passThrough bool) (*tran
 	defer bufpool.PutWriter(bw)
 	// Lines over 998 octets are refused wherever they cannot be re-encoded;
 	// a copy passed through unguarded is checked by verifyEncrypted.
-	guarded := &lineGuard{w: bw}
+	guarded := &lineLimitWriter{w: bw}
 	mt, params := contentType(h)
 	prot := protection(mt, params, h)
 	if prot == "" && mt == "text/plain" && !isAttachment(h) {

@@ -75,7 +75,7 @@ func verifyPGPMIME(br *bufio.Reader, boundary string) error {
 		return notEncrypted("second part is %s", mt)
 	}
 	body = &partReader{m: mp}
-	dec, err := decodeCTE(body, strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))))
+	dec, err := decodeCTE(body, transferEncoding(h))
 	if err != nil {
 		return notEncrypted("transfer encoding")
 	}

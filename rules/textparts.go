@@ -50,14 +50,14 @@ func copyTrackingEnd(w io.Writer, r io.Reader) ([]byte, error) {
 // transfer encoding. When the charset cannot hold the notice, the part is
 // re-encoded as UTF-8.
 func (t *transformer) textPlain(w io.Writer, h textproto.Header, body io.Reader, params map[string]string) (bool, error) {
-	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	cte := transferEncoding(h)
 	label := params["charset"]
 	flowed := strings.EqualFold(params["format"], "flowed")
 	text := t.n.plain
 	if flowed {
 		text = t.n.flowed
 	}
-	if unencoded(cte) {
+	if isIdentityEncoding(cte) {
 		whole, long, release, err := peekLongLine(body)
 		if err != nil {
 			return false, err
@@ -205,7 +205,7 @@ func (t *transformer) appendEncoded(w io.Writer, body io.Reader, cte, label stri
 
 // textHTML puts an HTML notice block before </body>, or at the end.
 func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, params map[string]string) (bool, error) {
-	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	cte := transferEncoding(h)
 	if !asciiCompatible(params["charset"]) {
 		// The notice block is ASCII; it cannot be spliced into UTF-16.
 		return false, copyEntity(w, h, body)
@@ -232,7 +232,7 @@ func (t *transformer) textHTML(w io.Writer, h textproto.Header, body io.Reader, 
 	default:
 		out = [][]byte{buf}
 	}
-	if unencoded(cte) && hasLongLine(buf) {
+	if isIdentityEncoding(cte) && hasLongLine(buf) {
 		cte = "quoted-printable"
 		h.Set("Content-Transfer-Encoding", cte)
 	}

@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"io"
 	"mime/quotedprintable"
+	"strings"
+
+	"github.com/emersion/go-message/textproto"
 )
 
 func decodeCTE(r io.Reader, cte string) (io.Reader, error) {
@@ -104,7 +107,14 @@ func (s *stripSpace) Read(p []byte) (int, error) {
 	}
 }
 
-// unencoded is a transfer encoding that leaves lines as they are.
-func unencoded(cte string) bool {
+// transferEncoding is an entity's Content-Transfer-Encoding, lower case
+// ("" when it has none).
+func transferEncoding(h textproto.Header) string {
+	return strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+}
+
+// isIdentityEncoding: 7bit, 8bit, binary or none (RFC 2045 6.2), the
+// transfer encodings that leave lines as they are.
+func isIdentityEncoding(cte string) bool {
 	return cte == "" || cte == "7bit" || cte == "8bit" || cte == "binary"
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -19,10 +20,50 @@ import (
 // Acknowledgements are the practice's automatic replies to clients (the
 // turnaround time, crisis resources). RFC 3834 says when not to answer.
 
-// MayAcknowledge says whether a client's message may get an automatic
+// acknowledge sends the account's automatic reply to a client, at most once
+// per period, along the path a therapist's message takes (notice,
+// encryption or consent, archive).
+func (m *Mailbox) acknowledge(ctx context.Context, h textproto.Header, from string) {
+	reply := m.autoreply
+	if ok, why := mayAcknowledge(h, from, m.IsPractice); !ok {
+		m.log.Debug("no acknowledgement", "client", m.redact(from), "because", why)
+		return
+	}
+	now := m.now()
+	last, err := m.acks.LastAcknowledgement(ctx, m.account, from)
+	if err != nil {
+		m.log.Error("no acknowledgement: the registry cannot be read", "err", err)
+		return
+	}
+	if !last.IsZero() && now.Sub(last) < reply.Every {
+		m.log.Debug("no acknowledgement: one was sent recently", "client", m.redact(from))
+		return
+	}
+	var msg bytes.Buffer
+	writeAcknowledgement(&msg, acknowledgement{From: reply.From, To: from, Subject: reply.Subject,
+		Text: reply.Text, InReplyTo: h.Get("Message-Id"), Date: now})
+	id, err := m.send(ctx, m.account, reply.From, []string{from}, &msg)
+	if err != nil {
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			// The reason names the client's address: it is in the archive's
+			// refusal record, not in the log.
+			m.log.Warn("no acknowledgement: the rules refuse mail to this client (no key, no consent)", "client", m.redact(from))
+			return
+		}
+		m.log.Error("acknowledgement not sent", "client", m.redact(from), "err", err)
+		return
+	}
+	if err := m.acks.RecordAcknowledgement(ctx, m.account, from, now); err != nil {
+		m.log.Error("acknowledgement sent but not noted; the client may get another", "err", err)
+	}
+	m.log.Info("acknowledgement queued", "client", m.redact(from), "id", id)
+}
+
+// mayAcknowledge says whether a client's message may get an automatic
 // reply, and if not, why: never to something automatic itself, bulk or from
 // a list, never to the practice, never to a bounce.
-func MayAcknowledge(h textproto.Header, from string, isPractice func(string) bool) (bool, string) {
+func mayAcknowledge(h textproto.Header, from string, isPractice func(string) bool) (bool, string) {
 	if v := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted"))); v != "" && v != "no" {
 		return false, "auto-submitted"
 	}
@@ -57,8 +98,8 @@ func MayAcknowledge(h textproto.Header, from string, isPractice func(string) boo
 	return true, ""
 }
 
-// Acknowledgement is one automatic reply to write.
-type Acknowledgement struct {
+// acknowledgement is one automatic reply to write.
+type acknowledgement struct {
 	From, To  string // the practice's address, the client's
 	Subject   string
 	Text      string // the practice's words: turnaround time, crisis resources
@@ -66,9 +107,9 @@ type Acknowledgement struct {
 	Date      time.Time
 }
 
-// WriteAcknowledgement writes the reply as a message (CRLF, UTF-8,
+// writeAcknowledgement writes the reply as a message (CRLF, UTF-8,
 // quoted-printable), marked Auto-Submitted: auto-replied (RFC 3834).
-func WriteAcknowledgement(w io.Writer, a Acknowledgement) error {
+func writeAcknowledgement(w io.Writer, a acknowledgement) error {
 	var b strings.Builder
 	b.WriteString("From: <" + a.From + ">\r\n")
 	b.WriteString("To: <" + a.To + ">\r\n")

@@ -41,8 +41,8 @@ func TestMayAcknowledge(t *testing.T) {
 			for k, v := range tt.headers {
 				h.Set(k, v)
 			}
-			if ok, why := MayAcknowledge(h, tt.from, practice); ok != tt.ok {
-				t.Errorf("MayAcknowledge = %v (%s), want %v", ok, why, tt.ok)
+			if ok, why := mayAcknowledge(h, tt.from, practice); ok != tt.ok {
+				t.Errorf("mayAcknowledge = %v (%s), want %v", ok, why, tt.ok)
 			}
 		})
 	}
@@ -51,7 +51,7 @@ func TestMayAcknowledge(t *testing.T) {
 func TestWriteAcknowledgement(t *testing.T) {
 	var b strings.Builder
 	text := "We answer within two working days.\nIn a crisis call or text 988, or text HOME to 741741.\nUmlaut: Grüße"
-	err := WriteAcknowledgement(&b, Acknowledgement{From: "therapist@practice.example", To: "anna@client.example",
+	err := writeAcknowledgement(&b, acknowledgement{From: "therapist@practice.example", To: "anna@client.example",
 		Subject: "Your message was received", Text: text, InReplyTo: "<m1@client.example>", Date: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,6 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/sealpost/sealpost/archive"
-	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/ids"
 )
 
@@ -60,17 +59,23 @@ type Options struct {
 	// Backoff bounds the wait before reconnecting after a failure.
 	BackoffMin, BackoffMax time.Duration
 
-	// IsClient says whether an address is a client's (in the consent
-	// registry or the keyring). An error leaves the message for later.
-	IsClient func(ctx context.Context, address string) (bool, error)
-	// IsPractice says whether an address is the practice's own.
-	IsPractice func(address string) bool
+	// Classify says from a message's envelope (the addresses in From, and
+	// in To, Cc and Bcc, as written) whether the record keeps it. An error
+	// leaves the message for later.
+	Classify func(ctx context.Context, from, recipients []string) (Classified, error)
 	// OnClientMessage is called after a message from a client is recorded.
 	OnClientMessage func(ctx context.Context, m ClientMessage)
 
 	Archive Recorder
 	Logger  *slog.Logger
 	Now     func() time.Time
+}
+
+// Classified is what a message is to the record, decided from its envelope.
+type Classified struct {
+	Sender  string   // normalised
+	Clients []string // normalised; none: the record does not keep it
+	Inbound bool     // from a client; otherwise from the practice to Clients
 }
 
 // Watcher keeps one connection to one account's mailbox.
@@ -87,8 +92,8 @@ type Watcher struct {
 
 // New checks the options and fills in defaults.
 func New(o Options) (*Watcher, error) {
-	if o.Archive == nil || o.IsClient == nil || o.IsPractice == nil {
-		return nil, errors.New("ingest: archive, IsClient and IsPractice are required")
+	if o.Archive == nil || o.Classify == nil {
+		return nil, errors.New("ingest: archive and Classify are required")
 	}
 	if len(o.Folders) == 0 {
 		o.Folders = []string{"INBOX"}
@@ -345,47 +350,26 @@ func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, folder string)
 	return nil
 }
 
-// classify decides from the envelope: from a client (inbound), or from the
-// practice to clients (outbound, e.g. in a Sent folder); anything else is
-// not the record's business.
+// classify asks Options.Classify about a message's envelope.
 func (w *Watcher) classify(ctx context.Context, m *imapclient.FetchMessageBuffer) (candidate, bool, error) {
 	env := m.Envelope
-	cand := candidate{uid: m.UID, date: m.InternalDate}
+	var from, rcpts []string
 	for _, a := range env.From {
-		n, err := addr.Normalize(a.Addr())
-		if err != nil {
-			continue
+		from = append(from, a.Addr())
+	}
+	for _, list := range [][]imap.Address{env.To, env.Cc, env.Bcc} {
+		for _, a := range list {
+			rcpts = append(rcpts, a.Addr())
 		}
-		cand.from = n
-		break
 	}
-	if cand.from == "" {
-		return cand, false, nil
+	c, err := w.o.Classify(ctx, from, rcpts)
+	if err != nil || len(c.Clients) == 0 {
+		return candidate{}, false, err
 	}
-	if w.o.IsPractice(cand.from) {
-		for _, list := range [][]imap.Address{env.To, env.Cc, env.Bcc} {
-			for _, a := range list {
-				n, err := addr.Normalize(a.Addr())
-				if err != nil {
-					continue
-				}
-				ok, err := w.o.IsClient(ctx, n)
-				if err != nil {
-					return cand, false, err
-				}
-				if ok {
-					cand.clients = append(cand.clients, n)
-				}
-			}
-		}
-		cand.direction = archive.Outbound
-		return cand, len(cand.clients) > 0, nil
+	cand := candidate{uid: m.UID, date: m.InternalDate, direction: archive.Outbound, clients: c.Clients, from: c.Sender}
+	if c.Inbound {
+		cand.direction = archive.Inbound
 	}
-	ok, err := w.o.IsClient(ctx, cand.from)
-	if err != nil || !ok {
-		return cand, false, err
-	}
-	cand.direction, cand.clients = archive.Inbound, []string{cand.from}
 	return cand, true, nil
 }
 

@@ -3,16 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
-	"time"
+
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/archive/ingest"
-	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
@@ -81,18 +79,54 @@ func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, e
 	if err != nil {
 		return nil, err
 	}
-	isPractice := practiceAddresses(cfg)
-	log := r.log.With("account", a.Username)
-	o.Poll = a.IMAP.Poll.D()
-	o.IsClient, o.IsPractice = r.isClient, isPractice
-	o.OnClientMessage = func(ctx context.Context, cm ingest.ClientMessage) {
-		r.offeredKey(ctx, cfg.PGP.Autocrypt, cm, log)
-		if a.Autoreply != nil {
-			r.acknowledge(ctx, a, cm, isPractice, log)
-		}
+	mailbox, err := r.mailbox(cfg, a)
+	if err != nil {
+		return nil, err
 	}
+	o.Poll = a.IMAP.Poll.D()
+	o.Classify = func(ctx context.Context, from, recipients []string) (ingest.Classified, error) {
+		c, err := mailbox.Classify(ctx, from, recipients)
+		return ingest.Classified{Sender: c.From, Clients: c.Clients, Inbound: c.FromClient}, err
+	}
+	o.OnClientMessage = func(ctx context.Context, cm ingest.ClientMessage) { mailbox.ClientWrote(ctx, cm.Header, cm.From) }
 	o.Archive, o.Logger = r.deps.arch, r.log
 	return ingest.New(o)
+}
+
+// mailbox is the policy for the account's mailbox; its acknowledgements
+// are sent through the relay.
+func (r *ingestRunner) mailbox(cfg *Config, a AccountConfig) (*rules.Mailbox, error) {
+	var own []string
+	for _, acct := range cfg.Accounts {
+		own = append(own, acct.Addresses...)
+	}
+	mc := rules.MailboxConfig{Account: a.Username, Policy: r.deps.rules, PracticeAddresses: own,
+		Keys: autocryptKeyring{r.deps.keys}, Acknowledgements: r.deps.registry, Autocrypt: rules.AutocryptMode(cfg.PGP.Autocrypt),
+		Send: r.srv.Submit, Logger: r.log.With("account", a.Username), Redact: r.redact}
+	if ar := a.Autoreply; ar != nil {
+		mc.Autoreply = &rules.Autoreply{Every: ar.Every.D(), From: ar.From, Subject: ar.Subject, Text: ar.Text}
+	}
+	return rules.NewMailbox(mc)
+}
+
+// autocryptKeyring is the keyring as rules.ClientKeys.
+type autocryptKeyring struct{ *pgp.Keyring }
+
+func (k autocryptKeyring) TakeOffered(ctx context.Context, h textproto.Header, from string, use bool) ([]rules.OfferedKey, error) {
+	key, ok := pgp.AutocryptKey(h, from)
+	if !ok {
+		return nil, nil
+	}
+	take := k.Propose
+	if use {
+		take = k.Import
+	}
+	infos, err := take(ctx, bytes.NewReader(key), "autocrypt")
+	var out []rules.OfferedKey
+	for _, i := range infos {
+		out = append(out, rules.OfferedKey{Fingerprint: i.Fingerprint, Status: i.Status, Proposed: i.Status == pgp.KeyProposed})
+	}
+	return out, err
 }
 
 // imapOptions is how to reach and log in to the account's mailbox.
@@ -119,111 +153,4 @@ func imapOptions(cfg *Config, a AccountConfig, log *slog.Logger) (ingest.Options
 	}
 	o.TLSConfig = tc
 	return o, nil
-}
-
-// isClient: a client is anyone the consent registry has a record of, or
-// whom an accepted key belongs to.
-func (r *ingestRunner) isClient(ctx context.Context, address string) (bool, error) {
-	st, err := r.deps.registry.Current(ctx, address, time.Now())
-	if err != nil {
-		return false, err
-	}
-	if st.State != rules.ConsentNone {
-		return true, nil
-	}
-	return r.deps.keys.Has(ctx, address)
-}
-
-// practiceAddresses says whether an address is the practice's own: an
-// account's, or at one of the internal domains.
-func practiceAddresses(cfg *Config) func(string) bool {
-	own := map[string]bool{}
-	for _, a := range cfg.Accounts {
-		for _, s := range a.Addresses {
-			if n, err := addr.Normalize(s); err == nil {
-				own[n] = true
-			}
-		}
-	}
-	domains := map[string]bool{}
-	for _, d := range cfg.Policy.InternalDomains {
-		domains[strings.ToLower(strings.TrimSuffix(d, "."))] = true
-	}
-	return func(a string) bool {
-		n, err := addr.Normalize(a)
-		if err != nil {
-			return false
-		}
-		return own[n] || domains[n[strings.LastIndexByte(n, '@')+1:]]
-	}
-}
-
-// offeredKey takes the key in a client's Autocrypt header into the keyring:
-// used at once ("use"), or kept until an admin accepts it ("propose").
-func (r *ingestRunner) offeredKey(ctx context.Context, mode string, cm ingest.ClientMessage, log *slog.Logger) {
-	if mode == "ignore" {
-		return
-	}
-	key, ok := pgp.AutocryptKey(cm.Header, cm.From)
-	if !ok {
-		return
-	}
-	var infos []pgp.KeyInfo
-	var err error
-	if mode == "use" {
-		infos, err = r.deps.keys.Import(ctx, bytes.NewReader(key), "autocrypt")
-	} else {
-		infos, err = r.deps.keys.Propose(ctx, bytes.NewReader(key), "autocrypt")
-	}
-	if err != nil {
-		log.Warn("a client's Autocrypt key could not be taken", "client", r.redact(cm.From), "err", err)
-		return
-	}
-	for _, k := range infos {
-		if k.Status == pgp.KeyProposed {
-			log.Info("a client offered a key in an Autocrypt header; it is used after: sealpost keys accept FINGERPRINT",
-				"client", r.redact(cm.From), "fingerprint", k.Fingerprint)
-		} else {
-			log.Info("a client's Autocrypt key is in the keyring", "client", r.redact(cm.From), "fingerprint", k.Fingerprint, "status", k.Status)
-		}
-	}
-}
-
-// acknowledge sends the account's automatic reply to a client, at most once
-// per period, through the relay (notice, encryption or consent, archive).
-func (r *ingestRunner) acknowledge(ctx context.Context, a AccountConfig, cm ingest.ClientMessage, isPractice func(string) bool, log *slog.Logger) {
-	reply := a.Autoreply
-	if ok, why := rules.MayAcknowledge(cm.Header, cm.From, isPractice); !ok {
-		log.Debug("no acknowledgement", "client", r.redact(cm.From), "because", why)
-		return
-	}
-	now := time.Now()
-	last, err := r.deps.registry.LastAcknowledgement(ctx, a.Username, cm.From)
-	if err != nil {
-		log.Error("no acknowledgement: the registry cannot be read", "err", err)
-		return
-	}
-	if !last.IsZero() && now.Sub(last) < reply.Every.D() {
-		log.Debug("no acknowledgement: one was sent recently", "client", r.redact(cm.From))
-		return
-	}
-	var msg bytes.Buffer
-	rules.WriteAcknowledgement(&msg, rules.Acknowledgement{From: reply.From, To: cm.From, Subject: reply.Subject,
-		Text: reply.Text, InReplyTo: cm.Header.Get("Message-Id"), Date: now})
-	id, err := r.srv.Submit(ctx, a.Username, reply.From, []string{cm.From}, &msg)
-	if err != nil {
-		var refusal *rules.Refusal
-		if errors.As(err, &refusal) {
-			// The reason names the client's address: it is in the archive's
-			// refusal record, not in the log.
-			log.Warn("no acknowledgement: the rules refuse mail to this client (no key, no consent)", "client", r.redact(cm.From))
-			return
-		}
-		log.Error("acknowledgement not sent", "client", r.redact(cm.From), "err", err)
-		return
-	}
-	if err := r.deps.registry.RecordAcknowledgement(ctx, a.Username, cm.From, now); err != nil {
-		log.Error("acknowledgement sent but not noted; the client may get another", "err", err)
-	}
-	log.Info("acknowledgement queued", "client", r.redact(cm.From), "id", id)
 }

@@ -9,7 +9,9 @@ import (
 	"golang.org/x/text/encoding/htmlindex"
 )
 
-// asciiCompatible charsets let us append bytes without decoding the text.
+// lookupCharset finds a text part's charset by its label ("" is US-ASCII,
+// RFC 2045 5.2): nil for US-ASCII and UTF-8, which need no encoder; false
+// when nobody knows the label.
 func lookupCharset(label string) (encoding.Encoding, bool) {
 	if label == "" {
 		label = "us-ascii"
@@ -25,14 +27,18 @@ func lookupCharset(label string) (encoding.Encoding, bool) {
 	return enc, true
 }
 
+// asciiCompatible: the charset writes ASCII as ASCII, so the notice's ASCII
+// (the HTML block, line ends) can be added to a part's text without
+// decoding it.
 func asciiCompatible(label string) bool {
 	l := strings.ToLower(label)
 	return !strings.HasPrefix(l, "utf-16") && !strings.HasPrefix(l, "utf-32") && !strings.HasPrefix(l, "utf-7") &&
 		!strings.HasPrefix(l, "iso-2022") && !strings.HasPrefix(l, "hz")
 }
 
-// noticeIn renders s in the part's charset, or reports that it cannot.
-func noticeIn(s, label string) ([]byte, bool) {
+// encodeInCharset writes s in the charset labelled, or reports that the
+// charset cannot hold it or is not one the notice can be added to.
+func encodeInCharset(s, label string) ([]byte, bool) {
 	if isASCII(s) {
 		return []byte(s), asciiCompatible(label)
 	}
@@ -53,7 +59,7 @@ func noticeIn(s, label string) ([]byte, bool) {
 	return []byte(b), true
 }
 
-func isASCII(s string) bool {
+func isASCII[T ~string | ~[]byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false
@@ -62,17 +68,11 @@ func isASCII(s string) bool {
 	return true
 }
 
-func isASCIIBytes(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
+// wordDecoder decodes encoded words in every charset go-message knows.
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
+// decodeHeaderText is a header field's text with its encoded words (RFC
+// 2047) decoded, as the recipient's mail program shows it.
 func decodeHeaderText(s string) string {
 	d, err := wordDecoder.DecodeHeader(s)
 	if err == nil {

@@ -12,37 +12,29 @@ import (
 )
 
 // noticeText holds the practice's confidentiality notice in the forms the
-// transform needs.
+// transform writes it in, and in the form it is recognised by.
 type noticeText struct {
-	text   string // as configured, lines joined by \n
-	plain  string // wrapped at 76 columns, CRLF line ends
+	plain  string // wrapped at 72 characters, CRLF line ends
 	flowed string // RFC 3676 format=flowed: soft breaks end in a space
 	html   string // an ASCII-only HTML block (non-ASCII as character references)
 	norm   string // whitespace collapsed: to see whether a message already ends with it
 }
 
+// htmlNoticeMarker is the attribute of the HTML notice block: an HTML part
+// that holds it has the notice already.
 const htmlNoticeMarker = "data-sealpost-notice"
 
+// maxNoticeLine is where the notice's text forms wrap.
+const maxNoticeLine = 72
+
+// newNoticeText makes the forms of the notice as configured; line breaks
+// in it start paragraphs.
 func newNoticeText(s string) *noticeText {
 	s = strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n"))
-	n := &noticeText{text: s, norm: textutil.OneLine(s)}
+	paras := strings.Split(s, "\n")
 	var plain, flowed []string
-	for _, para := range strings.Split(s, "\n") {
-		words := strings.Fields(para)
-		line := ""
-		var lines []string
-		for _, w := range words {
-			if line != "" && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > 72 {
-				lines = append(lines, line)
-				line = w
-				continue
-			}
-			if line != "" {
-				line += " "
-			}
-			line += w
-		}
-		lines = append(lines, line)
+	for _, para := range paras {
+		lines := wrapWords(para, maxNoticeLine)
 		plain = append(plain, lines...)
 		for i, l := range lines {
 			if strings.HasPrefix(l, " ") || strings.HasPrefix(l, ">") || strings.HasPrefix(l, "From ") {
@@ -54,11 +46,40 @@ func newNoticeText(s string) *noticeText {
 			flowed = append(flowed, l)
 		}
 	}
-	n.plain = strings.Join(plain, "\r\n")
-	n.flowed = strings.Join(flowed, "\r\n")
+	return &noticeText{
+		plain:  strings.Join(plain, "\r\n"),
+		flowed: strings.Join(flowed, "\r\n"),
+		html:   htmlNoticeBlock(paras),
+		norm:   textutil.OneLine(s),
+	}
+}
+
+// wrapWords breaks a paragraph into lines of at most width characters
+// where its words allow (a longer word has a line of its own).
+func wrapWords(para string, width int) []string {
+	line := ""
+	var lines []string
+	for _, w := range strings.Fields(para) {
+		if line != "" && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > width {
+			lines = append(lines, line)
+			line = w
+			continue
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
+}
+
+// htmlNoticeBlock is the notice as a block of HTML in ASCII (other
+// characters as character references), which any ASCII-compatible charset
+// holds as it is.
+func htmlNoticeBlock(paras []string) string {
 	var h strings.Builder
 	h.WriteString(`<div class="sealpost-notice" ` + htmlNoticeMarker + `="1" style="margin-top:1em;font-size:smaller;color:#555555"><hr>`)
-	for i, para := range strings.Split(s, "\n") {
+	for i, para := range paras {
 		if i > 0 {
 			h.WriteString("<br>")
 		}
@@ -71,12 +92,20 @@ func newNoticeText(s string) *noticeText {
 		}
 	}
 	h.WriteString("</div>")
-	n.html = h.String()
-	return n
+	return h.String()
+}
+
+// forTextPart is the notice's form for a text/plain part with these
+// Content-Type parameters.
+func (n *noticeText) forTextPart(params map[string]string) string {
+	if strings.EqualFold(params["format"], "flowed") {
+		return n.flowed
+	}
+	return n.plain
 }
 
 // writeNoticePart writes a complete text/plain part holding the notice.
-func (t *transformer) writeNoticePart(w io.Writer) {
+func (t *noticeTransform) writeNoticePart(w io.Writer) {
 	if isASCII(t.n.plain) {
 		io.WriteString(w, "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 		io.WriteString(w, t.n.plain+"\r\n")

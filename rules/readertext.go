@@ -25,7 +25,7 @@ const maxReaderTextGrowth = 4
 // as they are, so that ASCII patterns still match in text of an unknown
 // charset, except Windows-1252's no-break space, soft hyphen and dashes.
 func readerText(b []byte) ([]byte, error) {
-	if isASCIIBytes(b) {
+	if isASCII(b) {
 		return b, nil
 	}
 	mapped := mapReaderRunes(make([]byte, 0, len(b)), b)

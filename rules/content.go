@@ -37,8 +37,9 @@ var (
 //   - messages attached as files (a .eml file name, application/eml);
 //   - parts that claim to be encrypted but are not (application/pkcs7-mime,
 //     application/pgp-encrypted, and application/octet-stream inside
-//     multipart/encrypted, when they fail the checks of encrypted.go): read
-//     as text, as sent; the entity inside opaque-signed S/MIME
+//     multipart/encrypted, when they fail the checks a message encrypted as
+//     a whole passes: verifyCMSEnveloped, verifyArmoredMessage): read as
+//     text, as sent; the entity inside opaque-signed S/MIME
 //     (application/pkcs7-mime signed-data) like a forwarded message;
 //   - each part's Content-Description and file name.
 //
@@ -47,19 +48,19 @@ var (
 // archives, Outlook's .msg and winmail.dat, calendar data sent as
 // application/*), parts that are encrypted, and the practice's own notice.
 type contentScan struct {
-	rules []compiledRule
-	drops [][]byte // the notice as the transform writes it
-	left  int64
-	parts int
-	hit   int    // the first rule, in configured order, that fired so far; len(rules): none
-	where string // where it fired
+	rules       []compiledRule
+	noticeForms [][]byte // the notice as the transform writes it: taken out before reading
+	left        int64    // octets of text still to be read before maxScannedText
+	parts       int      // parts read so far, against maxScannedParts
+	hit         int      // the first rule, in configured order, that fired so far; len(rules): none
+	where       string   // where it fired
 }
 
 func newContentScan(rules []compiledRule, notice *noticeText) *contentScan {
 	c := &contentScan{rules: rules, left: maxScannedText, hit: len(rules)}
 	for _, n := range []string{notice.plain, notice.flowed, notice.html} {
 		if n != "" {
-			c.drops = append(c.drops, []byte(strings.ReplaceAll(n, "\r\n", "\n")))
+			c.noticeForms = append(c.noticeForms, []byte(strings.ReplaceAll(n, "\r\n", "\n")))
 		}
 	}
 	return c
@@ -82,7 +83,8 @@ func (c *contentScan) fired() (*compiledRule, string) {
 	return &c.rules[c.hit], c.where
 }
 
-func (c *contentScan) match(where string, text []byte) {
+// matchRules runs the rules that come before the one that fired so far.
+func (c *contentScan) matchRules(where string, text []byte) {
 	for i := 0; i < c.hit; i++ {
 		r := &c.rules[i]
 		if (r.On == "any" || r.On == where) && r.re.Match(text) {
@@ -92,16 +94,17 @@ func (c *contentScan) match(where string, text []byte) {
 	}
 }
 
-// sample matches text as sent and as a reader reads it.
-func (c *contentScan) sample(where string, text []byte) error {
-	c.match(where, text)
+// matchText matches text as sent and as a reader reads it; errRuleFired
+// once the first rule has fired, when nothing more need be read.
+func (c *contentScan) matchText(where string, text []byte) error {
+	c.matchRules(where, text)
 	if c.hit > 0 {
 		rt, err := readerText(text)
 		if err != nil {
 			return err
 		}
 		if !bytes.Equal(rt, text) {
-			c.match(where, rt)
+			c.matchRules(where, rt)
 		}
 	}
 	if c.hit == 0 {
@@ -124,7 +127,7 @@ func (c *contentScan) headerText(where, v string) error {
 	if err := c.take(len(t)); err != nil {
 		return err
 	}
-	return c.sample(where, t)
+	return c.matchText(where, t)
 }
 
 // message reads a message: the top level, or one inside it.
@@ -197,7 +200,7 @@ func (c *contentScan) entity(e *message.Entity, depth int, parent string) error 
 	switch {
 	case mt == "message/rfc822" || mt == "message/global":
 		return c.message(e.Body, depth+1, false)
-	case attachedMessage(mt, e.Header, params):
+	case isAttachedMessage(mt, e.Header, params):
 		return c.attachedMessage(e.Body, depth+1)
 	case strings.HasPrefix(mt, "text/") || strings.HasPrefix(mt, "message/") || strings.HasPrefix(mt, "multipart/"):
 		b, err := c.readText(e.Body)
@@ -205,18 +208,18 @@ func (c *contentScan) entity(e *message.Entity, depth int, parent string) error 
 			return err
 		}
 		if mt == "text/html" {
-			return c.html(b)
+			return c.htmlPart(b)
 		}
-		return c.sample("body", b)
+		return c.matchText("body", b)
 	case claimsEncryption(mt, parent):
-		return c.claimed(e.Body, mt, depth)
+		return c.claimedEncryption(e.Body, mt, depth)
 	}
 	return nil
 }
 
-// attachedMessage: a message attached as a file (a .eml file name, or a
+// isAttachedMessage: a message attached as a file (a .eml file name, or a
 // type some programs give it) rather than as message/rfc822.
-func attachedMessage(mt string, h message.Header, params map[string]string) bool {
+func isAttachedMessage(mt string, h message.Header, params map[string]string) bool {
 	switch mt {
 	case "application/eml", "application/x-eml", "message/x-eml":
 		return true
@@ -241,7 +244,7 @@ func (c *contentScan) attachedMessage(body io.Reader, depth int) error {
 	if e, _ := message.Read(bytes.NewReader(b)); e != nil {
 		return c.messageEntity(e, depth, false)
 	}
-	return c.sample("body", b)
+	return c.matchText("body", b)
 }
 
 // partFields reads a part's description and file name: the recipient's
@@ -274,25 +277,25 @@ func (c *contentScan) readText(body io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	for _, d := range c.drops {
+	for _, d := range c.noticeForms {
 		b = bytes.ReplaceAll(b, d, nil)
 	}
 	return b, nil
 }
 
-// html reads an HTML part as sent and as rendered: with hidden elements
+// htmlPart reads an HTML part as sent and as rendered: with hidden elements
 // left out (text hidden between the digits of a number), and with them in
 // (a hidden element that, by this simple reading, never ends).
-func (c *contentScan) html(src []byte) error {
-	if err := c.sample("body", src); err != nil {
+func (c *contentScan) htmlPart(src []byte) error {
+	if err := c.matchText("body", src); err != nil {
 		return err
 	}
 	shown := renderHTML(src, true)
-	if err := c.sample("body", shown); err != nil {
+	if err := c.matchText("body", shown); err != nil {
 		return err
 	}
 	if all := renderHTML(src, false); !bytes.Equal(all, shown) {
-		return c.sample("body", all)
+		return c.matchText("body", all)
 	}
 	return nil
 }
@@ -309,7 +312,10 @@ func claimsEncryption(mt, parent string) bool {
 	return false
 }
 
-func (c *contentScan) claimed(body io.Reader, mt string, depth int) error {
+// claimedEncryption reads a part that claims to be encrypted: nothing when
+// it passes the checks of a whole encrypted message's body, the entity
+// inside opaque-signed S/MIME, and otherwise its bytes as text.
+func (c *contentScan) claimedEncryption(body io.Reader, mt string, depth int) error {
 	var buf cappedBuffer
 	buf.max = int(c.left)
 	var verr error
@@ -341,7 +347,7 @@ func (c *contentScan) claimed(body io.Reader, mt string, depth int) error {
 	if err := c.take(buf.Len()); err != nil {
 		return err
 	}
-	return c.sample("body", bytes.ReplaceAll(buf.Bytes(), []byte("\r\n"), []byte("\n")))
+	return c.matchText("body", bytes.ReplaceAll(buf.Bytes(), []byte("\r\n"), []byte("\n")))
 }
 
 // cappedBuffer keeps up to max octets and notes that there were more.

@@ -1,6 +1,7 @@
 package pgp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -11,16 +12,15 @@ import (
 	"io"
 	"mime"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/internal/bufpool"
-	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 
 // LoadPracticeKey reads the practice's private key (armored or binary). A
@@ -132,9 +132,60 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	if err != nil {
 		return fmt.Errorf("pgp: message header: %w", err)
 	}
+	inner, outer := protectHeaders(h)
+	boundary := "sealpost-pgp-" + randomHex(12)
+	outer.Set("MIME-Version", "1.0")
+	outer.Set("Content-Type", mime.FormatMediaType("multipart/encrypted",
+		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary}))
 
-	// The inner entity: the content headers and the protected headers.
-	var inner textproto.Header
+	bw := bufpool.Writer(w)
+	defer bufpool.PutWriter(bw)
+	if err := textproto.WriteHeader(bw, outer); err != nil {
+		return err
+	}
+	fmt.Fprintf(bw, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n")
+	fmt.Fprintf(bw, "--%s\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n", boundary)
+	fmt.Fprintf(bw, "--%s\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\nContent-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n", boundary)
+
+	aw, err := armorCRLF(bw)
+	if err != nil {
+		return err
+	}
+	config := &packet.Config{
+		DefaultHash: crypto.SHA256,
+		Time:        e.now,
+		// SEIPDv2 (AEAD) only when every recipient key asks for it: GnuPG 2.2
+		// and older Thunderbird read only SEIPDv1, which is used otherwise.
+		AEADConfig: &packet.AEADConfig{},
+	}
+	// openpgp.Encrypt takes AES-128 when every key lists it, else AES-256
+	// when every key lists that, else AES-128 (which every implementation
+	// has), and signs with the practice key when there is one.
+	pw, err := openpgp.Encrypt(aw, to, e.practice, &openpgp.FileHints{IsBinary: true}, config)
+	if err != nil {
+		return fmt.Errorf("pgp: %w", err)
+	}
+	if err := textproto.WriteHeader(pw, inner); err != nil {
+		return err
+	}
+	if _, err := io.Copy(pw, br); err != nil {
+		return fmt.Errorf("pgp: %w", err)
+	}
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("pgp: %w", err)
+	}
+	if err := aw.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(bw, "\r\n--%s--\r\n", boundary)
+	return bw.Flush()
+}
+
+// protectHeaders splits a message's header into the inner entity's (the
+// content fields, the protected fields and whatever else a client added)
+// and the outer one: only what delivery and threading need, with the
+// subject "...".
+func protectHeaders(h textproto.Header) (inner, outer textproto.Header) {
 	ct := h.Get("Content-Type")
 	if ct == "" {
 		ct = "text/plain; charset=us-ascii"
@@ -163,11 +214,10 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	}
 	inner.Add("Content-Type", mime.FormatMediaType(mt, params)+`; protected-headers="v1"`)
 
-	// The outer header: only what delivery and threading need. Everything
-	// else (Thread-Topic, which Outlook fills with the subject; Keywords;
-	// Comments; whatever a client adds) travels in the inner header: seen
-	// by the recipient, not by the servers on the way.
-	outer := h.Copy()
+	// Everything else (Thread-Topic, which Outlook fills with the subject;
+	// Keywords; Comments; whatever a client adds) travels in the inner
+	// header: seen by the recipient, not by the servers on the way.
+	outer = h.Copy()
 	var others [][2]string
 	for f := outer.Fields(); f.Next(); {
 		k := strings.ToLower(f.Key())
@@ -186,124 +236,53 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 		inner.Add(others[i][0], others[i][1])
 	}
 	outer.Set("Subject", "...")
-	boundary := "sealpost-pgp-" + randomHex(12)
-	outer.Set("MIME-Version", "1.0")
-	outer.Set("Content-Type", mime.FormatMediaType("multipart/encrypted",
-		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary}))
-
-	bw := bufpool.Writer(w)
-	defer bufpool.PutWriter(bw)
-	if err := textproto.WriteHeader(bw, outer); err != nil {
-		return err
-	}
-	fmt.Fprintf(bw, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n")
-	fmt.Fprintf(bw, "--%s\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n", boundary)
-	fmt.Fprintf(bw, "--%s\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\nContent-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n", boundary)
-
-	aw, err := newArmorWriter(bw)
-	if err != nil {
-		return err
-	}
-	config := &packet.Config{
-		DefaultHash: crypto.SHA256,
-		Time:        e.now,
-		// SEIPDv2 (AEAD) only when every recipient key asks for it: GnuPG 2.2
-		// and older Thunderbird read only SEIPDv1, which is used otherwise.
-		AEADConfig: &packet.AEADConfig{},
-	}
-	pw, err := e.encrypt(aw, to, config)
-	if err != nil {
-		return fmt.Errorf("pgp: %w", err)
-	}
-	if err := textproto.WriteHeader(pw, inner); err != nil {
-		return err
-	}
-	if _, err := io.Copy(pw, br); err != nil {
-		return fmt.Errorf("pgp: %w", err)
-	}
-	if err := pw.Close(); err != nil {
-		return fmt.Errorf("pgp: %w", err)
-	}
-	if err := aw.Close(); err != nil {
-		return err
-	}
-	fmt.Fprintf(bw, "\r\n--%s--\r\n", boundary)
-	return bw.Flush()
+	return inner, outer
 }
 
-// encrypt starts the OpenPGP message: the session key encrypted to every
-// key in to, then the encrypted data holding the literal data signed by the
-// practice key. SEIPDv2 (AEAD) is go-crypto's, used when every key asks for
-// it; SEIPDv1, what most keys get, is written by package seipd, whose CFB
-// is block-wise (go-crypto's is byte-wise and was the largest cost of an
-// encrypted attachment). The cipher is chosen as go-crypto chooses it.
-func (e *Encrypter) encrypt(w io.Writer, to []*openpgp.Entity, config *packet.Config) (io.WriteCloser, error) {
-	hints := &openpgp.FileHints{IsBinary: true}
-	ciphers := []uint8{uint8(packet.CipherAES256), uint8(packet.CipherAES128)}
-	aead := config.AEAD() != nil
-	keys := make([]openpgp.Key, len(to))
-	for i, r := range to {
-		k, ok := r.EncryptionKey(config.Now())
-		sig, _ := r.PrimarySelfSignature()
-		if !ok || sig == nil {
-			return nil, fmt.Errorf("key %s cannot encrypt", Fingerprint(r))
-		}
-		keys[i] = k
-		aead = aead && sig.SEIPDv2
-		ciphers = slices.DeleteFunc(ciphers, func(c uint8) bool { return !slices.Contains(sig.PreferredSymmetric, c) })
-	}
-	if aead {
-		return openpgp.Encrypt(w, to, e.practice, hints, config)
-	}
-	cipher := packet.CipherAES128 // what every implementation must have
-	if len(ciphers) > 0 {
-		cipher = packet.CipherFunction(ciphers[0])
-	}
-	if slices.Contains(ciphers, uint8(config.Cipher())) {
-		cipher = config.Cipher()
-	}
-	key := make([]byte, cipher.KeySize())
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if err := packet.SerializeEncryptedKeyAEAD(w, k.PublicKey, cipher, false, key, config); err != nil {
-			return nil, err
-		}
-	}
-	sealed, err := seipd.NewWriter(w, cipher, key)
-	if err != nil {
-		return nil, err
-	}
-	var inner io.WriteCloser
-	if e.practice != nil {
-		inner, err = openpgp.Sign(sealed, e.practice, hints, config)
-	} else {
-		inner, err = packet.SerializeLiteral(nopCloser{sealed}, true, "", 0)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &closeBoth{inner, sealed}, nil
+// armorCRLF starts an ASCII-armored "PGP MESSAGE" on w with CRLF line
+// ends. armor.Encode writes the CRC-24 checksum, which RFC 9580 makes
+// optional but without which GnuPG 2.2 (Debian 12) refuses the armor.
+func armorCRLF(w *bufio.Writer) (io.WriteCloser, error) {
+	aw, err := armor.Encode(crlfWriter{w}, "PGP MESSAGE", nil)
+	return &endLine{aw, w}, err
 }
 
-// closeBoth closes the signed literal data, then the encrypted packet
-// around it (which the signer leaves open).
-type closeBoth struct {
+// endLine ends the armor's last line, which the armor writer leaves open.
+type endLine struct {
 	io.WriteCloser
-	outer io.Closer
+	w *bufio.Writer
 }
 
-func (c *closeBoth) Close() error {
-	if err := c.WriteCloser.Close(); err != nil {
+func (e *endLine) Close() error {
+	if err := e.WriteCloser.Close(); err != nil {
 		return err
 	}
-	return c.outer.Close()
+	_, err := e.w.WriteString("\r\n")
+	return err
 }
 
-type nopCloser struct{ io.Writer }
+// crlfWriter ends the armor's lines with CRLF, as a MIME body wants: the
+// armor writer ends them with LF alone, and never writes a CR.
+type crlfWriter struct{ w *bufio.Writer }
 
-func (nopCloser) Close() error { return nil }
+func (c crlfWriter) Write(p []byte) (int, error) {
+	n := 0
+	for {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			m, err := c.w.Write(p)
+			return n + m, err
+		}
+		if _, err := c.w.Write(p[:i]); err != nil {
+			return n, err
+		}
+		if _, err := c.w.WriteString("\r\n"); err != nil {
+			return n, err
+		}
+		n += i + 1
+		p = p[i+1:]
+	}
+}
 
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -1,8 +1,10 @@
 package pgp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"runtime"
 	"strings"
@@ -273,39 +275,89 @@ func BenchmarkRawSymmetric(b *testing.B) {
 	}
 }
 
-// TestArmorMatchesGoCrypto: our armor (with its fast CRC-24) decodes with
-// go-crypto's decoder, which checks the checksum.
-func TestArmorMatchesGoCrypto(t *testing.T) {
-	for _, n := range []int{0, 1, 47, 48, 56, 57, 58, 1000, 100000, linesOut*lineIn + 5, 300001} {
-		for _, piece := range []int{1, 7, 48, 57, 100, 5000, (linesOut+1)*lineIn + 1, 1 << 30} {
+// armorData armors data, written in pieces of the given size, as a copy's
+// body is armored.
+func armorData(t testing.TB, data []byte, piece int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	a, err := armorCRLF(bw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := data; len(p) > 0; p = p[min(piece, len(p)):] {
+		if _, err := a.Write(p[:min(piece, len(p))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// crc24 is OpenPGP's checksum by its definition, a bit at a time (RFC 4880
+// 6.1).
+func crc24(data []byte) uint32 {
+	crc := uint32(0xb704ce)
+	for _, b := range data {
+		crc ^= uint32(b) << 16
+		for range 8 {
+			crc <<= 1
+			if crc&0x1000000 != 0 {
+				crc ^= 0x1864cfb
+			}
+		}
+	}
+	return crc & 0xffffff
+}
+
+// checkArmor checks that armored is data in CRLF-ended armor of lines of
+// one length (the last perhaps shorter) with the CRC-24 of data, which
+// GnuPG 2.2 requires, and that go-crypto's decoder reads data back.
+func checkArmor(t testing.TB, armored, data []byte, piece int) {
+	t.Helper()
+	s := string(armored)
+	if strings.Contains(strings.ReplaceAll(s, "\r\n", ""), "\n") || strings.Contains(strings.ReplaceAll(s, "\r\n", ""), "\r") {
+		t.Fatalf("%d bytes in pieces of %d: a bare LF or CR in the armor", len(data), piece)
+	}
+	lines := strings.Split(s, "\r\n")
+	if lines[0] != "-----BEGIN PGP MESSAGE-----" || lines[1] != "" || lines[len(lines)-2] != "-----END PGP MESSAGE-----" || lines[len(lines)-1] != "" {
+		t.Fatalf("%d bytes in pieces of %d: not a PGP MESSAGE armor:\n%s", len(data), piece, s)
+	}
+	sum := crc24(data)
+	if want := "=" + base64.StdEncoding.EncodeToString([]byte{byte(sum >> 16), byte(sum >> 8), byte(sum)}); lines[len(lines)-3] != want {
+		t.Fatalf("%d bytes in pieces of %d: checksum line %q, want %q", len(data), piece, lines[len(lines)-3], want)
+	}
+	body := lines[2 : len(lines)-3] // the Base64 lines
+	for i, l := range body[:max(len(body)-1, 0)] {
+		if len(l) != len(body[0]) || len(l) > 76 {
+			t.Fatalf("%d bytes in pieces of %d: armor line %d is %d long, the first %d", len(data), piece, i, len(l), len(body[0]))
+		}
+	}
+	block, err := armor.Decode(bytes.NewReader(armored))
+	if err != nil {
+		t.Fatalf("%d bytes in pieces of %d: %v", len(data), piece, err)
+	}
+	got, err := io.ReadAll(block.Body)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%d bytes in pieces of %d: round trip failed: %v", len(data), piece, err)
+	}
+}
+
+// TestArmorCRLF: the copy's armor has CRLF line ends and the CRC-24, and
+// go-crypto's decoder reads it, whatever the sizes of the writes.
+func TestArmorCRLF(t *testing.T) {
+	for _, n := range []int{0, 1, 47, 48, 56, 57, 58, 1000, 100000, 64*57 + 5, 300001} {
+		for _, piece := range []int{1, 7, 48, 57, 100, 5000, 65*57 + 1, 1 << 30} {
 			data := make([]byte, n)
 			for i := range data {
 				data[i] = byte(i * 7)
 			}
-			var out bytes.Buffer
-			a, _ := newArmorWriter(&out)
-			for p := data; len(p) > 0; p = p[min(piece, len(p)):] {
-				a.Write(p[:min(piece, len(p))])
-			}
-			a.Close()
-			if strings.Contains(strings.ReplaceAll(out.String(), "\r\n", ""), "\n") {
-				t.Fatalf("%d bytes: a bare LF in the armor", n)
-			}
-			lines := strings.Split(out.String(), "\r\n")
-			lines = lines[2 : len(lines)-3] // the Base64 lines: no header lines, CRC, end line
-			for i, l := range lines[:max(len(lines)-1, 0)] {
-				if len(l) != lineB64 {
-					t.Fatalf("%d bytes in pieces of %d: armor line %d is %d long, want %d", n, piece, i, len(l), lineB64)
-				}
-			}
-			block, err := armor.Decode(&out) // checks the CRC-24
-			if err != nil {
-				t.Fatalf("%d bytes in pieces of %d: %v", n, piece, err)
-			}
-			got, err := io.ReadAll(block.Body)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("%d bytes in pieces of %d: round trip failed: %v", n, piece, err)
-			}
+			checkArmor(t, armorData(t, data, piece), data, piece)
 		}
 	}
 }
@@ -313,42 +365,14 @@ func TestArmorMatchesGoCrypto(t *testing.T) {
 func BenchmarkArmor(b *testing.B) {
 	data := make([]byte, 1<<20)
 	b.SetBytes(int64(len(data)))
+	bw := bufio.NewWriter(io.Discard)
 	for b.Loop() {
-		a, _ := newArmorWriter(io.Discard)
+		a, _ := armorCRLF(bw)
 		for p := data; len(p) > 0; p = p[32<<10:] {
 			a.Write(p[:32<<10])
 		}
 		a.Close()
-	}
-}
-
-// TestCRC24 checks the sliced CRC-24 against the definition, a bit at a
-// time (RFC 4880 6.1), for every length up to a few slices and any split.
-func TestCRC24(t *testing.T) {
-	ref := func(data []byte) uint32 {
-		crc := uint32(crc24Init)
-		for _, b := range data {
-			crc ^= uint32(b) << 16
-			for range 8 {
-				crc <<= 1
-				if crc&0x1000000 != 0 {
-					crc ^= 0x1864cfb
-				}
-			}
-		}
-		return crc & 0xffffff
-	}
-	data := make([]byte, 100)
-	for i := range data {
-		data[i] = byte(i*131 + 17)
-	}
-	for n := range len(data) {
-		for cut := 0; cut <= n; cut += 3 {
-			got := crc24Update(crc24Update(crc24Init, data[:cut]), data[cut:n])
-			if want := ref(data[:n]); got != want {
-				t.Fatalf("%d octets cut at %d: %06x, want %06x", n, cut, got, want)
-			}
-		}
+		bw.Flush()
 	}
 }
 
@@ -370,26 +394,13 @@ func TestEncryptWithoutPracticeKey(t *testing.T) {
 	}
 }
 
-// FuzzArmor: any data in any piece size armors into what go-crypto's
-// decoder reads back, CRC-24 included.
+// FuzzArmor: any data in any piece size armors into CRLF lines with the
+// right CRC-24, which go-crypto's decoder reads back.
 func FuzzArmor(f *testing.F) {
 	f.Add([]byte("x"), uint16(0))
 	f.Add(bytes.Repeat([]byte("0123456789"), 500), uint16(47))
 	f.Fuzz(func(t *testing.T, data []byte, piece uint16) {
-		var out bytes.Buffer
-		a, _ := newArmorWriter(&out)
 		step := int(piece) + 1
-		for p := data; len(p) > 0; p = p[min(step, len(p)):] {
-			a.Write(p[:min(step, len(p))])
-		}
-		a.Close()
-		block, err := armor.Decode(&out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(block.Body)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("%d octets in pieces of %d: %v", len(data), step, err)
-		}
+		checkArmor(t, armorData(t, data, step), data, step)
 	})
 }

@@ -33,7 +33,6 @@ import (
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/record"
-	"github.com/sealpost/sealpost/rules/pgp/seipd"
 )
 
 // Options open an archive for writing.
@@ -789,7 +788,9 @@ func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error)
 		return nil, nil, err
 	}
 	out.Write(rk.pkesk)
-	sealed, err := seipd.NewWriter(out, rk.ciph, rk.key)
+	// SEIPDv1, not AEAD: what every OpenPGP implementation reads, GnuPG 2.2
+	// included.
+	sealed, err := packet.SerializeSymmetricallyEncrypted(out, rk.ciph, false, packet.CipherSuite{}, rk.key, nil)
 	if err != nil {
 		return fail(fmt.Errorf("archive: encrypt: %w", err))
 	}
@@ -802,7 +803,7 @@ func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error)
 		info = &bodyInfo{}
 		head := &capped{max: 256 << 10}
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(w, head, h), body)
+		n, err := io.Copy(io.MultiWriter(chunked{w}, head, h), body)
 		if err != nil {
 			return fail(fmt.Errorf("archive: read message: %w", err))
 		}
@@ -1263,3 +1264,25 @@ func (a *Archive) Size() (int64, error) {
 
 // Dir is the folder the archive is written to.
 func (a *Archive) Dir() string { return a.dir }
+
+// chunked hands w at most chunkSize octets per write: go-crypto's packet
+// writers keep each write whole in a buffer, and its CFB allocates a copy
+// of each, so a body written in one piece (a bytes.Reader's) would be in
+// memory three times.
+type chunked struct{ w io.Writer }
+
+const chunkSize = 64 << 10
+
+func (c chunked) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), chunkSize)
+		m, err := c.w.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
+}

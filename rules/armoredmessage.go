@@ -10,7 +10,8 @@ import (
 )
 
 // verifyArmoredMessage checks that r holds one armored PGP MESSAGE, with
-// blank lines around it at most, whose packets pass the packet test.
+// blank lines around it at most, whose packets pass the packet test
+// (encrypted.go).
 func verifyArmoredMessage(r io.Reader) error {
 	fr := &armorFrame{br: bufio.NewReaderSize(r, 4<<10)}
 	block, err := armor.Decode(fr)

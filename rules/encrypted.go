@@ -20,16 +20,17 @@ import (
 //     holding "Version: 1", then application/octet-stream holding one armored
 //     PGP MESSAGE that passes the packet test below. The preamble may hold
 //     only the usual one-line explanation that clients write there, the
-//     epilogue nothing but blank lines.
+//     epilogue nothing but blank lines (verifyPGPMIME, pgpmime.go).
 //   - inline OpenPGP: a text/plain body that is one armored PGP MESSAGE and
-//     nothing else.
+//     nothing else (verifyArmoredMessage, armoredmessage.go).
 //   - S/MIME: application/pkcs7-mime with smime-type enveloped-data (or
 //     authenveloped-data) whose body is a CMS ContentInfo of that type with a
 //     well-formed EnvelopedData (AuthEnvelopedData): known version, at least
 //     one RecipientInfo, encrypted content under a known content-encryption
-//     algorithm, nothing after it.
+//     algorithm, nothing after it (verifySMIME, cms.go, on the BER reader of
+//     ber.go).
 //
-// The packet test: one or more session-key packets (tag 1 PKESK, tag 3
+// The packet test (verifyPacketStream): one or more session-key packets (tag 1 PKESK, tag 3
 // SKESK), then exactly one encrypted-data packet, then nothing. Encrypted
 // data is SEIPD (tag 18, v1 or v2) or AEAD Encrypted Data (tag 20, what
 // GnuPG writes for keys that ask for OCB): both are integrity protected. The
@@ -45,6 +46,8 @@ import (
 // errNotEncrypted is wrapped by every reason a claimed encryption fails.
 var errNotEncrypted = errors.New("not encrypted")
 
+// notEncrypted is the reason a claimed encryption fails, wrapping
+// errNotEncrypted.
 func notEncrypted(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errNotEncrypted, fmt.Sprintf(format, args...))
 }

@@ -34,14 +34,28 @@ func verifyPGPMIME(br *bufio.Reader, boundary string) error {
 		return notEncrypted("boundary %q", boundary)
 	}
 	mp := &mimeLines{br: br, dash: []byte("--" + boundary)}
-	// Preamble.
+	if err := mp.preamble(); err != nil {
+		return err
+	}
+	if err := mp.versionPart(); err != nil {
+		return err
+	}
+	if err := mp.encryptedPart(); err != nil {
+		return err
+	}
+	return mp.epilogue()
+}
+
+// preamble reads up to the first delimiter: blank lines and the
+// explanations of knownPreambles only.
+func (m *mimeLines) preamble() error {
 	for {
-		line, kind, err := mp.next()
+		line, kind, err := m.next()
 		if err != nil {
 			return err
 		}
 		if kind == lineDelimiter {
-			break
+			return nil
 		}
 		if kind == lineClose {
 			return notEncrypted("no parts")
@@ -50,15 +64,19 @@ func verifyPGPMIME(br *bufio.Reader, boundary string) error {
 			return notEncrypted("text in the preamble")
 		}
 	}
-	// Part 1: the version.
-	h, err := mp.partHeader()
+}
+
+// versionPart reads the first part: application/pgp-encrypted holding
+// "Version: 1", followed by another part.
+func (m *mimeLines) versionPart() error {
+	h, err := m.partHeader()
 	if err != nil {
 		return err
 	}
 	if mt, _ := contentType(h); mt != "application/pgp-encrypted" || !onlyContentFields(h) {
 		return notEncrypted("first part is %s", mt)
 	}
-	body := &partReader{m: mp}
+	body := &partReader{m: m}
 	version, err := io.ReadAll(io.LimitReader(body, 256))
 	if err != nil {
 		return err
@@ -66,15 +84,20 @@ func verifyPGPMIME(br *bufio.Reader, boundary string) error {
 	if strings.TrimSpace(string(version)) != "Version: 1" || !body.ended() || body.end != lineDelimiter {
 		return notEncrypted("first part is not Version: 1, or the only part")
 	}
-	// Part 2: the encrypted message.
-	h, err = mp.partHeader()
+	return nil
+}
+
+// encryptedPart reads the second and last part: application/octet-stream
+// holding one armored PGP MESSAGE.
+func (m *mimeLines) encryptedPart() error {
+	h, err := m.partHeader()
 	if err != nil {
 		return err
 	}
 	if mt, _ := contentType(h); mt != "application/octet-stream" || !onlyContentFields(h) {
 		return notEncrypted("second part is %s", mt)
 	}
-	body = &partReader{m: mp}
+	body := &partReader{m: m}
 	dec, err := decodeCTE(body, transferEncoding(h))
 	if err != nil {
 		return notEncrypted("transfer encoding")
@@ -85,9 +108,13 @@ func verifyPGPMIME(br *bufio.Reader, boundary string) error {
 	if !body.ended() || body.end != lineClose {
 		return notEncrypted("more than two parts")
 	}
-	// Epilogue.
+	return nil
+}
+
+// epilogue reads what follows the closing delimiter: blank lines only.
+func (m *mimeLines) epilogue() error {
 	for {
-		line, kind, err := mp.next()
+		line, kind, err := m.next()
 		if err == io.EOF {
 			return nil
 		}
@@ -112,6 +139,7 @@ func onlyContentFields(h textproto.Header) bool {
 	return true
 }
 
+// lineKind is what a line of a multipart body is to its boundary.
 type lineKind int
 
 const (
@@ -154,6 +182,7 @@ func (m *mimeLines) next() ([]byte, lineKind, error) {
 	return nil, 0, notEncrypted("a line that begins like the boundary")
 }
 
+// partHeader reads a part's header, up to the blank line that ends it.
 func (m *mimeLines) partHeader() (textproto.Header, error) {
 	var raw []byte
 	for {

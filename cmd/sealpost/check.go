@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/archive/ingest"
+	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
@@ -72,15 +73,16 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	}
 	// What the grants' refreshes have to say goes to stderr beside the report.
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
-	accounts, accErr := relayAccounts(cfg, log)
+	grants := oauth.NewGrants(log)
+	accounts, accErr := relayAccounts(cfg, grants)
 	for i, a := range cfg.Accounts {
 		if a.UpstreamPasswordFile != "" {
 			_, err := readSecret(a.UpstreamPasswordFile)
 			report(fmt.Sprintf("account[%d].upstream_password_file %s (line %d)", i, a.UpstreamPasswordFile, cfg.Line(fmt.Sprintf("account[%d].upstream_password_file", i))), err)
 		}
 		if a.UpstreamAuth == "oauth2" {
-			_, err := grantFor(cfg, a.Username, log)
-			report(fmt.Sprintf("account[%d] OAuth 2.0 grant %s", i, grantPath(cfg, a.Username)), err)
+			_, err := oauthGrant(cfg, grants, a.Username)
+			report(fmt.Sprintf("account[%d] OAuth 2.0 grant %s", i, oauth.GrantPath(cfg.DataDir, a.Username)), err)
 		}
 	}
 	for _, f := range []struct{ key, path string }{
@@ -123,7 +125,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 			continue
 		}
 		what := fmt.Sprintf("IMAP login to %s as %s, folders %s (read only)", a.IMAP.Address, a.IMAP.Username, strings.Join(a.IMAP.Folders, ", "))
-		o, err := imapOptions(cfg, a, log) // reads the password file or grant
+		o, err := imapOptions(cfg, a, grants) // reads the password file or grant
 		if *offline && err == nil {
 			fmt.Fprintf(c.stdout, "skip %s (--offline)\n", what)
 			continue

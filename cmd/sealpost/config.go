@@ -17,6 +17,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -683,6 +684,46 @@ func (c *Config) resolvePaths() {
 			abs(&m.CAFile)
 			abs(&m.PasswordFile)
 		}
+	}
+}
+
+// OAuth2Config is [oauth2]: the practice's app registration at its provider.
+type OAuth2Config struct {
+	Provider         string   `toml:"provider"`           // microsoft, google or custom
+	ClientID         string   `toml:"client_id"`          // the app registration's (client) ID
+	ClientSecretFile string   `toml:"client_secret_file"` // Google's desktop clients have one; public clients none
+	Tenant           string   `toml:"tenant"`             // microsoft: the directory (tenant) ID or domain
+	AuthURL          string   `toml:"auth_url"`           // custom, or to override a provider's
+	TokenURL         string   `toml:"token_url"`
+	DeviceAuthURL    string   `toml:"device_auth_url"`
+	Scopes           []string `toml:"scopes"`
+}
+
+// settings are [oauth2] as package oauth takes them, without the client
+// secret, which is in its file.
+func (o OAuth2Config) settings() oauth.Settings {
+	return oauth.Settings{Provider: o.Provider, ClientID: o.ClientID, Tenant: o.Tenant, AuthURL: o.AuthURL,
+		TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes}
+}
+
+// usesOAuth2 says whether any account logs in to the provider with OAuth 2.0.
+func (c *Config) usesOAuth2() bool {
+	for _, a := range c.Accounts {
+		if a.UpstreamAuth == "oauth2" {
+			return true
+		}
+	}
+	return false
+}
+
+// validateOAuth2 checks [oauth2] when an account needs it.
+func (c *Config) validateOAuth2(bad func(key, format string, args ...any)) {
+	o := c.OAuth2
+	for _, p := range o.settings().Check() {
+		bad("oauth2."+p.Key, "%s", p.Msg)
+	}
+	if o.Provider == "google" && o.ClientSecretFile == "" {
+		bad("oauth2.client_secret_file", "must name a file holding the Google desktop client's secret")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/archive/ingest"
+	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
@@ -24,6 +25,7 @@ type ingestRunner struct {
 	srv    *relay.Server
 	log    *slog.Logger
 	redact func(string) string
+	grants *oauth.Grants
 
 	mu       sync.Mutex
 	cancel   context.CancelFunc
@@ -75,7 +77,7 @@ func (r *ingestRunner) stopLocked() {
 }
 
 func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, error) {
-	o, err := imapOptions(cfg, a, r.log)
+	o, err := imapOptions(cfg, a, r.grants)
 	if err != nil {
 		return nil, err
 	}
@@ -130,15 +132,15 @@ func (k autocryptKeyring) TakeOffered(ctx context.Context, h textproto.Header, f
 }
 
 // imapOptions is how to reach and log in to the account's mailbox.
-func imapOptions(cfg *Config, a AccountConfig, log *slog.Logger) (ingest.Options, error) {
+func imapOptions(cfg *Config, a AccountConfig, grants *oauth.Grants) (ingest.Options, error) {
 	m := a.IMAP
 	o := ingest.Options{Account: a.Username, Address: m.Address, Implicit: m.TLS == "implicit", Username: m.Username, Folders: m.Folders}
 	if m.PasswordFile == "" { // the account's OAuth 2.0 grant (LoadConfig saw to that)
-		g, err := grantFor(cfg, a.Username, log)
+		g, err := oauthGrant(cfg, grants, a.Username)
 		if err != nil {
 			return o, err
 		}
-		o.Auth = g.sasl(m.Username)
+		o.Auth = g.SASL(m.Username)
 	} else {
 		pw, err := readSecret(m.PasswordFile)
 		if err != nil {

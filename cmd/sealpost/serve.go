@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 )
@@ -116,7 +117,7 @@ func readSecret(path string) (string, error) {
 
 // relayAccounts turns the config's accounts into the relay's, reading each
 // upstream password file.
-func relayAccounts(cfg *Config, log *slog.Logger) ([]relay.Account, error) {
+func relayAccounts(cfg *Config, grants *oauth.Grants) ([]relay.Account, error) {
 	var out []relay.Account
 	for _, a := range cfg.Accounts {
 		ra := relay.Account{Username: a.Username, PasswordHash: a.PasswordHash, Addresses: a.Addresses, UpstreamUsername: a.UpstreamUsername}
@@ -128,11 +129,11 @@ func relayAccounts(cfg *Config, log *slog.Logger) ([]relay.Account, error) {
 			ra.UpstreamPassword = pw
 		}
 		if a.UpstreamAuth == "oauth2" {
-			g, err := grantFor(cfg, a.Username, log)
+			g, err := oauthGrant(cfg, grants, a.Username)
 			if err != nil {
 				return nil, fmt.Errorf("account %q: %w", a.Username, err)
 			}
-			ra.UpstreamSASL = g.sasl(a.UpstreamUsername)
+			ra.UpstreamSASL = g.SASL(a.UpstreamUsername)
 		}
 		if cfg.Upstream.TLS == "none" {
 			ra.UpstreamUsername = "" // never a password over plaintext
@@ -206,7 +207,8 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	accounts, err := relayAccounts(cfg, log)
+	grants := oauth.NewGrants(log)
+	accounts, err := relayAccounts(cfg, grants)
 	if err != nil {
 		return err
 	}
@@ -265,7 +267,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer ops.shutdown(context.Background())
-	ing := &ingestRunner{deps: deps, srv: srv, log: log, redact: red.Hash}
+	ing := &ingestRunner{deps: deps, srv: srv, log: log, redact: red.Hash, grants: grants}
 	if err := ing.start(cfg); err != nil {
 		srv.Shutdown(time.Second)
 		return err
@@ -324,7 +326,7 @@ func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atom
 	if err != nil {
 		return err
 	}
-	accounts, err := relayAccounts(cfg, log)
+	accounts, err := relayAccounts(cfg, ing.grants)
 	if err != nil {
 		return err
 	}

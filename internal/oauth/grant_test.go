@@ -1,4 +1,4 @@
-package main
+package oauth
 
 import (
 	"context"
@@ -23,18 +23,18 @@ import (
 // new sign-in is used at once.
 func TestGrantRefresh(t *testing.T) {
 	fake := e2e.StartFakeOAuth(t, "therapist@practice.example")
-	cfg, err := LoadConfig(writeConfig(t, "upstream_username = \"therapist@practice.example\"\nupstream_auth = \"oauth2\"\n"+fake.ConfigTOML()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := grantPath(cfg, "therapist")
-	if _, err := grantFor(cfg, "therapist", slog.Default()); err == nil || !strings.Contains(err.Error(), "run sealpost oauth2 login --account therapist") {
+	dataDir := t.TempDir()
+	provider := NewProvider(Settings{Provider: "custom", ClientID: fake.ClientID, AuthURL: fake.URL + "/authorize", TokenURL: fake.URL + "/token",
+		DeviceAuthURL: fake.URL + "/devicecode", Scopes: []string{"mail", "offline_access"}}, dataDir)
+	grants := NewGrants(slog.Default())
+	path := GrantPath(dataDir, "therapist")
+	if _, err := grants.For(provider, "therapist"); err == nil || !strings.Contains(err.Error(), "run sealpost oauth2 login --account therapist") {
 		t.Fatalf("no grant file: %v", err)
 	}
 	if err := saveGrant(path, &oauth2.Token{RefreshToken: fake.NewGrant()}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := grantFor(cfg, "therapist", slog.Default())
+	g, err := grants.For(provider, "therapist")
 	if err != nil {
 		t.Fatal(err)
 	}

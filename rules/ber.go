@@ -5,13 +5,26 @@ import (
 	"fmt"
 )
 
-// CMS (RFC 5652, RFC 5083) structure, read as BER: S/MIME clients write
-// indefinite lengths (NSS, which Thunderbird uses; OpenSSL when streaming),
-// which encoding/asn1 and cryptobyte do not read. Only the structure is
-// looked at; nothing is decrypted.
+// BER (ITU-T X.690) as CMS writers produce it, read only as far as the
+// structure checks of S/MIME bodies need (cms.go); nothing is decrypted.
+// It is written here because S/MIME clients write indefinite lengths (NSS,
+// which Thunderbird uses; OpenSSL when streaming), which encoding/asn1 and
+// cryptobyte refuse. cryptobyte could read the definite-length elements,
+// but the end of an indefinite-length element is only found by reading
+// every element inside it, definite ones included, and cryptobyte holds
+// those to DER's rules (shortest length form, tag numbers under 31): it
+// would be a second reader accepting less than this one beside it, not a
+// smaller one.
+//
+// Limits: elements nested at most maxBERDepth deep, at most maxBERChildren
+// in one constructed element read with children, tags and lengths of at
+// most four octets; the input is what the caller holds in memory (an
+// S/MIME body, at most maxEncryptedDER). FuzzCMSEnveloped runs it.
 
+// berElement is one element: its identifier, and its contents (the
+// encodings of its children when it is constructed).
 type berElement struct {
-	class       byte // 0 universal, 2 context-specific
+	class       byte // berUniversal, berContext (or 1 application, 3 private)
 	tag         uint32
 	constructed bool
 	content     []byte // for a constructed element: its children, end-of-contents left out
@@ -31,14 +44,17 @@ const (
 	maxBERChildren = 4096
 )
 
+// errBER is wrapped by every reason BER cannot be read.
 var errBER = errors.New("malformed BER")
 
 func (e berElement) is(class byte, tag uint32, constructed bool) bool {
 	return e.class == class && e.tag == tag && e.constructed == constructed
 }
 
-// readBER reads one element; indefinite lengths are followed to their
-// end-of-contents through the nested elements.
+// readBER reads the element at the start of b and returns it and what
+// follows it. An indefinite length is followed to its end-of-contents
+// through the elements inside, each read in full; depth is how deep the
+// element is nested, against maxBERDepth.
 func readBER(b []byte, depth int) (berElement, []byte, error) {
 	var el berElement
 	if depth > maxBERDepth {
@@ -110,7 +126,8 @@ func readBER(b []byte, depth int) (berElement, []byte, error) {
 	return el, b[n:], nil
 }
 
-// children reads the elements inside a constructed one.
+// children reads the elements inside a constructed one, at most
+// maxBERChildren.
 func (e berElement) children(depth int) ([]berElement, error) {
 	if !e.constructed {
 		return nil, fmt.Errorf("%w: primitive where constructed expected", errBER)
@@ -131,25 +148,11 @@ func (e berElement) children(depth int) ([]berElement, error) {
 }
 
 // octets is the length of an OCTET STRING (or one with an implicit tag),
-// which BER may split into constructed pieces.
+// its BER pieces added up.
 func (e berElement) octets(depth int) (int, error) {
-	if !e.constructed {
-		return len(e.content), nil
-	}
-	kids, err := e.children(depth)
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, k := range kids {
-		if k.class != berUniversal || k.tag != tagOctetString {
-			return 0, fmt.Errorf("%w: a piece of an OCTET STRING is not one", errBER)
-		}
-		m, err := k.octets(depth + 1)
-		if err != nil {
-			return 0, err
-		}
-		n += m
+	if err := e.octetPieces(depth, func(p []byte) { n += len(p) }); err != nil {
+		return 0, err
 	}
 	return n, nil
 }
@@ -159,22 +162,34 @@ func (e berElement) octetBytes(depth int) ([]byte, error) {
 	if !e.constructed {
 		return e.content, nil
 	}
-	kids, err := e.children(depth)
-	if err != nil {
+	var out []byte
+	if err := e.octetPieces(depth, func(p []byte) { out = append(out, p...) }); err != nil {
 		return nil, err
 	}
-	var out []byte
+	return out, nil
+}
+
+// octetPieces calls fn with each piece of an OCTET STRING in order: BER may
+// split one into a constructed string of OCTET STRINGs, themselves split or
+// not.
+func (e berElement) octetPieces(depth int, fn func([]byte)) error {
+	if !e.constructed {
+		fn(e.content)
+		return nil
+	}
+	kids, err := e.children(depth)
+	if err != nil {
+		return err
+	}
 	for _, k := range kids {
 		if k.class != berUniversal || k.tag != tagOctetString {
-			return nil, fmt.Errorf("%w: a piece of an OCTET STRING is not one", errBER)
+			return fmt.Errorf("%w: a piece of an OCTET STRING is not one", errBER)
 		}
-		b, err := k.octetBytes(depth + 1)
-		if err != nil {
-			return nil, err
+		if err := k.octetPieces(depth+1, fn); err != nil {
+			return err
 		}
-		out = append(out, b...)
 	}
-	return out, nil
+	return nil
 }
 
 // smallInt reads an INTEGER of one octet (CMS versions).

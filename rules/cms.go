@@ -8,8 +8,14 @@ import (
 	"strings"
 )
 
-// maxEncryptedDER bounds an S/MIME body read into memory: larger than any
-// message the relay takes.
+// S/MIME bodies (CMS, RFC 5652 and RFC 5083) are checked by their
+// structure, read with the BER reader of ber.go: that an enveloped one is
+// well formed as a whole (verifyCMSEnveloped), and what an opaque-signed
+// one carries (cmsSignedContent). The depth given to children is how deep
+// the element read is nested in the ContentInfo.
+
+// maxEncryptedDER bounds an S/MIME body read into memory: more than the
+// body of a message within the relay's default size limit (35 MiB).
 const maxEncryptedDER = 64 << 20
 
 // verifySMIME checks an application/pkcs7-mime body: what its smime-type
@@ -38,6 +44,8 @@ func verifySMIME(body io.Reader, smimeType, cte string) error {
 	return verifyCMSEnveloped(der, want)
 }
 
+// oidContent is the contents of an OBJECT IDENTIFIER's encoding, which is
+// what readBER gives for it.
 func oidContent(oid asn1.ObjectIdentifier) string {
 	b, err := asn1.Marshal(oid)
 	if err != nil {
@@ -77,13 +85,14 @@ var (
 // ("enveloped-data") or AuthEnvelopedData ("authenveloped-data"; "" takes
 // either), with nothing after it.
 func verifyCMSEnveloped(der []byte, want string) error {
-	if err := cmsEnveloped(der, want); err != nil {
+	if err := checkEnvelopedContentInfo(der, want); err != nil {
 		return notEncrypted("CMS: %v", err)
 	}
 	return nil
 }
 
-func cmsEnveloped(der []byte, want string) error {
+// checkEnvelopedContentInfo is verifyCMSEnveloped's check.
+func checkEnvelopedContentInfo(der []byte, want string) error {
 	ci, rest, err := readBER(der, 0)
 	if err != nil {
 		return err
@@ -116,12 +125,12 @@ func cmsEnveloped(der []byte, want string) error {
 	if len(inner) != 1 || !inner[0].is(berUniversal, tagSequence, true) {
 		return errors.New("content is not one SEQUENCE")
 	}
-	return envelopedData(inner[0], auth)
+	return checkEnvelopedData(inner[0], auth)
 }
 
-// envelopedData checks EnvelopedData (RFC 5652 6.1) or AuthEnvelopedData
+// checkEnvelopedData checks EnvelopedData (RFC 5652 6.1) or AuthEnvelopedData
 // (RFC 5083 2.1): they differ after the encrypted content.
-func envelopedData(e berElement, auth bool) error {
+func checkEnvelopedData(e berElement, auth bool) error {
 	f, err := e.children(2)
 	if err != nil {
 		return err
@@ -152,12 +161,12 @@ func envelopedData(e berElement, auth bool) error {
 		return errors.New("no RecipientInfo")
 	}
 	for _, ri := range ris {
-		if err := recipientInfo(ri); err != nil {
+		if err := checkRecipientInfo(ri); err != nil {
 			return fmt.Errorf("RecipientInfo: %w", err)
 		}
 	}
 	i++
-	if err := encryptedContentInfo(at(i)); err != nil {
+	if err := checkEncryptedContentInfo(at(i)); err != nil {
 		return err
 	}
 	i++
@@ -185,8 +194,8 @@ func envelopedData(e berElement, auth bool) error {
 	return nil
 }
 
-// recipientInfo checks the choices of RFC 5652 6.2 by their fixed fields.
-func recipientInfo(ri berElement) error {
+// checkRecipientInfo checks the choices of RFC 5652 6.2 by their fixed fields.
+func checkRecipientInfo(ri berElement) error {
 	f, err := ri.children(4)
 	if err != nil {
 		return err
@@ -236,9 +245,9 @@ func recipientInfo(ri berElement) error {
 	return errors.New("not a recipient")
 }
 
-// encryptedContentInfo checks that there is encrypted content, under a
+// checkEncryptedContentInfo checks that there is encrypted content, under a
 // known algorithm, of a length the algorithm can produce.
-func encryptedContentInfo(e berElement) error {
+func checkEncryptedContentInfo(e berElement) error {
 	if !e.is(berUniversal, tagSequence, true) {
 		return errors.New("no EncryptedContentInfo")
 	}

@@ -24,12 +24,15 @@ func renderHTML(src []byte, dropHidden bool) []byte {
 	return out.Bytes()
 }
 
-// The contents of these elements is raw text to the tokenizer, but HTML to
-// a mail program, which runs no scripts and shows no frames.
-var reparsed = map[atom.Atom]bool{atom.Noscript: true, atom.Noembed: true, atom.Noframes: true, atom.Iframe: true}
+// reparsedElements: the contents of these elements is raw text to the
+// tokenizer, but HTML to a mail program, which runs no scripts and shows no
+// frames. It is rendered again, at most maxReparse deep.
+var reparsedElements = map[atom.Atom]bool{atom.Noscript: true, atom.Noembed: true, atom.Noframes: true, atom.Iframe: true}
 
+// maxReparse bounds how deep reparsedElements are rendered again.
 const maxReparse = 4
 
+// renderHTMLInto is renderHTML of src, reparsed depth deep, written to out.
 func renderHTMLInto(out *bytes.Buffer, src []byte, depth int, dropHidden bool) {
 	z := html.NewTokenizer(bytes.NewReader(src))
 	var raw atom.Atom // the element whose raw text comes next
@@ -45,7 +48,7 @@ func renderHTMLInto(out *bytes.Buffer, src []byte, depth int, dropHidden bool) {
 			text := z.Text()
 			switch {
 			case hiddenDepth > 0, raw == atom.Script, raw == atom.Style:
-			case reparsed[raw] && depth < maxReparse:
+			case reparsedElements[raw] && depth < maxReparse:
 				renderHTMLInto(out, text, depth+1, dropHidden)
 			default:
 				out.Write(text)
@@ -55,22 +58,8 @@ func renderHTMLInto(out *bytes.Buffer, src []byte, depth int, dropHidden bool) {
 			name, more := z.TagName()
 			a := atom.Lookup(name)
 			raw = a
-			isHidden := false
-			alts = alts[:0]
-			for more {
-				var k, v []byte
-				k, v, more = z.TagAttr()
-				switch string(k) {
-				case "alt", "title":
-					if len(v) > 0 {
-						alts = append(alts, v)
-					}
-				case "hidden":
-					isHidden = true
-				case "style":
-					isHidden = isHidden || hiddenStyle(v)
-				}
-			}
+			var isHidden bool
+			alts, isHidden = readTagAttrs(z, more, alts[:0])
 			if hiddenDepth > 0 {
 				if tt == html.StartTagToken && bytes.Equal(name, hidden) {
 					hiddenDepth++
@@ -105,7 +94,29 @@ func renderHTMLInto(out *bytes.Buffer, src []byte, depth int, dropHidden bool) {
 	}
 }
 
-// Elements that have no end tag: hidden, they hide nothing after them.
+// readTagAttrs reads the attributes of the tag the tokenizer is at (more:
+// it has some): the alt and title texts, appended to alts, and whether they
+// hide the element.
+func readTagAttrs(z *html.Tokenizer, more bool, alts [][]byte) ([][]byte, bool) {
+	hidden := false
+	for more {
+		var k, v []byte
+		k, v, more = z.TagAttr()
+		switch string(k) {
+		case "alt", "title":
+			if len(v) > 0 {
+				alts = append(alts, v)
+			}
+		case "hidden":
+			hidden = true
+		case "style":
+			hidden = hidden || hiddenStyle(v)
+		}
+	}
+	return alts, hidden
+}
+
+// voidElements have no end tag: hidden, they hide nothing after them.
 var voidElements = map[atom.Atom]bool{atom.Area: true, atom.Base: true, atom.Br: true, atom.Col: true, atom.Embed: true,
 	atom.Hr: true, atom.Img: true, atom.Input: true, atom.Link: true, atom.Meta: true, atom.Source: true, atom.Track: true, atom.Wbr: true}
 
@@ -128,6 +139,8 @@ func hiddenStyle(v []byte) bool {
 	return false
 }
 
+// breakAfter writes what a reader sees at the start or end of element a: a
+// space between table cells, a new line around blocks.
 func breakAfter(out *bytes.Buffer, a atom.Atom) {
 	switch a {
 	case atom.Td, atom.Th:

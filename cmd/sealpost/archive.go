@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -58,7 +59,7 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir := archiveDir(cfg)
+	dir := cfg.ArchiveDir()
 	rep, err := archive.VerifyWith(dir, c.stdout, archive.VerifyOptions{Expect: expect, HeadFile: *head, NoHead: *noHead, AllowTornTail: *allowTorn})
 	if err != nil {
 		return err
@@ -125,14 +126,14 @@ func parseDate(flagName, s string) (time.Time, error) {
 
 // clientAddresses turns --client into addresses: an address as it is, or a
 // client's name or chart id looked up in the consent registry.
-func clientAddresses(ctx context.Context, cfg *Config, client string) ([]string, error) {
+func clientAddresses(ctx context.Context, cfg *config.Config, client string) ([]string, error) {
 	if client == "" {
 		return nil, nil
 	}
 	if strings.Contains(client, "@") {
 		return []string{client}, nil
 	}
-	reg, err := rules.OpenRegistry(registryPath(cfg))
+	reg, err := rules.OpenRegistry(cfg.RegistryPath())
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := archive.Export(ctx, archiveDir(cfg), key, *out, f)
+	rep, err := archive.Export(ctx, cfg.ArchiveDir(), key, *out, f)
 	if err != nil {
 		return err
 	}
@@ -206,15 +207,15 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 
 // withArchive runs f against the running relay's archive (through the
 // control socket) or, when no relay runs, against the archive opened here.
-func withArchive(ctx context.Context, cfg *Config, remote func(*relay.Control) error, local func(*archive.Archive) error) error {
-	if ctl, err := relay.DialControl(controlPath(cfg)); err == nil {
+func withArchive(ctx context.Context, cfg *config.Config, remote func(*relay.Control) error, local func(*archive.Archive) error) error {
+	if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
 		return remote(ctl)
 	}
 	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
 	if err != nil {
 		return err
 	}
-	a, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub})
+	a, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub})
 	if err != nil {
 		return err
 	}
@@ -291,7 +292,7 @@ func runArchiveHold(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if *list {
-		holds, err := archive.ListHolds(archiveDir(cfg))
+		holds, err := archive.ListHolds(cfg.ArchiveDir())
 		if err != nil {
 			return err
 		}
@@ -371,7 +372,7 @@ type holdRequest struct {
 
 // archiveHandlers let the CLI prune, hold and release through the running
 // relay, which holds the archive's write lock.
-func archiveHandlers(a *archive.Archive, cfg *Config) map[string]http.HandlerFunc {
+func archiveHandlers(a *archive.Archive, cfg *config.Config) map[string]http.HandlerFunc {
 	fail := func(w http.ResponseWriter, err error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/archive/ingest"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/relay"
@@ -41,7 +42,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	}
 	cfg, err := c.loadConfig()
 	if err != nil {
-		var ces ConfigErrors
+		var ces config.Errors
 		if errors.As(err, &ces) {
 			for _, e := range ces {
 				fmt.Fprintf(c.stdout, "FAIL %s\n", e.Error())
@@ -65,7 +66,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 		_, err := tls.LoadX509KeyPair(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey)
 		report(fmt.Sprintf("smtp.tls_cert %s and tls_key %s (line %d)", cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.Line("smtp.tls_cert")), err)
 	} else {
-		report("smtp.tls_cert empty: sealpost makes a local CA and certificate in "+tlsDir(cfg), nil)
+		report("smtp.tls_cert empty: sealpost makes a local CA and certificate in "+cfg.TLSDir(), nil)
 	}
 	up, err := upstreamConfig(cfg)
 	if cfg.Upstream.CAFile != "" {
@@ -77,7 +78,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	accounts, accErr := relayAccounts(cfg, grants)
 	for i, a := range cfg.Accounts {
 		if a.UpstreamPasswordFile != "" {
-			_, err := readSecret(a.UpstreamPasswordFile)
+			_, err := config.ReadSecret(a.UpstreamPasswordFile)
 			report(fmt.Sprintf("account[%d].upstream_password_file %s (line %d)", i, a.UpstreamPasswordFile, cfg.Line(fmt.Sprintf("account[%d].upstream_password_file", i))), err)
 		}
 		if a.UpstreamAuth == "oauth2" {
@@ -103,7 +104,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	}
 	switch {
 	case cfg.Upstream.Address == "outbox":
-		report("upstream is the outbox Maildir "+outboxDir(cfg)+": nothing leaves this machine", nil)
+		report("upstream is the outbox Maildir "+cfg.OutboxDir()+": nothing leaves this machine", nil)
 	case *offline:
 		fmt.Fprintf(c.stdout, "skip login to the provider %s (--offline)\n", cfg.Upstream.Address)
 	case err != nil || accErr != nil:
@@ -174,19 +175,19 @@ type checkResult struct {
 
 // checkPolicyAndArchive opens the registry and the keyring and unlocks the
 // practice key, as serve will.
-func checkPolicyAndArchive(cfg *Config) []checkResult {
+func checkPolicyAndArchive(cfg *config.Config) []checkResult {
 	var out []checkResult
 	if _, err := os.Stat(cfg.DataDir); err == nil {
-		reg, err := rules.OpenRegistry(registryPath(cfg))
+		reg, err := rules.OpenRegistry(cfg.RegistryPath())
 		if err == nil {
 			reg.Close()
 		}
-		out = append(out, checkResult{what: "consent registry " + registryPath(cfg), err: err})
-		k, err := pgp.OpenKeyring(keyringPath(cfg), pgp.KeyringOptions{})
+		out = append(out, checkResult{what: "consent registry " + cfg.RegistryPath(), err: err})
+		k, err := pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{})
 		if err == nil {
 			k.Close()
 		}
-		out = append(out, checkResult{what: "keyring " + keyringPath(cfg), err: err})
+		out = append(out, checkResult{what: "keyring " + cfg.KeyringPath(), err: err})
 	}
 	if cfg.Archive.PublicKey != "" {
 		_, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)

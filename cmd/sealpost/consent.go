@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -26,13 +26,11 @@ func init() {
 		summary: "record consents from CSV (address,name,signed,evidence,expires); all or nothing", run: runConsentImport})
 }
 
-func registryPath(c *Config) string { return filepath.Join(c.DataDir, "registry.db") }
-
-func openRegistry(cfg *Config) (*rules.Registry, error) {
+func openRegistry(cfg *config.Config) (*rules.Registry, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	return rules.OpenRegistry(registryPath(cfg))
+	return rules.OpenRegistry(cfg.RegistryPath())
 }
 
 // recorder names who ran the command, for the registry's history.

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -23,7 +23,7 @@ type serveDeps struct {
 	registry *rules.Registry
 	keys     *pgp.Keyring
 	closers  []func() error
-	reload   func(cfg *Config) error
+	reload   func(cfg *config.Config) error
 }
 
 func (d *serveDeps) close() {
@@ -33,7 +33,7 @@ func (d *serveDeps) close() {
 }
 
 // openPolicyAndArchive opens the consent registry and builds the policy.
-func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*serveDeps, error) {
+func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Logger) (*serveDeps, error) {
 	d := &serveDeps{}
 	reg, err := openRegistry(cfg)
 	if err != nil {
@@ -44,7 +44,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 	if cfg.PGP.WKD {
 		wkd = &pgp.WKDOptions{}
 	}
-	keys, err := pgp.OpenKeyring(keyringPath(cfg), pgp.KeyringOptions{WKD: wkd})
+	keys, err := pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{WKD: wkd})
 	if err != nil {
 		d.close()
 		return nil, err
@@ -74,7 +74,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 		return nil, err
 	}
 	d.policy, d.rules = policy, policy
-	d.reload = func(c *Config) error {
+	d.reload = func(c *config.Config) error {
 		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules())
 	}
 
@@ -86,7 +86,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 	if warning != "" {
 		log.Warn(warning)
 	}
-	arch, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub, Logger: log})
+	arch, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Logger: log})
 	if err != nil {
 		d.close()
 		return nil, err
@@ -96,8 +96,6 @@ func openPolicyAndArchive(ctx context.Context, cfg *Config, log *slog.Logger) (*
 	d.registry = reg
 	return d, nil
 }
-
-func archiveDir(c *Config) string { return filepath.Join(c.DataDir, "archive") }
 
 // syncConsent copies consent events the archive does not have yet from the
 // registry into it, so the registry's history is part of the record.

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/archive/ingest"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
@@ -33,7 +34,7 @@ type ingestRunner struct {
 	watchers map[string]*ingest.Watcher // by account, for tests and logs
 }
 
-func (r *ingestRunner) start(cfg *Config) error {
+func (r *ingestRunner) start(cfg *config.Config) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var ws []*ingest.Watcher
@@ -76,7 +77,7 @@ func (r *ingestRunner) stopLocked() {
 	}
 }
 
-func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, error) {
+func (r *ingestRunner) watcher(cfg *config.Config, a config.AccountConfig) (*ingest.Watcher, error) {
 	o, err := imapOptions(cfg, a, r.grants)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func (r *ingestRunner) watcher(cfg *Config, a AccountConfig) (*ingest.Watcher, e
 
 // mailbox is the policy for the account's mailbox; its acknowledgements
 // are sent through the relay.
-func (r *ingestRunner) mailbox(cfg *Config, a AccountConfig) (*rules.Mailbox, error) {
+func (r *ingestRunner) mailbox(cfg *config.Config, a config.AccountConfig) (*rules.Mailbox, error) {
 	var own []string
 	for _, acct := range cfg.Accounts {
 		own = append(own, acct.Addresses...)
@@ -132,7 +133,7 @@ func (k autocryptKeyring) TakeOffered(ctx context.Context, h textproto.Header, f
 }
 
 // imapOptions is how to reach and log in to the account's mailbox.
-func imapOptions(cfg *Config, a AccountConfig, grants *oauth.Grants) (ingest.Options, error) {
+func imapOptions(cfg *config.Config, a config.AccountConfig, grants *oauth.Grants) (ingest.Options, error) {
 	m := a.IMAP
 	o := ingest.Options{Account: a.Username, Address: m.Address, Implicit: m.TLS == "implicit", Username: m.Username, Folders: m.Folders}
 	if m.PasswordFile == "" { // the account's OAuth 2.0 grant (LoadConfig saw to that)
@@ -142,7 +143,7 @@ func imapOptions(cfg *Config, a AccountConfig, grants *oauth.Grants) (ingest.Opt
 		}
 		o.Auth = g.SASL(m.Username)
 	} else {
-		pw, err := readSecret(m.PasswordFile)
+		pw, err := config.ReadSecret(m.PasswordFile)
 		if err != nil {
 			return o, fmt.Errorf("password_file: %w", err)
 		}

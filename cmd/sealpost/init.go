@@ -22,6 +22,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
 )
@@ -151,7 +152,7 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 	if err := w.shareWithService(); err != nil {
 		return err
 	}
-	if _, err := LoadConfig(cfgPath); err != nil {
+	if _, err := config.Load(cfgPath); err != nil {
 		return fmt.Errorf("the configuration init wrote does not load (a bug; please report it): %w", err)
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/rules/pgp"
 )
 
@@ -38,7 +39,7 @@ func TestInit(t *testing.T) {
 		}
 	}
 	cfgPath := filepath.Join(dir, initConfig)
-	cfg, err := LoadConfig(cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

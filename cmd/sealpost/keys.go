@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/rules/pgp"
 )
 
@@ -19,13 +20,11 @@ func init() {
 	register(&command{name: "keys remove", args: "FINGERPRINT", summary: "remove a key from the keyring", run: runKeysRemove})
 }
 
-func keyringPath(c *Config) string { return filepath.Join(c.DataDir, "keyring.db") }
-
-func openKeyring(cfg *Config) (*pgp.Keyring, error) {
+func openKeyring(cfg *config.Config) (*pgp.Keyring, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	return pgp.OpenKeyring(keyringPath(cfg), pgp.KeyringOptions{})
+	return pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{})
 }
 
 func runKeysImport(ctx context.Context, c *cli, args []string) error {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/textutil"
 )
 
@@ -87,7 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "sealpost %s: %s\nusage: sealpost %s %s\n", cmd.name, ue.msg, cmd.name, cmd.args)
 		return 2
 	}
-	var ces ConfigErrors
+	var ces config.Errors
 	if errors.As(err, &ces) && len(ces) > 1 {
 		fmt.Fprintf(stderr, "sealpost %s: %v\n", cmd.name, err)
 		return 1
@@ -118,7 +119,7 @@ func (c *cli) printUsage(w io.Writer) {
 		cmd := commands[n]
 		fmt.Fprintf(w, "  %-18s %s\n", n, cmd.summary)
 	}
-	fmt.Fprintf(w, "\nEvery command takes -c/--config FILE (default $SEALPOST_CONFIG or %s).\n", defaultConfigPath)
+	fmt.Fprintf(w, "\nEvery command takes -c/--config FILE (default $SEALPOST_CONFIG or %s).\n", config.DefaultPath)
 }
 
 // flags returns a FlagSet for the current command with -c/--config on it.
@@ -127,7 +128,7 @@ func (c *cli) flags() *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	def := os.Getenv("SEALPOST_CONFIG")
 	if def == "" {
-		def = defaultConfigPath
+		def = config.DefaultPath
 	}
 	c.configPath = def
 	fs.StringVar(&c.configPath, "c", def, "configuration file")
@@ -168,6 +169,6 @@ func (c *cli) printFlags(fs *flag.FlagSet) {
 }
 
 // loadConfig reads the configuration named by -c.
-func (c *cli) loadConfig() (*Config, error) {
-	return LoadConfig(c.configPath)
+func (c *cli) loadConfig() (*config.Config, error) {
+	return config.Load(c.configPath)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/oauth"
 )
 
@@ -14,10 +15,10 @@ func init() {
 }
 
 // oauthProvider is [oauth2], with the client secret read from its file.
-func oauthProvider(cfg *Config) (*oauth.Provider, error) {
-	s := cfg.OAuth2.settings()
+func oauthProvider(cfg *config.Config) (*oauth.Provider, error) {
+	s := cfg.OAuth2.Settings()
 	if f := cfg.OAuth2.ClientSecretFile; f != "" {
-		secret, err := readSecret(f)
+		secret, err := config.ReadSecret(f)
 		if err != nil {
 			return nil, fmt.Errorf("oauth2.client_secret_file: %w", err)
 		}
@@ -27,7 +28,7 @@ func oauthProvider(cfg *Config) (*oauth.Provider, error) {
 }
 
 // oauthGrant is the account's grant among grants.
-func oauthGrant(cfg *Config, grants *oauth.Grants, account string) (*oauth.Grant, error) {
+func oauthGrant(cfg *config.Config, grants *oauth.Grants, account string) (*oauth.Grant, error) {
 	p, err := oauthProvider(cfg)
 	if err != nil {
 		return nil, err
@@ -55,7 +56,7 @@ func runOAuth2Login(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var acct *AccountConfig
+	var acct *config.AccountConfig
 	for i := range cfg.Accounts {
 		if cfg.Accounts[i].Username == *account {
 			acct = &cfg.Accounts[i]

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/relay"
 )
 
@@ -126,7 +127,7 @@ type opsServers struct {
 	Addrs   map[string]net.Addr
 }
 
-func startOps(cfg *Config, clients *atomic.Pointer[relay.ClientSettings], srv *relay.Server, reg *prometheus.Registry, arch *archive.Archive, serverTLS *tls.Config, log *slog.Logger) (*opsServers, error) {
+func startOps(cfg *config.Config, clients *atomic.Pointer[relay.ClientSettings], srv *relay.Server, reg *prometheus.Registry, arch *archive.Archive, serverTLS *tls.Config, log *slog.Logger) (*opsServers, error) {
 	ops := &opsServers{Addrs: map[string]net.Addr{}}
 	serve := func(name, listen string, h http.Handler, tc *tls.Config) error {
 		l, err := net.Listen("tcp", listen)
@@ -149,7 +150,7 @@ func startOps(cfg *Config, clients *atomic.Pointer[relay.ClientSettings], srv *r
 		return nil
 	}
 	if cfg.Metrics.Listen != "" {
-		dirs := []string{spoolDir(cfg)}
+		dirs := []string{cfg.SpoolDir()}
 		if arch != nil {
 			dirs = append(dirs, arch.Dir())
 		}
@@ -196,7 +197,7 @@ func (o *opsServers) shutdown(ctx context.Context) {
 
 // clientSettings derives what mail clients are told from the configuration:
 // sealpost's name and ports, the practice's domains, the provider's IMAP.
-func clientSettings(cfg *Config) relay.ClientSettings {
+func clientSettings(cfg *config.Config) relay.ClientSettings {
 	cs := relay.ClientSettings{Hostname: cfg.SMTP.Hostname, DisplayName: cfg.Clients.DisplayName, IMAPTLS: cfg.Clients.IMAPTLS}
 	port := func(hostport string) int {
 		_, p, err := net.SplitHostPort(hostport)

@@ -43,5 +43,3 @@ func runPasswd(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintln(c.stdout, hash)
 	return nil
 }
-
-func checkPasswordHash(h string) error { return relay.CheckPasswordHash(h) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/relay"
 )
 
@@ -33,12 +34,12 @@ func runQueueList(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var list []relay.QueuedMessage
-	if ctl, err := relay.DialControl(controlPath(cfg)); err == nil {
+	if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
 		if list, err = ctl.Queue(); err != nil {
 			return err
 		}
 	} else {
-		oq, err := relay.OpenOfflineQueue(spoolDir(cfg))
+		oq, err := relay.OpenOfflineQueue(cfg.SpoolDir())
 		if err != nil {
 			return err
 		}
@@ -84,7 +85,7 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 			return err
 		}
 		var id string
-		if ctl, err := relay.DialControl(controlPath(cfg)); err == nil {
+		if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
 			if action == "retry" {
 				id, err = ctl.Retry(pos[0])
 			} else {
@@ -94,7 +95,7 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 				return err
 			}
 		} else if errors.Is(err, relay.ErrNotRunning) {
-			oq, err := relay.OpenOfflineQueue(spoolDir(cfg))
+			oq, err := relay.OpenOfflineQueue(cfg.SpoolDir())
 			if err != nil {
 				return err
 			}
@@ -118,12 +119,12 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 
 // recordOffline writes a dropped message's outcomes and drop into the
 // archive when no relay is running.
-func recordOffline(ctx context.Context, cfg *Config, events []archive.Event) error {
+func recordOffline(ctx context.Context, cfg *config.Config, events []archive.Event) error {
 	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
 	if err != nil {
 		return err
 	}
-	a, err := archive.Open(archive.Options{Dir: archiveDir(cfg), PublicKey: pub})
+	a, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub})
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
@@ -42,13 +42,7 @@ func init() {
 // shutdownGrace is how long SIGTERM waits for sessions and deliveries in flight.
 const shutdownGrace = 30 * time.Second
 
-// Paths below data_dir.
-func spoolDir(c *Config) string    { return filepath.Join(c.DataDir, "spool") }
-func outboxDir(c *Config) string   { return filepath.Join(c.DataDir, "outbox") }
-func tlsDir(c *Config) string      { return filepath.Join(c.DataDir, "tls") }
-func controlPath(c *Config) string { return filepath.Join(c.DataDir, "control.sock") }
-
-func newLogger(c *Config, w io.Writer) *slog.Logger {
+func newLogger(c *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -61,8 +55,8 @@ func newLogger(c *Config, w io.Writer) *slog.Logger {
 // redactor returns the keyed hash for client addresses in logs; its key is
 // made on first use and kept in the data dir, so hashes stay stable across
 // restarts and `sealpost loghash` can find an address's lines.
-func redactor(c *Config) (*addr.Redactor, error) {
-	path := filepath.Join(c.DataDir, "loghash.key")
+func redactor(c *config.Config) (*addr.Redactor, error) {
+	path := c.LogHashKey()
 	key, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key = make([]byte, 32)
@@ -90,7 +84,7 @@ func runLoghash(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, "loghash.key")); err != nil {
+	if _, err := os.Stat(cfg.LogHashKey()); err != nil {
 		return errors.New("no log hash key yet: sealpost serve makes it on first start")
 	}
 	r, err := redactor(cfg)
@@ -101,28 +95,14 @@ func runLoghash(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-// readSecret reads a password file: the first line, without its line end.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.SplitN(string(b), "\n", 2)[0]
-	s = strings.TrimRight(s, "\r")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
-}
-
 // relayAccounts turns the config's accounts into the relay's, reading each
 // upstream password file.
-func relayAccounts(cfg *Config, grants *oauth.Grants) ([]relay.Account, error) {
+func relayAccounts(cfg *config.Config, grants *oauth.Grants) ([]relay.Account, error) {
 	var out []relay.Account
 	for _, a := range cfg.Accounts {
 		ra := relay.Account{Username: a.Username, PasswordHash: a.PasswordHash, Addresses: a.Addresses, UpstreamUsername: a.UpstreamUsername}
 		if a.UpstreamPasswordFile != "" {
-			pw, err := readSecret(a.UpstreamPasswordFile)
+			pw, err := config.ReadSecret(a.UpstreamPasswordFile)
 			if err != nil {
 				return nil, fmt.Errorf("account %q: upstream_password_file: %w", a.Username, err)
 			}
@@ -143,7 +123,7 @@ func relayAccounts(cfg *Config, grants *oauth.Grants) ([]relay.Account, error) {
 	return out, nil
 }
 
-func upstreamConfig(cfg *Config) (relay.Upstream, error) {
+func upstreamConfig(cfg *config.Config) (relay.Upstream, error) {
 	u := relay.Upstream{Address: cfg.Upstream.Address, TLS: relay.UpstreamTLS(cfg.Upstream.TLS), Timeout: cfg.Upstream.Timeout.D()}
 	if u.Address == "outbox" || u.TLS == relay.NoTLS {
 		return u, nil
@@ -159,15 +139,15 @@ func upstreamConfig(cfg *Config) (relay.Upstream, error) {
 
 // serverTLS is the submission certificate: the configured one, or a local CA
 // and a certificate signed by it, made below data_dir on first start.
-func serverTLS(cfg *Config, log *slog.Logger) (certFile, keyFile string, err error) {
+func serverTLS(cfg *config.Config, log *slog.Logger) (certFile, keyFile string, err error) {
 	if cfg.SMTP.TLSCert != "" {
 		return cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, nil
 	}
-	certFile, keyFile, err = tlsconf.EnsureLocalCertificate(tlsDir(cfg), cfg.SMTP.Hostname, time.Now())
+	certFile, keyFile, err = tlsconf.EnsureLocalCertificate(cfg.TLSDir(), cfg.SMTP.Hostname, time.Now())
 	if err != nil {
 		return "", "", err
 	}
-	log.Info("using a self-made certificate; import its CA into mail clients", "ca", filepath.Join(tlsDir(cfg), "ca.pem"))
+	log.Info("using a self-made certificate; import its CA into mail clients", "ca", filepath.Join(cfg.TLSDir(), "ca.pem"))
 	return certFile, keyFile, nil
 }
 
@@ -237,10 +217,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		GreetingWait:             cfg.SMTP.GreetingWait.D(),
 		MaxConnections:           cfg.SMTP.MaxConnections,
 		MaxConnectionsPerAddress: cfg.SMTP.MaxConnectionsPerIP,
-		TrustedNetworks:          cfg.SMTP.trustedNetworks(),
+		TrustedNetworks:          cfg.SMTP.TrustedPrefixes(),
 		Accounts:                 accounts,
-		SpoolDir:                 spoolDir(cfg),
-		OutboxDir:                outboxDir(cfg),
+		SpoolDir:                 cfg.SpoolDir(),
+		OutboxDir:                cfg.OutboxDir(),
 		Upstream:                 up,
 		Queue: relay.QueueOptions{
 			Workers: cfg.Upstream.Workers, Lifetime: cfg.Upstream.Lifetime.D(), DelayWarning: cfg.Upstream.DelayWarning.D(),
@@ -284,7 +264,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	go deps.consentSyncLoop(ctlCtx, log)
 	handlers := archiveHandlers(deps.arch, cfg)
 	handlers["POST /reload"] = reload
-	if err := srv.ServeControl(ctlCtx, controlPath(cfg), handlers); err != nil {
+	if err := srv.ServeControl(ctlCtx, cfg.ControlPath(), handlers); err != nil {
 		log.Warn("no control socket: `sealpost queue` will not reach this relay", "err", err)
 	}
 	log.Info("sealpost is running", "submission", fmtAddr(addrs.Submission), "submissions", fmtAddr(addrs.Submissions),
@@ -322,7 +302,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 // reloadConfig applies what can change without dropping sessions: accounts,
 // and whatever the policy takes (internal domains, notice, content rules).
 func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}

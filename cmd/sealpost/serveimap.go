@@ -53,7 +53,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	view, err := archive.OpenView(archiveDir(cfg), key)
+	view, err := archive.OpenView(cfg.ArchiveDir(), key)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	}
 	// UIDs are record numbers; the validity follows the archive's identity
 	// (its seal key), so a different archive never looks like this one.
-	seal, _ := os.ReadFile(filepath.Join(archiveDir(cfg), "seal.pub"))
+	seal, _ := os.ReadFile(filepath.Join(cfg.ArchiveDir(), "seal.pub"))
 	uidValidity := crc32.ChecksumIEEE([]byte(strings.TrimSpace(string(seal)))) | 1
 	srv := auditimap.New(auditimap.Options{View: view, Viewers: viewers, TLS: tc, Logger: log, UIDValidity: uidValidity})
 	l, err := net.Listen("tcp", *listen)

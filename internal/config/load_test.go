@@ -1,17 +1,18 @@
-package main
+package config
 
 import (
 	"errors"
-	"golang.org/x/crypto/bcrypt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("..", "..", "config.example.toml"))
+	cfg, err := Load(filepath.Join("..", "..", "config.example.toml"))
 	if err != nil {
 		t.Fatalf("config.example.toml: %v", err)
 	}
@@ -33,7 +34,7 @@ func TestExampleConfigLoads(t *testing.T) {
 // TestContainerConfigLoads: the image's configuration is valid, serves the
 // network (not loopback) and ships no password anyone knows.
 func TestContainerConfigLoads(t *testing.T) {
-	cfg, err := LoadConfig(filepath.Join("..", "..", "deploy", "container", "sealpost.toml"))
+	cfg, err := Load(filepath.Join("..", "..", "deploy", "container", "sealpost.toml"))
 	if err != nil {
 		t.Fatalf("deploy/container/sealpost.toml: %v", err)
 	}
@@ -136,10 +137,10 @@ client_id = "x"
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "sealpost.toml")
 			os.WriteFile(path, []byte(tt.toml), 0o600)
-			_, err := LoadConfig(path)
-			var ces ConfigErrors
+			_, err := Load(path)
+			var ces Errors
 			if !errors.As(err, &ces) {
-				t.Fatalf("error %v is not ConfigErrors", err)
+				t.Fatalf("error %v is not Errors", err)
 			}
 			msg := err.Error()
 			for _, w := range tt.want {
@@ -148,20 +149,5 @@ client_id = "x"
 				}
 			}
 		})
-	}
-}
-
-func TestDuration(t *testing.T) {
-	for in, want := range map[string]string{"90s": "1m30s", "4h": "4h0m0s", "5d": "120h0m0s", "2w": "336h0m0s", "7y": "61320h0m0s"} {
-		var d Duration
-		if err := d.UnmarshalText([]byte(in)); err != nil || d.D().String() != want {
-			t.Errorf("%s -> %v, %v; want %s", in, d.D(), err, want)
-		}
-	}
-	for _, bad := range []string{"", "5", "-1h", "3 days", "1.5d"} {
-		var d Duration
-		if err := d.UnmarshalText([]byte(bad)); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -36,7 +36,7 @@ func TestTrustedNetworks(t *testing.T) {
 			if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := LoadConfig(path)
+			cfg, err := Load(path)
 			if tt.want == "" {
 				if err == nil || !strings.Contains(err.Error(), ":3: smtp.trusted_networks: ") || !strings.Contains(err.Error(), tt.problem) {
 					t.Fatalf("LoadConfig: %v; want smtp.trusted_networks on line 3 saying %q", err, tt.problem)
@@ -46,7 +46,7 @@ func TestTrustedNetworks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := cfg.SMTP.trustedNetworks()
+			got := cfg.SMTP.TrustedPrefixes()
 			if len(got) != 1 || got[0].String() != tt.want {
 				t.Fatalf("trusted networks %v, want [%s]", got, tt.want)
 			}

@@ -9,6 +9,11 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
+// Content-Transfer-Encoding (RFC 2045 6): the decoders and encoders the
+// transforms and checks use, by the encoding's lower-case name.
+
+// decodeCTE undoes a text part's transfer encoding; an encoding nobody
+// knows is a mimeError.
 func decodeCTE(r io.Reader, cte string) (io.Reader, error) {
 	switch cte {
 	case "quoted-printable":
@@ -48,6 +53,7 @@ func newBase64Lines(w io.Writer) *base64Lines {
 
 func (b *base64Lines) Write(p []byte) (int, error) { return b.enc.Write(p) }
 
+// Close writes what is left and ends the last line.
 func (b *base64Lines) Close() error {
 	if err := b.enc.Close(); err != nil {
 		return err
@@ -59,6 +65,7 @@ func (b *base64Lines) Close() error {
 	return nil
 }
 
+// lineBreaker breaks what is written to it into lines of 76 octets.
 type lineBreaker struct {
 	w   io.Writer
 	col int

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -41,21 +41,15 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
 	noHead := fs.Bool("no-head", false, "there is no head file (a copy of the archive folder alone): check everything but the end, which cannot be checked")
 	allowTorn := fs.Bool("allow-torn-tail", false, "accept bytes after the newest record that are not a whole record (what a crash in the middle of a write leaves)")
-	pos, err := c.parse(fs, args)
-	if err != nil {
+	var expect []archive.ChainPoint
+	_, cfg, err := c.start(fs, args, noArgs, func() error {
+		if *head != "" && *noHead {
+			return usagef("--head and --no-head exclude each other")
+		}
+		var err error
+		expect, err = chainPoints(points, manifests)
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	if *head != "" && *noHead {
-		return usagef("--head and --no-head exclude each other")
-	}
-	expect, err := chainPoints(points, manifests)
-	if err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
+	})
 	if err != nil {
 		return err
 	}
@@ -158,27 +152,23 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	client := fs.String("client", "", "only this client: an address, or a name or chart id from the consent registry")
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	if len(keyFile) == 0 || *out == "" {
-		return usagef("--key and --out are required")
-	}
 	var f archive.Filter
-	if f.Since, err = parseDate("since", *since); err != nil {
-		return err
-	}
-	if f.Until, err = parseDate("until", *until); err != nil {
-		return err
-	}
-	if !f.Until.IsZero() {
-		f.Until = f.Until.AddDate(0, 0, 1)
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, noArgs, func() error {
+		if len(keyFile) == 0 || *out == "" {
+			return usagef("--key and --out are required")
+		}
+		var err error
+		if f.Since, err = parseDate("since", *since); err != nil {
+			return err
+		}
+		if f.Until, err = parseDate("until", *until); err != nil {
+			return err
+		}
+		if !f.Until.IsZero() {
+			f.Until = f.Until.AddDate(0, 0, 1)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -211,16 +201,24 @@ func withArchive(ctx context.Context, cfg *config.Config, remote func(*relay.Con
 	if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
 		return remote(ctl)
 	}
-	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
-	if err != nil {
-		return err
-	}
-	a, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub})
+	a, _, err := openArchive(cfg, nil)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
 	return local(a)
+}
+
+// openArchive opens the archive for writing, its key made on first use; the
+// warning is what EnsureKey had to say about the key. A nil log keeps the
+// archive's own messages unlogged.
+func openArchive(cfg *config.Config, log *slog.Logger) (a *archive.Archive, warning string, err error) {
+	pub, warning, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
+	if err != nil {
+		return nil, "", err
+	}
+	a, err = archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Logger: log})
+	return a, warning, err
 }
 
 func printPrune(c *cli, rep *archive.PruneReport, dry bool) {
@@ -241,14 +239,7 @@ func printPrune(c *cli, rep *archive.PruneReport, dry bool) {
 func runArchivePrune(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	dry := fs.Bool("dry-run", false, "say what would be removed, remove nothing")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, noArgs)
 	if err != nil {
 		return err
 	}
@@ -280,14 +271,7 @@ func runArchiveHold(ctx context.Context, c *cli, args []string) error {
 	until := fs.String("until", "", "last day of a date range, YYYY-MM-DD")
 	reason := fs.String("reason", "", "why (kept encrypted in the archive)")
 	list := fs.Bool("list", false, "show the active holds")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, noArgs)
 	if err != nil {
 		return err
 	}
@@ -296,16 +280,9 @@ func runArchiveHold(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		if len(holds) == 0 {
-			fmt.Fprintln(c.stdout, "No active holds.")
-			return nil
-		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSET\tSINCE\tUNTIL\tCLIENT ADDRESSES")
-		for _, h := range holds {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", h.ID, h.Set.Local().Format(time.DateTime), orDash(h.Since), orDash(h.Until), h.Clients)
-		}
-		return tw.Flush()
+		return printList(c, false, holds, "No active holds.", "ID\tSET\tSINCE\tUNTIL\tCLIENT ADDRESSES", func(h archive.HoldInfo) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d", h.ID, h.Set.Local().Format(time.DateTime), orDash(h.Since), orDash(h.Until), h.Clients)
+		})
 	}
 	if *client == "" && *since == "" && *until == "" {
 		return usagef("give --client, or --since and/or --until")
@@ -342,14 +319,7 @@ func runArchiveHold(ctx context.Context, c *cli, args []string) error {
 }
 
 func runArchiveRelease(ctx context.Context, c *cli, args []string) error {
-	pos, err := c.parse(c.flags(), args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("needs one HOLD-ID (see sealpost archive hold --list)")
-	}
-	cfg, err := c.loadConfig()
+	pos, cfg, err := c.start(c.flags(), args, oneArg("needs one HOLD-ID (see sealpost archive hold --list)"))
 	if err != nil {
 		return err
 	}

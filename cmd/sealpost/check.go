@@ -33,14 +33,7 @@ func init() {
 func runCheck(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	offline := fs.Bool("offline", false, "do not connect to the provider")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, noArgs)
 	if err != nil {
 		var ces config.Errors
 		if errors.As(err, &ces) {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"text/tabwriter"
 	"time"
 
 	"github.com/sealpost/sealpost/internal/config"
@@ -33,6 +31,16 @@ func openRegistry(cfg *config.Config) (*rules.Registry, error) {
 	return rules.OpenRegistry(cfg.RegistryPath())
 }
 
+// withRegistry runs f with the consent registry open.
+func withRegistry(cfg *config.Config, f func(*rules.Registry) error) error {
+	reg, err := openRegistry(cfg)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	return f(reg)
+}
+
 // recorder names who ran the command, for the registry's history.
 func recorder(by string) string {
 	if by != "" {
@@ -54,134 +62,77 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 	expires := fs.String("expires", "", "the last day the consent holds, YYYY-MM-DD (default: no expiry)")
 	name := fs.String("name", "", "the client's name or chart id")
 	by := fs.String("by", "", "who records this (default: the user running the command)")
-	pos, err := c.parse(fs, args)
+	pos, cfg, err := c.start(fs, args, oneArg("needs one ADDRESS"), func() error {
+		if *evidence == "" {
+			return usagef("--evidence is required: say which form the client signed and where the signed copy is kept")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("needs one ADDRESS")
-	}
-	if *evidence == "" {
-		return usagef("--evidence is required: say which form the client signed and where the signed copy is kept")
 	}
 	if *date == "" {
 		*date = time.Now().Format("2006-01-02")
 	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	reg, err := openRegistry(cfg)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	ev, err := reg.Add(ctx, record.ConsentEvent{Client: *name, Addresses: pos, Signed: *date, Evidence: *evidence, Expires: *expires, RecordedBy: recorder(*by)})
-	if err != nil {
-		return err
-	}
-	until := "no expiry"
-	if ev.Expires != "" {
-		until = "until " + ev.Expires
-	}
-	fmt.Fprintf(c.stdout, "Recorded consent #%d: %s may receive unencrypted email (signed %s, %s).\n", ev.ID, ev.Addresses[0], ev.Signed, until)
-	return nil
+	return withRegistry(cfg, func(reg *rules.Registry) error {
+		ev, err := reg.Add(ctx, record.ConsentEvent{Client: *name, Addresses: pos, Signed: *date, Evidence: *evidence, Expires: *expires, RecordedBy: recorder(*by)})
+		if err != nil {
+			return err
+		}
+		until := "no expiry"
+		if ev.Expires != "" {
+			until = "until " + ev.Expires
+		}
+		fmt.Fprintf(c.stdout, "Recorded consent #%d: %s may receive unencrypted email (signed %s, %s).\n", ev.ID, ev.Addresses[0], ev.Signed, until)
+		return nil
+	})
 }
 
 func runConsentRevoke(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	reason := fs.String("reason", "", "why the consent was withdrawn")
 	by := fs.String("by", "", "who records this (default: the user running the command)")
-	pos, err := c.parse(fs, args)
+	pos, cfg, err := c.start(fs, args, oneArg("needs one ADDRESS"))
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("needs one ADDRESS")
-	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	reg, err := openRegistry(cfg)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	ev, err := reg.Revoke(ctx, pos[0], *reason, recorder(*by))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "Revoked (#%d): %s gets no more unencrypted email; a running relay refuses it from the next message on.\n", ev.ID, ev.Addresses[0])
-	return nil
+	return withRegistry(cfg, func(reg *rules.Registry) error {
+		ev, err := reg.Revoke(ctx, pos[0], *reason, recorder(*by))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "Revoked (#%d): %s gets no more unencrypted email; a running relay refuses it from the next message on.\n", ev.ID, ev.Addresses[0])
+		return nil
+	})
 }
 
 func runConsentList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	all := fs.Bool("all", false, "include revoked and expired consents")
 	asJSON := fs.Bool("json", false, "machine-readable output")
-	pos, err := c.parse(fs, args)
+	_, cfg, err := c.start(fs, args, noArgs)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	cfg, err := c.loadConfig()
-	if err != nil {
-		return err
-	}
-	reg, err := openRegistry(cfg)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	list, err := reg.List(ctx, *all, time.Now())
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		if list == nil {
-			list = []rules.ConsentEntry{}
+	return withRegistry(cfg, func(reg *rules.Registry) error {
+		list, err := reg.List(ctx, *all, time.Now())
+		if err != nil {
+			return err
 		}
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(c.stdout, "No consents on file.")
-		return nil
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tCLIENT\tSTATE\tSIGNED\tEXPIRES\tEVIDENCE")
-	for _, e := range list {
-		state := string(e.State)
-		if e.Revoked != nil {
-			state += " " + e.Revoked.Local().Format("2006-01-02")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Address, e.Client, state, e.Signed, orDash(e.Expires), e.Evidence)
-	}
-	return tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+		return printList(c, *asJSON, list, "No consents on file.", "ADDRESS\tCLIENT\tSTATE\tSIGNED\tEXPIRES\tEVIDENCE", func(e rules.ConsentEntry) string {
+			state := string(e.State)
+			if e.Revoked != nil {
+				state += " " + e.Revoked.Local().Format("2006-01-02")
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", e.Address, e.Client, state, e.Signed, orDash(e.Expires), e.Evidence)
+		})
+	})
 }
 
 func runConsentImport(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	by := fs.String("by", "", "who records this (default: the user running the command)")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("needs one FILE.csv")
-	}
-	cfg, err := c.loadConfig()
+	pos, cfg, err := c.start(fs, args, oneArg("needs one FILE.csv"))
 	if err != nil {
 		return err
 	}
@@ -190,27 +141,24 @@ func runConsentImport(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer f.Close()
-	reg, err := openRegistry(cfg)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	n, err := reg.Import(ctx, f, recorder(*by))
-	var ve *rules.ValidationError
-	if errors.As(err, &ve) {
-		// Every problem, one per line, so the admin can fix the file at once.
-		n := 0
-		for _, p := range ve.Problems {
-			if p != "nothing was imported" {
-				fmt.Fprintf(c.stderr, "%s: %s\n", pos[0], p)
-				n++
+	return withRegistry(cfg, func(reg *rules.Registry) error {
+		n, err := reg.Import(ctx, f, recorder(*by))
+		var ve *rules.ValidationError
+		if errors.As(err, &ve) {
+			// Every problem, one per line, so the admin can fix the file at once.
+			n := 0
+			for _, p := range ve.Problems {
+				if p != "nothing was imported" {
+					fmt.Fprintf(c.stderr, "%s: %s\n", pos[0], p)
+					n++
+				}
 			}
+			return fmt.Errorf("%s: %d problem(s); nothing was imported", pos[0], n)
 		}
-		return fmt.Errorf("%s: %d problem(s); nothing was imported", pos[0], n)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "Imported %d consents from %s.\n", n, pos[0])
-	return nil
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "Imported %d consents from %s.\n", n, pos[0])
+		return nil
+	})
 }

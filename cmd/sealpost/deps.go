@@ -78,15 +78,10 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules())
 	}
 
-	pub, warning, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
-	if err != nil {
-		d.close()
-		return nil, err
-	}
+	arch, warning, err := openArchive(cfg, log)
 	if warning != "" {
 		log.Warn(warning)
 	}
-	arch, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Logger: log})
 	if err != nil {
 		d.close()
 		return nil, err

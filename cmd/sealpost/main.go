@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/textutil"
@@ -171,4 +173,69 @@ func (c *cli) printFlags(fs *flag.FlagSet) {
 // loadConfig reads the configuration named by -c.
 func (c *cli) loadConfig() (*config.Config, error) {
 	return config.Load(c.configPath)
+}
+
+// argCount is how many positional arguments a command takes, and what the
+// user who gives another number is told.
+type argCount struct {
+	min, max int // max < 0: no limit
+	usage    string
+}
+
+var noArgs = argCount{0, 0, "takes no arguments"}
+
+func oneArg(usage string) argCount { return argCount{1, 1, usage} }
+
+// start is how every command that reads the configuration begins: parse
+// the command line, check the positional arguments and then the flags
+// (checks, usually usage errors), load the configuration.
+func (c *cli) start(fs *flag.FlagSet, args []string, want argCount, checks ...func() error) ([]string, *config.Config, error) {
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pos) < want.min || (want.max >= 0 && len(pos) > want.max) {
+		return nil, nil, usagef("%s", want.usage)
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, cfg, nil
+}
+
+// printList writes a listing: as indented JSON (nothing as []), or as a
+// table under header (tab-separated columns), or empty when there is
+// nothing to show.
+func printList[T any](c *cli, asJSON bool, list []T, empty, header string, row func(T) string) error {
+	if asJSON {
+		if list == nil {
+			list = []T{}
+		}
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(c.stdout, empty)
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, x := range list {
+		fmt.Fprintln(tw, row(x))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -42,17 +42,15 @@ func runOAuth2Login(ctx context.Context, c *cli, args []string) error {
 	device := fs.Bool("device", false, "sign in with a code on any device (Microsoft; the default where the provider offers it)")
 	browser := fs.Bool("browser", false, "sign in in a browser on this machine (Google; any provider)")
 	listen := fs.String("listen", "127.0.0.1:0", "with --browser: where the browser is sent back to (forward this port to sign in from elsewhere)")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 || *account == "" {
-		return usagef("needs --account NAME and no arguments")
-	}
-	if *device && *browser {
-		return usagef("--device and --browser exclude each other")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, argCount{0, 0, "needs --account NAME and no arguments"}, func() error {
+		switch {
+		case *account == "":
+			return usagef("needs --account NAME and no arguments")
+		case *device && *browser:
+			return usagef("--device and --browser exclude each other")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -22,14 +20,7 @@ func init() {
 func runQueueList(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	asJSON := fs.Bool("json", false, "machine-readable output")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, noArgs)
 	if err != nil {
 		return err
 	}
@@ -46,41 +37,19 @@ func runQueueList(ctx context.Context, c *cli, args []string) error {
 		list = oq.List()
 		oq.Close()
 	}
-	if *asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if list == nil {
-			list = []relay.QueuedMessage{}
-		}
-		return enc.Encode(list)
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(c.stdout, "The queue is empty.")
-		return nil
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tACCOUNT\tRECEIVED\tSIZE\tTRIES\tNEXT TRY\tPENDING\tLAST ERROR")
-	for _, m := range list {
+	return printList(c, *asJSON, list, "The queue is empty.", "ID\tACCOUNT\tRECEIVED\tSIZE\tTRIES\tNEXT TRY\tPENDING\tLAST ERROR", func(m relay.QueuedMessage) string {
 		acct := m.Account
 		if m.Notice {
 			acct += " (notice)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", m.ID, acct, m.Received.Local().Format(time.DateTime), m.Size,
+		return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s", m.ID, acct, m.Received.Local().Format(time.DateTime), m.Size,
 			m.Attempts, m.NextAttempt.Local().Format(time.DateTime), m.Pending, m.LastError)
-	}
-	return tw.Flush()
+	})
 }
 
 func runQueueAct(action string) func(context.Context, *cli, []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
-		pos, err := c.parse(c.flags(), args)
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return usagef("needs one queue ID (see sealpost queue list)")
-		}
-		cfg, err := c.loadConfig()
+		pos, cfg, err := c.start(c.flags(), args, oneArg("needs one queue ID (see sealpost queue list)"))
 		if err != nil {
 			return err
 		}
@@ -120,11 +89,7 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 // recordOffline writes a dropped message's outcomes and drop into the
 // archive when no relay is running.
 func recordOffline(ctx context.Context, cfg *config.Config, events []archive.Event) error {
-	pub, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)
-	if err != nil {
-		return err
-	}
-	a, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub})
+	a, _, err := openArchive(cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -73,14 +73,7 @@ func redactor(c *config.Config) (*addr.Redactor, error) {
 }
 
 func runLoghash(ctx context.Context, c *cli, args []string) error {
-	pos, err := c.parse(c.flags(), args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("needs one ADDRESS")
-	}
-	cfg, err := c.loadConfig()
+	pos, cfg, err := c.start(c.flags(), args, oneArg("needs one ADDRESS"))
 	if err != nil {
 		return err
 	}
@@ -152,14 +145,7 @@ func serverTLS(cfg *config.Config, log *slog.Logger) (certFile, keyFile string, 
 }
 
 func runServe(ctx context.Context, c *cli, args []string) error {
-	pos, err := c.parse(c.flags(), args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(c.flags(), args, noArgs)
 	if err != nil {
 		return err
 	}

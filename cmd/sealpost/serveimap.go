@@ -31,17 +31,12 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:1993", "address for IMAP over TLS")
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
-	pos, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("takes no arguments")
-	}
-	if len(keyFile) == 0 {
-		return usagef("--key is required: the view decrypts the record")
-	}
-	cfg, err := c.loadConfig()
+	_, cfg, err := c.start(fs, args, noArgs, func() error {
+		if len(keyFile) == 0 {
+			return usagef("--key is required: the view decrypts the record")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}

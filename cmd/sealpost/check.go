@@ -189,7 +189,7 @@ func checkPolicyAndArchive(cfg *config.Config) []checkResult {
 		out = append(out, checkResult{what: "archive.public_key is empty and the archive's private key is still in " + cfg.DataDir,
 			err: errors.New("move " + archive.PrivateKeyFile + " offline and set archive.public_key to data_dir/archive-public-key.asc"), warn: true})
 	}
-	if p := filepath.Join(filepath.Dir(cfg.Path), initArchivePrivate); fileExists(p) {
+	if p, ok := archiveKeyLeftBehind(cfg.Path); ok {
 		out = append(out, checkResult{what: "the archive's private key is still on this server at " + p,
 			err: errors.New("move it offline (the practice owner's or the auditor's machine) and delete it here: whoever has it can read the whole clinical record"), warn: true})
 	}
@@ -202,9 +202,4 @@ func checkPolicyAndArchive(cfg *config.Config) []checkResult {
 		out = append(out, checkResult{what: what, err: err})
 	}
 	return out
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/setup"
 	"github.com/sealpost/sealpost/rules/pgp"
 )
 
@@ -21,14 +22,14 @@ func TestInit(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("init: exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"MOVE THE ARCHIVE'S PRIVATE KEY OFFLINE", initArchivePrivate, "sealpost check -c " + filepath.Join(dir, initConfig),
+	for _, want := range []string{"MOVE THE ARCHIVE'S PRIVATE KEY OFFLINE", setup.ArchivePrivateKeyFile, "sealpost check -c " + filepath.Join(dir, setup.ConfigFile),
 		`login "therapist", address therapist@practice.example`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("init's output lacks %q:\n%s", want, out)
 		}
 	}
-	for name, mode := range map[string]os.FileMode{initConfig: 0o600, initPracticeKey: 0o600, initArchivePrivate: 0o600,
-		initArchivePublic: 0o644, "tls/request-key.pem": 0o600, "tls/request.csr": 0o644} {
+	for name, mode := range map[string]os.FileMode{setup.ConfigFile: 0o600, setup.PracticeKeyFile: 0o600, setup.ArchivePrivateKeyFile: 0o600,
+		setup.ArchivePublicKeyFile: 0o644, "tls/request-key.pem": 0o600, "tls/request.csr": 0o644} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -38,7 +39,7 @@ func TestInit(t *testing.T) {
 			t.Errorf("%s has mode %v, want %v", name, fi.Mode().Perm(), mode)
 		}
 	}
-	cfgPath := filepath.Join(dir, initConfig)
+	cfgPath := filepath.Join(dir, setup.ConfigFile)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)

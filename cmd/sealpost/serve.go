@@ -158,7 +158,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	if p := filepath.Join(filepath.Dir(cfg.Path), initArchivePrivate); fileExists(p) {
+	if p, ok := archiveKeyLeftBehind(cfg.Path); ok {
 		log.Warn("the archive's private key is still on this server: move it offline and delete it here", "path", p)
 	}
 	red, err := redactor(cfg)

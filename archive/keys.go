@@ -2,6 +2,9 @@ package archive
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -157,4 +160,96 @@ func NewKeyPair(name, email string) (private, public []byte, err error) {
 	}
 	w.Close()
 	return priv.Bytes(), pub.Bytes(), nil
+}
+
+// ErrKeyMissing is returned by Open when a key file of an archive that
+// already holds records is missing: it is to be restored from a backup.
+var ErrKeyMissing = errors.New("a key of the archive is missing")
+
+// isNewArchive says whether the archive in dir holds nothing yet: no
+// segment with a byte in it.
+func isNewArchive(dir string) (bool, error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return false, fmt.Errorf("archive: %w", err)
+	}
+	for _, s := range segs {
+		fi, err := os.Stat(filepath.Join(dir, s))
+		if err != nil {
+			return false, fmt.Errorf("archive: %w", err)
+		}
+		if fi.Size() > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func keyMissing(path, what string) error {
+	return fmt.Errorf("archive: %w: %s is missing, but the archive already holds records: restore it from a backup of %s (%s); a new key is made only for a new archive",
+		ErrKeyMissing, path, filepath.Dir(path), what)
+}
+
+// loadOrMakeSealKey returns the Ed25519 key that seals closed segments;
+// its public half (seal.pub) goes into every export. It is made only for a
+// new archive (fresh).
+func loadOrMakeSealKey(dir string, fresh bool) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, "seal.key")
+	pubPath := filepath.Join(dir, "seal.pub")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("archive: %s is not a seal key", path)
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		// A first start that stopped between the two files left no seal.pub.
+		if _, err := os.Stat(pubPath); errors.Is(err, os.ErrNotExist) {
+			if err := writeFileSync(pubPath, []byte(hex.EncodeToString(priv.Public().(ed25519.PublicKey))+"\n")); err != nil {
+				return nil, err
+			}
+		}
+		return priv, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if !fresh {
+		return nil, keyMissing(path, "without it, segments cannot be sealed so that the chain verifies against seal.pub")
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(path, []byte(hex.EncodeToString(priv.Seed())+"\n")); err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(pubPath, []byte(hex.EncodeToString(pub)+"\n")); err != nil {
+		return nil, err
+	}
+	return priv, nil
+}
+
+// loadOrMakeHashKey returns the key of the address hashes; it is made only
+// for a new archive (fresh).
+func loadOrMakeHashKey(dir string, fresh bool) ([]byte, error) {
+	path := filepath.Join(dir, "address-hash.key")
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err == nil {
+		return nil, fmt.Errorf("archive: %s is damaged", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if !fresh {
+		return nil, keyMissing(path, "without it, the records of clients already in the archive are not found by holds or export --client")
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	return key, writeFileSync(path, key)
 }

@@ -124,7 +124,7 @@ func legacyRotate(t *testing.T, a *Archive) {
 			return err
 		}
 		old := a.seg
-		if err := a.newSegment(segNumber(a.segName) + 1); err != nil {
+		if err := a.newSegmentFile(segNumber(a.segName) + 1); err != nil {
 			return err
 		}
 		return old.Close()

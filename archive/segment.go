@@ -292,3 +292,53 @@ func pruneMessage(h *header) []byte {
 	}
 	return []byte(b.String())
 }
+
+// scanHeaders calls f for the header of each complete record in a segment,
+// skipping payloads without reading them.
+func scanHeaders(path string, f func(h *header, raw []byte)) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	var off int64
+	var fixed [8]byte
+	for off < size {
+		if size-off < 8 {
+			return errIncomplete
+		}
+		if _, err := file.ReadAt(fixed[:], off); err != nil {
+			return err
+		}
+		if string(fixed[:4]) != recordMagic {
+			return &recordError{segment: filepath.Base(path), offset: off, msg: "not the start of a record"}
+		}
+		hl := int64(binary.BigEndian.Uint32(fixed[4:]))
+		if hl > maxHeaderLen || size-off < 8+hl+8 {
+			return errIncomplete
+		}
+		hb := make([]byte, hl)
+		if _, err := file.ReadAt(hb, off+8); err != nil {
+			return err
+		}
+		if _, err := file.ReadAt(fixed[:], off+8+hl); err != nil {
+			return err
+		}
+		pl := int64(binary.BigEndian.Uint64(fixed[:]))
+		if pl < 0 || size-off < 8+hl+8+pl+32 {
+			return errIncomplete
+		}
+		var h header
+		if err := json.Unmarshal(hb, &h); err != nil {
+			return &recordError{segment: filepath.Base(path), offset: off, msg: "header does not parse"}
+		}
+		f(&h, hb)
+		off += 8 + hl + 8 + pl + 32
+	}
+	return nil
+}

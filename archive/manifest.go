@@ -1,0 +1,183 @@
+package archive
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"html/template"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost/record"
+)
+
+// manifest is manifest.json, the index of an export (ARCHITECTURE.md, the
+// export layout).
+type manifest struct {
+	Format     int                   `json:"sealpost_export"`
+	ExportedAt time.Time             `json:"exported_at"`
+	Archive    manifestArchive       `json:"archive"`
+	Filter     manifestFilter        `json:"filter"`
+	Messages   []manifestMessage     `json:"messages"`
+	Refusals   []Refusal             `json:"refusals"`
+	Consent    []record.ConsentEvent `json:"consent_history"`
+}
+
+type manifestArchive struct {
+	ChainHeadSeq uint64 `json:"chain_head_seq"`
+	ChainHead    string `json:"chain_head"`
+	Verified     bool   `json:"verified"`
+	// Records written after the chain head, left out of the export.
+	RecordsAfterHead int      `json:"records_after_head,omitempty"`
+	Problems         []string `json:"problems,omitempty"`
+	SealKey          string   `json:"seal_key"`
+}
+
+type manifestFilter struct {
+	Since   string   `json:"since,omitempty"`
+	Until   string   `json:"until,omitempty"`
+	Clients []string `json:"clients,omitempty"`
+}
+
+type manifestMessage struct {
+	ID         string              `json:"id"`
+	Time       time.Time           `json:"time"`
+	Direction  Direction           `json:"direction"`
+	Account    string              `json:"account,omitempty"`
+	From       string              `json:"from"`
+	Sender     string              `json:"envelope_sender,omitempty"`
+	Subject    string              `json:"subject"`
+	MessageID  string              `json:"message_id"`
+	SHA256     string              `json:"sha256"`
+	Size       int64               `json:"size"`
+	File       string              `json:"file"`
+	Folder     string              `json:"folder,omitempty"`
+	Recipients []manifestRecipient `json:"recipients"`
+	Fired      []record.RuleHit    `json:"rules_fired,omitempty"`
+}
+
+type manifestRecipient struct {
+	Address        string             `json:"address"`
+	Protection     record.Protection  `json:"protection"`
+	Bcc            bool               `json:"bcc,omitempty"`
+	Reason         string             `json:"reason"`
+	Consent        *manifestConsent   `json:"consent,omitempty"`
+	KeyFingerprint string             `json:"key_fingerprint,omitempty"`
+	Delivery       []manifestDelivery `json:"delivery"`
+}
+
+type manifestConsent struct {
+	ID       int64  `json:"id"`
+	Client   string `json:"client,omitempty"`
+	Evidence string `json:"evidence"`
+	Date     string `json:"date"`
+	Expires  string `json:"expires,omitempty"`
+}
+
+type manifestDelivery struct {
+	Status EventKind `json:"status"`
+	Time   time.Time `json:"time"`
+	Reply  string    `json:"reply,omitempty"`
+}
+
+// newManifest starts the manifest of an export selected by f.
+func newManifest(f Filter, sealPub []byte) manifest {
+	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []Refusal{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
+	m.Archive.SealKey = strings.TrimSpace(string(sealPub))
+	if !f.Since.IsZero() {
+		m.Filter.Since = f.Since.Format("2006-01-02")
+	}
+	if !f.Until.IsZero() {
+		m.Filter.Until = f.Until.Format("2006-01-02")
+	}
+	m.Filter.Clients = f.Clients
+	return m
+}
+
+// newManifestMessage is the manifest's entry for a message exported into
+// file, with its recipients and no delivery yet.
+func newManifestMessage(meta *messageMeta, sum string, size int64, file string) manifestMessage {
+	mm := manifestMessage{ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Account: meta.Account, From: meta.From,
+		Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: sum,
+		Size: size, File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
+	for _, d := range meta.Decisions {
+		r := manifestRecipient{Address: d.Address, Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint, Delivery: []manifestDelivery{}}
+		if c := d.Consent; c != nil {
+			r.Consent = &manifestConsent{ID: c.ID, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires}
+		}
+		mm.Recipients = append(mm.Recipients, r)
+	}
+	return mm
+}
+
+// writeExport writes the manifest, the seal key, the index page and the
+// checksums of them all.
+func writeExport(out string, m *manifest, sealPub []byte) error {
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "manifest.json"), append(mj, '\n'), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "seal.pub"), sealPub, 0o600); err != nil {
+		return err
+	}
+	if err := writeIndex(filepath.Join(out, "index.html"), m); err != nil {
+		return err
+	}
+	return writeSums(out)
+}
+
+// writeSums writes SHA256SUMS over every file in out, in the format
+// `sha256sum -c` reads.
+func writeSums(out string) error {
+	var lines []string
+	err := filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(out, p)
+		if rel == "SHA256SUMS" {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		lines = append(lines, hex.EncodeToString(h.Sum(nil))+"  "+filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(lines)
+	return os.WriteFile(filepath.Join(out, "SHA256SUMS"), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+//go:embed index.html.tmpl
+var indexTemplate string
+
+var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
+	"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
+	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+}).Parse(indexTemplate))
+
+func writeIndex(path string, m *manifest) error {
+	var b bytes.Buffer
+	if err := indexTmpl.Execute(&b, m); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o600)
+}

@@ -139,7 +139,7 @@ func (m *Mailbox) IsPractice(address string) bool {
 	if err != nil {
 		return false
 	}
-	return m.own[n] || m.policy.IsInternal(n)
+	return m.own[n] || m.policy.isInternal(n)
 }
 
 // IsClient says whether an address is a client's: the consent registry has

@@ -69,13 +69,13 @@ func (p *Policy) Reload(internalDomains []string, notice string, rules []Content
 	return nil
 }
 
-// IsInternal says whether a normalised address is in one of the internal
+// isInternal says whether a normalised address is in one of the internal
 // domains (as configured now: they follow Reload).
-func (p *Policy) IsInternal(address string) bool {
+func (p *Policy) isInternal(address string) bool {
 	return p.cfg.Load().internal[addr.DomainOf(address)]
 }
 
-// Decide returns the decision for one recipient, in the order of DESIGN.md:
+// Decide returns the decision for one recipient, in the order of ARCHITECTURE.md:
 // internal domain, usable key, consent on file, else refused. An error
 // means a decision could not be made (it wraps ErrUnavailable).
 func (p *Policy) Decide(ctx context.Context, account, recipient string) (record.Decision, error) {
@@ -95,7 +95,7 @@ func (p *Policy) decide(ctx context.Context, recipient string, now time.Time) (r
 			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, ConsentStatus{}, nil
 	}
 	d := record.Decision{Recipient: recipient, Address: n}
-	if p.IsInternal(n) {
+	if p.isInternal(n) {
 		d.Protection, d.Reason = record.Internal, "internal domain "+addr.DomainOf(n)
 		return d, ConsentStatus{}, nil
 	}
@@ -156,26 +156,14 @@ func refusalReason(address string, st ConsentStatus, key KeyLookup, now time.Tim
 		address)
 }
 
-// Apply makes the outgoing copies of an accepted message: the plain copy
-// (notice added, Bcc removed) for internal and consented recipients and for
-// the archive, and encrypted copies for key holders: one for those in To
-// and Cc, and one of its own for each Bcc recipient, so nobody can read
-// another recipient's key ID from the message.
-func (p *Policy) Apply(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
-	res, err := p.Prepare(ctx, sub, msg, out)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.EncryptCopies(ctx, out, res); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
-
-// Prepare is Apply up to the encrypted copies: the plain copy is written
-// and every copy, with its recipients, named in the result; EncryptCopies
-// then writes the encrypted ones. In between the plain copy may be read (the
-// relay archives it meanwhile).
+// Prepare makes the outgoing copies of an accepted message, but for the
+// encrypted ones: the plain copy (notice added, Bcc removed) for internal
+// and consented recipients and for the archive is written, and every copy,
+// with its recipients, named in the result. EncryptCopies then writes the
+// encrypted copies for key holders: one for those in To and Cc, and one of
+// its own for each Bcc recipient, so nobody can read another recipient's
+// key ID from the message. In between the plain copy may be read (the relay
+// archives it meanwhile).
 func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
 	s := p.cfg.Load()
 	clearToClient := false

@@ -126,6 +126,19 @@ func newTestPolicy(t testing.TB, rules ...ContentRule) *testPolicy {
 	return tp
 }
 
+// Apply makes every copy of a message, as the relay does with Prepare and
+// EncryptCopies.
+func (tp *testPolicy) Apply(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
+	res, err := tp.Prepare(ctx, sub, msg, out)
+	if err != nil {
+		return nil, err
+	}
+	if err := tp.EncryptCopies(ctx, out, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 func (tp *testPolicy) consent(t testing.TB, address, signed, expires string) {
 	t.Helper()
 	_, err := tp.reg.Add(context.Background(), record.ConsentEvent{Client: "Chart 17", Addresses: []string{address}, Signed: signed,

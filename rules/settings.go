@@ -49,7 +49,7 @@ func CheckSettings(internalDomains []string, notice string, rules []ContentRule)
 }
 
 // newPolicySettings normalises the internal domains with internal/addr (as
-// IsInternal compares them) and compiles the content rules.
+// isInternal compares them) and compiles the content rules.
 func newPolicySettings(internalDomains []string, notice string, rules []ContentRule) (*policySettings, []SettingProblem) {
 	var problems []SettingProblem
 	bad := func(key, format string, args ...any) {

@@ -43,7 +43,7 @@ func TestCheckSettings(t *testing.T) {
 		err.Error() != `policy: rule[0].on: must be subject, body or any, not "header"` {
 		t.Errorf("Reload with a bad rule: %v", err)
 	}
-	if !tp.IsInternal("anna@practice.example") || len(tp.cfg.Load().rules) != 1 || tp.cfg.Load().rules[0].Name != "us-ssn" {
+	if !tp.isInternal("anna@practice.example") || len(tp.cfg.Load().rules) != 1 || tp.cfg.Load().rules[0].Name != "us-ssn" {
 		t.Error("a refused Reload changed the settings")
 	}
 }

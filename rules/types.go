@@ -54,7 +54,7 @@ type Copy struct {
 	Protection record.Protection `json:"protection"` // Encrypted, or Internal/Consented for clear copies
 }
 
-// Result is what Apply made of a message.
+// Result is what Prepare made of a message.
 type Result struct {
 	// Plain names the Sink file holding the message as its recipients can read it:
 	// after the notice, before encryption, without Bcc. The archive keeps it.

@@ -26,8 +26,9 @@ import (
 	"github.com/sealpost/sealpost/internal/ids"
 )
 
-// Recorder is the archive (implemented by archive.Archive).
-type Recorder interface {
+// Archive is the clinical record as ingest uses it (implemented by
+// *archive.Archive).
+type Archive interface {
 	IngestState(account, folder string) (uidValidity, lastUID uint32)
 	RecordInbound(ctx context.Context, m archive.IngestedMessage, body io.Reader) (bool, error)
 }
@@ -66,7 +67,7 @@ type Options struct {
 	// OnClientMessage is called after a message from a client is recorded.
 	OnClientMessage func(ctx context.Context, m ClientMessage)
 
-	Archive Recorder
+	Archive Archive
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -82,8 +83,6 @@ type Classified struct {
 type Watcher struct {
 	o   Options
 	log *slog.Logger
-	// Scanned is signalled after every pass over the folders (tests wait on it).
-	Scanned chan struct{}
 	// scanned is how far each folder's envelopes were looked at in this
 	// run: the archive's position moves only with a client's message, and
 	// a mailbox of mostly other mail was fetched whole at every wake-up.
@@ -116,8 +115,7 @@ func New(o Options) (*Watcher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Watcher{o: o, log: o.Logger.With("component", "imap", "account", o.Account), Scanned: make(chan struct{}, 1),
-		scanned: map[string]archive.IngestSource{}}, nil
+	return &Watcher{o: o, log: o.Logger.With("component", "imap", "account", o.Account), scanned: map[string]archive.IngestSource{}}, nil
 }
 
 // Run reads the mailbox until ctx ends, reconnecting with growing waits.
@@ -228,10 +226,6 @@ func (w *Watcher) session(ctx context.Context) error {
 			}
 		}
 		w.log.Debug("mailbox read; waiting for new mail")
-		select {
-		case w.Scanned <- struct{}{}:
-		default:
-		}
 		if err := w.wait(ctx, c, news); err != nil {
 			return err
 		}

@@ -296,8 +296,8 @@ func (c *Config) validatePolicy(bad reporter) {
 	for _, p := range rules.CheckSettings(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules()) {
 		bad("policy."+p.Key, "%s", p.Msg)
 	}
-	switch c.PGP.Autocrypt {
-	case "use", "propose", "ignore":
+	switch rules.AutocryptMode(c.PGP.Autocrypt) {
+	case rules.AutocryptUse, rules.AutocryptPropose, rules.AutocryptIgnore:
 	default:
 		bad("pgp.autocrypt", "must be use, propose or ignore, not %q", c.PGP.Autocrypt)
 	}

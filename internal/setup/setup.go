@@ -25,9 +25,9 @@ import (
 	"github.com/sealpost/sealpost/relay"
 )
 
-// PackagedDefaultMarker is in the configuration the Debian package
+// packagedDefaultMarker is in the configuration the Debian package
 // installs; Write may replace that file, and no other.
-const PackagedDefaultMarker = "# packaged default: `sealpost init --dir /etc/sealpost` replaces this file"
+const packagedDefaultMarker = "# packaged default: `sealpost init --dir /etc/sealpost` replaces this file"
 
 // The names Write gives the files it makes in the folder.
 const (
@@ -64,7 +64,7 @@ type Result struct {
 func Write(o Options) (*Result, error) {
 	cfgPath := filepath.Join(o.Dir, ConfigFile)
 	if b, err := os.ReadFile(cfgPath); err == nil {
-		if !strings.Contains(string(b), PackagedDefaultMarker) {
+		if !strings.Contains(string(b), packagedDefaultMarker) {
 			return nil, fmt.Errorf("%s already exists: init never overwrites a configuration (choose another --dir, or edit it)", cfgPath)
 		}
 		// The Debian package's placeholder, untouched: init replaces it.

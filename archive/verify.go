@@ -101,30 +101,106 @@ func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, err
 // head file is read before the segments: the archive only grows after it,
 // so a relay writing meanwhile cannot make the chain look short.
 func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
-	expect := o.Expect
-	rep := &Report{}
-	var slots headSlots
-	var headErr error
-	if !o.NoHead {
-		path := o.HeadFile
-		if path == "" {
-			path = HeadFile(dir)
-		}
-		slots, headErr = readHead(path)
-		switch {
-		case headErr == nil:
-			rep.HeadFile = path
-		case errors.Is(headErr, os.ErrNotExist) && o.HeadFile == "":
-			headErr = nil
-		case errors.Is(headErr, os.ErrNotExist):
-			return nil, fmt.Errorf("archive: head file: %w", headErr)
+	v := &verifier{dir: dir, o: o, rep: &Report{}, want: map[uint64]string{}, found: map[uint64]bool{}, prunedAt: map[string]time.Time{}}
+	slots, err := v.readHeadFile()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range o.Expect {
+		v.want[p.Seq] = p.Hash
+	}
+	if v.sealPub, err = readSealPub(dir); err != nil {
+		return nil, err
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if len(segs) == 0 && slots == nil {
+		return nil, fmt.Errorf("archive: no segments in %s", dir)
+	}
+	if v.headErr != nil {
+		v.problem("%v", v.headErr)
+	}
+	v.pickHead(slots)
+	for i := range segs {
+		if err := v.segment(segs, i); err != nil {
+			return nil, err
 		}
 	}
-	want := map[uint64]string{}
-	for _, p := range expect {
-		want[p.Seq] = p.Hash
+	v.checkStart(segs)
+	v.judgeUnsignedPrunes()
+	v.rep.HeadSeq, v.rep.Head = v.prevSeq, v.prevHash
+	v.compareHead(segs)
+	v.checkExpected()
+	if w != nil {
+		v.print(w)
 	}
-	found := map[uint64]bool{}
+	rep := v.rep
+	if len(rep.Problems) > 0 {
+		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", ErrDamaged, len(rep.Problems), rep.Problems[0])
+	}
+	return rep, nil
+}
+
+// verifier is one run of VerifyWith: the report so far, and what it has
+// seen of the chain.
+type verifier struct {
+	dir     string
+	o       VerifyOptions
+	rep     *Report
+	sealPub ed25519.PublicKey
+	head    *headFile // the head file's signed head; nil: none
+	headErr error     // why the head file does not count
+	want    map[uint64]string
+	found   map[uint64]bool
+
+	headSeg, headHash string               // where the record the head file names is, and its hash
+	prunedAt          map[string]time.Time // segment -> when a signed prune record removed it
+	prevHash          string
+	prevSeq           uint64
+	firstPrev         string
+	firstSeq          uint64
+	pruned            []prunedSegment
+	started           bool
+	// the first seal that says prune records are signed
+	signedFrom  uint64
+	signedSince bool
+	unsigned    []unsignedPrune
+}
+
+func (v *verifier) problem(format string, args ...any) {
+	v.rep.Problems = append(v.rep.Problems, fmt.Sprintf(format, args...))
+}
+
+func (v *verifier) warn(format string, args ...any) {
+	v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf(format, args...))
+}
+
+// readHeadFile reads the head file the options name, or the one next to
+// the archive when there is one; nil slots: none to compare with.
+func (v *verifier) readHeadFile() (headSlots, error) {
+	if v.o.NoHead {
+		return nil, nil
+	}
+	path := v.o.HeadFile
+	if path == "" {
+		path = HeadFile(v.dir)
+	}
+	slots, err := readHead(path)
+	switch {
+	case err == nil:
+		v.rep.HeadFile = path
+	case errors.Is(err, os.ErrNotExist) && v.o.HeadFile == "":
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("archive: head file: %w", err)
+	default:
+		v.headErr = err
+	}
+	return slots, nil
+}
+
+func readSealPub(dir string) (ed25519.PublicKey, error) {
 	pubHex, err := os.ReadFile(filepath.Join(dir, "seal.pub"))
 	if err != nil {
 		return nil, fmt.Errorf("archive: seal.pub: %w", err)
@@ -133,271 +209,291 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 	if err != nil || len(pb) != ed25519.PublicKeySize {
 		return nil, errors.New("archive: seal.pub is not a seal key")
 	}
-	sealPub := ed25519.PublicKey(pb)
-	segs, err := listSegments(dir)
+	return ed25519.PublicKey(pb), nil
+}
+
+// pickHead takes the head file's newest head signed with the seal key.
+func (v *verifier) pickHead(slots headSlots) {
+	if slots == nil {
+		return
+	}
+	var forged int
+	v.head, _, forged = slots.newest(v.sealPub)
+	switch {
+	case v.head == nil:
+		v.problem("the head file %s is not signed with this archive's seal key (seal.pub): forged, or another archive's", v.rep.HeadFile)
+		v.rep.HeadFile, v.headErr = "", errors.New("not signed")
+	case forged > 0:
+		v.warn("the head file %s holds a head not signed with this archive's seal key beside the signed one, which is used (forged, or read while the relay overwrote it)", v.rep.HeadFile)
+	}
+}
+
+// segment checks the records of segs[i], the chain through them, and that
+// a closed segment ends in its seal.
+func (v *verifier) segment(segs []string, i int) error {
+	name := segs[i]
+	if i > 0 && segNumber(name) != segNumber(segs[i-1])+1 {
+		v.problem("%s: segment %s is missing before it (removed without a prune record)", name, segName(segNumber(segs[i-1])+1))
+	}
+	sr, f, err := openSegment(filepath.Join(v.dir, name), false)
 	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+		return err
 	}
-	if len(segs) == 0 && slots == nil {
-		return nil, fmt.Errorf("archive: no segments in %s", dir)
-	}
-	problem := func(format string, args ...any) {
-		rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
-	}
-	if headErr != nil {
-		problem("%v", headErr)
-	}
-	var head *headFile
-	if slots != nil {
-		var forged int
-		head, _, forged = slots.newest(sealPub)
-		switch {
-		case head == nil:
-			problem("the head file %s is not signed with this archive's seal key (seal.pub): forged, or another archive's", rep.HeadFile)
-			rep.HeadFile, headErr = "", errors.New("not signed")
-		case forged > 0:
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file %s holds a head not signed with this archive's seal key beside the signed one, which is used (forged, or read while the relay overwrote it)", rep.HeadFile))
+	defer f.Close()
+	v.rep.Segments++
+	v.rep.Bytes += sr.size
+	var last *storedRecord
+	for {
+		rec, err := sr.next()
+		if err == io.EOF {
+			break
 		}
-	}
-	var headSeg, headHash string       // where the record the head file names is, and its hash
-	prunedAt := map[string]time.Time{} // segment -> when a signed prune record removed it
-	var (
-		prevHash  string
-		prevSeq   uint64
-		firstPrev string
-		firstSeq  uint64
-		pruned    []prunedSegment
-		started   bool
-		// the first seal that says prune records are signed
-		signedFrom  uint64
-		signedSince bool
-		unsigned    []unsignedPrune
-	)
-	for i, name := range segs {
-		if i > 0 && segNumber(name) != segNumber(segs[i-1])+1 {
-			problem("%s: segment %s is missing before it (removed without a prune record)", name, segName(segNumber(segs[i-1])+1))
+		if errors.Is(err, errIncomplete) {
+			if err := v.incomplete(name, i == len(segs)-1, sr); err != nil {
+				return err
+			}
+			break
 		}
-		sr, f, err := openSegment(filepath.Join(dir, name), false)
 		if err != nil {
-			return nil, err
+			v.problem("%v", err)
+			if rec == nil {
+				break // the framing is lost; nothing further in this segment can be read
+			}
 		}
-		rep.Segments++
-		rep.Bytes += sr.size
-		var last *storedRecord
-		for {
-			rec, err := sr.next()
-			if err == io.EOF {
-				break
-			}
-			if errors.Is(err, errIncomplete) {
-				if i == len(segs)-1 {
-					// A torn tail has no complete record after it; one
-					// that has is a damaged record, and what follows
-					// it was acknowledged.
-					at, found, err := recordAfter(filepath.Join(dir, name), sr.off, sr.size)
-					if err != nil {
-						f.Close()
-						return nil, err
-					}
-					switch {
-					case found:
-						problem("%v", damagedLength(name, sr.off, at))
-					case writerActive(dir):
-						rep.Pending = sr.size - sr.off
-					case o.AllowTornTail:
-						rep.Torn = sr.size - sr.off
-						rep.Warnings = append(rep.Warnings, tornTail(name, rep.Torn, prevSeq))
-					default:
-						rep.Torn = sr.size - sr.off
-						problem("%s (--allow-torn-tail accepts it)", tornTail(name, rep.Torn, prevSeq))
-					}
-				} else {
-					problem("%s: truncated: %d bytes after record %d are not a whole record", name, sr.size-sr.off, prevSeq)
-				}
-				break
-			}
-			if err != nil {
-				problem("%v", err)
-				if rec == nil {
-					break // the framing is lost; nothing further in this segment can be read
-				}
-			}
-			if head != nil && rec.h.Seq == head.Seq {
-				headSeg, headHash = name, rec.hash
-			}
-			if h, ok := want[rec.h.Seq]; ok {
-				found[rec.h.Seq] = true
-				if rec.hash != h {
-					problem("%s: record %d is not the record seen earlier (%s): the chain was rewritten from there on", name, rec.h.Seq, short(h))
-				}
-			}
-			if !started {
-				firstPrev, firstSeq, started = rec.h.Prev, rec.h.Seq, true
-			} else {
-				switch {
-				case rec.h.Seq == prevSeq+2:
-					problem("%s: record %d follows record %d: record %d is missing (removed, or records reordered)", name, rec.h.Seq, prevSeq, prevSeq+1)
-				case rec.h.Seq > prevSeq+2:
-					problem("%s: record %d follows record %d: %d records are missing, %d to %d (removed, or records reordered)",
-						name, rec.h.Seq, prevSeq, rec.h.Seq-prevSeq-1, prevSeq+1, rec.h.Seq-1)
-				case rec.h.Seq != prevSeq+1:
-					problem("%s: record %d follows record %d (records removed or reordered)", name, rec.h.Seq, prevSeq)
-				}
-				if rec.h.Prev != prevHash {
-					problem("%s: record %d does not chain to the record before it (removed, reordered or replaced)", name, rec.h.Seq)
-				}
-			}
-			if last != nil && last.h.Kind == kindSeal {
-				problem("%s: record %d comes after the segment's seal", name, rec.h.Seq)
-			}
-			switch rec.h.Kind {
-			case kindSeal:
-				if rec.h.Segment != name {
-					problem("%s: record %d is the seal of %s (segments swapped or renamed)", name, rec.h.Seq, rec.h.Segment)
-				}
-				if rec.h.Last != prevHash {
-					problem("%s: the seal (record %d) does not seal the records before it", name, rec.h.Seq)
-				}
-				sig, _ := hex.DecodeString(rec.h.Sig)
-				if !ed25519.Verify(sealPub, sealMessage(rec.h.Segment, rec.h.Last, rec.h.PrunesSigned), sig) {
-					problem("%s: the seal (record %d) has a bad signature", name, rec.h.Seq)
-				} else if rec.h.PrunesSigned && !signedSince {
-					signedFrom, signedSince = rec.h.Seq, true
-				}
-			case kindPrune:
-				sig, _ := hex.DecodeString(rec.h.Sig)
-				switch {
-				case rec.h.Sig == "": // judged below, once it is known whether it may be
-					unsigned = append(unsigned, unsignedPrune{name, rec.h.Seq})
-					pruned = append(pruned, rec.h.Pruned...)
-				case ed25519.Verify(sealPub, pruneMessage(&rec.h), sig):
-					pruned = append(pruned, rec.h.Pruned...)
-					for _, p := range rec.h.Pruned {
-						prunedAt[p.Name] = rec.h.Time
-					}
-				default:
-					problem("%s: the prune record (record %d) has a bad signature: it accounts for no removed segment", name, rec.h.Seq)
-				}
-			case kindInit:
-				if rec.h.SealKey != hex.EncodeToString(sealPub) {
-					problem("%s: record %d: seal.pub is not the seal key the archive was started with", name, rec.h.Seq)
-				}
-			}
-			prevHash, prevSeq = rec.hash, rec.h.Seq
-			last = rec
-			rep.Records++
-		}
-		f.Close()
-		if i < len(segs)-1 && (last == nil || last.h.Kind != kindSeal) {
-			problem("%s: a closed segment without its seal (truncated, or its end removed)", name)
+		v.record(name, rec, last)
+		last = rec
+	}
+	if i < len(segs)-1 && (last == nil || last.h.Kind != kindSeal) {
+		v.problem("%s: a closed segment without its seal (truncated, or its end removed)", name)
+	}
+	return nil
+}
+
+// incomplete judges bytes after the last complete record of a segment.
+func (v *verifier) incomplete(name string, newest bool, sr *segmentReader) error {
+	if !newest {
+		v.problem("%s: truncated: %d bytes after record %d are not a whole record", name, sr.size-sr.off, v.prevSeq)
+		return nil
+	}
+	// A torn tail has no complete record after it; one that has is a
+	// damaged record, and what follows it was acknowledged.
+	at, found, err := recordAfter(filepath.Join(v.dir, name), sr.off, sr.size)
+	if err != nil {
+		return err
+	}
+	switch {
+	case found:
+		v.problem("%v", damagedLength(name, sr.off, at))
+	case writerActive(v.dir):
+		v.rep.Pending = sr.size - sr.off
+	case v.o.AllowTornTail:
+		v.rep.Torn = sr.size - sr.off
+		v.rep.Warnings = append(v.rep.Warnings, tornTail(name, v.rep.Torn, v.prevSeq))
+	default:
+		v.rep.Torn = sr.size - sr.off
+		v.problem("%s (--allow-torn-tail accepts it)", tornTail(name, v.rep.Torn, v.prevSeq))
+	}
+	return nil
+}
+
+// record checks one record: against the head file and the points
+// expected, its place in the chain, and what its kind says.
+func (v *verifier) record(name string, rec, last *storedRecord) {
+	if v.head != nil && rec.h.Seq == v.head.Seq {
+		v.headSeg, v.headHash = name, rec.hash
+	}
+	if h, ok := v.want[rec.h.Seq]; ok {
+		v.found[rec.h.Seq] = true
+		if rec.hash != h {
+			v.problem("%s: record %d is not the record seen earlier (%s): the chain was rewritten from there on", name, rec.h.Seq, short(h))
 		}
 	}
-	// The chain starts at the first record ever written, or where a prune
-	// record says the removed segments ended.
-	if started && (firstSeq != 1 || firstPrev != zeroHash) {
-		ok := false
-		for _, p := range pruned {
-			sum := sha256.Sum256(p.SealHeader)
-			var seal header
-			if hex.EncodeToString(sum[:]) != firstPrev || json.Unmarshal(p.SealHeader, &seal) != nil {
-				continue
-			}
-			sig, _ := hex.DecodeString(seal.Sig)
-			ok = seal.Kind == kindSeal && seal.Seq+1 == firstSeq && seal.Segment == p.Name &&
-				ed25519.Verify(sealPub, sealMessage(seal.Segment, seal.Last, seal.PrunesSigned), sig)
-			if ok && seal.PrunesSigned {
-				// Pruned, that seal still comes before every record here.
-				signedFrom, signedSince = seal.Seq, true
-			}
+	if !v.started {
+		v.firstPrev, v.firstSeq, v.started = rec.h.Prev, rec.h.Seq, true
+	} else {
+		switch {
+		case rec.h.Seq == v.prevSeq+2:
+			v.problem("%s: record %d follows record %d: record %d is missing (removed, or records reordered)", name, rec.h.Seq, v.prevSeq, v.prevSeq+1)
+		case rec.h.Seq > v.prevSeq+2:
+			v.problem("%s: record %d follows record %d: %d records are missing, %d to %d (removed, or records reordered)",
+				name, rec.h.Seq, v.prevSeq, rec.h.Seq-v.prevSeq-1, v.prevSeq+1, rec.h.Seq-1)
+		case rec.h.Seq != v.prevSeq+1:
+			v.problem("%s: record %d follows record %d (records removed or reordered)", name, rec.h.Seq, v.prevSeq)
 		}
-		if !ok {
-			problem("%s: the records before record %d are missing, and no prune record accounts for them", segs[0], firstSeq)
+		if rec.h.Prev != v.prevHash {
+			v.problem("%s: record %d does not chain to the record before it (removed, reordered or replaced)", name, rec.h.Seq)
 		}
 	}
-	for _, u := range unsigned {
-		if signedSince && u.seq > signedFrom {
-			problem("%s: record %d is a prune record without the seal key's signature, after the seal (record %d) from which prune records are signed", u.segment, u.seq, signedFrom)
+	if last != nil && last.h.Kind == kindSeal {
+		v.problem("%s: record %d comes after the segment's seal", name, rec.h.Seq)
+	}
+	switch rec.h.Kind {
+	case kindSeal:
+		v.seal(name, rec)
+	case kindPrune:
+		v.prune(name, rec)
+	case kindInit:
+		if rec.h.SealKey != hex.EncodeToString(v.sealPub) {
+			v.problem("%s: record %d: seal.pub is not the seal key the archive was started with", name, rec.h.Seq)
+		}
+	}
+	v.prevHash, v.prevSeq = rec.hash, rec.h.Seq
+	v.rep.Records++
+}
+
+func (v *verifier) seal(name string, rec *storedRecord) {
+	if rec.h.Segment != name {
+		v.problem("%s: record %d is the seal of %s (segments swapped or renamed)", name, rec.h.Seq, rec.h.Segment)
+	}
+	if rec.h.Last != v.prevHash {
+		v.problem("%s: the seal (record %d) does not seal the records before it", name, rec.h.Seq)
+	}
+	sig, _ := hex.DecodeString(rec.h.Sig)
+	if !ed25519.Verify(v.sealPub, sealMessage(rec.h.Segment, rec.h.Last, rec.h.PrunesSigned), sig) {
+		v.problem("%s: the seal (record %d) has a bad signature", name, rec.h.Seq)
+	} else if rec.h.PrunesSigned && !v.signedSince {
+		v.signedFrom, v.signedSince = rec.h.Seq, true
+	}
+}
+
+func (v *verifier) prune(name string, rec *storedRecord) {
+	sig, _ := hex.DecodeString(rec.h.Sig)
+	switch {
+	case rec.h.Sig == "": // judged once it is known whether it may be
+		v.unsigned = append(v.unsigned, unsignedPrune{name, rec.h.Seq})
+		v.pruned = append(v.pruned, rec.h.Pruned...)
+	case ed25519.Verify(v.sealPub, pruneMessage(&rec.h), sig):
+		v.pruned = append(v.pruned, rec.h.Pruned...)
+		for _, p := range rec.h.Pruned {
+			v.prunedAt[p.Name] = rec.h.Time
+		}
+	default:
+		v.problem("%s: the prune record (record %d) has a bad signature: it accounts for no removed segment", name, rec.h.Seq)
+	}
+}
+
+// checkStart: the chain starts at the first record ever written, or where
+// a prune record says the removed segments ended.
+func (v *verifier) checkStart(segs []string) {
+	if !v.started || (v.firstSeq == 1 && v.firstPrev == zeroHash) {
+		return
+	}
+	ok := false
+	for _, p := range v.pruned {
+		sum := sha256.Sum256(p.SealHeader)
+		var seal header
+		if hex.EncodeToString(sum[:]) != v.firstPrev || json.Unmarshal(p.SealHeader, &seal) != nil {
+			continue
+		}
+		sig, _ := hex.DecodeString(seal.Sig)
+		ok = seal.Kind == kindSeal && seal.Seq+1 == v.firstSeq && seal.Segment == p.Name &&
+			ed25519.Verify(v.sealPub, sealMessage(seal.Segment, seal.Last, seal.PrunesSigned), sig)
+		if ok && seal.PrunesSigned {
+			// Pruned, that seal still comes before every record here.
+			v.signedFrom, v.signedSince = seal.Seq, true
+		}
+	}
+	if !ok {
+		v.problem("%s: the records before record %d are missing, and no prune record accounts for them", segs[0], v.firstSeq)
+	}
+}
+
+// judgeUnsignedPrunes: an unsigned prune record is a problem after a seal
+// that says prune records are signed, a warning before.
+func (v *verifier) judgeUnsignedPrunes() {
+	for _, u := range v.unsigned {
+		if v.signedSince && u.seq > v.signedFrom {
+			v.problem("%s: record %d is a prune record without the seal key's signature, after the seal (record %d) from which prune records are signed", u.segment, u.seq, v.signedFrom)
 		} else {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: record %d is a prune record from before prune records were signed: it does not show that the holder of the seal key wrote it", u.segment, u.seq))
+			v.warn("%s: record %d is a prune record from before prune records were signed: it does not show that the holder of the seal key wrote it", u.segment, u.seq)
 		}
 	}
-	rep.HeadSeq, rep.Head = prevSeq, prevHash
-	if head != nil {
-		var first []string
-		rep.HeadFileSeq, rep.EndChecked = head.Seq, true
-		switch {
-		case head.Seq > rep.HeadSeq:
-			rep.Missing = head.Seq - rep.HeadSeq
-			msg := fmt.Sprintf("%s: the head file says the chain reached %s, the archive ends at %d", missingFromEnd(rep.Missing), head, rep.HeadSeq)
-			if !slices.Contains(segs, head.Segment) {
-				msg += fmt.Sprintf("; %s, which the head file names, is missing", head.Segment)
-			}
-			first = append(first, msg)
-		case headHash == "" && started && head.Seq < firstSeq && o.HeadFile == "":
-			first = append(first, prunedPastHead(rep.HeadFile, head, firstSeq))
-		case headHash == "" && started && head.Seq < firstSeq:
-			// A head file given apart may be an older copy, from before
-			// a prune; whether the prune is accounted for is the chain's
-			// start's check. But no retention lets a segment go within a
-			// day of its last record, newer than the head file's record.
-			if at, ok := prunedAt[head.Segment]; ok && at.Sub(head.t()) < shortestRetention {
-				first = append(first, fmt.Sprintf("the head file names %s, but a prune record of %s removed %s: sooner than any retention allows (a day), so it was not the relay's prune",
-					head, at.UTC().Format(time.RFC3339), head.Segment))
-				break
-			}
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the head file names %s, which is no longer in the archive (pruned since): an older copy of the head file", head))
-		case headHash == "":
-			first = append(first, fmt.Sprintf("record %d, which the head file names (%s), is not in the chain", head.Seq, head))
-		case headHash != head.Hash:
-			first = append(first, fmt.Sprintf("%s: record %d is not the record the head file names (%s): the chain was rewritten from there on", headSeg, head.Seq, head))
-		case headSeg != head.Segment:
-			first = append(first, fmt.Sprintf("%s: record %d is here, but the head file says it is in %s (segments renamed)", headSeg, head.Seq, head.Segment))
+}
+
+// compareHead compares the chain's end with the head file's. What it finds
+// comes first among the problems: it is what the head file is for.
+func (v *verifier) compareHead(segs []string) {
+	head, rep := v.head, v.rep
+	if head == nil {
+		return
+	}
+	var first []string
+	rep.HeadFileSeq, rep.EndChecked = head.Seq, true
+	switch {
+	case head.Seq > rep.HeadSeq:
+		rep.Missing = head.Seq - rep.HeadSeq
+		msg := fmt.Sprintf("%s: the head file says the chain reached %s, the archive ends at %d", missingFromEnd(rep.Missing), head, rep.HeadSeq)
+		if !slices.Contains(segs, head.Segment) {
+			msg += fmt.Sprintf("; %s, which the head file names, is missing", head.Segment)
 		}
-		// The end of the chain comes first: it is what the head file is for.
-		rep.Problems = append(first, rep.Problems...)
+		first = append(first, msg)
+	case v.headHash == "" && v.started && head.Seq < v.firstSeq && v.o.HeadFile == "":
+		first = append(first, prunedPastHead(rep.HeadFile, head, v.firstSeq))
+	case v.headHash == "" && v.started && head.Seq < v.firstSeq:
+		// A head file given apart may be an older copy, from before
+		// a prune; whether the prune is accounted for is the chain's
+		// start's check. But no retention lets a segment go within a
+		// day of its last record, newer than the head file's record.
+		if at, ok := v.prunedAt[head.Segment]; ok && at.Sub(head.t()) < shortestRetention {
+			first = append(first, fmt.Sprintf("the head file names %s, but a prune record of %s removed %s: sooner than any retention allows (a day), so it was not the relay's prune",
+				head, at.UTC().Format(time.RFC3339), head.Segment))
+			break
+		}
+		v.warn("the head file names %s, which is no longer in the archive (pruned since): an older copy of the head file", head)
+	case v.headHash == "":
+		first = append(first, fmt.Sprintf("record %d, which the head file names (%s), is not in the chain", head.Seq, head))
+	case v.headHash != head.Hash:
+		first = append(first, fmt.Sprintf("%s: record %d is not the record the head file names (%s): the chain was rewritten from there on", v.headSeg, head.Seq, head))
+	case v.headSeg != head.Segment:
+		first = append(first, fmt.Sprintf("%s: record %d is here, but the head file says it is in %s (segments renamed)", v.headSeg, head.Seq, head.Segment))
 	}
-	if len(expect) > 0 {
-		rep.EndChecked = true
+	rep.Problems = append(first, rep.Problems...)
+}
+
+// checkExpected: every chain point seen earlier is still in the chain.
+func (v *verifier) checkExpected() {
+	if len(v.o.Expect) > 0 {
+		v.rep.EndChecked = true
 	}
-	for _, p := range expect {
+	for _, p := range v.o.Expect {
 		switch {
-		case found[p.Seq]:
-		case p.Seq > rep.HeadSeq:
-			problem("record %d, seen earlier, is beyond the chain head (record %d): records were removed from the end", p.Seq, rep.HeadSeq)
-		case started && p.Seq < firstSeq:
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("record %d, seen earlier, was pruned: it cannot be compared any more", p.Seq))
+		case v.found[p.Seq]:
+		case p.Seq > v.rep.HeadSeq:
+			v.problem("record %d, seen earlier, is beyond the chain head (record %d): records were removed from the end", p.Seq, v.rep.HeadSeq)
+		case v.started && p.Seq < v.firstSeq:
+			v.warn("record %d, seen earlier, was pruned: it cannot be compared any more", p.Seq)
 		default:
-			problem("record %d, seen earlier, is not in the chain", p.Seq)
+			v.problem("record %d, seen earlier, is not in the chain", p.Seq)
 		}
 	}
-	if w != nil {
-		for _, p := range rep.Problems {
-			fmt.Fprintf(w, "FAIL %s\n", p)
-		}
-		for _, p := range rep.Warnings {
-			fmt.Fprintf(w, "WARN %s\n", p)
-		}
-		fmt.Fprintf(w, "%d segments, %d records, %d bytes; chain head record %d %s\n", rep.Segments, rep.Records, rep.Bytes, rep.HeadSeq, rep.Head)
-		if rep.Pending > 0 {
-			fmt.Fprintf(w, "%d bytes after the newest record: a write in progress (the relay is writing the archive)\n", rep.Pending)
-		}
-		switch {
-		case rep.HeadFile != "" && rep.Missing == 0 && rep.HeadSeq > rep.HeadFileSeq:
-			fmt.Fprintf(w, "The head file %s says the chain reached record %d; it goes on %d record(s) past it (written after the head file: the relay is writing, it crashed between the two writes, or this is an older copy of the head file).\n",
-				rep.HeadFile, rep.HeadFileSeq, rep.HeadSeq-rep.HeadFileSeq)
-		case rep.HeadFile != "" && rep.Missing == 0:
-			fmt.Fprintf(w, "The head file %s says the chain reached record %d: it does, and ends there.\n", rep.HeadFile, rep.HeadFileSeq)
-		case rep.EndChecked || headErr != nil: // a head file that does not count is a problem above
-		case o.NoHead:
-			fmt.Fprintf(w, "The end of the chain is not checked (no head file): records cut off the end would not show.\n")
-		default:
-			fmt.Fprintf(w, "The end of the chain is not checked: there is no head file at %s (and no --expect). Records cut off the end would not show.\n", HeadFile(dir))
-		}
+}
+
+// print writes the report for a reader: problems, warnings, what was
+// checked and what could not be.
+func (v *verifier) print(w io.Writer) {
+	rep := v.rep
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "FAIL %s\n", p)
 	}
-	if len(rep.Problems) > 0 {
-		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", ErrDamaged, len(rep.Problems), rep.Problems[0])
+	for _, p := range rep.Warnings {
+		fmt.Fprintf(w, "WARN %s\n", p)
 	}
-	return rep, nil
+	fmt.Fprintf(w, "%d segments, %d records, %d bytes; chain head record %d %s\n", rep.Segments, rep.Records, rep.Bytes, rep.HeadSeq, rep.Head)
+	if rep.Pending > 0 {
+		fmt.Fprintf(w, "%d bytes after the newest record: a write in progress (the relay is writing the archive)\n", rep.Pending)
+	}
+	switch {
+	case rep.HeadFile != "" && rep.Missing == 0 && rep.HeadSeq > rep.HeadFileSeq:
+		fmt.Fprintf(w, "The head file %s says the chain reached record %d; it goes on %d record(s) past it (written after the head file: the relay is writing, it crashed between the two writes, or this is an older copy of the head file).\n",
+			rep.HeadFile, rep.HeadFileSeq, rep.HeadSeq-rep.HeadFileSeq)
+	case rep.HeadFile != "" && rep.Missing == 0:
+		fmt.Fprintf(w, "The head file %s says the chain reached record %d: it does, and ends there.\n", rep.HeadFile, rep.HeadFileSeq)
+	case rep.EndChecked || v.headErr != nil: // a head file that does not count is a problem above
+	case v.o.NoHead:
+		fmt.Fprintf(w, "The end of the chain is not checked (no head file): records cut off the end would not show.\n")
+	default:
+		fmt.Fprintf(w, "The end of the chain is not checked: there is no head file at %s (and no --expect). Records cut off the end would not show.\n", HeadFile(v.dir))
+	}
 }
 
 func tornTail(segment string, n int64, after uint64) string {

@@ -192,3 +192,95 @@ func forgePrune(t *testing.T, dir, seg string, key ed25519.PrivateKey) {
 	w.Write(rec)
 	w.Close()
 }
+
+// TestPruneNeedsVerify: prune reads the holds from the records' headers;
+// when the archive does not verify (here: the header of the hold is
+// damaged, so the hold cannot be read), it removes nothing.
+func TestPruneNeedsVerify(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		damage bool
+	}{
+		{"verifies", false},
+		{"the hold's header damaged", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			a := f.open(t, 0)
+			defer a.Close()
+			ctx := context.Background()
+			m, body := testMessage(1, "bob@client.example")
+			a.RecordMessage(ctx, m, strings.NewReader(body))
+			a.CloseSegment(ctx)
+			f.advance(3 * 365 * 24 * time.Hour)
+			if _, err := a.Hold(ctx, []string{"bob@client.example"}, "", "", "subpoena"); err != nil {
+				t.Fatal(err)
+			}
+			if tt.damage {
+				p := filepath.Join(f.dir, a.segName)
+				b, _ := os.ReadFile(p)
+				i := bytes.LastIndex(b, []byte(`{"seq":`))
+				b[i] = '[' // the header no longer parses; its length is unchanged
+				os.WriteFile(p, b, 0o600)
+			}
+			rep, err := a.Prune(ctx, 365*24*time.Hour, false)
+			if tt.damage {
+				if err == nil || !strings.Contains(err.Error(), "nothing pruned") {
+					t.Fatalf("prune of an archive that does not verify: %+v, %v", rep, err)
+				}
+			} else if err != nil || len(rep.Removed) != 0 || !strings.Contains(rep.Kept, "under hold") {
+				t.Fatalf("prune: %+v, %v", rep, err)
+			}
+			if _, err := os.Stat(filepath.Join(f.dir, "seg-00000001.log")); err != nil {
+				t.Errorf("the held segment is gone: %v", err)
+			}
+		})
+	}
+}
+
+func TestPruneAndHold(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	ctx := context.Background()
+	// Three years of segments, one per year; the second year has Bob.
+	for year := 0; year < 3; year++ {
+		client := "anna@client.example"
+		if year == 1 {
+			client = "bob@client.example"
+		}
+		m, body := testMessage(year, client)
+		a.RecordMessage(ctx, m, strings.NewReader(body))
+		a.CloseSegment(ctx)
+		f.advance(365 * 24 * time.Hour)
+	}
+	id, err := a.Hold(ctx, []string{"bob@client.example"}, "", "", "subpoena")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retention := 2*365*24*time.Hour - 24*time.Hour
+	rep, err := a.Prune(ctx, retention, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rep.Removed, ",") != "seg-00000001.log" || !strings.Contains(rep.Kept, "under hold "+id) {
+		t.Fatalf("prune removed %v, kept %q", rep.Removed, rep.Kept)
+	}
+	if _, err := Verify(f.dir, nil); err != nil {
+		t.Fatalf("verify after a prune: %v", err)
+	}
+	if err := a.Release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = a.Prune(ctx, retention, false)
+	if err != nil || strings.Join(rep.Removed, ",") != "seg-00000002.log" {
+		t.Fatalf("after release: removed %v, %v", rep.Removed, err)
+	}
+	a.Close()
+	var out bytes.Buffer
+	if _, err := Verify(f.dir, &out); err != nil {
+		t.Fatalf("verify after two prunes: %v\n%s", err, out.String())
+	}
+	if a2 := f.open(t, 0); a2 != nil {
+		a2.Close()
+	}
+}

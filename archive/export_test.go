@@ -1,0 +1,202 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestExportOnlyVerified: records the relay writes while an export runs
+// (after its verification, before its reading) are left out and counted:
+// the manifest's chain head and "verified" cover exactly what it holds.
+func TestExportOnlyVerified(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		filter Filter
+		want   int // messages exported
+	}{
+		{"everything", Filter{}, 3},
+		{"one client", Filter{Clients: []string{"anna@client.example"}}, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			a := f.open(t, 0)
+			defer a.Close()
+			ctx := context.Background()
+			for i := 1; i <= 3; i++ {
+				m, body := testMessage(i, "anna@client.example")
+				if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			seq, head := a.ChainHead()
+			exportVerified = func() {
+				m, body := testMessage(4, "anna@client.example")
+				if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+					t.Error(err)
+				}
+				if err := a.RecordEvent(ctx, Event{MessageID: "msg0001", Time: f.clock(), Kind: Delivered, Recipients: []string{"anna@client.example"}}); err != nil {
+					t.Error(err)
+				}
+			}
+			defer func() { exportVerified = func() {} }()
+			out := filepath.Join(t.TempDir(), "export")
+			rep, err := Export(ctx, f.dir, f.priv, out, tt.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Messages != tt.want || rep.HeadSeq != seq || rep.Head != head || !rep.Verified || rep.RecordsAfterHead != 2 {
+				t.Errorf("report %+v; want %d messages under head %d, 2 records after it", rep, tt.want, seq)
+			}
+			var m manifest
+			mb, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
+			if err := json.Unmarshal(mb, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Archive.ChainHeadSeq != seq || m.Archive.RecordsAfterHead != 2 {
+				t.Errorf("manifest archive %+v", m.Archive)
+			}
+			for _, mm := range m.Messages {
+				if mm.ID == "msg0004" {
+					t.Error("the manifest lists a message written after the verified chain head")
+				}
+				for _, r := range mm.Recipients {
+					if len(r.Delivery) > 0 {
+						t.Errorf("%s: a delivery recorded after the verified chain head", mm.ID)
+					}
+				}
+			}
+			if _, err := os.Stat(filepath.Join(out, "messages", "msg0004.eml")); err == nil {
+				t.Error("the export holds a message written after the verified chain head")
+			}
+		})
+	}
+}
+
+// TestExportOfDamagedRecords: a damaged message record is named as such,
+// and neither export nor view shows a body or metadata that is not the
+// record's own, even when the payload decrypts (moved from another record,
+// its hash moved along).
+func TestExportOfDamagedRecords(t *testing.T) {
+	f := archiveWithRecords(t)
+	locate := func(t *testing.T, dir string) []located {
+		var msgs []located
+		if err := walk(dir, func(l located) {
+			if l.h.Kind == kindMessage {
+				msgs = append(msgs, l)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	tests := []struct {
+		name   string
+		mutate func(t *testing.T, dir string) (damagedID string)
+		want   string
+	}{
+		{"a byte flipped in a payload", func(t *testing.T, dir string) string {
+			l := locate(t, dir)[5]
+			p := filepath.Join(dir, l.seg)
+			b, _ := os.ReadFile(p)
+			b[l.payOff+l.payLen/2] ^= 1
+			os.WriteFile(p, b, 0o600)
+			return l.h.ID
+		}, "the payload does not match its header"},
+		{"payloads (and their hashes) swapped between two records", func(t *testing.T, dir string) string {
+			ls := locate(t, dir)
+			a, c := ls[5], ls[6]
+			if a.seg != c.seg || a.payLen != c.payLen {
+				t.Fatalf("fixture: records %s and %s are not alike", a.h.ID, c.h.ID)
+			}
+			p := filepath.Join(dir, a.seg)
+			b, _ := os.ReadFile(p)
+			pa := append([]byte(nil), b[a.payOff:a.payOff+a.payLen]...)
+			copy(b[a.payOff:], b[c.payOff:c.payOff+c.payLen])
+			copy(b[c.payOff:], pa)
+			b = bytes.Replace(b, []byte(a.h.PSHA), []byte("x"+c.h.PSHA[1:]), 1)
+			b = bytes.Replace(b, []byte(c.h.PSHA), []byte(a.h.PSHA), 1)
+			b = bytes.Replace(b, []byte("x"+c.h.PSHA[1:]), []byte(c.h.PSHA), 1)
+			os.WriteFile(p, b, 0o600)
+			return a.h.ID
+		}, "its metadata names message"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyDir(t, f.dir)
+			damaged := tt.mutate(t, dir)
+			out := filepath.Join(t.TempDir(), "export")
+			_, err := Export(context.Background(), dir, f.priv, out, Filter{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("export: %v; want an error saying %q", err, tt.want)
+			}
+			files, _ := filepath.Glob(filepath.Join(out, "messages", "*"))
+			hidden, _ := filepath.Glob(filepath.Join(out, "messages", ".*"))
+			for _, p := range append(files, hidden...) {
+				if strings.Contains(p, damaged) || strings.HasPrefix(filepath.Base(p), ".") {
+					t.Errorf("export left %s", filepath.Base(p))
+				}
+			}
+			v, err := OpenView(dir, f.priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			for _, m := range v.Messages() {
+				if m.ID == damaged {
+					t.Errorf("the view shows the damaged record %s", damaged)
+				}
+			}
+			if len(v.Unreadable()) == 0 {
+				t.Error("the view names no unreadable record")
+			}
+		})
+	}
+}
+
+// BenchmarkExport: exporting small messages (goal: 100,000 in under a
+// minute; SEALPOST_BENCH_EXPORT sets how many).
+func BenchmarkExport(b *testing.B) {
+	n, kb := 10000, 0
+	if v := os.Getenv("SEALPOST_BENCH_EXPORT"); v != "" {
+		fmt.Sscanf(v, "%d", &n)
+	}
+	if v := os.Getenv("SEALPOST_BENCH_EXPORT_KB"); v != "" { // each message padded to this size
+		fmt.Sscanf(v, "%d", &kb)
+	}
+	f := newFixture(b)
+	a := f.open(b, 0)
+	var wg sync.WaitGroup
+	for w := 0; w < 20; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 20 {
+				m, body := testMessage(i, "anna@client.example")
+				m.ID = fmt.Sprintf("m%07d", i)
+				if pad := kb<<10 - len(body); pad > 0 {
+					body += strings.Repeat("Confidential line of the attachment, seventy-two octets long, padded...\r\n", pad/74+1)
+				}
+				a.RecordMessage(context.Background(), m, strings.NewReader(body))
+			}
+		}(w)
+	}
+	wg.Wait()
+	a.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out := filepath.Join(b.TempDir(), "export")
+		rep, err := Export(context.Background(), f.dir, f.priv, out, Filter{})
+		if err != nil || rep.Messages != n {
+			b.Fatalf("%v %+v", err, rep)
+		}
+	}
+	b.ReportMetric(float64(n), "messages")
+	b.ReportMetric(float64(n)*float64(max(kb, 1))/1024/(b.Elapsed().Seconds()/float64(b.N)), "MB/s")
+}

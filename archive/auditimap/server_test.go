@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/testutil"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/record"
 )
@@ -152,23 +152,6 @@ func login(t *testing.T, addr string, tc *tls.Config) *imapclient.Client {
 	return c
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestView(t *testing.T) {
 	f := newFixture(t)
 	oct := time.Date(2026, 10, 30, 9, 0, 0, 0, time.UTC)
@@ -176,7 +159,7 @@ func TestView(t *testing.T) {
 	first := f.outbound(t, "q1", "Tuesday appointment", "See you on Tuesday.", oct, consented(client), internal(colleague))
 	team := f.outbound(t, "q2", "Team meeting", "Agenda attached.", oct.Add(time.Hour), internal(colleague))
 	reply := f.inbound(t, "i1", "Re: Tuesday appointment", "Tuesday is fine, thank you.", nov)
-	logs := &syncBuffer{}
+	logs := &testutil.LockedBuffer{}
 	addr, tc := f.serve(t, logs)
 
 	t.Run("login", func(t *testing.T) {
@@ -528,88 +511,5 @@ func TestIdle(t *testing.T) {
 	}
 	if err := idle.Wait(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestFailureMemory: failed logins slow an address down for an hour, then
-// are forgotten, and addresses not seen for an hour leave the table.
-func TestFailureMemory(t *testing.T) {
-	s := New(Options{})
-	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-	fc := s.failuresFrom("192.0.2.1", t0)
-	fc.n, fc.last = 7, t0
-	if got := s.failuresFrom("192.0.2.1", t0.Add(30*time.Minute)).n; got != 7 {
-		t.Errorf("after 30 minutes: %d failures remembered, want 7", got)
-	}
-	if got := s.failuresFrom("192.0.2.1", t0.Add(61*time.Minute)).n; got != 0 {
-		t.Errorf("after 61 minutes: %d failures remembered, want 0", got)
-	}
-	s.failuresFrom("192.0.2.2", t0.Add(3*time.Hour))
-	n := 0
-	s.failures.Range(func(k, v any) bool { n++; return true })
-	if n != 1 {
-		t.Errorf("%d addresses in the table after one was idle for hours, want 1", n)
-	}
-}
-
-// TestSilentPeers: connections that never start TLS are closed after the
-// handshake timeout, and one address cannot hold more than its share while
-// a viewer still gets in.
-func TestSilentPeers(t *testing.T) {
-	f := newFixture(t)
-	f.outbound(t, "m1", "Hello", "text", time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), consented("anna@client.example"))
-	old := handshakeTimeout
-	handshakeTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { handshakeTimeout = old })
-	addr, tc := f.serve(t, io.Discard)
-
-	var silent []net.Conn
-	for i := 0; i < maxConnectionsPerAddr+1; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		silent = append(silent, c)
-	}
-	// Each is closed: the last at once (over the limit), the others when
-	// their handshake times out.
-	for i, c := range silent {
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("silent connection %d: %v; want it closed by the server", i+1, err)
-		}
-	}
-	// The slots are free again: a viewer logs in.
-	c := login(t, addr, tc)
-	c.Logout()
-}
-
-// TestSearchLimits: a SEARCH with more criteria than a mail client uses
-// (each reads every message again) is refused, not run for hours.
-func TestSearchLimits(t *testing.T) {
-	f := newFixture(t)
-	f.outbound(t, "m1", "Hello", "needle in the text", time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), consented("anna@client.example"))
-	addr, tc := f.serve(t, io.Discard)
-	c := login(t, addr, tc)
-	defer c.Close()
-	if _, err := c.Select("All", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if data, err := c.Search(&imap.SearchCriteria{Text: []string{"needle", "text"}}, nil).Wait(); err != nil || len(data.AllSeqNums()) != 1 {
-		t.Fatalf("a plain search: %v, %v", data, err)
-	}
-	many := &imap.SearchCriteria{}
-	for i := 0; i < maxSearchCriteria+1; i++ {
-		many.Text = append(many.Text, "needle")
-	}
-	deep := &imap.SearchCriteria{Text: []string{"needle"}}
-	for i := 0; i < maxSearchDepth+1; i++ {
-		deep = &imap.SearchCriteria{Not: []imap.SearchCriteria{*deep}}
-	}
-	for name, crit := range map[string]*imap.SearchCriteria{"many": many, "deep": deep} {
-		if _, err := c.Search(crit, nil).Wait(); err == nil || !strings.Contains(err.Error(), "Too many search criteria") {
-			t.Errorf("%s: %v; want a refusal", name, err)
-		}
 	}
 }

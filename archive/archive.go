@@ -81,8 +81,8 @@ type Archive struct {
 	last     string
 }
 
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("archive: closed")
+// errClosed is returned after Close.
+var errClosed = errors.New("archive: closed")
 
 const defaultSegmentBytes = 64 << 20
 
@@ -95,7 +95,7 @@ const defaultSealEvery = 24 * time.Hour
 // damaged length, not a crash): nothing is written after them until an
 // admin looks (sealpost archive verify). The seal and address-hash keys are
 // made with a new archive only: missing from one that holds records, they
-// stop Open (ErrKeyMissing).
+// stop Open.
 //
 // The head file (HeadFile) must not say the chain reached further than it
 // does, or name a record that is not the one there: that stops Open too,
@@ -204,7 +204,7 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // Close stops the writer after what was handed to it is written. Records
-// and operations asked for once Close has begun return ErrClosed.
+// and operations asked for once Close has begun return errClosed.
 func (a *Archive) Close() error {
 	a.sendMu.Lock()
 	if a.closed {

@@ -118,7 +118,7 @@ func TestRecordVerifyExport(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	rep, err := Verify(f.dir, &out)
+	rep, err := verify(f.dir, &out)
 	if err != nil {
 		t.Fatalf("verify: %v\n%s", err, out.String())
 	}
@@ -240,7 +240,7 @@ func mustRead(dir, name string) []byte {
 
 // TestCloseDuringWrites: Close while records and operations are being
 // handed to the writer. Every call returns nil (and its record is in the
-// chain) or ErrClosed; none panics, and calls after Close return ErrClosed.
+// chain) or errClosed; none panics, and calls after Close return errClosed.
 func TestCloseDuringWrites(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -273,14 +273,14 @@ func TestCloseDuringWrites(t *testing.T) {
 							first = false
 							started.Done()
 						}
-						if errors.Is(err, ErrClosed) {
+						if errors.Is(err, errClosed) {
 							return
 						}
 						if errors.Is(err, context.Canceled) {
 							continue // not handed over: not written
 						}
 						if err != nil {
-							t.Errorf("during Close: %v, want nil or ErrClosed", err)
+							t.Errorf("during Close: %v, want nil or errClosed", err)
 							return
 						}
 						count.Add(1)
@@ -314,13 +314,13 @@ func TestCloseDuringWrites(t *testing.T) {
 					t.Fatal(err)
 				}
 				done.Wait()
-				if err := a.RecordEvent(ctx, Event{MessageID: "msg0001", Kind: Deferred}); !errors.Is(err, ErrClosed) {
-					t.Errorf("a record after Close: %v, want ErrClosed", err)
+				if err := a.RecordEvent(ctx, Event{MessageID: "msg0001", Kind: Deferred}); !errors.Is(err, errClosed) {
+					t.Errorf("a record after Close: %v, want errClosed", err)
 				}
-				if err := a.CloseSegment(ctx); !errors.Is(err, ErrClosed) {
-					t.Errorf("an operation after Close: %v, want ErrClosed", err)
+				if err := a.CloseSegment(ctx); !errors.Is(err, errClosed) {
+					t.Errorf("an operation after Close: %v, want errClosed", err)
 				}
-				rep, err := Verify(f.dir, nil)
+				rep, err := verify(f.dir, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -62,7 +62,7 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	rep := &ExportReport{}
-	vrep, verr := Verify(dir, nil)
+	vrep, verr := verify(dir, nil)
 	exportVerified()
 	m := newManifest(f, sealPub)
 	if vrep != nil {
@@ -128,7 +128,7 @@ func selectRecords(dir string, hashKey []byte, f Filter, vrep *Report) (*exportS
 	}
 	sel := &exportSelection{}
 	err := walk(dir, func(l located) {
-		// Only what Verify covered: a record written since is not under
+		// Only what the verification covered: a record written since is not under
 		// the chain head the manifest names, verified or not.
 		if vrep != nil && l.h.Seq > vrep.HeadSeq {
 			sel.afterHead++

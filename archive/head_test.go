@@ -321,7 +321,7 @@ func TestCutOffTheEnd(t *testing.T) {
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("verify: %v\n%s", err, out.String())
-			case tt.wantErr != "" && !errors.Is(err, ErrDamaged):
+			case tt.wantErr != "" && !errors.Is(err, errDamaged):
 				t.Fatalf("verify passed; want %q\n%s", tt.wantErr, out.String())
 			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
 				t.Errorf("verify: %v\nwant the first problem to say %q", err, tt.wantErr)
@@ -443,7 +443,7 @@ func TestOpenComparesHead(t *testing.T) {
 				t.Fatalf("head file after the start: %+v; want record %d", h, tt.head)
 			}
 			var out bytes.Buffer
-			rep, err := Verify(dir, &out)
+			rep, err := verify(dir, &out)
 			if err != nil || !rep.EndChecked || rep.HeadFileSeq != rep.HeadSeq {
 				t.Fatalf("verify after the start: %v, end checked %v\n%s", err, rep != nil && rep.EndChecked, out.String())
 			}
@@ -506,7 +506,7 @@ func TestHeadAcrossPruneAndKeyChange(t *testing.T) {
 	a.Close()
 
 	var out bytes.Buffer
-	vr, err := Verify(f.dir, &out)
+	vr, err := verify(f.dir, &out)
 	if err != nil || !vr.EndChecked || vr.HeadFileSeq != seq || vr.Missing != 0 {
 		t.Fatalf("verify after prune and key change: %v, head file at %d, want %d\n%s", err, vr.HeadFileSeq, seq, out.String())
 	}
@@ -541,14 +541,14 @@ func TestPruneBehindTheHead(t *testing.T) {
 		t.Fatalf("the head file names record %d after the prune, want the prune record (27)", h.Seq)
 	}
 	a.Close()
-	if _, err := Verify(c.dir, nil); err != nil {
+	if _, err := verify(c.dir, nil); err != nil {
 		t.Fatalf("verify after a prune: %v", err)
 	}
 	apart := filepath.Join(t.TempDir(), "head")
 	os.WriteFile(apart, mustRead(filepath.Dir(c.dir), "archive-head"), 0o600)
 	left()
 	var out bytes.Buffer
-	if _, err := Verify(c.dir, &out); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "segments were removed under a prune record written after the head file") {
+	if _, err := verify(c.dir, &out); !errors.Is(err, errDamaged) || !strings.Contains(err.Error(), "segments were removed under a prune record written after the head file") {
 		t.Fatalf("verify: %v; want it to say the head file's record was removed\n%s", err, out.String())
 	}
 	os.WriteFile(apart, mustRead(filepath.Dir(c.dir), "archive-head"), 0o600)
@@ -650,7 +650,7 @@ func TestVerifyWhileWriting(t *testing.T) {
 	var pending int
 	for deadline, n := time.Now().Add(2*time.Second), 0; n < 20 || time.Now().Before(deadline) && pending == 0; n++ {
 		var out bytes.Buffer
-		rep, err := Verify(f.dir, &out)
+		rep, err := verify(f.dir, &out)
 		if err != nil || !rep.EndChecked {
 			t.Fatalf("verify %d while writing: %v\n%s", n, err, out.String())
 		}

@@ -65,7 +65,7 @@ func TestRecordInboundOnce(t *testing.T) {
 	}
 	a.Close()
 
-	if _, err := Verify(f.dir, nil); err != nil {
+	if _, err := verify(f.dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "export")
@@ -116,7 +116,7 @@ func TestPruneCarriesPositions(t *testing.T) {
 		t.Fatalf("prune: %+v, %v", rep, err)
 	}
 	a.Close()
-	if _, err := Verify(f.dir, nil); err != nil {
+	if _, err := verify(f.dir, nil); err != nil {
 		t.Fatalf("verify after the prune: %v", err)
 	}
 	a2 := f.open(t, 0)

@@ -162,9 +162,9 @@ func NewKeyPair(name, email string) (private, public []byte, err error) {
 	return priv.Bytes(), pub.Bytes(), nil
 }
 
-// ErrKeyMissing is returned by Open when a key file of an archive that
+// errKeyMissing is returned by Open when a key file of an archive that
 // already holds records is missing: it is to be restored from a backup.
-var ErrKeyMissing = errors.New("a key of the archive is missing")
+var errKeyMissing = errors.New("a key of the archive is missing")
 
 // isNewArchive says whether the archive in dir holds nothing yet: no
 // segment with a byte in it.
@@ -187,7 +187,7 @@ func isNewArchive(dir string) (bool, error) {
 
 func keyMissing(path, what string) error {
 	return fmt.Errorf("archive: %w: %s is missing, but the archive already holds records: restore it from a backup of %s (%s); a new key is made only for a new archive",
-		ErrKeyMissing, path, filepath.Dir(path), what)
+		errKeyMissing, path, filepath.Dir(path), what)
 }
 
 // loadOrMakeSealKey returns the Ed25519 key that seals closed segments;

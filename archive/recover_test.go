@@ -60,7 +60,7 @@ func TestTornFirstRecord(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := archiveWithRecords(t)
 			seg, before := tt.make(t, f)
-			if _, err := Verify(f.dir, nil); err == nil || !strings.Contains(err.Error(), "torn tail") {
+			if _, err := verify(f.dir, nil); err == nil || !strings.Contains(err.Error(), "torn tail") {
 				t.Fatalf("verify before the start: %v; want it to report the torn tail", err)
 			}
 			if _, err := VerifyWith(f.dir, nil, VerifyOptions{AllowTornTail: true}); err != nil {
@@ -76,7 +76,7 @@ func TestTornFirstRecord(t *testing.T) {
 			}
 			a.Close()
 			var out bytes.Buffer
-			rep, err := Verify(f.dir, &out)
+			rep, err := verify(f.dir, &out)
 			if err != nil {
 				t.Fatalf("verify after the start: %v\n%s", err, out.String())
 			}
@@ -193,7 +193,7 @@ func TestDamagedLength(t *testing.T) {
 					t.Fatalf("a torn tail: verify --allow-torn-tail %v, Open %v\n%s", verr, err, out.String())
 				}
 				a.Close()
-				if _, err := Verify(f.dir, nil); err != nil {
+				if _, err := verify(f.dir, nil); err != nil {
 					t.Fatalf("verify after setting the tail aside: %v", err)
 				}
 				return
@@ -205,7 +205,7 @@ func TestDamagedLength(t *testing.T) {
 			if !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), "sealpost archive verify") {
 				t.Errorf("Open: %v; want it to say the archive is damaged", err)
 			}
-			if !errors.Is(verr, ErrDamaged) || !strings.Contains(out.String(), "a complete record follows") {
+			if !errors.Is(verr, errDamaged) || !strings.Contains(out.String(), "a complete record follows") {
 				t.Errorf("verify: %v\n%s", verr, out.String())
 			}
 			if now, _ := os.ReadFile(seg); !bytes.Equal(now, b) {
@@ -256,7 +256,7 @@ func TestMissingKey(t *testing.T) {
 					t.Fatal(err)
 				}
 				a.Close()
-				if _, err := Verify(f.dir, nil); err != nil {
+				if _, err := verify(f.dir, nil); err != nil {
 					t.Fatal(err)
 				}
 				return
@@ -265,7 +265,7 @@ func TestMissingKey(t *testing.T) {
 				a.Close()
 				t.Fatal("Open made a new key for an archive that holds records")
 			}
-			if !errors.Is(err, ErrKeyMissing) || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "restore it from a backup") {
+			if !errors.Is(err, errKeyMissing) || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "restore it from a backup") {
 				t.Errorf("Open: %v; want it to name the file and say to restore it", err)
 			}
 			for _, name := range tt.remove {
@@ -276,7 +276,7 @@ func TestMissingKey(t *testing.T) {
 			if now, _ := os.ReadFile(filepath.Join(f.dir, "seal.pub")); !bytes.Equal(now, pub) {
 				t.Error("seal.pub changed")
 			}
-			if _, err := Verify(f.dir, nil); err != nil {
+			if _, err := verify(f.dir, nil); err != nil {
 				t.Errorf("verify: %v", err)
 			}
 		})
@@ -315,7 +315,7 @@ func TestTornTail(t *testing.T) {
 	if got, _ := os.ReadFile(aside[0]); !bytes.Equal(got, torn) {
 		t.Error("the set-aside bytes are not the torn tail")
 	}
-	if _, err := Verify(f.dir, nil); err != nil {
+	if _, err := verify(f.dir, nil); err != nil {
 		t.Fatalf("verify after recovery: %v", err)
 	}
 	var kinds []string

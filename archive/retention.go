@@ -94,11 +94,6 @@ func activeHolds(dir string) (map[string]activeHold, error) {
 	return holds, err
 }
 
-// Holds lists the active holds.
-func (a *Archive) Holds() ([]HoldInfo, error) {
-	return ListHolds(a.dir)
-}
-
 // ListHolds reads the active holds of the archive in dir.
 func ListHolds(dir string) ([]HoldInfo, error) {
 	holds, err := activeHolds(dir)
@@ -136,7 +131,7 @@ type segmentSummary struct {
 // headers, and a hold whose record cannot be read must not let what it
 // holds go. Records written meanwhile are the writer's own.
 func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun bool) (*PruneReport, error) {
-	if _, err := Verify(a.dir, nil); err != nil {
+	if _, err := verify(a.dir, nil); err != nil {
 		return nil, fmt.Errorf("archive: nothing pruned: %w (sealpost archive verify lists the problems)", err)
 	}
 	rep := &PruneReport{}

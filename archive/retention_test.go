@@ -98,12 +98,12 @@ func TestPruneSignature(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := tt.make(t)
 			var out bytes.Buffer
-			rep, err := Verify(dir, &out)
+			rep, err := verify(dir, &out)
 			if tt.problem == "" {
 				if err != nil {
 					t.Fatalf("verify: %v\n%s", err, out.String())
 				}
-			} else if !errors.Is(err, ErrDamaged) || !strings.Contains(out.String(), tt.problem) {
+			} else if !errors.Is(err, errDamaged) || !strings.Contains(out.String(), tt.problem) {
 				t.Fatalf("verify: %v, want a problem saying %q\n%s", err, tt.problem, out.String())
 			}
 			if rep == nil || len(rep.Warnings) != tt.warnings {
@@ -265,7 +265,7 @@ func TestPruneAndHold(t *testing.T) {
 	if strings.Join(rep.Removed, ",") != "seg-00000001.log" || !strings.Contains(rep.Kept, "under hold "+id) {
 		t.Fatalf("prune removed %v, kept %q", rep.Removed, rep.Kept)
 	}
-	if _, err := Verify(f.dir, nil); err != nil {
+	if _, err := verify(f.dir, nil); err != nil {
 		t.Fatalf("verify after a prune: %v", err)
 	}
 	if err := a.Release(ctx, id); err != nil {
@@ -277,7 +277,7 @@ func TestPruneAndHold(t *testing.T) {
 	}
 	a.Close()
 	var out bytes.Buffer
-	if _, err := Verify(f.dir, &out); err != nil {
+	if _, err := verify(f.dir, &out); err != nil {
 		t.Fatalf("verify after two prunes: %v\n%s", err, out.String())
 	}
 	if a2 := f.open(t, 0); a2 != nil {

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Report is what Verify found.
+// Report is what VerifyWith found.
 type Report struct {
 	Segments int
 	Records  uint64
@@ -48,6 +48,9 @@ type Report struct {
 // VerifyOptions say what Verify compares the chain with.
 type VerifyOptions struct {
 	// Expect are chain heads seen earlier: each must still be in the chain.
+	// The seals cannot show that records after the last seal (the segment
+	// being written) were removed, or that someone with the seal key
+	// rewrote the chain; a head kept from earlier can.
 	Expect []ChainPoint
 	// HeadFile is the head file to compare the chain's end with; "" is the
 	// one next to the archive (HeadFile(dir)), when there is one. That one
@@ -67,20 +70,8 @@ type unsignedPrune struct {
 	seq     uint64
 }
 
-// ErrDamaged is returned when Verify found a problem.
-var ErrDamaged = errors.New("the archive failed verification")
-
-// Verify checks every record's hash, the chain from each record to the
-// one before, the sequence numbers, and the seal of every closed segment.
-// It needs no private key: only the archive folder and its seal.pub. Each
-// problem names the segment and the record.
-//
-// Prune records are signed with the seal key. An unsigned one passes with
-// a warning only while no seal before it says prune records are signed
-// (it was written before they were); after such a seal it is a problem.
-func Verify(dir string, w io.Writer) (*Report, error) {
-	return VerifyWith(dir, w, VerifyOptions{})
-}
+// errDamaged is returned when verification found a problem.
+var errDamaged = errors.New("the archive failed verification")
 
 // ChainPoint is a record an earlier look at the archive saw: the chain head
 // of an export's manifest, or of an earlier verify.
@@ -89,17 +80,24 @@ type ChainPoint struct {
 	Hash string
 }
 
-// VerifyExpecting is Verify, and also checks that each of the points is
-// still in the chain as it was. The seals cannot show that records after
-// the last seal (the segment being written) were removed, or that someone
-// with the seal key rewrote the chain; a head kept from earlier can.
-func VerifyExpecting(dir string, w io.Writer, expect []ChainPoint) (*Report, error) {
-	return VerifyWith(dir, w, VerifyOptions{Expect: expect})
+// verify is VerifyWith comparing the chain's end with the head file next to
+// the archive, when there is one.
+func verify(dir string, w io.Writer) (*Report, error) {
+	return VerifyWith(dir, w, VerifyOptions{})
 }
 
-// VerifyWith is Verify, comparing the chain also with what o names. The
-// head file is read before the segments: the archive only grows after it,
-// so a relay writing meanwhile cannot make the chain look short.
+// VerifyWith checks every record's hash, the chain from each record to the
+// one before, the sequence numbers, and the seal of every closed segment,
+// and compares the chain with what o names. It needs no private key: only
+// the archive folder and its seal.pub. Each problem names the segment and
+// the record.
+//
+// Prune records are signed with the seal key. An unsigned one passes with
+// a warning only while no seal before it says prune records are signed
+// (it was written before they were); after such a seal it is a problem.
+//
+// The head file is read before the segments: the archive only grows after
+// it, so a relay writing meanwhile cannot make the chain look short.
 func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 	v := &verifier{dir: dir, o: o, rep: &Report{}, want: map[uint64]string{}, found: map[uint64]bool{}, prunedAt: map[string]time.Time{}}
 	slots, err := v.readHeadFile()
@@ -138,7 +136,7 @@ func VerifyWith(dir string, w io.Writer, o VerifyOptions) (*Report, error) {
 	}
 	rep := v.rep
 	if len(rep.Problems) > 0 {
-		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", ErrDamaged, len(rep.Problems), rep.Problems[0])
+		return rep, fmt.Errorf("%w: %d problem(s), the first: %s", errDamaged, len(rep.Problems), rep.Problems[0])
 	}
 	return rep, nil
 }

@@ -17,7 +17,7 @@ import (
 // that is no longer the one seen.
 func TestVerifyExpecting(t *testing.T) {
 	f := archiveWithRecords(t)
-	rep, err := Verify(f.dir, nil)
+	rep, err := verify(f.dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestVerifyExpecting(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := copyDir(t, f.dir)
 			tt.mutate(t, dir)
-			_, err := VerifyExpecting(dir, nil, tt.expect)
+			_, err := VerifyWith(dir, nil, VerifyOptions{Expect: tt.expect})
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatal(err)
@@ -50,7 +50,7 @@ func TestVerifyExpecting(t *testing.T) {
 				t.Fatalf("verify: %v; want a problem saying %q", err, tt.want)
 			}
 			if tt.name == "the newest records cut off" {
-				if _, err := Verify(dir, nil); err != nil {
+				if _, err := verify(dir, nil); err != nil {
 					t.Fatalf("without the earlier head the cut is not visible, yet verify failed: %v", err)
 				}
 			}
@@ -127,13 +127,13 @@ func TestTamper(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := copyDir(t, f.dir)
-			if _, err := Verify(dir, nil); err != nil {
+			if _, err := verify(dir, nil); err != nil {
 				t.Fatalf("the untouched copy does not verify: %v", err)
 			}
 			tt.mutate(t, dir)
 			var out bytes.Buffer
-			_, err := Verify(dir, &out)
-			if !errors.Is(err, ErrDamaged) {
+			_, err := verify(dir, &out)
+			if !errors.Is(err, errDamaged) {
 				t.Fatalf("verify passed after the change:\n%s", out.String())
 			}
 			if !strings.Contains(out.String(), tt.want) {
@@ -157,7 +157,7 @@ func FuzzVerify(f *testing.F) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "seal.pub"), mustRead(fx.dir, "seal.pub"), 0o600)
 		os.WriteFile(filepath.Join(dir, "seg-00000001.log"), data, 0o600)
-		Verify(dir, io.Discard)
+		verify(dir, io.Discard)
 		walk(dir, func(located) {})
 	})
 }
@@ -181,7 +181,7 @@ func BenchmarkVerify(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := Verify(f.dir, nil); err != nil {
+		if _, err := verify(f.dir, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -247,14 +247,14 @@ func (a *Archive) submit(ctx context.Context, h header, payload *payload) error 
 	return <-r.done
 }
 
-// send hands r to the writer, or says why it cannot: ErrClosed once Close
+// send hands r to the writer, or says why it cannot: errClosed once Close
 // has begun, or ctx's error. Close waits for sends under way, so reqs is
 // never closed under a sender.
 func (a *Archive) send(ctx context.Context, r *appendReq) error {
 	a.sendMu.RLock()
 	defer a.sendMu.RUnlock()
 	if a.closed {
-		return ErrClosed
+		return errClosed
 	}
 	// The writer drains reqs until Close closes it, so this send cannot
 	// hold Close up for longer than the writer's current batch.

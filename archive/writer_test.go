@@ -50,7 +50,7 @@ func TestSealedWithinADay(t *testing.T) {
 	if n := sealed(); n != 2 {
 		t.Fatalf("%d segments sealed, want 2 (a day after the restart)", n)
 	}
-	if _, err := Verify(f.dir, nil); err != nil {
+	if _, err := verify(f.dir, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -76,7 +76,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	wg.Wait()
 	a.Close()
-	rep, err := Verify(f.dir, nil)
+	rep, err := verify(f.dir, nil)
 	if err != nil || rep.Records != 501 {
 		t.Fatalf("verify: %d records, %v", rep.Records, err)
 	}
@@ -104,7 +104,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Close()
-	if rep, err := Verify(f.dir, nil); err != nil || rep.Records != 3 {
+	if rep, err := verify(f.dir, nil); err != nil || rep.Records != 3 {
 		t.Fatalf("verify: %v records, %v", rep.Records, err)
 	}
 }

@@ -113,7 +113,7 @@ func (e *Encrypter) EncryptMIME(ctx context.Context, w io.Writer, msg io.Reader,
 	if len(fingerprints) == 0 {
 		return errors.New("pgp: no recipient keys")
 	}
-	to, err := e.keys.Entities(ctx, fingerprints)
+	to, err := e.keys.entities(ctx, fingerprints)
 	if err != nil {
 		return err
 	}

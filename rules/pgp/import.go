@@ -19,8 +19,8 @@ import (
 	"github.com/sealpost/sealpost/rules"
 )
 
-// ErrPrivateKey refuses a secret key: the keyring holds public keys only.
-var ErrPrivateKey = errors.New("this is a private (secret) key; import only the public key (gpg --export, sq key extract-cert)")
+// errPrivateKey refuses a secret key: the keyring holds public keys only.
+var errPrivateKey = errors.New("this is a private (secret) key; import only the public key (gpg --export, sq key extract-cert)")
 
 // Import reads keys (armored or binary, one or many) and revocation
 // certificates, and merges them into the keyring: a key already there keeps
@@ -76,7 +76,7 @@ func (k *Keyring) importKeys(ctx context.Context, r io.Reader, source string, pr
 		switch p := p.(type) {
 		case *packet.PublicKey, *packet.PrivateKey:
 			if _, secret := p.(*packet.PrivateKey); secret {
-				return nil, ErrPrivateKey
+				return nil, errPrivateKey
 			}
 			pr.Unread(p)
 			e, err := openpgp.ReadEntity(pr)
@@ -101,7 +101,7 @@ func (k *Keyring) importKeys(ctx context.Context, r io.Reader, source string, pr
 	err = k.write(ctx, func(tx *sql.Tx) error {
 		for _, e := range entities {
 			if e.PrivateKey != nil {
-				return ErrPrivateKey
+				return errPrivateKey
 			}
 			if err := storeEntity(ctx, tx, e, source, k.now(), proposed); err != nil {
 				return err
@@ -143,7 +143,7 @@ func dearmor(data []byte) ([]byte, error) {
 			return nil, fmt.Errorf("armor: %w", err)
 		}
 		if block.Type == "PGP PRIVATE KEY BLOCK" {
-			return nil, ErrPrivateKey
+			return nil, errPrivateKey
 		}
 		if _, err := io.Copy(&out, block.Body); err != nil {
 			return nil, fmt.Errorf("armor: %w", err)

@@ -95,12 +95,12 @@ func TestImportRefusesPrivateKeysAndGarbage(t *testing.T) {
 	w, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
 	e.SerializePrivate(w, nil)
 	w.Close()
-	if _, err := k.Import(ctx, &priv, "x"); !errors.Is(err, ErrPrivateKey) {
+	if _, err := k.Import(ctx, &priv, "x"); !errors.Is(err, errPrivateKey) {
 		t.Errorf("armored private key: %v", err)
 	}
 	var bin bytes.Buffer
 	e.SerializePrivate(&bin, nil)
-	if _, err := k.Import(ctx, &bin, "x"); !errors.Is(err, ErrPrivateKey) {
+	if _, err := k.Import(ctx, &bin, "x"); !errors.Is(err, errPrivateKey) {
 		t.Errorf("binary private key: %v", err)
 	}
 	for _, junk := range []string{"", "hello", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnotbase64\n-----END PGP PUBLIC KEY BLOCK-----\n"} {

@@ -221,11 +221,6 @@ func (k *Keyring) Has(ctx context.Context, address string) (bool, error) {
 	return true, nil
 }
 
-// Entities returns the keys with these fingerprints.
-func (k *Keyring) Entities(ctx context.Context, fprs []string) (openpgp.EntityList, error) {
-	return k.entities(ctx, fprs)
-}
-
 // List returns every key with its state now.
 func (k *Keyring) List(ctx context.Context) ([]KeyInfo, error) {
 	rows, err := k.db.QueryContext(ctx, `SELECT fingerprint, source, imported_at, proposed FROM keys ORDER BY fingerprint`)

@@ -3,9 +3,16 @@
 // the client's written consent, or refused), and transforms the message for
 // each decision: the practice's confidentiality notice, then PGP/MIME.
 //
-// The relay calls Decide at RCPT, then Prepare and EncryptCopies after DATA;
-// the archive records the decisions (in the vocabulary of package record).
-// rules opens no sockets.
+// The relay calls Decide at RCPT, then Prepare and EncryptCopies after DATA,
+// and RecheckConsent before a copy that goes out in clear on consent is
+// handed to the provider: every decision goes through one order. The
+// consent registry (Registry) is the policy's. For mail read from a
+// therapist's mailbox, a Mailbox says what the record keeps and what
+// follows from a client's message (an Autocrypt key, an acknowledgement).
+// CheckSettings is the one check of the policy's settings.
+//
+// rules opens no sockets and never imports archive: the archive records
+// the decisions in the vocabulary of package record.
 package rules
 
 import (

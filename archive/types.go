@@ -1,7 +1,3 @@
-// Package archive is the clinical record: an append-only, hash-chained store,
-// encrypted at rest, of every message sealpost accepts or ingests, of the
-// reasons each recipient was allowed, and of what became of each copy. It
-// verifies without a private key and exports for auditors.
 package archive
 
 import (

@@ -1,7 +1,9 @@
 // Package ingest brings clients' mail into the clinical record: it reads a
 // therapist's mailbox at the provider over IMAP (read-only: EXAMINE and
 // BODY.PEEK, never a flag, move or delete) and archives every message from
-// or to a client, once.
+// or to a client, once. Which messages those are is the policy's to say
+// (Options.Classify: rules.Mailbox), and so is what follows from a client's
+// message (Options.OnClientMessage); ingest decides neither.
 package ingest
 
 import (
@@ -84,8 +86,9 @@ type Watcher struct {
 	o   Options
 	log *slog.Logger
 	// scanned is how far each folder's envelopes were looked at in this
-	// run: the archive's position moves only with a client's message, and
-	// a mailbox of mostly other mail was fetched whole at every wake-up.
+	// run: the archive's position moves only with a client's message, so
+	// without it a mailbox of mostly other mail would be fetched whole at
+	// every wake-up.
 	scanned map[string]archive.IngestSource
 }
 

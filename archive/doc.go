@@ -3,8 +3,8 @@
 // reasons each recipient was allowed, and of what became of each copy. It
 // verifies without a private key and exports for auditors.
 //
-// One process writes it (the relay, through Archive); verify, export, the
-// retention commands and the read-only IMAP view read it beside that
+// One process writes it (the relay, through Archive: records, holds,
+// prunes); verify, export and the read-only IMAP view read it beside that
 // writer. Records are encrypted to the archive's public key only, with
 // go-crypto; the private key is never needed to write or verify.
 //

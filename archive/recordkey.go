@@ -26,10 +26,10 @@ func recordCipher(keys openpgp.EntityList) packet.CipherFunction {
 
 // Records are encrypted under a session key that lasts an epoch, with its
 // public-key packets (one per archive key) made once per epoch: an X25519
-// or RSA operation per record was a fifth of the relay's CPU. Every record
-// is still a whole OpenPGP message with its own random prefix, which any
-// OpenPGP implementation with the archive's private key decrypts; the
-// session key lives in memory only.
+// or RSA operation per record costs more than encrypting a small record
+// itself. Every record is still a whole OpenPGP message with its own random
+// prefix, which any OpenPGP implementation with the archive's private key
+// decrypts; the session key lives in memory only.
 const (
 	recordKeyLifetime = time.Hour
 	recordKeyUses     = 100000

@@ -25,7 +25,7 @@ func BenchmarkSubmit(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := smtp.DialStartTLS(r.addrs.Submission.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost"})
+			c, err := smtp.DialStartTLS(r.addrs.Submission.String(), &tls.Config{RootCAs: r.pki.Pool, ServerName: "localhost"})
 			if err != nil {
 				b.Error(err)
 				return

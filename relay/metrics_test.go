@@ -12,11 +12,10 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/testutil"
 	"github.com/sealpost/sealpost/record"
-	"github.com/sealpost/sealpost/rules"
 )
 
 // TestMetrics drives a session through what an operator watches for and
@@ -48,11 +47,11 @@ func TestMetrics(t *testing.T) {
 	if err := send(c, testFrom, []string{"colleague@practice.example"}, testMessage(testFrom, "colleague@practice.example", "m", "x")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the delivery", func() bool { return testutil.ToFloat64(m.delivered) == 1 })
+	testutil.WaitFor(t, "the delivery", func() bool { return counter(t, reg, "sealpost_deliveries_total") == 1 })
 
 	// A client that offers only TLS 1.1, and one that does not trust the
 	// certificate: both handshakes fail and are counted.
-	if _, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+	if _, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.Pool, ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
 		t.Fatal("TLS 1.1 was accepted")
 	}
 	if _, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{ServerName: "localhost"}); err == nil {
@@ -66,12 +65,12 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// A good handshake that is not followed by SMTP (a monitoring probe) is no failure.
-	ok, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.pool, ServerName: "localhost"})
+	ok, err := tls.Dial("tcp", r.addrs.Submissions.String(), &tls.Config{RootCAs: r.pki.Pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ok.Close()
-	waitFor(t, "three failed handshakes", func() bool { return testutil.ToFloat64(m.tlsFailed) == 3 })
+	testutil.WaitFor(t, "three failed handshakes", func() bool { return counter(t, reg, "sealpost_tls_handshake_failures_total") == 3 })
 
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer srv.Close()
@@ -108,21 +107,18 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestRefusalReasonLabels(t *testing.T) {
-	permanent := smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "refused")
-	tests := []struct {
-		stage string
-		err   error
-		want  string
-	}{
-		{"rcpt", &rules.Refusal{Reason: "no consent"}, "recipient_policy"},
-		{"data", &rules.Refusal{Reason: "consent withdrawn", Recipient: true}, "recipient_policy"},
-		{"data", &rules.Refusal{Reason: "rule us-ssn"}, "content_rule"},
-		{"data", &rules.Refusal{Reason: "a closing boundary is missing", Malformed: true}, "malformed"},
+// counter reads the value of the counter called name from reg, as a
+// scrape would.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		if got := refusalReason(tt.stage, tt.err, permanent); got != tt.want {
-			t.Errorf("refusalReason(%s, %v) = %q, want %q", tt.stage, tt.err, got, tt.want)
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
+	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/testutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -27,12 +28,12 @@ func TestSubmit(t *testing.T) {
 		t.Fatalf("Submit: %q %v", id, err)
 	}
 	var files []string
-	waitFor(t, "the acknowledgement in the outbox", func() bool { files = outboxFiles(t, r.dataDir); return len(files) == 1 })
+	testutil.WaitFor(t, "the acknowledgement in the outbox", func() bool { files = outboxFiles(t, r.dataDir); return len(files) == 1 })
 	if !strings.Contains(files[0], "\r\nAuto-Submitted: auto-replied\r\n") || strings.Contains(files[0], "Auto-Submitted: no") {
 		t.Errorf("the acknowledgement is not marked auto-replied (RFC 3834):\n%s", files[0])
 	}
-	if len(r.archive.messages) != 1 || r.archive.messages[0].ID != id {
-		t.Errorf("archive has %+v", r.archive.messages)
+	if len(r.archive.Messages) != 1 || r.archive.Messages[0].ID != id {
+		t.Errorf("archive has %+v", r.archive.Messages)
 	}
 
 	tests := []struct {
@@ -56,7 +57,7 @@ func TestSubmit(t *testing.T) {
 			}
 		})
 	}
-	if n := len(r.archive.refusals); n != 1 {
+	if n := len(r.archive.Refusals); n != 1 {
 		t.Errorf("%d refusals archived, want 1", n)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
-	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/relay/queue"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -197,8 +197,8 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 
 // withArchive runs f against the running relay's archive (through the
 // control socket) or, when no relay runs, against the archive opened here.
-func withArchive(ctx context.Context, cfg *config.Config, remote func(*relay.Control) error, local func(*archive.Archive) error) error {
-	if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
+func withArchive(ctx context.Context, cfg *config.Config, remote func(*queue.Control) error, local func(*archive.Archive) error) error {
+	if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
 		return remote(ctl)
 	}
 	a, _, err := openArchive(cfg, nil)
@@ -244,7 +244,7 @@ func runArchivePrune(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var rep archive.PruneReport
-	err = withArchive(ctx, cfg, func(ctl *relay.Control) error {
+	err = withArchive(ctx, cfg, func(ctl *queue.Control) error {
 		q := url.Values{}
 		if *dry {
 			q.Set("dry_run", "1")
@@ -297,7 +297,7 @@ func runArchiveHold(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var id string
-	err = withArchive(ctx, cfg, func(ctl *relay.Control) error {
+	err = withArchive(ctx, cfg, func(ctl *queue.Control) error {
 		body := holdRequest{Clients: addrs, Since: *since, Until: *until, Reason: *reason}
 		var resp struct{ ID string }
 		b, _ := json.Marshal(body)
@@ -323,7 +323,7 @@ func runArchiveRelease(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	err = withArchive(ctx, cfg, func(ctl *relay.Control) error {
+	err = withArchive(ctx, cfg, func(ctl *queue.Control) error {
 		return ctl.Call("POST", "/archive/release?id="+url.QueryEscape(pos[0]), nil)
 	}, func(a *archive.Archive) error { return a.Release(ctx, pos[0]) })
 	if err != nil {

@@ -16,9 +16,9 @@ import (
 
 // serveDeps are the policy and the archive the relay is wired to.
 type serveDeps struct {
-	policy   relay.Policy
+	policy   relay.Rules
 	rules    *rules.Policy // the same policy: what else asks it (internal domains)
-	archive  relay.Recorder
+	archive  relay.Archive
 	arch     *archive.Archive
 	registry *rules.Registry
 	keys     *pgp.Keyring

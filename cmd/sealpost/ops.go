@@ -23,6 +23,7 @@ import (
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/relay/submission"
 )
 
 // upstreamFresh is how recently the provider must have been reached for
@@ -127,7 +128,7 @@ type opsServers struct {
 	Addrs   map[string]net.Addr
 }
 
-func startOps(cfg *config.Config, clients *atomic.Pointer[relay.ClientSettings], srv *relay.Server, reg *prometheus.Registry, arch *archive.Archive, serverTLS *tls.Config, log *slog.Logger) (*opsServers, error) {
+func startOps(cfg *config.Config, clients *atomic.Pointer[submission.ClientSettings], srv *relay.Server, reg *prometheus.Registry, arch *archive.Archive, serverTLS *tls.Config, log *slog.Logger) (*opsServers, error) {
 	ops := &opsServers{Addrs: map[string]net.Addr{}}
 	serve := func(name, listen string, h http.Handler, tc *tls.Config) error {
 		l, err := net.Listen("tcp", listen)
@@ -168,7 +169,7 @@ func startOps(cfg *config.Config, clients *atomic.Pointer[relay.ClientSettings],
 		}
 	}
 	if cfg.Clients.Listen != "" || cfg.Clients.ListenTLS != "" {
-		h := relay.AutoconfigHandler(clients.Load)
+		h := submission.AutoconfigHandler(clients.Load)
 		if cfg.Clients.Listen != "" {
 			if err := serve("autoconfig", cfg.Clients.Listen, h, nil); err != nil {
 				ops.shutdown(context.Background())
@@ -197,8 +198,8 @@ func (o *opsServers) shutdown(ctx context.Context) {
 
 // clientSettings derives what mail clients are told from the configuration:
 // sealpost's name and ports, the practice's domains, the provider's IMAP.
-func clientSettings(cfg *config.Config) relay.ClientSettings {
-	cs := relay.ClientSettings{Hostname: cfg.SMTP.Hostname, DisplayName: cfg.Clients.DisplayName, IMAPTLS: cfg.Clients.IMAPTLS}
+func clientSettings(cfg *config.Config) submission.ClientSettings {
+	cs := submission.ClientSettings{Hostname: cfg.SMTP.Hostname, DisplayName: cfg.Clients.DisplayName, IMAPTLS: cfg.Clients.IMAPTLS}
 	port := func(hostport string) int {
 		_, p, err := net.SplitHostPort(hostport)
 		if err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
-	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/relay/queue"
 )
 
 func init() {
@@ -24,20 +24,20 @@ func runQueueList(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var list []relay.QueuedMessage
-	if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
+	var list []queue.Message
+	if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
 		if list, err = ctl.Queue(); err != nil {
 			return err
 		}
 	} else {
-		oq, err := relay.OpenOfflineQueue(cfg.SpoolDir())
+		oq, err := queue.OpenOffline(cfg.SpoolDir())
 		if err != nil {
 			return err
 		}
 		list = oq.List()
 		oq.Close()
 	}
-	return printList(c, *asJSON, list, "The queue is empty.", "ID\tACCOUNT\tRECEIVED\tSIZE\tTRIES\tNEXT TRY\tPENDING\tLAST ERROR", func(m relay.QueuedMessage) string {
+	return printList(c, *asJSON, list, "The queue is empty.", "ID\tACCOUNT\tRECEIVED\tSIZE\tTRIES\tNEXT TRY\tPENDING\tLAST ERROR", func(m queue.Message) string {
 		acct := m.Account
 		if m.Notice {
 			acct += " (notice)"
@@ -54,7 +54,7 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 			return err
 		}
 		var id string
-		if ctl, err := relay.DialControl(cfg.ControlPath()); err == nil {
+		if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
 			if action == "retry" {
 				id, err = ctl.Retry(pos[0])
 			} else {
@@ -63,8 +63,8 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 			if err != nil {
 				return err
 			}
-		} else if errors.Is(err, relay.ErrNotRunning) {
-			oq, err := relay.OpenOfflineQueue(cfg.SpoolDir())
+		} else if errors.Is(err, queue.ErrNotRunning) {
+			oq, err := queue.OpenOffline(cfg.SpoolDir())
 			if err != nil {
 				return err
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/relay/submission"
 )
 
 func init() {
@@ -188,7 +189,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	}
 	defer deps.close()
 	reg, metrics := newMetricsRegistry(deps.arch)
-	var clients atomic.Pointer[relay.ClientSettings]
+	var clients atomic.Pointer[submission.ClientSettings]
 	cs := clientSettings(cfg)
 	clients.Store(&cs)
 
@@ -212,7 +213,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 			Workers: cfg.Upstream.Workers, Lifetime: cfg.Upstream.Lifetime.D(), DelayWarning: cfg.Upstream.DelayWarning.D(),
 			RetryMin: cfg.Upstream.RetryMin.D(), RetryMax: cfg.Upstream.RetryMax.D(),
 		},
-		Policy:       deps.policy,
+		Rules:        deps.policy,
 		ConsentCheck: deps.rules.RecheckConsent,
 		Archive:      deps.archive,
 		Metrics:      metrics,
@@ -287,7 +288,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 // reloadConfig applies what can change without dropping sessions: accounts,
 // and whatever the policy takes (internal domains, notice, content rules).
-func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[relay.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
+func reloadConfig(path string, srv *relay.Server, deps *serveDeps, clients *atomic.Pointer[submission.ClientSettings], ing *ingestRunner, log *slog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err

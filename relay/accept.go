@@ -1,0 +1,267 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/ids"
+	"github.com/sealpost/sealpost/record"
+	"github.com/sealpost/sealpost/relay/queue"
+	"github.com/sealpost/sealpost/relay/submission"
+	"github.com/sealpost/sealpost/rules"
+)
+
+// Accept takes in the message a client is sending in DATA (for the
+// submission room): see accept.
+func (s *Server) Accept(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader) (string, error) {
+	return s.accept(ctx, log, env, msg, false)
+}
+
+// accept takes in one message, stage by stage. The sender is told 250
+// only when it returns nil: the copies are in the spool and the message is
+// in the archive, both fsynced, and it is queued. autoReplied marks a
+// message sealpost wrote itself (Submit).
+func (s *Server) accept(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader, autoReplied bool) (string, error) {
+	if !s.beginInflight() {
+		return "", submission.ErrShuttingDown
+	}
+	defer s.inflight.Done()
+	now := s.cfg.Now()
+	id := ids.New(now)
+	log = log.With("id", id)
+
+	// 1. The message's file in the spool, where its copies go.
+	in, err := s.queue.NewIncoming(id, now)
+	if err != nil {
+		return "", err
+	}
+	defer in.Abort() // unless it is queued
+	// 2. Its header section, checked against the account and completed.
+	m, err := submission.ReadMessage(msg, env.Account, s.cfg.Hostname, id, now, autoReplied)
+	if err != nil {
+		return "", err
+	}
+	defer m.Close()
+	// 3. The rules make the plain copy and name every copy.
+	sub := rules.Submission{ID: id, Account: env.Account.Username, Sender: env.From, Decisions: env.Recipients}
+	res, err := s.applyRules(ctx, log, now, sub, m, in)
+	if err != nil {
+		return "", err
+	}
+	// 4. The archive records the plain copy while the rules encrypt.
+	rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: sub.Account,
+		Sender: env.From, Decisions: res.Decisions, Fired: res.Fired}
+	a, err := s.archiveWhileEncrypting(ctx, log, rec, in, res)
+	if err != nil {
+		return "", err
+	}
+	// 5. The spool file and the record, durable together.
+	if err := s.makeDurable(ctx, log, a, in, queue.Envelope{Account: sub.Account, Sender: env.From, Copies: res.Copies}); err != nil {
+		return "", err
+	}
+	// 6. Delivery.
+	s.queue.Enqueue(in)
+	log.Info("accepted", "recipients", len(env.Recipients), "copies", len(res.Copies))
+	return id, nil
+}
+
+// Decide decides about one recipient at RCPT (for the submission room).
+func (s *Server) Decide(ctx context.Context, account, recipient string) (record.Decision, error) {
+	return s.decide(ctx, s.log, account, recipient)
+}
+
+// decide asks the rules about one recipient of account's. The copies go
+// to the address that was decided on, not to the text typed: the provider,
+// the outbox's Delivered-To and the record see it. A refused recipient is
+// recorded in the archive and returned as a *rules.Refusal.
+func (s *Server) decide(ctx context.Context, log *slog.Logger, account, recipient string) (record.Decision, error) {
+	d, err := s.cfg.Rules.Decide(ctx, account, recipient)
+	if err != nil {
+		return d, err
+	}
+	if d.Address == "" {
+		d.Address = recipient
+	}
+	d.Recipient = d.Address
+	if d.Protection == record.Refused {
+		s.recordRefusal(ctx, log, archive.Refusal{Time: s.cfg.Now(), Account: account, Recipient: d.Address, Reason: d.Reason})
+		return d, &rules.Refusal{Reason: d.Reason}
+	}
+	return d, nil
+}
+
+// recordRefusal puts a refusal into the record. The refusal stands either
+// way; only its record may be missing.
+func (s *Server) recordRefusal(ctx context.Context, log *slog.Logger, r archive.Refusal) {
+	if s.cfg.Archive == nil {
+		return
+	}
+	if err := s.cfg.Archive.RecordRefusal(ctx, r); err != nil {
+		log.Error("cannot archive a refusal", "err", err)
+	}
+}
+
+// applyRules lets the rules read the message straight off the wire and
+// write its copies into the spool file: the submitted message itself is
+// never stored, only the copies made from it.
+func (s *Server) applyRules(ctx context.Context, log *slog.Logger, now time.Time, sub rules.Submission, m *submission.Message, in *queue.Incoming) (*rules.Result, error) {
+	res, err := s.cfg.Rules.Prepare(ctx, sub, m, in)
+	if bad := m.InputError(); bad != nil {
+		// Whatever the rules made of it, bad input is answered as such.
+		return nil, bad
+	}
+	if err != nil {
+		var refusal *rules.Refusal
+		if errors.As(err, &refusal) {
+			s.recordRefusal(ctx, log, archive.Refusal{Time: now, Account: sub.Account, Reason: refusal.Reason})
+		}
+		return nil, err
+	}
+	// The rules may stop reading early; the rest of DATA must still be clean.
+	if err := m.ReadRest(); err != nil {
+		return nil, err
+	}
+	if err := checkCopies(sub, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkCopies makes sure the rules put every accepted recipient in exactly
+// one copy: a recipient in none would silently lose the message, in two would
+// get it twice, perhaps once in clear.
+func checkCopies(sub rules.Submission, res *rules.Result) error {
+	seen := map[string]int{}
+	for _, c := range res.Copies {
+		for _, r := range c.Recipients {
+			seen[r]++
+		}
+	}
+	for _, d := range sub.Decisions {
+		if seen[d.Recipient] != 1 {
+			return fmt.Errorf("policy put a recipient in %d copies instead of one", seen[d.Recipient])
+		}
+		delete(seen, d.Recipient)
+	}
+	if len(seen) > 0 {
+		return errors.New("policy added recipients that were not accepted")
+	}
+	if res.Plain == "" {
+		return errors.New("policy named no plain copy for the archive")
+	}
+	return nil
+}
+
+// archiving is a message's archive record being written on a goroutine of
+// its own while the encrypted copies are made: both read the plain copy,
+// and for a large message each is an encryption of all of it that the
+// client waits for, so they run on two cores.
+type archiving struct {
+	id       string
+	result   chan error    // nil: there is no archive
+	bodyRead chan struct{} // closed once the archive has read the plain copy
+	done     bool
+	err      error
+}
+
+// archiveWhileEncrypting makes the encrypted copies while the archive
+// records the plain copy, and returns once the archive has read it.
+func (s *Server) archiveWhileEncrypting(ctx context.Context, log *slog.Logger, rec archive.Message, in *queue.Incoming, res *rules.Result) (*archiving, error) {
+	a := &archiving{id: rec.ID}
+	if s.cfg.Archive != nil {
+		body, err := in.Open(res.Plain)
+		if err != nil {
+			return nil, err
+		}
+		a.result, a.bodyRead = make(chan error, 1), make(chan struct{})
+		go func() {
+			defer body.Close()
+			a.result <- s.cfg.Archive.RecordMessage(ctx, rec, &endNotifier{r: body, end: a.bodyRead})
+		}()
+	}
+	encErr := s.cfg.Rules.EncryptCopies(ctx, in, res)
+	if a.result != nil {
+		select {
+		case <-a.bodyRead:
+		case a.err = <-a.result:
+			a.done = true
+		}
+	}
+	if encErr != nil {
+		s.abandon(ctx, log, a, "the encrypted copy could not be made; the sender was asked to retry")
+		return nil, encErr
+	}
+	if a.err != nil {
+		return nil, fmt.Errorf("archive: %w", a.err)
+	}
+	return a, nil
+}
+
+// pending says the record is being written, not known durable yet.
+func (a *archiving) pending() bool { return a.result != nil && !a.done }
+
+// wait is the record's outcome.
+func (a *archiving) wait() error {
+	if a.pending() {
+		a.err, a.done = <-a.result, true
+	}
+	return a.err
+}
+
+// makeDurable commits the spool file while the record is being made
+// durable, and waits for the record: a spooled message without its record
+// must not go out (the caller's Abort removes it; after a crash the queue
+// does). queue/spool.go says what a crash between the two leaves. Copies
+// no copy names are dropped first: nobody reads them.
+func (s *Server) makeDurable(ctx context.Context, log *slog.Logger, a *archiving, in *queue.Incoming, env queue.Envelope) error {
+	in.Keep(env.Copies)
+	if err := in.Commit(env, a.pending()); err != nil {
+		s.abandon(ctx, log, a, "spool write failed; the sender was asked to retry")
+		return err
+	}
+	if err := a.wait(); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return nil
+}
+
+// abandon says in the record that a message archived was not queued: the
+// client is told to try again (it will be a new message with a new id).
+func (s *Server) abandon(ctx context.Context, log *slog.Logger, a *archiving, why string) {
+	if s.cfg.Archive == nil || a.wait() != nil {
+		return
+	}
+	ev := archive.Event{MessageID: a.id, Time: s.cfg.Now(), Kind: archive.Aborted, Reply: why}
+	if err := s.cfg.Archive.RecordEvent(ctx, ev); err != nil {
+		log.Error("cannot archive the abort", "err", err)
+	}
+}
+
+// endNotifier closes end when its reader has been read to its end. It
+// keeps the reader's Size, by which the archive sizes its record.
+type endNotifier struct {
+	r    io.Reader
+	end  chan struct{}
+	done bool
+}
+
+func (n *endNotifier) Read(p []byte) (int, error) {
+	k, err := n.r.Read(p)
+	if err == io.EOF && !n.done {
+		n.done = true
+		close(n.end)
+	}
+	return k, err
+}
+
+func (n *endNotifier) Size() int64 {
+	if s, ok := n.r.(interface{ Size() int64 }); ok {
+		return s.Size()
+	}
+	return 0
+}

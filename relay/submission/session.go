@@ -1,0 +1,260 @@
+package submission
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/textutil"
+	"github.com/sealpost/sealpost/record"
+	"github.com/sealpost/sealpost/rules"
+)
+
+// maxSessionErrors closes a session that keeps getting refusals: a client
+// that is probing, not sending.
+const maxSessionErrors = 20
+
+// backend is what go-smtp asks for a session at the client's first EHLO.
+type backend struct{ s *Server }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if b.s.closing.Load() {
+		return nil, replyShuttingDown.smtp()
+	}
+	w := wireOf(c.Conn())
+	isTLS := w != nil && w.sec != nil
+	ip := clientIP(c.Conn().RemoteAddr())
+	if b.s.closing.Load() {
+		closeAfterReply(c.Conn())
+	}
+	if helloTooLong(c) {
+		b.s.metrics.refused.WithLabelValues("ehlo", replyLongCommand.reason).Inc()
+		return nil, replyLongCommand.smtp()
+	}
+	return &session{s: b.s, conn: c, tls: isTLS, ip: ip, log: b.s.log.With("session", randomToken())}, nil
+}
+
+// maxCommandLine is RFC 5321's limit for a command line, CRLF included.
+// go-smtp's own line limit must admit the long body lines sealpost
+// re-encodes, so the commands that carry a client's words are measured here:
+// EHLO's domain, and MAIL's parameters (paths are limited to 256 octets by
+// the address checks).
+const maxCommandLine = 512
+
+func helloTooLong(c *smtp.Conn) bool {
+	return len("EHLO ")+len(c.Hostname())+2 > maxCommandLine
+}
+
+func mailLineLength(from string, opts *smtp.MailOptions) int {
+	n := len("MAIL FROM:<>\r\n") + len(from)
+	if opts == nil {
+		return n
+	}
+	if opts.Body != "" {
+		n += len(" BODY=") + len(opts.Body)
+	}
+	if opts.Size > 0 {
+		n += len(" SIZE=") + len(strconv.FormatInt(opts.Size, 10))
+	}
+	if opts.Auth != nil {
+		n += len(" AUTH=") + len(*opts.Auth)
+	}
+	return n
+}
+
+// session is one client's SMTP session inside TLS, as go-smtp drives it.
+type session struct {
+	s    *Server
+	conn *smtp.Conn
+	tls  bool
+	ip   netip.Addr
+	log  *slog.Logger
+
+	account *Account
+	from    string
+	rcpts   []record.Decision
+	errors  int
+}
+
+// fail turns err into the client's reply, counting refusals; after too many
+// the session is ended.
+func (s *session) fail(stage string, err error) error {
+	r := replyFor(context.Background(), s.log, stage, err)
+	if r.reason != "" {
+		s.s.metrics.refused.WithLabelValues(stage, r.reason).Inc()
+	}
+	s.errors++
+	if s.errors >= maxSessionErrors {
+		s.log.Warn("closing a session after too many errors", "errors", s.errors)
+		closeAfterReply(s.conn.Conn())
+		return replyTooManyErrors.smtp()
+	}
+	return r.smtp()
+}
+
+func (s *session) AuthMechanisms() []string {
+	if !s.tls {
+		return nil // AUTH is neither offered nor accepted before TLS
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.tls {
+		return nil, s.fail("auth", replyNeedTLS)
+	}
+	if helloTooLong(s.conn) { // the EHLO after STARTTLS
+		return nil, s.fail("auth", replyLongCommand)
+	}
+	check := func(username, password string) error { return s.login(username, password) }
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return plainServer(check), nil
+	case sasl.Login:
+		return &loginServer{auth: check}, nil
+	}
+	return nil, s.fail("auth", replyUnknownMechanism)
+}
+
+func (s *session) login(username, password string) error {
+	if s.account != nil {
+		return replyAlreadyLoggedIn.smtp()
+	}
+	if !validSASLText(username) {
+		return s.fail("auth", replyBadAuthData)
+	}
+	now := s.s.cfg.Now()
+	keys := s.s.throttle.keys(now, s.ip, username)
+	if s.s.throttle.blocked(now, keys...) {
+		s.log.Warn("login refused: too many failures", "user", username)
+		s.s.metrics.authFailures.WithLabelValues("throttled").Inc()
+		return s.fail("auth", replyAuthThrottled)
+	}
+	acct, ok := s.s.accounts.Load().verify(username, password, now)
+	if !ok {
+		wait := s.s.throttle.fail(now, keys...)
+		s.log.Warn("login failed", "user", username, "delay", wait)
+		s.s.metrics.authFailures.WithLabelValues("bad_credentials").Inc()
+		if wait > 0 {
+			s.s.cfg.AuthDelay(context.Background(), wait)
+		}
+		return s.fail("auth", replyBadCredentials)
+	}
+	s.s.throttle.succeeded(now, s.ip, acct.Username)
+	s.account = acct
+	s.log = s.log.With("account", acct.Username)
+	s.log.Info("logged in")
+	return nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if helloTooLong(s.conn) || mailLineLength(from, opts) > maxCommandLine {
+		return s.fail("mail", replyLongCommand)
+	}
+	if s.account == nil {
+		return s.fail("mail", replyAuthRequired)
+	}
+	if from == "" {
+		return s.fail("mail", replyNullSender)
+	}
+	n, err := addr.Strict(from)
+	var np *addr.NotPlainError
+	if errors.As(err, &np) {
+		return s.fail("mail", notPlainReply(replySenderNotPlain, "", np))
+	}
+	if err != nil {
+		return s.fail("mail", replyBadSender.with(textutil.OneLine(from)))
+	}
+	if !s.account.Owns(n) {
+		return s.fail("mail", replySenderNotAccounts.with(textutil.OneLine(from), s.account.Username))
+	}
+	// What goes out (the provider's MAIL FROM, Return-Path, the record, a
+	// bounce's recipient) is the address the account was checked against.
+	s.from = n
+	s.rcpts = nil
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.account == nil {
+		return s.fail("rcpt", replyAuthRequired)
+	}
+	if s.s.closing.Load() {
+		return s.fail("rcpt", ErrShuttingDown)
+	}
+	n, err := addr.Strict(to)
+	var np *addr.NotPlainError
+	if errors.As(err, &np) {
+		return s.fail("rcpt", notPlainReply(replyRecipientNotPlain, "", np))
+	}
+	if err != nil {
+		return s.fail("rcpt", replyBadRecipient.with(textutil.OneLine(to), reasonOf(err)))
+	}
+	for _, d := range s.rcpts {
+		if d.Address == n {
+			return nil // the same recipient twice gets one copy
+		}
+	}
+	d, err := s.s.cfg.Relay.Decide(context.Background(), s.account.Username, n)
+	if err != nil {
+		var refusal *rules.Refusal
+		if errors.As(err, &refusal) {
+			s.log.Info("recipient refused", "rcpt", s.s.cfg.Redact(n))
+		}
+		return s.fail("rcpt", err)
+	}
+	s.rcpts = append(s.rcpts, d)
+	s.log.Debug("recipient accepted", "rcpt", s.s.cfg.Redact(n), "protection", d.Protection)
+	return nil
+}
+
+func reasonOf(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i >= 0 && errors.Is(err, addr.ErrInvalid) {
+		return msg[i+2:]
+	}
+	return "invalid"
+}
+
+func (s *session) Data(r io.Reader) error {
+	w := wireOf(s.conn.Conn())
+	if b := w.body(); b != nil {
+		// The message is read off the connection directly (wire.go).
+		defer b.finish()
+		r = b
+	} else {
+		// BDAT: go-smtp reads the chunks through w while this runs.
+		w.beginTransfer()
+		defer w.endTransfer()
+	}
+	if s.account == nil {
+		return s.fail("data", replyAuthRequired)
+	}
+	env := Envelope{Account: s.account, From: s.from, Recipients: s.rcpts}
+	id, err := s.s.cfg.Relay.Accept(context.Background(), s.log, env, r)
+	if err != nil {
+		if ended := w.endedBy(); ended != nil {
+			// What the BDAT reader made of the closed connection aside,
+			// this is why (and the client has been told).
+			err = ended
+		}
+		return s.fail("data", err)
+	}
+	s.s.metrics.accepted.Inc()
+	return replyAccepted.with(id).smtp()
+}
+
+func (s *session) Reset() {
+	s.from = ""
+	s.rcpts = nil
+}
+
+func (s *session) Logout() error { return nil }

@@ -95,7 +95,7 @@ func TestRecordVerifyExport(t *testing.T) {
 			a.CloseSegment(ctx)
 		}
 	}
-	a.RecordRefusal(ctx, Refusal{Time: f.now, Account: "therapist", Recipient: "carl@client.example", Reason: "<carl@client.example>: no consent on file"})
+	a.RecordRefusal(ctx, RefusalRecord{Time: f.now, Account: "therapist", Recipient: "carl@client.example", Reason: "<carl@client.example>: no consent on file"})
 	a.RecordConsent(ctx, record.ConsentEvent{ID: 7, Kind: "given", Client: "Chart 7", Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "intake form", RecordedBy: "admin"})
 	if a.LastConsentID() != 7 {
 		t.Errorf("last consent id %d", a.LastConsentID())

@@ -85,7 +85,7 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	if err := addDeliveries(files, key, sel.events, m.Messages); err != nil {
 		return nil, err
 	}
-	if m.Refusals, err = decryptAll[Refusal](files, key, sel.refusals, "refusal"); err != nil {
+	if m.Refusals, err = decryptAll[RefusalRecord](files, key, sel.refusals, "refusal"); err != nil {
 		return nil, err
 	}
 	if m.Consent, err = decryptAll[record.ConsentEvent](files, key, sel.consents, "consent"); err != nil {

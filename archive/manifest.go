@@ -25,7 +25,7 @@ type manifest struct {
 	Archive    manifestArchive       `json:"archive"`
 	Filter     manifestFilter        `json:"filter"`
 	Messages   []manifestMessage     `json:"messages"`
-	Refusals   []Refusal             `json:"refusals"`
+	Refusals   []RefusalRecord       `json:"refusals"`
 	Consent    []record.ConsentEvent `json:"consent_history"`
 }
 
@@ -88,7 +88,7 @@ type manifestDelivery struct {
 
 // newManifest starts the manifest of an export selected by f.
 func newManifest(f Filter, sealPub []byte) manifest {
-	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []Refusal{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
+	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []RefusalRecord{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
 	m.Archive.SealKey = strings.TrimSpace(string(sealPub))
 	if !f.Since.IsZero() {
 		m.Filter.Since = f.Since.Format("2006-01-02")

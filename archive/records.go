@@ -107,7 +107,7 @@ func (a *Archive) RecordEvent(ctx context.Context, e Event) error {
 }
 
 // RecordRefusal archives a refused recipient or message.
-func (a *Archive) RecordRefusal(ctx context.Context, r Refusal) error {
+func (a *Archive) RecordRefusal(ctx context.Context, r RefusalRecord) error {
 	payload, _, err := a.encrypt(r, nil)
 	if err != nil {
 		return err

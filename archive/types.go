@@ -48,8 +48,9 @@ type Event struct {
 	Reply      string    `json:"reply,omitempty"` // the provider's reply, or why it failed
 }
 
-// Refusal records a recipient or message the rules refused: it shows the rules worked.
-type Refusal struct {
+// RefusalRecord is the record of a recipient or message the rules refused:
+// it shows the rules worked.
+type RefusalRecord struct {
 	Time      time.Time `json:"time"`
 	Account   string    `json:"account"`
 	Recipient string    `json:"recipient,omitempty"`

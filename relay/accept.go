@@ -89,7 +89,7 @@ func (s *Server) decide(ctx context.Context, log *slog.Logger, account, recipien
 	}
 	d.Recipient = d.Address
 	if d.Protection == record.Refused {
-		s.recordRefusal(ctx, log, archive.Refusal{Time: s.cfg.Now(), Account: account, Recipient: d.Address, Reason: d.Reason})
+		s.recordRefusal(ctx, log, archive.RefusalRecord{Time: s.cfg.Now(), Account: account, Recipient: d.Address, Reason: d.Reason})
 		return d, &rules.Refusal{Reason: d.Reason}
 	}
 	return d, nil
@@ -97,7 +97,7 @@ func (s *Server) decide(ctx context.Context, log *slog.Logger, account, recipien
 
 // recordRefusal puts a refusal into the record. The refusal stands either
 // way; only its record may be missing.
-func (s *Server) recordRefusal(ctx context.Context, log *slog.Logger, r archive.Refusal) {
+func (s *Server) recordRefusal(ctx context.Context, log *slog.Logger, r archive.RefusalRecord) {
 	if s.cfg.Archive == nil {
 		return
 	}
@@ -118,7 +118,7 @@ func (s *Server) applyRules(ctx context.Context, log *slog.Logger, now time.Time
 	if err != nil {
 		var refusal *rules.Refusal
 		if errors.As(err, &refusal) {
-			s.recordRefusal(ctx, log, archive.Refusal{Time: now, Account: sub.Account, Reason: refusal.Reason})
+			s.recordRefusal(ctx, log, archive.RefusalRecord{Time: now, Account: sub.Account, Reason: refusal.Reason})
 		}
 		return nil, err
 	}

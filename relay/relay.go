@@ -38,7 +38,7 @@ type Rules interface {
 // durable.
 type Archive interface {
 	RecordMessage(ctx context.Context, m archive.Message, body io.Reader) error
-	RecordRefusal(ctx context.Context, r archive.Refusal) error
+	RecordRefusal(ctx context.Context, r archive.RefusalRecord) error
 	queue.Archive // delivery outcomes, and what a crash left
 }
 

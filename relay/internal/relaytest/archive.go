@@ -15,7 +15,7 @@ type Archive struct {
 	Messages []archive.Message
 	Bodies   [][]byte
 	Events   []archive.Event
-	Refusals []archive.Refusal
+	Refusals []archive.RefusalRecord
 	FailWith error
 	// AfterRead runs once a message's body has been read, before the
 	// record is stored (or fails with FailWith).
@@ -67,7 +67,7 @@ func (a *Archive) RecordEvent(ctx context.Context, e archive.Event) error {
 	return nil
 }
 
-func (a *Archive) RecordRefusal(ctx context.Context, r archive.Refusal) error {
+func (a *Archive) RecordRefusal(ctx context.Context, r archive.RefusalRecord) error {
 	a.Mu.Lock()
 	defer a.Mu.Unlock()
 	if a.FailWith != nil {

@@ -22,7 +22,7 @@ import (
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/tlsconf"
-	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/relay/submission"
 )
 
 // packagedDefaultMarker is in the configuration the Debian package
@@ -88,7 +88,7 @@ func Write(o Options) (*Result, error) {
 		return nil, err
 	}
 	pw := base64.RawURLEncoding.EncodeToString(password)
-	hash, err := relay.HashPassword(pw)
+	hash, err := submission.HashPassword(pw)
 	if err != nil {
 		return nil, err
 	}

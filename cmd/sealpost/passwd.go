@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/relay/submission"
 )
 
 func init() {
@@ -36,7 +36,7 @@ func runPasswd(ctx context.Context, c *cli, args []string) error {
 	if len(pw) < 8 {
 		return errors.New("password too short: use at least 8 characters")
 	}
-	hash, err := relay.HashPassword(pw)
+	hash, err := submission.HashPassword(pw)
 	if err != nil {
 		return err
 	}

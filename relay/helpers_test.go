@@ -72,7 +72,7 @@ func (p *fakePolicy) Prepare(ctx context.Context, sub rules.Submission, msg io.R
 	if p.applyErr != nil {
 		return nil, p.applyErr
 	}
-	w, err := out.Create("sent")
+	w, err := out.Create(rules.SubmittedCopyName)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +82,11 @@ func (p *fakePolicy) Prepare(ctx context.Context, sub rules.Submission, msg io.R
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	c := rules.Copy{Name: "sent", Protection: record.Internal}
+	c := rules.Copy{Name: rules.SubmittedCopyName, Protection: record.Internal}
 	for _, d := range sub.Decisions {
 		c.Recipients = append(c.Recipients, d.Recipient)
 	}
-	return &rules.Result{Plain: "sent", Copies: []rules.Copy{c}, Decisions: sub.Decisions}, nil
+	return &rules.Result{Plain: rules.SubmittedCopyName, Copies: []rules.Copy{c}, Decisions: sub.Decisions}, nil
 }
 
 type relayOpts struct {

@@ -314,9 +314,6 @@ func (s *Server) Retry(id string) (string, error) { return s.queue.Retry(id) }
 // Drop removes a queued message for good; id may be a unique prefix.
 func (s *Server) Drop(id string) (string, error) { return s.queue.Drop(id) }
 
-// QueueStats is the number of queued messages and the arrival of the oldest.
-func (s *Server) QueueStats() (int, time.Time) { return s.queue.Stats() }
-
 // ServeControl listens on the control socket at path until ctx ends (see
 // queue.ServeControl).
 func (s *Server) ServeControl(ctx context.Context, path string, extra map[string]http.HandlerFunc) error {

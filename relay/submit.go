@@ -11,8 +11,8 @@ import (
 	"github.com/sealpost/sealpost/relay/submission"
 )
 
-// ErrUnknownAccount is returned by Submit for an account not in the config.
-var ErrUnknownAccount = errors.New("no such account")
+// errUnknownAccount is returned by Submit for an account not in the config.
+var errUnknownAccount = errors.New("no such account")
 
 // Submit sends a message sealpost writes itself (an acknowledgement to a
 // client) as one of account's addresses, along the path a therapist's
@@ -26,7 +26,7 @@ func (s *Server) Submit(ctx context.Context, account, from string, to []string, 
 	}
 	acct := s.smtp.Account(account)
 	if acct == nil {
-		return "", fmt.Errorf("%w: %q", ErrUnknownAccount, account)
+		return "", fmt.Errorf("%w: %q", errUnknownAccount, account)
 	}
 	sender, err := addr.Strict(from)
 	if err != nil || !acct.Owns(sender) {

@@ -44,7 +44,7 @@ func TestSubmit(t *testing.T) {
 			var ref *rules.Refusal
 			return errors.As(err, &ref) && strings.Contains(ref.Reason, "no consent")
 		}},
-		{"unknown account", "nobody", testFrom, "client@example.org", func(err error) bool { return errors.Is(err, ErrUnknownAccount) }},
+		{"unknown account", "nobody", testFrom, "client@example.org", func(err error) bool { return errors.Is(err, errUnknownAccount) }},
 		{"address not the account's", testUser, "boss@practice.example", "client@example.org", func(err error) bool {
 			return err != nil && strings.Contains(err.Error(), "not an address of account")
 		}},

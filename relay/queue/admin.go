@@ -43,8 +43,8 @@ func (q *Queue) List() []Message {
 	return out
 }
 
-// ErrNoSuchMessage is returned for a queue id (or prefix) that matches nothing.
-var ErrNoSuchMessage = errors.New("no such message in the queue")
+// errNoSuchMessage is returned for a queue id (or prefix) that matches nothing.
+var errNoSuchMessage = errors.New("no such message in the queue")
 
 func (q *Queue) find(prefix string) (*entry, error) {
 	var found *entry
@@ -57,7 +57,7 @@ func (q *Queue) find(prefix string) (*entry, error) {
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("%s: %w", prefix, ErrNoSuchMessage)
+		return nil, fmt.Errorf("%s: %w", prefix, errNoSuchMessage)
 	}
 	return found, nil
 }
@@ -129,8 +129,8 @@ func (q *Queue) Drop(prefix string) (string, error) {
 	return id, nil
 }
 
-// Stats is the number of queued messages and the arrival of the oldest.
-func (q *Queue) Stats() (n int, oldest time.Time) {
+// stats is the number of queued messages and the arrival of the oldest.
+func (q *Queue) stats() (n int, oldest time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, e := range q.entries {

@@ -40,7 +40,7 @@ func (q *Queue) ServeControl(ctx context.Context, path string, extra map[string]
 			id, err := f(r.URL.Query().Get("id"))
 			if err != nil {
 				code := http.StatusBadRequest
-				if errors.Is(err, ErrNoSuchMessage) {
+				if errors.Is(err, errNoSuchMessage) {
 					code = http.StatusNotFound
 				}
 				writeJSON(w, code, map[string]string{"error": err.Error()})
@@ -113,7 +113,7 @@ func (c *Control) do(method, path string, out any) error {
 		var e struct{ Error string }
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			if resp.StatusCode == http.StatusNotFound {
-				return fmt.Errorf("%s: %w", strings.TrimSuffix(e.Error, ": "+ErrNoSuchMessage.Error()), ErrNoSuchMessage)
+				return fmt.Errorf("%s: %w", strings.TrimSuffix(e.Error, ": "+errNoSuchMessage.Error()), errNoSuchMessage)
 			}
 			return errors.New(e.Error)
 		}

@@ -50,11 +50,11 @@ func (m *Metrics) registerQueue(q *Queue) {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealpost_queue_messages",
 			Help: "Messages in the queue (accepted, not yet delivered to every recipient)."},
-			func() float64 { n, _ := q.Stats(); return float64(n) }),
+			func() float64 { n, _ := q.stats(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealpost_queue_oldest_age_seconds",
 			Help: "How long the oldest queued message has waited; 0 when the queue is empty."},
 			func() float64 {
-				n, oldest := q.Stats()
+				n, oldest := q.stats()
 				if n == 0 {
 					return 0
 				}

@@ -20,6 +20,10 @@ import (
 
 type noticeKind int
 
+// noticeCopyName is the spool name of a notice's one copy; the rules name
+// the copies of a submitted message (rules.SubmittedCopyName...).
+const noticeCopyName = "dsn"
+
 const (
 	noticeFailed noticeKind = iota
 	noticeDelayed
@@ -59,7 +63,7 @@ func (q *Queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 		return err
 	}
 	defer in.Abort()
-	w, err := in.Create("dsn")
+	w, err := in.Create(noticeCopyName)
 	if err == nil {
 		err = q.writeNotice(w, e, kind, rcpts, id, now)
 		if cerr := w.Close(); err == nil {
@@ -69,7 +73,7 @@ func (q *Queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 	if err != nil {
 		return err
 	}
-	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: "dsn", Recipients: []string{e.meta.Sender}, Protection: record.Internal}}, true)
+	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: noticeCopyName, Recipients: []string{e.meta.Sender}, Protection: record.Internal}}, true)
 	if err := in.commit(n, false); err != nil {
 		return err
 	}

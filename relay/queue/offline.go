@@ -63,7 +63,7 @@ func (o *Offline) find(prefix string) (*entry, error) {
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("%s: %w", prefix, ErrNoSuchMessage)
+		return nil, fmt.Errorf("%s: %w", prefix, errNoSuchMessage)
 	}
 	return found, nil
 }

@@ -189,7 +189,7 @@ func (s *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 		s.step++
 		return nil, true, s.auth(s.username, string(response))
 	}
-	return nil, false, errors.New("unexpected LOGIN response")
+	return nil, false, replyUnexpectedLogin.smtp()
 }
 
 // plainServer wraps go-sasl's PLAIN server. An authorization identity other

@@ -106,12 +106,15 @@ var (
 	replyShuttingDown  = &reply{421, smtp.EnhancedCode{4, 3, 2}, "The relay is shutting down; nothing was sent, try again in a moment", "shutting_down"}
 
 	// AUTH.
-	replyNeedTLS           = &reply{538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism", "tls_required"}
-	replyBadCredentials    = &reply{535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid", "bad_credentials"}
-	replyAuthThrottled     = &reply{454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins from here or for this account; try again in an hour", "auth_throttled"}
-	replyUnknownMechanism  = &reply{504, smtp.EnhancedCode{5, 5, 4}, "Unsupported authentication mechanism; use PLAIN or LOGIN", "unknown_mechanism"}
-	replyBadAuthData       = &reply{501, smtp.EnhancedCode{5, 5, 2}, "Malformed authentication data", "bad_auth_data"}
-	replyAlreadyLoggedIn   = &reply{503, smtp.EnhancedCode{5, 5, 1}, "Already authenticated", ""}
+	replyNeedTLS          = &reply{538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism", "tls_required"}
+	replyBadCredentials   = &reply{535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid", "bad_credentials"}
+	replyAuthThrottled    = &reply{454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins from here or for this account; try again in an hour", "auth_throttled"}
+	replyUnknownMechanism = &reply{504, smtp.EnhancedCode{5, 5, 4}, "Unsupported authentication mechanism; use PLAIN or LOGIN", "unknown_mechanism"}
+	replyBadAuthData      = &reply{501, smtp.EnhancedCode{5, 5, 2}, "Malformed authentication data", "bad_auth_data"}
+	replyAlreadyLoggedIn  = &reply{503, smtp.EnhancedCode{5, 5, 1}, "Already authenticated", ""}
+	replyUnexpectedLogin  = &reply{454, smtp.EnhancedCode{4, 7, 0}, "unexpected LOGIN response", ""}
+
+	// MAIL (and RCPT and DATA without a login).
 	replyAuthRequired      = &reply{530, smtp.EnhancedCode{5, 7, 0}, "Authentication required", "auth_required"}
 	replyNullSender        = &reply{550, smtp.EnhancedCode{5, 7, 1}, "An empty sender <> is not accepted on submission; send as one of your own addresses", "null_sender"}
 	replySenderNotPlain    = &reply{553, smtp.EnhancedCode{5, 1, 7}, notPlain, "bad_address"}

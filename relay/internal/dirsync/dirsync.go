@@ -1,7 +1,3 @@
-// Package dirsync makes the names in a folder durable for many callers with
-// one fsync: the spool's queue folder and the outbox's new folder, where
-// every message that arrives together is a new name. It knows nothing of
-// what the files hold.
 package dirsync
 
 import (
@@ -25,8 +21,9 @@ type Group struct {
 }
 
 type batch struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	callers int // how many share it
 }
 
 // New returns the Group of dir.
@@ -40,6 +37,7 @@ func (g *Group) Sync() error {
 		g.next = &batch{done: make(chan struct{})}
 	}
 	b := g.next
+	b.callers++
 	if !g.running {
 		g.running = true
 		g.next = nil

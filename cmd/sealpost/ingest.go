@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 
 	"github.com/emersion/go-message/textproto"
 
@@ -20,25 +19,19 @@ import (
 )
 
 // ingestRunner runs one IMAP watcher per account with [account.imap] and
-// restarts them all when the configuration is reloaded.
+// replaces them all when the configuration is reloaded.
 type ingestRunner struct {
-	deps   *serveDeps
+	deps   *policyAndArchive
 	srv    *relay.Server
 	log    *slog.Logger
 	redact func(string) string
 	grants *oauth.Grants
-
-	mu       sync.Mutex
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	watchers map[string]*ingest.Watcher // by account, for tests and logs
+	group  ingest.Group
 }
 
+// start builds every account's watcher, then replaces those running.
 func (r *ingestRunner) start(cfg *config.Config) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var ws []*ingest.Watcher
-	byName := map[string]*ingest.Watcher{}
 	for _, a := range cfg.Accounts {
 		if a.IMAP == nil {
 			continue
@@ -48,34 +41,12 @@ func (r *ingestRunner) start(cfg *config.Config) error {
 			return fmt.Errorf("account %q: imap: %w", a.Username, err)
 		}
 		ws = append(ws, w)
-		byName[a.Username] = w
 	}
-	r.stopLocked()
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.watchers = cancel, byName
-	for _, w := range ws {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			w.Run(ctx)
-		}()
-	}
+	r.group.Replace(ws)
 	return nil
 }
 
-func (r *ingestRunner) stop() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stopLocked()
-}
-
-func (r *ingestRunner) stopLocked() {
-	if r.cancel != nil {
-		r.cancel()
-		r.wg.Wait()
-		r.cancel = nil
-	}
-}
+func (r *ingestRunner) stop() { r.group.Stop() }
 
 func (r *ingestRunner) watcher(cfg *config.Config, a config.AccountConfig) (*ingest.Watcher, error) {
 	o, err := imapOptions(cfg, a, r.grants)
@@ -103,7 +74,7 @@ func (r *ingestRunner) mailbox(cfg *config.Config, a config.AccountConfig) (*rul
 	for _, acct := range cfg.Accounts {
 		own = append(own, acct.Addresses...)
 	}
-	mc := rules.MailboxConfig{Account: a.Username, Policy: r.deps.rules, PracticeAddresses: own,
+	mc := rules.MailboxConfig{Account: a.Username, Policy: r.deps.policy, PracticeAddresses: own,
 		Keys: autocryptKeyring{r.deps.keys}, Acknowledgements: r.deps.registry, Autocrypt: rules.AutocryptMode(cfg.PGP.Autocrypt),
 		Send: r.srv.Submit, Logger: r.log.With("account", a.Username), Redact: r.redact}
 	if ar := a.Autoreply; ar != nil {

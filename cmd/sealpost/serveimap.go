@@ -12,7 +12,6 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/archive/auditimap"
-	"github.com/sealpost/sealpost/internal/tlsconf"
 )
 
 func init() {
@@ -53,11 +52,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer view.Close()
-	certFile, keyPEM, err := serverTLS(cfg, log)
-	if err != nil {
-		return err
-	}
-	tc, err := tlsconf.ServerTLS(certFile, keyPEM)
+	tc, err := serverTLS(cfg, log)
 	if err != nil {
 		return err
 	}

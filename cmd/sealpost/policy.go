@@ -9,37 +9,30 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
-	"github.com/sealpost/sealpost/relay"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
 )
 
-// serveDeps are the policy and the archive the relay is wired to.
-type serveDeps struct {
-	policy   relay.Rules
-	rules    *rules.Policy // the same policy: what else asks it (internal domains)
-	archive  relay.Archive
-	arch     *archive.Archive
+// policyAndArchive are what the relay decides with and records into: the
+// consent registry and the keyring, the policy built on them, the archive.
+type policyAndArchive struct {
+	policy   *rules.Policy
 	registry *rules.Registry
 	keys     *pgp.Keyring
+	arch     *archive.Archive
 	closers  []func() error
-	reload   func(cfg *config.Config) error
 }
 
-func (d *serveDeps) close() {
-	for i := len(d.closers) - 1; i >= 0; i-- {
-		d.closers[i]()
-	}
-}
-
-// openPolicyAndArchive opens the consent registry and builds the policy.
-func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Logger) (*serveDeps, error) {
-	d := &serveDeps{}
+// openPolicyAndArchive opens the registry, the keyring and the archive, and
+// builds the policy.
+func openPolicyAndArchive(cfg *config.Config, log *slog.Logger) (*policyAndArchive, error) {
+	d := &policyAndArchive{}
 	reg, err := openRegistry(cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, reg.Close)
+	d.registry = reg
 	var wkd *pgp.WKDOptions
 	if cfg.PGP.WKD {
 		wkd = &pgp.WKDOptions{}
@@ -61,7 +54,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 	} else {
 		log.Warn("no pgp.practice_key: encrypted copies are neither signed nor readable by the practice")
 	}
-	policy, err := rules.NewPolicy(rules.PolicyConfig{
+	d.policy, err = rules.NewPolicy(rules.PolicyConfig{
 		InternalDomains: cfg.Policy.InternalDomains,
 		Notice:          cfg.Policy.Notice,
 		Rules:           cfg.Policy.ContentRules(),
@@ -73,11 +66,6 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 		d.close()
 		return nil, err
 	}
-	d.policy, d.rules = policy, policy
-	d.reload = func(c *config.Config) error {
-		return policy.Reload(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules())
-	}
-
 	arch, warning, err := openArchive(cfg, log)
 	if warning != "" {
 		log.Warn(warning)
@@ -86,15 +74,25 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 		d.close()
 		return nil, err
 	}
-	d.archive, d.arch = arch, arch
 	d.closers = append(d.closers, arch.Close)
-	d.registry = reg
+	d.arch = arch
 	return d, nil
+}
+
+func (d *policyAndArchive) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// reload gives the policy what may change while it runs.
+func (d *policyAndArchive) reload(cfg *config.Config) error {
+	return d.policy.Reload(cfg.Policy.InternalDomains, cfg.Policy.Notice, cfg.Policy.ContentRules())
 }
 
 // syncConsent copies consent events the archive does not have yet from the
 // registry into it, so the registry's history is part of the record.
-func (d *serveDeps) syncConsent(ctx context.Context) error {
+func (d *policyAndArchive) syncConsent(ctx context.Context) error {
 	evs, err := d.registry.EventsSince(ctx, d.arch.LastConsentID())
 	if err != nil {
 		return err
@@ -109,7 +107,7 @@ func (d *serveDeps) syncConsent(ctx context.Context) error {
 
 // consentSyncLoop runs syncConsent at start and every few seconds: the CLI
 // changes the registry while the relay runs.
-func (d *serveDeps) consentSyncLoop(ctx context.Context, log *slog.Logger) {
+func (d *policyAndArchive) consentSyncLoop(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {

@@ -211,8 +211,8 @@ func (o OAuth2Config) Settings() oauth.Settings {
 		TokenURL: o.TokenURL, DeviceAuthURL: o.DeviceAuthURL, Scopes: o.Scopes}
 }
 
-// UsesOAuth2 says whether any account logs in to the provider with OAuth 2.0.
-func (c *Config) UsesOAuth2() bool {
+// usesOAuth2 says whether any account logs in to the provider with OAuth 2.0.
+func (c *Config) usesOAuth2() bool {
 	for _, a := range c.Accounts {
 		if a.UpstreamAuth == "oauth2" {
 			return true

@@ -34,7 +34,5 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }

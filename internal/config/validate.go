@@ -33,7 +33,7 @@ func (c *Config) validate(file string) Errors {
 	c.validateBasics(bad)
 	c.validateSMTP(bad)
 	c.validateAccounts(bad)
-	if c.UsesOAuth2() {
+	if c.usesOAuth2() {
 		c.validateOAuth2(bad)
 	}
 	for i := range c.Accounts {
@@ -242,7 +242,7 @@ func (c *Config) validateUpstream(bad reporter) {
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 			bad("upstream.tls", "\"none\" is allowed only for a loopback address such as 127.0.0.1:25; sealpost never sends to a real host in clear")
 		}
-		if c.UsesOAuth2() {
+		if c.usesOAuth2() {
 			bad("upstream.tls", "\"none\" sends no login, but an account has upstream_auth = \"oauth2\": use starttls or implicit")
 		}
 	default:

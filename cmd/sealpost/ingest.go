@@ -21,7 +21,7 @@ import (
 // ingestRunner runs one IMAP watcher per account with [account.imap] and
 // replaces them all when the configuration is reloaded.
 type ingestRunner struct {
-	deps   *policyAndArchive
+	pa     *policyAndArchive
 	srv    *relay.Server
 	log    *slog.Logger
 	redact func(string) string
@@ -63,7 +63,7 @@ func (r *ingestRunner) watcher(cfg *config.Config, a config.AccountConfig) (*ing
 		return ingest.Classified{Sender: c.From, Clients: c.Clients, Inbound: c.FromClient}, err
 	}
 	o.OnClientMessage = func(ctx context.Context, cm ingest.ClientMessage) { mailbox.ClientWrote(ctx, cm.Header, cm.From) }
-	o.Archive, o.Logger = r.deps.arch, r.log
+	o.Archive, o.Logger = r.pa.arch, r.log
 	return ingest.New(o)
 }
 
@@ -74,8 +74,8 @@ func (r *ingestRunner) mailbox(cfg *config.Config, a config.AccountConfig) (*rul
 	for _, acct := range cfg.Accounts {
 		own = append(own, acct.Addresses...)
 	}
-	mc := rules.MailboxConfig{Account: a.Username, Policy: r.deps.policy, PracticeAddresses: own,
-		Keys: autocryptKeyring{r.deps.keys}, Acknowledgements: r.deps.registry, Autocrypt: rules.AutocryptMode(cfg.PGP.Autocrypt),
+	mc := rules.MailboxConfig{Account: a.Username, Policy: r.pa.policy, PracticeAddresses: own,
+		Keys: autocryptKeyring{r.pa.keys}, Acknowledgements: r.pa.registry, Autocrypt: rules.AutocryptMode(cfg.PGP.Autocrypt),
 		Send: r.srv.Submit, Logger: r.log.With("account", a.Username), Redact: r.redact}
 	if ar := a.Autoreply; ar != nil {
 		mc.Autoreply = &rules.Autoreply{Every: ar.Every.D(), From: ar.From, Subject: ar.Subject, Text: ar.Text}

@@ -107,7 +107,7 @@ func (s *service) start(cfg *config.Config) error {
 	if s.ops, err = startOps(cfg, &s.clients, s.srv, reg, s.pa.arch, tlsConf, s.log); err != nil {
 		return err
 	}
-	s.ingest = &ingestRunner{deps: s.pa, srv: s.srv, log: s.log, redact: red.Hash, grants: s.grants}
+	s.ingest = &ingestRunner{pa: s.pa, srv: s.srv, log: s.log, redact: red.Hash, grants: s.grants}
 	if err := s.ingest.start(cfg); err != nil {
 		return err
 	}

@@ -17,6 +17,13 @@ import (
 	"github.com/sealpost/sealpost/rules"
 )
 
+// An entry's life: Incoming.Commit makes it (newEntry) when a message is
+// accepted, or a start reads it back from its file (loadEntry); each
+// delivery attempt changes its recipients' status (setStatus, setReply);
+// when it has to wait, saveState writes its progress beside it; an admin
+// may drop it (markDropped); once every recipient has an outcome that is
+// in the archive, remove takes it out of the spool.
+
 // entry is a queued message: what was accepted (meta) and how far delivery got (state).
 type entry struct {
 	path  string // the .msg file
@@ -89,96 +96,24 @@ type entryState struct {
 	Dropped bool `json:"dropped,omitempty"`
 }
 
-func (e *entry) pending() []rcptState {
-	var p []rcptState
-	for _, r := range e.state.Recipients {
-		if r.Status == rcptPending {
-			p = append(p, r)
+// newEntry builds the queue entry of an accepted message.
+func newEntry(s *spool, id, account, sender string, received time.Time, copies []rules.Copy, notice bool) *entry {
+	e := &entry{s: s, index: -1, meta: entryMeta{ID: id, Account: account, Sender: sender, Received: received, Copies: copies, Notice: notice}}
+	e.state = initialState(e.meta)
+	return e
+}
+
+// initialState is a message's delivery state before its first attempt; it
+// is not written to disk until something has happened.
+func initialState(m entryMeta) entryState {
+	var st entryState
+	for _, c := range m.Copies {
+		for _, r := range c.Recipients {
+			st.Recipients = append(st.Recipients, rcptState{Recipient: r, Copy: c.Name, Status: rcptPending})
 		}
 	}
-	return p
-}
-
-func (e *entry) setStatus(rcpt string, st rcptStatus, reply string, now time.Time) {
-	for i := range e.state.Recipients {
-		if e.state.Recipients[i].Recipient == rcpt && e.state.Recipients[i].Status == rcptPending {
-			e.state.Recipients[i].Status = st
-			e.state.Recipients[i].Reply = reply
-			e.state.Recipients[i].Updated = now
-			return
-		}
-	}
-}
-
-// setReply notes the last reply about a recipient still pending.
-func (e *entry) setReply(rcpt, reply string) {
-	for i := range e.state.Recipients {
-		if e.state.Recipients[i].Recipient == rcpt && e.state.Recipients[i].Status == rcptPending {
-			e.state.Recipients[i].Reply = reply
-		}
-	}
-}
-
-// saveState records delivery progress beside the message (write aside,
-// fsync, rename, fsync the folder).
-func (e *entry) saveState() error {
-	path := strings.TrimSuffix(e.path, msgSuffix) + stateSuffix
-	tmp := path + ".tmp"
-	if err := writeJSONSync(tmp, &e.state); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	return e.s.dirSync.Sync()
-}
-
-// open reads one copy of a queued message.
-func (e *entry) open(copyName string) (io.ReadCloser, error) {
-	sec, ok := e.meta.Sections[copyName]
-	if !ok {
-		return nil, fmt.Errorf("spool: message %s has no copy %q", e.meta.ID, copyName)
-	}
-	f, err := os.Open(e.path)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(f, sec.Off, sec.Len), f}, nil
-}
-
-// archived clears the mark of awaitingArchive.
-func (e *entry) archived() error {
-	f, err := os.OpenFile(e.path, os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := markArchived(f, fi.Size()); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	e.awaitingArchive = false
-	return nil
-}
-
-// remove takes the message out of the queue, then its state, and fsyncs the
-// folder (shared with whatever else syncs it meanwhile). The message goes
-// first: a crash in between leaves a state file without its message, which
-// the next start removes, never a message without its state, which would
-// go to every recipient again. Without the folder's fsync a crash soon
-// after could bring back a message that was delivered or dropped.
-func (e *entry) remove() error {
-	if err := e.s.recycle(e.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: %w", err)
-	}
-	os.Remove(strings.TrimSuffix(e.path, msgSuffix) + stateSuffix)
-	return e.s.dirSync.Sync()
+	st.NextAttempt = m.Received
+	return st
 }
 
 // loadQueue reads every committed message, oldest first, and removes files
@@ -291,45 +226,33 @@ func readJSON(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func (e *entry) size() int64 {
-	var n int64
-	for _, sec := range e.meta.Sections {
-		n += sec.Len
-	}
-	return n
-}
-
-// newEntry builds the queue entry of an accepted message.
-func newEntry(s *spool, id, account, sender string, received time.Time, copies []rules.Copy, notice bool) *entry {
-	e := &entry{s: s, index: -1, meta: entryMeta{ID: id, Account: account, Sender: sender, Received: received, Copies: copies, Notice: notice}}
-	e.state = initialState(e.meta)
-	return e
-}
-
-// initialState is a message's delivery state before its first attempt; it
-// is not written to disk until something has happened.
-func initialState(m entryMeta) entryState {
-	var st entryState
-	for _, c := range m.Copies {
-		for _, r := range c.Recipients {
-			st.Recipients = append(st.Recipients, rcptState{Recipient: r, Copy: c.Name, Status: rcptPending})
+func (e *entry) pending() []rcptState {
+	var p []rcptState
+	for _, r := range e.state.Recipients {
+		if r.Status == rcptPending {
+			p = append(p, r)
 		}
 	}
-	st.NextAttempt = m.Received
-	return st
+	return p
 }
 
-// markDropped notes the drop in the entry's state, and the event naming the
-// recipients who never got the message among the outcomes to archive
-// before it may leave the spool. Once.
-func (e *entry) markDropped(now time.Time) {
-	if e.state.Dropped {
-		return
+func (e *entry) setStatus(rcpt string, st rcptStatus, reply string, now time.Time) {
+	for i := range e.state.Recipients {
+		if e.state.Recipients[i].Recipient == rcpt && e.state.Recipients[i].Status == rcptPending {
+			e.state.Recipients[i].Status = st
+			e.state.Recipients[i].Reply = reply
+			e.state.Recipients[i].Updated = now
+			return
+		}
 	}
-	e.state.Dropped = true
-	if not := notDelivered(e); len(not) > 0 {
-		e.state.Unrecorded = append(e.state.Unrecorded, archive.Event{MessageID: e.meta.ID, Time: now,
-			Kind: archive.Dropped, Recipients: not, Reply: "removed from the queue by an admin"})
+}
+
+// setReply notes the last reply about a recipient still pending.
+func (e *entry) setReply(rcpt, reply string) {
+	for i := range e.state.Recipients {
+		if e.state.Recipients[i].Recipient == rcpt && e.state.Recipients[i].Status == rcptPending {
+			e.state.Recipients[i].Reply = reply
+		}
 	}
 }
 
@@ -354,10 +277,48 @@ func hasFailed(e *entry) bool {
 	return false
 }
 
+// open reads one copy of a queued message.
+func (e *entry) open(copyName string) (io.ReadCloser, error) {
+	sec, ok := e.meta.Sections[copyName]
+	if !ok {
+		return nil, fmt.Errorf("spool: message %s has no copy %q", e.meta.ID, copyName)
+	}
+	f, err := os.Open(e.path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, sec.Off, sec.Len), f}, nil
+}
+
+func (e *entry) size() int64 {
+	var n int64
+	for _, sec := range e.meta.Sections {
+		n += sec.Len
+	}
+	return n
+}
+
 func describeEntry(e *entry) Message {
 	return Message{ID: e.meta.ID, Account: e.meta.Account, Received: e.meta.Received, Size: e.size(),
 		Attempts: e.state.Attempts, NextAttempt: e.state.NextAttempt, Pending: len(e.pending()),
 		LastError: e.state.LastError, Notice: e.meta.Notice, Dropped: e.dropped}
+}
+
+// saveState records delivery progress beside the message (write aside,
+// fsync, rename, fsync the folder).
+func (e *entry) saveState() error {
+	path := strings.TrimSuffix(e.path, msgSuffix) + stateSuffix
+	tmp := path + ".tmp"
+	if err := writeJSONSync(tmp, &e.state); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return e.s.dirSync.Sync()
 }
 
 func writeJSONSync(path string, v any) error {
@@ -369,4 +330,50 @@ func writeJSONSync(path string, v any) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
+}
+
+// archived clears the mark of awaitingArchive.
+func (e *entry) archived() error {
+	f, err := os.OpenFile(e.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := markArchived(f, fi.Size()); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	e.awaitingArchive = false
+	return nil
+}
+
+// markDropped notes the drop in the entry's state, and the event naming the
+// recipients who never got the message among the outcomes to archive
+// before it may leave the spool. Once.
+func (e *entry) markDropped(now time.Time) {
+	if e.state.Dropped {
+		return
+	}
+	e.state.Dropped = true
+	if not := notDelivered(e); len(not) > 0 {
+		e.state.Unrecorded = append(e.state.Unrecorded, archive.Event{MessageID: e.meta.ID, Time: now,
+			Kind: archive.Dropped, Recipients: not, Reply: "removed from the queue by an admin"})
+	}
+}
+
+// remove takes the message out of the queue, then its state, and fsyncs the
+// folder (shared with whatever else syncs it meanwhile). The message goes
+// first: a crash in between leaves a state file without its message, which
+// the next start removes, never a message without its state, which would
+// go to every recipient again. Without the folder's fsync a crash soon
+// after could bring back a message that was delivered or dropped.
+func (e *entry) remove() error {
+	if err := e.s.recycle(e.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	os.Remove(strings.TrimSuffix(e.path, msgSuffix) + stateSuffix)
+	return e.s.dirSync.Sync()
 }

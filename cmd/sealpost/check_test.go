@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/sealpost/sealpost/relay/submission"
+	"github.com/sealpost/sealpost/internal/password"
 )
 
 // writeConfig writes a minimal valid configuration with extra appended.
@@ -95,7 +95,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		t.Errorf("missing config: exit %d, want 1 with one line, got %q", code, stderr)
 	}
 	stdout, _, code := runCLI(t, "a long enough password\n", "passwd")
-	if code != 0 || submission.CheckPasswordHash(strings.TrimSpace(stdout)) != nil {
+	if code != 0 || password.CheckHash(strings.TrimSpace(stdout)) != nil {
 		t.Errorf("passwd: exit %d, %q", code, stdout)
 	}
 	if _, _, code := runCLI(t, "short\n", "passwd"); code != 1 {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sealpost/sealpost/relay/submission"
+	"github.com/sealpost/sealpost/internal/password"
 )
 
 func init() {
@@ -36,7 +36,7 @@ func runPasswd(ctx context.Context, c *cli, args []string) error {
 	if len(pw) < 8 {
 		return errors.New("password too short: use at least 8 characters")
 	}
-	hash, err := submission.HashPassword(pw)
+	hash, err := password.Hash(pw)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
-	"github.com/sealpost/sealpost/relay/submission"
+	"github.com/sealpost/sealpost/internal/password"
 	"github.com/sealpost/sealpost/rules"
 )
 
@@ -120,7 +120,7 @@ func (c *Config) validateAccounts(bad reporter) {
 			bad(k+".username", "%q is used by two accounts", a.Username)
 		}
 		users[a.Username] = true
-		if err := submission.CheckPasswordHash(a.PasswordHash); err != nil {
+		if err := password.CheckHash(a.PasswordHash); err != nil {
 			bad(k+".password_hash", "%v (make one with: sealpost passwd)", err)
 		}
 		if len(a.Addresses) == 0 {
@@ -311,7 +311,7 @@ func (c *Config) validateArchive(bad reporter) {
 			bad(k+".username", "must be set, and different for every viewer")
 		}
 		viewers[v.Username] = true
-		if err := submission.CheckPasswordHash(v.PasswordHash); err != nil {
+		if err := password.CheckHash(v.PasswordHash); err != nil {
 			bad(k+".password_hash", "%v (make one with: sealpost passwd)", err)
 		}
 	}

@@ -21,8 +21,8 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/password"
 	"github.com/sealpost/sealpost/internal/tlsconf"
-	"github.com/sealpost/sealpost/relay/submission"
 )
 
 // packagedDefaultMarker is in the configuration the Debian package
@@ -83,12 +83,12 @@ func Write(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	password := make([]byte, 15)
-	if _, err := rand.Read(password); err != nil {
+	secret := make([]byte, 15)
+	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	pw := base64.RawURLEncoding.EncodeToString(password)
-	hash, err := submission.HashPassword(pw)
+	pw := base64.RawURLEncoding.EncodeToString(secret)
+	hash, err := password.Hash(pw)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,34 +14,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/password"
 )
-
-// passwordCost is bcrypt's work factor for new hashes: tens of milliseconds
-// a guess, so a stolen config does not give the passwords away cheaply.
-const passwordCost = 11
-
-// HashPassword returns a bcrypt hash for the config's password_hash.
-func HashPassword(pw string) (string, error) {
-	if len(pw) > 72 {
-		return "", errors.New("password longer than 72 bytes (bcrypt's limit)")
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), passwordCost)
-	if err != nil {
-		return "", fmt.Errorf("hash password: %w", err)
-	}
-	return string(h), nil
-}
-
-// CheckPasswordHash says whether h is a hash sealpost can verify.
-func CheckPasswordHash(h string) error {
-	if h == "" {
-		return errors.New("is empty")
-	}
-	if _, err := bcrypt.Cost([]byte(h)); err != nil {
-		return errors.New("is not a bcrypt hash")
-	}
-	return nil
-}
 
 // Account is a therapist's login and the addresses it may send as.
 type Account struct {
@@ -89,7 +62,7 @@ func newAccounts(list []Account) (*accounts, error) {
 	}
 	for i := range list {
 		a := list[i]
-		if err := CheckPasswordHash(a.PasswordHash); err != nil {
+		if err := password.CheckHash(a.PasswordHash); err != nil {
 			return nil, fmt.Errorf("account %q: password hash %w", a.Username, err)
 		}
 		a.normalized = map[string]bool{}
@@ -112,7 +85,7 @@ func newAccounts(list []Account) (*accounts, error) {
 // reply time does not tell an attacker which usernames exist.
 // It is made on first use: every sealpost command links this package.
 var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("sealpost-dummy-password"), passwordCost)
+	h, _ := bcrypt.GenerateFromPassword([]byte("sealpost-dummy-password"), password.Cost)
 	return h
 })
 

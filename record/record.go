@@ -35,7 +35,7 @@ type Decision struct {
 	Consent *ConsentEvent `json:"consent,omitempty"`
 	// KeyFingerprint is the key an Encrypted decision encrypts to (hex, upper case).
 	KeyFingerprint string `json:"key_fingerprint,omitempty"`
-	// Bcc is set by Apply when the recipient is in neither To nor Cc.
+	// Bcc is set by rules.Policy.Prepare when the recipient is in neither To nor Cc.
 	Bcc bool `json:"bcc,omitempty"`
 }
 

@@ -67,7 +67,7 @@ func TestSubmitToOutbox(t *testing.T) {
 }
 
 // TestReplies is the catalogue of what a therapist's client sees when
-// something is wrong (DESIGN.md, SMTP replies).
+// something is wrong (ARCHITECTURE.md, SMTP replies).
 func TestReplies(t *testing.T) {
 	r := startRelay(t, relayOpts{maxBytes: 4096})
 	r.policy.decide = func(rcpt string) (record.Decision, error) {

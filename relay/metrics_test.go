@@ -48,6 +48,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "the delivery", func() bool { return counter(t, reg, "sealpost_deliveries_total") == 1 })
+	big := testMessage(testFrom, "colleague@practice.example", "big", strings.Repeat("0123456789abcdef\r\n", 1<<17))
+	if err := send(c, testFrom, []string{"colleague@practice.example"}, big); smtpCode(err) != "552 5.3.4" {
+		t.Fatalf("a message over the size limit: %v, want 552 5.3.4", err)
+	}
 
 	// A client that offers only TLS 1.1, and one that does not trust the
 	// certificate: both handshakes fail and are counted.
@@ -89,6 +93,7 @@ func TestMetrics(t *testing.T) {
 		`sealpost_auth_failures_total{reason="bad_credentials"} 1`,
 		`sealpost_refusals_total{reason="bad_credentials",stage="auth"} 1`,
 		`sealpost_refusals_total{reason="recipient_policy",stage="rcpt"} 1`,
+		`sealpost_refusals_total{reason="too_big",stage="data"} 1`,
 		`sealpost_deliveries_total 1`,
 		"sealpost_tls_handshake_failures_total 3\n",
 		`sealpost_queue_messages `,

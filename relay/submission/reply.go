@@ -132,7 +132,7 @@ var (
 	replyNUL          = &reply{554, smtp.EnhancedCode{5, 6, 0}, "Message refused: it contains a NUL byte; nothing was sent", "nul_byte"}
 	replyLongLine     = &reply{554, smtp.EnhancedCode{5, 6, 0}, "Message refused: a line is longer than 998 octets in the header, or in a signed or encrypted part that cannot be re-encoded (RFC 5322); nothing was sent", "long_line"}
 	replyLongBodyLine = &reply{554, smtp.EnhancedCode{5, 6, 0}, "Message refused: a line is longer than 1 MiB; nothing was sent", "long_line"}
-	replyTooBig = &reply{552, smtp.EnhancedCode{5, 3, 4}, "Message too big for this server (over the SIZE it announced); nothing was sent", "too_big"}
+	replyTooBig       = &reply{552, smtp.EnhancedCode{5, 3, 4}, "Message too big for this server (over the SIZE it announced); nothing was sent", "too_big"}
 	// 421: the rest of the message is still on its way and cannot be told
 	// from commands, so the connection is closed after this reply.
 	replyDataDeadline = &reply{421, smtp.EnhancedCode{4, 4, 2}, "The message took too long to arrive (the time allowed is the idle timeout plus the size limit at 64 KiB a second); nothing was sent; closing the connection, please try again", "data_deadline"}

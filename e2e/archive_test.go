@@ -70,7 +70,7 @@ func (r *Relay) export(t *testing.T) (string, exportManifest) {
 // `sha256sum -c`, every .eml parses, and index.html shows the same rows in
 // a real browser.
 func TestArchiveExport(t *testing.T) {
-	RequireTools(t, "sha256sum", "chromium")
+	testutil.RequireTools(t, "sha256sum", "chromium")
 	r := StartRelay(t, RelayOptions{})
 	r.Run(t, "", "consent", "add", "anna@client.example", "--evidence", "intake form", "--date", "2026-01-02", "--name", "Chart 1")
 	load := &Load{Addr: r.Submission, CAFile: r.CA, User: User, Pass: Password, From: From,
@@ -150,8 +150,8 @@ func TestArchiveExport(t *testing.T) {
 // get 452 and nothing is queued or half-written; when space returns the
 // relay accepts again without a restart, and the archive verifies.
 func TestArchiveFullDisk(t *testing.T) {
-	RequireTools(t, "mount", "umount")
-	RequireRoot(t, "mount a small tmpfs as the archive folder")
+	testutil.RequireTools(t, "mount", "umount")
+	testutil.RequireRoot(t, "mount a small tmpfs as the archive folder")
 	r := StartRelay(t, RelayOptions{})
 	r.Stop(t)
 	adir := filepath.Join(r.DataDir, "archive")
@@ -210,7 +210,7 @@ func TestArchiveFullDisk(t *testing.T) {
 // keys has every message; given only the old key it stops and names the
 // record it cannot open.
 func TestArchiveKeyChange(t *testing.T) {
-	RequireTools(t, "swaks", "gpg")
+	testutil.RequireTools(t, "swaks", "gpg")
 	r := StartRelay(t, RelayOptions{})
 	send := func(marker string) {
 		t.Helper()
@@ -256,7 +256,7 @@ func TestArchiveKeyChange(t *testing.T) {
 // files opens every record; with one passphrase missing it says which key
 // it could not open.
 func TestArchiveKeysWithPassphrases(t *testing.T) {
-	RequireTools(t, "gpg", "swaks")
+	testutil.RequireTools(t, "gpg", "swaks")
 	dir := t.TempDir()
 	type key struct{ pub, sec, pp string }
 	makeKey := func(name, passphrase string) key {

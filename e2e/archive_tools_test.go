@@ -19,7 +19,7 @@ import (
 // archive's private key alone, small and large (a record of several 64 KiB
 // chunks), without sealpost. An auditor is never tied to sealpost to read it.
 func TestArchiveRecordsReadByOpenPGPTools(t *testing.T) {
-	RequireTools(t, "swaks", "gpg", "sq", "rnp", "rnpkeys")
+	testutil.RequireTools(t, "swaks", "gpg", "sq", "rnp", "rnpkeys")
 	r := StartRelay(t, RelayOptions{})
 	dir := t.TempDir()
 

@@ -30,7 +30,7 @@ import (
 // start; a copy of the archive without its head file verifies only with
 // --no-head, or with the head file given apart (--head).
 func TestArchiveCutOffTheEnd(t *testing.T) {
-	RequireTools(t, "swaks")
+	testutil.RequireTools(t, "swaks")
 	r := StartRelay(t, RelayOptions{})
 	adir := filepath.Join(r.DataDir, "archive")
 	head := archive.HeadFile(adir)

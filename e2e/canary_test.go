@@ -22,7 +22,7 @@ import (
 // purpose; they must not hold a subject or a body. The archive must hold
 // nothing in clear.
 func TestPHICanaries(t *testing.T) {
-	RequireTools(t, "swaks", "gpg", "smtp-sink")
+	testutil.RequireTools(t, "swaks", "gpg", "smtp-sink")
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) { canaryRun(t, format) })
 	}

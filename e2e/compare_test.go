@@ -31,7 +31,7 @@ import (
 // makes the mix exact: 900 x 8 KB, 90 x 1 MB, 9 x 5 MB, 1 x 25 MB);
 // SEALPOST_BENCH_ROWS runs only the rows whose name contains it.
 func BenchmarkVersusPostfix(b *testing.B) {
-	RequireTools(b, "gpg", "smtp-sink")
+	testutil.RequireTools(b, "gpg", "smtp-sink")
 	runs := envInt("SEALPOST_BENCH_RUNS", 3)
 	n4k := envInt("SEALPOST_BENCH_MESSAGES", 5000)
 	nMix := envInt("SEALPOST_BENCH_MIX", 1000)

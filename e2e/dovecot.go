@@ -39,8 +39,8 @@ func StartDovecot(t testing.TB, user, password string) *Dovecot {
 // access token from it, and by no password.
 func StartDovecotWith(t testing.TB, user, password string, oauth *FakeOAuth) *Dovecot {
 	t.Helper()
-	RequireTools(t, "dovecot")
-	RequireRoot(t, "Dovecot runs its mail processes as nobody")
+	testutil.RequireTools(t, "dovecot")
+	testutil.RequireRoot(t, "Dovecot runs its mail processes as nobody")
 	d := &Dovecot{Dir: t.TempDir(), IMAPPort: FreePort(t), IMAPSPort: FreePort(t), PKI: testutil.NewPKI(t), User: user, Password: password, OAuth: oauth}
 	openUp(d.Dir)
 	for _, sub := range []string{"run", "state", "mail"} {

@@ -48,7 +48,7 @@ type manifestWithReasons struct {
 // A forwarded message with an SSN to a consented client is refused with the
 // rule's reply; a message without its closing boundary gets 554 5.6.0.
 func TestFakeEncryption(t *testing.T) {
-	RequireTools(t, "swaks", "gpg", "sq", "openssl")
+	testutil.RequireTools(t, "swaks", "gpg", "sq", "openssl")
 	dir := t.TempDir()
 	pub := gpgKey(t, dir, "client", "Key Holder <key@client.example>", "future-default", "never")
 	secret := filepath.Join(dir, "client-secret.asc")

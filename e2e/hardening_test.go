@@ -26,7 +26,7 @@ import (
 // (Resent-From, Resent-Sender) are bound to the account; and what the
 // provider's sink receives is the normalised address that was decided on.
 func TestHardeningAddresses(t *testing.T) {
-	RequireTools(t, "swaks")
+	testutil.RequireTools(t, "swaks")
 	sink := StartSink(t)
 	r := StartRelay(t, RelayOptions{Sink: sink, Sections: `[policy]
 internal_domains = ["practice.example", "bücher.example"]
@@ -89,7 +89,7 @@ notice = "Notice of Confidentiality: e2e."
 // smtp.timeout + max_message_bytes at 64 KiB/s with 421 4.4.2, and nothing
 // is delivered; a client at a normal pace on the same relay is not.
 func TestHardeningDataDeadline(t *testing.T) {
-	RequireTools(t, "swaks")
+	testutil.RequireTools(t, "swaks")
 	const timeout, maxBytes = 2 * time.Second, 4096
 	limit := timeout + time.Duration(float64(maxBytes)/(64<<10)*float64(time.Second))
 	r := StartRelay(t, RelayOptions{SMTP: `timeout = "2s"`, Setup: func(r *Relay) {
@@ -206,7 +206,7 @@ func dialLoggedIn(t *testing.T, r *Relay) *smtpConn {
 // ECDHE with AES-GCM or ChaCha20-Poly1305 succeeds; TLS 1.0 and 1.1 are
 // refused.
 func TestHardeningTLSSuites(t *testing.T) {
-	RequireTools(t, "openssl", "swaks")
+	testutil.RequireTools(t, "openssl", "swaks")
 	autoconfig := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	hash, _ := bcrypt.GenerateFromPassword([]byte("audit-pw"), bcrypt.MinCost)
 	r := StartRelay(t, RelayOptions{Sections: fmt.Sprintf(`

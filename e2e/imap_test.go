@@ -28,7 +28,7 @@ func inboxMessage(from, subject, extra, body string) string {
 // acknowledgement goes out per client and period, never to automatic or
 // list mail.
 func TestIMAPIngest(t *testing.T) {
-	RequireTools(t, "dovecot", "gpg")
+	testutil.RequireTools(t, "dovecot", "gpg")
 	d := StartDovecot(t, From, "imap-secret")
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "imap-password")

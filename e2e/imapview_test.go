@@ -134,7 +134,7 @@ type probeResult struct {
 // nothing can be changed, records made while the view runs show up, and the
 // UIDs survive a restart of the view (mbsync would complain otherwise).
 func TestArchiveIMAPView(t *testing.T) {
-	RequireTools(t, "swaks", "python3", "dovecot")
+	testutil.RequireTools(t, "swaks", "python3", "dovecot")
 	const client = "anna@client.example"
 	d := StartDovecot(t, From, "imap-secret")
 	pwFile := filepath.Join(t.TempDir(), "imap-password")
@@ -266,7 +266,7 @@ poll = "1h"
 	}
 
 	t.Run("mbsync", func(t *testing.T) {
-		RequireTools(t, "mbsync")
+		testutil.RequireTools(t, "mbsync")
 		maildir := t.TempDir()
 		cfg := filepath.Join(t.TempDir(), "mbsyncrc")
 		// mbsync matches the certificate against DNS names only, not the

@@ -37,7 +37,7 @@ func get(t *testing.T, url string) (int, string) {
 // /readyz, /metrics after real traffic (swaks, openssl), and the settings
 // Thunderbird fetches.
 func TestOperatorEndpoints(t *testing.T) {
-	RequireTools(t, "swaks", "openssl")
+	testutil.RequireTools(t, "swaks", "openssl")
 	notify := filepath.Join(t.TempDir(), "notify.sock")
 	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
 	if err != nil {

@@ -97,8 +97,8 @@ type Sink struct {
 // options for faults (-w delay, -q/-r/-f reject at a stage).
 func StartSink(t testing.TB, extra ...string) *Sink {
 	t.Helper()
-	RequireTools(t, "smtp-sink")
-	RequireRoot(t, "run smtp-sink as user nobody")
+	testutil.RequireTools(t, "smtp-sink")
+	testutil.RequireRoot(t, "run smtp-sink as user nobody")
 	dir := filepath.Join(t.TempDir(), "sink")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -214,11 +214,11 @@ type PostfixOptions struct {
 // StartPostfix starts the instance and stops it when the test ends.
 func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	t.Helper()
-	RequireTools(t, "postfix", "/usr/sbin/postfix", "smtp-sink", "script")
+	testutil.RequireTools(t, "postfix", "/usr/sbin/postfix", "smtp-sink", "script")
 	if o.SASL {
-		RequireTools(t, "dovecot")
+		testutil.RequireTools(t, "dovecot")
 	}
-	RequireRoot(t, "run a private Postfix instance")
+	testutil.RequireRoot(t, "run a private Postfix instance")
 	sink := StartSink(t, o.SinkFlags...)
 	d := t.TempDir()
 	openUp(d)
@@ -361,7 +361,7 @@ service auth {
 // Swaks runs swaks and returns its transcript and whether it exited 0.
 func Swaks(t testing.TB, args ...string) (string, bool) {
 	t.Helper()
-	RequireTools(t, "swaks")
+	testutil.RequireTools(t, "swaks")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "swaks", args...).CombinedOutput()

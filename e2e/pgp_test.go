@@ -56,7 +56,7 @@ func gpgKey(t testing.TB, dir, home, uid, algo, expire string, extra ...string) 
 // its own secret key alone, finds the notice and the real subject inside,
 // and verifies the practice's signature. Outside, the subject is "...".
 func TestEncryptedThroughRelay(t *testing.T) {
-	RequireTools(t, "gpg", "sq", "rnp", "rnpkeys")
+	testutil.RequireTools(t, "gpg", "sq", "rnp", "rnpkeys")
 	p := StartPostfix(t, PostfixOptions{SASL: true})
 	dir := t.TempDir()
 
@@ -169,7 +169,7 @@ func TestEncryptedThroughRelay(t *testing.T) {
 // TestMixedRecipients: one key holder, one consented client and one
 // colleague: two copies, and nobody gets the copy meant for another decision.
 func TestMixedRecipients(t *testing.T) {
-	RequireTools(t, "gpg")
+	testutil.RequireTools(t, "gpg")
 	p := StartPostfix(t, PostfixOptions{SASL: true})
 	dir := t.TempDir()
 	pub := gpgKey(t, dir, "client", "Key Holder <key@client.example>", "future-default", "never")

@@ -15,7 +15,7 @@ import (
 // TestSwaksSubmission drives the relay with swaks the way a mail client
 // would, and with the mistakes and attacks a relay must refuse.
 func TestSwaksSubmission(t *testing.T) {
-	RequireTools(t, "swaks")
+	testutil.RequireTools(t, "swaks")
 	r := StartRelay(t, RelayOptions{})
 	big := filepath.Join(t.TempDir(), "big.bin")
 	if err := os.WriteFile(big, make([]byte, 11<<20), 0o600); err != nil {
@@ -162,7 +162,7 @@ func TestLongBodyLineReencoded(t *testing.T) {
 // real client from the same address is told 421 4.7.0 and why; once a
 // connection closes it gets in.
 func TestConnectionsPerAddress(t *testing.T) {
-	RequireTools(t, "swaks")
+	testutil.RequireTools(t, "swaks")
 	r := StartRelay(t, RelayOptions{SMTP: "max_connections_per_ip = 1"})
 	// The start-up check's connection may still count for a moment.
 	var held net.Conn

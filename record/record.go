@@ -15,7 +15,10 @@ const (
 	Internal  Protection = "internal"  // a colleague at one of the practice's own domains
 	Encrypted Protection = "encrypted" // encrypted to the recipient's usable OpenPGP key
 	Consented Protection = "consented" // in clear, because the client consented in writing
-	Refused   Protection = "refused"   // may not be sent at all
+	// Sealed: a client without a usable key, with a passphrase on file: the
+	// message travels as an encrypted PDF that opens with it.
+	Sealed  Protection = "sealed"
+	Refused Protection = "refused" // may not be sent at all
 )
 
 // Decision is the verdict for one envelope recipient. It travels with the
@@ -31,25 +34,39 @@ type Decision struct {
 	// SMTP reply a therapist reads in their mail client: the address, the reason
 	// and the fix.
 	Reason string `json:"reason"`
-	// Consent is the consent event a Consented decision relied on.
+	// Consent is the consent event a Consented decision relied on, or for
+	// Sealed the passphrase-set event: its ID names the passphrase the copy
+	// is sealed with.
 	Consent *ConsentEvent `json:"consent,omitempty"`
 	// KeyFingerprint is the key an Encrypted decision encrypts to (hex, upper case).
 	KeyFingerprint string `json:"key_fingerprint,omitempty"`
 	// Bcc is set by rules.Policy.Prepare when the recipient is in neither To nor Cc.
 	Bcc bool `json:"bcc,omitempty"`
+	// SealedPDFSHA256 and SealedPDFSize describe the PDF a Sealed recipient
+	// was sent (hex SHA-256 of the attachment's decoded bytes), set once it
+	// was made: an auditor can match it to the PDF the client received.
+	SealedPDFSHA256 string `json:"sealed_pdf_sha256,omitempty"`
+	SealedPDFSize   int64  `json:"sealed_pdf_size,omitempty"`
 }
 
 // ConsentEvent is one entry of the consent registry's history. Nothing in the
-// registry is updated in place: giving and revoking consent are both events.
+// registry is updated in place: giving and revoking consent are both events,
+// and so are setting (or replacing) and removing a client's passphrase for
+// sealed PDFs. A passphrase event names who and when, never the secret.
 type ConsentEvent struct {
-	ID         int64     `json:"id"`
-	Kind       string    `json:"kind"`   // "given" or "revoked"
-	Client     string    `json:"client"` // name or chart id
-	Addresses  []string  `json:"addresses"`
-	Signed     string    `json:"signed,omitempty"` // YYYY-MM-DD the client signed
-	Evidence   string    `json:"evidence,omitempty"`
-	Expires    string    `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
-	Reason     string    `json:"reason,omitempty"`  // for revocations
+	ID int64 `json:"id"`
+	// Kind is "given" or "revoked" (consent to unencrypted email),
+	// "passphrase-set" or "passphrase-removed".
+	Kind      string   `json:"kind"`
+	Client    string   `json:"client"` // name or chart id
+	Addresses []string `json:"addresses"`
+	Signed    string   `json:"signed,omitempty"` // YYYY-MM-DD the client signed
+	Evidence  string   `json:"evidence,omitempty"`
+	Expires   string   `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
+	Reason    string   `json:"reason,omitempty"`  // for revocations
+	// Prefer is "clear" on a "given" event when the client asked for
+	// unencrypted email although a passphrase is on file.
+	Prefer     string    `json:"prefer,omitempty"`
 	RecordedBy string    `json:"recorded_by"`
 	RecordedAt time.Time `json:"recorded_at"`
 }
@@ -60,3 +77,14 @@ type RuleHit struct {
 	Action string `json:"action"` // "refuse" or "require_encryption"
 	Where  string `json:"where"`  // "subject" or "body"
 }
+
+// The kinds of ConsentEvent.
+const (
+	ConsentGiven      = "given"
+	ConsentRevoked    = "revoked"
+	PassphraseSet     = "passphrase-set"
+	PassphraseRemoved = "passphrase-removed"
+)
+
+// PreferClear is ConsentEvent.Prefer for a client who asked for clear email.
+const PreferClear = "clear"

@@ -4,8 +4,11 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
+	"maps"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -46,10 +49,14 @@ func (q *Queue) List() []Message {
 // errNoSuchMessage is returned for a queue id (or prefix) that matches nothing.
 var errNoSuchMessage = errors.New("no such message in the queue")
 
-func (q *Queue) find(prefix string) (*entry, error) {
+func (q *Queue) find(prefix string) (*entry, error) { return findByID(maps.Values(q.entries), prefix) }
+
+// findByID is the one message whose id is, or starts with, prefix: an
+// admin types as much of an id as it takes to tell it from the others.
+func findByID(entries iter.Seq[*entry], prefix string) (*entry, error) {
 	var found *entry
-	for id, e := range q.entries {
-		if len(id) >= len(prefix) && id[:len(prefix)] == prefix {
+	for e := range entries {
+		if strings.HasPrefix(e.meta.ID, prefix) {
 			if found != nil {
 				return nil, fmt.Errorf("%q matches several messages; give more of the id", prefix)
 			}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -53,19 +53,7 @@ func (o *Offline) List() []Message {
 }
 
 func (o *Offline) find(prefix string) (*entry, error) {
-	var found *entry
-	for _, e := range o.entries {
-		if strings.HasPrefix(e.meta.ID, prefix) {
-			if found != nil {
-				return nil, fmt.Errorf("%q matches several messages; give more of the id", prefix)
-			}
-			found = e
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("%s: %w", prefix, errNoSuchMessage)
-	}
-	return found, nil
+	return findByID(slices.Values(o.entries), prefix)
 }
 
 // Retry makes a message due at the next start.

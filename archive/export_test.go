@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/record"
 )
 
 // TestExportOnlyVerified: records the relay writes while an export runs
@@ -199,4 +202,58 @@ func BenchmarkExport(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "messages")
 	b.ReportMetric(float64(n)*float64(max(kb, 1))/1024/(b.Elapsed().Seconds()/float64(b.N)), "MB/s")
+}
+
+// lateDecisions is a body whose decisions are complete at its end, as the
+// relay's is once the sealed copies are made.
+type lateDecisions struct {
+	*strings.Reader
+	final []record.Decision
+}
+
+func (l lateDecisions) DecisionsAtEnd() []record.Decision { return l.final }
+
+// TestExportSealed: a sealed recipient's record holds the SHA-256 of the
+// PDF that was sent, given at the body's end; the export shows the
+// protection, the hash and the passphrase event it rested on.
+func TestExportSealed(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	defer a.Close()
+	ctx := context.Background()
+	m, body := testMessage(1, "anna@client.example")
+	set := &record.ConsentEvent{ID: 42, Kind: record.PassphraseSet, Client: "Chart 7", Addresses: []string{"anna@client.example"},
+		RecordedBy: "admin", RecordedAt: f.clock().Add(-time.Hour)}
+	m.Decisions = []record.Decision{{Recipient: "anna@client.example", Address: "anna@client.example", Protection: record.Sealed,
+		Reason: "sealed PDF", Consent: set}}
+	final := append([]record.Decision(nil), m.Decisions...)
+	final[0].SealedPDFSHA256, final[0].SealedPDFSize = strings.Repeat("ab", 32), 12345
+	if err := a.RecordMessage(ctx, m, lateDecisions{strings.NewReader(body), final}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "export")
+	if _, err := Export(ctx, f.dir, f.priv, out, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Messages []struct {
+			Recipients []map[string]any `json:"recipients"`
+		} `json:"messages"`
+	}
+	mb, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err := json.Unmarshal(mb, &raw); err != nil || len(raw.Messages) != 1 {
+		t.Fatalf("manifest: %v", err)
+	}
+	r := raw.Messages[0].Recipients[0]
+	consent, _ := r["consent"].(map[string]any)
+	if r["protection"] != "sealed" || r["sealed_pdf_sha256"] != strings.Repeat("ab", 32) || r["sealed_pdf_size"] != 12345.0 ||
+		consent["id"] != 42.0 || consent["kind"] != "passphrase-set" || consent["recorded"] == nil {
+		t.Fatalf("recipient %v", r)
+	}
+	index, _ := os.ReadFile(filepath.Join(out, "index.html"))
+	for _, w := range []string{"sealed (PDF SHA-256 <code>" + strings.Repeat("ab", 32) + "</code>)", "passphrase set " + set.RecordedAt.UTC().Format("2006-01-02 15:04") + " (event 42)"} {
+		if !bytes.Contains(index, []byte(w)) {
+			t.Errorf("index.html lacks %q", w)
+		}
+	}
 }

@@ -63,21 +63,30 @@ type manifestMessage struct {
 }
 
 type manifestRecipient struct {
-	Address        string             `json:"address"`
-	Protection     record.Protection  `json:"protection"`
-	Bcc            bool               `json:"bcc,omitempty"`
-	Reason         string             `json:"reason"`
-	Consent        *manifestConsent   `json:"consent,omitempty"`
-	KeyFingerprint string             `json:"key_fingerprint,omitempty"`
-	Delivery       []manifestDelivery `json:"delivery"`
+	Address        string            `json:"address"`
+	Protection     record.Protection `json:"protection"`
+	Bcc            bool              `json:"bcc,omitempty"`
+	Reason         string            `json:"reason"`
+	Consent        *manifestConsent  `json:"consent,omitempty"`
+	KeyFingerprint string            `json:"key_fingerprint,omitempty"`
+	// SealedPDFSHA256 is the SHA-256 of the PDF a sealed recipient was
+	// sent (message.pdf, as attached), SealedPDFSize its size.
+	SealedPDFSHA256 string             `json:"sealed_pdf_sha256,omitempty"`
+	SealedPDFSize   int64              `json:"sealed_pdf_size,omitempty"`
+	Delivery        []manifestDelivery `json:"delivery"`
 }
 
+// manifestConsent is what a decision rested on: a consent (kind "given"),
+// or for a sealed recipient the passphrase-set event (date empty,
+// recorded set).
 type manifestConsent struct {
-	ID       int64  `json:"id"`
-	Client   string `json:"client,omitempty"`
-	Evidence string `json:"evidence"`
-	Date     string `json:"date"`
-	Expires  string `json:"expires,omitempty"`
+	ID       int64     `json:"id"`
+	Kind     string    `json:"kind,omitempty"`
+	Client   string    `json:"client,omitempty"`
+	Evidence string    `json:"evidence"`
+	Date     string    `json:"date"`
+	Expires  string    `json:"expires,omitempty"`
+	Recorded time.Time `json:"recorded,omitzero"`
 }
 
 type manifestDelivery struct {
@@ -107,9 +116,13 @@ func newManifestMessage(meta *messageMeta, sum string, size int64, file string) 
 		Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: sum,
 		Size: size, File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
 	for _, d := range meta.Decisions {
-		r := manifestRecipient{Address: d.Address, Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint, Delivery: []manifestDelivery{}}
+		r := manifestRecipient{Address: d.Address, Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint,
+			SealedPDFSHA256: d.SealedPDFSHA256, SealedPDFSize: d.SealedPDFSize, Delivery: []manifestDelivery{}}
 		if c := d.Consent; c != nil {
-			r.Consent = &manifestConsent{ID: c.ID, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires}
+			r.Consent = &manifestConsent{ID: c.ID, Kind: c.Kind, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires}
+			if c.Kind == record.PassphraseSet {
+				r.Consent.Recorded = c.RecordedAt
+			}
 		}
 		mm.Recipients = append(mm.Recipients, r)
 	}

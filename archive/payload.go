@@ -67,6 +67,9 @@ func (a *Archive) encrypt(meta any, body io.Reader) (*payload, *bodyInfo, error)
 	}
 	if mm, ok := meta.(*messageMeta); ok && info != nil {
 		mm.Subject, mm.From, mm.MessageID, mm.Size, mm.SHA256 = info.subject, info.from, info.messageID, info.size, info.sha256
+		if late, ok := body.(DecisionsAtEnd); ok {
+			mm.Decisions = late.DecisionsAtEnd()
+		}
 	}
 	mb, err := json.Marshal(meta)
 	if err != nil {

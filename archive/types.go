@@ -27,6 +27,16 @@ type Message struct {
 	Folder    string            `json:"folder,omitempty"`    // inbound: the IMAP folder
 }
 
+// DecisionsAtEnd is implemented by a message body whose recipients'
+// decisions are complete only once it has been read to its end: the relay
+// seals PDFs for some recipients while the archive reads the plain copy,
+// and each PDF's SHA-256 belongs in the record. RecordMessage asks it after
+// the body's end and records what it returns instead of Message.Decisions
+// (the same recipients, in the same order).
+type DecisionsAtEnd interface {
+	DecisionsAtEnd() []record.Decision
+}
+
 // EventKind is what happened to a message after it was recorded.
 type EventKind string
 

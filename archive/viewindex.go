@@ -146,7 +146,7 @@ func (v *View) dropPruned() {
 
 // clientsOf lists the clients a message is from or to: the sender of an
 // inbound message, and the recipients of an outbound one that got it
-// encrypted or by consent (internal recipients are colleagues).
+// encrypted, sealed or by consent (internal recipients are colleagues).
 func clientsOf(m *messageMeta) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -162,7 +162,7 @@ func clientsOf(m *messageMeta) []string {
 		return out
 	}
 	for _, d := range m.Decisions {
-		if d.Protection == record.Encrypted || d.Protection == record.Consented {
+		if d.Protection == record.Encrypted || d.Protection == record.Sealed || d.Protection == record.Consented {
 			add(d.Address)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/sealpost/sealpost/record"
 )
 
 func newKeys(t *testing.T, name string) (pub, priv openpgp.EntityList) {
@@ -247,5 +249,19 @@ func TestViewAfterPrune(t *testing.T) {
 	}
 	if len(v.Messages()) != len(before)-1 {
 		t.Errorf("%d messages after the prune, want %d", len(v.Messages()), len(before)-1)
+	}
+}
+
+// TestViewClientsOf: an outbound message is in the folder of every client
+// who got it, however it was protected; colleagues are not clients.
+func TestViewClientsOf(t *testing.T) {
+	m := &messageMeta{Message: Message{Direction: Outbound, Decisions: []record.Decision{
+		{Address: "colleague@practice.example", Protection: record.Internal},
+		{Address: "key@client.example", Protection: record.Encrypted},
+		{Address: "sealed@client.example", Protection: record.Sealed},
+		{Address: "consented@client.example", Protection: record.Consented},
+	}}}
+	if got := fmt.Sprint(clientsOf(m)); got != "[consented@client.example key@client.example sealed@client.example]" {
+		t.Fatalf("clients %s", got)
 	}
 }

@@ -3,10 +3,8 @@ package rules
 import (
 	"context"
 	"database/sql"
-	"encoding/csv"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -18,9 +16,12 @@ import (
 )
 
 // Registry is the consent registry: who consented in writing to
-// unencrypted email, on what evidence, and who revoked it. It is a history
+// unencrypted email, on what evidence, and who revoked it; and whose
+// passphrase for sealed PDFs is on file (passphrase.go). It is a history
 // of events; nothing is ever updated in place or deleted (the database
-// refuses it), because the history is part of the clinical record.
+// refuses it), because the history is part of the clinical record. Only
+// the current passphrases themselves, encrypted, are kept apart and
+// replaced or deleted.
 //
 // The CLI and the running relay open the same file: every lookup reads the
 // database, so a revocation counts from the very next recipient.
@@ -28,48 +29,20 @@ type Registry struct {
 	db   *sql.DB
 	q    *sqlstmt.Cache // the per-recipient query, prepared
 	path string
+	keys passphraseKey
 }
 
 const dateLayout = "2006-01-02"
-
-const schema = `
-CREATE TABLE IF NOT EXISTS consent_events (
-	id          INTEGER PRIMARY KEY AUTOINCREMENT,
-	kind        TEXT NOT NULL CHECK (kind IN ('given', 'revoked')),
-	client      TEXT NOT NULL DEFAULT '',
-	signed      TEXT NOT NULL DEFAULT '',
-	evidence    TEXT NOT NULL DEFAULT '',
-	expires     TEXT NOT NULL DEFAULT '',
-	reason      TEXT NOT NULL DEFAULT '',
-	recorded_by TEXT NOT NULL,
-	recorded_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS consent_addresses (
-	event_id INTEGER NOT NULL REFERENCES consent_events(id),
-	address  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS consent_addresses_by_address ON consent_addresses(address, event_id);
-CREATE TRIGGER IF NOT EXISTS consent_events_append_only_u BEFORE UPDATE ON consent_events
-	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS consent_events_append_only_d BEFORE DELETE ON consent_events
-	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS consent_addresses_append_only_u BEFORE UPDATE ON consent_addresses
-	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS consent_addresses_append_only_d BEFORE DELETE ON consent_addresses
-	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
-CREATE TABLE IF NOT EXISTS acknowledgements (
-	account TEXT NOT NULL,
-	address TEXT NOT NULL,
-	sent_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS acknowledgements_by_address ON acknowledgements(account, address, sent_at);
-`
 
 // OpenRegistry opens (creating if needed) the registry at path.
 func OpenRegistry(path string) (*Registry, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
+		return nil, fmt.Errorf("consent registry %s: %w", path, err)
+	}
+	if err := migrate(context.Background(), db); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("consent registry %s: %w", path, err)
 	}
 	if _, err := db.Exec(schema); err != nil {
@@ -103,42 +76,49 @@ type ConsentStatus struct {
 	Given *record.ConsentEvent
 	// Revoked is the revocation, for Revoked.
 	Revoked *record.ConsentEvent
+	// Passphrase is the passphrase-set event of the passphrase on file
+	// for sealed PDFs, nil when none is.
+	Passphrase *record.ConsentEvent
+	// PassphraseRemoved is the last passphrase-removed event when no
+	// passphrase is on file any more.
+	PassphraseRemoved *record.ConsentEvent
 }
 
-// Current returns the address's consent standing at now. An error means
-// the registry could not be read; it wraps ErrUnavailable.
+// Current returns the address's consent standing at now, and its
+// passphrase for sealed PDFs. An error means the registry could not be
+// read; it wraps ErrUnavailable.
 func (r *Registry) Current(ctx context.Context, address string, now time.Time) (ConsentStatus, error) {
 	n, err := addr.Normalize(address)
 	if err != nil {
 		return ConsentStatus{}, err
 	}
 	st := ConsentStatus{Address: n, State: ConsentNone}
-	rows, err := r.q.QueryContext(ctx, `SELECT e.id, e.kind, e.client, e.signed, e.evidence, e.expires, e.reason, e.recorded_by, e.recorded_at
+	evs, err := r.latestEvents(ctx, `SELECT `+eventColumns+`
 		FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id
 		WHERE a.address = ? ORDER BY e.id DESC LIMIT 2`, n)
 	if err != nil {
-		return st, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+		return st, err
 	}
-	defer rows.Close()
-	var evs []*record.ConsentEvent
-	for rows.Next() {
-		ev, err := scanEvent(rows)
-		if err != nil {
-			return st, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+	pevs, err := r.latestEvents(ctx, `SELECT `+eventColumns+`
+		FROM passphrase_addresses a JOIN consent_events e ON e.id = a.event_id
+		WHERE a.address = ? ORDER BY e.id DESC LIMIT 1`, n)
+	if err != nil {
+		return st, err
+	}
+	if len(pevs) == 1 {
+		if pevs[0].Kind == record.PassphraseSet {
+			st.Passphrase = pevs[0]
+		} else {
+			st.PassphraseRemoved = pevs[0]
 		}
-		ev.Addresses = []string{n}
-		evs = append(evs, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
 	}
 	if len(evs) == 0 {
 		return st, nil
 	}
 	last := evs[0]
-	if last.Kind == "revoked" {
+	if last.Kind == record.ConsentRevoked {
 		st.State, st.Revoked = ConsentRevoked, last
-		if len(evs) > 1 && evs[1].Kind == "given" {
+		if len(evs) > 1 && evs[1].Kind == record.ConsentGiven {
 			st.Given = evs[1]
 		}
 		return st, nil
@@ -150,6 +130,28 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 		st.State = ConsentActive
 	}
 	return st, nil
+}
+
+// latestEvents runs one of Current's queries for the normalised address n.
+func (r *Registry) latestEvents(ctx context.Context, query, n string) ([]*record.ConsentEvent, error) {
+	rows, err := r.q.QueryContext(ctx, query, n)
+	if err != nil {
+		return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var evs []*record.ConsentEvent
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+		}
+		ev.Addresses = []string{n}
+		evs = append(evs, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+	}
+	return evs, nil
 }
 
 // expired: a consent is valid through its expiry date, in local time.
@@ -165,7 +167,7 @@ type scanner interface{ Scan(...any) error }
 func scanEvent(s scanner) (*record.ConsentEvent, error) {
 	var ev record.ConsentEvent
 	var at string
-	if err := s.Scan(&ev.ID, &ev.Kind, &ev.Client, &ev.Signed, &ev.Evidence, &ev.Expires, &ev.Reason, &ev.RecordedBy, &at); err != nil {
+	if err := s.Scan(&ev.ID, &ev.Kind, &ev.Client, &ev.Signed, &ev.Evidence, &ev.Expires, &ev.Reason, &ev.Prefer, &ev.RecordedBy, &at); err != nil {
 		return nil, err
 	}
 	t, err := time.Parse(time.RFC3339Nano, at)
@@ -221,6 +223,9 @@ func checkGiven(ev *record.ConsentEvent, now time.Time) []string {
 			problems = append(problems, fmt.Sprintf("expiry %s is not after the signing date %s", ev.Expires, ev.Signed))
 		}
 	}
+	if ev.Prefer != "" && ev.Prefer != record.PreferClear {
+		problems = append(problems, fmt.Sprintf("prefer %q: the only preference is %q (unencrypted email although a passphrase is on file)", ev.Prefer, record.PreferClear))
+	}
 	if strings.TrimSpace(ev.RecordedBy) == "" {
 		problems = append(problems, "who recorded the consent is not known")
 	}
@@ -230,7 +235,7 @@ func checkGiven(ev *record.ConsentEvent, now time.Time) []string {
 // Add records a consent. It returns the event as stored (with its id).
 func (r *Registry) Add(ctx context.Context, ev record.ConsentEvent) (record.ConsentEvent, error) {
 	now := time.Now()
-	ev.Kind = "given"
+	ev.Kind = record.ConsentGiven
 	ev.Addresses = append([]string(nil), ev.Addresses...)
 	if p := checkGiven(&ev, now); len(p) > 0 {
 		return ev, &ValidationError{Problems: p}
@@ -255,15 +260,17 @@ func (r *Registry) Revoke(ctx context.Context, address, reason, recordedBy strin
 	if strings.TrimSpace(recordedBy) == "" {
 		return record.ConsentEvent{}, errors.New("who recorded the revocation is not known")
 	}
-	ev := record.ConsentEvent{Kind: "revoked", Client: st.Given.Client, Addresses: []string{st.Address}, Reason: reason, RecordedBy: recordedBy}
+	ev := record.ConsentEvent{Kind: record.ConsentRevoked, Client: st.Given.Client, Addresses: []string{st.Address}, Reason: reason, RecordedBy: recordedBy}
 	err = r.inTx(ctx, func(tx *sql.Tx) error { return insertEvent(ctx, tx, &ev, now) })
 	return ev, err
 }
 
+// insertEvent appends ev to the history, its addresses in the table of
+// its kind's (registryschema.go).
 func insertEvent(ctx context.Context, tx *sql.Tx, ev *record.ConsentEvent, now time.Time) error {
 	ev.RecordedAt = now.UTC()
-	res, err := tx.ExecContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, recorded_by, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.RecordedBy,
+	res, err := tx.ExecContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, prefer, recorded_by, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.Prefer, ev.RecordedBy,
 		ev.RecordedAt.Format(time.RFC3339Nano))
 	if err != nil {
 		return err
@@ -271,8 +278,12 @@ func insertEvent(ctx context.Context, tx *sql.Tx, ev *record.ConsentEvent, now t
 	if ev.ID, err = res.LastInsertId(); err != nil {
 		return err
 	}
+	insert := `INSERT INTO consent_addresses (event_id, address) VALUES (?, ?)`
+	if ev.Kind == record.PassphraseSet || ev.Kind == record.PassphraseRemoved {
+		insert = `INSERT INTO passphrase_addresses (event_id, address) VALUES (?, ?)`
+	}
 	for _, a := range ev.Addresses {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO consent_addresses (event_id, address) VALUES (?, ?)`, ev.ID, a); err != nil {
+		if _, err := tx.ExecContext(ctx, insert, ev.ID, a); err != nil {
 			return err
 		}
 	}
@@ -294,83 +305,6 @@ func (r *Registry) inTx(ctx context.Context, f func(*sql.Tx) error) error {
 	return nil
 }
 
-// Import reads consents from CSV with the header row
-// address,name,signed,evidence,expires. Every bad row is reported with its
-// line number, and then nothing of the file is recorded.
-func (r *Registry) Import(ctx context.Context, in io.Reader, recordedBy string) (int, error) {
-	now := time.Now()
-	cr := csv.NewReader(in)
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	header, err := cr.Read()
-	if err != nil {
-		return 0, fmt.Errorf("line 1: %w", err)
-	}
-	want := []string{"address", "name", "signed", "evidence", "expires"}
-	col := map[string]int{}
-	for i, h := range header {
-		col[strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))] = i
-	}
-	var problems []string
-	for _, w := range want {
-		if _, ok := col[w]; !ok {
-			problems = append(problems, fmt.Sprintf("line 1: the header row lacks the column %q (expected %s)", w, strings.Join(want, ",")))
-		}
-	}
-	if len(problems) > 0 {
-		return 0, &ValidationError{Problems: problems}
-	}
-	var evs []record.ConsentEvent
-	seen := map[string]int{}
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			break
-		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("line %d: %v", line, err))
-			continue
-		}
-		get := func(k string) string {
-			if i := col[k]; i < len(rec) {
-				return strings.TrimSpace(rec[i])
-			}
-			return ""
-		}
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue
-		}
-		ev := record.ConsentEvent{Kind: "given", Client: get("name"), Addresses: []string{get("address")}, Signed: get("signed"),
-			Evidence: get("evidence"), Expires: get("expires"), RecordedBy: recordedBy}
-		for _, p := range checkGiven(&ev, now) {
-			problems = append(problems, fmt.Sprintf("line %d: %s", line, p))
-		}
-		if len(ev.Addresses) == 1 {
-			if prev, dup := seen[ev.Addresses[0]]; dup {
-				problems = append(problems, fmt.Sprintf("line %d: %s is already on line %d", line, ev.Addresses[0], prev))
-			}
-			seen[ev.Addresses[0]] = line
-		}
-		evs = append(evs, ev)
-	}
-	if len(problems) > 0 {
-		return 0, &ValidationError{Problems: append(problems, "nothing was imported")}
-	}
-	err = r.inTx(ctx, func(tx *sql.Tx) error {
-		for i := range evs {
-			if err := insertEvent(ctx, tx, &evs[i], now); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return len(evs), nil
-}
-
 // ConsentEntry is one address's line in `sealpost consent list`.
 type ConsentEntry struct {
 	Address    string       `json:"address"`
@@ -379,16 +313,21 @@ type ConsentEntry struct {
 	Signed     string       `json:"signed,omitempty"`
 	Evidence   string       `json:"evidence,omitempty"`
 	Expires    string       `json:"expires,omitempty"`
+	Prefer     string       `json:"prefer,omitempty"` // "clear": unencrypted email although a passphrase is on file
 	RecordedBy string       `json:"recorded_by"`
 	RecordedAt time.Time    `json:"recorded_at"`
 	Revoked    *time.Time   `json:"revoked,omitempty"`
 	Reason     string       `json:"revocation_reason,omitempty"`
+	// PassphraseSet is when the passphrase on file for sealed PDFs was
+	// set; zero when there is none.
+	PassphraseSet time.Time `json:"passphrase_set,omitzero"`
 }
 
-// List returns every address's current standing: only active consents,
-// or with all, revoked and expired ones too.
+// List returns every address's current standing: only active consents
+// and passphrases on file, or with all, revoked and expired consents and
+// removed passphrases too.
 func (r *Registry) List(ctx context.Context, all bool, now time.Time) ([]ConsentEntry, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT address FROM consent_addresses ORDER BY address`)
+	rows, err := r.db.QueryContext(ctx, `SELECT address FROM consent_addresses UNION SELECT address FROM passphrase_addresses ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("consent registry: %w", err)
 	}
@@ -408,30 +347,43 @@ func (r *Registry) List(ctx context.Context, all bool, now time.Time) ([]Consent
 		if err != nil {
 			return nil, err
 		}
-		if !all && st.State != ConsentActive {
+		if !all && st.State != ConsentActive && st.Passphrase == nil {
 			continue
 		}
-		e := ConsentEntry{Address: a, State: st.State}
-		if g := st.Given; g != nil {
-			e.Client, e.Signed, e.Evidence, e.Expires, e.RecordedBy, e.RecordedAt = g.Client, g.Signed, g.Evidence, g.Expires, g.RecordedBy, g.RecordedAt
-		}
-		if rv := st.Revoked; rv != nil {
-			t := rv.RecordedAt
-			e.Revoked, e.Reason = &t, rv.Reason
-			if e.Client == "" {
-				e.Client = rv.Client
-			}
-		}
-		out = append(out, e)
+		out = append(out, listEntry(st))
 	}
 	return out, nil
+}
+
+// listEntry is an address's standing as List shows it.
+func listEntry(st ConsentStatus) ConsentEntry {
+	e := ConsentEntry{Address: st.Address, State: st.State}
+	if g := st.Given; g != nil {
+		e.Client, e.Signed, e.Evidence, e.Expires, e.Prefer, e.RecordedBy, e.RecordedAt = g.Client, g.Signed, g.Evidence, g.Expires, g.Prefer, g.RecordedBy, g.RecordedAt
+	}
+	if rv := st.Revoked; rv != nil {
+		t := rv.RecordedAt
+		e.Revoked, e.Reason = &t, rv.Reason
+		if e.Client == "" {
+			e.Client = rv.Client
+		}
+	}
+	if p := st.Passphrase; p != nil {
+		e.PassphraseSet = p.RecordedAt
+		if e.Client == "" {
+			e.Client = p.Client
+		}
+		if e.RecordedBy == "" {
+			e.RecordedBy, e.RecordedAt = p.RecordedBy, p.RecordedAt
+		}
+	}
+	return e
 }
 
 // EventsSince returns the history after event id, oldest first: the archive
 // copies it into the record.
 func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentEvent, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT id, kind, client, signed, evidence, expires, reason, recorded_by, recorded_at
-		FROM consent_events WHERE id > ? ORDER BY id`, id)
+	rows, err := r.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM consent_events e WHERE e.id > ? ORDER BY e.id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("consent registry: %w", err)
 	}
@@ -448,7 +400,11 @@ func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentE
 		return nil, err
 	}
 	for i := range out {
-		ar, err := r.db.QueryContext(ctx, `SELECT address FROM consent_addresses WHERE event_id = ? ORDER BY rowid`, out[i].ID)
+		query := `SELECT address FROM consent_addresses WHERE event_id = ? ORDER BY rowid`
+		if k := out[i].Kind; k == record.PassphraseSet || k == record.PassphraseRemoved {
+			query = `SELECT address FROM passphrase_addresses WHERE event_id = ? ORDER BY rowid`
+		}
+		ar, err := r.db.QueryContext(ctx, query, out[i].ID)
 		if err != nil {
 			return nil, err
 		}
@@ -465,8 +421,9 @@ func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentE
 // ClientAddresses returns every address ever recorded for a client name or
 // chart id (exports by client use it).
 func (r *Registry) ClientAddresses(ctx context.Context, client string) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT a.address FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id
-		WHERE e.client = ? ORDER BY a.address`, client)
+	rows, err := r.db.QueryContext(ctx, `SELECT a.address FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id WHERE e.client = ?1
+		UNION SELECT a.address FROM passphrase_addresses a JOIN consent_events e ON e.id = a.event_id WHERE e.client = ?1
+		ORDER BY 1`, client)
 	if err != nil {
 		return nil, fmt.Errorf("consent registry: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/record"
+	"github.com/sealpost/sealpost/rules/sealed"
 )
 
 // PolicyConfig is what NewPolicy needs.
@@ -25,16 +26,23 @@ type PolicyConfig struct {
 	Registry        Consents  // the consent registry (*Registry)
 	Keys            Keys      // nil: nobody has a key
 	Encrypter       Encrypter // nil: nothing can be encrypted
-	Now             func() time.Time
+	// Sealed are the texts around sealed PDFs; nil: nothing is sealed,
+	// and a passphrase on file is not used.
+	Sealed *SealedSettings
+	// Sealer makes sealed copies; nil: sealed.Seal.
+	Sealer Sealer
+	Now    func() time.Time
 }
 
 // Policy decides per recipient and transforms messages. Its settings can be
 // replaced while the relay runs (Reload), e.g. on SIGHUP.
 type Policy struct {
 	cfg       atomic.Pointer[policySettings]
+	sealed    atomic.Pointer[sealedTexts] // nil: sealing is off
 	registry  Consents
 	keys      Keys
 	encrypter Encrypter
+	sealer    Sealer
 	now       func() time.Time
 }
 
@@ -46,12 +54,20 @@ func NewPolicy(cfg PolicyConfig) (*Policy, error) {
 	if (cfg.Keys == nil) != (cfg.Encrypter == nil) {
 		return nil, errors.New("policy: keys and encryption go together")
 	}
-	p := &Policy{registry: cfg.Registry, keys: cfg.Keys, encrypter: cfg.Encrypter, now: cfg.Now}
+	p := &Policy{registry: cfg.Registry, keys: cfg.Keys, encrypter: cfg.Encrypter, sealer: cfg.Sealer, now: cfg.Now}
 	if p.now == nil {
 		p.now = time.Now
 	}
+	if p.sealer == nil {
+		p.sealer = sealed.Seal
+	}
 	if err := p.Reload(cfg.InternalDomains, cfg.Notice, cfg.Rules); err != nil {
 		return nil, err
+	}
+	if cfg.Sealed != nil {
+		if err := p.SetSealed(*cfg.Sealed); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -76,8 +92,9 @@ func (p *Policy) isInternal(address string) bool {
 }
 
 // Decide returns the decision for one recipient, in the order of ARCHITECTURE.md:
-// internal domain, usable key, consent on file, else refused. An error
-// means a decision could not be made (it wraps ErrUnavailable).
+// internal domain, usable key, passphrase on file (sealed, unless the
+// client's consent prefers clear email), consent on file, else refused.
+// An error means a decision could not be made (it wraps ErrUnavailable).
 func (p *Policy) Decide(ctx context.Context, account, recipient string) (record.Decision, error) {
 	d, _, err := p.decide(ctx, recipient, p.now())
 	return d, err
@@ -115,10 +132,17 @@ func (p *Policy) decide(ctx context.Context, recipient string, now time.Time) (r
 	if err != nil {
 		return d, st, err
 	}
+	prefersClear := st.State == ConsentActive && st.Given.Prefer == record.PreferClear
+	if st.Passphrase != nil && !prefersClear && p.sealed.Load() != nil {
+		return sealedDecision(d, st.Passphrase, now), st, nil
+	}
 	if st.State == ConsentActive {
 		ev := *st.Given
 		d.Protection, d.Consent = record.Consented, &ev
 		d.Reason = fmt.Sprintf("consent to unencrypted email signed %s (%s)", ev.Signed, ev.Evidence)
+		if prefersClear && st.Passphrase != nil {
+			d.Reason += "; the client asked for unencrypted email although a passphrase for sealed PDFs is on file"
+		}
 		return d, st, nil
 	}
 	d.Protection, d.Reason = record.Refused, refusalReason(n, st, key, now)
@@ -142,28 +166,33 @@ func refusalReason(address string, st ConsentStatus, key KeyLookup, now time.Tim
 	}
 	switch st.State {
 	case ConsentRevoked:
-		return fmt.Sprintf("<%s>: consent to unencrypted email was revoked on %s and %s; import a current key (sealpost keys import) or record a new consent (sealpost consent add)",
+		return fmt.Sprintf("<%s>: consent to unencrypted email was revoked on %s and %s; import a current key (sealpost keys import), record a passphrase for sealed PDFs (sealpost consent passphrase) or record a new consent (sealpost consent add)",
 			address, st.Revoked.RecordedAt.In(now.Location()).Format(dateLayout), keyPart)
 	case ConsentExpired:
-		return fmt.Sprintf("<%s>: consent to unencrypted email expired on %s and %s; record a renewed consent (sealpost consent add) or import a current key (sealpost keys import)",
+		return fmt.Sprintf("<%s>: consent to unencrypted email expired on %s and %s; record a renewed consent (sealpost consent add), a passphrase for sealed PDFs (sealpost consent passphrase) or import a current key (sealpost keys import)",
 			address, st.Given.Expires, keyPart)
 	}
 	if key.Status != "" && key.Status != KeyNone && key.Status != KeyUsable {
-		return fmt.Sprintf("<%s>: %s and there is no consent on file for unencrypted email; import a current key (sealpost keys import) or record the client's consent (sealpost consent add)",
+		return fmt.Sprintf("<%s>: %s and there is no consent on file for unencrypted email; import a current key (sealpost keys import), record a passphrase for sealed PDFs (sealpost consent passphrase) or record the client's consent (sealpost consent add)",
 			address, keyPart)
 	}
-	return fmt.Sprintf("<%s>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key",
+	return fmt.Sprintf("<%s>: no consent on file for unencrypted email, no passphrase for sealed PDFs and no OpenPGP key; record a passphrase (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)",
 		address)
 }
 
 // Prepare makes the outgoing copies of an accepted message, but for the
-// encrypted ones: the plain copy (notice added, Bcc removed) for internal
-// and consented recipients and for the archive is written, and every copy,
-// with its recipients, named in the result. EncryptCopies then writes the
-// encrypted copies for key holders: one for those in To and Cc, and one of
-// its own for each Bcc recipient, so nobody can read another recipient's
-// key ID from the message. In between the plain copy may be read (the relay
-// archives it meanwhile).
+// encrypted and sealed ones: the plain copy (notice added, Bcc removed)
+// for internal and consented recipients and for the archive is written,
+// and every copy, with its recipients, named in the result. EncryptCopies
+// then writes the encrypted copies for key holders: one for those in To
+// and Cc, and one of its own for each Bcc recipient, so nobody can read
+// another recipient's key ID from the message; and a sealed copy for each
+// sealed recipient, whose passphrase is theirs alone. In between the plain
+// copy may be read (the relay archives it meanwhile).
+//
+// The content rules apply to what goes to a client in clear: encrypted
+// and sealed copies are readable only by their recipient, so the rules
+// are not run for them.
 func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
 	s := p.cfg.Load()
 	clearToClient := false
@@ -186,6 +215,9 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 		if d.Protection == record.Encrypted && p.encrypter == nil {
 			return nil, fmt.Errorf("policy: %w: an encrypted recipient but no encryption configured", ErrUnavailable)
 		}
+		if d.Protection == record.Sealed && (d.Consent == nil || p.sealed.Load() == nil) {
+			return nil, fmt.Errorf("policy: %w: a sealed recipient without its passphrase event, or sealing is off", ErrUnavailable)
+		}
 	}
 	tr, plain, passedAs, err := s.writePlain(msg, out)
 	if err != nil {
@@ -200,11 +232,20 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 			return nil, err
 		}
 	}
+	nameCopies(res, passedAs)
+	return res, nil
+}
 
-	clear := Copy{Name: plain}
+// nameCopies puts every recipient into one copy: the plain one, an
+// encrypted one, or a sealed one of their own.
+func nameCopies(res *Result, passedAs string) {
+	clear := Copy{Name: res.Plain}
 	var toCc, bcc []record.Decision
 	for i, d := range res.Decisions {
 		switch {
+		case d.Protection == record.Sealed:
+			name := SealedCopyName(len(res.toSeal) + 1)
+			res.toSeal = append(res.toSeal, sealJob{name: name, decision: i, eventID: d.Consent.ID})
 		case d.Protection != record.Encrypted || passedAs != "":
 			// Mail the client certainly encrypted goes to key holders as it is.
 			if d.Protection == record.Encrypted {
@@ -242,10 +283,18 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 		res.Copies = append(res.Copies, c)
 		res.toEncrypt = append(res.toEncrypt, encryptJob{name: name, fingerprints: fprs})
 	}
-	return res, nil
+	for _, j := range res.toSeal {
+		res.Copies = append(res.Copies, Copy{Name: j.name, Recipients: []string{res.Decisions[j.decision].Recipient},
+			Protection: record.Sealed, SealedWith: j.eventID})
+	}
 }
 
-// EncryptCopies writes the encrypted copies Prepare named.
+// EncryptCopies writes the encrypted and sealed copies Prepare named, and
+// fills in each sealed recipient's PDF (Result.Sealed, and the hash in
+// their decision). A sealed recipient's passphrase is read from the
+// registry now: when it is no longer the one decided on at RCPT, or the
+// message is too large to seal or cannot be decoded, the message is
+// refused (a *Refusal) and nothing is sent to anybody.
 func (p *Policy) EncryptCopies(ctx context.Context, out Sink, res *Result) error {
 	for _, j := range res.toEncrypt {
 		if err := p.encryptCopy(ctx, out, res.Plain, j.name, j.fingerprints); err != nil {
@@ -253,7 +302,7 @@ func (p *Policy) EncryptCopies(ctx context.Context, out Sink, res *Result) error
 		}
 	}
 	res.toEncrypt = nil
-	return nil
+	return p.sealCopies(ctx, out, res)
 }
 
 func (p *Policy) encryptCopy(ctx context.Context, out Sink, plainName, name string, fprs []string) error {

@@ -102,10 +102,11 @@ func (nopCloser) Close() error { return nil }
 
 type testPolicy struct {
 	*Policy
-	reg  *Registry
-	keys *fakeKeys
-	enc  *fakeEncrypter
-	now  time.Time
+	reg    *Registry
+	keys   *fakeKeys
+	enc    *fakeEncrypter
+	sealer *stubSealer
+	now    time.Time
 }
 
 func newTestPolicy(t testing.TB, rules ...ContentRule) *testPolicy {
@@ -115,10 +116,11 @@ func newTestPolicy(t testing.TB, rules ...ContentRule) *testPolicy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	tp := &testPolicy{reg: reg, keys: &fakeKeys{keys: map[string]KeyLookup{}}, enc: &fakeEncrypter{},
+	tp := &testPolicy{reg: reg, keys: &fakeKeys{keys: map[string]KeyLookup{}}, enc: &fakeEncrypter{}, sealer: &stubSealer{},
 		now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.Local)}
 	p, err := NewPolicy(PolicyConfig{InternalDomains: []string{"practice.example", "bücher.example"}, Notice: testNotice, Rules: rules,
-		Registry: reg, Keys: tp.keys, Encrypter: tp.enc, Now: func() time.Time { return tp.now }})
+		Registry: reg, Keys: tp.keys, Encrypter: tp.enc, Sealed: &testSealedSettings, Sealer: tp.sealer.Seal,
+		Now: func() time.Time { return tp.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +181,8 @@ func TestDecide(t *testing.T) {
 		{"CONSENTED@client.EXAMPLE", record.Consented, ""},
 		{"case@client.example", record.Consented, ""},
 		{"oldkey@client.example", record.Consented, ""},
-		{"consented+tag@client.example", record.Refused, "<consented+tag@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
-		{"stranger@client.example", record.Refused, "<stranger@client.example>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"},
+		{"consented+tag@client.example", record.Refused, "<consented+tag@client.example>: no consent on file for unencrypted email, no passphrase for sealed PDFs and no OpenPGP key; record a passphrase (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)"},
+		{"stranger@client.example", record.Refused, "<stranger@client.example>: no consent on file for unencrypted email, no passphrase for sealed PDFs and no OpenPGP key; record a passphrase (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)"},
 		{"expired@client.example", record.Refused, "consent to unencrypted email expired on 2026-01-10"},
 		{"revoked@client.example", record.Refused, "consent to unencrypted email was revoked on " + revocation.RecordedAt.Local().Format("2006-01-02") + " and no OpenPGP key"},
 		{"revokedkey@client.example", record.Refused, "their OpenPGP key was revoked (revoked on 2026-03-01: key compromised) and there is no consent on file"},

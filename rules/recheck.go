@@ -13,6 +13,9 @@ import (
 type Consents interface {
 	// Current is the address's standing at now; an error wraps ErrUnavailable.
 	Current(ctx context.Context, address string, now time.Time) (ConsentStatus, error)
+	// Passphrase is the address's passphrase for sealed PDFs and the event
+	// it was set with (nil: none); an error wraps ErrUnavailable.
+	Passphrase(ctx context.Context, address string) (secret string, set *record.ConsentEvent, err error)
 }
 
 // RecheckConsent is asked right before a copy that goes out in clear on its
@@ -23,8 +26,9 @@ type Consents interface {
 // and the record ("revoked on 2026-03-02"); the others may have it.
 //
 // Every recipient is decided again as Decide decides now. Colleagues and
-// clients with an active consent may have the copy; a refused recipient
-// may not. A key holder is in a clear copy either because the client
+// clients with an active consent may have the copy (one who has set a
+// passphrase since is sealed now, and still consented); a refused
+// recipient may not. A key holder is in a clear copy either because the client
 // encrypted the message itself, or on a consent given before the key came:
 // one who never consented, or whose consent holds, may have it; one whose
 // consent was revoked or ran out may not.
@@ -45,6 +49,11 @@ func (p *Policy) RecheckConsent(ctx context.Context, recipients []string, now ti
 		switch d.Protection {
 		case record.Internal, record.Consented:
 			continue
+		case record.Sealed:
+			// A passphrase set since RCPT does not take a consent away.
+			if st.State == ConsentActive {
+				continue
+			}
 		case record.Encrypted:
 			if st, err = p.registry.Current(ctx, d.Address, now); err != nil {
 				return nil, fmt.Errorf("consent check: %w", err)

@@ -23,6 +23,10 @@ func (f fakeConsents) Current(_ context.Context, address string, _ time.Time) (C
 	return st, nil
 }
 
+func (f fakeConsents) Passphrase(context.Context, string) (string, *record.ConsentEvent, error) {
+	return "", nil, nil
+}
+
 func newRecheckPolicy(t *testing.T, consents fakeConsents, keys map[string]KeyLookup, now time.Time) *Policy {
 	t.Helper()
 	p, err := NewPolicy(PolicyConfig{InternalDomains: []string{"Practice.example"}, Notice: "Confidential.", Registry: consents,

@@ -20,9 +20,10 @@ type ContentRule struct {
 
 // policySettings are the settings a Policy may replace while it runs.
 type policySettings struct {
-	internal map[string]bool
-	notice   *noticeText
-	rules    []compiledRule
+	internal  map[string]bool
+	notice    *noticeText
+	noticeRaw string // as configured, for the sealed PDF's page
+	rules     []compiledRule
 }
 
 type compiledRule struct {
@@ -55,7 +56,7 @@ func newPolicySettings(internalDomains []string, notice string, rules []ContentR
 	bad := func(key, format string, args ...any) {
 		problems = append(problems, SettingProblem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
-	s := &policySettings{internal: map[string]bool{}}
+	s := &policySettings{internal: map[string]bool{}, noticeRaw: strings.TrimSpace(notice)}
 	for i, d := range internalDomains {
 		n, err := addr.Domain(d)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"strconv"
 
 	"github.com/sealpost/sealpost/record"
+	"github.com/sealpost/sealpost/rules/sealed"
 )
 
 // Submission is what the relay knows about an accepted message when it calls Prepare.
@@ -34,7 +35,8 @@ type Submission struct {
 
 // Sink is where Prepare and EncryptCopies write the copies they make. The
 // relay owns the storage (spool files) and makes them durable; the names are
-// the policy's: SubmittedCopyName, RewrittenCopyName and EncryptedCopyName.
+// the policy's: SubmittedCopyName, RewrittenCopyName, EncryptedCopyName and
+// SealedCopyName.
 type Sink interface {
 	Create(name string) (io.WriteCloser, error)
 	// Open reads back a file the policy created and closed earlier.
@@ -58,7 +60,10 @@ func EncryptedCopyName(n int) string { return "enc-" + strconv.Itoa(n) }
 type Copy struct {
 	Name       string            `json:"name"`       // the Sink file holding the copy, ready to send
 	Recipients []string          `json:"recipients"` // envelope recipients (Decision.Recipient)
-	Protection record.Protection `json:"protection"` // Encrypted, or Internal/Consented for clear copies
+	Protection record.Protection `json:"protection"` // Encrypted or Sealed, or Internal/Consented for clear copies
+	// SealedWith is, for a Sealed copy (one recipient), the id of the
+	// passphrase-set event whose passphrase opens it (RecheckSealed).
+	SealedWith int64 `json:"sealed_with,omitempty"`
 }
 
 // Result is what Prepare made of a message.
@@ -72,8 +77,12 @@ type Result struct {
 	Decisions []record.Decision
 	// Fired lists the content rules that fired without refusing the message.
 	Fired []record.RuleHit
+	// Sealed is what EncryptCopies made for each sealed recipient (by
+	// Decision.Recipient): the PDF's SHA-256 and size, for the record.
+	Sealed map[string]sealed.Result
 
 	toEncrypt []encryptJob // Prepare's, for EncryptCopies
+	toSeal    []sealJob
 }
 
 type encryptJob struct {
@@ -93,6 +102,8 @@ type Refusal struct {
 	// Malformed: refused for the message's own structure (a part cut off,
 	// a damaged encoding), which sending it again as it is cannot mend.
 	Malformed bool
+	// TooLarge: refused for its size (too large to seal as a PDF).
+	TooLarge bool
 }
 
 func (r *Refusal) Error() string { return r.Reason }

@@ -21,6 +21,7 @@ type Config struct {
 	Upstream UpstreamConfig  `toml:"upstream"`
 	Policy   PolicyConfig    `toml:"policy"`
 	PGP      PGPConfig       `toml:"pgp"`
+	Sealed   SealedConfig    `toml:"sealed"`
 	Archive  ArchiveConfig   `toml:"archive"`
 	Metrics  MetricsConfig   `toml:"metrics"`
 	Clients  ClientsConfig   `toml:"autoconfig"`
@@ -129,6 +130,26 @@ type PGPConfig struct {
 	PracticeKeyPassphraseFile string `toml:"practice_key_passphrase_file"`
 	WKD                       bool   `toml:"wkd"`
 	Autocrypt                 string `toml:"autocrypt"` // use, propose, ignore
+}
+
+// SealedConfig is [sealed]: the message a client with a passphrase on file
+// (and no usable OpenPGP key) receives around the encrypted PDF. Every key
+// has a default (validateSealed).
+type SealedConfig struct {
+	PracticeName string `toml:"practice_name"` // default: the first internal domain
+	Subject      string `toml:"subject"`       // default: "Secure message from <practice_name>"
+	// Text is the outer message's body: how to open the PDF, that the
+	// passphrase is the one agreed at intake, how to reply. The HTML body
+	// is made from it.
+	Text string `toml:"text"`
+	// Crisis follows Text in the body and is printed on the passphrase card.
+	Crisis   string `toml:"crisis"`
+	MaxBytes int64  `toml:"max_bytes"` // default: smtp.max_message_bytes
+}
+
+// Settings are [sealed] as the policy takes them.
+func (s SealedConfig) Settings() rules.SealedSettings {
+	return rules.SealedSettings{PracticeName: s.PracticeName, Subject: s.Subject, Text: s.Text, Crisis: s.Crisis, MaxBytes: s.MaxBytes}
 }
 
 // MetricsConfig is the operator's HTTP listener: /metrics, /healthz, /readyz.

@@ -42,6 +42,7 @@ func (c *Config) validate(file string) Errors {
 	c.validateUpstream(bad)
 	c.validateListeners(bad)
 	c.validatePolicy(bad)
+	c.validateSealed(bad)
 	c.validateArchive(bad)
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 	return es

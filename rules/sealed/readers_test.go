@@ -21,10 +21,10 @@ func richMessage() (raw []byte, files map[string][]byte) {
 	inner := "From: Someone <someone@example.net>\r\nSubject: Forwarded note\r\nContent-Type: text/plain\r\n\r\nThe forwarded text.\r\n"
 	files = map[string][]byte{
 		"Bericht für Ärztin – ώρα №5.bin": randomBytes(1<<20, 1),
-		"notes.txt":                       []byte("plain notes\r\n"),
-		"notes (2).txt":                   []byte("second file with the same name\r\n"),
-		"inner.bin":                       randomBytes(5000, 2),
-		"forwarded.eml":                   []byte(inner),
+		"notes.txt":     []byte("plain notes\r\n"),
+		"notes (2).txt": []byte("second file with the same name\r\n"),
+		"inner.bin":     randomBytes(5000, 2),
+		"forwarded.eml": []byte(inner),
 	}
 	var b bytes.Buffer
 	b.WriteString("From: =?utf-8?q?Dr=2E_=CE=86=CE=BD=CE=BD=CE=B1_Papadopoulou?= <anna@praxis.example>\r\n" +

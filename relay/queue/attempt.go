@@ -80,6 +80,11 @@ func (q *Queue) deliverCopy(e *entry, c rules.Copy, login *provider.Login, event
 			return events
 		}
 	}
+	if c.Protection == record.Sealed && q.sealed != nil {
+		if rcpts = q.checkSealed(e, c, rcpts, log); len(rcpts) == 0 {
+			return events
+		}
+	}
 	name := c.Name
 	j := &provider.Job{ID: e.meta.ID, Login: login, From: e.meta.Sender, Recipients: rcpts,
 		Open: func() (io.ReadCloser, error) { return e.open(name) }}
@@ -152,6 +157,46 @@ func consentWithdrawnReply(why string) string {
 		why = " (" + why + ")"
 	}
 	return consentWithdrawnPrefix + why + "; send it again to have it encrypted, or ask the client to consent"
+}
+
+// checkSealed asks, right before a sealed copy goes out, whether its
+// recipient still has the passphrase it was sealed with: one replaced or
+// removed while the message waited fails, as a withdrawn consent does; if
+// it cannot be told, the copy waits for the next attempt. It returns the
+// recipients to send to.
+func (q *Queue) checkSealed(e *entry, c rules.Copy, rcpts []string, log *slog.Logger) []string {
+	var send []string
+	for _, r := range rcpts {
+		ctx, cancel := context.WithTimeout(q.deliverCtx, consentCheckTimeout)
+		why, err := q.sealed(ctx, r, c.SealedWith, q.now())
+		cancel()
+		now := q.now()
+		switch {
+		case err != nil:
+			reply := "not sent yet: the consent registry could not be read to confirm the client's passphrase for the sealed PDF; will try again"
+			e.state.LastError = reply
+			q.metrics.deferred.Inc()
+			e.setReply(r, reply)
+			log.Warn("cannot check the passphrase before sending a sealed copy; it waits for the next attempt", "copy", c.Name, "err", err)
+		case why != "":
+			e.setStatus(r, rcptFailed, passphraseChangedReply(why), now)
+			log.Warn("not sent: the passphrase the copy was sealed with was replaced or removed after the message was accepted", "rcpt", q.redact(r), "copy", c.Name)
+		default:
+			send = append(send, r)
+		}
+	}
+	return send
+}
+
+// passphraseChangedPrefix starts the reply of a sealed recipient whose
+// passphrase changed while the message waited (statusOf gives it 5.7.1).
+const passphraseChangedPrefix = "not sent: the client's passphrase for sealed PDFs changed after the message was accepted"
+
+func passphraseChangedReply(why string) string {
+	if why = textutil.OneLine(why); why != "" {
+		why = " (" + why + ")"
+	}
+	return passphraseChangedPrefix + why + "; the copy sealed with the old passphrase was not sent; send the message again to have it sealed with the current one"
 }
 
 // afterAttempt decides after an attempt: the next retry and the delay notice,

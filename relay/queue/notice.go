@@ -34,7 +34,7 @@ var enhancedRE = regexp.MustCompile(`^\d{3} ([245]\.\d{1,3}\.\d{1,3})\b`)
 // statusOf takes the enhanced status code out of a provider reply, or makes
 // one up from the outcome when the provider gave none.
 func statusOf(reply string, kind noticeKind, expired bool) string {
-	if strings.HasPrefix(reply, consentWithdrawnPrefix) {
+	if strings.HasPrefix(reply, consentWithdrawnPrefix) || strings.HasPrefix(reply, passphraseChangedPrefix) {
 		return "5.7.1" // delivery not authorized (RFC 3463)
 	}
 	if m := enhancedRE.FindStringSubmatch(reply); m != nil && !expired {

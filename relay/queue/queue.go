@@ -48,6 +48,16 @@ type Archive interface {
 // for the next attempt. It must not put addresses into the error.
 type ConsentCheck func(ctx context.Context, recipients []string, now time.Time) (withdrawn map[string]string, err error)
 
+// SealedCheck is asked right before a sealed copy (record.Sealed) is handed
+// to the provider: it opens only with the passphrase it was sealed with
+// (the passphrase-set event eventID, rules.Copy.SealedWith), and the client
+// may have had it replaced or removed while the message waited. withdrawn
+// is "" when the copy may go, else a short phrase for the sender's failure
+// notice and the record ("passphrase removed on 2026-12-02"): the copy is
+// not sent and fails for good. An error means it could not be told: the
+// copy waits for the next attempt. It must not put addresses into the error.
+type SealedCheck func(ctx context.Context, recipient string, eventID int64, now time.Time) (withdrawn string, err error)
+
 // Config is what a Queue needs.
 type Config struct {
 	Dir       string // the spool's folder
@@ -60,7 +70,10 @@ type Config struct {
 	Login func(account string) *provider.Login
 	// Consent is asked before a copy goes out in clear on its clients'
 	// consent; nil: consent is checked only at RCPT.
-	Consent  ConsentCheck
+	Consent ConsentCheck
+	// Sealed is asked before a sealed copy goes out; nil: the passphrase
+	// is checked only when the copy is made.
+	Sealed   SealedCheck
 	Hostname string // in delivery status notifications
 	Log      *slog.Logger
 	// Redact turns an address into a keyed hash for logs.
@@ -85,6 +98,7 @@ type Queue struct {
 	now      func() time.Time
 	metrics  *Metrics
 	consent  ConsentCheck
+	sealed   SealedCheck
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -116,7 +130,7 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	workers := max(cfg.Options.Workers, 1)
 	q := &Queue{opts: cfg.Options, spool: sp, dlv: cfg.Deliverer, archive: cfg.Archive, login: cfg.Login,
-		hostname: cfg.Hostname, log: cfg.Log, redact: cfg.Redact, now: cfg.Now, metrics: cfg.Metrics, consent: cfg.Consent,
+		hostname: cfg.Hostname, log: cfg.Log, redact: cfg.Redact, now: cfg.Now, metrics: cfg.Metrics, consent: cfg.Consent, sealed: cfg.Sealed,
 		entries: map[string]*entry{}, wake: make(chan struct{}, 1),
 		free: make(chan struct{}, workers), work: make(chan *entry, workers), recording: make(chan struct{}, 4*workers)}
 	q.schedCtx, q.stopSched = context.WithCancel(context.Background())

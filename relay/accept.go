@@ -158,9 +158,9 @@ func checkCopies(sub rules.Submission, res *rules.Result) error {
 }
 
 // archiving is a message's archive record being written on a goroutine of
-// its own while the encrypted copies are made: both read the plain copy,
-// and for a large message each is an encryption of all of it that the
-// client waits for, so they run on two cores.
+// its own while the encrypted and sealed copies are made: both read the
+// plain copy, and for a large message each is an encryption of all of it
+// that the client waits for, so they run on two cores.
 type archiving struct {
 	id       string
 	result   chan error    // nil: there is no archive
@@ -169,10 +169,15 @@ type archiving struct {
 	err      error
 }
 
-// archiveWhileEncrypting makes the encrypted copies while the archive
-// records the plain copy, and returns once the archive has read it.
+// archiveWhileEncrypting makes the encrypted and sealed copies while the
+// archive records the plain copy, and returns once the archive has read
+// it. The record's decisions are those after EncryptCopies, which adds
+// the sealed PDFs' hashes: the archive gets them at the plain copy's end
+// (archive.DecisionsAtEnd). A message the rules refuse while sealing is
+// not recorded as a message but as a refusal.
 func (s *Server) archiveWhileEncrypting(ctx context.Context, log *slog.Logger, rec archive.Message, in *queue.Incoming, res *rules.Result) (*archiving, error) {
 	a := &archiving{id: rec.ID}
+	copiesMade := &copiesGate{done: make(chan struct{})}
 	if s.cfg.Archive != nil {
 		body, err := in.Open(res.Plain)
 		if err != nil {
@@ -181,16 +186,27 @@ func (s *Server) archiveWhileEncrypting(ctx context.Context, log *slog.Logger, r
 		a.result, a.bodyRead = make(chan error, 1), make(chan struct{})
 		go func() {
 			defer body.Close()
-			a.result <- s.cfg.Archive.RecordMessage(ctx, rec, &endNotifier{r: body, end: a.bodyRead})
+			a.result <- s.cfg.Archive.RecordMessage(ctx, rec, &endNotifier{r: body, end: a.bodyRead, gate: copiesMade})
 		}()
 	}
 	encErr := s.cfg.Rules.EncryptCopies(ctx, in, res)
+	var refusal *rules.Refusal
+	if errors.As(encErr, &refusal) {
+		copiesMade.open(nil, encErr)
+	} else {
+		copiesMade.open(res.Decisions, nil)
+	}
 	if a.result != nil {
 		select {
 		case <-a.bodyRead:
 		case a.err = <-a.result:
 			a.done = true
 		}
+	}
+	if refusal != nil {
+		a.wait() // the record was refused its end: nothing to abandon
+		s.recordRefusal(ctx, log, archive.RefusalRecord{Time: s.cfg.Now(), Account: rec.Account, Reason: refusal.Reason})
+		return nil, encErr
 	}
 	if encErr != nil {
 		s.abandon(ctx, log, a, "the encrypted copy could not be made; the sender was asked to retry")
@@ -242,21 +258,50 @@ func (s *Server) abandon(ctx context.Context, log *slog.Logger, a *archiving, wh
 	}
 }
 
+// copiesGate holds the archive at the plain copy's end until the copies
+// are made: then it has the final decisions, or the refusal the record
+// must not outlive.
+type copiesGate struct {
+	done      chan struct{}
+	decisions []record.Decision
+	err       error
+}
+
+func (g *copiesGate) open(decisions []record.Decision, err error) {
+	g.decisions, g.err = decisions, err
+	close(g.done)
+}
+
 // endNotifier closes end when its reader has been read to its end. It
-// keeps the reader's Size, by which the archive sizes its record.
+// keeps the reader's Size, by which the archive sizes its record. With a
+// gate, its end waits for the gate, and is the gate's error if it has one.
 type endNotifier struct {
 	r    io.Reader
 	end  chan struct{}
+	gate *copiesGate
 	done bool
 }
 
 func (n *endNotifier) Read(p []byte) (int, error) {
 	k, err := n.r.Read(p)
+	if err == io.EOF && n.gate != nil {
+		<-n.gate.done
+		if n.gate.err != nil {
+			return k, n.gate.err
+		}
+	}
 	if err == io.EOF && !n.done {
 		n.done = true
 		close(n.end)
 	}
 	return k, err
+}
+
+// DecisionsAtEnd are the decisions with the sealed PDFs' hashes
+// (archive.DecisionsAtEnd), known once the gate is open.
+func (n *endNotifier) DecisionsAtEnd() []record.Decision {
+	<-n.gate.done
+	return n.gate.decisions
 }
 
 func (n *endNotifier) Size() int64 {

@@ -93,6 +93,9 @@ type relayOpts struct {
 	upstream     *Upstream // nil: outbox
 	queue        QueueOptions
 	policy       *fakePolicy
+	rules        Rules // instead of policy: the real one (sealed_test.go)
+	consentCheck ConsentCheck
+	sealedCheck  SealedCheck
 	archive      *relaytest.Archive
 	spoolDir     string
 	maxBytes     int64
@@ -125,6 +128,10 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	if o.policy == nil {
 		o.policy = &fakePolicy{}
 	}
+	var policy Rules = o.policy
+	if o.rules != nil {
+		policy = o.rules
+	}
 	if o.archive == nil {
 		o.archive = &relaytest.Archive{}
 	}
@@ -150,7 +157,7 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 		Accounts: []Account{{Username: testUser, PasswordHash: relaytest.PasswordHash(), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,
-		Rules: o.policy, Archive: o.archive, Metrics: o.metrics,
+		Rules: policy, ConsentCheck: o.consentCheck, SealedCheck: o.sealedCheck, Archive: o.archive, Metrics: o.metrics,
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Redact:    red.Hash,
 		AuthDelay: func(context.Context, time.Duration) {},

@@ -26,7 +26,7 @@ import (
 // Rules is what the relay asks of the practice's rules (implemented by
 // rules.Policy): Decide per recipient at RCPT; after DATA, Prepare writes
 // the plain copy and names every copy, then EncryptCopies writes the
-// encrypted ones, while the relay archives the plain copy.
+// encrypted and sealed ones, while the relay archives the plain copy.
 type Rules interface {
 	Decide(ctx context.Context, account, recipient string) (record.Decision, error)
 	Prepare(ctx context.Context, sub rules.Submission, msg io.Reader, out rules.Sink) (*rules.Result, error)
@@ -45,6 +45,9 @@ type Archive interface {
 // ConsentCheck is asked before a copy goes out in clear on consent (see
 // queue.ConsentCheck).
 type ConsentCheck = queue.ConsentCheck
+
+// SealedCheck is asked before a sealed copy goes out (see queue.SealedCheck).
+type SealedCheck = queue.SealedCheck
 
 // QueueOptions are the delivery schedule's settings.
 type QueueOptions = queue.Options
@@ -92,7 +95,10 @@ type Config struct {
 	// ConsentCheck is asked before a copy goes out in clear on consent; nil
 	// leaves consent to the check at RCPT.
 	ConsentCheck ConsentCheck
-	Archive      Archive
+	// SealedCheck is asked before a sealed copy goes out; nil leaves the
+	// passphrase to the check when the copy is made.
+	SealedCheck SealedCheck
+	Archive     Archive
 	// Metrics receives the relay's counters; nil keeps them unexported.
 	Metrics *Metrics
 
@@ -181,7 +187,7 @@ func New(cfg Config) (*Server, error) {
 		rec = cfg.Archive
 	}
 	s.queue, err = queue.Open(queue.Config{Dir: cfg.SpoolDir, Options: cfg.Queue, Deliverer: dlv, Archive: rec,
-		Login: s.login, Consent: cfg.ConsentCheck, Hostname: cfg.Hostname, Log: s.log.With("component", "queue"),
+		Login: s.login, Consent: cfg.ConsentCheck, Sealed: cfg.SealedCheck, Hostname: cfg.Hostname, Log: s.log.With("component", "queue"),
 		Redact: cfg.Redact, Now: cfg.Now, Metrics: cfg.Metrics.queue})
 	if err != nil {
 		return nil, err

@@ -149,6 +149,7 @@ var (
 	replyFieldNotAccounts = &reply{550, smtp.EnhancedCode{5, 7, 1}, "<%s> in the %s is not an address of account %s; send as one of your own addresses", "header_sender_not_allowed"}
 	replyContentRefused   = &reply{550, smtp.EnhancedCode{5, 7, 1}, "%s", "content_rule"}
 	replyMalformed        = &reply{554, smtp.EnhancedCode{5, 6, 0}, "%s", "malformed"}
+	replyTooBigToSeal     = &reply{552, smtp.EnhancedCode{5, 3, 4}, "%s", "too_big"} // for a sealed recipient's PDF (rules.Refusal.TooLarge)
 	replyAccepted         = &reply{250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", ""}
 
 	// Whatever step fails inside sealpost: temporary, nothing was sent.
@@ -186,6 +187,8 @@ func replyFor(ctx context.Context, log *slog.Logger, stage string, err error) *r
 		switch {
 		case stage == "rcpt" || refusal.Recipient:
 			return replyRecipientRefused.with(textutil.OneLine(refusal.Reason))
+		case refusal.TooLarge:
+			return replyTooBigToSeal.with(textutil.OneLine(refusal.Reason))
 		case refusal.Malformed:
 			// Sending it again as it is cannot help: a 4xx would be retried for ever.
 			return replyMalformed.with(textutil.OneLine(refusal.Reason))

@@ -38,6 +38,9 @@ func (a *Archive) RecordMessage(ctx context.Context, m archive.Message, body io.
 	if a.FailWith != nil {
 		return a.FailWith
 	}
+	if late, ok := body.(archive.DecisionsAtEnd); ok {
+		m.Decisions = late.DecisionsAtEnd()
+	}
 	a.Messages = append(a.Messages, m)
 	a.Bodies = append(a.Bodies, b)
 	return nil

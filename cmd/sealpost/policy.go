@@ -54,6 +54,7 @@ func openPolicyAndArchive(cfg *config.Config, log *slog.Logger) (*policyAndArchi
 	} else {
 		log.Warn("no pgp.practice_key: encrypted copies are neither signed nor readable by the practice")
 	}
+	sealed := cfg.Sealed.Settings()
 	d.policy, err = rules.NewPolicy(rules.PolicyConfig{
 		InternalDomains: cfg.Policy.InternalDomains,
 		Notice:          cfg.Policy.Notice,
@@ -61,6 +62,7 @@ func openPolicyAndArchive(cfg *config.Config, log *slog.Logger) (*policyAndArchi
 		Registry:        reg,
 		Keys:            keys,
 		Encrypter:       pgp.NewEncrypter(keys, practice),
+		Sealed:          &sealed,
 	})
 	if err != nil {
 		d.close()
@@ -87,6 +89,9 @@ func (d *policyAndArchive) close() {
 
 // reload gives the policy what may change while it runs.
 func (d *policyAndArchive) reload(cfg *config.Config) error {
+	if err := d.policy.SetSealed(cfg.Sealed.Settings()); err != nil {
+		return err
+	}
 	return d.policy.Reload(cfg.Policy.InternalDomains, cfg.Policy.Notice, cfg.Policy.ContentRules())
 }
 

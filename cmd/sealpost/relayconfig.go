@@ -143,6 +143,7 @@ func newRelay(cfg *config.Config, pa *policyAndArchive, grants *oauth.Grants, tl
 		},
 		Rules:        pa.policy,
 		ConsentCheck: pa.policy.RecheckConsent,
+		SealedCheck:  pa.policy.RecheckSealed,
 		Archive:      pa.arch,
 		Metrics:      metrics,
 		Logger:       log,

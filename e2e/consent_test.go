@@ -20,7 +20,7 @@ func TestConsentLifecycle(t *testing.T) {
 		return Swaks(t, r.SwaksArgs("--to", client, "--header", "Subject: Tuesday", "--body", "See you on Tuesday.")...)
 	}
 	out, ok := sendToClient()
-	want := "<~* 550 5.7.1 <" + client + ">: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"
+	want := "<~* 550 5.7.1 <" + client + ">: no consent on file for unencrypted email and no OpenPGP key; record a passphrase for sealed PDFs (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)"
 	if ok || !strings.Contains(out, want) {
 		t.Fatalf("without consent, want %q:\n%s", want, out)
 	}

@@ -176,7 +176,7 @@ func refusalReason(address string, st ConsentStatus, key KeyLookup, now time.Tim
 		return fmt.Sprintf("<%s>: %s and there is no consent on file for unencrypted email; import a current key (sealpost keys import), record a passphrase for sealed PDFs (sealpost consent passphrase) or record the client's consent (sealpost consent add)",
 			address, keyPart)
 	}
-	return fmt.Sprintf("<%s>: no consent on file for unencrypted email, no passphrase for sealed PDFs and no OpenPGP key; record a passphrase (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)",
+	return fmt.Sprintf("<%s>: no consent on file for unencrypted email and no OpenPGP key; record a passphrase for sealed PDFs (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)",
 		address)
 }
 

@@ -101,7 +101,7 @@ func TestDecideSealed(t *testing.T) {
 		{"passphrase removed, no consent", func(tp *testPolicy, rcpt string) {
 			tp.passphrase(t, rcpt, "correct horse battery staple")
 			tp.reg.RemovePassphrase(context.Background(), []string{rcpt}, "admin")
-		}, record.Refused, "record a passphrase (sealpost consent passphrase)"},
+		}, record.Refused, "record a passphrase for sealed PDFs (sealpost consent passphrase)"},
 		{"passphrase and an expired key", func(tp *testPolicy, rcpt string) {
 			tp.keys.keys[rcpt] = KeyLookup{Status: KeyExpired, Detail: "expired on 2026-02-01"}
 			tp.passphrase(t, rcpt, "correct horse battery staple")

@@ -177,6 +177,7 @@ func (r *htmlRenderer) closeLink(l openLink) {
 		r.text(target)
 		return
 	}
+	r.space = true
 	r.text("(" + target + ")")
 }
 

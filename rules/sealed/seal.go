@@ -45,10 +45,7 @@ var errNotPrepared = errors.New("sealed: the passphrase is empty, too long or no
 // o.Passphrase. Nothing is written to w before the message has been read
 // and found sound: a *MalformedError or ErrTooLarge leaves w untouched.
 func Seal(w io.Writer, msg io.Reader, o Options) (Result, error) {
-	if o.Passphrase == "" || len(o.Passphrase) > MaxPassphraseBytes {
-		return Result{}, errNotPrepared
-	}
-	if p, err := stringprep.SASLprep.Prepare(o.Passphrase); err != nil || p != o.Passphrase {
+	if !isPrepared(o.Passphrase) {
 		return Result{}, errNotPrepared
 	}
 	raw, err := readMessage(msg, o.MaxBytes)
@@ -81,6 +78,15 @@ func Seal(w io.Writer, msg io.Reader, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("sealed: write the message: %w", err)
 	}
 	return Result{PDFSHA256: hex.EncodeToString(sum.Sum(nil)), PDFSize: counted.n}, nil
+}
+
+// isPrepared: p is a passphrase as CheckPassphrase returns it.
+func isPrepared(p string) bool {
+	if p == "" || len(p) > MaxPassphraseBytes {
+		return false
+	}
+	prepared, err := stringprep.SASLprep.Prepare(p)
+	return err == nil && prepared == p
 }
 
 type countingWriter struct {

@@ -33,6 +33,11 @@ func cleanText(f *pageFont, s string) (string, bool) {
 	b.Grow(len(s))
 	missing, prevMissing := false, false
 	for _, r := range s {
+		if r >= 0x20 && r < 0x7f { // what most mail is: the font has it all
+			b.WriteByte(byte(r))
+			prevMissing = false
+			continue
+		}
 		switch {
 		case r == '\n':
 			b.WriteByte('\n')

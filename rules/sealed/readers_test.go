@@ -206,3 +206,64 @@ func countInk(img image.Image) (inked, total int) {
 	}
 	return inked, total
 }
+
+// TestPDFPages: what the page shows for a long text, for a text longer
+// than the PDF lays out, for an HTML-only message, and for a message with
+// no text at all.
+func TestPDFPages(t *testing.T) {
+	testutil.RequireTools(t, "pdftotext", "pdfinfo", "mutool")
+	para := "Long text for many pages, with Ελληνικά and Кириллица in it, wrapped at the page's width. "
+	long := strings.Repeat(strings.Repeat(para, 6)+"\r\n\r\n", 120) + "THE-END-MARKER\r\n"
+	huge := strings.Repeat(strings.Repeat(para, 6)+"\r\n\r\n", 4000)
+	tests := []struct {
+		name  string
+		raw   string
+		pages string
+		want  []string
+		not   []string
+	}{
+		{"long text", string(mixedMessage(long)), "", []string{"Page 1 of", "Page 2 of", "THE-END-MARKER", "Musterstraße"}, nil},
+		{"text beyond the pages laid out", string(mixedMessage(huge)), "300",
+			[]string{"Page 300 of 300", "The text goes on beyond the 300 pages this PDF shows"}, nil},
+		{"HTML only", "From: a@b.example\r\nSubject: html\r\nContent-Type: text/html; charset=iso-8859-1\r\n" +
+			"Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Caf=E9: fill in <a href=3D\"https://forms.example.org/x\">the form</a>" +
+			"</p><script>alert(1)</script>\r\n", "1",
+			[]string{"Café: fill in the form (https://forms.example.org/x)"}, []string{"alert", "<p>"}},
+		{"no text", "From: a@b.example\r\nSubject: scan\r\nContent-Type: application/pdf; name=scan.pdf\r\n" +
+			"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n", "1",
+			[]string{"This message has no text", "scan.pdf (5 bytes)"}, nil},
+	}
+	dir := t.TempDir()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := seal(t, []byte(tc.raw), testOptions())
+			pdf := writeFile(t, dir, strings.ReplaceAll(tc.name, " ", "-")+".pdf", s.pdf)
+			text := strings.Join(strings.Fields(run(t, true, "pdftotext", "-upw", testPassphrase, pdf, "-")), " ")
+			for _, want := range tc.want {
+				if !strings.Contains(text, want) {
+					t.Errorf("pdftotext does not show %q", want)
+				}
+			}
+			for _, not := range tc.not {
+				if strings.Contains(text, not) {
+					t.Errorf("pdftotext shows %q", not)
+				}
+			}
+			info := strings.Join(strings.Fields(run(t, true, "pdfinfo", "-upw", testPassphrase, pdf)), " ")
+			if tc.pages != "" && !strings.Contains(info, "Pages: "+tc.pages+" ") {
+				t.Errorf("pdfinfo: %s", info)
+			}
+			if tc.name == "long text" {
+				img := filepath.Join(dir, "long-p2.png")
+				run(t, true, "mutool", "draw", "-p", testPassphrase, "-r", "60", "-o", img, pdf, "2")
+				if n, total := inkedPixels(t, img); n < total/200 {
+					t.Errorf("page 2 is blank: %d of %d pixels", n, total)
+				}
+				if dst := os.Getenv("SEALPOST_SEALED_RENDERS"); dst != "" {
+					b, _ := os.ReadFile(img)
+					_ = os.WriteFile(filepath.Join(dst, "mutool-long-p2.png"), b, 0o644)
+				}
+			}
+		})
+	}
+}

@@ -2,14 +2,20 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"mime/multipart"
 	"net/mail"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +60,7 @@ func TestPassphraseCommandsEndToEnd(t *testing.T) {
 	}
 	testutil.WaitWithin(t, 30*time.Second, "two copies in the outbox", func() bool { return len(r.Outbox(t)) == 2 })
 	passphrases := map[string]string{anna: generated, ben: piped}
+	pdfSums := map[string]string{}
 	for _, m := range r.Outbox(t) {
 		to := outboxDeliveredTo(m)
 		own, ok := passphrases[to]
@@ -61,9 +68,11 @@ func TestPassphraseCommandsEndToEnd(t *testing.T) {
 			t.Fatalf("a copy for %q:\n%.400s", to, m)
 		}
 		pdf := filepath.Join(t.TempDir(), "message.pdf")
-		if err := os.WriteFile(pdf, mimeAttachment(t, m, "message.pdf"), 0o600); err != nil {
+		b := mimeAttachment(t, m, "message.pdf")
+		if err := os.WriteFile(pdf, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		pdfSums[to] = fmt.Sprintf("%x", sha256.Sum256(b))
 		for other, p := range passphrases {
 			if other != to {
 				if err := exec.Command("qpdf", "--decrypt", "--password="+p, pdf, filepath.Join(t.TempDir(), "x.pdf")).Run(); err == nil {
@@ -102,6 +111,85 @@ func TestPassphraseCommandsEndToEnd(t *testing.T) {
 			t.Error("a passphrase is in the relay's log")
 		}
 	}
+	r.Stop(t) // a stopping relay copies the last registry events into the archive
+	checkSealedExport(t, r, pdfSums, passphrases)
+}
+
+// checkSealedExport: what the README tells auditors holds: in the export,
+// each sealed recipient has the protection sealed, the passphrase event the
+// copy rested on, and the SHA-256 of the very message.pdf they were sent;
+// the consent history has the passphrase events with who made them; no
+// passphrase is anywhere in the export.
+func checkSealedExport(t *testing.T, r *Relay, pdfSums, passphrases map[string]string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "export")
+	if stdout, stderr, code := r.Run(t, "", "archive", "export", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", out); code != 0 {
+		t.Fatalf("archive export: exit %d\n%s%s", code, stdout, stderr)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Messages []struct {
+			Recipients []struct {
+				Address    string `json:"address"`
+				Protection string `json:"protection"`
+				SHA256     string `json:"sealed_pdf_sha256"`
+				Consent    *struct {
+					Kind string `json:"kind"`
+				} `json:"consent"`
+			} `json:"recipients"`
+		} `json:"messages"`
+		History []struct {
+			Kind       string `json:"kind"`
+			RecordedBy string `json:"recorded_by"`
+		} `json:"consent_history"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || len(m.Messages) != 1 {
+		t.Fatalf("manifest.json: %v, %d messages, want 1", err, len(m.Messages))
+	}
+	for _, rc := range m.Messages[0].Recipients {
+		if rc.Protection != "sealed" || rc.SHA256 != pdfSums[rc.Address] || rc.Consent == nil || rc.Consent.Kind != "passphrase-set" {
+			t.Errorf("export of %s: protection %q, sealed_pdf_sha256 %q (the PDF sent: %q), consent %v",
+				rc.Address, rc.Protection, rc.SHA256, pdfSums[rc.Address], rc.Consent)
+		}
+	}
+	var history []string
+	for _, ev := range m.History {
+		history = append(history, ev.Kind+" by "+ev.RecordedBy)
+	}
+	user := recorderOf(t)
+	if want := []string{"passphrase-set by front desk", "passphrase-set by " + user, "passphrase-removed by " + user}; !slices.Equal(history, want) {
+		t.Errorf("the export's consent history is %q, want %q", history, want)
+	}
+	err = filepath.WalkDir(out, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		for _, p := range passphrases {
+			if bytes.Contains(b, []byte(p)) {
+				t.Errorf("a passphrase is in the export's %s", path)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recorderOf is who the registry's events name when --by is not given.
+func recorderOf(t *testing.T) string {
+	if s := os.Getenv("SUDO_USER"); s != "" {
+		return s
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
 
 // outboxDeliveredTo is the outbox file's Delivered-To address.

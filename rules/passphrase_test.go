@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -282,6 +284,10 @@ func TestImportPassphrases(t *testing.T) {
 			t.Errorf("%s: %q %v; want %q", a, got, err, w)
 		}
 	}
+	broken := "address,name,signed,evidence,expires,passphrase\nerin@client.example,,,,,\"Unclosed \"quote here\n"
+	if _, err := r.Import(ctx, strings.NewReader(broken), "admin"); err == nil || !strings.Contains(err.Error(), "line 2, column") || strings.Contains(err.Error(), "Unclosed") {
+		t.Errorf("a line that is not CSV: %v; want its line, without its text", err)
+	}
 	if _, err := r.Import(ctx, strings.NewReader("address,name,signed,evidence,expires\ndora@client.example,Chart 10,2026-01-02,form,\n"), "admin"); err != nil {
 		t.Errorf("a file without the passphrase column: %v", err)
 	}
@@ -338,4 +344,75 @@ func TestRegistryMigration(t *testing.T) {
 			t.Errorf("%s after the migration: %v", stmt, err)
 		}
 	}
+}
+
+// FuzzImport: whatever a consent file holds, the import records all of it
+// or nothing, and no problem it reports repeats a passphrase given in it.
+func FuzzImport(f *testing.F) {
+	f.Add("address,name,signed,evidence,expires,passphrase\nanna@client.example,Chart 7,2026-01-02,form,,violet harbor lantern\n")
+	f.Add("address,name,signed,evidence,expires,passphrase\nbert@client.example,,,,,Short-Pass\n\"x,\"y\n")
+	f.Add("passphrase,address,name,signed,evidence,expires\n\"secret \"\"quoted\"\" words here\",c@client.example,,,,\n")
+	f.Add("address,name,signed,evidence,expires\nd@client.example,Chart,2026-13-01,,\n")
+	r, err := OpenRegistry(filepath.Join(f.TempDir(), "registry.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, file string) {
+		before, _ := r.EventsSince(ctx, 0)
+		n, err := r.Import(ctx, strings.NewReader(file), "fuzz")
+		after, _ := r.EventsSince(ctx, 0)
+		if err != nil {
+			if len(after) != len(before) {
+				t.Fatalf("a failed import recorded %d events", len(after)-len(before))
+			}
+			for _, p := range passphrasesIn(file) {
+				if strings.Contains(err.Error(), p) {
+					t.Fatalf("the error repeats the passphrase %q: %v", p, err)
+				}
+			}
+			return
+		}
+		if n == 0 && len(after) != len(before) || n > 0 && len(after) < len(before)+n {
+			t.Fatalf("%d rows imported, %d events recorded", n, len(after)-len(before))
+		}
+	})
+}
+
+// passphrasesIn is every value of the passphrase column, as csv reads it,
+// that no other field holds: an error may name those.
+func passphrasesIn(file string) []string {
+	cr := csv.NewReader(strings.NewReader(file))
+	cr.FieldsPerRecord, cr.TrimLeadingSpace = -1, true
+	col := -1
+	var secrets, others []string
+	for i := 0; ; i++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			continue
+		}
+		for j, v := range rec {
+			switch {
+			case i == 0 && strings.ToLower(strings.TrimSpace(strings.TrimPrefix(v, "\ufeff"))) == "passphrase":
+				col = j
+			case i > 0 && j == col:
+				secrets = append(secrets, strings.TrimSpace(v))
+			default:
+				others = append(others, v)
+			}
+		}
+	}
+	var out []string
+	for _, s := range secrets {
+		// Lower-case words and numbers may be in any problem's own text.
+		ownWords := strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789 ") == ""
+		if len(s) >= 4 && !ownWords && !strings.Contains(strings.Join(others, "\x00"), s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

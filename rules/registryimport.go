@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -57,11 +58,11 @@ func (r *Registry) Import(ctx context.Context, in io.Reader, recordedBy string) 
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("line %d: %s", line, csvProblem(err)))
+			problems = append(problems, csvProblem(err))
 			continue
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}
@@ -84,13 +85,14 @@ func (r *Registry) Import(ctx context.Context, in io.Reader, recordedBy string) 
 	return len(rows), nil
 }
 
-// csvProblem is a CSV reader's error without the text of the field it
-// stopped in, which may be a passphrase.
+// csvProblem is a CSV reader's error, with its line, without the text of
+// the field it stopped in, which may be a passphrase.
 func csvProblem(err error) string {
-	if pe, ok := err.(*csv.ParseError); ok {
-		return fmt.Sprintf("column %d: %v", pe.Column, pe.Err)
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("line %d, column %d: %v", pe.Line, pe.Column, pe.Err)
 	}
-	return "the line cannot be read as CSV"
+	return "a line cannot be read as CSV"
 }
 
 // importLine reads one record of the file.

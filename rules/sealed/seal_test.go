@@ -9,7 +9,10 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/mail"
+	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -208,3 +211,40 @@ func TestReadMessage(t *testing.T) {
 type shortLen struct{ *bytes.Reader }
 
 func (s *shortLen) Len() int { return s.Reader.Len() / 2 }
+
+// TestSealConcurrently: sealing in parallel shares the font and the
+// derived keys (run with -race); each PDF opens with its own passphrase.
+func TestSealConcurrently(t *testing.T) {
+	passphrases := []string{testPassphrase, "another client's passphrase"}
+	raw := mixedMessage(testBody, attachment{"a.bin", randomBytes(50000, 7)})
+	pdfs := make([][]byte, 8)
+	var wg sync.WaitGroup
+	for i := range pdfs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := testOptions()
+			o.Passphrase = passphrases[i%2]
+			var out bytes.Buffer
+			if _, err := Seal(&out, bytes.NewReader(raw), o); err != nil {
+				t.Error(err)
+				return
+			}
+			pdfs[i] = pdfOf(t, out.Bytes())
+		}()
+	}
+	wg.Wait()
+	if _, err := exec.LookPath("qpdf"); err != nil {
+		return // TestPDFReaders requires qpdf; here it only adds a check
+	}
+	dir := t.TempDir()
+	for i, pdf := range pdfs {
+		path := writeFile(t, dir, strconv.Itoa(i)+".pdf", pdf)
+		if out, err := exec.Command("qpdf", "--check", "--password="+passphrases[i%2], path).CombinedOutput(); err != nil {
+			t.Errorf("PDF %d: %v\n%s", i, err, out)
+		}
+		if exec.Command("qpdf", "--check", "--password="+passphrases[(i+1)%2], path).Run() == nil {
+			t.Errorf("PDF %d opens with the other client's passphrase", i)
+		}
+	}
+}

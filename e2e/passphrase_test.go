@@ -24,8 +24,8 @@ import (
 )
 
 // TestPassphraseCommandsEndToEnd is the admin's side of sealed PDFs with the
-// built binary: one client's passphrase made by --generate, another's piped
-// in; swaks sends to the first in To and the second as Bcc (an envelope
+// built binary: one client's passphrase made by --generate with a card,
+// another's piped in; swaks sends to the first in To and the second as Bcc (an envelope
 // recipient no header names); each outbox copy's message.pdf opens with qpdf
 // with that client's passphrase only; consent list shows both sealed; after
 // --remove the second is refused with the ways to fix it.
@@ -38,7 +38,8 @@ func TestPassphraseCommandsEndToEnd(t *testing.T) {
 		body  = "See you on Tuesday at ten."
 	)
 	r := StartRelay(t, RelayOptions{Sections: "[sealed]\npractice_name = \"Lakeside Counselling\"\n"})
-	stdout, stderr, code := r.Run(t, "", "consent", "passphrase", anna, "--generate", "--by", "front desk")
+	card := filepath.Join(t.TempDir(), "anna-card.pdf")
+	stdout, stderr, code := r.Run(t, "", "consent", "passphrase", anna, "--generate", "--card", card, "--by", "front desk")
 	if code != 0 {
 		t.Fatalf("consent passphrase --generate: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -53,6 +54,10 @@ func TestPassphraseCommandsEndToEnd(t *testing.T) {
 	}
 	if stdout, stderr, code := r.Run(t, piped+"\n", "consent", "passphrase", ben); code != 0 || strings.Contains(stdout+stderr, piped) {
 		t.Fatalf("consent passphrase from stdin: exit %d (the output must not show it)\n%s%s", code, stdout, stderr)
+	}
+
+	if text := pdftotextOf(t, card); !strings.Contains(text, generated) || !strings.Contains(text, "Lakeside Counselling") {
+		t.Errorf("the card lacks the passphrase or the practice's name:\n%s", text)
 	}
 
 	if out, ok := Swaks(t, r.SwaksArgs("--to", anna+","+ben, "--header", "To: <"+anna+">", "--header", "Subject: Tuesday", "--body", body)...); !ok {
@@ -87,7 +92,7 @@ func TestPassphraseCommandsEndToEnd(t *testing.T) {
 		if out, err := exec.Command("qpdf", "--decrypt", "--password="+own, pdf, clear).CombinedOutput(); err != nil {
 			t.Fatalf("%s's copy does not open with their passphrase: %v\n%s", to, err, out)
 		}
-		if text := pdftotextOf(t, clear, ""); !strings.Contains(text, body) || !strings.Contains(text, "Tuesday") {
+		if text := pdftotextOf(t, clear); !strings.Contains(text, body) || !strings.Contains(text, "Tuesday") {
 			t.Errorf("%s's PDF lacks the message:\n%s", to, text)
 		}
 	}
@@ -252,13 +257,9 @@ func mimeHeaderValue(h map[string][]string, key string) string {
 }
 
 // pdftotextOf is the PDF's text as pdftotext reads it, its whitespace folded.
-func pdftotextOf(t *testing.T, path, password string) string {
+func pdftotextOf(t *testing.T, path string) string {
 	t.Helper()
-	args := []string{"-layout", path, "-"}
-	if password != "" {
-		args = append([]string{"-upw", password}, args...)
-	}
-	out, err := exec.Command("pdftotext", args...).Output()
+	out, err := exec.Command("pdftotext", "-layout", path, "-").Output()
 	if err != nil {
 		t.Fatalf("pdftotext %s: %v", path, err)
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "consent passphrase", args: "ADDRESS|NAME [--generate] [--remove] [--name TEXT] [--by WHO]",
+	register(&command{name: "consent passphrase", args: "ADDRESS|NAME [--generate] [--card FILE.pdf] [--remove] [--name TEXT] [--by WHO]",
 		summary: "record the passphrase a client opens sealed PDFs with (asked on the terminal, or one line on stdin)", run: runConsentPassphrase})
 }
 
@@ -33,12 +33,13 @@ const maxPassphraseLine = 1024
 func runConsentPassphrase(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	generate := fs.Bool("generate", false, "make a passphrase of six words and print it, once")
+	card := fs.String("card", "", "also write the client's printable passphrase card (a PDF, not encrypted) to this file")
 	remove := fs.Bool("remove", false, "withdraw the client's passphrase: no more sealed PDFs for them")
 	name := fs.String("name", "", "with an ADDRESS: the client's name or chart id (default: the one on file)")
 	by := fs.String("by", "", "who records this (default: the user running the command)")
 	pos, cfg, err := c.start(fs, args, oneArg("needs one ADDRESS or a client's NAME"), func() error {
-		if *remove && *generate {
-			return usagef("--remove does not go with --generate")
+		if *remove && (*generate || *card != "") {
+			return usagef("--remove takes neither --generate nor --card")
 		}
 		return nil
 	})
@@ -61,13 +62,31 @@ func runConsentPassphrase(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
+		var cardFile *pendingFile
+		if *card != "" {
+			cardFile, err = writeCard(*card, sealed.CardOptions{PracticeName: cfg.Sealed.PracticeName, Client: client.name,
+				Passphrase: secret, Crisis: cfg.Sealed.Crisis})
+			if err != nil {
+				return err
+			}
+			defer cardFile.discard()
+		}
 		ev, err := reg.SetPassphrase(ctx, client.addresses, client.name, secret, recorder(*by))
 		if err != nil {
 			return err
 		}
+		if cardFile != nil {
+			if err := cardFile.commit(); err != nil {
+				return fmt.Errorf("the passphrase is set (#%d), but the card could not be put in place: %w; run the command again with --card", ev.ID, err)
+			}
+		}
 		if *generate {
 			fmt.Fprintf(c.stdout, "Passphrase: %s\n", secret)
-			fmt.Fprintln(c.stdout, "It will not be shown again: give it to the client now.")
+			if cardFile != nil {
+				fmt.Fprintln(c.stdout, "It will not be shown again; it is on the card.")
+			} else {
+				fmt.Fprintln(c.stdout, "It will not be shown again: give it to the client now.")
+			}
 		}
 		verb := "set"
 		if client.had != nil {
@@ -77,6 +96,9 @@ func runConsentPassphrase(ctx context.Context, c *cli, args []string) error {
 			verb, ev.ID, strings.Join(ev.Addresses, ", "), ev.RecordedBy)
 		if client.had != nil {
 			fmt.Fprintln(c.stdout, "Copies still queued that were sealed with the old passphrase are not sent; their senders are told.")
+		}
+		if cardFile != nil {
+			fmt.Fprintf(c.stdout, "Card written to %s: it shows the passphrase in clear; print it for the client, then delete the file.\n", *card)
 		}
 		if client.prefersClear != nil {
 			fmt.Fprintf(c.stdout, "Note: the client asked for clear email (consent #%d, --prefer clear): they get email in clear until that consent is revoked or given again without it.\n", client.prefersClear.ID)
@@ -223,6 +245,45 @@ func readPassphraseLine(r io.Reader) (string, error) {
 		return "", errors.New("no passphrase on stdin: type it on a terminal, pipe it in as one line, or use --generate")
 	}
 	return line, nil
+}
+
+// pendingFile is a file written beside its final name and put in place
+// only once the registry holds the passphrase it shows.
+type pendingFile struct{ tmp, path string }
+
+func writeCard(path string, o sealed.CardOptions) (*pendingFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".sealpost-card-*.pdf")
+	if err != nil {
+		return nil, fmt.Errorf("card: %w", err)
+	}
+	p := &pendingFile{tmp: f.Name(), path: path}
+	err = sealed.Card(f, o)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		p.discard()
+		return nil, fmt.Errorf("card: %w", err)
+	}
+	keepOwner(p.tmp, filepath.Dir(path))
+	return p, nil
+}
+
+func (p *pendingFile) commit() error {
+	if err := os.Rename(p.tmp, p.path); err != nil {
+		return err
+	}
+	p.tmp = ""
+	return nil
+}
+
+func (p *pendingFile) discard() {
+	if p.tmp != "" {
+		os.Remove(p.tmp)
+	}
 }
 
 // keepSecretsOutOfDumps: the passphrase is in this process's memory, which

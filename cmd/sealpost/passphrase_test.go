@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/testutil"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/sealed"
 )
@@ -127,7 +129,7 @@ func TestConsentPassphrase(t *testing.T) {
 			{args: []string{"consent", "passphrase", anna}, code: 1, stderr: []string{"no passphrase on stdin", "--generate"}},
 		}, nil, nil},
 		{"--remove with --generate", []step{
-			{args: []string{"consent", "passphrase", anna, "--remove", "--generate"}, code: 2, stderr: []string{"--remove does not go with --generate"}},
+			{args: []string{"consent", "passphrase", anna, "--remove", "--generate"}, code: 2, stderr: []string{"--remove takes neither"}},
 		}, nil, nil},
 		{"--name with a name", []step{
 			{args: []string{"consent", "passphrase", "Chart 17", "--name", "Anna"}, code: 2, stderr: []string{"--name goes with an ADDRESS"}},
@@ -170,6 +172,13 @@ func TestConsentPassphrase(t *testing.T) {
 		{"--prefer something else", []step{
 			{args: []string{"consent", "add", anna, "--evidence", "form 3", "--prefer", "paper"}, code: 2, stderr: []string{`--prefer takes only "clear"`}},
 		}, nil, nil},
+		{"a card where none can be written", []step{
+			{stdin: secret + "\n", args: []string{"consent", "passphrase", anna, "--card", "/nonexistent/card.pdf"}, code: 1, stderr: []string{"card: ", "/nonexistent"}},
+		}, []string{secret}, func(t *testing.T, cfg, _ string) {
+			if got := storedPassphrase(t, cfg, anna); got != "" {
+				t.Error("the passphrase was set although its card could not be written")
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,10 +216,12 @@ func TestConsentPassphrase(t *testing.T) {
 }
 
 // TestConsentPassphraseGenerate: --generate prints the passphrase once,
-// says it will not be shown again, and the registry holds exactly that.
+// says it will not be shown again, and the registry holds exactly that;
+// the card shows it with the practice's name.
 func TestConsentPassphraseGenerate(t *testing.T) {
 	cfg := writeConfig(t, sealedConfig)
-	stdout, stderr, code := runCLI(t, "", "consent", "passphrase", "anna@client.example", "--generate", "-c", cfg)
+	card := filepath.Join(t.TempDir(), "anna-card.pdf")
+	stdout, stderr, code := runCLI(t, "", "consent", "passphrase", "anna@client.example", "--generate", "--card", card, "--name", "Anna K.", "-c", cfg)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -223,8 +234,8 @@ func TestConsentPassphraseGenerate(t *testing.T) {
 	if words := strings.Fields(generated); len(words) != 6 {
 		t.Fatalf("want six words on a line \"Passphrase: ...\":\n%s", stdout)
 	}
-	if strings.Count(stdout, generated) != 1 || !strings.Contains(stdout, "It will not be shown again") {
-		t.Errorf("want the passphrase once and that it will not be shown again:\n%s", stdout)
+	if strings.Count(stdout, generated) != 1 || !strings.Contains(stdout, "It will not be shown again") || !strings.Contains(stdout, "Card written to "+card) {
+		t.Errorf("want the passphrase once, that it will not be shown again, and the card's file:\n%s", stdout)
 	}
 	if _, err := sealed.CheckPassphrase(generated); err != nil {
 		t.Errorf("the generated passphrase fails its own check: %v", err)
@@ -240,6 +251,27 @@ func TestConsentPassphraseGenerate(t *testing.T) {
 		t.Errorf("two runs of --generate made the same passphrase %q", generated)
 	}
 
+	fi, err := os.Stat(card)
+	if err != nil || fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("card: %v, want a non-empty file readable by its owner only (%v)", err, fi)
+	}
+	if b, _ := os.ReadFile(card); !strings.HasPrefix(string(b), "%PDF-") {
+		t.Fatalf("the card is not a PDF: %.40q", b)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(card), ".sealpost-card-*")); len(leftovers) > 0 {
+		t.Errorf("temporary files left beside the card: %v", leftovers)
+	}
+	testutil.RequireTools(t, "pdftotext")
+	out, err := exec.Command("pdftotext", "-layout", card, "-").Output()
+	if err != nil {
+		t.Fatalf("pdftotext: %v", err)
+	}
+	text := strings.Join(strings.Fields(string(out)), " ")
+	for _, want := range []string{generated, "Lakeside Counselling", "Anna K.", "In a crisis call 988."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the card's text lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 // TestConsentImportPassphrases: the CSV's optional passphrase column sets

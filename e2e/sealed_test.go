@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,20 +16,14 @@ import (
 	"github.com/emersion/go-message"
 
 	"github.com/sealpost/sealpost/internal/testutil"
-	"github.com/sealpost/sealpost/rules"
 )
 
-// setPassphrase records a client's passphrase in the relay's registry, as
-// `sealpost consent passphrase` does, while the relay runs.
+// setPassphrase records a client's passphrase with `sealpost consent
+// passphrase` (one line on stdin) while the relay runs.
 func (r *Relay) setPassphrase(t *testing.T, address, client, passphrase string) {
 	t.Helper()
-	reg, err := rules.OpenRegistry(filepath.Join(r.DataDir, "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	if _, err := reg.SetPassphrase(context.Background(), []string{address}, client, passphrase, "e2e"); err != nil {
-		t.Fatal(err)
+	if stdout, stderr, code := r.Run(t, passphrase+"\n", "consent", "passphrase", address, "--name", client); code != 0 {
+		t.Fatalf("consent passphrase: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
 

@@ -10,8 +10,8 @@
 //
 // What happens to a message between the rooms is written here once, in
 // order: accept.go takes a message in (spool, header checks, the rules,
-// the archive record and the encrypted copies, both made durable, the
-// queue), and decides its recipients at RCPT. The relay asks the rules what
+// the archive record and the encrypted and sealed copies, both made
+// durable, the queue), and decides its recipients at RCPT. The relay asks the rules what
 // may go out and hands every accepted message to the archive before it
 // answers 250; it decides no policy itself, and no room reaches back into
 // an earlier one.

@@ -1,15 +1,18 @@
 // Package rules decides, for every recipient of a message, whether and how it
-// may go out (internal colleague, encrypted to an OpenPGP key, in clear with
-// the client's written consent, or refused), and transforms the message for
-// each decision: the practice's confidentiality notice, then PGP/MIME.
+// may go out (internal colleague, encrypted to an OpenPGP key, sealed in a
+// PDF that opens with the client's passphrase, in clear with the client's
+// written consent, or refused), and transforms the message for each
+// decision: the practice's confidentiality notice, then PGP/MIME or the
+// sealed PDF (rules/sealed).
 //
 // The relay calls Decide at RCPT, then Prepare and EncryptCopies after DATA,
 // and RecheckConsent before a copy that goes out in clear on consent is
-// handed to the provider: every decision goes through one order. The
-// consent registry (Registry) is the policy's. For mail read from a
+// handed to the provider, RecheckSealed before a sealed one: every decision
+// goes through one order. The consent registry (Registry) is the policy's,
+// clients' passphrases in it too (encrypted at rest). For mail read from a
 // therapist's mailbox, a Mailbox says what the record keeps and what
 // follows from a client's message (an Autocrypt key, an acknowledgement).
-// CheckSettings is the one check of the policy's settings.
+// CheckSettings and CheckSealed are the checks of the policy's settings.
 //
 // rules opens no sockets and never imports archive: the archive records
 // the decisions in the vocabulary of package record.

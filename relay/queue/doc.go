@@ -8,5 +8,6 @@
 //
 // It hands copies to a provider.Deliverer and records outcomes in the
 // archive; it decides no policy (a withdrawn consent is asked of
-// ConsentCheck) and never reads what a client sends.
+// ConsentCheck, a sealed copy's passphrase of SealedCheck) and never reads
+// what a client sends.
 package queue

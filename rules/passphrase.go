@@ -222,12 +222,28 @@ func (r *Registry) SetPassphrase(ctx context.Context, addresses []string, client
 	if len(problems) > 0 {
 		return ev, &ValidationError{Problems: problems}
 	}
-	key, err := r.keys.get(r.keyPath(), true)
+	key, err := r.keyForNewSecrets(ctx)
 	if err != nil {
 		return ev, fmt.Errorf("consent registry: %w", err)
 	}
 	err = r.inTx(ctx, func(tx *sql.Tx) error { return setPassphraseTx(ctx, tx, key, &ev, prepared, now) })
 	return ev, err
+}
+
+// keyForNewSecrets is the key new secrets are stored under. It is made
+// only while no secret is on file: a key file gone missing beside stored
+// secrets is a lost or unrestored backup, and a new key would make every
+// stored passphrase unreadable without a word.
+func (r *Registry) keyForNewSecrets(ctx context.Context) ([]byte, error) {
+	var stored int
+	if err := r.db.QueryRowContext(ctx, `SELECT count(*) FROM passphrase_secrets`).Scan(&stored); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	key, err := r.keys.get(r.keyPath(), stored == 0)
+	if errors.Is(err, errNoPassphraseKey) {
+		return nil, fmt.Errorf("%w (%d on file): restore %s from the backup; if it is lost, remove those clients' passphrases (sealpost consent passphrase ADDRESS --remove) and set new ones", err, stored, r.keyPath())
+	}
+	return key, err
 }
 
 // setPassphraseTx appends a passphrase-set event and puts its secret in

@@ -219,6 +219,43 @@ func TestPassphraseAtRest(t *testing.T) {
 	})
 }
 
+// TestLostKeyNotReplaced: with passphrases on file and passphrase.key
+// gone (a restore that forgot it), setting another passphrase is refused
+// with what to do, instead of a new key that would leave every stored
+// passphrase unreadable; removing passphrases still works, and once none
+// is left a new key is made.
+func TestLostKeyNotReplaced(t *testing.T) {
+	ctx := context.Background()
+	r, path := openTestRegistry(t)
+	if _, err := r.SetPassphrase(ctx, []string{"anna@client.example"}, "Chart 7", annaPassphrase, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	keyFile := filepath.Join(filepath.Dir(path), PassphraseKeyFile)
+	os.Remove(keyFile)
+	r, err := OpenRegistry(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = r.SetPassphrase(ctx, []string{"bert@client.example"}, "Chart 8", annaReplacement, "admin")
+	if err == nil || !strings.Contains(err.Error(), "restore") {
+		t.Fatalf("setting a passphrase beside a lost key: %v; want a refusal that says to restore passphrase.key", err)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Fatalf("a new passphrase.key was made beside a stored passphrase: %v", err)
+	}
+	if _, err := r.RemovePassphrase(ctx, []string{"anna@client.example"}, "admin"); err != nil {
+		t.Fatalf("removing the unreadable passphrase: %v", err)
+	}
+	if _, err := r.SetPassphrase(ctx, []string{"bert@client.example"}, "Chart 8", annaReplacement, "admin"); err != nil {
+		t.Fatalf("with no passphrase left on file a new key is made: %v", err)
+	}
+	if secret, _, err := r.Passphrase(ctx, "bert@client.example"); err != nil || secret != annaReplacement {
+		t.Fatalf("read back %q, %v", secret, err)
+	}
+}
+
 func mustExec(t *testing.T, db *sql.DB, stmt string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(stmt, args...); err != nil {

@@ -151,7 +151,7 @@ func (r *Registry) importRows(ctx context.Context, rows []importRow, now time.Ti
 	for _, row := range rows {
 		if row.passphrase != nil {
 			var err error
-			if key, err = r.keys.get(r.keyPath(), true); err != nil {
+			if key, err = r.keyForNewSecrets(ctx); err != nil {
 				return fmt.Errorf("consent registry: %w", err)
 			}
 			break

@@ -230,6 +230,24 @@ func (r *Registry) SetPassphrase(ctx context.Context, addresses []string, client
 	return ev, err
 }
 
+// CheckPassphraseKey says whether the passphrases on file can be read:
+// passphrase.key must be there, and open a stored secret, while any is.
+func (r *Registry) CheckPassphraseKey(ctx context.Context) error {
+	var address string
+	err := r.db.QueryRowContext(ctx, `SELECT address FROM passphrase_secrets LIMIT 1`).Scan(&address)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if _, err := r.keyForNewSecrets(ctx); err != nil {
+		return err
+	}
+	_, _, err = r.Passphrase(ctx, address)
+	return err
+}
+
 // keyForNewSecrets is the key new secrets are stored under. It is made
 // only while no secret is on file: a key file gone missing beside stored
 // secrets is a lost or unrestored backup, and a new key would make every

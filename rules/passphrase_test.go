@@ -238,6 +238,9 @@ func TestLostKeyNotReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	if err := r.CheckPassphraseKey(ctx); err == nil || !strings.Contains(err.Error(), "restore") {
+		t.Errorf("CheckPassphraseKey (sealpost check) beside a lost key: %v; want the problem named", err)
+	}
 	_, err = r.SetPassphrase(ctx, []string{"bert@client.example"}, "Chart 8", annaReplacement, "admin")
 	if err == nil || !strings.Contains(err.Error(), "restore") {
 		t.Fatalf("setting a passphrase beside a lost key: %v; want a refusal that says to restore passphrase.key", err)
@@ -253,6 +256,9 @@ func TestLostKeyNotReplaced(t *testing.T) {
 	}
 	if secret, _, err := r.Passphrase(ctx, "bert@client.example"); err != nil || secret != annaReplacement {
 		t.Fatalf("read back %q, %v", secret, err)
+	}
+	if err := r.CheckPassphraseKey(ctx); err != nil {
+		t.Errorf("CheckPassphraseKey with a readable passphrase: %v", err)
 	}
 }
 

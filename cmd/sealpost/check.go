@@ -173,9 +173,10 @@ func checkPolicyAndArchive(cfg *config.Config) []checkResult {
 	if _, err := os.Stat(cfg.DataDir); err == nil {
 		reg, err := rules.OpenRegistry(cfg.RegistryPath())
 		if err == nil {
+			err = reg.CheckPassphraseKey(context.Background())
 			reg.Close()
 		}
-		out = append(out, checkResult{what: "consent registry " + cfg.RegistryPath(), err: err})
+		out = append(out, checkResult{what: "consent registry " + cfg.RegistryPath() + " and the passphrases on file", err: err})
 		k, err := pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{})
 		if err == nil {
 			k.Close()

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
@@ -97,7 +96,8 @@ func makePassphraseKey(path string) ([]byte, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("make %s: %w", path, err)
 	}
-	keepOwner(tmp, filepath.Dir(path))
+	// An admin's sudo in the service's data_dir: the relay must read the key.
+	fsutil.KeepOwner(tmp, filepath.Dir(path))
 	err := os.Link(tmp, path)
 	os.Remove(tmp)
 	if errors.Is(err, os.ErrExist) {
@@ -110,21 +110,6 @@ func makePassphraseKey(path string) ([]byte, error) {
 		return nil, err
 	}
 	return key, nil
-}
-
-// keepOwner gives path the owner of dir when root writes it (an admin's
-// sudo in the service user's data_dir): the relay must read the key.
-func keepOwner(path, dir string) {
-	if os.Geteuid() != 0 {
-		return
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-		os.Chown(path, int(st.Uid), int(st.Gid))
-	}
 }
 
 func (r *Registry) keyPath() string { return filepath.Join(filepath.Dir(r.path), PassphraseKeyFile) }

@@ -11,6 +11,7 @@ import (
 	_ "modernc.org/sqlite" // the registry is SQLite without cgo
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/internal/sqlstmt"
 	"github.com/sealpost/sealpost/record"
 )
@@ -36,6 +37,10 @@ const dateLayout = "2006-01-02"
 
 // OpenRegistry opens (creating if needed) the registry at path.
 func OpenRegistry(path string) (*Registry, error) {
+	// SQLite would make it world-readable; its -wal and -shm copy its mode.
+	if err := fsutil.CreatePrivate(path); err != nil {
+		return nil, fmt.Errorf("consent registry %s: %w", path, err)
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

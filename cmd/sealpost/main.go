@@ -16,8 +16,10 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/internal/textutil"
 )
 
@@ -43,7 +45,9 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	configPath     string
-	name           string // the command being run, for usage messages
+	name           string    // the command being run, for usage messages
+	dataDir        string    // the loaded configuration's, for handOverDataDir
+	started        time.Time // when the command began
 }
 
 // usageError makes the process exit 2: the command line itself was wrong.
@@ -78,7 +82,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	c.name = cmd.name
+	c.started = time.Now()
 	err := cmd.run(ctx, c, rest)
+	c.handOverDataDir()
 	if err == nil {
 		return 0
 	}
@@ -172,7 +178,28 @@ func (c *cli) printFlags(fs *flag.FlagSet) {
 
 // loadConfig reads the configuration named by -c.
 func (c *cli) loadConfig() (*config.Config, error) {
-	return config.Load(c.configPath)
+	cfg, err := config.Load(c.configPath)
+	if err == nil {
+		c.dataDir = cfg.DataDir
+	}
+	return cfg, err
+}
+
+// handOverDataDir gives what this command made or changed below data_dir
+// as root to data_dir's owner (the service's user), whatever made it: a
+// database, its journal, a key, a folder, the archive. An admin's sudo must
+// not leave files the service cannot open. Where that fails, the admin is
+// told how to run the command instead.
+func (c *cli) handOverDataDir() {
+	if c.dataDir == "" {
+		return
+	}
+	// A second's slack: the kernel stamps files with a coarse clock.
+	if _, err := fsutil.KeepOwnerBelow(c.dataDir, c.started.Add(-time.Second)); err != nil {
+		owner, _ := fsutil.ForeignOwner(c.dataDir)
+		fmt.Fprintf(c.stderr, "sealpost %s: some files below %s stay root's and the service may not open them (%s); run admin commands as %s: sudo -u %s sealpost %s ...\n",
+			c.name, c.dataDir, textutil.OneLine(err.Error()), owner.Name, owner.Name, c.name)
+	}
 }
 
 // argCount is how many positional arguments a command takes, and what the

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/sealed"
@@ -268,7 +269,7 @@ func writeCard(path string, o sealed.CardOptions) (*pendingFile, error) {
 		p.discard()
 		return nil, fmt.Errorf("card: %w", err)
 	}
-	keepOwner(p.tmp, filepath.Dir(path))
+	fsutil.KeepOwner(p.tmp, filepath.Dir(path))
 	return p, nil
 }
 
@@ -294,35 +295,11 @@ func keepSecretsOutOfDumps() {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 }
 
-// keepOwner gives path the owner of like when root made it: an admin's sudo
-// in a folder of the service user's must not leave files the service cannot
-// open. Files of other owners are left alone.
-func keepOwner(path, like string) {
-	if os.Geteuid() != 0 {
-		return
-	}
-	want, err := os.Stat(like)
-	if err != nil {
-		return
-	}
-	ws, ok := want.Sys().(*syscall.Stat_t)
-	if !ok || ws.Uid == 0 {
-		return
-	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
-		os.Lchown(path, int(ws.Uid), int(ws.Gid))
-	}
-}
-
-// keepDataDirOwner gives the registry's files data_dir's owner (see keepOwner).
+// keepDataDirOwner gives the registry's files data_dir's owner (fsutil.KeepOwner).
 func keepDataDirOwner(cfg *config.Config) {
 	reg := cfg.RegistryPath()
 	for _, p := range []string{reg, reg + "-wal", reg + "-shm", passphraseKeyPath(cfg)} {
-		keepOwner(p, cfg.DataDir)
+		fsutil.KeepOwner(p, cfg.DataDir)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/ops"
 	"github.com/sealpost/sealpost/relay"
@@ -57,6 +58,10 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 	_, cfg, err := c.start(c.flags(), args, noArgs)
 	if err != nil {
 		return err
+	}
+	if owner, ok := fsutil.ForeignOwner(cfg.DataDir); ok {
+		return fmt.Errorf("data_dir %s belongs to %s, and the relay as root would make files %s cannot open: start the service (systemctl start sealpost), or run it as that user: sudo -u %s sealpost serve -c %s",
+			cfg.DataDir, owner.Name, owner.Name, owner.Name, cfg.Path)
 	}
 	log := newLogger(cfg, c.stderr)
 	if os.Getenv("GOGC") == "" {

@@ -196,7 +196,7 @@ func lockGrant(path string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock the OAuth 2.0 grant: %w", err)
 	}
-	keepOwner(f.Name(), filepath.Dir(path))
+	fsutil.KeepOwner(f.Name(), filepath.Dir(path))
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock the OAuth 2.0 grant: %w", err)
@@ -210,7 +210,7 @@ func grantDir(dir string) error {
 		return err
 	}
 	if err := os.Mkdir(dir, 0o700); err == nil {
-		keepOwner(dir, filepath.Dir(dir))
+		fsutil.KeepOwner(dir, filepath.Dir(dir))
 	} else if !errors.Is(err, os.ErrExist) {
 		return err
 	}
@@ -235,7 +235,7 @@ func saveGrant(path string, tok *oauth2.Token) error {
 	defer os.Remove(f.Name())
 	// `sudo sealpost check` refreshes too: the file must stay the
 	// service user's, or the service could not read it afterwards.
-	keepOwner(f.Name(), dir)
+	fsutil.KeepOwner(f.Name(), dir)
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
 		err = f.Sync()
@@ -250,19 +250,4 @@ func saveGrant(path string, tok *oauth2.Token) error {
 		return fmt.Errorf("write OAuth 2.0 grant: %w", err)
 	}
 	return fsutil.SyncDir(dir)
-}
-
-// keepOwner gives path the owner of like when root writes it (an admin's sudo
-// in a folder of the service user's); otherwise the file is the writer's.
-func keepOwner(path, like string) {
-	if os.Geteuid() != 0 {
-		return
-	}
-	fi, err := os.Stat(like)
-	if err != nil {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-		os.Chown(path, int(st.Uid), int(st.Gid))
-	}
 }

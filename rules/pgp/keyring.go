@@ -17,6 +17,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/internal/sqlstmt"
 	"github.com/sealpost/sealpost/rules"
 )
@@ -63,6 +64,10 @@ INSERT OR IGNORE INTO generation (id, n) VALUES (1, 0);
 
 // OpenKeyring opens (creating if needed) the keyring at path.
 func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
+	// SQLite would make it world-readable; its -wal and -shm copy its mode.
+	if err := fsutil.CreatePrivate(path); err != nil {
+		return nil, fmt.Errorf("keyring %s: %w", path, err)
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

@@ -217,10 +217,10 @@ func (o *openSegments) decryptTo(l located, key openpgp.EntityList, w io.Writer)
 }
 
 // metadata decrypts a record for its metadata and body size only: the body
-// streams past, only its last part is kept.
-func (o *openSegments) metadata(l located, key openpgp.EntityList) (size int64, meta []byte, err error) {
+// streams past, only its last part is kept, and its start goes to head.
+func (o *openSegments) metadata(l located, key openpgp.EntityList, head io.Writer) (size int64, meta []byte, err error) {
 	tail := &tailKeeper{keep: 256 << 10}
-	n, err := o.decryptTo(l, key, tail)
+	n, err := o.decryptTo(l, key, io.MultiWriter(head, tail))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -17,7 +17,10 @@ import (
 	"github.com/sealpost/sealpost/record"
 )
 
-// ViewMessage is one archived message as a reader of the record sees it.
+// ViewMessage is one archived message as a reader of the record sees it:
+// what its record says, and what the records after it say became of it.
+// A ViewMessage is never changed once handed out: a later event makes a
+// new one, with the same Seq and a higher Updated.
 type ViewMessage struct {
 	Seq       uint64 // the record's place in the chain: stable, increasing
 	ID        string
@@ -25,7 +28,26 @@ type ViewMessage struct {
 	Direction Direction
 	Clients   []string // the clients it is from or to
 	Size      int64
-	loc       located
+
+	Account, Sender, Folder  string
+	From, Subject, MessageID string // from its header, as archived
+	Decisions                []record.Decision
+	Fired                    []record.RuleHit
+	// Named are the addresses its To and Cc fields name (an outbound
+	// message's header may name recipients who were never sent to).
+	Named []NamedAddress
+	// Events are what became of it, in chain order; Updated is the newest
+	// record about it (its own, or its newest event's).
+	Events  []Event
+	Updated uint64
+	loc     located
+}
+
+// ViewRefusal is a refused recipient or message as the record keeps it.
+type ViewRefusal struct {
+	Seq uint64
+	RefusalRecord
+	seg string
 }
 
 // View is a read-only index of the archive's messages for a reader with the
@@ -37,33 +59,47 @@ type View struct {
 
 	mu         sync.Mutex
 	messages   []*ViewMessage // in chain order
+	byID       map[string]int // message id -> index in messages
+	refusals   []*ViewRefusal // in chain order
 	maxSeq     uint64
+	version    uint64           // grows with every change a Refresh finds
 	seen       map[string]int64 // per segment, the end of the records already read
-	unreadable []uint64         // message records the key does not open
-	files      *openSegments
+	unreadable []uint64         // records the key does not open
+	// unreadableMessages counts the message records among them.
+	unreadableMessages int
+	files              *openSegments
 }
 
 // OpenView reads the archive in dir with its private key.
 func OpenView(dir string, key openpgp.EntityList) (*View, error) {
-	v := &View{dir: dir, key: key, files: &openSegments{dir: dir, files: map[string]*os.File{}}}
+	v := &View{dir: dir, key: key, byID: map[string]int{}, files: &openSegments{dir: dir, files: map[string]*os.File{}}}
 	if err := v.Refresh(); err != nil {
 		v.Close()
 		return nil, err
 	}
-	if n := len(v.unreadable); n > 0 && len(v.messages) == 0 {
+	if n := v.unreadableMessages; n > 0 && len(v.messages) == 0 {
 		v.Close()
 		return nil, fmt.Errorf("the key opens none of the archive's %d messages: is it the archive's private key?", n)
 	}
 	return v, nil
 }
 
-// Unreadable lists the message records (by sequence number) that the key
-// did not open: records from before a change of archive key, or damaged
-// ones (sealpost archive verify tells which). They are left out of the view.
+// Unreadable lists the records (by sequence number) that the key did not
+// open: records from before a change of archive key, or damaged ones
+// (sealpost archive verify tells which). They are left out of the view.
 func (v *View) Unreadable() []uint64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return append([]uint64(nil), v.unreadable...)
+}
+
+// Version grows whenever a Refresh finds something new (or a prune took
+// something away): what was built from the view before is still current
+// while it stays the same.
+func (v *View) Version() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.version
 }
 
 // Close releases the open segment files.
@@ -73,15 +109,29 @@ func (v *View) Close() {
 	v.files.close()
 }
 
-// Refresh adds the messages recorded since the last look (the relay may be
-// writing while the view is read).
+// viewRecord is a record read for the view: a message's metadata and
+// header, an event or a refusal.
+type viewRecord struct {
+	size    int64
+	meta    messageMeta
+	named   []NamedAddress
+	event   Event
+	refusal RefusalRecord
+	err     error
+}
+
+// Refresh adds the records written since the last look (the relay may be
+// writing while the view is read): messages, what became of them, refusals.
 func (v *View) Refresh() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var fresh []located
 	seen, err := walkFrom(v.dir, v.seen, func(l located) {
-		if l.h.Kind == kindMessage && l.h.Seq > v.maxSeq {
-			fresh = append(fresh, l)
+		switch l.h.Kind {
+		case kindMessage, kindEvent, kindRefusal:
+			if l.h.Seq > v.maxSeq {
+				fresh = append(fresh, l)
+			}
 		}
 	})
 	if err != nil {
@@ -89,54 +139,118 @@ func (v *View) Refresh() error {
 	}
 	v.seen = seen
 	v.dropPruned()
-	type indexed struct {
-		size int64
-		meta messageMeta
-		err  error
-	}
-	return inOrder(context.Background(), len(fresh), func(i int) indexed {
-		l := fresh[i]
-		var r indexed
-		var metaJSON []byte
-		r.size, metaJSON, r.err = v.files.metadata(l, v.key)
-		if r.err == nil {
-			r.err = sameMessage(l, metaJSON)
-		}
-		if r.err == nil {
-			r.err = json.Unmarshal(metaJSON, &r.meta)
-		}
-		return r
-	}, func(i int, r indexed) error {
-		l := fresh[i]
-		v.maxSeq = l.h.Seq
-		if r.err != nil {
-			v.unreadable = append(v.unreadable, l.h.Seq)
-			return nil
-		}
-		m := &ViewMessage{Seq: l.h.Seq, ID: r.meta.ID, Time: r.meta.Time, Direction: r.meta.Direction, Size: r.size, loc: l}
-		m.Clients = clientsOf(&r.meta)
-		v.messages = append(v.messages, m)
-		return nil
-	})
+	return inOrder(context.Background(), len(fresh), func(i int) viewRecord { return v.read(fresh[i]) },
+		func(i int, r viewRecord) error { v.add(fresh[i], &r); return nil })
 }
 
-// dropPruned leaves out of the view the messages whose segment was pruned
-// since they were indexed: past retention, they are not served any more.
+// read decrypts one record; a message's body streams past, only its header
+// and metadata are kept.
+func (v *View) read(l located) viewRecord {
+	var r viewRecord
+	switch l.h.Kind {
+	case kindMessage:
+		head := &capped{max: maxNamedHeader}
+		var metaJSON []byte
+		if r.size, metaJSON, r.err = v.files.metadata(l, v.key, head); r.err != nil {
+			return r
+		}
+		if r.err = sameMessage(l, metaJSON); r.err != nil {
+			return r
+		}
+		r.err = json.Unmarshal(metaJSON, &r.meta)
+		r.named = namedIn(head.Bytes())
+	case kindEvent:
+		_, metaJSON, err := v.files.decrypt(l, v.key)
+		if r.err = err; err == nil {
+			r.err = json.Unmarshal(metaJSON, &r.event)
+		}
+		if r.err == nil && r.event.MessageID != l.h.ID {
+			r.err = fmt.Errorf("its metadata names message %s, its header %s", r.event.MessageID, l.h.ID)
+		}
+	case kindRefusal:
+		_, metaJSON, err := v.files.decrypt(l, v.key)
+		if r.err = err; err == nil {
+			r.err = json.Unmarshal(metaJSON, &r.refusal)
+		}
+	}
+	return r
+}
+
+// add puts a record read into the view, in chain order.
+func (v *View) add(l located, r *viewRecord) {
+	v.maxSeq = l.h.Seq
+	v.version++
+	if r.err != nil {
+		v.unreadable = append(v.unreadable, l.h.Seq)
+		if l.h.Kind == kindMessage {
+			v.unreadableMessages++
+		}
+		return
+	}
+	switch l.h.Kind {
+	case kindMessage:
+		mt := &r.meta
+		m := &ViewMessage{Seq: l.h.Seq, ID: mt.ID, Time: mt.Time, Direction: mt.Direction, Size: r.size, Clients: clientsOf(mt),
+			Account: mt.Account, Sender: mt.Sender, Folder: mt.Folder, From: mt.From, Subject: mt.Subject, MessageID: mt.MessageID,
+			Decisions: mt.Decisions, Fired: mt.Fired, Named: r.named, Updated: l.h.Seq, loc: l}
+		v.byID[m.ID] = len(v.messages)
+		v.messages = append(v.messages, m)
+	case kindEvent:
+		i, ok := v.byID[r.event.MessageID]
+		if !ok {
+			return // about a message pruned, or one the key does not open
+		}
+		m := *v.messages[i]
+		m.Events = append(m.Events[:len(m.Events):len(m.Events)], r.event)
+		m.Updated = l.h.Seq
+		v.messages[i] = &m
+	case kindRefusal:
+		v.refusals = append(v.refusals, &ViewRefusal{Seq: l.h.Seq, RefusalRecord: r.refusal, seg: l.seg})
+	}
+}
+
+// maxNamedHeader is how much of a message's start the view reads its To
+// and Cc fields from: the header limit of a submission.
+const maxNamedHeader = 100 << 10
+
+// dropPruned leaves out of the view the messages and refusals whose
+// segment was pruned since they were indexed: past retention, they are not
+// served any more.
 func (v *View) dropPruned() {
 	gone := map[string]bool{}
-	kept := v.messages[:0]
-	for _, m := range v.messages {
-		seg := m.loc.seg
+	isGone := func(seg string) bool {
 		if _, known := gone[seg]; !known {
 			_, err := os.Stat(filepath.Join(v.dir, seg))
 			gone[seg] = errors.Is(err, os.ErrNotExist)
 		}
-		if !gone[seg] {
+		return gone[seg]
+	}
+	kept := v.messages[:0]
+	for _, m := range v.messages {
+		if !isGone(m.loc.seg) {
 			kept = append(kept, m)
 		}
 	}
 	clear(v.messages[len(kept):])
+	if len(kept) != len(v.messages) {
+		v.version++
+		clear(v.byID)
+		for i, m := range kept {
+			v.byID[m.ID] = i
+		}
+	}
 	v.messages = kept
+	keptR := v.refusals[:0]
+	for _, r := range v.refusals {
+		if !isGone(r.seg) {
+			keptR = append(keptR, r)
+		}
+	}
+	clear(v.refusals[len(keptR):])
+	if len(keptR) != len(v.refusals) {
+		v.version++
+	}
+	v.refusals = keptR
 	for seg, g := range gone {
 		if g {
 			delete(v.seen, seg)
@@ -175,6 +289,13 @@ func (v *View) Messages() []*ViewMessage {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return append([]*ViewMessage(nil), v.messages...)
+}
+
+// Refusals returns the refusals in chain order.
+func (v *View) Refusals() []*ViewRefusal {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]*ViewRefusal(nil), v.refusals...)
 }
 
 // Body returns a message's bytes as archived.

@@ -63,6 +63,11 @@ m = connect()
 m.login(a["user"], a["password"])
 typ, boxes = m.list()
 r["list"] = [b.decode() for b in boxes]
+# What Thunderbird does at its first connection and when it polls folders.
+typ, data = m.select("INBOX", readonly=True)
+r["inbox"] = [typ, data[0].decode()]
+typ, data = m.status("All", "(MESSAGES RECENT UNSEEN)")
+r["status_recent"] = [typ, data[0].decode()]
 typ, data = m.select(box, readonly=True)
 r["examine"] = [typ, data[0].decode()]
 r["uidvalidity"] = m.response("UIDVALIDITY")[1][0].decode()
@@ -111,19 +116,21 @@ print(json.dumps(r))
 
 // probeResult is what viewProbe prints.
 type probeResult struct {
-	WrongLogin  string            `json:"wrong_login"`
-	List        []string          `json:"list"`
-	Examine     []string          `json:"examine"`
-	Select      []string          `json:"select"`
-	UIDValidity string            `json:"uidvalidity"`
-	UIDs        []string          `json:"uids"`
-	Subjects    []string          `json:"subjects"`
-	Search      map[string]string `json:"search"`
-	FlagsAfter  string            `json:"flags_after"`
-	CountAfter  string            `json:"count_after"`
-	Close       string            `json:"close"`
-	Refused     map[string]string `json:"refused"` // command -> the reply
-	Messages    int               `json:"messages"`
+	WrongLogin   string            `json:"wrong_login"`
+	List         []string          `json:"list"`
+	Examine      []string          `json:"examine"`
+	Select       []string          `json:"select"`
+	UIDValidity  string            `json:"uidvalidity"`
+	UIDs         []string          `json:"uids"`
+	Subjects     []string          `json:"subjects"`
+	Search       map[string]string `json:"search"`
+	FlagsAfter   string            `json:"flags_after"`
+	CountAfter   string            `json:"count_after"`
+	Close        string            `json:"close"`
+	Refused      map[string]string `json:"refused"` // command -> the reply
+	Inbox        []string          `json:"inbox"`
+	StatusRecent []string          `json:"status_recent"`
+	Messages     int               `json:"messages"`
 }
 
 // TestArchiveIMAPView: an auditor reads the record with real IMAP clients
@@ -246,12 +253,22 @@ poll = "1h"
 			t.Errorf("SEARCH %s: %q, want %q", name, got.Search[name], want)
 		}
 	}
-	for _, c := range []string{"STORE", "STORE-SEEN", "COPY", "APPEND", "EXPUNGE", "DELETE", "CREATE", "RENAME"} {
+	for _, c := range []string{"STORE", "COPY", "APPEND", "EXPUNGE", "DELETE", "CREATE", "RENAME"} {
 		if v := got.Refused[c]; !strings.HasPrefix(v, "NO") || !strings.Contains(v, "read-only") {
 			t.Errorf("%s was not refused as read-only: %q", c, v)
 		}
 	}
-	if !strings.Contains(got.FlagsAfter, `\Seen`) || strings.Contains(got.FlagsAfter, `\Deleted`) || got.CountAfter != "3" {
+	// \Seen is the viewer's own, kept while the view runs.
+	if v := got.Refused["STORE-SEEN"]; !strings.HasPrefix(v, "OK") {
+		t.Errorf("STORE -FLAGS (\\Seen) in a SELECTed mailbox: %q, want OK", v)
+	}
+	if fmt.Sprint(got.Inbox) != "[OK 1]" {
+		t.Errorf("SELECT INBOX: %v, want OK with the one message explaining the folders", got.Inbox)
+	}
+	if len(got.StatusRecent) != 2 || got.StatusRecent[0] != "OK" || !strings.Contains(got.StatusRecent[1], "RECENT 0") {
+		t.Errorf("STATUS All (MESSAGES RECENT UNSEEN): %v", got.StatusRecent)
+	}
+	if strings.Contains(got.FlagsAfter, `\Seen`) || strings.Contains(got.FlagsAfter, `\Deleted`) || got.CountAfter != "3" {
 		t.Errorf("after the refused commands: flags %q, %s messages", got.FlagsAfter, got.CountAfter)
 	}
 	if got.Close != "OK" {

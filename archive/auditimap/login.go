@@ -85,6 +85,7 @@ func (ss *session) Login(username, password string) error {
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known {
 		ss.user = username
+		ss.flags = ss.s.viewer(username)
 		fc.mu.Lock()
 		fc.n = 0
 		fc.mu.Unlock()

@@ -12,8 +12,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
-
-	"github.com/sealpost/sealpost/archive"
 )
 
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
@@ -29,7 +27,10 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	var data imap.SearchData
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	max, maxUID := uint32(len(ss.msgs)), nextUID(ss.msgs)-1
+	max, maxUID := uint32(len(ss.msgs)), uint32(0)
+	if len(ss.msgs) > 0 {
+		maxUID = ss.msgs[len(ss.msgs)-1].uid
+	}
 	for i, m := range ss.msgs {
 		seq := uint32(i) + 1
 		ok, err := ss.match(seq, m, criteria, max, maxUID)
@@ -40,7 +41,7 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 			continue
 		}
 		if kind == imapserver.NumKindUID {
-			uids.AddNum(imap.UID(m.Seq))
+			uids.AddNum(imap.UID(m.uid))
 		} else {
 			seqs.AddNum(seq)
 		}
@@ -54,36 +55,38 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 }
 
 // match applies the search criteria to one message; text criteria decrypt it.
-func (ss *session) match(seq uint32, m *archive.ViewMessage, c *imap.SearchCriteria, max, maxUID uint32) (bool, error) {
+func (ss *session) match(seq uint32, m *entry, c *imap.SearchCriteria, max, maxUID uint32) (bool, error) {
 	for _, set := range c.SeqNum {
 		if !containsNum(set, seq, max) {
 			return false, nil
 		}
 	}
 	for _, set := range c.UID {
-		if !containsNum(uidRanges(set), uint32(m.Seq), maxUID) {
+		if !containsNum(uidRanges(set), m.uid, maxUID) {
 			return false, nil
 		}
 	}
-	day := time.Date(m.Time.Year(), m.Time.Month(), m.Time.Day(), 0, 0, 0, 0, time.UTC)
+	day := time.Date(m.date.Year(), m.date.Month(), m.date.Day(), 0, 0, 0, 0, time.UTC)
 	if (!c.Since.IsZero() && day.Before(c.Since)) || (!c.Before.IsZero() && !day.Before(c.Before)) {
 		return false, nil
 	}
+	// The only flag a message has is \Seen, for this viewer.
+	seen := ss.flags.isSeen(m.seen)
 	for _, f := range c.Flag {
-		if !strings.EqualFold(string(f), string(imap.FlagSeen)) {
+		if !strings.EqualFold(string(f), string(imap.FlagSeen)) || !seen {
 			return false, nil
 		}
 	}
 	for _, f := range c.NotFlag {
-		if strings.EqualFold(string(f), string(imap.FlagSeen)) {
+		if strings.EqualFold(string(f), string(imap.FlagSeen)) && seen {
 			return false, nil
 		}
 	}
-	if (c.Larger != 0 && m.Size <= c.Larger) || (c.Smaller != 0 && m.Size >= c.Smaller) {
+	if size := m.size(); (c.Larger != 0 && size <= c.Larger) || (c.Smaller != 0 && size >= c.Smaller) {
 		return false, nil
 	}
 	if len(c.Header) > 0 || len(c.Text) > 0 || len(c.Body) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		buf, err := ss.s.o.View.Body(m)
+		buf, err := m.body(ss.s.o.View)
 		if err != nil {
 			return false, err
 		}

@@ -38,7 +38,10 @@ type Options struct {
 const delim = '/'
 
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
-	Text: "The clinical record is read-only: nothing can be changed, added or removed"}
+	Text: "The clinical record is read-only: nothing can be changed, added or removed (only \\Seen, for this viewer while the view runs)"}
+
+var errReadOnlySelected = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+	Text: "The mailbox was opened read-only (EXAMINE): not even \\Seen changes; the clinical record itself is read-only"}
 
 // Server is the running view.
 type Server struct {
@@ -54,6 +57,12 @@ type Server struct {
 	mu         sync.Mutex
 	refreshed  time.Time
 	unreadable int // records left out of the view, as last logged
+	built      *mailboxSet
+	started    time.Time
+	// uidNext is, per mailbox, the highest UIDNEXT announced: it never goes
+	// down, also when a summary whose UID was the highest is replaced.
+	uidNext map[string]uint32
+	flags   map[string]*viewerFlags // by viewer
 }
 
 // New prepares the server; Serve runs it.
@@ -67,7 +76,7 @@ func New(o Options) *Server {
 	if o.RefreshEvery <= 0 {
 		o.RefreshEvery = 5 * time.Second
 	}
-	s := &Server{o: o, log: o.Logger.With("component", "archive-imap")}
+	s := &Server{o: o, log: o.Logger.With("component", "archive-imap"), started: time.Now(), uidNext: map[string]uint32{}, flags: map[string]*viewerFlags{}}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			// Failed logins count by address (an IPv6 /64), not connection.
@@ -114,27 +123,64 @@ func (s *Server) noteUnreadable() {
 	}
 }
 
-// mailboxes groups the messages: All, Months/YYYY-MM, Clients/ADDRESS.
-func (s *Server) mailboxes() map[string][]*archive.ViewMessage {
+// mailboxes are the view's mailboxes as of the newest records, built
+// again only when the view changed.
+func (s *Server) mailboxes() map[string][]*entry {
 	s.refresh()
-	out := map[string][]*archive.ViewMessage{"All": nil}
-	for _, m := range s.o.View.Messages() {
-		out["All"] = append(out["All"], m)
-		month := "Months/" + m.Time.UTC().Format("2006-01")
-		out[month] = append(out[month], m)
-		for _, c := range m.Clients {
-			out["Clients/"+c] = append(out["Clients/"+c], m)
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.o.View.Version(); s.built == nil || s.built.version != v {
+		s.built = buildMailboxes(s.o.View, v, s.started)
 	}
-	return out
+	return s.built.boxes
 }
 
-// slogLogger takes the IMAP library's log lines without their arguments:
-// those can quote what a reader sent (a search for a client's name) or a
-// panic's values, and client names stay out of logs. The kind of failure
-// is still there ("failed to read command", "panic handling command").
+// nextUID is UIDNEXT for a mailbox holding msgs: past every UID it holds
+// or held while the view ran.
+func (s *Server) nextUID(name string, msgs []*entry) uint32 {
+	n := uint32(1)
+	if len(msgs) > 0 {
+		n = msgs[len(msgs)-1].uid + 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n = max(n, s.uidNext[name])
+	s.uidNext[name] = n
+	return n
+}
+
+// viewer is the flags of a viewer, made at their first login.
+func (s *Server) viewer(username string) *viewerFlags {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.flags[username]
+	if f == nil {
+		f = &viewerFlags{seen: map[seenKey]bool{}}
+		s.flags[username] = f
+	}
+	return f
+}
+
+// slogLogger takes the IMAP library's log lines ("panic handling command:
+// ...", "failed to read command: ..."): the line itself on one line, and a
+// panic's stack beside it. The library quotes no more of what a client
+// sent than one byte of a command it could not parse; a panic's stack is
+// capped.
 type slogLogger struct{ l *slog.Logger }
 
 func (l slogLogger) Printf(format string, args ...any) {
-	l.l.Warn("imap server", "detail", strings.TrimSpace(strings.ReplaceAll(format, "%v", "")))
+	text := fmt.Sprintf(format, args...)
+	line, stack, _ := strings.Cut(text, "\n")
+	attrs := []any{"detail", capText(strings.TrimSpace(line), 2000)}
+	if stack = strings.TrimSpace(stack); stack != "" {
+		attrs = append(attrs, "stack", capText(stack, 16<<10))
+	}
+	l.l.Warn("imap server", attrs...)
+}
+
+func capText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-
-	"github.com/sealpost/sealpost/archive"
 )
 
 // session is one connection.
@@ -16,33 +14,42 @@ type session struct {
 	s      *Server
 	remote string
 	user   string
+	flags  *viewerFlags // the viewer's, once logged in
 
-	name string
-	msgs []*archive.ViewMessage
+	name     string
+	readOnly bool // EXAMINE: not even \Seen changes
+	msgs     []*entry
 }
 
 func (ss *session) Close() error { return nil }
 
-func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
-	msgs, ok := ss.s.mailboxes()[mailbox]
-	if !ok {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
-	}
-	ss.name, ss.msgs = mailbox, msgs
-	return &imap.SelectData{
-		Flags:          []imap.Flag{imap.FlagSeen},
-		PermanentFlags: []imap.Flag{},
-		NumMessages:    uint32(len(msgs)),
-		UIDNext:        imap.UID(nextUID(msgs)),
-		UIDValidity:    ss.s.o.UIDValidity,
-	}, nil
+func noSuchMailbox() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
 }
 
-func nextUID(msgs []*archive.ViewMessage) uint32 {
-	if len(msgs) == 0 {
-		return 1
+func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	mailbox = canonicalName(mailbox)
+	msgs, ok := ss.s.mailboxes()[mailbox]
+	if !ok {
+		return nil, noSuchMailbox()
 	}
-	return uint32(msgs[len(msgs)-1].Seq) + 1
+	ss.name, ss.msgs, ss.readOnly = mailbox, msgs, options != nil && options.ReadOnly
+	data := &imap.SelectData{
+		Flags: []imap.Flag{imap.FlagSeen},
+		// \Seen can be changed, but only for the session's life: it is not
+		// a permanent flag (RFC 9051 7.1).
+		PermanentFlags: []imap.Flag{},
+		NumMessages:    uint32(len(msgs)),
+		UIDNext:        imap.UID(ss.s.nextUID(mailbox, msgs)),
+		UIDValidity:    ss.s.o.UIDValidity,
+	}
+	for i, e := range msgs {
+		if !ss.flags.isSeen(e.seen) {
+			data.FirstUnseenSeqNum = uint32(i) + 1
+			break
+		}
+	}
+	return data, nil
 }
 
 // Every command that would change the record is refused.
@@ -52,9 +59,6 @@ func (ss *session) Rename(string, string, *imap.RenameOptions) error { return er
 func (ss *session) Subscribe(string) error                           { return nil }
 func (ss *session) Unsubscribe(string) error                         { return errReadOnly }
 func (ss *session) Copy(imap.NumSet, string) (*imap.CopyData, error) { return nil, errReadOnly }
-func (ss *session) Store(*imapserver.FetchWriter, imap.NumSet, *imap.StoreFlags, *imap.StoreOptions) error {
-	return errReadOnly
-}
 
 func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	io.Copy(io.Discard, r)
@@ -81,24 +85,51 @@ func isClose(w *imapserver.ExpungeWriter) bool {
 }
 
 func (ss *session) Unselect() error {
-	ss.name, ss.msgs = "", nil
+	ss.name, ss.msgs, ss.readOnly = "", nil, false
 	return nil
 }
 
-// Poll tells the client about messages recorded since it selected the
-// mailbox (EXISTS). The record is append-only and a mailbox lists its
-// messages in chain order, so the old list is always a prefix of the new:
-// there is never an EXPUNGE to send.
+// Poll tells the client what changed in the selected mailbox since it
+// last heard: new records (EXISTS), and messages that left it (EXPUNGE): a
+// decisions summary replaced by a newer one, or a message whose segment
+// was pruned. Where expunges may not be sent (during FETCH, STORE and
+// SEARCH, RFC 9051 7.5.1), the messages that left stay until they may be.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if ss.name == "" {
 		return nil
 	}
-	msgs := ss.s.mailboxes()[ss.name]
-	if len(msgs) <= len(ss.msgs) {
+	now := ss.s.mailboxes()[ss.name]
+	current := make(map[uint32]bool, len(now))
+	for _, e := range now {
+		current[e.uid] = true
+	}
+	kept := ss.msgs[:0:0]
+	for i := len(ss.msgs) - 1; i >= 0; i-- {
+		e := ss.msgs[i]
+		if current[e.uid] || !allowExpunge {
+			continue
+		}
+		if err := w.WriteExpunge(uint32(i) + 1); err != nil {
+			return err
+		}
+		ss.msgs = append(ss.msgs[:i:i], ss.msgs[i+1:]...)
+	}
+	known := make(map[uint32]bool, len(ss.msgs))
+	for _, e := range ss.msgs {
+		known[e.uid] = true
+		kept = append(kept, e)
+	}
+	// New UIDs are above every one known: records only grow.
+	for _, e := range now {
+		if !known[e.uid] {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) == len(ss.msgs) {
 		return nil
 	}
-	ss.msgs = msgs
-	return w.WriteNumMessages(uint32(len(msgs)))
+	ss.msgs = kept
+	return w.WriteNumMessages(uint32(len(kept)))
 }
 
 // Idle announces new records while the client waits (imapserver
@@ -155,26 +186,32 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 	return nil
 }
 
-func (ss *session) status(name string, msgs []*archive.ViewMessage, o *imap.StatusOptions) *imap.StatusData {
+// status answers every STATUS item of IMAP4rev1 and IMAP4rev2 and those of
+// the extensions imapserver parses: the library writes each item asked
+// for from a pointer, and a nil one panicked (Thunderbird asks for RECENT).
+func (ss *session) status(name string, msgs []*entry, o *imap.StatusOptions) *imap.StatusData {
 	n := uint32(len(msgs))
-	d := &imap.StatusData{Mailbox: name}
-	if o.NumMessages {
-		d.NumMessages = &n
-	}
+	zero, zero64 := uint32(0), int64(0)
+	d := &imap.StatusData{Mailbox: name, NumMessages: &n, NumRecent: &zero, NumDeleted: &zero, DeletedStorage: &zero64,
+		// Nothing can be appended: a limit of 0 octets (RFC 7889).
+		AppendLimit: &zero}
 	if o.UIDNext {
-		d.UIDNext = imap.UID(nextUID(msgs))
+		d.UIDNext = imap.UID(ss.s.nextUID(name, msgs))
 	}
-	if o.UIDValidity {
-		d.UIDValidity = ss.s.o.UIDValidity
-	}
+	d.UIDValidity = ss.s.o.UIDValidity
 	if o.NumUnseen {
-		zero := uint32(0)
-		d.NumUnseen = &zero
+		unseen := uint32(0)
+		for _, e := range msgs {
+			if !ss.flags.isSeen(e.seen) {
+				unseen++
+			}
+		}
+		d.NumUnseen = &unseen
 	}
 	if o.Size {
 		var size int64
-		for _, m := range msgs {
-			size += m.Size
+		for _, e := range msgs {
+			size += e.size()
 		}
 		d.Size = &size
 	}
@@ -182,9 +219,10 @@ func (ss *session) status(name string, msgs []*archive.ViewMessage, o *imap.Stat
 }
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	mailbox = canonicalName(mailbox)
 	msgs, ok := ss.s.mailboxes()[mailbox]
 	if !ok {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+		return nil, noSuchMailbox()
 	}
 	return ss.status(mailbox, msgs, options), nil
 }

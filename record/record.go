@@ -17,8 +17,12 @@ const (
 	Consented Protection = "consented" // in clear, because the client consented in writing
 	// Sealed: a client without a usable key, with a passphrase on file: the
 	// message travels as an encrypted PDF that opens with it.
-	Sealed  Protection = "sealed"
-	Refused Protection = "refused" // may not be sent at all
+	Sealed Protection = "sealed"
+	// Professional: in clear to another clinician or a business associate
+	// the practice recorded as such (a BAA, a referral agreement): not a
+	// client, and never counted as one.
+	Professional Protection = "professional"
+	Refused      Protection = "refused" // may not be sent at all
 )
 
 // Decision is the verdict for one envelope recipient. It travels with the
@@ -30,13 +34,17 @@ type Decision struct {
 	// Address is Recipient normalised (internal/addr.Normalize).
 	Address    string     `json:"address"`
 	Protection Protection `json:"protection"`
-	// Reason is one sentence saying why. For Refused it is the whole text of the
-	// SMTP reply a therapist reads in their mail client: the address, the reason
-	// and the fix.
+	// Reason is one sentence saying why. For Refused it is what the therapist
+	// reads in their mail client after "Nothing was sent to anybody.": the
+	// address, why, and what to ask the admin for.
 	Reason string `json:"reason"`
-	// Consent is the consent event a Consented decision relied on, or for
-	// Sealed the passphrase-set event: its ID names the passphrase the copy
-	// is sealed with.
+	// RefusalCode names the reason of a Refused decision for the log and
+	// `sealpost refusals show` (rules' Refusal* codes).
+	RefusalCode string `json:"refusal_code,omitempty"`
+	// Consent is the consent event a Consented decision relied on, for
+	// Professional the professional-given event, or for Sealed the
+	// passphrase-set event: its ID names the passphrase the copy is sealed
+	// with.
 	Consent *ConsentEvent `json:"consent,omitempty"`
 	// KeyFingerprint is the key an Encrypted decision encrypts to (hex, upper case).
 	KeyFingerprint string `json:"key_fingerprint,omitempty"`
@@ -56,14 +64,18 @@ type Decision struct {
 type ConsentEvent struct {
 	ID int64 `json:"id"`
 	// Kind is "given" or "revoked" (consent to unencrypted email),
-	// "passphrase-set" or "passphrase-removed".
+	// "passphrase-set" or "passphrase-removed", or "professional-given" or
+	// "professional-revoked" (a recipient who is not a client).
 	Kind      string   `json:"kind"`
-	Client    string   `json:"client"` // name or chart id
+	Client    string   `json:"client"` // name or chart id; for a professional, who they are
 	Addresses []string `json:"addresses"`
-	Signed    string   `json:"signed,omitempty"` // YYYY-MM-DD the client signed
-	Evidence  string   `json:"evidence,omitempty"`
-	Expires   string   `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
-	Reason    string   `json:"reason,omitempty"`  // for revocations
+	// Domain is set instead of Addresses on a professional event that
+	// covers every address of one domain (an insurer, a clinic).
+	Domain   string `json:"domain,omitempty"`
+	Signed   string `json:"signed,omitempty"` // YYYY-MM-DD the client signed
+	Evidence string `json:"evidence,omitempty"`
+	Expires  string `json:"expires,omitempty"` // YYYY-MM-DD, empty: no expiry
+	Reason   string `json:"reason,omitempty"`  // for revocations
 	// Prefer is "clear" on a "given" event when the client asked for
 	// unencrypted email although a passphrase is on file.
 	Prefer     string    `json:"prefer,omitempty"`
@@ -84,6 +96,10 @@ const (
 	ConsentRevoked    = "revoked"
 	PassphraseSet     = "passphrase-set"
 	PassphraseRemoved = "passphrase-removed"
+	// A professional recipient (another clinician, a business associate)
+	// recorded or withdrawn: not a client's consent.
+	ProfessionalGiven   = "professional-given"
+	ProfessionalRevoked = "professional-revoked"
 )
 
 // PreferClear is ConsentEvent.Prefer for a client who asked for clear email.

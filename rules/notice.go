@@ -61,8 +61,12 @@ func (e *mimeError) Error() string { return e.reason }
 // claims to be encrypted as a whole is copied as it is (protected
 // "encrypted"): verifyEncrypted must then say whether it is.
 func transformNotice(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
-	return transform(w, r, n, true)
+	return transform(w, r, n, true, nil)
 }
+
+// headerEdit changes a message's top-level header before it is written
+// (the practice's Autocrypt key: autocrypt.go).
+type headerEdit func(h *textproto.Header)
 
 // transformClaimed is transformNotice for a message whose claim to be
 // encrypted did not hold: it is handled like any clear message. Inline
@@ -70,11 +74,12 @@ func transformNotice(w io.Writer, r io.Reader, n *noticeText) (*transformResult,
 // is, and an S/MIME body, which is one piece, is kept whole beside the
 // notice.
 func transformClaimed(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
-	return transform(w, r, n, false)
+	return transform(w, r, n, false, nil)
 }
 
-// transform is transformNotice (passThrough) or transformClaimed.
-func transform(w io.Writer, r io.Reader, n *noticeText, passThrough bool) (*transformResult, error) {
+// transform is transformNotice (passThrough) or transformClaimed, with
+// edit (if any) applied to the top-level header.
+func transform(w io.Writer, r io.Reader, n *noticeText, passThrough bool, edit headerEdit) (*transformResult, error) {
 	br := bufpool.Reader(r)
 	defer bufpool.PutReader(br)
 	h, err := textproto.ReadHeader(br)
@@ -82,6 +87,9 @@ func transform(w io.Writer, r io.Reader, n *noticeText, passThrough bool) (*tran
 		return nil, &mimeError{"its header cannot be read"}
 	}
 	h.Del("Bcc")
+	if edit != nil {
+		edit(&h)
+	}
 	res := &transformResult{}
 	t := &noticeTransform{n: n}
 	bw := bufpool.Writer(w)

@@ -17,9 +17,12 @@ import (
 // SubmittedCopyName (minus Bcc), then read back and checked. When the claim
 // does not hold, that copy is transformed again like any clear message into
 // RewrittenCopyName, which becomes the plain copy (the relay drops copies no one
-// names).
-func (s *policySettings) writePlain(msg io.Reader, out Sink) (*transformResult, string, string, error) {
-	tr, err := transformInto(out, SubmittedCopyName, msg, s.notice, transformNotice)
+// names). edit, when set, changes the top-level header of the copy.
+func (s *policySettings) writePlain(msg io.Reader, out Sink, edit headerEdit) (*transformResult, string, string, error) {
+	tr, err := transformInto(out, SubmittedCopyName, msg, s.notice,
+		func(w io.Writer, r io.Reader, n *noticeText) (*transformResult, error) {
+			return transform(w, r, n, true, edit)
+		})
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -107,8 +110,8 @@ func malformed(err error) *Refusal {
 	case strings.HasPrefix(err.Error(), "quotedprintable:"):
 		what = "the quoted-printable encoding of a part is damaged"
 	}
-	return &Refusal{Malformed: true,
-		Reason: "Message refused as damaged: " + what + "; nothing was sent. Send it again; if it is refused again, write it anew or ask your IT admin"}
+	return &Refusal{Malformed: true, Code: RefusalMalformed,
+		Reason: "The message is damaged: " + what + "; send it again, and if it is refused again, write it anew or ask your admin"}
 }
 
 // recordingReader remembers the first error of its reader other than EOF:

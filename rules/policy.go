@@ -31,7 +31,10 @@ type PolicyConfig struct {
 	Sealed *SealedSettings
 	// Sealer makes sealed copies; nil: sealed.Seal.
 	Sealer Sealer
-	Now    func() time.Time
+	// Autocrypt offers the practice key on copies that leave the
+	// practice; nil: no Autocrypt header.
+	Autocrypt AutocryptSource
+	Now       func() time.Time
 }
 
 // Policy decides per recipient and transforms messages. Its settings can be
@@ -43,6 +46,7 @@ type Policy struct {
 	keys      Keys
 	encrypter Encrypter
 	sealer    Sealer
+	autocrypt AutocryptSource
 	now       func() time.Time
 }
 
@@ -54,7 +58,7 @@ func NewPolicy(cfg PolicyConfig) (*Policy, error) {
 	if (cfg.Keys == nil) != (cfg.Encrypter == nil) {
 		return nil, errors.New("policy: keys and encryption go together")
 	}
-	p := &Policy{registry: cfg.Registry, keys: cfg.Keys, encrypter: cfg.Encrypter, sealer: cfg.Sealer, now: cfg.Now}
+	p := &Policy{registry: cfg.Registry, keys: cfg.Keys, encrypter: cfg.Encrypter, sealer: cfg.Sealer, autocrypt: cfg.Autocrypt, now: cfg.Now}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -92,8 +96,9 @@ func (p *Policy) isInternal(address string) bool {
 }
 
 // Decide returns the decision for one recipient, in the order of ARCHITECTURE.md:
-// internal domain, usable key, passphrase on file (sealed, unless the
-// client's consent prefers clear email), consent on file, else refused.
+// internal domain, usable key, professional recipient, passphrase on file
+// (sealed, unless the client's consent prefers clear email), consent on
+// file, else refused.
 // An error means a decision could not be made (it wraps ErrUnavailable).
 func (p *Policy) Decide(ctx context.Context, account, recipient string) (record.Decision, error) {
 	d, _, err := p.decide(ctx, recipient, p.now())
@@ -108,8 +113,8 @@ func (p *Policy) Decide(ctx context.Context, account, recipient string) (record.
 func (p *Policy) decide(ctx context.Context, recipient string, now time.Time) (record.Decision, ConsentStatus, error) {
 	n, err := addr.Normalize(recipient)
 	if err != nil {
-		return record.Decision{Recipient: recipient, Protection: record.Refused,
-			Reason: fmt.Sprintf("<%s>: not a valid address", recipient)}, ConsentStatus{}, nil
+		return record.Decision{Recipient: recipient, Protection: record.Refused, RefusalCode: RefusalBadAddress,
+			Reason: fmt.Sprintf("<%s> is not an address mail can be sent to; check it", recipient)}, ConsentStatus{}, nil
 	}
 	d := record.Decision{Recipient: recipient, Address: n}
 	if p.isInternal(n) {
@@ -132,6 +137,9 @@ func (p *Policy) decide(ctx context.Context, recipient string, now time.Time) (r
 	if err != nil {
 		return d, st, err
 	}
+	if st.ProfessionalState == ConsentActive {
+		return professionalDecision(d, st.Professional), st, nil
+	}
 	prefersClear := st.State == ConsentActive && st.Given.Prefer == record.PreferClear
 	if st.Passphrase != nil && !prefersClear && p.sealed.Load() != nil {
 		return sealedDecision(d, st.Passphrase, now), st, nil
@@ -145,95 +153,90 @@ func (p *Policy) decide(ctx context.Context, recipient string, now time.Time) (r
 		}
 		return d, st, nil
 	}
-	d.Protection, d.Reason = record.Refused, refusalReason(n, st, key, now)
+	d.Protection = record.Refused
+	d.Reason, d.RefusalCode = refusalReason(n, st, key, now)
 	return d, st, nil
-}
-
-// refusalReason is the one sentence a therapist reads in the mail client:
-// the address, why, and what to do.
-func refusalReason(address string, st ConsentStatus, key KeyLookup, now time.Time) string {
-	keyPart := "no OpenPGP key"
-	switch key.Status {
-	case KeyExpired:
-		keyPart = "their OpenPGP key has expired"
-	case KeyRevoked:
-		keyPart = "their OpenPGP key was revoked"
-	case KeyUnusable:
-		keyPart = "their OpenPGP key cannot encrypt"
-	}
-	if key.Detail != "" && key.Status != KeyNone && key.Status != "" {
-		keyPart += " (" + key.Detail + ")"
-	}
-	switch st.State {
-	case ConsentRevoked:
-		return fmt.Sprintf("<%s>: consent to unencrypted email was revoked on %s and %s; import a current key (sealpost keys import), record a passphrase for sealed PDFs (sealpost consent passphrase) or record a new consent (sealpost consent add)",
-			address, st.Revoked.RecordedAt.In(now.Location()).Format(dateLayout), keyPart)
-	case ConsentExpired:
-		return fmt.Sprintf("<%s>: consent to unencrypted email expired on %s and %s; record a renewed consent (sealpost consent add), a passphrase for sealed PDFs (sealpost consent passphrase) or import a current key (sealpost keys import)",
-			address, st.Given.Expires, keyPart)
-	}
-	if key.Status != "" && key.Status != KeyNone && key.Status != KeyUsable {
-		return fmt.Sprintf("<%s>: %s and there is no consent on file for unencrypted email; import a current key (sealpost keys import), record a passphrase for sealed PDFs (sealpost consent passphrase) or record the client's consent (sealpost consent add)",
-			address, keyPart)
-	}
-	return fmt.Sprintf("<%s>: no consent on file for unencrypted email and no OpenPGP key; record a passphrase for sealed PDFs (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)",
-		address)
 }
 
 // Prepare makes the outgoing copies of an accepted message, but for the
 // encrypted and sealed ones: the plain copy (notice added, Bcc removed)
-// for internal and consented recipients and for the archive is written,
-// and every copy, with its recipients, named in the result. EncryptCopies
-// then writes the encrypted copies for key holders: one for those in To
-// and Cc, and one of its own for each Bcc recipient, so nobody can read
-// another recipient's key ID from the message; and a sealed copy for each
-// sealed recipient, whose passphrase is theirs alone. In between the plain
-// copy may be read (the relay archives it meanwhile).
+// for internal, consented and professional recipients and for the
+// archive is written, and every copy, with its recipients, named in the
+// result. EncryptCopies then writes the encrypted copies for key holders:
+// one for those in To and Cc, and one of its own for each Bcc recipient,
+// so nobody can read another recipient's key ID from the message; and a
+// sealed copy for each sealed recipient, whose passphrase is theirs alone.
+// In between the plain copy may be read (the relay archives it meanwhile).
 //
-// The content rules apply to what goes to a client in clear: encrypted
-// and sealed copies are readable only by their recipient, so the rules
-// are not run for them.
+// The content rules apply to what goes outside the practice in clear, to
+// clients and to professionals alike: a professional's agreement covers
+// the professional, not the client whose information travels unencrypted.
+// Encrypted and sealed copies are readable only by their recipient, so the
+// rules are not run for them.
 func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out Sink) (*Result, error) {
 	s := p.cfg.Load()
-	clearToClient := false
+	clearOutside, outside := false, false
 	for _, d := range sub.Decisions {
-		if d.Protection == record.Consented {
-			clearToClient = true
-			// Asked again: the consent may have been revoked, or run out,
-			// since RCPT (a slow DATA, a message held by the client).
-			st, err := p.registry.Current(ctx, d.Address, p.now())
-			if err != nil {
+		switch d.Protection {
+		case "", record.Refused:
+			return nil, fmt.Errorf("policy: recipient without a decision in submission %s", sub.ID)
+		case record.Consented, record.Professional:
+			clearOutside = true
+			if err := p.stillClear(ctx, d); err != nil {
 				return nil, err
 			}
-			if st.State != ConsentActive {
-				return nil, &Refusal{Reason: "Message refused: " + refusalReason(d.Address, st, KeyLookup{}, p.now()) + "; nothing was sent", Recipient: true}
+		case record.Encrypted:
+			if p.encrypter == nil {
+				return nil, fmt.Errorf("policy: %w: an encrypted recipient but no encryption configured", ErrUnavailable)
+			}
+		case record.Sealed:
+			if d.Consent == nil || p.sealed.Load() == nil {
+				return nil, fmt.Errorf("policy: %w: a sealed recipient without its passphrase event, or sealing is off", ErrUnavailable)
 			}
 		}
-		if d.Protection == record.Refused || d.Protection == "" {
-			return nil, fmt.Errorf("policy: recipient without a decision in submission %s", sub.ID)
-		}
-		if d.Protection == record.Encrypted && p.encrypter == nil {
-			return nil, fmt.Errorf("policy: %w: an encrypted recipient but no encryption configured", ErrUnavailable)
-		}
-		if d.Protection == record.Sealed && (d.Consent == nil || p.sealed.Load() == nil) {
-			return nil, fmt.Errorf("policy: %w: a sealed recipient without its passphrase event, or sealing is off", ErrUnavailable)
-		}
+		outside = outside || d.Protection != record.Internal
 	}
-	tr, plain, passedAs, err := s.writePlain(msg, out)
+	var edit headerEdit
+	var offered []byte
+	if outside {
+		edit = func(h *textproto.Header) { offered = p.offerPracticeKey(h) }
+	}
+	tr, plain, passedAs, err := s.writePlain(msg, out, edit)
 	if err != nil {
 		return nil, err
 	}
 
-	res := &Result{Plain: plain, Decisions: append([]record.Decision(nil), sub.Decisions...)}
+	res := &Result{Plain: plain, Decisions: append([]record.Decision(nil), sub.Decisions...), autocrypt: offered}
 	markBcc(tr.header, res.Decisions)
 
-	if clearToClient && len(s.rules) > 0 {
+	if clearOutside && len(s.rules) > 0 {
 		if err := s.checkContent(out, plain, res); err != nil {
 			return nil, err
 		}
 	}
 	nameCopies(res, passedAs)
 	return res, nil
+}
+
+// stillClear asks again whether a recipient decided consented or
+// professional at RCPT may still have the message in clear: the consent
+// or the agreement may have been withdrawn, or run out, since (a slow
+// DATA, a message held by the client).
+func (p *Policy) stillClear(ctx context.Context, d record.Decision) error {
+	now := p.now()
+	st, err := p.registry.Current(ctx, d.Address, now)
+	if err != nil {
+		return err
+	}
+	if d.Protection == record.Consented && st.State == ConsentActive ||
+		d.Protection == record.Professional && st.ProfessionalState == ConsentActive {
+		return nil
+	}
+	if d.Protection == record.Professional && st.ProfessionalState != ConsentActive {
+		st.State = ConsentNone // what changed is the professional entry
+	}
+	reason, code := refusalReason(d.Address, st, KeyLookup{}, now)
+	return &Refusal{Reason: reason + " (this changed while the message was being sent)", Code: code, Recipient: true}
 }
 
 // nameCopies puts every recipient into one copy: the plain one, an
@@ -253,9 +256,7 @@ func nameCopies(res *Result, passedAs string) {
 					passedAs, d.KeyFingerprint)
 			}
 			clear.Recipients = append(clear.Recipients, d.Recipient)
-			if clear.Protection == "" || d.Protection == record.Consented {
-				clear.Protection = d.Protection
-			}
+			clear.Protection = clearerOf(clear.Protection, d.Protection)
 		case d.Bcc:
 			bcc = append(bcc, d)
 		default:
@@ -287,6 +288,28 @@ func nameCopies(res *Result, passedAs string) {
 		res.Copies = append(res.Copies, Copy{Name: j.name, Recipients: []string{res.Decisions[j.decision].Recipient},
 			Protection: record.Sealed, SealedWith: j.eventID})
 	}
+}
+
+// clearerOf is the protection a clear copy is delivered under: consented
+// when a client's consent lets it go, else professional when a
+// professional's agreement does (both are asked again before every
+// delivery), else that of its colleagues.
+func clearerOf(copyProtection, recipient record.Protection) record.Protection {
+	rank := func(p record.Protection) int {
+		switch p {
+		case record.Consented:
+			return 3
+		case record.Professional:
+			return 2
+		case "":
+			return 0
+		}
+		return 1
+	}
+	if rank(recipient) > rank(copyProtection) {
+		return recipient
+	}
+	return copyProtection
 }
 
 // EncryptCopies writes the encrypted and sealed copies Prepare named, and
@@ -343,7 +366,7 @@ func markBcc(h textproto.Header, ds []record.Decision) {
 }
 
 // checkContent runs the content rules over the plain copy of a message
-// that goes to a client in clear (contentScan says what they read). A
+// that goes outside the practice in clear (contentScan says what they read). A
 // refuse rule refuses it; a require_encryption rule refuses it because it
 // would go out in clear. The first rule in configured order that fires is
 // the one the therapist is told about.
@@ -360,7 +383,7 @@ func (s *policySettings) checkContent(out Sink, plain string, res *Result) error
 		case src.err != nil:
 			return fmt.Errorf("read the plain copy: %w", src.err)
 		case errors.Is(err, errTooMuchToScan):
-			return &Refusal{Reason: fmt.Sprintf("Message refused: it holds more than sealpost can check against the content rules (%d MiB of text, %d parts, %d levels); send it encrypted; nothing was sent",
+			return &Refusal{Code: RefusalTooMuchToCheck, Reason: fmt.Sprintf("The message holds more than sealpost can check against the practice's content rules (%d MiB of text, %d parts, %d levels), so it cannot go out unencrypted; send it only to recipients who get it encrypted or sealed",
 				maxScannedText>>20, maxScannedParts, maxScannedDepth)}
 		}
 		return malformed(err)
@@ -371,7 +394,7 @@ func (s *policySettings) checkContent(out Sink, plain string, res *Result) error
 	}
 	var clients []string
 	for _, d := range res.Decisions {
-		if d.Protection == record.Consented {
+		if d.Protection == record.Consented || d.Protection == record.Professional {
 			clients = append(clients, d.Address)
 		}
 	}
@@ -380,13 +403,13 @@ func (s *policySettings) checkContent(out Sink, plain string, res *Result) error
 	if reply == "" {
 		switch r.Action {
 		case "refuse":
-			reply = fmt.Sprintf("Message refused by rule %q: its %s must not go out in unencrypted email", r.Name, where)
+			reply = fmt.Sprintf("The practice's rule %q found what must not go out in unencrypted email in its %s", r.Name, where)
 		default:
-			reply = fmt.Sprintf("Message refused by rule %q: its %s may only be sent encrypted", r.Name, where)
+			reply = fmt.Sprintf("The practice's rule %q found what may only be sent encrypted in its %s", r.Name, where)
 		}
 	}
-	reply = fmt.Sprintf("%s (rule %s; in clear to %s); nothing was sent", strings.TrimRight(reply, ". "), r.Name, strings.Join(angle(clients), ", "))
-	return &Refusal{Reason: reply, Fired: []record.RuleHit{hit}}
+	reply = fmt.Sprintf("%s (rule %s; unencrypted to %s)", strings.TrimRight(reply, ". "), r.Name, strings.Join(angle(clients), ", "))
+	return &Refusal{Reason: reply, Code: RefusalContentRule, Fired: []record.RuleHit{hit}}
 }
 
 func angle(as []string) []string {

@@ -181,11 +181,11 @@ func TestDecide(t *testing.T) {
 		{"CONSENTED@client.EXAMPLE", record.Consented, ""},
 		{"case@client.example", record.Consented, ""},
 		{"oldkey@client.example", record.Consented, ""},
-		{"consented+tag@client.example", record.Refused, "<consented+tag@client.example>: no consent on file for unencrypted email and no OpenPGP key; record a passphrase for sealed PDFs (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)"},
-		{"stranger@client.example", record.Refused, "<stranger@client.example>: no consent on file for unencrypted email and no OpenPGP key; record a passphrase for sealed PDFs (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)"},
-		{"expired@client.example", record.Refused, "consent to unencrypted email expired on 2026-01-10"},
-		{"revoked@client.example", record.Refused, "consent to unencrypted email was revoked on " + revocation.RecordedAt.Local().Format("2006-01-02") + " and no OpenPGP key"},
-		{"revokedkey@client.example", record.Refused, "their OpenPGP key was revoked (revoked on 2026-03-01: key compromised) and there is no consent on file"},
+		{"consented+tag@client.example", record.Refused, "<consented+tag@client.example> has no passphrase, encryption key or written consent to unencrypted email on file; ask your admin to record one"},
+		{"stranger@client.example", record.Refused, "<stranger@client.example> has no passphrase, encryption key or written consent to unencrypted email on file; ask your admin to record one"},
+		{"expired@client.example", record.Refused, "The consent of <expired@client.example> to unencrypted email ran out on 2026-01-10, and no passphrase or encryption key is on file; ask your admin"},
+		{"revoked@client.example", record.Refused, "<revoked@client.example> withdrew consent to unencrypted email on " + revocation.RecordedAt.Local().Format("2006-01-02") + ", and no passphrase or encryption key is on file; ask your admin"},
+		{"revokedkey@client.example", record.Refused, "The encryption key of <revokedkey@client.example> can no longer be used (revoked on 2026-03-01: key compromised), and no passphrase or written consent"},
 	}
 	for _, tt := range tests {
 		d, err := tp.Decide(ctx, "therapist", tt.rcpt)
@@ -194,6 +194,10 @@ func TestDecide(t *testing.T) {
 		}
 		if d.Protection != tt.want || !strings.Contains(d.Reason, tt.reason) {
 			t.Errorf("%s: %s %q; want %s %q", tt.rcpt, d.Protection, d.Reason, tt.want, tt.reason)
+		}
+		// The therapist reads the reason: an admin's command is no use to them.
+		if d.Protection == record.Refused && (strings.Contains(d.Reason, "sealpost ") || d.RefusalCode == "") {
+			t.Errorf("%s: refused with %q (code %q): names a command, or has no code", tt.rcpt, d.Reason, d.RefusalCode)
 		}
 		if d.Protection == record.Consented && (d.Consent == nil || d.Consent.Evidence == "") {
 			t.Errorf("%s: consented without the consent event", tt.rcpt)
@@ -237,7 +241,7 @@ func TestRevocationSeenByRunningRelay(t *testing.T) {
 	}
 	cli.Revoke(ctx, "anna@client.example", "by phone", "admin")
 	cli.Close()
-	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != record.Refused || !strings.Contains(d.Reason, "revoked") {
+	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != record.Refused || d.RefusalCode != RefusalConsentRevoked {
 		t.Fatalf("after revoke: %s %q", d.Protection, d.Reason)
 	}
 }
@@ -342,7 +346,7 @@ func TestConsentWithdrawnBeforeData(t *testing.T) {
 	sink := &memSink{}
 	_, err = tp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader("Subject: s\r\n\r\nhi\r\n"), sink)
 	var r *Refusal
-	if !errors.As(err, &r) || !strings.Contains(r.Reason, "consent to unencrypted email was revoked") || !r.Recipient {
+	if !errors.As(err, &r) || !strings.Contains(r.Reason, "<carl@client.example> withdrew consent to unencrypted email") || !r.Recipient || r.Code != RefusalConsentRevoked {
 		t.Fatalf("Apply after the revocation: %v; want a refusal for the recipient, naming it", err)
 	}
 }
@@ -555,8 +559,8 @@ func TestContentRules(t *testing.T) {
 				}
 				return
 			}
-			if !errors.As(err, &ref) || !strings.Contains(ref.Reason, tt.refuse) || !strings.Contains(ref.Reason, "nothing was sent") {
-				t.Fatalf("got %v, want a refusal saying %q", err, tt.refuse)
+			if !errors.As(err, &ref) || !strings.Contains(ref.Reason, tt.refuse) || ref.Code != RefusalContentRule {
+				t.Fatalf("got %v, want a content rule's refusal saying %q", err, tt.refuse)
 			}
 			if len(ref.Fired) != 1 {
 				t.Errorf("fired %v", ref.Fired)
@@ -650,7 +654,7 @@ func TestMalformedIsPermanent(t *testing.T) {
 				d, _ := mp.Decide(ctx, "therapist", who)
 				_, err := mp.Apply(ctx, Submission{ID: "1", Decisions: []record.Decision{d}}, strings.NewReader(hdr+tt.msg), &memSink{})
 				var ref *Refusal
-				if !errors.As(err, &ref) || !ref.Malformed || !strings.Contains(ref.Reason, tt.says) || !strings.Contains(ref.Reason, "nothing was sent") {
+				if !errors.As(err, &ref) || !ref.Malformed || !strings.Contains(ref.Reason, tt.says) || ref.Code != RefusalMalformed {
 					t.Fatalf("got %v, want refused as damaged, saying %q", err, tt.says)
 				}
 				if strings.Contains(ref.Reason, "EOF") || strings.Contains(ref.Reason, "multipart:") || strings.Contains(ref.Reason, "illegal") {

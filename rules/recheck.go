@@ -19,19 +19,20 @@ type Consents interface {
 }
 
 // RecheckConsent is asked right before a copy that goes out in clear on its
-// clients' consent is handed to the provider (the relay's ConsentCheck): a
-// message may wait in the queue for days after RCPT, and only a consent
-// that holds now lets it go. It returns the recipients who may no longer
+// clients' consent or professionals' agreements is handed to the provider
+// (the relay's ConsentCheck): a message may wait in the queue for days
+// after RCPT, and only a consent or an agreement that holds now lets it go. It returns the recipients who may no longer
 // have the copy, each with a short phrase for the sender's failure notice
 // and the record ("revoked on 2026-03-02"); the others may have it.
 //
-// Every recipient is decided again as Decide decides now. Colleagues and
-// clients with an active consent may have the copy (one who has set a
-// passphrase since is sealed now, and still consented); a refused
-// recipient may not. A key holder is in a clear copy either because the client
-// encrypted the message itself, or on a consent given before the key came:
-// one who never consented, or whose consent holds, may have it; one whose
-// consent was revoked or ran out may not.
+// Every recipient is decided again as Decide decides now. Colleagues,
+// professionals on file and clients with an active consent may have the
+// copy (one who has set a passphrase since is sealed now, and still
+// consented); a refused recipient may not. A key holder is in a clear copy
+// either because the client encrypted the message itself, or on a consent
+// or agreement given before the key came: one who never had either, or
+// whose consent and agreement hold, may have it; one whose consent or
+// agreement was withdrawn or ran out may not.
 //
 // An error means it could not be told (it wraps ErrUnavailable) and names
 // no address.
@@ -47,7 +48,7 @@ func (p *Policy) RecheckConsent(ctx context.Context, recipients []string, now ti
 			continue
 		}
 		switch d.Protection {
-		case record.Internal, record.Consented:
+		case record.Internal, record.Consented, record.Professional:
 			continue
 		case record.Sealed:
 			// A passphrase set since RCPT does not take a consent away.
@@ -58,7 +59,8 @@ func (p *Policy) RecheckConsent(ctx context.Context, recipients []string, now ti
 			if st, err = p.registry.Current(ctx, d.Address, now); err != nil {
 				return nil, fmt.Errorf("consent check: %w", err)
 			}
-			if st.State == ConsentNone || st.State == ConsentActive {
+			withdrawn := func(s ConsentState) bool { return s == ConsentRevoked || s == ConsentExpired }
+			if !withdrawn(st.State) && !withdrawn(st.ProfessionalState) {
 				continue
 			}
 		}
@@ -74,6 +76,10 @@ func withdrawnPhrase(st ConsentStatus, now time.Time) string {
 		return "revoked on " + st.Revoked.RecordedAt.In(now.Location()).Format(dateLayout)
 	case st.State == ConsentExpired && st.Given != nil:
 		return "expired on " + st.Given.Expires
+	case st.ProfessionalState == ConsentRevoked && st.Professional != nil:
+		return "no longer a professional recipient since " + st.Professional.RecordedAt.In(now.Location()).Format(dateLayout)
+	case st.ProfessionalState == ConsentExpired && st.Professional != nil:
+		return "professional agreement expired on " + st.Professional.Expires
 	}
 	return "no consent on file"
 }

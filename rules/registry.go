@@ -87,6 +87,13 @@ type ConsentStatus struct {
 	// PassphraseRemoved is the last passphrase-removed event when no
 	// passphrase is on file any more.
 	PassphraseRemoved *record.ConsentEvent
+	// ProfessionalState is the address's standing as a professional
+	// recipient (another clinician, a business associate), on its own or
+	// through its domain; ConsentNone when it is not one. Professional is
+	// the professional-given event it rests on (Active, Expired) or the
+	// professional-revoked one (Revoked).
+	ProfessionalState ConsentState
+	Professional      *record.ConsentEvent
 }
 
 // Current returns the address's consent standing at now, and its
@@ -97,7 +104,10 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 	if err != nil {
 		return ConsentStatus{}, err
 	}
-	st := ConsentStatus{Address: n, State: ConsentNone}
+	st := ConsentStatus{Address: n, State: ConsentNone, ProfessionalState: ConsentNone}
+	if err := r.professionalStanding(ctx, &st, now); err != nil {
+		return st, err
+	}
 	evs, err := r.latestEvents(ctx, `SELECT `+eventColumns+`
 		FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id
 		WHERE a.address = ? ORDER BY e.id DESC LIMIT 2`, n)
@@ -208,6 +218,13 @@ func checkGiven(ev *record.ConsentEvent, now time.Time) []string {
 		}
 		ev.Addresses[i] = n
 	}
+	return append(problems, checkTerms(ev, now)...)
+}
+
+// checkTerms validates what a consent and a professional agreement both
+// need: evidence, the date it was signed, a sound expiry, who records it.
+func checkTerms(ev *record.ConsentEvent, now time.Time) []string {
+	var problems []string
 	if strings.TrimSpace(ev.Evidence) == "" {
 		problems = append(problems, "evidence is empty: say which form the client signed and where the signed copy is kept")
 	}
@@ -284,10 +301,17 @@ func insertEvent(ctx context.Context, tx *sql.Tx, ev *record.ConsentEvent, now t
 		return err
 	}
 	insert := `INSERT INTO consent_addresses (event_id, address) VALUES (?, ?)`
-	if ev.Kind == record.PassphraseSet || ev.Kind == record.PassphraseRemoved {
+	addrs := ev.Addresses
+	switch ev.Kind {
+	case record.PassphraseSet, record.PassphraseRemoved:
 		insert = `INSERT INTO passphrase_addresses (event_id, address) VALUES (?, ?)`
+	case record.ProfessionalGiven, record.ProfessionalRevoked:
+		insert = `INSERT INTO professional_addresses (event_id, address) VALUES (?, ?)`
+		if ev.Domain != "" {
+			addrs = []string{"@" + ev.Domain}
+		}
 	}
-	for _, a := range ev.Addresses {
+	for _, a := range addrs {
 		if _, err := tx.ExecContext(ctx, insert, ev.ID, a); err != nil {
 			return err
 		}
@@ -406,8 +430,11 @@ func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentE
 	}
 	for i := range out {
 		query := `SELECT address FROM consent_addresses WHERE event_id = ? ORDER BY rowid`
-		if k := out[i].Kind; k == record.PassphraseSet || k == record.PassphraseRemoved {
+		switch out[i].Kind {
+		case record.PassphraseSet, record.PassphraseRemoved:
 			query = `SELECT address FROM passphrase_addresses WHERE event_id = ? ORDER BY rowid`
+		case record.ProfessionalGiven, record.ProfessionalRevoked:
+			query = `SELECT address FROM professional_addresses WHERE event_id = ? ORDER BY rowid`
 		}
 		ar, err := r.db.QueryContext(ctx, query, out[i].ID)
 		if err != nil {
@@ -416,6 +443,10 @@ func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentE
 		for ar.Next() {
 			var a string
 			ar.Scan(&a)
+			if d, ok := strings.CutPrefix(a, "@"); ok {
+				out[i].Domain = d
+				continue
+			}
 			out[i].Addresses = append(out[i].Addresses, a)
 		}
 		ar.Close()

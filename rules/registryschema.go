@@ -8,17 +8,19 @@ import (
 )
 
 // The registry's tables. consent_events is the one history, in id order:
-// consents given and revoked, and passphrases set and removed. Consent
-// events name their addresses in consent_addresses, passphrase events in
-// passphrase_addresses: a sealpost from before passphrases, opened on this
-// file, never takes a passphrase for a consent to unencrypted email.
+// consents given and revoked, passphrases set and removed, and professional
+// recipients recorded and withdrawn. Consent events name their addresses
+// in consent_addresses, passphrase events in passphrase_addresses,
+// professional events in professional_addresses ("@domain" for a whole
+// domain): a sealpost from before passphrases or professionals, opened on
+// this file, never takes either for a client's consent to unencrypted email.
 // passphrase_secrets holds only the current passphrases, encrypted
 // (passphrase.go): it is the one table rows are replaced and deleted in.
 const schema = `CREATE TABLE IF NOT EXISTS consent_events ` + eventsTable + `;` + otherTables
 
 const eventsTable = `(
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
-	kind        TEXT NOT NULL CHECK (kind IN ('given', 'revoked', 'passphrase-set', 'passphrase-removed')),
+	kind        TEXT NOT NULL CHECK (kind IN ('given', 'revoked', 'passphrase-set', 'passphrase-removed', 'professional-given', 'professional-revoked')),
 	client      TEXT NOT NULL DEFAULT '',
 	signed      TEXT NOT NULL DEFAULT '',
 	evidence    TEXT NOT NULL DEFAULT '',
@@ -40,6 +42,15 @@ CREATE TABLE IF NOT EXISTS passphrase_addresses (
 	address  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS passphrase_addresses_by_address ON passphrase_addresses(address, event_id);
+CREATE TABLE IF NOT EXISTS professional_addresses (
+	event_id INTEGER NOT NULL REFERENCES consent_events(id),
+	address  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS professional_addresses_by_address ON professional_addresses(address, event_id);
+CREATE TRIGGER IF NOT EXISTS professional_addresses_append_only_u BEFORE UPDATE ON professional_addresses
+	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS professional_addresses_append_only_d BEFORE DELETE ON professional_addresses
+	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
 CREATE TABLE IF NOT EXISTS passphrase_secrets (
 	address  TEXT PRIMARY KEY,
 	event_id INTEGER NOT NULL REFERENCES consent_events(id),
@@ -68,10 +79,10 @@ CREATE INDEX IF NOT EXISTS acknowledgements_by_address ON acknowledgements(accou
 // eventColumns are consent_events' columns as scanEvent reads them.
 const eventColumns = `e.id, e.kind, e.client, e.signed, e.evidence, e.expires, e.reason, e.prefer, e.recorded_by, e.recorded_at`
 
-// migrate brings a registry written before passphrases up to the schema:
-// its consent_events allows only two kinds, and a CHECK constraint cannot
-// be altered in SQLite, so the table is made anew with every row, id and
-// time as it was (SQLite's "other kinds of table schema changes": foreign
+// migrate brings a registry written before passphrases or professionals
+// up to the schema: its consent_events allows fewer kinds, and a CHECK
+// constraint cannot be altered in SQLite, so the table is made anew with
+// every row, id and time as it was (SQLite's "other kinds of table schema changes": foreign
 // keys off, one transaction, the references checked before the commit).
 // The append-only triggers belong to the old table and go with it; they
 // are made again in the same transaction.
@@ -107,13 +118,16 @@ func migrateEvents(ctx context.Context, conn *sql.Conn) error {
 	if err := conn.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'consent_events'`).Scan(&tableSQL); err != nil {
 		return err
 	}
-	if strings.Contains(tableSQL, "passphrase-set") {
+	if strings.Contains(tableSQL, "professional-given") {
 		return nil
+	}
+	columns := "id, kind, client, signed, evidence, expires, reason, recorded_by, recorded_at"
+	if strings.Contains(tableSQL, "prefer") {
+		columns += ", prefer"
 	}
 	steps := []string{
 		`CREATE TABLE consent_events_new ` + eventsTable,
-		`INSERT INTO consent_events_new (id, kind, client, signed, evidence, expires, reason, recorded_by, recorded_at)
-			SELECT id, kind, client, signed, evidence, expires, reason, recorded_by, recorded_at FROM consent_events`,
+		`INSERT INTO consent_events_new (` + columns + `) SELECT ` + columns + ` FROM consent_events`,
 		`DROP TABLE consent_events`,
 		`ALTER TABLE consent_events_new RENAME TO consent_events`,
 		schema, // the triggers, before anyone can write
@@ -134,7 +148,7 @@ func migrateEvents(ctx context.Context, conn *sql.Conn) error {
 	return rows.Err()
 }
 
-// oldEventsTable says whether consent_events exists without the passphrase kinds.
+// oldEventsTable says whether consent_events exists without the newest kinds.
 func oldEventsTable(ctx context.Context, db *sql.DB) (bool, error) {
 	var tableSQL string
 	err := db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'consent_events'`).Scan(&tableSQL)
@@ -144,5 +158,5 @@ func oldEventsTable(ctx context.Context, db *sql.DB) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return !strings.Contains(tableSQL, "passphrase-set"), nil
+	return !strings.Contains(tableSQL, "professional-given"), nil
 }

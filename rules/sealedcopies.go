@@ -128,10 +128,10 @@ func (p *Policy) sealCopies(ctx context.Context, out Sink, res *Result) error {
 			if why == "" {
 				why = "the passphrase changed"
 			}
-			return &Refusal{Recipient: true, Reason: fmt.Sprintf("Message refused: <%s>: the client's passphrase for sealed PDFs changed since the message was addressed (%s); nothing was sent; send it again",
+			return &Refusal{Recipient: true, Code: RefusalPassphraseChanged, Reason: fmt.Sprintf("The passphrase of <%s> for sealed PDFs changed while the message was being sent (%s); send it again",
 				d.Address, why)}
 		}
-		r, err := p.sealCopy(out, res.Plain, j.name, sealed.Options{Passphrase: secret, PracticeName: texts.PracticeName,
+		r, err := p.sealCopy(out, res.Plain, j.name, res.autocrypt, sealed.Options{Passphrase: secret, PracticeName: texts.PracticeName,
 			Subject: texts.Subject, Text: texts.body, HTML: texts.html, Notice: notice, MaxBytes: texts.MaxBytes})
 		if err != nil {
 			return sealingRefusal(err, d.Address, texts.MaxBytes)
@@ -146,7 +146,9 @@ func (p *Policy) sealCopies(ctx context.Context, out Sink, res *Result) error {
 	return nil
 }
 
-func (p *Policy) sealCopy(out Sink, plainName, name string, o sealed.Options) (sealed.Result, error) {
+// sealCopy writes one sealed copy; field, when set, is a header field
+// (the practice's Autocrypt key) put on top of the sealed message's own.
+func (p *Policy) sealCopy(out Sink, plainName, name string, field []byte, o sealed.Options) (sealed.Result, error) {
 	plain, err := out.Open(plainName)
 	if err != nil {
 		return sealed.Result{}, err
@@ -157,6 +159,7 @@ func (p *Policy) sealCopy(out Sink, plainName, name string, o sealed.Options) (s
 		return sealed.Result{}, err
 	}
 	src, dst := &recordingReader{r: plain}, &recordingWriter{w: w}
+	dst.Write(field)
 	r, err := p.sealer(dst, src, o)
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -177,11 +180,11 @@ func sealingRefusal(err error, address string, maxBytes int64) error {
 	var me *sealed.MalformedError
 	switch {
 	case errors.Is(err, sealed.ErrTooLarge):
-		return &Refusal{TooLarge: true, Reason: fmt.Sprintf("Message refused: it is too large to send as a sealed PDF to <%s> (over %s); nothing was sent. Send the attachments in separate messages",
+		return &Refusal{TooLarge: true, Code: RefusalTooLargeToSeal, Reason: fmt.Sprintf("The message is too large to send as a sealed PDF to <%s> (over %s); send the attachments in separate messages",
 			address, byteSize(maxBytes))}
 	case errors.As(err, &me):
-		return &Refusal{Malformed: true, Reason: "Message refused as damaged: " + me.Reason +
-			"; it cannot be sealed into a PDF; nothing was sent. Send it again; if it is refused again, write it anew or ask your IT admin"}
+		return &Refusal{Malformed: true, Code: RefusalMalformed, Reason: "The message is damaged: " + me.Reason +
+			", so it cannot be sealed into a PDF; send it again, and if it is refused again, write it anew or ask your admin"}
 	}
 	return fmt.Errorf("seal copy: %w", err)
 }

@@ -101,7 +101,7 @@ func TestDecideSealed(t *testing.T) {
 		{"passphrase removed, no consent", func(tp *testPolicy, rcpt string) {
 			tp.passphrase(t, rcpt, "correct horse battery staple")
 			tp.reg.RemovePassphrase(context.Background(), []string{rcpt}, "admin")
-		}, record.Refused, "record a passphrase for sealed PDFs (sealpost consent passphrase)"},
+		}, record.Refused, "no passphrase"},
 		{"passphrase and an expired key", func(tp *testPolicy, rcpt string) {
 			tp.keys.keys[rcpt] = KeyLookup{Status: KeyExpired, Detail: "expired on 2026-02-01"}
 			tp.passphrase(t, rcpt, "correct horse battery staple")
@@ -114,10 +114,10 @@ func TestDecideSealed(t *testing.T) {
 		{"revoked consent, no passphrase", func(tp *testPolicy, rcpt string) {
 			tp.consent(t, rcpt, "2026-01-10", "")
 			tp.reg.Revoke(context.Background(), rcpt, "by phone", "admin")
-		}, record.Refused, "record a passphrase for sealed PDFs (sealpost consent passphrase)"},
+		}, record.Refused, "no passphrase"},
 		{"expired key, no passphrase or consent", func(tp *testPolicy, rcpt string) {
 			tp.keys.keys[rcpt] = KeyLookup{Status: KeyExpired, Detail: "expired on 2026-02-01"}
-		}, record.Refused, "record a passphrase for sealed PDFs (sealpost consent passphrase)"},
+		}, record.Refused, "no passphrase"},
 		{"colleague with a passphrase", func(tp *testPolicy, rcpt string) {
 			tp.passphrase(t, rcpt, "correct horse battery staple")
 		}, record.Internal, "internal domain"},
@@ -247,7 +247,7 @@ func TestContentRulesSkipSealed(t *testing.T) {
 	_, err := tp.Apply(ctx, Submission{ID: "2", Decisions: tp.decideAll(t, "sealed@client.example", "consented@client.example")},
 		strings.NewReader(msg), &memSink{})
 	var r *Refusal
-	if !errors.As(err, &r) || !strings.Contains(r.Reason, "in clear to <consented@client.example>") || strings.Contains(r.Reason, "sealed@") {
+	if !errors.As(err, &r) || !strings.Contains(r.Reason, "unencrypted to <consented@client.example>") || strings.Contains(r.Reason, "sealed@") {
 		t.Fatalf("with a consented client: %v; want the rule's refusal naming only the clear recipient", err)
 	}
 }

@@ -86,6 +86,7 @@ type Result struct {
 
 	toEncrypt []encryptJob // Prepare's, for EncryptCopies
 	toSeal    []sealJob
+	autocrypt []byte // the Autocrypt field the plain copy got, for the sealed copies
 }
 
 type encryptJob struct {
@@ -94,11 +95,20 @@ type encryptJob struct {
 }
 
 // Refusal is returned (as an error) when the message or a recipient may not go
-// out. Reason is the complete reply text for the therapist. The relay answers
-// 550 5.7.1 with it, or 554 5.6.0 when Malformed.
+// out. The relay answers 550 5.7.1, or 554 5.6.0 when Malformed, 552 5.3.4
+// when TooLarge, saying "Nothing was sent to anybody." before the Reason and
+// the reference after it.
 type Refusal struct {
+	// Reason is what the therapist reads: what is wrong, in plain words, and
+	// what to do or whom to ask; one or two sentences without a final period.
 	Reason string
-	Fired  []record.RuleHit
+	// Code names the reason for the log, the record and `sealpost refusals
+	// show`, which tells the admin the fix (AdminFix).
+	Code string
+	// Ref is the reference the relay gave the refusal when it recorded it
+	// (record.NewRef): the therapist quotes it, the admin looks it up.
+	Ref   string
+	Fired []record.RuleHit
 	// Recipient: refused for a recipient's sake (no consent any more),
 	// not for the message's content or form.
 	Recipient bool

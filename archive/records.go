@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/record"
@@ -112,11 +114,63 @@ func (a *Archive) RecordRefusal(ctx context.Context, r RefusalRecord) error {
 	if err != nil {
 		return err
 	}
-	h := header{Kind: kindRefusal}
+	h := header{Kind: kindRefusal, ID: r.Ref, Code: r.Code, Account: r.Account}
 	if r.Recipient != "" {
 		h.Addrs = []string{a.addrHash(r.Recipient)}
 	}
 	return a.submit(ctx, h, payload)
+}
+
+// RefusalFound is a refusal record as its clear header shows it: all that
+// `sealpost refusals show` needs, readable without the archive key.
+type RefusalFound struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Ref     string    `json:"ref"`
+	Code    string    `json:"code"`
+	Account string    `json:"account"`
+	// Recipient is set when the refusal was for a recipient: whether an
+	// address is it (Is) can be told, the address itself is not kept in clear.
+	Recipient bool `json:"recipient"`
+	addrHash  string
+	hashKey   []byte
+}
+
+// Is says whether address is the refused recipient.
+func (r RefusalFound) Is(address string) bool {
+	return r.addrHash != "" && hmac.Equal([]byte(addrHash(r.hashKey, address)), []byte(r.addrHash))
+}
+
+// FindRefusals returns the refusal records in the archive folder dir with
+// reference ref, or with ref "" those since the time given, oldest first.
+// It only reads: it works beside a running relay and on a copy.
+func FindRefusals(dir, ref string, since time.Time) ([]RefusalFound, error) {
+	hashKey, err := os.ReadFile(filepath.Join(dir, "address-hash.key"))
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	var out []RefusalFound
+	for _, seg := range segs {
+		err := scanHeaders(filepath.Join(dir, seg), func(h *header, _ []byte) {
+			if h.Kind != kindRefusal || ref != "" && h.ID != ref || ref == "" && h.Time.Before(since) {
+				return
+			}
+			f := RefusalFound{Seq: h.Seq, Time: h.Time, Ref: h.ID, Code: h.Code, Account: h.Account, hashKey: hashKey}
+			if len(h.Addrs) == 1 {
+				f.Recipient, f.addrHash = true, h.Addrs[0]
+			}
+			out = append(out, f)
+		})
+		// The segment being written may end in a record still in progress.
+		if err != nil && !errors.Is(err, errIncomplete) {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // RecordConsent archives an event of the consent registry.

@@ -63,6 +63,10 @@ type header struct {
 	Event   string    `json:"event,omitempty"`   // event kind
 	Dir     string    `json:"dir,omitempty"`     // message direction
 	Consent int64     `json:"consent,omitempty"` // consent event id
+	// refusal (its reference is ID): the reason's code and the account,
+	// for `sealpost refusals show` without the archive key
+	Code    string `json:"code,omitempty"`
+	Account string `json:"account,omitempty"`
 	// hold / release
 	Hold  string `json:"hold,omitempty"`
 	Since string `json:"since,omitempty"` // YYYY-MM-DD

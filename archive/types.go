@@ -65,4 +65,10 @@ type RefusalRecord struct {
 	Account   string    `json:"account"`
 	Recipient string    `json:"recipient,omitempty"`
 	Reason    string    `json:"reason"`
+	// Ref is the reference the therapist was told (record.NewRef), and Code
+	// the reason's code (rules' Refusal* codes). Both, and the account, are
+	// also in the record's clear header, so that `sealpost refusals show`
+	// finds the refusal without the archive key.
+	Ref  string `json:"ref,omitempty"`
+	Code string `json:"code,omitempty"`
 }

@@ -75,7 +75,7 @@ func (q *Queue) deliverCopy(e *entry, c rules.Copy, login *provider.Login, event
 		e.state.LastError = textutil.OneLine(fmt.Sprintf("account %q is no longer configured", e.meta.Account))
 		return events
 	}
-	if c.Protection == record.Consented && q.consent != nil {
+	if (c.Protection == record.Consented || c.Protection == record.Professional) && q.consent != nil {
 		if rcpts = q.checkConsent(e, c.Name, rcpts, log); len(rcpts) == 0 {
 			return events
 		}

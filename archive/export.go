@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +26,16 @@ type Filter struct {
 	// Clients are addresses: only messages to or from them, their refusals
 	// and their consent history.
 	Clients []string
+	// ClientName is the client's name or chart id the addresses were found
+	// under (ClientAddresses), for the manifest.
+	ClientName string
+}
+
+// ExportOptions are how an export reads the archive.
+type ExportOptions struct {
+	// HeadFile is the archive's head file when it was given apart from the
+	// archive (default: HeadFile(dir), next to the folder).
+	HeadFile string
 }
 
 // ExportReport summarises an export.
@@ -37,19 +48,31 @@ type ExportReport struct {
 	// was verified (the relay goes on writing during an export): they are
 	// not in this export, which holds only what the verification covered.
 	RecordsAfterHead int
+	// SealKeyFingerprint is the OpenPGP fingerprint of the seal key that
+	// signed SHA256SUMS.
+	SealKeyFingerprint string
 }
 
 // exportVerified is called between an export's verification and its
 // reading of the records (tests write records there).
 var exportVerified = func() {}
 
-// Export decrypts the selected records with the archive's private key and
-// writes the export layout (ARCHITECTURE.md) into out, which must not exist
-// yet or be empty: manifest.json, messages/ID.eml, SHA256SUMS, index.html
-// (and seal.pub, to check the archive's seals). It holds the records up to
-// the chain head it verified; those written since are counted, not
-// exported.
+// Export is ExportWith with the head file next to the archive.
 func Export(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter) (*ExportReport, error) {
+	return ExportWith(ctx, dir, key, out, f, ExportOptions{})
+}
+
+// ExportWith decrypts the selected records with the archive's private key
+// and writes the export layout (ARCHITECTURE.md) into out, which must not
+// exist yet or be empty: manifest.json, messages/ID.eml, index.html,
+// seal.pub and seal-key.asc (the seal key, raw and as OpenPGP), SHA256SUMS
+// and its OpenPGP signature SHA256SUMS.asc. It holds the records up to the
+// chain head it verified; those written since are counted, not exported.
+// It only reads dir: an auditor's copy of the archive stays as it was.
+func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter, o ExportOptions) (*ExportReport, error) {
+	if err := outsideArchive(dir, out); err != nil {
+		return nil, err
+	}
 	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%s is not empty: export into a new folder", out)
 	}
@@ -61,12 +84,18 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
+	signer, err := exportSigner(dir)
+	if err != nil {
+		return nil, err
+	}
 	rep := &ExportReport{}
-	vrep, verr := verify(dir, nil)
+	vrep, verr := VerifyWith(dir, nil, VerifyOptions{HeadFile: o.HeadFile})
 	exportVerified()
 	m := newManifest(f, sealPub)
+	m.Archive.SealKeyFingerprint = formatFingerprint(signer.PrimaryKey.Fingerprint)
+	rep.SealKeyFingerprint = m.Archive.SealKeyFingerprint
 	if vrep != nil {
-		m.Archive = manifestArchive{ChainHeadSeq: vrep.HeadSeq, ChainHead: vrep.Head, Verified: verr == nil, Problems: vrep.Problems, SealKey: m.Archive.SealKey}
+		m.Archive.ChainHeadSeq, m.Archive.ChainHead, m.Archive.Verified, m.Archive.Problems = vrep.HeadSeq, vrep.Head, verr == nil, vrep.Problems
 		rep.HeadSeq, rep.Head, rep.Verified = vrep.HeadSeq, vrep.Head, verr == nil
 	}
 	sel, err := selectRecords(dir, hashKey, f, vrep)
@@ -94,7 +123,39 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 	m.Archive.RecordsAfterHead = rep.RecordsAfterHead
 	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
 	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
-	return rep, writeExport(out, &m, sealPub)
+	return rep, writeExport(out, &m, sealPub, signer)
+}
+
+// outsideArchive refuses an export folder inside the archive's: nothing is
+// ever written there.
+func outsideArchive(dir, out string) error {
+	d, err1 := filepath.Abs(dir)
+	o, err2 := filepath.Abs(out)
+	if err1 != nil || err2 != nil {
+		return errors.Join(err1, err2)
+	}
+	if rel, err := filepath.Rel(d, o); err == nil && (rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../"))) {
+		return fmt.Errorf("%s is inside the archive folder %s: export into a folder outside it (nothing is ever written into the archive)", out, dir)
+	}
+	return nil
+}
+
+// exportSigner is the seal key as the OpenPGP key that signs SHA256SUMS;
+// it must be the key whose public half (seal.pub) the archive's seals
+// verify with.
+func exportSigner(dir string) (*openpgp.Entity, error) {
+	priv, err := readSealKey(dir)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := readSealPub(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !pub.Equal(priv.Public()) {
+		return nil, fmt.Errorf("archive: %s does not belong to %s: the export could not be signed with the archive's seal key", filepath.Join(dir, "seal.key"), filepath.Join(dir, "seal.pub"))
+	}
+	return sealEntity(priv)
 }
 
 // exportSelection is what an export holds, in chain order: events about

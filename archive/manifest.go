@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"io"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/sealpost/sealpost/record"
 )
@@ -37,12 +40,17 @@ type manifestArchive struct {
 	RecordsAfterHead int      `json:"records_after_head,omitempty"`
 	Problems         []string `json:"problems,omitempty"`
 	SealKey          string   `json:"seal_key"`
+	// SealKeyFingerprint is the OpenPGP fingerprint of seal-key.asc, the
+	// seal key that signed SHA256SUMS (SHA256SUMS.asc).
+	SealKeyFingerprint string `json:"seal_key_fingerprint"`
 }
 
 type manifestFilter struct {
 	Since   string   `json:"since,omitempty"`
 	Until   string   `json:"until,omitempty"`
 	Clients []string `json:"clients,omitempty"`
+	// ClientName is the name or chart id --client gave, when it was one.
+	ClientName string `json:"client_name,omitempty"`
 }
 
 type manifestMessage struct {
@@ -106,6 +114,7 @@ func newManifest(f Filter, sealPub []byte) manifest {
 		m.Filter.Until = f.Until.Format("2006-01-02")
 	}
 	m.Filter.Clients = f.Clients
+	m.Filter.ClientName = f.ClientName
 	return m
 }
 
@@ -129,9 +138,9 @@ func newManifestMessage(meta *messageMeta, sum string, size int64, file string) 
 	return mm
 }
 
-// writeExport writes the manifest, the seal key, the index page and the
-// checksums of them all.
-func writeExport(out string, m *manifest, sealPub []byte) error {
+// writeExport writes the manifest, the seal key (raw and as OpenPGP), the
+// index page, the checksums of them all and their signature.
+func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity) error {
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -142,10 +151,24 @@ func writeExport(out string, m *manifest, sealPub []byte) error {
 	if err := os.WriteFile(filepath.Join(out, "seal.pub"), sealPub, 0o600); err != nil {
 		return err
 	}
+	var key bytes.Buffer
+	if err := writeSealKeyArmored(&key, signer); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "seal-key.asc"), key.Bytes(), 0o600); err != nil {
+		return err
+	}
 	if err := writeIndex(filepath.Join(out, "index.html"), m); err != nil {
 		return err
 	}
-	return writeSums(out)
+	if err := writeSums(out); err != nil {
+		return err
+	}
+	var sig bytes.Buffer
+	if err := signDetached(&sig, signer, filepath.Join(out, "SHA256SUMS"), time.Now()); err != nil {
+		return fmt.Errorf("sign SHA256SUMS: %w", err)
+	}
+	return os.WriteFile(filepath.Join(out, "SHA256SUMS.asc"), sig.Bytes(), 0o600)
 }
 
 // writeSums writes SHA256SUMS over every file in out, in the format
@@ -157,7 +180,7 @@ func writeSums(out string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(out, p)
-		if rel == "SHA256SUMS" {
+		if rel == "SHA256SUMS" || rel == "SHA256SUMS.asc" {
 			return nil
 		}
 		f, err := os.Open(p)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,14 +25,68 @@ import (
 )
 
 func init() {
-	register(&command{name: "archive verify", args: "[--head FILE | --no-head] [--allow-torn-tail] [--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
+	register(&command{name: "archive verify", args: "[--archive DIR] [--head FILE | --no-head] [--allow-torn-tail] [--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
 		summary: "check the archive's hash chain, seals and end (needs no private key)", run: runArchiveVerify})
-	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE ...]",
+	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
+	register(&command{name: "archive seal-key", args: "[--archive DIR]",
+		summary: "print the archive's seal key as OpenPGP, with the fingerprint to publish (exports are signed with it)", run: runArchiveSealKey})
 	register(&command{name: "archive prune", args: "[--dry-run]", summary: "remove whole segments past archive.retention that no hold covers", run: runArchivePrune})
 	register(&command{name: "archive hold", args: "--client ADDRESS|NAME | --since YYYY-MM-DD --until YYYY-MM-DD [--reason TEXT] | --list",
 		summary: "keep records from pruning (legal hold)", run: runArchiveHold})
 	register(&command{name: "archive release", args: "HOLD-ID", summary: "lift a legal hold", run: runArchiveRelease})
+}
+
+// archiveSource is the archive a reading command works on: an auditor's
+// copy given with --archive (no configuration is read, and nothing is
+// written into it), or the configuration's data_dir/archive.
+type archiveSource struct {
+	dir string
+	cfg *config.Config // nil with --archive
+}
+
+// archiveFlag is --archive, for the commands that only read the archive.
+func archiveFlag(fs *flag.FlagSet) *string {
+	return fs.String("archive", "", "the archive folder to read, e.g. an auditor's copy (its head file, archive-head, is looked for next to it): no configuration is read and nothing is written into it")
+}
+
+// startArchive begins a command that only reads the archive: like start,
+// but with --archive DIR it reads no configuration (an auditor has none:
+// a configuration with only data_dir is refused for its missing accounts
+// and notice).
+func (c *cli) startArchive(fs *flag.FlagSet, args []string, dir *string, checks ...func() error) (*archiveSource, error) {
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, usagef("takes no arguments")
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	if *dir == "" {
+		cfg, err := c.loadConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%w (on a copy of the archive no configuration is needed: give --archive DIR, the folder that holds seal.pub and the seg-*.log files)", err)
+		}
+		return &archiveSource{dir: cfg.ArchiveDir(), cfg: cfg}, nil
+	}
+	configGiven := false
+	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "c" || f.Name == "config" })
+	if configGiven {
+		return nil, usagef("--archive reads no configuration: give --archive DIR or -c FILE, not both")
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(abs, "seal.pub")); err != nil {
+		return nil, fmt.Errorf("%s is not an archive folder (no seal.pub in it): give the folder that holds seal.pub and the seg-*.log files (data_dir/archive on the server)", *dir)
+	}
+	return &archiveSource{dir: abs}, nil
 }
 
 func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
@@ -41,8 +97,9 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
 	noHead := fs.Bool("no-head", false, "there is no head file (a copy of the archive folder alone): check everything but the end, which cannot be checked")
 	allowTorn := fs.Bool("allow-torn-tail", false, "accept bytes after the newest record that are not a whole record (what a crash in the middle of a write leaves)")
+	dirFlag := archiveFlag(fs)
 	var expect []archive.ChainPoint
-	_, cfg, err := c.start(fs, args, noArgs, func() error {
+	src, err := c.startArchive(fs, args, dirFlag, func() error {
 		if *head != "" && *noHead {
 			return usagef("--head and --no-head exclude each other")
 		}
@@ -53,7 +110,7 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir := cfg.ArchiveDir()
+	dir := src.dir
 	rep, err := archive.VerifyWith(dir, c.stdout, archive.VerifyOptions{Expect: expect, HeadFile: *head, NoHead: *noHead, AllowTornTail: *allowTorn})
 	if err != nil {
 		return err
@@ -73,7 +130,28 @@ func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	if len(expect) > 0 {
 		fmt.Fprintf(c.stdout, "The %d chain head(s) seen earlier are in it, unchanged.\n", len(expect))
 	}
+	if fp, err := archive.SealKeyFingerprint(dir); err == nil {
+		fmt.Fprintf(c.stdout, "Seal key (seal.pub; OpenPGP fingerprint %s): compare it with the one the practice published.\n", fp)
+	}
 	return nil
+}
+
+// runArchiveSealKey prints the seal key's OpenPGP form: the practice
+// publishes its fingerprint once, and auditors check exports against it.
+func runArchiveSealKey(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	dirFlag := archiveFlag(fs)
+	src, err := c.startArchive(fs, args, dirFlag)
+	if err != nil {
+		return err
+	}
+	key, fp, err := archive.SealKeyOpenPGP(src.dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "The archive's seal key, OpenPGP fingerprint %s.\nPublish this fingerprint where auditors find it apart from any export (the practice's letterhead, its records policy): every export's SHA256SUMS.asc is signed with this key.\n", fp)
+	_, err = c.stdout.Write(key)
+	return err
 }
 
 // chainPoints reads --expect SEQ:HASH values and the chain heads of
@@ -149,11 +227,13 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	out := fs.String("out", "", "a new folder for the export (required)")
 	since := fs.String("since", "", "first day, YYYY-MM-DD")
 	until := fs.String("until", "", "last day, YYYY-MM-DD (inclusive)")
-	client := fs.String("client", "", "only this client: an address, or a name or chart id from the consent registry")
+	client := fs.String("client", "", "only this client: an address, or a name or chart id from the consent history the archive holds")
+	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
+	dirFlag := archiveFlag(fs)
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
 	var f archive.Filter
-	_, cfg, err := c.start(fs, args, noArgs, func() error {
+	src, err := c.startArchive(fs, args, dirFlag, func() error {
 		if len(keyFile) == 0 || *out == "" {
 			return usagef("--key and --out are required")
 		}
@@ -172,14 +252,23 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if f.Clients, err = clientAddresses(ctx, cfg, *client); err != nil {
-		return err
-	}
 	key, err := loadArchiveKeys(c, keyFile, ppFiles)
 	if err != nil {
 		return err
 	}
-	rep, err := archive.Export(ctx, cfg.ArchiveDir(), key, *out, f)
+	// A name is looked up in the archive's own consent history: an
+	// auditor's copy has no registry, and opening one would create it.
+	switch {
+	case *client == "":
+	case strings.Contains(*client, "@"):
+		f.Clients = []string{*client}
+	default:
+		if f.Clients, err = archive.ClientAddresses(ctx, src.dir, key, *client); err != nil {
+			return err
+		}
+		f.ClientName = *client
+	}
+	rep, err := archive.ExportWith(ctx, src.dir, key, *out, f, archive.ExportOptions{HeadFile: *head})
 	if err != nil {
 		return err
 	}
@@ -191,7 +280,8 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if rep.RecordsAfterHead > 0 {
 		fmt.Fprintf(c.stdout, "%d records written while the export ran (after the chain head it verified) are not in it; the next export holds them.\n", rep.RecordsAfterHead)
 	}
-	fmt.Fprintf(c.stdout, "Check it with: cd %s && sha256sum -c SHA256SUMS\n", *out)
+	fmt.Fprintf(c.stdout, "SHA256SUMS is signed with the archive's seal key, OpenPGP fingerprint %s (seal-key.asc). Check it with:\n", rep.SealKeyFingerprint)
+	fmt.Fprintf(c.stdout, "  cd %s && gpg --import seal-key.asc && gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS\n", *out)
 	return nil
 }
 

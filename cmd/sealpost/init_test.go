@@ -81,3 +81,48 @@ func TestInit(t *testing.T) {
 		t.Errorf("init without --domain: exit %d, want 2", code)
 	}
 }
+
+// TestInitArchiveKeyOffDisk: with --archive-key-out - the archive's private
+// key goes to standard output alone (for a redirection, e.g. from a
+// container), the rest to standard error, and nothing of it to the disk.
+func TestInitArchiveKeyOffDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etc")
+	out, errOut, code := runCLI(t, "", "init", "--dir", dir, "--domain", "practice.example", "--ip", "192.168.1.10", "--archive-key-out", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.HasPrefix(out, "-----BEGIN PGP PRIVATE KEY BLOCK-----") || !strings.HasSuffix(strings.TrimSpace(out), "-----END PGP PRIVATE KEY BLOCK-----") {
+		t.Errorf("standard output is not the key alone:\n%s", out)
+	}
+	if !strings.Contains(errOut, "(standard output: not on this disk)") || !strings.Contains(errOut, "192.168.1.10") ||
+		!strings.Contains(errOut, "autodiscover.practice.example") {
+		t.Errorf("what init says:\n%s", errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, setup.ArchivePrivateKeyFile)); err == nil {
+		t.Error("the archive's private key is on the disk")
+	}
+	out, _, code = runCLI(t, "", "check", "--offline", "-c", filepath.Join(dir, setup.ConfigFile))
+	if code != 0 || strings.Contains(out, "WARN the archive's private key") {
+		t.Errorf("check: exit %d\n%s", code, out)
+	}
+}
+
+// TestTLSRenew: on init's configuration, tls renew says until when the
+// certificate and the CA hold; on a certificate from elsewhere it says it
+// has nothing to renew.
+func TestTLSRenew(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etc")
+	if _, errOut, code := runCLI(t, "", "init", "--dir", dir, "--domain", "practice.example"); code != 0 {
+		t.Fatal(errOut)
+	}
+	cfgPath := filepath.Join(dir, setup.ConfigFile)
+	out, errOut, code := runCLI(t, "", "tls", "renew", "-c", cfgPath)
+	if code != 0 || !strings.Contains(out, filepath.Join(dir, "tls", "cert.pem")+" is valid until ") || !strings.Contains(out, "The local CA ") {
+		t.Errorf("tls renew: exit %d\n%s%s", code, out, errOut)
+	}
+	other := writeConfig(t, "#smtp:\ntls_cert = \""+filepath.Join(dir, "tls", "ca.pem")+"\"\ntls_key = \""+filepath.Join(dir, "tls", "ca-key.pem")+"\"\n")
+	out, _, code = runCLI(t, "", "tls", "renew", "-c", other)
+	if code != 0 || !strings.Contains(out, "is not the certificate of sealpost's local CA") {
+		t.Errorf("a certificate from elsewhere: exit %d\n%s", code, out)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/sealpost/sealpost/internal/addr"
 	"github.com/sealpost/sealpost/internal/config"
@@ -95,16 +94,15 @@ func upstreamConfig(cfg *config.Config) (relay.Upstream, error) {
 
 // serverTLS is the submission certificate's TLS settings: the configured
 // certificate, or a local CA and a certificate signed by it, made below
-// data_dir on first start.
+// data_dir on first start and renewed when due at every start.
 func serverTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	certFile, keyFile := cfg.SMTP.TLSCert, cfg.SMTP.TLSKey
 	if certFile == "" {
-		var err error
-		certFile, keyFile, err = tlsconf.EnsureLocalCertificate(cfg.TLSDir(), cfg.SMTP.Hostname, time.Now())
-		if err != nil {
+		if _, err := renewLocal(cfg, cfg.TLSDir(), log); err != nil {
 			return nil, err
 		}
-		log.Info("using a self-made certificate; import its CA into mail clients", "ca", filepath.Join(cfg.TLSDir(), "ca.pem"))
+		certFile, keyFile = filepath.Join(cfg.TLSDir(), tlsconf.CertFile), filepath.Join(cfg.TLSDir(), tlsconf.KeyFile)
+		log.Info("using a self-made certificate; import its CA into mail clients", "ca", filepath.Join(cfg.TLSDir(), tlsconf.CAFile))
 	}
 	return tlsconf.ServerTLS(certFile, keyFile)
 }

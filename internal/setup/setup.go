@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -37,136 +36,304 @@ const (
 	ArchivePublicKeyFile  = "archive-public-key.asc"
 	ArchivePrivateKeyFile = "archive-private-key.MOVE-OFFLINE.asc"
 	UpstreamPasswordFile  = "upstream-password"
+	CSRFile               = "tls/request.csr"
+	CSRKeyFile            = "tls/request-key.pem"
 )
 
 // Options are a first installation's particulars.
 type Options struct {
-	Dir      string // absolute: the configuration, keys and certificates
-	DataDir  string // the spool, archive, registry and keyring
-	Domain   string // the practice's mail domain, normalised
-	Hostname string // the name mail clients connect to
-	User     string // the first account's login
-	Address  string // its address, normalised
+	Dir      string   // absolute: the configuration, keys and certificates
+	DataDir  string   // the spool, archive, registry and keyring; "": the placeholder's, else Dir/data
+	Domain   string   // the practice's mail domain, normalised
+	Hostname string   // the name mail clients connect to
+	IPs      []net.IP // addresses on the practice's network clients may use instead of the name
+	User     string   // the first account's login
+	Address  string   // its address, normalised
+	// ArchiveKeyOut is where the archive's private key goes: "" beside the
+	// configuration (ArchivePrivateKeyFile), "-" nowhere on disk (it is
+	// returned, for the command to print), or a path (a USB key).
+	ArchiveKeyOut string
+	Now           time.Time
 }
 
 // Result is what the admin is told once: where things are, and the first
 // account's password, which is kept nowhere.
 type Result struct {
-	ConfigPath string
-	Password   string
+	ConfigPath        string
+	DataDir           string
+	Password          string
+	ArchiveKeyPath    string // where the archive's private key was written; "" when returned
+	ArchivePrivateKey []byte // with ArchiveKeyOut "-"
+	Names             tlsconf.Names
+	CAExpires         time.Time
+}
+
+// file is one file Write makes: its path, content and mode, and whether
+// the service's group may read it (the service needs it).
+type file struct {
+	path   string
+	data   []byte
+	mode   os.FileMode
+	shared bool
 }
 
 // Write makes a first installation in o.Dir: a configuration that loads, the
 // practice's and the archive's key pairs, a local CA with a certificate for
-// the hostname, a certificate request for a public CA, and the first
-// account with a new password. It overwrites nothing but the packaged
-// placeholder configuration.
+// the practice's names, a certificate request for a public CA, and the first
+// account with a new password. Everything is made in memory and checked
+// first: when any file is in the way nothing is changed, and the packaged
+// placeholder configuration is replaced last, only once everything else is
+// written.
 func Write(o Options) (*Result, error) {
 	cfgPath := filepath.Join(o.Dir, ConfigFile)
-	if b, err := os.ReadFile(cfgPath); err == nil {
-		if !strings.Contains(string(b), packagedDefaultMarker) {
-			return nil, fmt.Errorf("%s already exists: init never overwrites a configuration (choose another --dir, or edit it)", cfgPath)
-		}
-		// The Debian package's placeholder, untouched: init replaces it.
-		if err := os.Remove(cfgPath); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(o.Dir, "tls"), 0o700); err != nil {
-		return nil, err
-	}
-	w := &writer{dir: o.Dir}
-	if err := w.keys(o.Domain); err != nil {
-		return nil, err
-	}
-	cert, key, err := w.certificates(o.Hostname)
+	placeholder, err := readPlaceholder(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 15)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
+	if o.DataDir == "" {
+		o.DataDir = defaultDataDir(placeholder, o.Dir)
 	}
-	pw := base64.RawURLEncoding.EncodeToString(secret)
-	hash, err := password.Hash(pw)
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	res := &Result{ConfigPath: cfgPath, DataDir: o.DataDir}
+	files, cfgText, err := plan(o, res)
 	if err != nil {
 		return nil, err
 	}
-	var cfg strings.Builder
-	err = configTemplate.Execute(&cfg, map[string]string{
-		"DataDir": o.DataDir, "Hostname": o.Hostname, "Domain": o.Domain, "User": o.User, "Address": o.Address,
-		"Hash": hash, "Cert": cert, "Key": key, "PracticeKey": filepath.Join(o.Dir, PracticeKeyFile),
-		"ArchiveKey": filepath.Join(o.Dir, ArchivePublicKeyFile), "Secret": filepath.Join(o.Dir, UpstreamPasswordFile),
-	})
-	if err != nil {
+	if err := preflight(o.Dir, files); err != nil {
 		return nil, err
 	}
-	w.file(ConfigFile, []byte(cfg.String()), 0o600)
-	if w.err != nil {
-		return nil, w.err
-	}
-	if err := w.shareWithService(); err != nil {
+	w := &writer{}
+	if err := w.writeAll(o.Dir, files); err != nil {
+		w.undo()
 		return nil, err
 	}
-	if _, err := config.Load(cfgPath); err != nil {
-		return nil, fmt.Errorf("the configuration init wrote does not load (a bug; please report it): %w", err)
+	if err := w.placeConfig(cfgPath, cfgText, placeholder != nil); err != nil {
+		w.undo()
+		return nil, err
 	}
-	return &Result{ConfigPath: cfgPath, Password: pw}, nil
+	if err := shareWithService(o.Dir, files, cfgPath); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
-// keys makes the practice's key pair and the archive's.
-func (w *writer) keys(domain string) error {
-	practicePriv, practicePub, err := archive.NewKeyPair(domain+" practice", "practice@"+domain)
-	if err != nil {
-		return err
+// readPlaceholder returns the packaged placeholder at cfgPath (nil when
+// there is no configuration), or why init may not go on.
+func readPlaceholder(cfgPath string) (*config.Config, error) {
+	b, err := os.ReadFile(cfgPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	w.file(PracticeKeyFile, practicePriv, 0o600)
-	w.file(PracticePublicKeyFile, practicePub, 0o644)
-	archivePriv, archivePub, err := archive.NewKeyPair(domain+" clinical record archive", "archive@"+domain)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w.file(ArchivePublicKeyFile, archivePub, 0o644)
-	w.file(ArchivePrivateKeyFile, archivePriv, 0o600)
+	if !strings.Contains(string(b), packagedDefaultMarker) {
+		return nil, fmt.Errorf("%s already exists: init never overwrites a configuration (choose another --dir, or edit it)", cfgPath)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return &config.Config{}, nil // an unreadable placeholder is replaced all the same
+	}
+	return cfg, nil
+}
+
+// defaultDataDir is the placeholder's data_dir (the package's
+// /var/lib/sealpost, where the service may write), else DIR/data.
+func defaultDataDir(placeholder *config.Config, dir string) string {
+	if placeholder != nil && placeholder.DataDir != "" {
+		return placeholder.DataDir
+	}
+	return filepath.Join(dir, "data")
+}
+
+// plan makes every file's content: keys, certificates, the configuration.
+func plan(o Options, res *Result) ([]file, []byte, error) {
+	var files []file
+	add := func(name string, data []byte, mode os.FileMode, shared bool) {
+		files = append(files, file{path: filepath.Join(o.Dir, name), data: data, mode: mode, shared: shared})
+	}
+	practicePriv, practicePub, err := archive.NewKeyPair(o.Domain+" practice", "practice@"+o.Domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	add(PracticeKeyFile, practicePriv, 0o600, true)
+	add(PracticePublicKeyFile, practicePub, 0o644, false)
+	archivePriv, archivePub, err := archive.NewKeyPair(o.Domain+" clinical record archive", "archive@"+o.Domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	add(ArchivePublicKeyFile, archivePub, 0o644, false)
+	// The service never needs the archive's private key: root's alone, if
+	// it is on the server at all.
+	switch o.ArchiveKeyOut {
+	case "":
+		add(ArchivePrivateKeyFile, archivePriv, 0o600, false)
+		res.ArchiveKeyPath = filepath.Join(o.Dir, ArchivePrivateKeyFile)
+	case "-":
+		res.ArchivePrivateKey = archivePriv
+	default:
+		p, err := filepath.Abs(o.ArchiveKeyOut)
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, file{path: p, data: archivePriv, mode: 0o600})
+		res.ArchiveKeyPath = p
+	}
+	res.Names = tlsconf.PracticeNames(o.Hostname, []string{o.Domain}, o.IPs)
+	issued, err := tlsconf.NewLocalCA(res.Names, o.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	res.CAExpires = issued.CAExpires
+	add("tls/"+tlsconf.CAFile, issued.CA, 0o644, false)
+	add("tls/"+tlsconf.CAKeyFile, issued.CAKey, 0o600, false) // root renews; the service never signs
+	add("tls/"+tlsconf.CertFile, issued.Cert, 0o644, false)
+	add("tls/"+tlsconf.KeyFile, issued.Key, 0o600, true)
+	csr, csrKey, err := certificateRequest(o.Hostname, o.Domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	add(CSRFile, csr, 0o644, false)
+	add(CSRKeyFile, csrKey, 0o600, true) // becomes tls_key once a public CA signs the request
+
+	pw, hash, err := newPassword()
+	if err != nil {
+		return nil, nil, err
+	}
+	res.Password = pw
+	cfg, err := configText(o, hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	return files, cfg, nil
+}
+
+func newPassword() (pw, hash string, err error) {
+	secret := make([]byte, 15)
+	if _, err := rand.Read(secret); err != nil {
+		return "", "", err
+	}
+	pw = base64.RawURLEncoding.EncodeToString(secret)
+	hash, err = password.Hash(pw)
+	return pw, hash, err
+}
+
+// preflight refuses, before anything is changed, when a file Write would
+// make is already there: keys are never overwritten, and an earlier
+// install's are named so the admin can decide.
+func preflight(dir string, files []file) error {
+	var there []string
+	for _, f := range files {
+		if _, err := os.Lstat(f.path); err == nil {
+			there = append(there, f.path)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if len(there) == 0 {
+		return nil
+	}
+	return fmt.Errorf("nothing was changed: %s already exist%s (an earlier install's, kept by a purge?). init never overwrites keys: "+
+		"move them out of %s (keep any archive private key: it is the only way to read the record written with it), or choose another --dir",
+		strings.Join(there, ", "), map[bool]string{true: "s", false: ""}[len(there) == 1], dir)
+}
+
+// writer makes the files, remembering what it made so that a failure
+// half-way leaves nothing behind.
+type writer struct {
+	made []string // files and folders, in the order made
+}
+
+func (w *writer) writeAll(dir string, files []file) error {
+	for _, f := range files {
+		if err := w.mkdirs(filepath.Dir(f.path)); err != nil {
+			return err
+		}
+		if err := writeNew(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+		w.made = append(w.made, f.path)
+	}
 	return nil
 }
 
-// certificates makes the local CA and the certificate it signs for
-// hostname, and a certificate request for a public CA.
-func (w *writer) certificates(hostname string) (certFile, keyFile string, err error) {
-	certFile, keyFile, err = tlsconf.EnsureLocalCertificate(filepath.Join(w.dir, "tls"), hostname, time.Now())
-	if err != nil {
-		return "", "", err
+// mkdirs makes dir and its missing parents (0700 until shared), noting them.
+func (w *writer) mkdirs(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
 	}
-	for _, f := range []string{"ca.pem", "ca-key.pem", "cert.pem", "key.pem"} {
-		if _, err := os.Stat(filepath.Join(w.dir, "tls", f)); err == nil {
-			w.files = append(w.files, filepath.Join(w.dir, "tls", f))
-		}
+	if err := w.mkdirs(filepath.Dir(dir)); err != nil {
+		return err
 	}
-	csr, csrKey, err := certificateRequest(hostname)
-	if err != nil {
-		return "", "", err
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
 	}
-	w.file(filepath.Join("tls", "request.csr"), csr, 0o644)
-	w.file(filepath.Join("tls", "request-key.pem"), csrKey, 0o600)
-	return certFile, keyFile, nil
+	w.made = append(w.made, dir)
+	return nil
 }
 
-// writer creates new files and remembers the first error, so that Write
-// reads as the list of what it writes.
-type writer struct {
-	dir   string
-	err   error
-	files []string
+// placeConfig writes the configuration beside its place, checks that it
+// loads, and puts it in place: over the placeholder, or where there was none
+// (never over one that appeared meanwhile).
+func (w *writer) placeConfig(cfgPath string, text []byte, overPlaceholder bool) error {
+	tmp := filepath.Join(filepath.Dir(cfgPath), ".sealpost-init.toml")
+	os.Remove(tmp)
+	if err := writeNew(tmp, text, 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if _, err := config.Load(tmp); err != nil {
+		return fmt.Errorf("the configuration init wrote does not load (a bug; please report it): %w", err)
+	}
+	if overPlaceholder {
+		if _, err := readPlaceholder(cfgPath); err != nil {
+			return err
+		}
+		return os.Rename(tmp, cfgPath)
+	}
+	if err := os.Link(tmp, cfgPath); err != nil {
+		return fmt.Errorf("place the configuration: %w", err)
+	}
+	return nil
+}
+
+// undo removes what was made, newest first.
+func (w *writer) undo() {
+	for i := len(w.made) - 1; i >= 0; i-- {
+		os.Remove(w.made[i])
+	}
+}
+
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // serviceGroup is the group the packaged service runs as.
-const serviceGroup = "sealpost"
+var serviceGroup = "sealpost"
 
-// shareWithService lets the service read what Write wrote when init runs as
-// root on a packaged install: root owns the files, the sealpost group may
-// read them, nobody else may.
-func (w *writer) shareWithService() error {
+// shareWithService lets the service read what it needs when init runs as
+// root on a packaged install: the configuration, the practice key, the
+// certificate's key and the request's key are root's and the sealpost
+// group's (0640), the folders 0750; the local CA's key and the archive's
+// private key stay root's alone (0600): the service never signs a
+// certificate and never reads the record.
+func shareWithService(dir string, files []file, cfgPath string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -178,48 +345,30 @@ func (w *writer) shareWithService() error {
 	if err != nil {
 		return nil
 	}
-	for _, p := range append([]string{w.dir, filepath.Join(w.dir, "tls")}, w.files...) {
+	share := func(p string, mode os.FileMode) error {
 		if err := os.Chown(p, 0, gid); err != nil {
 			return err
 		}
-		mode := os.FileMode(0o640)
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			mode = 0o750
-		}
-		if err := os.Chmod(p, mode); err != nil {
+		return os.Chmod(p, mode)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "tls")} {
+		if err := share(d, 0o750); err != nil {
 			return err
 		}
 	}
-	return nil
+	for _, f := range files {
+		if f.shared {
+			if err := share(f.path, 0o640); err != nil {
+				return err
+			}
+		}
+	}
+	return share(cfgPath, 0o640)
 }
 
-func (w *writer) file(name string, b []byte, mode os.FileMode) {
-	if w.err != nil {
-		return
-	}
-	path := filepath.Join(w.dir, name)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if errors.Is(err, os.ErrExist) {
-		w.err = fmt.Errorf("%s already exists: init does not overwrite it", path)
-		return
-	}
-	if err != nil {
-		w.err = err
-		return
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	w.err = err
-	w.files = append(w.files, path)
-}
-
-// certificateRequest makes a key and a CSR for hostname, to take to a public CA.
-func certificateRequest(hostname string) (csr, key []byte, err error) {
+// certificateRequest makes a key and a CSR for hostname and the names mail
+// clients set themselves up with, to take to a public CA.
+func certificateRequest(hostname, domain string) (csr, key []byte, err error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -230,6 +379,7 @@ func certificateRequest(hostname string) (csr, key []byte, err error) {
 	} else {
 		tmpl.DNSNames = []string{hostname}
 	}
+	tmpl.DNSNames = append(tmpl.DNSNames, "autoconfig."+domain, "autodiscover."+domain)
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
 	if err != nil {
 		return nil, nil, err
@@ -242,56 +392,19 @@ func certificateRequest(hostname string) (csr, key []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
-var configTemplate = template.Must(template.New("config").Parse(`# sealpost configuration, written by sealpost init. Every key is explained in
-# config.example.toml and the README; sealpost check -c THIS_FILE tells what is wrong.
-
-data_dir = "{{.DataDir}}"
-
-[log]
-level = "info"
-format = "json"                        # for journald and log collectors; "text" reads better by eye
-
-[smtp]
-hostname = "{{.Hostname}}"
-submission = "0.0.0.0:587"             # STARTTLS; AUTH only after TLS
-submissions = "0.0.0.0:465"            # implicit TLS
-tls_cert = "{{.Cert}}"                 # signed by tls/ca.pem; replace with a public CA's certificate
-tls_key = "{{.Key}}"                   # for {{.Hostname}} if you have one
-max_message_bytes = 36700160
-
-[[account]]
-username = "{{.User}}"
-password_hash = "{{.Hash}}"
-addresses = ["{{.Address}}"]
-upstream_username = "{{.Address}}"
-upstream_password_file = ""            # once [upstream] names the provider: a file holding its password,
-                                       # e.g. "{{.Secret}}" (chmod 640, group sealpost)
-upstream_auth = "password"             # or "oauth2" (Microsoft 365, Google): no password file; needs [oauth2]
-                                       # and one sealpost oauth2 login --account {{.User}}
-
-[upstream]
-address = "outbox"                     # set to the provider: "smtp.gmail.com:587", "smtp.office365.com:587"
-tls = "starttls"
-
-[policy]
-internal_domains = ["{{.Domain}}"]
-notice = """Notice of Confidentiality: This email may contain protected health information. \
-It is intended only for the person to whom it is addressed. If you received it in error, \
-please tell the sender and delete it."""
-
-[pgp]
-practice_key = "{{.PracticeKey}}"
-autocrypt = "propose"
-
-[archive]
-public_key = "{{.ArchiveKey}}"
-retention = "7y"
-
-[metrics]
-listen = "127.0.0.1:9587"              # /metrics, /healthz, /readyz for monitoring
-
-[autoconfig]
-listen = ""                            # e.g. "0.0.0.0:80" for autoconfig.{{.Domain}}
-listen_tls = ""                        # e.g. "0.0.0.0:443" for autodiscover.{{.Domain}} (Outlook needs HTTPS)
-imap = ""                              # the provider's IMAP host:port, e.g. "imap.gmail.com:993"
-`))
+// LANAddresses are this machine's addresses on private networks (RFC 1918,
+// unique local IPv6): those mail clients in the practice may connect to
+// instead of the name.
+func LANAddresses() []net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsPrivate() && !n.IP.IsLoopback() {
+			out = append(out, n.IP)
+		}
+	}
+	return out
+}

@@ -74,6 +74,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			c.printUsage(stdout)
 			return 0
 		}
+		if len(args) == 1 && args[0] == "--version" {
+			fmt.Fprintln(stdout, currentBuild())
+			return 0
+		}
 		if len(args) == 0 {
 			c.printUsage(stderr)
 		} else {

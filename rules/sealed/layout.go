@@ -1,6 +1,7 @@
 package sealed
 
 import (
+	"io"
 	"strconv"
 	"strings"
 )
@@ -28,28 +29,48 @@ const (
 
 // layout writes the pages' content streams: lines of glyph ids placed at
 // their baselines, with the font's real advance widths for line breaking.
+// Each page is compressed as soon as it is full, and the buffer it was
+// drawn in is drawn in again: a long text costs its pages compressed.
 type layout struct {
 	f     *pageFont
-	pages [][]byte
-	cur   []byte
+	pages [][]byte // compressed (FlateDecode)
+	cur   []byte   // the page being drawn
+	drawn bool     // cur holds a page, maybe still blank
 	y     float64
 	used  []bool // the glyphs drawn, for the font's widths array
 	gbuf  []uint16
+	wrap  wrapper
+	piece int  // the most text cleaned and wrapped at a time (pieceBytes)
 	full  bool // maxPages is reached: the rest of the text is left out
+	err   error
 }
 
 func newLayout(f *pageFont) *layout {
-	l := &layout{f: f, used: make([]bool, len(f.adv))}
+	l := &layout{f: f, used: make([]bool, len(f.adv)), cur: make([]byte, 0, 16<<10), piece: pieceBytes}
 	l.newPage()
 	return l
 }
 
 func (l *layout) newPage() {
-	if l.cur != nil {
-		l.pages = append(l.pages, l.cur)
+	if l.drawn {
+		l.endPage()
 	}
-	l.cur = make([]byte, 0, 8<<10)
+	l.drawn = true
 	l.y = pageH - marginTop
+}
+
+// endPage compresses the page drawn in cur.
+func (l *layout) endPage() {
+	z, err := deflate(func(w io.Writer) error {
+		_, err := w.Write(l.cur)
+		return err
+	})
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+	l.pages = append(l.pages, z)
+	l.cur = l.cur[:0]
+	l.drawn = false
 }
 
 // room makes space for h points on the page, starting a new one if it must.
@@ -166,97 +187,188 @@ func (l *layout) warning(text string) {
 
 // field draws a header line: a bold label, and its value wrapped beside it.
 func (l *layout) field(label, value string) {
-	for i, ln := range wrap(l.f, headSize, textW-labelW, value, nil) {
+	labelGlyphs := l.f.glyphs(label, nil)
+	l.lines(value, headSize, textW-labelW, func(ln []uint16) bool {
 		if !l.room(headLead) {
-			return
+			return false
 		}
-		if i == 0 {
-			l.gbuf = l.f.glyphs(label, l.gbuf[:0])
-			l.text(headSize, marginX, l.y-headSize, l.gbuf, 0, true)
+		if labelGlyphs != nil {
+			l.text(headSize, marginX, l.y-headSize, labelGlyphs, 0, true)
+			labelGlyphs = nil
 		}
 		l.text(headSize, marginX+labelW, l.y-headSize, ln, 0, false)
 		l.y -= headLead
-	}
+		return true
+	})
 }
 
-// paragraphs draws text wrapped to the page's width.
+// paragraphs draws text wrapped to the page's width until the pages are
+// full. The text is as it came (line ends CRLF, LF or CR; not cleaned):
+// it is cleaned and wrapped a piece at a time, and what does not fit on
+// the pages is never looked at.
 func (l *layout) paragraphs(text string, size, lead, gray float64) {
-	for _, ln := range wrap(l.f, size, textW, text, nil) {
+	l.lines(text, size, textW, func(ln []uint16) bool {
 		if !l.room(lead) {
-			return
+			return false
 		}
 		l.text(size, marginX, l.y-size, ln, gray, false)
 		l.y -= lead
+		return true
+	})
+}
+
+// lines cleans text and breaks it into lines no wider than maxW points,
+// each handed to draw, until draw returns false.
+func (l *layout) lines(text string, size, maxW float64, draw func([]uint16) bool) {
+	l.wrap.start(l.f, size, maxW)
+	for para := range strings.SplitSeq(text, "\n") {
+		for line := range strings.SplitSeq(strings.TrimSuffix(para, "\r"), "\r") {
+			c := cleaner{f: l.f}
+			for rest := line; rest != ""; {
+				var piece string
+				piece, rest = nextPiece(rest, l.piece)
+				l.gbuf = l.f.glyphs(c.clean(piece), l.gbuf[:0])
+				if !l.wrap.add(l.gbuf, draw) {
+					return
+				}
+			}
+			if !l.wrap.end(draw) {
+				return
+			}
+		}
 	}
 }
 
-// finish ends the last page and numbers them all.
-func (l *layout) finish() [][]byte {
-	l.pages = append(l.pages, l.cur)
-	l.cur = nil
+// finish ends the last page and returns the pages, compressed, and each
+// page's footer ("Page 2 of 7"), a content stream of its own.
+func (l *layout) finish() (pages, footers [][]byte, err error) {
+	if l.drawn {
+		l.endPage()
+	}
 	total := strconv.Itoa(len(l.pages))
+	footers = make([][]byte, len(l.pages))
 	for i := range l.pages {
 		g := l.f.glyphs("Page "+strconv.Itoa(i+1)+" of "+total, nil)
 		w := l.f.width(g, 8)
-		l.cur = l.pages[i]
+		l.cur = nil
 		l.text(8, (pageW-w)/2, 30, g, 0.4, false)
-		l.pages[i] = l.cur
+		footers[i] = l.cur
 	}
 	l.cur = nil
-	return l.pages
+	return l.pages, footers, l.err
 }
 
 // wrap breaks text (cleaned: every character one the font has) into lines
 // of glyph ids no wider than maxW points. Each '\n' ends a line; a word
 // wider than a line is broken where it reaches the edge.
 func wrap(f *pageFont, size, maxW float64, text string, out [][]uint16) [][]uint16 {
-	limit := int(maxW * 1000 / size) // in 1/1000 em
-	space := f.gid[' ']
-	spaceW := f.adv[space]
-	var g []uint16
+	var w wrapper
+	w.start(f, size, maxW)
+	keep := func(line []uint16) bool {
+		out = append(out, append([]uint16(nil), line...))
+		return true
+	}
 	for para := range strings.SplitSeq(text, "\n") {
-		g = f.glyphs(para, g[:0])
-		var line []uint16
-		lineW := 0
-		for i := 0; i < len(g); {
-			j := i // the spaces before the next word
-			for j < len(g) && g[j] == space {
-				j++
-			}
-			k := j // the word
-			for k < len(g) && g[k] != space {
-				k++
-			}
-			sw := (j - i) * spaceW
-			ww := 0
-			for _, x := range g[j:k] {
-				ww += f.adv[x]
-			}
-			switch {
-			case lineW+sw+ww <= limit:
-				line = append(line, g[i:k]...)
-				lineW += sw + ww
-			case ww <= limit:
-				out = append(out, line)
-				line = append([]uint16(nil), g[j:k]...)
-				lineW = ww
-			default: // a word longer than a line
-				if lineW+sw < limit {
-					line = append(line, g[i:j]...)
-					lineW += sw
-				}
-				for _, x := range g[j:k] {
-					if lineW+f.adv[x] > limit && len(line) > 0 {
-						out = append(out, line)
-						line, lineW = nil, 0
-					}
-					line = append(line, x)
-					lineW += f.adv[x]
-				}
-			}
-			i = k
-		}
-		out = append(out, line)
+		w.add(f.glyphs(para, nil), keep)
+		w.end(keep)
 	}
 	return out
+}
+
+// wrapper breaks paragraphs into lines, taking each paragraph's glyphs in
+// as many parts as it comes in: a part starts with the spaces before a
+// word, or in the middle of a word (nextPiece cuts one only when it is
+// longer than a piece, far wider than a line), which goes on being broken
+// where it reaches the edge.
+type wrapper struct {
+	f      *pageFont
+	limit  int // in 1/1000 em
+	space  uint16
+	spaceW int
+	line   []uint16
+	lineW  int
+	inWord bool // the last part ended inside a word
+}
+
+func (w *wrapper) start(f *pageFont, size, maxW float64) {
+	w.f, w.limit = f, int(maxW*1000/size)
+	w.space = f.gid[' ']
+	w.spaceW = f.adv[w.space]
+	w.line, w.lineW, w.inWord = w.line[:0], 0, false
+}
+
+// add takes the next part of a paragraph and hands each line it fills to
+// emit (the line is reused once emit returns); false: emit said stop.
+func (w *wrapper) add(g []uint16, emit func([]uint16) bool) bool {
+	f, limit := w.f, w.limit
+	i := 0
+	if w.inWord { // the rest of a word longer than a line
+		for ; i < len(g) && g[i] != w.space; i++ {
+			if !w.glyph(g[i], emit) {
+				return false
+			}
+		}
+	}
+	if len(g) > 0 {
+		w.inWord = g[len(g)-1] != w.space
+	}
+	for i < len(g) {
+		j := i // the spaces before the next word
+		for j < len(g) && g[j] == w.space {
+			j++
+		}
+		k := j // the word
+		for k < len(g) && g[k] != w.space {
+			k++
+		}
+		sw := (j - i) * w.spaceW
+		ww := 0
+		for _, x := range g[j:k] {
+			ww += f.adv[x]
+		}
+		switch {
+		case w.lineW+sw+ww <= limit:
+			w.line = append(w.line, g[i:k]...)
+			w.lineW += sw + ww
+		case ww <= limit:
+			if !emit(w.line) {
+				return false
+			}
+			w.line = append(w.line[:0], g[j:k]...)
+			w.lineW = ww
+		default: // a word longer than a line
+			if w.lineW+sw < limit {
+				w.line = append(w.line, g[i:j]...)
+				w.lineW += sw
+			}
+			for _, x := range g[j:k] {
+				if !w.glyph(x, emit) {
+					return false
+				}
+			}
+		}
+		i = k
+	}
+	return true
+}
+
+// glyph adds one glyph of a word longer than a line, starting a new line
+// where it reaches the edge.
+func (w *wrapper) glyph(x uint16, emit func([]uint16) bool) bool {
+	if w.lineW+w.f.adv[x] > w.limit && len(w.line) > 0 {
+		if !emit(w.line) {
+			return false
+		}
+		w.line, w.lineW = w.line[:0], 0
+	}
+	w.line = append(w.line, x)
+	w.lineW += w.f.adv[x]
+	return true
+}
+
+// end ends the paragraph: its last line, maybe empty, goes to emit.
+func (w *wrapper) end(emit func([]uint16) bool) bool {
+	ok := emit(w.line)
+	w.line, w.lineW, w.inWord = w.line[:0], 0, false
+	return ok
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/emersion/go-message/charset"
 )
@@ -24,16 +25,27 @@ const (
 // slice points into the message as read, or is a part's decoded body.
 type message struct {
 	header   header
-	texts    []string // the text parts a reader sees, in order, as UTF-8
+	texts    []string // the text parts a reader sees, in order, as UTF-8 (any line ends)
 	hasText  bool
 	files    []file
 	partSeen int
 }
 
-// file is an attachment, decoded, with the name its sender gave it.
+// file is an attachment, decoded, with the name its sender gave it; or
+// one of the files the PDF adds (message.eml, message.txt).
 type file struct {
-	name string
-	data []byte
+	name     string
+	data     []byte
+	deflated bool  // data is compressed (FlateDecode) ...
+	origSize int64 // ... from this many bytes
+}
+
+// size is the file's size as it is saved.
+func (f file) size() int {
+	if f.deflated {
+		return int(f.origSize)
+	}
+	return len(f.data)
 }
 
 // MalformedError is a message with a part that cannot be decoded (a
@@ -166,27 +178,30 @@ func (m *message) text(h header, mt string, params map[string]string, body []byt
 		return err
 	}
 	s := toUTF8(data, params["charset"])
-	if mt == "text/html" {
+	switch {
+	case mt == "text/html":
 		s = htmlText([]byte(s))
-	} else {
-		s = normaliseLines(s)
-		if strings.EqualFold(params["format"], "flowed") {
-			s = unflow(s, strings.EqualFold(params["delsp"], "yes"))
-		}
+	case strings.EqualFold(params["format"], "flowed"):
+		s = unflow(normaliseLines(s), strings.EqualFold(params["delsp"], "yes"))
 	}
+	// Line ends stay as they came (CRLF, mostly): the page and message.txt
+	// take them as they go, and the text is not copied for them.
 	m.hasText = true
 	if strings.TrimSpace(s) != "" {
-		m.texts = append(m.texts, strings.TrimRight(s, " \n"))
+		m.texts = append(m.texts, strings.TrimRight(s, " \r\n"))
 	}
 	return nil
 }
 
 // toUTF8 decodes text in its charset; a charset nobody knows, or bytes
 // that are not what it says, show as U+FFFD where they cannot be read (the
-// original is in message.eml).
+// original is in message.eml). Text that is UTF-8 already is not copied.
 func toUTF8(b []byte, label string) string {
 	switch strings.ToLower(strings.TrimSpace(label)) {
 	case "", "us-ascii", "ascii", "utf-8", "utf8":
+		if utf8.Valid(b) {
+			return unchangingString(b)
+		}
 		return strings.ToValidUTF8(string(b), "\uFFFD")
 	}
 	r, err := charset.Reader(label, bytes.NewReader(b))
@@ -198,6 +213,16 @@ func toUTF8(b []byte, label string) string {
 		return strings.ToValidUTF8(string(b), "\uFFFD")
 	}
 	return strings.ToValidUTF8(string(out), "\uFFFD")
+}
+
+// unchangingString is b as a string, without a copy: most mail is UTF-8
+// text, and the largest a client is sent would otherwise be held twice.
+// Sound only for bytes nothing writes to while the string is in use: b is
+// the message as read, or a part's decoded body, and neither is written to
+// after parsing (pdfcpu pads a stream in place, but only beyond its
+// length); Seal keeps no string once it returns.
+func unchangingString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // extensionFor is a file name extension for a part that has no name.

@@ -31,10 +31,11 @@ var errNotSealed = errors.New("sealed: the PDF was not written with AES-256, sec
 // use, and the files it embeds (message.eml, message.txt, then the
 // attachments).
 type pdfDoc struct {
-	font  *pageFont
-	pages [][]byte
-	used  []bool
-	files []file
+	font    *pageFont
+	pages   [][]byte // compressed
+	footers [][]byte // each page's number, a second content stream
+	used    []bool
+	files   []file
 }
 
 // writeSealed writes doc to w as a PDF 2.0 file encrypted with the
@@ -109,13 +110,17 @@ func addPages(xt *model.XRefTable, doc *pdfDoc) error {
 		return fmt.Errorf("sealed: PDF page tree: %w", err)
 	}
 	kids := make(types.Array, 0, len(doc.pages))
-	for _, content := range doc.pages {
-		c, err := streamObject(xt, content, types.Dict{})
+	for i, content := range doc.pages {
+		c, err := streamObject(xt, content, types.Dict{"Filter": types.Name("FlateDecode")})
+		if err != nil {
+			return err
+		}
+		footer, err := streamObject(xt, doc.footers[i], types.Dict{})
 		if err != nil {
 			return err
 		}
 		p, err := xt.IndRefForNewObject(types.Dict{
-			"Type": types.Name("Page"), "Parent": *pagesRef, "Contents": *c,
+			"Type": types.Name("Page"), "Parent": *pagesRef, "Contents": types.Array{*c, *footer},
 			"Resources": types.Dict{"Font": fonts.Clone()},
 		})
 		if err != nil {
@@ -205,8 +210,8 @@ func widths(f *pageFont, used []bool) types.Array {
 }
 
 // embedFiles adds the files to the document's EmbeddedFiles name tree,
-// stored as they are (only encrypted, never recompressed), each under a
-// name no other has.
+// each under a name no other has: the sender's files stored as they are
+// (only encrypted, never recompressed), message.txt compressed.
 func embedFiles(xt *model.XRefTable, files []file) error {
 	if err := xt.LocateNameTree("EmbeddedFiles", true); err != nil {
 		return fmt.Errorf("sealed: PDF attachments: %w", err)
@@ -218,8 +223,11 @@ func embedFiles(xt *model.XRefTable, files []file) error {
 		sd.StreamLength = &n
 		sd.InsertName("Type", "EmbeddedFile")
 		sd.InsertInt("Length", len(data))
+		if files[i].deflated {
+			sd.InsertName("Filter", "FlateDecode")
+		}
 		params := types.NewDict()
-		params.InsertInt("Size", len(data))
+		params.InsertInt("Size", files[i].size())
 		sd.Insert("Params", params)
 		ref, err := xt.IndRefForNewObject(sd)
 		if err != nil {

@@ -60,7 +60,10 @@ func Seal(w io.Writer, msg io.Reader, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	doc := compose(f, m, raw, o)
+	doc, err := compose(f, m, raw, o)
+	if err != nil {
+		return Result{}, err
+	}
 	outer, err := writeOuterStart(w, m.header, o)
 	if err != nil {
 		return Result{}, err

@@ -25,45 +25,151 @@ const missingNotice = "This message has characters that this PDF cannot show (fo
 // characters the font lacks as one missingMark. It reports whether any were
 // missing.
 func cleanText(f *pageFont, s string) (string, bool) {
+	c := cleaner{f: f}
+	out := c.clean(s)
+	return out, c.missing
+}
+
+// cleaner cleans a text in pieces (nextPiece) as cleanText cleans it
+// whole: a run of missing characters across two pieces is one mark.
+type cleaner struct {
+	f           *pageFont
+	missing     bool // a character the font lacks was met
+	prevMissing bool // the last character was one
+}
+
+func (c *cleaner) clean(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	s = norm.NFC.String(s)
 	var b strings.Builder
 	b.Grow(len(s))
-	missing, prevMissing := false, false
 	for _, r := range s {
 		if r >= 0x20 && r < 0x7f { // what most mail is: the font has it all
 			b.WriteByte(byte(r))
-			prevMissing = false
+			c.prevMissing = false
 			continue
 		}
-		switch {
-		case r == '\n':
-			b.WriteByte('\n')
-			prevMissing = false
-		case r == '\t':
-			b.WriteString("    ")
-			prevMissing = false
-		case r < 0x20 || (r >= 0x7f && r < 0xa0), unicode.Is(unicode.Cf, r), unicode.Is(unicode.Mn, r) && !f.has(r),
-			r >= 0xfe00 && r <= 0xfe0f:
-			// Controls, direction marks, joiners, variation selectors and
-			// stray accents: nothing a reader sees on its own.
-		case f.has(r):
+		switch c.f.fate(r) {
+		case kept:
 			b.WriteRune(r)
-			prevMissing = false
-		case unicode.IsSpace(r):
+			c.prevMissing = false
+		case asNewline:
+			b.WriteByte('\n')
+			c.prevMissing = false
+		case asTab:
+			b.WriteString("    ")
+			c.prevMissing = false
+		case asSpace:
 			b.WriteByte(' ')
-			prevMissing = false
-		default:
-			missing = true
-			if !prevMissing {
+			c.prevMissing = false
+		case lacking:
+			c.missing = true
+			if !c.prevMissing {
 				b.WriteRune(missingMark)
 			}
-			prevMissing = true
+			c.prevMissing = true
 		}
 	}
-	return b.String(), missing
+	return b.String()
+}
+
+// runeFate is what cleanText makes of a character.
+type runeFate int
+
+const (
+	kept runeFate = iota
+	dropped
+	asNewline
+	asTab
+	asSpace
+	lacking
+)
+
+func (f *pageFont) fate(r rune) runeFate {
+	switch {
+	case r == '\n':
+		return asNewline
+	case r == '\t':
+		return asTab
+	case r < 0x20 || (r >= 0x7f && r < 0xa0), unicode.Is(unicode.Cf, r), unicode.Is(unicode.Mn, r) && !f.has(r),
+		r >= 0xfe00 && r <= 0xfe0f:
+		// Controls, direction marks, joiners, variation selectors and
+		// stray accents: nothing a reader sees on its own.
+		return dropped
+	case f.has(r):
+		return kept
+	case unicode.IsSpace(r):
+		return asSpace
+	}
+	return lacking
+}
+
+// lacksGlyphs reports whether cleanText would mark a character of s as
+// missing, a piece at a time and without building the cleaned text: s may
+// be a whole message's text.
+func lacksGlyphs(f *pageFont, s string) bool {
+	for s != "" {
+		var piece string
+		piece, s = nextPiece(s, pieceBytes)
+		if isASCII(piece) {
+			continue
+		}
+		if !utf8.ValidString(piece) || !norm.NFC.IsNormalString(piece) {
+			if _, missing := cleanText(f, piece); missing {
+				return true
+			}
+			continue
+		}
+		for _, r := range piece {
+			if r >= 0x80 && f.fate(r) == lacking {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// pieceBytes bounds the text cleaned and wrapped at a time, so that a
+// paragraph of megabytes costs no more memory than a page's worth.
+const pieceBytes = 16 << 10
+
+// nextPiece cuts about size bytes off the front of s where cleaning the
+// two parts apart gives what cleaning them together would: before a space
+// (no character composes with one), else, in a run without spaces, at the
+// next boundary of NFC after size bytes (a character that composes with
+// nothing before it).
+func nextPiece(s string, size int) (piece, rest string) {
+	if len(s) <= size {
+		return s, ""
+	}
+	if i := strings.LastIndexByte(s[:size], ' '); i > 0 {
+		return s[:i], s[i:]
+	}
+	cut := size
+	for cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut++
+	}
+	// Looked for a few characters ahead only: a text of nothing but
+	// combining marks would otherwise be read to its end for each piece.
+	ahead := s[cut:min(cut+64, len(s))]
+	switch i := norm.NFC.FirstBoundaryInString(ahead); {
+	case i >= 0:
+		cut += i
+	case len(ahead) == len(s)-cut: // no boundary before the end
+		cut = len(s)
+	}
+	return s[:cut], s[cut:]
 }
 
 // normaliseLines makes CRLF and lone CR line ends LF.

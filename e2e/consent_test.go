@@ -9,7 +9,8 @@ import (
 )
 
 // TestConsentLifecycle: with the relay running throughout, a client without
-// consent is refused at RCPT with the reason; after `sealpost consent add`
+// consent is refused at RCPT with the reason in a therapist's words and a
+// reference (never an admin's command); after `sealpost consent add`
 // the same message goes out (through a real Postfix) with the notice; after
 // `sealpost consent revoke` it is refused again.
 func TestConsentLifecycle(t *testing.T) {
@@ -20,8 +21,8 @@ func TestConsentLifecycle(t *testing.T) {
 		return Swaks(t, r.SwaksArgs("--to", client, "--header", "Subject: Tuesday", "--body", "See you on Tuesday.")...)
 	}
 	out, ok := sendToClient()
-	want := "<~* 550 5.7.1 <" + client + ">: no consent on file for unencrypted email and no OpenPGP key; record a passphrase for sealed PDFs (sealpost consent passphrase) or the client's consent (sealpost consent add), or import their key (sealpost keys import)"
-	if ok || !strings.Contains(out, want) {
+	want := "<~* 550 5.7.1 Nothing was sent to anybody. <" + client + "> has no passphrase, encryption key or written consent to unencrypted email on file; ask your admin to record one (ref "
+	if ok || !strings.Contains(out, want) || strings.Contains(out, "sealpost consent") {
 		t.Fatalf("without consent, want %q:\n%s", want, out)
 	}
 	if stdout, stderr, code := r.Run(t, "", "consent", "add", client, "--evidence", "email consent form, paper chart 17", "--date", "2026-01-05", "--name", "Chart 17"); code != 0 {
@@ -39,7 +40,7 @@ func TestConsentLifecycle(t *testing.T) {
 		t.Fatalf("consent revoke: exit %d\n%s%s", code, stdout, stderr)
 	}
 	out, ok = sendToClient()
-	if ok || !strings.Contains(out, "550 5.7.1 <"+client+">: consent to unencrypted email was revoked on ") {
+	if ok || !strings.Contains(out, "550 5.7.1 Nothing was sent to anybody. <"+client+"> withdrew consent to unencrypted email on ") {
 		t.Fatalf("after the revocation:\n%s", out)
 	}
 	if strings.Contains(r.Logs.String(), client) {

@@ -155,12 +155,12 @@ func TestEncryptedThroughRelay(t *testing.T) {
 
 	// Unusable keys are not used: the reply says why.
 	for rcpt, why := range map[string]string{
-		"expired@client.example":  "their OpenPGP key has expired (expired on 2020-12-31)",
-		"revoked@client.example":  "their OpenPGP key was revoked",
-		"mismatch@client.example": "no consent on file for unencrypted email and no OpenPGP key",
+		"expired@client.example":  "The encryption key of <expired@client.example> can no longer be used (expired on 2020-12-31)",
+		"revoked@client.example":  "The encryption key of <revoked@client.example> can no longer be used (revoked",
+		"mismatch@client.example": "<mismatch@client.example> has no passphrase, encryption key or written consent",
 	} {
 		out, ok := Swaks(t, r.SwaksArgs("--to", rcpt)...)
-		if ok || !strings.Contains(out, "550 5.7.1 <"+rcpt+">: ") || !strings.Contains(out, why) {
+		if ok || !strings.Contains(out, "550 5.7.1 Nothing was sent to anybody. ") || !strings.Contains(out, why) {
 			t.Errorf("%s: want a refusal saying %q:\n%s", rcpt, why, out)
 		}
 	}

@@ -78,7 +78,8 @@ func (s *Server) Decide(ctx context.Context, account, recipient string) (record.
 // decide asks the rules about one recipient of account's. The copies go
 // to the address that was decided on, not to the text typed: the provider,
 // the outbox's Delivered-To and the record see it. A refused recipient is
-// recorded in the archive and returned as a *rules.Refusal.
+// recorded in the archive and returned as a *rules.Refusal with its
+// reference.
 func (s *Server) decide(ctx context.Context, log *slog.Logger, account, recipient string) (record.Decision, error) {
 	d, err := s.cfg.Rules.Decide(ctx, account, recipient)
 	if err != nil {
@@ -89,22 +90,39 @@ func (s *Server) decide(ctx context.Context, log *slog.Logger, account, recipien
 	}
 	d.Recipient = d.Address
 	if d.Protection == record.Refused {
-		s.recordRefusal(ctx, log, archive.RefusalRecord{Time: s.cfg.Now(), Account: account, Recipient: d.Address, Reason: d.Reason})
-		return d, &rules.Refusal{Reason: d.Reason}
+		refusal := &rules.Refusal{Reason: d.Reason, Code: d.RefusalCode}
+		s.recordRefusal(ctx, log, account, d.Address, refusal)
+		return d, refusal
 	}
 	return d, nil
 }
 
-// recordRefusal puts a refusal into the record. The refusal stands either
-// way; only its record may be missing.
-func (s *Server) recordRefusal(ctx context.Context, log *slog.Logger, r archive.RefusalRecord) {
+// recordRefusal gives a refusal its reference (unless it has one) and puts
+// it into the record. The refusal stands either way; only its record may
+// be missing, and the log line still carries the reference.
+func (s *Server) recordRefusal(ctx context.Context, log *slog.Logger, account, recipient string, refusal *rules.Refusal) {
+	if refusal.Ref == "" {
+		refusal.Ref = record.NewRef()
+	}
 	if s.cfg.Archive == nil {
 		return
 	}
+	r := archive.RefusalRecord{Time: s.cfg.Now(), Account: account, Recipient: recipient, Reason: refusal.Reason, Ref: refusal.Ref, Code: refusal.Code}
 	if err := s.cfg.Archive.RecordRefusal(ctx, r); err != nil {
-		log.Error("cannot archive a refusal", "err", err)
+		log.Error("cannot archive a refusal", "ref", refusal.Ref, "err", err)
 	}
 }
+
+// RecordRefusal records a refusal the submission room made itself (a
+// message some of whose recipients were refused at RCPT), with the
+// reference it has or a new one.
+func (s *Server) RecordRefusal(ctx context.Context, log *slog.Logger, account string, refusal *rules.Refusal) {
+	s.recordRefusal(ctx, log, account, "", refusal)
+}
+
+// SetPartialSends says whether a message goes to its accepted recipients
+// when others were refused at RCPT ([policy] partial_sends = "allow").
+func (s *Server) SetPartialSends(allow bool) { s.smtp.SetPartialSends(allow) }
 
 // applyRules lets the rules read the message straight off the wire and
 // write its copies into the spool file: the submitted message itself is
@@ -118,7 +136,7 @@ func (s *Server) applyRules(ctx context.Context, log *slog.Logger, now time.Time
 	if err != nil {
 		var refusal *rules.Refusal
 		if errors.As(err, &refusal) {
-			s.recordRefusal(ctx, log, archive.RefusalRecord{Time: now, Account: sub.Account, Reason: refusal.Reason})
+			s.recordRefusal(ctx, log, sub.Account, "", refusal)
 		}
 		return nil, err
 	}
@@ -205,7 +223,7 @@ func (s *Server) archiveWhileEncrypting(ctx context.Context, log *slog.Logger, r
 	}
 	if refusal != nil {
 		a.wait() // the record was refused its end: nothing to abandon
-		s.recordRefusal(ctx, log, archive.RefusalRecord{Time: s.cfg.Now(), Account: rec.Account, Reason: refusal.Reason})
+		s.recordRefusal(ctx, log, rec.Account, "", refusal)
 		return nil, encErr
 	}
 	if encErr != nil {

@@ -73,7 +73,8 @@ func TestReplies(t *testing.T) {
 	r.policy.decide = func(rcpt string) (record.Decision, error) {
 		switch rcpt {
 		case "client@example.org":
-			return record.Decision{Protection: record.Refused, Reason: "<client@example.org>: no consent on file for unencrypted email and no OpenPGP key; record the client's consent (sealpost consent add) or import their key"}, nil
+			return record.Decision{Protection: record.Refused, RefusalCode: rules.RefusalNothingOnFile,
+				Reason: "<client@example.org> has no passphrase, encryption key or written consent to unencrypted email on file; ask your admin to record one"}, nil
 		case "down@example.org":
 			return record.Decision{}, fmt.Errorf("registry: %w", rules.ErrUnavailable)
 		}
@@ -116,7 +117,7 @@ func TestReplies(t *testing.T) {
 		}, "550 5.7.1", "no From: header"},
 		{"refused recipient", func(c *smtp.Client) error {
 			return loginThen(c, func() error { return send(c, testFrom, []string{"client@example.org"}, ok) })
-		}, "550 5.7.1", "<client@example.org>: no consent on file"},
+		}, "550 5.7.1", "Nothing was sent to anybody. <client@example.org> has no passphrase, encryption key or written consent to unencrypted email on file; ask your admin to record one (ref "},
 		{"registry down", func(c *smtp.Client) error {
 			return loginThen(c, func() error { return send(c, testFrom, []string{"down@example.org"}, ok) })
 		}, "451 4.3.0", "cannot be checked"},
@@ -166,7 +167,7 @@ func TestReplies(t *testing.T) {
 		})
 	}
 	// The refused recipient left a record that the rules worked, with the reason.
-	if len(r.archive.Refusals) != 1 || !strings.Contains(r.archive.Refusals[0].Reason, "no consent") {
+	if len(r.archive.Refusals) != 1 || !strings.Contains(r.archive.Refusals[0].Reason, "written consent") || r.archive.Refusals[0].Ref == "" {
 		t.Errorf("refusals archived: %+v", r.archive.Refusals)
 	}
 	// Internal details never reach the client, and client addresses never reach the log.

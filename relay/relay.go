@@ -98,7 +98,11 @@ type Config struct {
 	// SealedCheck is asked before a sealed copy goes out; nil leaves the
 	// passphrase to the check when the copy is made.
 	SealedCheck SealedCheck
-	Archive     Archive
+	// AllowPartialSends lets a message go to its accepted recipients when
+	// others were refused at RCPT ([policy] partial_sends = "allow");
+	// otherwise such a message is refused (SetPartialSends changes it).
+	AllowPartialSends bool
+	Archive           Archive
 	// Metrics receives the relay's counters; nil keeps them unexported.
 	Metrics *Metrics
 
@@ -171,7 +175,7 @@ func New(cfg Config) (*Server, error) {
 	smtp, err := submission.New(submission.Config{Hostname: cfg.Hostname, Submission: cfg.Submission, Submissions: cfg.Submissions,
 		TLS: cfg.TLS, MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients, Timeout: cfg.Timeout,
 		GreetingWait: cfg.GreetingWait, MaxConnections: cfg.MaxConnections, MaxConnectionsPerAddress: cfg.MaxConnectionsPerAddress,
-		TrustedNetworks: cfg.TrustedNetworks, Relay: s, Metrics: cfg.Metrics.smtp, Logger: cfg.Logger, Redact: cfg.Redact,
+		TrustedNetworks: cfg.TrustedNetworks, AllowPartialSends: cfg.AllowPartialSends, Relay: s, Metrics: cfg.Metrics.smtp, Logger: cfg.Logger, Redact: cfg.Redact,
 		Now: cfg.Now, AuthDelay: cfg.AuthDelay}, submissionAccounts(cfg.Accounts))
 	if err != nil {
 		return nil, err

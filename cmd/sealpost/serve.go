@@ -209,6 +209,7 @@ func (s *service) reload() error {
 	if err := s.srv.SetAccounts(accounts); err != nil {
 		return err
 	}
+	s.srv.SetPartialSends(cfg.Policy.AllowPartialSends())
 	cs := clientSettings(cfg)
 	s.clients.Store(&cs)
 	if err := s.ingest.start(cfg); err != nil {

@@ -102,10 +102,17 @@ type UpstreamConfig struct {
 }
 
 type PolicyConfig struct {
-	InternalDomains []string     `toml:"internal_domains"`
-	Notice          string       `toml:"notice"`
-	Rules           []RuleConfig `toml:"rule"`
+	InternalDomains []string `toml:"internal_domains"`
+	Notice          string   `toml:"notice"`
+	// PartialSends is "refuse" (the default: a message some of whose
+	// recipients were refused at RCPT is refused at DATA, so nobody gets
+	// it) or "allow" (the others get it).
+	PartialSends string       `toml:"partial_sends"`
+	Rules        []RuleConfig `toml:"rule"`
 }
+
+// AllowPartialSends says whether partial_sends is "allow".
+func (p PolicyConfig) AllowPartialSends() bool { return p.PartialSends == "allow" }
 
 // ContentRules are the [[policy.rule]] entries as the policy takes them.
 func (p PolicyConfig) ContentRules() []rules.ContentRule {
@@ -207,6 +214,7 @@ func defaults() Config {
 			RetryMax:     Duration(70 * time.Minute),
 			Timeout:      Duration(2 * time.Minute),
 		},
+		Policy:  PolicyConfig{PartialSends: "refuse"},
 		PGP:     PGPConfig{Autocrypt: "propose"},
 		Clients: ClientsConfig{DisplayName: "Practice mail (sealpost)", IMAPTLS: "implicit"},
 		Archive: ArchiveConfig{Retention: Duration(7 * 365 * 24 * time.Hour)},

@@ -26,6 +26,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if !ssn.MatchString("SSN 123-45-6789") || ssn.MatchString("call 555-123-4567") || ssn.MatchString("on 2026-11-22") {
 		t.Error("the example's SSN rule matches the wrong things")
 	}
+	if cfg.Policy.PartialSends != "refuse" || cfg.Policy.AllowPartialSends() {
+		t.Errorf("partial_sends = %q; a message with a refused recipient must go to nobody unless an admin allows it", cfg.Policy.PartialSends)
+	}
 	if cfg.Upstream.Lifetime.D().Hours() != 120 || cfg.Archive.Retention.D().Hours() != 7*365*24 {
 		t.Errorf("durations: lifetime %v, retention %v", cfg.Upstream.Lifetime.D(), cfg.Archive.Retention.D())
 	}
@@ -130,6 +133,10 @@ upstream_auth = "oauth2"
 provider = "microsoft"
 client_id = "x"
 `, []string{"oauth2.tenant: must be set for microsoft"}},
+		{"partial sends", `data_dir = "d"
+[policy]
+partial_sends = "sometimes"
+`, []string{":3: policy.partial_sends: must be refuse (a message with a refused recipient goes to nobody) or allow"}},
 		{"syntax error", "data_dir = \"d\nx = 1\n", []string{":1:"}},
 		{"wrong type", "data_dir = 5\n", []string{":1:"}},
 	}

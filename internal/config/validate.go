@@ -297,6 +297,9 @@ func (c *Config) validatePolicy(bad reporter) {
 	for _, p := range rules.CheckSettings(c.Policy.InternalDomains, c.Policy.Notice, c.Policy.ContentRules()) {
 		bad("policy."+p.Key, "%s", p.Msg)
 	}
+	if c.Policy.PartialSends != "refuse" && c.Policy.PartialSends != "allow" {
+		bad("policy.partial_sends", "must be refuse (a message with a refused recipient goes to nobody) or allow (it goes to the others), not %q", c.Policy.PartialSends)
+	}
 	switch rules.AutocryptMode(c.PGP.Autocrypt) {
 	case rules.AutocryptUse, rules.AutocryptPropose, rules.AutocryptIgnore:
 	default:

@@ -399,3 +399,23 @@ func TestGoSMTPQuietOnClosedConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestGoSMTPAcceptsInOneLine: when Session.Mail or Session.Rcpt returns
+// nil, go-smtp's next act is one Write of one line beginning "250 ": the
+// wire puts the session's own reply (answerOK) in its place, and a change
+// here would let go-smtp's words ("Roger, accepting mail from", "I'll make
+// sure <x> gets this") through.
+func TestGoSMTPAcceptsInOneLine(t *testing.T) {
+	c := newContractConn()
+	contractServer(t, c, func(sc *smtp.Conn) (smtp.Session, error) { return newContractSession(sc), nil })
+	c.reply(t)
+	c.send(t, "EHLO client.test\r\n")
+	c.replyLines(t)
+	for _, line := range []string{"MAIL FROM:<a@b.example>\r\n", "RCPT TO:<c@d.example>\r\n"} {
+		c.send(t, line)
+		got := c.reply(t)
+		if !strings.HasPrefix(got, "250 ") || strings.Index(got, "\n") != len(got)-1 {
+			t.Fatalf("%s: go-smtp wrote %q; want one line starting 250", strings.TrimSpace(line), got)
+		}
+	}
+}

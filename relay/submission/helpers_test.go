@@ -2,6 +2,7 @@ package submission
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -34,7 +35,9 @@ const (
 type fakeRelay struct {
 	mu       sync.Mutex
 	decide   func(rcpt string) (record.Decision, error)
-	messages []string // the messages taken in, as they would be spooled
+	messages []string         // the messages taken in, as they would be spooled
+	refusals []*rules.Refusal // recorded, with the references given
+	refs     int
 }
 
 func (r *fakeRelay) Decide(ctx context.Context, account, rcpt string) (record.Decision, error) {
@@ -54,9 +57,29 @@ func (r *fakeRelay) Decide(ctx context.Context, account, rcpt string) (record.De
 	}
 	d.Recipient = d.Address
 	if d.Protection == record.Refused {
-		return d, &rules.Refusal{Reason: d.Reason}
+		refusal := &rules.Refusal{Reason: d.Reason, Code: d.RefusalCode}
+		r.RecordRefusal(ctx, nil, account, refusal)
+		return d, refusal
 	}
 	return d, nil
+}
+
+// RecordRefusal gives references REF001, REF002, ... in order.
+func (r *fakeRelay) RecordRefusal(ctx context.Context, log *slog.Logger, account string, refusal *rules.Refusal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if refusal.Ref == "" {
+		r.refs++
+		refusal.Ref = fmt.Sprintf("REF%03d", r.refs)
+	}
+	r.refusals = append(r.refusals, refusal)
+}
+
+// recorded returns the refusals recorded so far.
+func (r *fakeRelay) recorded() []*rules.Refusal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*rules.Refusal(nil), r.refusals...)
 }
 
 func (r *fakeRelay) Accept(ctx context.Context, log *slog.Logger, env Envelope, msg io.Reader) (string, error) {

@@ -124,7 +124,19 @@ var (
 	// RCPT.
 	replyRecipientNotPlain = &reply{550, smtp.EnhancedCode{5, 1, 3}, notPlain, "bad_address"}
 	replyBadRecipient      = &reply{550, smtp.EnhancedCode{5, 1, 3}, "<%s>: not a valid recipient address (%s)", "bad_address"}
-	replyRecipientRefused  = &reply{550, smtp.EnhancedCode{5, 7, 1}, "%s", "recipient_policy"}
+	// A recipient the rules refuse: the rules' reason (the address, what
+	// is missing, whom to ask), then the reference. A mail client shows it
+	// inside its own sentence (Thunderbird: "The mail server responded:
+	// ... . Please check the message recipient ..."), so it ends without a
+	// period. Nothing is sent to anybody: a message that goes on to DATA is
+	// refused (replyPartialSend), unless partial sends are allowed, and
+	// then the reply says only this recipient was left out.
+	replyRecipientRefused   = &reply{550, smtp.EnhancedCode{5, 7, 1}, "Nothing was sent to anybody. %s%s", "recipient_policy"}
+	replyRecipientLeftOut   = &reply{550, smtp.EnhancedCode{5, 7, 1}, "Not sent to this recipient. %s%s", "recipient_policy"}
+	replySenderAccepted     = &reply{250, smtp.EnhancedCode{2, 1, 0}, "Sender <%s> OK", ""}
+	replyRecipientAccepted  = &reply{250, smtp.EnhancedCode{2, 1, 5}, "Recipient <%s> OK: %s", ""}
+	replyRecipientSameAgain = &reply{250, smtp.EnhancedCode{2, 1, 5}, "Recipient <%s> OK: already named, it gets one copy", ""}
+	replyPartialSend        = &reply{550, smtp.EnhancedCode{5, 7, 1}, "Nothing was sent to anybody, because %s %s refused (see the earlier replies); send the message again without them, or ask your admin to set them up", "partial_send"}
 
 	// DATA: the message's lines.
 	replyBareLF       = &reply{554, smtp.EnhancedCode{5, 6, 0}, "Message refused: it has a line ending in a bare LF without CR (possible SMTP smuggling); nothing was sent", "smuggling"}
@@ -147,10 +159,11 @@ var (
 	replyFieldUnreadable  = &reply{550, smtp.EnhancedCode{5, 6, 0}, "Message refused: its %s: header cannot be read", "other_permanent"}
 	replyFieldNotPlain    = &reply{550, smtp.EnhancedCode{5, 1, 7}, notPlain, "bad_address"}
 	replyFieldNotAccounts = &reply{550, smtp.EnhancedCode{5, 7, 1}, "<%s> in the %s is not an address of account %s; send as one of your own addresses", "header_sender_not_allowed"}
-	replyContentRefused   = &reply{550, smtp.EnhancedCode{5, 7, 1}, "%s", "content_rule"}
-	replyMalformed        = &reply{554, smtp.EnhancedCode{5, 6, 0}, "%s", "malformed"}
-	replyTooBigToSeal     = &reply{552, smtp.EnhancedCode{5, 3, 4}, "%s", "too_big"} // for a sealed recipient's PDF (rules.Refusal.TooLarge)
-	replyAccepted         = &reply{250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", ""}
+	// The rules' refusals of a message (rules.Refusal), with its reference.
+	replyContentRefused = &reply{550, smtp.EnhancedCode{5, 7, 1}, "Nothing was sent to anybody. %s%s", "content_rule"}
+	replyMalformed      = &reply{554, smtp.EnhancedCode{5, 6, 0}, "Nothing was sent to anybody. %s%s", "malformed"}
+	replyTooBigToSeal   = &reply{552, smtp.EnhancedCode{5, 3, 4}, "Nothing was sent to anybody. %s%s", "too_big"} // for a sealed recipient's PDF (rules.Refusal.TooLarge)
+	replyAccepted       = &reply{250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", ""}
 
 	// Whatever step fails inside sealpost: temporary, nothing was sent.
 	replyTempLocal   = &reply{451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem; nothing was sent; please try again later", "temporary"}
@@ -184,16 +197,19 @@ func replyFor(ctx context.Context, log *slog.Logger, stage string, err error) *r
 	}
 	var refusal *rules.Refusal
 	if errors.As(err, &refusal) {
+		reason, ref := textutil.OneLine(refusal.Reason), refText(refusal)
 		switch {
+		case refusal.Code == rules.RefusalPartialSend:
+			return replyPartialSend.with(reason, wereOrWas(reason))
 		case stage == "rcpt" || refusal.Recipient:
-			return replyRecipientRefused.with(textutil.OneLine(refusal.Reason))
+			return replyRecipientRefused.with(reason, ref)
 		case refusal.TooLarge:
-			return replyTooBigToSeal.with(textutil.OneLine(refusal.Reason))
+			return replyTooBigToSeal.with(reason, ref)
 		case refusal.Malformed:
 			// Sending it again as it is cannot help: a 4xx would be retried for ever.
-			return replyMalformed.with(textutil.OneLine(refusal.Reason))
+			return replyMalformed.with(reason, ref)
 		}
-		return replyContentRefused.with(textutil.OneLine(refusal.Reason))
+		return replyContentRefused.with(reason, ref)
 	}
 	switch {
 	case errors.Is(err, smtp.ErrDataTooLarge):
@@ -216,6 +232,22 @@ func replyFor(ctx context.Context, log *slog.Logger, stage string, err error) *r
 	}
 	log.ErrorContext(ctx, "temporary failure", "stage", stage, "err", err)
 	return replyTempLocal
+}
+
+// refText is a refusal's reference as the reply ends with it.
+func refText(refusal *rules.Refusal) string {
+	if refusal.Ref == "" {
+		return ""
+	}
+	return " (ref " + refusal.Ref + ")"
+}
+
+// wereOrWas agrees with the list of refused recipients a partial send names.
+func wereOrWas(list string) string {
+	if strings.Count(list, "<") > 1 {
+		return "were"
+	}
+	return "was"
 }
 
 func isStorageFull(err error) bool {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
+	"github.com/sealpost/sealpost/rules"
 )
 
 // Relay is what a session hands its work to: the stages after the
@@ -31,6 +32,10 @@ type Relay interface {
 	// DATA). nil means it is durable and queued as id; ErrShuttingDown
 	// that the relay takes no more messages in.
 	Accept(ctx context.Context, log *slog.Logger, env Envelope, msg io.Reader) (id string, err error)
+	// RecordRefusal records a refusal the session made itself (a message
+	// some of whose recipients were refused), giving it a reference if it
+	// has none.
+	RecordRefusal(ctx context.Context, log *slog.Logger, account string, refusal *rules.Refusal)
 }
 
 // Envelope is a message's transaction: the account that logged in, the
@@ -63,6 +68,10 @@ type Config struct {
 	// them count against the client's address only, never against the
 	// account, so that failures from elsewhere cannot lock them out.
 	TrustedNetworks []netip.Prefix
+	// AllowPartialSends lets a message go to the recipients accepted at
+	// RCPT when others were refused there ([policy] partial_sends =
+	// "allow"); otherwise DATA is refused, so that nothing reaches anybody.
+	AllowPartialSends bool
 
 	Relay   Relay
 	Metrics *Metrics
@@ -84,6 +93,7 @@ type Server struct {
 	wire     *wireConfig
 	servers  []*smtp.Server
 	closing  atomic.Bool
+	partial  atomic.Bool // partial sends allowed
 }
 
 // New checks the accounts and prepares the listeners; Start opens them.
@@ -92,6 +102,7 @@ func New(cfg Config, list []Account) (*Server, error) {
 		return nil, errors.New("submission: incomplete configuration")
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, throttle: newThrottle(cfg.TrustedNetworks), metrics: cfg.Metrics}
+	s.partial.Store(cfg.AllowPartialSends)
 	if err := s.SetAccounts(list); err != nil {
 		return nil, err
 	}
@@ -110,6 +121,10 @@ func (s *Server) SetAccounts(list []Account) error {
 	s.accounts.Store(as)
 	return nil
 }
+
+// SetPartialSends changes AllowPartialSends (on SIGHUP) for the
+// transactions that begin afterwards.
+func (s *Server) SetPartialSends(allow bool) { s.partial.Store(allow) }
 
 // Account is the account called username, nil if there is none.
 func (s *Server) Account(username string) *Account {

@@ -3,6 +3,7 @@ package submission
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -81,13 +82,26 @@ type session struct {
 	account *Account
 	from    string
 	rcpts   []record.Decision
+	// refused are the transaction's recipients the rules refused at RCPT,
+	// each with its refusal's reference; partial is whether the others
+	// may have the message then (AllowPartialSends when MAIL came).
+	refused []refusedRecipient
+	partial bool
 	errors  int
 }
+
+type refusedRecipient struct{ address, ref string }
 
 // fail turns err into the client's reply, counting refusals; after too many
 // the session is ended.
 func (s *session) fail(stage string, err error) error {
-	r := replyFor(context.Background(), s.log, stage, err)
+	var r *reply
+	var refusal *rules.Refusal
+	if stage == "rcpt" && s.partial && errors.As(err, &refusal) {
+		r = replyRecipientLeftOut.with(textutil.OneLine(refusal.Reason), refText(refusal))
+	} else {
+		r = replyFor(context.Background(), s.log, stage, err)
+	}
 	if r.reason != "" {
 		s.s.metrics.refused.WithLabelValues(stage, r.reason).Inc()
 	}
@@ -179,7 +193,8 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	// What goes out (the provider's MAIL FROM, Return-Path, the record, a
 	// bounce's recipient) is the address the account was checked against.
 	s.from = n
-	s.rcpts = nil
+	s.rcpts, s.refused, s.partial = nil, nil, s.s.partial.Load()
+	wireOf(s.conn.Conn()).answerOK(replySenderAccepted.with(n))
 	return nil
 }
 
@@ -200,6 +215,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	for _, d := range s.rcpts {
 		if d.Address == n {
+			wireOf(s.conn.Conn()).answerOK(replyRecipientSameAgain.with(n))
 			return nil // the same recipient twice gets one copy
 		}
 	}
@@ -207,13 +223,54 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err != nil {
 		var refusal *rules.Refusal
 		if errors.As(err, &refusal) {
-			s.log.Info("recipient refused", "rcpt", s.s.cfg.Redact(n))
+			s.refused = append(s.refused, refusedRecipient{address: n, ref: refusal.Ref})
+			s.log.Info("recipient refused", "ref", refusal.Ref, "reason", refusal.Code, "rcpt", s.s.cfg.Redact(n))
 		}
 		return s.fail("rcpt", err)
 	}
 	s.rcpts = append(s.rcpts, d)
 	s.log.Debug("recipient accepted", "rcpt", s.s.cfg.Redact(n), "protection", d.Protection)
+	wireOf(s.conn.Conn()).answerOK(replyRecipientAccepted.with(n, howSent(d.Protection)))
 	return nil
+}
+
+// howSent says, in a RCPT reply, how the recipient's copy is to be made:
+// a decision, not a promise of delivery, which the provider makes later.
+func howSent(p record.Protection) string {
+	switch p {
+	case record.Internal:
+		return "a colleague inside the practice"
+	case record.Encrypted:
+		return "to be encrypted with their OpenPGP key"
+	case record.Sealed:
+		return "to be sealed in a PDF that opens with their passphrase"
+	case record.Consented:
+		return "unencrypted, with the client's written consent"
+	case record.Professional:
+		return "unencrypted, to a professional recipient on file"
+	}
+	return string(p)
+}
+
+// refusePartial refuses a message some of whose recipients were refused at
+// RCPT (unless partial sends are allowed): a mail program that goes on to
+// DATA after a refused recipient (most do; Thunderbird stops) would
+// otherwise have it sent to the others, while the therapist, told that
+// nothing was sent, believes nobody got it. The refusal is recorded under
+// the first refused recipient's reference, so that looking that up shows
+// both. It returns nil when the message may go on.
+func (s *session) refusePartial() *rules.Refusal {
+	if len(s.refused) == 0 || s.partial {
+		return nil
+	}
+	names := make([]string, len(s.refused))
+	for i, r := range s.refused {
+		names[i] = fmt.Sprintf("<%s> (ref %s)", r.address, r.ref)
+	}
+	refusal := &rules.Refusal{Code: rules.RefusalPartialSend, Ref: s.refused[0].ref, Reason: strings.Join(names, ", ")}
+	s.s.cfg.Relay.RecordRefusal(context.Background(), s.log, s.account.Username, refusal)
+	s.log.Info("message refused", "ref", refusal.Ref, "reason", refusal.Code, "refused_recipients", len(s.refused), "accepted_recipients", len(s.rcpts))
+	return refusal
 }
 
 func reasonOf(err error) string {
@@ -238,6 +295,10 @@ func (s *session) Data(r io.Reader) error {
 	if s.account == nil {
 		return s.fail("data", replyAuthRequired)
 	}
+	if refusal := s.refusePartial(); refusal != nil {
+		io.Copy(io.Discard, r) // the message still arrives; BDAT's chunks too
+		return s.fail("data", refusal)
+	}
 	env := Envelope{Account: s.account, From: s.from, Recipients: s.rcpts}
 	id, err := s.s.cfg.Relay.Accept(context.Background(), s.log, env, r)
 	if err != nil {
@@ -245,6 +306,10 @@ func (s *session) Data(r io.Reader) error {
 			// What the BDAT reader made of the closed connection aside,
 			// this is why (and the client has been told).
 			err = ended
+		}
+		var refusal *rules.Refusal
+		if errors.As(err, &refusal) {
+			s.log.Info("message refused", "ref", refusal.Ref, "reason", refusal.Code)
 		}
 		return s.fail("data", err)
 	}
@@ -254,7 +319,7 @@ func (s *session) Data(r io.Reader) error {
 
 func (s *session) Reset() {
 	s.from = ""
-	s.rcpts = nil
+	s.rcpts, s.refused = nil, nil
 }
 
 func (s *session) Logout() error { return nil }

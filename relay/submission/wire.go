@@ -72,6 +72,10 @@ type wire struct {
 	// ended is the reply that ended a transfer that timed out (the client
 	// has been sent it and the connection closed); nil otherwise.
 	ended atomic.Pointer[reply]
+	// ok is the session's own words for the 250 go-smtp writes next, to a
+	// MAIL or RCPT it accepted: go-smtp's ("Roger, accepting mail from",
+	// "I'll make sure <x> gets this") promise what the relay cannot.
+	ok *reply
 }
 
 // wireConfig is what every wire of a Server shares.
@@ -118,6 +122,15 @@ func (f *wire) Write(p []byte) (int, error) {
 		return 0, f.err
 	}
 	if f.ready {
+		if ok := f.ok; ok != nil {
+			f.ok = nil
+			if bytes.HasPrefix(p, []byte("250 ")) && bytes.IndexByte(p, '\n') == len(p)-1 {
+				if err := ok.write(f.sec); err != nil {
+					return 0, err
+				}
+				return len(p), nil
+			}
+		}
 		if f.greetRest {
 			// The rest of go-smtp's greeting, should it come in pieces.
 			i := bytes.IndexByte(p, '\n')
@@ -326,6 +339,14 @@ func (f *wire) timedOut(err error) bool {
 		f.readErr = net.ErrClosed
 	}
 	return true
+}
+
+// answerOK makes the next 250 go-smtp writes (to the MAIL or RCPT being
+// accepted) r instead. It accepts a nil wire (tests' pipes).
+func (f *wire) answerOK(r *reply) {
+	if f != nil {
+		f.ok = r
+	}
 }
 
 // wireOf returns the wire under a session's connection, if any.

@@ -55,14 +55,20 @@ func openPolicyAndArchive(cfg *config.Config, log *slog.Logger) (*policyAndArchi
 		log.Warn("no pgp.practice_key: encrypted copies are neither signed nor readable by the practice")
 	}
 	sealed := cfg.Sealed.Settings()
+	enc := pgp.NewEncrypter(keys, practice)
+	var autocrypt rules.AutocryptSource
+	if practice != nil {
+		autocrypt = enc // offers the practice key on copies that leave the practice
+	}
 	d.policy, err = rules.NewPolicy(rules.PolicyConfig{
 		InternalDomains: cfg.Policy.InternalDomains,
 		Notice:          cfg.Policy.Notice,
 		Rules:           cfg.Policy.ContentRules(),
 		Registry:        reg,
 		Keys:            keys,
-		Encrypter:       pgp.NewEncrypter(keys, practice),
+		Encrypter:       enc,
 		Sealed:          &sealed,
+		Autocrypt:       autocrypt,
 	})
 	if err != nil {
 		d.close()

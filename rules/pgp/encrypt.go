@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"mime"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -69,17 +71,130 @@ func LoadPracticeKey(path, passphraseFile string) (*openpgp.Entity, error) {
 	return e, nil
 }
 
-// Encrypter makes PGP/MIME copies (rules.Encrypter).
+// Encrypter makes PGP/MIME copies (rules.Encrypter), and the Autocrypt
+// header that offers the practice key (rules.AutocryptSource).
 type Encrypter struct {
 	keys     *Keyring
 	practice *openpgp.Entity
 	now      func() time.Time
+
+	autocryptMu sync.Mutex
+	autocrypt   map[string]string // by address: the practice's addresses only
 }
 
 // NewEncrypter encrypts to keys from k, and also to the practice key, which
 // signs every copy, when one is given.
 func NewEncrypter(k *Keyring, practice *openpgp.Entity) *Encrypter {
-	return &Encrypter{keys: k, practice: practice, now: k.now}
+	return &Encrypter{keys: k, practice: practice, now: k.now, autocrypt: map[string]string{}}
+}
+
+// AutocryptHeader is the value of an Autocrypt header (autocrypt.org,
+// Level 1) that offers the practice key for address, one of the
+// practice's own: "addr=ADDRESS; keydata=" and the key, base64, folded.
+// The key is the least a receiver needs: the primary key, a user ID for
+// address with its self-signature, and the encryption subkey with its
+// binding, no private part. A practice key without a user ID for address
+// (init makes one for practice@DOMAIN) gets one, certified here with the
+// practice key and dated like the key's own, so the header stays the same
+// from one start to the next. "" when there is no practice key or it
+// cannot encrypt.
+func (e *Encrypter) AutocryptHeader(address string) string {
+	if e.practice == nil {
+		return ""
+	}
+	e.autocryptMu.Lock()
+	defer e.autocryptMu.Unlock()
+	v, ok := e.autocrypt[address]
+	if !ok {
+		keydata, err := autocryptKeydata(e.practice, address, e.now())
+		if err == nil {
+			v = "addr=" + address + "; keydata=" + foldBase64(keydata)
+		}
+		e.autocrypt[address] = v
+	}
+	return v
+}
+
+// autocryptKeydata is the minimal public key for address (AutocryptHeader).
+func autocryptKeydata(practice *openpgp.Entity, address string, now time.Time) ([]byte, error) {
+	enc, ok := practice.EncryptionKey(now)
+	if !ok {
+		return nil, errors.New("pgp: the practice key cannot encrypt")
+	}
+	ident := identityFor(practice, address)
+	if ident == nil {
+		var err error
+		if ident, err = certifyAddress(practice, address); err != nil {
+			return nil, err
+		}
+	}
+	var b bytes.Buffer
+	err := practice.PrimaryKey.Serialize(&b)
+	if err == nil {
+		err = ident.UserId.Serialize(&b)
+	}
+	if err == nil {
+		err = ident.SelfSignature.Serialize(&b)
+	}
+	for _, sub := range practice.Subkeys {
+		if err == nil && sub.PublicKey.KeyId == enc.PublicKey.KeyId {
+			if err = sub.PublicKey.Serialize(&b); err == nil {
+				err = sub.Sig.Serialize(&b)
+			}
+		}
+	}
+	return b.Bytes(), err
+}
+
+// identityFor is the practice key's own user ID for address, if it has one.
+func identityFor(e *openpgp.Entity, address string) *openpgp.Identity {
+	for _, id := range e.Identities {
+		if id.UserId != nil && strings.EqualFold(id.UserId.Email, address) && id.SelfSignature != nil {
+			return id
+		}
+	}
+	return nil
+}
+
+// certifyAddress makes a user ID for address, under the practice's name,
+// self-signed with the practice key on a copy of the entity (the practice
+// key itself, which signs copies meanwhile, is not changed). Its
+// signature carries the key's expiry, and the date of the key's newest
+// self-signature.
+func certifyAddress(practice *openpgp.Entity, address string) (*openpgp.Identity, error) {
+	primary := practice.PrimaryIdentity()
+	name, dated, lifetime := "", practice.PrimaryKey.CreationTime, uint32(0)
+	if primary != nil && primary.SelfSignature != nil {
+		name, dated = primary.UserId.Name, primary.SelfSignature.CreationTime
+		if primary.SelfSignature.KeyLifetimeSecs != nil {
+			lifetime = *primary.SelfSignature.KeyLifetimeSecs
+		}
+	}
+	cp := *practice
+	cp.Identities = map[string]*openpgp.Identity{}
+	config := &packet.Config{Time: func() time.Time { return dated }, DefaultHash: crypto.SHA256,
+		DefaultCipher: packet.CipherAES256, KeyLifetimeSecs: lifetime}
+	if err := cp.AddUserId(name, "", address, config); err != nil {
+		return nil, fmt.Errorf("pgp: a user ID for %s: %w", address, err)
+	}
+	for _, id := range cp.Identities {
+		return id, nil
+	}
+	return nil, errors.New("pgp: no user ID made")
+}
+
+// foldBase64 is data in base64, folded into lines of 76 characters, each
+// continuation starting with a space: a header field's value.
+func foldBase64(data []byte) string {
+	s := base64.StdEncoding.EncodeToString(data)
+	var b strings.Builder
+	for len(s) > 0 {
+		n := min(76, len(s))
+		b.WriteString("\r\n ")
+		b.WriteString(s[:n])
+		s = s[n:]
+	}
+	return b.String()
 }
 
 // protectedHeaders travel inside the encryption (draft-autocrypt-lamps-

@@ -149,8 +149,8 @@ func TestRecordVerifyExport(t *testing.T) {
 		t.Errorf("exported message %s does not match the manifest", first.File)
 	}
 	sums, _ := os.ReadFile(filepath.Join(exp, "SHA256SUMS"))
-	if n := strings.Count(string(sums), "\n"); n != 20+4 {
-		t.Errorf("SHA256SUMS lists %d files, want 24 (20 messages, manifest.json, index.html, seal.pub, seal-key.asc):\n%s", n, sums)
+	if n := strings.Count(string(sums), "\n"); n != 20+6 {
+		t.Errorf("SHA256SUMS lists %d files, want 26 (20 messages, manifest.json, index.html, index.css, index.js, seal.pub, seal-key.asc):\n%s", n, sums)
 	}
 	// The time filter.
 	exp2 := filepath.Join(t.TempDir(), "export2")

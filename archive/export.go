@@ -36,6 +36,9 @@ type ExportOptions struct {
 	// HeadFile is the archive's head file when it was given apart from the
 	// archive (default: HeadFile(dir), next to the folder).
 	HeadFile string
+	// Location is the time zone index.html shows times in (default: the
+	// computer's); manifest.json has them in UTC.
+	Location *time.Location
 }
 
 // ExportReport summarises an export.
@@ -114,16 +117,44 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	if err := addDeliveries(files, key, sel.events, m.Messages); err != nil {
 		return nil, err
 	}
-	if m.Refusals, err = decryptAll[RefusalRecord](files, key, sel.refusals, "refusal"); err != nil {
+	refusals, err := decryptAll[RefusalRecord](files, key, sel.refusals, "refusal")
+	if err != nil {
 		return nil, err
 	}
+	m.Refusals = linkRefusals(refusals, m.Messages)
 	if m.Consent, err = decryptAll[record.ConsentEvent](files, key, sel.consents, "consent"); err != nil {
 		return nil, err
 	}
 	m.Archive.RecordsAfterHead = rep.RecordsAfterHead
 	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
 	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
-	return rep, writeExport(out, &m, sealPub, signer)
+	loc := o.Location
+	if loc == nil {
+		loc = time.Local
+	}
+	return rep, writeExport(out, &m, sealPub, signer, loc)
+}
+
+// linkRefusals pairs each refusal with the message its submission became
+// when the other recipients got it.
+func linkRefusals(refusals []RefusalRecord, msgs []manifestMessage) []manifestRefusal {
+	byRef := map[string]string{}
+	for _, m := range msgs {
+		for _, n := range m.NotSentTo {
+			if n.Ref != "" {
+				byRef[n.Ref] = m.ID
+			}
+		}
+	}
+	out := make([]manifestRefusal, 0, len(refusals))
+	for _, r := range refusals {
+		mr := manifestRefusal{RefusalRecord: r}
+		if r.Recipient != "" {
+			mr.Message = byRef[r.Ref]
+		}
+		out = append(out, mr)
+	}
+	return out
 }
 
 // outsideArchive refuses an export folder inside the archive's: nothing is
@@ -220,10 +251,10 @@ func selectRecords(dir string, hashKey []byte, f Filter, vrep *Report) (*exportS
 // entries in chain order.
 func exportMessages(ctx context.Context, files *openSegments, key openpgp.EntityList, out string, msgs []located) ([]manifestMessage, error) {
 	type exported struct {
-		meta      []byte
-		size      int64
-		sum, file string
-		err       error
+		meta, head []byte
+		size       int64
+		sum, file  string
+		err        error
 	}
 	entries := []manifestMessage{}
 	err := inOrder(ctx, len(msgs), func(i int) exported {
@@ -231,7 +262,7 @@ func exportMessages(ctx context.Context, files *openSegments, key openpgp.Entity
 		// The header's ID is the metadata's: the file can be named before
 		// the metadata (after the body) is read.
 		r := exported{file: "messages/" + safeName(l.h.ID) + ".eml"}
-		r.meta, r.size, r.sum, r.err = files.exportMessage(l, key, filepath.Join(out, r.file))
+		r.meta, r.head, r.size, r.sum, r.err = files.exportMessage(l, key, filepath.Join(out, r.file))
 		return r
 	}, func(i int, r exported) error {
 		l := msgs[i]
@@ -242,7 +273,7 @@ func exportMessages(ctx context.Context, files *openSegments, key openpgp.Entity
 		if err := json.Unmarshal(r.meta, &meta); err != nil {
 			return fmt.Errorf("record %d: metadata: %w", l.h.Seq, err)
 		}
-		entries = append(entries, newManifestMessage(&meta, r.sum, r.size, r.file))
+		entries = append(entries, newManifestMessage(&meta, r.sum, r.size, r.file, namedIn(r.head)))
 		return nil
 	})
 	return entries, err
@@ -321,16 +352,17 @@ func safeName(id string) string {
 }
 
 // exportMessage decrypts a message record into the file path, streaming:
-// a 25 MB attachment is never held in memory. It returns the metadata and
-// the body's size and SHA-256. The file gets its name only when the record
-// checked out whole, its metadata naming the message its header does.
-func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path string) (meta []byte, size int64, sum string, err error) {
+// a 25 MB attachment is never held in memory. It returns the metadata, the
+// message's start (where its header is), and the body's size and SHA-256.
+// The file gets its name only when the record checked out whole, its
+// metadata naming the message its header does.
+func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path string) (meta, head []byte, size int64, sum string, err error) {
 	// Written under a temporary name, renamed when whole: an interrupted
 	// export leaves no message file that looks complete.
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".record-%d.partial", l.h.Seq))
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	defer func() {
 		f.Close()
@@ -340,32 +372,36 @@ func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path str
 	}()
 	n, err := o.decryptTo(l, key, f)
 	if err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	readAt := func(b []byte, off int64) error { _, err := f.ReadAt(b, off); return err }
 	size, err = splitAt(n, readAt)
 	if err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	meta = make([]byte, n-4-size)
 	if err := readAt(meta, size); err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	if err := sameMessage(l, meta); err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	if err := f.Truncate(size); err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
+	}
+	head = make([]byte, min(size, maxNamedHeader))
+	if err := readAt(head, 0); err != nil {
+		return nil, nil, 0, "", err
 	}
 	if err := f.Close(); err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return nil, 0, "", err
+		return nil, nil, 0, "", err
 	}
-	return meta, size, hex.EncodeToString(h.Sum(nil)), nil
+	return meta, head, size, hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -232,7 +232,7 @@ func TestExportSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "export")
-	if _, err := Export(ctx, f.dir, f.priv, out, Filter{}); err != nil {
+	if _, err := ExportWith(ctx, f.dir, f.priv, out, Filter{}, ExportOptions{Location: time.UTC}); err != nil {
 		t.Fatal(err)
 	}
 	var raw struct {
@@ -251,7 +251,7 @@ func TestExportSealed(t *testing.T) {
 		t.Fatalf("recipient %v", r)
 	}
 	index, _ := os.ReadFile(filepath.Join(out, "index.html"))
-	for _, w := range []string{"sealed (PDF SHA-256 <code>" + strings.Repeat("ab", 32) + "</code>)", "passphrase set " + set.RecordedAt.UTC().Format("2006-01-02 15:04") + " (event 42)"} {
+	for _, w := range []string{">sealed</span>", "PDF sent: 12345 octets, SHA-256 " + strings.Repeat("ab", 32), "passphrase set " + set.RecordedAt.UTC().Format("2006-01-02 15:04:05") + " UTC (event 42)"} {
 		if !bytes.Contains(index, []byte(w)) {
 			t.Errorf("index.html lacks %q", w)
 		}

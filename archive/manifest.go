@@ -3,11 +3,9 @@ package archive
 import (
 	"bytes"
 	"crypto/sha256"
-	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,7 +26,7 @@ type manifest struct {
 	Archive    manifestArchive       `json:"archive"`
 	Filter     manifestFilter        `json:"filter"`
 	Messages   []manifestMessage     `json:"messages"`
-	Refusals   []RefusalRecord       `json:"refusals"`
+	Refusals   []manifestRefusal     `json:"refusals"`
 	Consent    []record.ConsentEvent `json:"consent_history"`
 }
 
@@ -67,11 +65,24 @@ type manifestMessage struct {
 	File       string              `json:"file"`
 	Folder     string              `json:"folder,omitempty"`
 	Recipients []manifestRecipient `json:"recipients"`
-	Fired      []record.RuleHit    `json:"rules_fired,omitempty"`
+	// NotSentTo are those its header (To, Cc) or its submission named who
+	// did not get it: a group message's .eml names them all.
+	NotSentTo []NotSent        `json:"not_sent_to,omitempty"`
+	Fired     []record.RuleHit `json:"rules_fired,omitempty"`
+}
+
+// manifestRefusal is a refusal, and the message its submission became
+// when the other recipients got it.
+type manifestRefusal struct {
+	RefusalRecord
+	Message string `json:"message,omitempty"`
 }
 
 type manifestRecipient struct {
-	Address        string            `json:"address"`
+	Address string `json:"address"`
+	// Field is where the header names the recipient: "to", "cc", or "bcc"
+	// (in neither); empty when the header was not read.
+	Field          string            `json:"field,omitempty"`
 	Protection     record.Protection `json:"protection"`
 	Bcc            bool              `json:"bcc,omitempty"`
 	Reason         string            `json:"reason"`
@@ -105,7 +116,7 @@ type manifestDelivery struct {
 
 // newManifest starts the manifest of an export selected by f.
 func newManifest(f Filter, sealPub []byte) manifest {
-	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []RefusalRecord{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
+	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []manifestRefusal{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
 	m.Archive.SealKey = strings.TrimSpace(string(sealPub))
 	if !f.Since.IsZero() {
 		m.Filter.Since = f.Since.Format("2006-01-02")
@@ -119,13 +130,17 @@ func newManifest(f Filter, sealPub []byte) manifest {
 }
 
 // newManifestMessage is the manifest's entry for a message exported into
-// file, with its recipients and no delivery yet.
-func newManifestMessage(meta *messageMeta, sum string, size int64, file string) manifestMessage {
+// file, with its recipients and no delivery yet; named are the addresses
+// its To and Cc fields name.
+func newManifestMessage(meta *messageMeta, sum string, size int64, file string, named []NamedAddress) manifestMessage {
 	mm := manifestMessage{ID: meta.ID, Time: meta.Time, Direction: meta.Direction, Account: meta.Account, From: meta.From,
 		Sender: meta.Sender, Subject: meta.Subject, MessageID: meta.MessageID, SHA256: sum,
 		Size: size, File: file, Folder: meta.Folder, Fired: meta.Fired, Recipients: []manifestRecipient{}}
+	if meta.Direction == Outbound {
+		mm.NotSentTo = notSentTo(named, meta.Decisions, meta.Refused)
+	}
 	for _, d := range meta.Decisions {
-		r := manifestRecipient{Address: d.Address, Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint,
+		r := manifestRecipient{Address: d.Address, Field: fieldOf(named, d), Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint,
 			SealedPDFSHA256: d.SealedPDFSHA256, SealedPDFSize: d.SealedPDFSize, Delivery: []manifestDelivery{}}
 		if c := d.Consent; c != nil {
 			r.Consent = &manifestConsent{ID: c.ID, Kind: c.Kind, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires}
@@ -140,7 +155,7 @@ func newManifestMessage(meta *messageMeta, sum string, size int64, file string) 
 
 // writeExport writes the manifest, the seal key (raw and as OpenPGP), the
 // index page, the checksums of them all and their signature.
-func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity) error {
+func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity, loc *time.Location) error {
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -158,7 +173,7 @@ func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity
 	if err := os.WriteFile(filepath.Join(out, "seal-key.asc"), key.Bytes(), 0o600); err != nil {
 		return err
 	}
-	if err := writeIndex(filepath.Join(out, "index.html"), m); err != nil {
+	if err := writeIndex(out, m, loc); err != nil {
 		return err
 	}
 	if err := writeSums(out); err != nil {
@@ -200,20 +215,4 @@ func writeSums(out string) error {
 	}
 	sort.Strings(lines)
 	return os.WriteFile(filepath.Join(out, "SHA256SUMS"), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
-}
-
-//go:embed index.html.tmpl
-var indexTemplate string
-
-var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
-	"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
-	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-}).Parse(indexTemplate))
-
-func writeIndex(path string, m *manifest) error {
-	var b bytes.Buffer
-	if err := indexTmpl.Execute(&b, m); err != nil {
-		return err
-	}
-	return os.WriteFile(path, b.Bytes(), 0o600)
 }

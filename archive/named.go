@@ -70,10 +70,31 @@ func fieldOf(named []NamedAddress, d record.Decision) string {
 	return ""
 }
 
-// notSentTo lists the addresses the header names that are none of the
-// message's envelope recipients: the message did not go to them.
-func notSentTo(named []NamedAddress, decisions []record.Decision) []NamedAddress {
-	var out []NamedAddress
+// NotSent is someone a message's submission named who did not get it: an
+// address in To or Cc that is none of its envelope recipients, or a
+// recipient refused at RCPT while the others got the message.
+type NotSent struct {
+	Address string `json:"address"`
+	// Field is "to" or "cc"; "" for a refused recipient the header does not
+	// name (a Bcc).
+	Field string `json:"field,omitempty"`
+	// Ref is the refusal's reference, when the record links it.
+	Ref string `json:"refusal_ref,omitempty"`
+}
+
+// notSentTo lists who the message was not sent to although its header or
+// its submission named them.
+func notSentTo(named []NamedAddress, decisions []record.Decision, refused []RefusedRecipient) []NotSent {
+	refOf := func(a string) (string, bool) {
+		for _, r := range refused {
+			if strings.EqualFold(r.Address, a) {
+				return r.Ref, true
+			}
+		}
+		return "", false
+	}
+	var out []NotSent
+	seen := map[string]bool{}
 	for _, n := range named {
 		found := false
 		for _, d := range decisions {
@@ -83,7 +104,14 @@ func notSentTo(named []NamedAddress, decisions []record.Decision) []NamedAddress
 			}
 		}
 		if !found {
-			out = append(out, n)
+			ref, _ := refOf(n.Address)
+			out = append(out, NotSent{Address: n.Address, Field: n.Field, Ref: ref})
+			seen[strings.ToLower(n.Address)] = true
+		}
+	}
+	for _, r := range refused {
+		if !seen[strings.ToLower(r.Address)] {
+			out = append(out, NotSent{Address: r.Address, Ref: r.Ref})
 		}
 	}
 	return out
@@ -94,9 +122,9 @@ func notSentTo(named []NamedAddress, decisions []record.Decision) []NamedAddress
 // was not read.
 func (m *ViewMessage) FieldOf(d record.Decision) string { return fieldOf(m.Named, d) }
 
-// NotSentTo lists the addresses the message's To and Cc name that it was
-// not sent to.
-func (m *ViewMessage) NotSentTo() []NamedAddress { return notSentTo(m.Named, m.Decisions) }
+// NotSentTo lists who the message's header or submission named that it
+// was not sent to.
+func (m *ViewMessage) NotSentTo() []NotSent { return notSentTo(m.Named, m.Decisions, m.Refused) }
 
 // EventsFor lists what became of the copy for one recipient, in order:
 // events naming it, and those about the whole message (dropped, aborted).

@@ -25,6 +25,16 @@ type Message struct {
 	Decisions []record.Decision `json:"decisions,omitempty"` // outbound: one per recipient
 	Fired     []record.RuleHit  `json:"fired,omitempty"`     // content rules that fired
 	Folder    string            `json:"folder,omitempty"`    // inbound: the IMAP folder
+	// Refused are the recipients of the same submission that were refused
+	// at RCPT while the others got the message ([policy] partial_sends =
+	// "allow"), each with its refusal record's Ref.
+	Refused []RefusedRecipient `json:"refused,omitempty"`
+}
+
+// RefusedRecipient is a recipient refused in a message's submission.
+type RefusedRecipient struct {
+	Address string `json:"address"`
+	Ref     string `json:"ref"`
 }
 
 // DecisionsAtEnd is implemented by a message body whose recipients'

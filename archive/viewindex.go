@@ -36,6 +36,8 @@ type ViewMessage struct {
 	// Named are the addresses its To and Cc fields name (an outbound
 	// message's header may name recipients who were never sent to).
 	Named []NamedAddress
+	// Refused are the recipients refused at RCPT in its submission.
+	Refused []RefusedRecipient
 	// Events are what became of it, in chain order; Updated is the newest
 	// record about it (its own, or its newest event's).
 	Events  []Event
@@ -192,7 +194,7 @@ func (v *View) add(l located, r *viewRecord) {
 		mt := &r.meta
 		m := &ViewMessage{Seq: l.h.Seq, ID: mt.ID, Time: mt.Time, Direction: mt.Direction, Size: r.size, Clients: clientsOf(mt),
 			Account: mt.Account, Sender: mt.Sender, Folder: mt.Folder, From: mt.From, Subject: mt.Subject, MessageID: mt.MessageID,
-			Decisions: mt.Decisions, Fired: mt.Fired, Named: r.named, Updated: l.h.Seq, loc: l}
+			Decisions: mt.Decisions, Fired: mt.Fired, Named: r.named, Refused: mt.Refused, Updated: l.h.Seq, loc: l}
 		v.byID[m.ID] = len(v.messages)
 		v.messages = append(v.messages, m)
 	case kindEvent:

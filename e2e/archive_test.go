@@ -128,20 +128,20 @@ func TestArchiveExport(t *testing.T) {
 			t.Fatalf("%s: recipient record %+v", msg.File, r0)
 		}
 	}
-	// The page renders in a real browser, with a row per message.
+	// The page renders in a real browser, with a card per message.
 	dom, err := exec.Command("chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+filepath.Join(out, "index.html")).Output()
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
-	tbody := string(dom)
-	tbody = tbody[strings.Index(tbody, `<table id="messages">`):]
-	tbody = tbody[:strings.Index(tbody, "</table>")]
-	if rows := strings.Count(tbody, "<tr>") - 1; rows != len(m.Messages) {
-		t.Errorf("index.html shows %d message rows, the manifest has %d", rows, len(m.Messages))
+	list := string(dom)
+	list = list[strings.Index(list, `<div id="message-list">`):]
+	list = list[:strings.Index(list, `<p id="no-match"`)]
+	if cards := strings.Count(list, `<article class="msg"`); cards != len(m.Messages) {
+		t.Errorf("index.html shows %d messages, the manifest has %d", cards, len(m.Messages))
 	}
-	if !strings.Contains(tbody, m.Messages[0].Subject) {
+	if !strings.Contains(list, m.Messages[0].Subject) {
 		t.Errorf("index.html lacks the subject %q", m.Messages[0].Subject)
 	}
 }

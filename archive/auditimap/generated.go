@@ -103,10 +103,10 @@ func decisionsMessage(m *archive.ViewMessage) func() []byte {
 			writeRecipient(&t, m, d)
 		}
 		if missing := m.NotSentTo(); len(missing) > 0 {
-			fmt.Fprintf(&t, "\nNAMED IN TO OR CC, NEVER SENT TO\n")
-			fmt.Fprintf(&t, "The message's header names them, but it was not sent to them (a recipient refused\nwhen it was sent, or one the sender's program left out).\n")
+			fmt.Fprintf(&t, "\nNAMED, NEVER SENT TO\n")
+			fmt.Fprintf(&t, "The message's header or its submission names them, but it was not sent to them.\n")
 			for _, n := range missing {
-				fmt.Fprintf(&t, "- %s (%s)\n", n.Address, fieldLabel(n.Field))
+				writeNotSent(&t, n)
 			}
 		}
 		if len(m.Fired) > 0 {
@@ -117,6 +117,19 @@ func decisionsMessage(m *archive.ViewMessage) func() []byte {
 		}
 		about := fmt.Sprintf("decisions for record %d as of record %d", m.Seq, m.Updated)
 		return generated("Decisions: "+m.Subject, m.Time, fmt.Sprintf("decisions.%d.%d", m.Seq, m.Updated), m.MessageID, about, t.String())
+	}
+}
+
+func writeNotSent(t *strings.Builder, n archive.NotSent) {
+	field := fieldLabel(n.Field)
+	if field == "" {
+		field = "not in To or Cc"
+	}
+	switch {
+	case n.Ref != "":
+		fmt.Fprintf(t, "- %s (%s): refused when the message was submitted, ref %s (in Refused)\n", n.Address, field, n.Ref)
+	default:
+		fmt.Fprintf(t, "- %s (%s): not among the recipients the message was submitted to\n", n.Address, field)
 	}
 }
 
@@ -182,8 +195,10 @@ func basis(c *record.ConsentEvent) string {
 	return b.String()
 }
 
-// refusalMessage is one refusal, as the record keeps it.
-func refusalMessage(r *archive.ViewRefusal) func() []byte {
+// refusalMessage is one refusal, as the record keeps it; sent is the
+// message its submission went on to be (to the recipients not refused),
+// or nil.
+func refusalMessage(r *archive.ViewRefusal, sent *archive.ViewMessage) func() []byte {
 	return func() []byte {
 		var t strings.Builder
 		who := r.Recipient
@@ -193,14 +208,26 @@ func refusalMessage(r *archive.ViewRefusal) func() []byte {
 		fmt.Fprintf(&t, "Refused:  %s\n", who)
 		fmt.Fprintf(&t, "When:     %s, record %d\n", when(r.Time), r.Seq)
 		fmt.Fprintf(&t, "Account:  %s\n", r.Account)
+		if r.Ref != "" {
+			fmt.Fprintf(&t, "Ref:      %s (what the therapist was told; sealpost refusals show %s)\n", r.Ref, r.Ref)
+		}
+		if r.Code != "" {
+			fmt.Fprintf(&t, "Code:     %s\n", r.Code)
+		}
 		fmt.Fprintf(&t, "Reason:   %s\n", textutil.OneLine(r.Reason))
-		if r.Recipient != "" {
+		inReplyTo := ""
+		switch {
+		case sent != nil:
+			fmt.Fprintf(&t, "\nThe message was not sent to this recipient. The others of its submission got it:\n")
+			fmt.Fprintf(&t, "%q, record %d, queue id %s (its summary is in Decisions).\n", textutil.OneLine(sent.Subject), sent.Seq, sent.ID)
+			inReplyTo = sent.MessageID
+		case r.Recipient != "":
 			fmt.Fprintf(&t, "\nThe message was not sent to this recipient.\n")
-		} else {
+		default:
 			fmt.Fprintf(&t, "\nThe message was sent to nobody.\n")
 		}
 		about := fmt.Sprintf("refusal record %d", r.Seq)
-		return generated("Refused: "+who, r.Time, fmt.Sprintf("refused.%d", r.Seq), "", about, t.String())
+		return generated("Refused: "+who, r.Time, fmt.Sprintf("refused.%d", r.Seq), inReplyTo, about, t.String())
 	}
 }
 

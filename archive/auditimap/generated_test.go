@@ -70,10 +70,11 @@ func TestGeneratedMailboxes(t *testing.T) {
 		Consent: &record.ConsentEvent{ID: 3, Kind: "given", Client: "Chart 17", Signed: "2026-01-05", Evidence: "consent form v2"}}
 	bob := record.Decision{Recipient: "bob@client.example", Address: "bob@client.example", Protection: record.Encrypted, Bcc: true,
 		Reason: "a usable OpenPGP key", KeyFingerprint: "0123456789ABCDEF0123456789ABCDEF01234567"}
+	dave := "dave@client.example" // named in no header: a refused Bcc
 	m := archive.Message{ID: "q1", Time: at, Direction: archive.Outbound, Account: "therapist", Sender: "therapist@practice.example",
-		Decisions: []record.Decision{anna, internal(colleague), bob}}
+		Decisions: []record.Decision{anna, internal(colleague), bob}, Refused: []archive.RefusedRecipient{{Address: carol, Ref: "R7K2QX"}, {Address: dave, Ref: "T4N9HC"}}}
 	if err := f.arch.RecordRefusal(ctx, archive.RefusalRecord{Time: at.Add(-time.Second), Account: "therapist", Recipient: carol,
-		Reason: "no consent on file for unencrypted email and no OpenPGP key"}); err != nil {
+		Reason: "no consent on file for unencrypted email and no OpenPGP key", Ref: "R7K2QX", Code: "nothing_on_file"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.arch.RecordMessage(ctx, m, bytes.NewReader(body)); err != nil {
@@ -102,7 +103,7 @@ func TestGeneratedMailboxes(t *testing.T) {
 		colleague+" (Cc)", "internal",
 		"bob@client.example (Bcc)", "encrypted", "0123456789ABCDEF0123456789ABCDEF01234567",
 		"Delivery: pending",
-		"NAMED IN TO OR CC, NEVER SENT TO", carol+" (To)")
+		"NAMED, NEVER SENT TO", carol+" (To): refused when the message was submitted, ref R7K2QX", dave+" (not in To or Cc): refused")
 
 	// A delivery is recorded: the summary is replaced, with a higher UID.
 	if _, err := c.Select("Decisions", nil).Wait(); err != nil {
@@ -128,7 +129,8 @@ func TestGeneratedMailboxes(t *testing.T) {
 	if len(texts) != 1 {
 		t.Fatalf("Refused holds %d messages, want 1", len(texts))
 	}
-	mustContain(t, "the refusal", texts[0], "Subject: Refused: "+carol, "no consent on file", "Account:  therapist", "X-Sealpost-Generated:")
+	mustContain(t, "the refusal", texts[0], "Subject: Refused: "+carol, "no consent on file", "Account:  therapist", "X-Sealpost-Generated:",
+		"Ref:      R7K2QX", "Code:     nothing_on_file", "The others of its submission got it:", `"Group session", record 3`, "In-Reply-To: <group@practice.example>")
 
 	// The archived folders hold only the archived messages, unchanged.
 	for _, box := range []string{"All", "Clients/" + client} {

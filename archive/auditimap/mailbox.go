@@ -101,10 +101,12 @@ func buildMailboxes(v *archive.View, version uint64, started time.Time) *mailbox
 		welcomeDate = msgs[0].Time
 	}
 	set.boxes[boxInbox] = []*entry{{uid: 1, date: welcomeDate, seen: seenKey{'i', 1}, generate: welcomeMessage(welcomeDate)}}
-	byID := map[string]*archive.ViewMessage{}
+	byRef := map[string]*archive.ViewMessage{} // a refusal's message, when the others got it
 	var decisions []*entry
 	for _, m := range msgs {
-		byID[m.ID] = m
+		for _, r := range m.Refused {
+			byRef[r.Ref] = m
+		}
 		e := &entry{uid: uint32(m.Seq), date: m.Time, seen: seenKey{'a', uint32(m.Seq)}, archived: m}
 		set.boxes[boxAll] = append(set.boxes[boxAll], e)
 		month := prefixMonth + m.Time.UTC().Format("2006-01")
@@ -121,7 +123,7 @@ func buildMailboxes(v *archive.View, version uint64, started time.Time) *mailbox
 	sort.Slice(decisions, func(i, j int) bool { return decisions[i].uid < decisions[j].uid })
 	set.boxes[boxDecisions] = decisions
 	for _, r := range v.Refusals() {
-		set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(r)})
+		set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(r, byRef[r.Ref])})
 	}
 	return set
 }

@@ -27,7 +27,7 @@ import (
 func init() {
 	register(&command{name: "archive verify", args: "[--archive DIR] [--head FILE | --no-head] [--allow-torn-tail] [--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
 		summary: "check the archive's hash chain, seals and end (needs no private key)", run: runArchiveVerify})
-	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--passphrase-file FILE ...]",
+	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--timezone ZONE] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive seal-key", args: "[--archive DIR]",
 		summary: "print the archive's seal key as OpenPGP, with the fingerprint to publish (exports are signed with it)", run: runArchiveSealKey})
@@ -229,10 +229,12 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	until := fs.String("until", "", "last day, YYYY-MM-DD (inclusive)")
 	client := fs.String("client", "", "only this client: an address, or a name or chart id from the consent history the archive holds")
 	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
+	zone := fs.String("timezone", "", "the time zone index.html shows times in, e.g. Europe/Berlin (default: this computer's); manifest.json has UTC")
 	dirFlag := archiveFlag(fs)
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
 	var f archive.Filter
+	var loc *time.Location
 	src, err := c.startArchive(fs, args, dirFlag, func() error {
 		if len(keyFile) == 0 || *out == "" {
 			return usagef("--key and --out are required")
@@ -246,6 +248,11 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 		}
 		if !f.Until.IsZero() {
 			f.Until = f.Until.AddDate(0, 0, 1)
+		}
+		if *zone != "" {
+			if loc, err = time.LoadLocation(*zone); err != nil {
+				return usagef("--timezone %q is not a time zone this computer knows (names like Europe/Berlin or America/New_York)", *zone)
+			}
 		}
 		return nil
 	})
@@ -268,7 +275,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 		}
 		f.ClientName = *client
 	}
-	rep, err := archive.ExportWith(ctx, src.dir, key, *out, f, archive.ExportOptions{HeadFile: *head})
+	rep, err := archive.ExportWith(ctx, src.dir, key, *out, f, archive.ExportOptions{HeadFile: *head, Location: loc})
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ type RelayOptions struct {
 	// When it has a [policy] section the default one is left out.
 	Sections string
 	// Upstream schedule (defaults are short, for tests).
-	RetryMin, Lifetime string
+	RetryMin, RetryMax, Lifetime string
 	// Quiet logs only warnings (benchmarks).
 	Quiet bool
 	// LogFormat is "text" (the default) or "json".
@@ -102,6 +102,9 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	if o.Lifetime == "" {
 		o.Lifetime = "1h"
 	}
+	if o.RetryMax == "" {
+		o.RetryMax = "2s"
+	}
 	upstream := `address = "outbox"`
 	account := ""
 	if o.Sink != nil {
@@ -140,13 +143,13 @@ addresses = [%q]
 [upstream]
 %s
 retry_min = %q
-retry_max = "2s"
+retry_max = %q
 lifetime = %q
 delay_warning = "1h"
 timeout = "10s"
 %s
 %s
-`, o.logLevel(), o.logFormat(), r.Submission, r.Submissions, o.SMTP, User, hash, From, account, upstream, o.RetryMin, o.Lifetime, policy, o.Sections)
+`, o.logLevel(), o.logFormat(), r.Submission, r.Submissions, o.SMTP, User, hash, From, account, upstream, o.RetryMin, o.RetryMax, o.Lifetime, policy, o.Sections)
 	if err := os.WriteFile(r.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,8 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 			report(fmt.Sprintf("%s %s (line %d)", f.key, f.path, cfg.Line(f.key)), checkReadable(f.path))
 		}
 	}
-	for _, extra := range append(checkPolicyAndArchive(cfg), checkDataDirAccess(c, cfg)...) {
+	extras := append(checkPolicyAndArchive(cfg), checkDataDirAccess(c, cfg)...)
+	for _, extra := range append(extras, checkCertificateEnds(cfg, time.Now())...) {
 		if extra.warn {
 			fmt.Fprintf(c.stdout, "WARN %s: %s\n", extra.what, textutil.OneLine(extra.err.Error()))
 			continue

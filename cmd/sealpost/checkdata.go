@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -9,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/tlsconf"
 )
 
 // checkDataDirAccess says who can reach data_dir: other users of the
@@ -76,4 +79,29 @@ func idName[T any](id uint32, lookup func(string) (T, error), name func(T) strin
 		return name(v)
 	}
 	return s
+}
+
+// checkCertificateEnds says until when the certificates mail clients rely
+// on hold, with a warning a month before the end and while a new local CA
+// waits for therapists to import it.
+func checkCertificateEnds(cfg *config.Config, now time.Time) []checkResult {
+	var out []checkResult
+	for _, cert := range certificatesInUse(cfg) {
+		end, err := tlsconf.CertificateExpiry(cert.path)
+		if err != nil {
+			continue // not made yet (the first start makes it), or reported above
+		}
+		what := fmt.Sprintf("%s %s holds until %s", cert.what, cert.path, end.Local().Format(time.DateOnly))
+		switch {
+		case cert.label == "local_ca_next":
+			out = append(out, checkResult{what: what, warn: true,
+				err: errors.New("a new local CA waits to take over: give this file to every therapist's mail client now (README, \"For therapists\")")})
+		case end.Sub(now) < 30*24*time.Hour:
+			out = append(out, checkResult{what: what, warn: true,
+				err: errors.New("renew it: sudo sealpost tls renew for sealpost's own (the Debian package's weekly timer does), or where it came from")})
+		default:
+			out = append(out, checkResult{what: what})
+		}
+	}
+	return out
 }

@@ -120,6 +120,16 @@ func TestTLSRenew(t *testing.T) {
 	if code != 0 || !strings.Contains(out, filepath.Join(dir, "tls", "cert.pem")+" is valid until ") || !strings.Contains(out, "The local CA ") {
 		t.Errorf("tls renew: exit %d\n%s%s", code, out, errOut)
 	}
+	out, _, _ = runCLI(t, "", "check", "--offline", "-c", cfgPath)
+	if !strings.Contains(out, "ok   certificate "+filepath.Join(dir, "tls", "cert.pem")+" holds until ") || !strings.Contains(out, "ok   local CA ") {
+		t.Errorf("check does not say until when the certificates hold:\n%s", out)
+	}
+	ca, _ := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	os.WriteFile(filepath.Join(dir, "tls", "ca-next.pem"), ca, 0o644)
+	out, _, _ = runCLI(t, "", "check", "--offline", "-c", cfgPath)
+	if !strings.Contains(out, "WARN next local CA "+filepath.Join(dir, "tls", "ca-next.pem")+" holds until ") {
+		t.Errorf("check does not ask to hand out a waiting CA:\n%s", out)
+	}
 	other := writeConfig(t, "#smtp:\ntls_cert = \""+filepath.Join(dir, "tls", "ca.pem")+"\"\ntls_key = \""+filepath.Join(dir, "tls", "ca-key.pem")+"\"\n")
 	out, _, code = runCLI(t, "", "tls", "renew", "-c", other)
 	if code != 0 || !strings.Contains(out, "is not the certificate of sealpost's local CA") {

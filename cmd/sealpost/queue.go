@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -13,7 +14,7 @@ import (
 
 func init() {
 	register(&command{name: "queue list", args: "[--json]", summary: "show queued messages", run: runQueueList})
-	register(&command{name: "queue retry", args: "ID", summary: "try a queued message again now", run: runQueueAct("retry")})
+	register(&command{name: "queue retry", args: "ID | --all", summary: "try a queued message (or every one) again now", run: runQueueRetry})
 	register(&command{name: "queue drop", args: "ID", summary: "remove a queued message for good (recorded in the archive)", run: runQueueAct("drop")})
 }
 
@@ -84,6 +85,55 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 		fmt.Fprintf(c.stdout, "%s %s\n", id, verb)
 		return nil
 	}
+}
+
+// runQueueRetry is `queue retry ID` or, after the provider was fixed,
+// `queue retry --all`.
+func runQueueRetry(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	all := fs.Bool("all", false, "every queued message")
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if !*all {
+		return runQueueAct("retry")(ctx, c, args)
+	}
+	if len(pos) > 0 {
+		return usagef("takes an ID or --all, not both")
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	var list []queue.Message
+	retry := func(id string) (string, error) { return "", nil }
+	if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
+		if list, err = ctl.Queue(); err != nil {
+			return err
+		}
+		retry = ctl.Retry
+	} else if errors.Is(err, queue.ErrNotRunning) {
+		oq, err := queue.OpenOffline(cfg.SpoolDir())
+		if err != nil {
+			return err
+		}
+		defer oq.Close()
+		list, retry = oq.List(), oq.Retry
+	} else {
+		return err
+	}
+	n := 0
+	for _, m := range list {
+		// A message delivered or dropped since the listing is no longer there.
+		if _, err := retry(m.ID); err == nil {
+			n++
+		} else if !strings.Contains(err.Error(), "no such message") {
+			return fmt.Errorf("%s: %w", m.ID, err)
+		}
+	}
+	fmt.Fprintf(c.stdout, "%d message(s) will be tried again now.\n", n)
+	return nil
 }
 
 // recordOffline writes a dropped message's outcomes and drop into the

@@ -52,6 +52,8 @@ type service struct {
 	ops         *ops.Servers
 	ingest      *ingestRunner
 	stopControl context.CancelFunc
+	bg          *background
+	started     time.Time
 }
 
 func runServe(ctx context.Context, c *cli, args []string) error {
@@ -69,7 +71,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		// less often trades a little memory for a tenth of the CPU.
 		debug.SetGCPercent(300)
 	}
-	s := &service{configPath: c.configPath, log: log, grants: oauth.NewGrants(log)}
+	s := &service{configPath: c.configPath, log: log, grants: oauth.NewGrants(log), started: time.Now()}
 	if err := s.start(cfg); err != nil {
 		s.stop(time.Second)
 		return err
@@ -100,6 +102,8 @@ func (s *service) start(cfg *config.Config) error {
 		return err
 	}
 	reg, metrics := newMetricsRegistry(s.pa.arch)
+	s.bg = startBackground(cfg, s.pa.arch, s.log)
+	registerServiceMetrics(reg, cfg, s.bg)
 	cs := clientSettings(cfg)
 	s.clients.Store(&cs)
 	if s.srv, err = newRelay(cfg, s.pa, s.grants, tlsConf, metrics, red.Hash, s.log); err != nil {
@@ -130,6 +134,7 @@ func (s *service) serveControl(cfg *config.Config) {
 	s.stopControl = stop
 	go s.pa.consentSyncLoop(ctx, s.log)
 	handlers := archiveHandlers(s.pa.arch, cfg)
+	handlers["GET /status"] = s.serveStatus
 	handlers["POST /reload"] = func(w http.ResponseWriter, r *http.Request) {
 		if err := s.reload(); err != nil {
 			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)
@@ -182,6 +187,9 @@ func (s *service) stop(grace time.Duration) {
 		if err := s.pa.syncConsent(context.Background()); err != nil {
 			s.log.Error("cannot copy the last consent events into the archive; the next start will", "err", err)
 		}
+	}
+	if s.bg != nil {
+		s.bg.stop()
 	}
 	if s.ops != nil {
 		s.ops.Shutdown(context.Background())

@@ -29,7 +29,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bounced: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealpost_bounces_total",
 			Help: "Recipients that failed for good; the sender got a notification."}),
 	}
-	reg.MustRegister(m.delivered, m.deferred, m.bounced)
+	reg.MustRegister(m.delivered, m.deferred, m.bounced,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealpost_provider_last_success_timestamp_seconds",
+			Help: "When sealpost last reached the provider (connected, TLS verified, logged in: a delivery or a probe), as a Unix time; 0 if not since the start."},
+			func() float64 {
+				if n := m.upstreamOK.Load(); n != 0 {
+					return float64(n) / 1e9
+				}
+				return 0
+			}))
 	return m
 }
 

@@ -40,8 +40,8 @@ func ClientAddresses(ctx context.Context, dir string, key openpgp.EntityList, cl
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if !strings.EqualFold(strings.TrimSpace(ev.Client), want) {
-			continue
+		if !strings.EqualFold(strings.TrimSpace(ev.Client), want) || ev.Kind == record.ProfessionalGiven || ev.Kind == record.ProfessionalRevoked {
+			continue // a professional's name is not a client's
 		}
 		for _, a := range ev.Addresses {
 			n, err := addr.Normalize(a)

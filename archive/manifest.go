@@ -105,6 +105,7 @@ type manifestConsent struct {
 	Evidence string    `json:"evidence"`
 	Date     string    `json:"date"`
 	Expires  string    `json:"expires,omitempty"`
+	Domain   string    `json:"domain,omitempty"` // a professional's agreement covering a whole domain
 	Recorded time.Time `json:"recorded,omitzero"`
 }
 
@@ -143,7 +144,7 @@ func newManifestMessage(meta *messageMeta, sum string, size int64, file string, 
 		r := manifestRecipient{Address: d.Address, Field: fieldOf(named, d), Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint,
 			SealedPDFSHA256: d.SealedPDFSHA256, SealedPDFSize: d.SealedPDFSize, Delivery: []manifestDelivery{}}
 		if c := d.Consent; c != nil {
-			r.Consent = &manifestConsent{ID: c.ID, Kind: c.Kind, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires}
+			r.Consent = &manifestConsent{ID: c.ID, Kind: c.Kind, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires, Domain: c.Domain}
 			if c.Kind == record.PassphraseSet {
 				r.Consent.Recorded = c.RecordedAt
 			}

@@ -17,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:    "init",
-		args:    "--dir DIR --domain DOMAIN [--hostname NAME] [--ip ADDR]... [--data-dir DIR] [--user NAME] [--archive-key-out FILE|-]",
+		args:    "--dir DIR --domain DOMAIN [--hostname NAME] [--ip ADDR]... [--data-dir DIR] [--user NAME] [--archive-key-out FILE|-] [--metrics-listen ADDR]",
 		summary: "write a working configuration, the practice and archive keys, and a TLS certificate",
 		run:     runInit,
 	})
@@ -48,6 +48,7 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 	fs.Var(&ips, "ip", "an address on the practice's network that mail clients may use instead of the name (default: this machine's private addresses)")
 	dataDir := fs.String("data-dir", "", "where the spool, archive, registry and keyring live (default: the packaged configuration's, else DIR/data)")
 	user := fs.String("user", "therapist", "the first account's login; its address is USER@DOMAIN")
+	metrics := fs.String("metrics-listen", "127.0.0.1:9587", "[metrics] listen: /metrics, /healthz, /readyz (a container: 0.0.0.0:9587, published on the host's loopback)")
 	keyOut := fs.String("archive-key-out", "", `where the archive's PRIVATE key goes (default: DIR/`+setup.ArchivePrivateKeyFile+`); "-": standard output, never on this disk`)
 	pos, err := c.parse(fs, args)
 	if err != nil {
@@ -80,7 +81,7 @@ func runInit(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	res, err := setup.Write(setup.Options{Dir: abs, DataDir: *dataDir, Domain: d, Hostname: *hostname, IPs: ips, User: *user, Address: address,
-		ArchiveKeyOut: *keyOut})
+		ArchiveKeyOut: *keyOut, MetricsListen: *metrics})
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,10 @@ type Options struct {
 	// configuration (ArchivePrivateKeyFile), "-" nowhere on disk (it is
 	// returned, for the command to print), or a path (a USB key).
 	ArchiveKeyOut string
+	// MetricsListen is [metrics] listen: "" is 127.0.0.1:9587; a container
+	// listens on all its addresses and publishes the port on the host's
+	// loopback only.
+	MetricsListen string
 	Now           time.Time
 }
 
@@ -95,6 +99,9 @@ func Write(o Options) (*Result, error) {
 	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
+	}
+	if o.MetricsListen == "" {
+		o.MetricsListen = "127.0.0.1:9587"
 	}
 	res := &Result{ConfigPath: cfgPath, DataDir: o.DataDir}
 	files, cfgText, err := plan(o, res)

@@ -15,7 +15,7 @@ func configText(o Options, hash string) ([]byte, error) {
 		"DataDir": o.DataDir, "Hostname": o.Hostname, "Domain": o.Domain, "User": o.User, "Address": o.Address, "Hash": hash,
 		"Cert": filepath.Join(o.Dir, "tls", tlsconf.CertFile), "Key": filepath.Join(o.Dir, "tls", tlsconf.KeyFile),
 		"PracticeKey": filepath.Join(o.Dir, PracticeKeyFile), "ArchiveKey": filepath.Join(o.Dir, ArchivePublicKeyFile),
-		"Secret": filepath.Join(o.Dir, UpstreamPasswordFile), "CSRKey": filepath.Join(o.Dir, CSRKeyFile),
+		"Secret": filepath.Join(o.Dir, UpstreamPasswordFile), "CSRKey": filepath.Join(o.Dir, CSRKeyFile), "Metrics": o.MetricsListen,
 	})
 	return b.Bytes(), err
 }
@@ -82,7 +82,8 @@ public_key = "{{.ArchiveKey}}"
 retention = "7y"                       # DECIDE: how long your jurisdiction requires records kept
 
 [metrics]
-listen = "127.0.0.1:9587"              # /metrics, /healthz, /readyz for monitoring
+listen = "{{.Metrics}}"               # /metrics, /healthz, /readyz for monitoring (and sealpost healthcheck);
+                                       # keep it on loopback or a management network: it has no login
 
 [autoconfig]
 listen = ""                            # e.g. "0.0.0.0:80" for autoconfig.{{.Domain}}

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+	"sync"
 )
 
 // outerFields are the original's fields the sealed message keeps, so that
@@ -102,8 +103,14 @@ type base64Lines struct {
 	lb  *lineBreaker
 }
 
+// lineBuffers are the buffers the PDF's base64 goes out through, reused:
+// one is about the size of a short message's whole PDF.
+var lineBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
 func newBase64Lines(w io.Writer) *base64Lines {
-	lb := &lineBreaker{w: bufio.NewWriterSize(w, 64<<10)}
+	bw := lineBuffers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	lb := &lineBreaker{w: bw}
 	return &base64Lines{w: w, enc: base64.NewEncoder(base64.StdEncoding, lb), lb: lb}
 }
 
@@ -119,7 +126,11 @@ func (b *base64Lines) Close() error {
 			return err
 		}
 	}
-	return b.lb.w.Flush()
+	err := b.lb.w.Flush()
+	b.lb.w.Reset(nil) // holds no writer of this message
+	lineBuffers.Put(b.lb.w)
+	b.lb.w = nil
+	return err
 }
 
 // lineBreaker breaks what is written to it into lines of 76 octets.

@@ -130,6 +130,16 @@ func (r *recordingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Size is how much the reader beneath holds, when it says (a spool
+// section does; 0 when not): sealed.Seal then reads the message into one
+// buffer of that size instead of growing one.
+func (r *recordingReader) Size() int64 {
+	if s, ok := r.r.(interface{ Size() int64 }); ok {
+		return s.Size()
+	}
+	return 0
+}
+
 // recordingWriter remembers the first error of its writer.
 type recordingWriter struct {
 	w   io.Writer

@@ -108,8 +108,8 @@ func TestIndexInChromium(t *testing.T) {
 	for _, tt := range []struct {
 		id, value, want string
 	}{
-		{"filter-text", "dora", "[msg-q1]"},    // named in To, refused: found through the message it was left out of
-		{"filter-text", "r7k2qx", "[msg-q1]"},  // the refusal's reference
+		{"filter-text", "dora", "[msg-q1]"},   // named in To, refused: found through the message it was left out of
+		{"filter-text", "r7k2qx", "[msg-q1]"}, // the refusal's reference
 		{"filter-text", "Check-in 6", "[msg-q15]"},
 		{"filter-text", "", ""},
 		{"filter-protection", "sealed", "[msg-q1]"},

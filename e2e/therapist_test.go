@@ -155,8 +155,8 @@ func TestProfessionalRecipient(t *testing.T) {
 	var manifest struct {
 		Messages []struct {
 			Recipients []struct {
-				Address    string `json:"address"`
-				Protection string `json:"protection"`
+				Address    string                                   `json:"address"`
+				Protection string                                   `json:"protection"`
 				Consent    *struct{ Kind, Evidence, Domain string } `json:"consent"`
 			} `json:"recipients"`
 		} `json:"messages"`

@@ -74,10 +74,11 @@ func providerDefersSomeRecipients(t *testing.T, extra []string) {
 		}
 		if strings.Contains(m.Data, "Undelivered Mail Returned to Sender") {
 			dsn++
-			// The null sender (RFC 5321 4.5.5) went through the provider's
-			// authenticated submission: Postfix took MAIL FROM:<>.
-			if m.From != "" {
-				t.Errorf("the notification went out from <%s>, not the null sender", m.From)
+			// Sent as the account itself, from and to its own address: a
+			// provider may refuse the null sender or a foreign From on a
+			// therapist's login (TestDeliveryReportSentAsTheAccount).
+			if m.From != From || !strings.Contains(m.Data, "From: sealpost delivery report <"+From+">") {
+				t.Errorf("the notification went out from <%s>, not as the account %s", m.From, From)
 			}
 			if len(m.To) != 1 || m.To[0] != From || !strings.Contains(m.Data, "busy@client.example") || !strings.Contains(m.Data, "450 4.2.1") {
 				t.Errorf("the notification (to %v) does not name the recipient and the provider's reply:\n%s", m.To, m.Data)

@@ -315,6 +315,10 @@ func (s *Server) beginInflight() bool {
 	return true
 }
 
+// SetReportInbox gives the queue the accounts' mailboxes, where delivery
+// reports go straight into the INBOX (queue.ReportInbox).
+func (s *Server) SetReportInbox(f queue.ReportInbox) { s.queue.SetReportInbox(f) }
+
 // Queue returns what is queued (sealpost queue list).
 func (s *Server) Queue() []queue.Message { return s.queue.List() }
 

@@ -75,7 +75,7 @@ func TestProviderReplies(t *testing.T) {
 	var bounce relaytest.ProviderMessage
 	for _, m := range p.Messages() {
 		switch {
-		case m.From == "" && len(m.To) == 1 && m.To[0] == testFrom:
+		case m.From == testFrom && len(m.To) == 1 && m.To[0] == testFrom && strings.Contains(m.Data, "multipart/report"):
 			bounces++
 			bounce = m
 		default:

@@ -202,7 +202,7 @@ func TestPassphraseRemovedWhileQueued(t *testing.T) {
 	var notice string
 	for _, m := range p.Messages() {
 		switch {
-		case m.From == "" && len(m.To) == 1 && m.To[0] == testFrom:
+		case m.From == testFrom && len(m.To) == 1 && m.To[0] == testFrom && strings.Contains(m.Data, "multipart/report"):
 			notices++
 			notice = strings.ReplaceAll(m.Data, "=\r\n", "")
 		case len(m.To) == 1 && m.To[0] == sealedClient:

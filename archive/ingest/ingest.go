@@ -1,7 +1,8 @@
 // Package ingest brings clients' mail into the clinical record: it reads a
 // therapist's mailbox at the provider over IMAP (read-only: EXAMINE and
 // BODY.PEEK, never a flag, move or delete) and archives every message from
-// or to a client, once. Which messages those are is the policy's to say
+// or to a client, once. Its one write is AppendReport: sealpost's delivery
+// reports into the account's own INBOX. Which messages those are is the policy's to say
 // (Options.Classify: rules.Mailbox), and so is what follows from a client's
 // message (Options.OnClientMessage); ingest decides neither.
 package ingest

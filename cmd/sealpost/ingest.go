@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/emersion/go-message/textproto"
 
@@ -27,35 +28,54 @@ type ingestRunner struct {
 	redact func(string) string
 	grants *oauth.Grants
 	group  ingest.Group
+	// mailboxes are how to log in to each account's mailbox, for delivery
+	// reports (putReport).
+	mailboxes atomic.Pointer[map[string]ingest.Options]
 }
 
 // start builds every account's watcher, then replaces those running.
 func (r *ingestRunner) start(cfg *config.Config) error {
 	var ws []*ingest.Watcher
+	boxes := map[string]ingest.Options{}
 	for _, a := range cfg.Accounts {
 		if a.IMAP == nil {
 			continue
 		}
-		w, err := r.watcher(cfg, a)
+		w, o, err := r.watcher(cfg, a)
 		if err != nil {
 			return fmt.Errorf("account %q: imap: %w", a.Username, err)
 		}
 		ws = append(ws, w)
+		boxes[a.Username] = o
 	}
 	r.group.Replace(ws)
+	r.mailboxes.Store(&boxes)
+	r.srv.SetReportInbox(r.putReport)
 	return nil
+}
+
+// putReport puts a delivery report into the INBOX of an account whose
+// mailbox sealpost reads (queue.ReportInbox).
+func (r *ingestRunner) putReport(ctx context.Context, account, messageID string, report []byte) (bool, error) {
+	o, ok := (*r.mailboxes.Load())[account]
+	if !ok {
+		return false, nil
+	}
+	return true, ingest.AppendReport(ctx, o, messageID, report)
 }
 
 func (r *ingestRunner) stop() { r.group.Stop() }
 
-func (r *ingestRunner) watcher(cfg *config.Config, a config.AccountConfig) (*ingest.Watcher, error) {
+// watcher is the account's mailbox reader, and the options it logs in with.
+func (r *ingestRunner) watcher(cfg *config.Config, a config.AccountConfig) (*ingest.Watcher, ingest.Options, error) {
 	o, err := imapOptions(cfg, a, r.grants)
 	if err != nil {
-		return nil, err
+		return nil, o, err
 	}
+	login := o
 	mailbox, err := r.mailbox(cfg, a)
 	if err != nil {
-		return nil, err
+		return nil, o, err
 	}
 	o.Poll = a.IMAP.Poll.D()
 	o.Classify = func(ctx context.Context, from, recipients []string) (ingest.Classified, error) {
@@ -64,7 +84,8 @@ func (r *ingestRunner) watcher(cfg *config.Config, a config.AccountConfig) (*ing
 	}
 	o.OnClientMessage = func(ctx context.Context, cm ingest.ClientMessage) { mailbox.ClientWrote(ctx, cm.Header, cm.From) }
 	o.Archive, o.Logger = r.pa.arch, r.log
-	return ingest.New(o)
+	w, err := ingest.New(o)
+	return w, login, err
 }
 
 // mailbox is the policy for the account's mailbox; its acknowledgements

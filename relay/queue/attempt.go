@@ -69,6 +69,13 @@ func (q *Queue) deliverCopy(e *entry, c rules.Copy, login *provider.Login, event
 	if len(rcpts) == 0 {
 		return events
 	}
+	if e.meta.Notice && e.meta.ReportID != "" && q.putReport(e, c, rcpts, log) {
+		now := q.now()
+		for _, r := range rcpts {
+			events = appendEvent(events, e.meta.ID, archive.Delivered, r, reportPut, now)
+		}
+		return events
+	}
 	if login == nil && !e.meta.Notice {
 		// The account was removed from the config: nobody can log in to
 		// the provider for it. Keep trying until an admin decides.
@@ -110,6 +117,54 @@ func (q *Queue) deliverCopy(e *entry, c rules.Copy, login *provider.Login, event
 		}
 	}
 	return events
+}
+
+// reportPut is the outcome of a report put into the account's INBOX.
+const reportPut = "put into the account's INBOX (IMAP APPEND), flagged"
+
+// reportTimeout bounds putting one report into a mailbox.
+const reportTimeout = 2 * time.Minute
+
+// putReport puts a delivery report into the account's INBOX where
+// sealpost reads that mailbox, and says whether it did. When it did not
+// (no mailbox read, or the APPEND failed), the report goes out by SMTP as
+// the account: the therapist must learn of it either way.
+func (q *Queue) putReport(e *entry, c rules.Copy, rcpts []string, log *slog.Logger) bool {
+	put := q.reports.Load()
+	if put == nil || *put == nil {
+		return false
+	}
+	body, err := readCopy(e, c.Name)
+	if err != nil {
+		log.Warn("cannot read the delivery report; sending it as the account", "err", err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(q.deliverCtx, reportTimeout)
+	handled, err := (*put)(ctx, e.meta.Account, e.meta.ReportID, body)
+	cancel()
+	if !handled {
+		return false
+	}
+	if err != nil {
+		log.Warn("cannot put the delivery report into the account's INBOX; sending it as the account instead", "err", err)
+		return false
+	}
+	now := q.now()
+	for _, r := range rcpts {
+		q.metrics.delivered.Inc()
+		e.setStatus(r, rcptDelivered, reportPut, now)
+	}
+	log.Info("delivery report put into the account's INBOX", "report", e.meta.ReportID)
+	return true
+}
+
+func readCopy(e *entry, name string) ([]byte, error) {
+	r, err := e.open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 // checkConsent asks, right before a copy goes out in clear on its clients'

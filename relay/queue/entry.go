@@ -53,14 +53,20 @@ type entry struct {
 }
 
 type entryMeta struct {
-	ID       string       `json:"id"`
-	Account  string       `json:"account"`
-	Sender   string       `json:"sender"` // "" for delivery status notifications
+	ID      string `json:"id"`
+	Account string `json:"account"`
+	// Sender is the envelope sender; a delivery report's is the account's own
+	// address, to which it goes ("" in reports spooled by earlier versions).
+	Sender   string       `json:"sender"`
 	Received time.Time    `json:"received"`
 	Copies   []rules.Copy `json:"copies"`
-	// Notice marks a delivery status notification made by sealpost: it is
-	// never itself bounced or delayed-notified.
+	// Notice marks a delivery report made by sealpost: it is never itself
+	// bounced or delayed-notified.
 	Notice bool `json:"notice,omitempty"`
+	// ReportID is a report's Message-ID (without the angle brackets): the
+	// same message and kind of report always has the same one, so that a
+	// report put into a mailbox is never put there twice.
+	ReportID string `json:"report_id,omitempty"`
 	// Sections says where each copy is in the spool file.
 	Sections map[string]section `json:"sections"`
 }

@@ -37,8 +37,8 @@ type scriptedDlv struct {
 }
 
 type sentCopy struct {
-	id, body string
-	rcpts    []string
+	id, from, body string
+	rcpts          []string
 }
 
 func (d *scriptedDlv) Deliver(ctx context.Context, j *provider.Job) []provider.Outcome {
@@ -72,7 +72,7 @@ func (d *scriptedDlv) Deliver(ctx context.Context, j *provider.Job) []provider.O
 		took = append(took, rc)
 	}
 	d.mu.Lock()
-	d.sent = append(d.sent, sentCopy{id: j.ID, body: body, rcpts: took})
+	d.sent = append(d.sent, sentCopy{id: j.ID, from: j.From, body: body, rcpts: took})
 	d.mu.Unlock()
 	return out
 }

@@ -29,6 +29,25 @@ const (
 	noticeDelayed
 )
 
+func (k noticeKind) String() string {
+	if k == noticeDelayed {
+		return "delayed"
+	}
+	return "failed"
+}
+
+// reportName is the display name of a delivery report's From: it comes from
+// the account's own address, as the only sender every provider takes from
+// it (Microsoft 365 refuses any other From, 554 5.2.252 SendAsDenied;
+// providers may refuse a null MAIL FROM on submission).
+const reportName = "sealpost delivery report"
+
+// reportID is the Message-ID of the report of this kind about message id:
+// the same every time it is made, so a mailbox is never given it twice.
+func reportID(id string, kind noticeKind, hostname string) string {
+	return fmt.Sprintf("sealpost-report.%s.%s@%s", kind, id, hostname)
+}
+
 var enhancedRE = regexp.MustCompile(`^\d{3} ([245]\.\d{1,3}\.\d{1,3})\b`)
 
 // statusOf takes the enhanced status code out of a provider reply, or makes
@@ -50,9 +69,11 @@ func statusOf(reply string, kind noticeKind, expired bool) string {
 	}
 }
 
-// enqueueNotice queues an RFC 3464 delivery status notification to the
-// sender of e about rcpts: a bounce, or a one-time "still trying" notice.
-// It goes out with an empty envelope sender, so it can never bounce itself.
+// enqueueNotice queues a delivery report (RFC 3464's format) to the sender
+// of e about rcpts: a bounce, or a one-time "still trying" notice. It goes
+// to the account's own mailbox: straight into its INBOX where sealpost
+// reads that mailbox (ReportInbox), otherwise sent as the account itself,
+// from and to its own address. A report is never reported on itself.
 func (q *Queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now time.Time) error {
 	if e.meta.Sender == "" {
 		return nil
@@ -64,8 +85,9 @@ func (q *Queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 	}
 	defer in.Abort()
 	w, err := in.Create(noticeCopyName)
+	msgID := reportID(e.meta.ID, kind, q.hostname)
 	if err == nil {
-		err = q.writeNotice(w, e, kind, rcpts, id, now)
+		err = q.writeNotice(w, e, kind, rcpts, msgID, now)
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}
@@ -73,7 +95,8 @@ func (q *Queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 	if err != nil {
 		return err
 	}
-	n := newEntry(q.spool, id, e.meta.Account, "", now, []rules.Copy{{Name: noticeCopyName, Recipients: []string{e.meta.Sender}, Protection: record.Internal}}, true)
+	n := newEntry(q.spool, id, e.meta.Account, e.meta.Sender, now, []rules.Copy{{Name: noticeCopyName, Recipients: []string{e.meta.Sender}, Protection: record.Internal}}, true)
+	n.meta.ReportID = msgID
 	if err := in.commit(n, false); err != nil {
 		return err
 	}
@@ -81,18 +104,18 @@ func (q *Queue) enqueueNotice(e *entry, kind noticeKind, rcpts []rcptState, now 
 	return nil
 }
 
-func (q *Queue) writeNotice(w io.Writer, e *entry, kind noticeKind, rcpts []rcptState, id string, now time.Time) error {
+func (q *Queue) writeNotice(w io.Writer, e *entry, kind noticeKind, rcpts []rcptState, msgID string, now time.Time) error {
 	boundary := "sealpost-dsn-" + randomToken()
 	subject, action := "Undelivered Mail Returned to Sender", "failed"
 	if kind == noticeDelayed {
 		subject, action = "Delayed Mail (still being retried)", "delayed"
 	}
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", q.hostname)
+	fmt.Fprintf(bw, "From: %s <%s>\r\n", reportName, e.meta.Sender)
 	fmt.Fprintf(bw, "To: <%s>\r\n", e.meta.Sender)
 	fmt.Fprintf(bw, "Subject: %s\r\n", subject)
 	fmt.Fprintf(bw, "Date: %s\r\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(bw, "Message-Id: <%s.dsn@%s>\r\n", id, q.hostname)
+	fmt.Fprintf(bw, "Message-Id: <%s>\r\n", msgID)
 	fmt.Fprintf(bw, "Auto-Submitted: auto-replied\r\n")
 	fmt.Fprintf(bw, "MIME-Version: 1.0\r\n")
 	fmt.Fprintf(bw, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n", boundary)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -58,6 +59,13 @@ type ConsentCheck func(ctx context.Context, recipients []string, now time.Time) 
 // copy waits for the next attempt. It must not put addresses into the error.
 type SealedCheck func(ctx context.Context, recipient string, eventID int64, now time.Time) (withdrawn string, err error)
 
+// ReportInbox puts a delivery report straight into the sending account's
+// own mailbox at the provider: appended to its INBOX, flagged, and never
+// twice with the same messageID. handled is false for an account whose
+// mailbox sealpost does not read ([account.imap]); its reports are sent as
+// the account instead. report is the whole message.
+type ReportInbox func(ctx context.Context, account, messageID string, report []byte) (handled bool, err error)
+
 // Config is what a Queue needs.
 type Config struct {
 	Dir       string // the spool's folder
@@ -99,6 +107,7 @@ type Queue struct {
 	metrics  *Metrics
 	consent  ConsentCheck
 	sealed   SealedCheck
+	reports  atomic.Pointer[ReportInbox]
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -120,6 +129,10 @@ type Queue struct {
 	stopDeliver context.CancelFunc
 	wg          sync.WaitGroup
 }
+
+// SetReportInbox gives the queue the accounts' mailboxes for delivery
+// reports (the mailbox readers start after the queue, and change on reload).
+func (q *Queue) SetReportInbox(f ReportInbox) { q.reports.Store(&f) }
 
 // Open takes the spool's lock (one serve per data dir); Start begins
 // delivery.

@@ -56,6 +56,9 @@ func (s *Server) accept(ctx context.Context, log *slog.Logger, env submission.En
 	// 4. The archive records the plain copy while the rules encrypt.
 	rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: sub.Account,
 		Sender: env.From, Decisions: res.Decisions, Fired: res.Fired}
+	for _, r := range env.Refused {
+		rec.Refused = append(rec.Refused, archive.RefusedRecipient{Address: r.Address, Ref: r.Ref})
+	}
 	a, err := s.archiveWhileEncrypting(ctx, log, rec, in, res)
 	if err != nil {
 		return "", err

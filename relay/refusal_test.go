@@ -65,3 +65,43 @@ func errText(err error) string {
 	}
 	return ""
 }
+
+// TestPartialSendRecordsWhoWasLeftOut: with partial sends allowed, the
+// message's record names the recipient refused at RCPT with the refusal's
+// reference, so an auditor finds from the message who did not get it.
+func TestPartialSendRecordsWhoWasLeftOut(t *testing.T) {
+	r := startRelay(t, relayOpts{})
+	r.SetPartialSends(true)
+	r.policy.decide = func(rcpt string) (record.Decision, error) {
+		if strings.HasSuffix(rcpt, "@client.example") {
+			return record.Decision{Address: rcpt, Protection: record.Refused, RefusalCode: rules.RefusalNothingOnFile,
+				Reason: "<" + rcpt + "> has nothing on file"}, nil
+		}
+		return record.Decision{Address: rcpt, Protection: record.Internal}, nil
+	}
+	c := r.login(t)
+	c.Mail(testFrom, nil)
+	if err := c.Rcpt("colleague@practice.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Rcpt("carol@client.example", nil)
+	ref := regexp.MustCompile(`\(ref ([2-9A-Z]{6})\)`).FindStringSubmatch(errText(err))
+	if ref == nil {
+		t.Fatalf("RCPT: %v; want a refusal with a reference", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(testMessage(testFrom, "colleague@practice.example, carol@client.example", "s", "hello")))
+	if err := w.Close(); err != nil {
+		t.Fatalf("DATA with partial sends allowed: %v", err)
+	}
+	if len(r.archive.Messages) != 1 {
+		t.Fatalf("%d messages archived, want 1", len(r.archive.Messages))
+	}
+	got := r.archive.Messages[0].Refused
+	if len(got) != 1 || got[0].Address != "carol@client.example" || got[0].Ref != ref[1] {
+		t.Fatalf("the message's record names %+v as left out; want carol@client.example with ref %s", got, ref[1])
+	}
+}

@@ -44,7 +44,14 @@ type Envelope struct {
 	Account    *Account
 	From       string
 	Recipients []record.Decision
+	// Refused are the recipients refused at RCPT while the others may have
+	// the message (partial sends), for its record.
+	Refused []RefusedRecipient
 }
+
+// RefusedRecipient is a recipient refused at RCPT, and its refusal's
+// reference.
+type RefusedRecipient struct{ Address, Ref string }
 
 // Config is the SMTP side's settings.
 type Config struct {

@@ -300,6 +300,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.fail("data", refusal)
 	}
 	env := Envelope{Account: s.account, From: s.from, Recipients: s.rcpts}
+	for _, r := range s.refused {
+		env.Refused = append(env.Refused, RefusedRecipient{Address: r.address, Ref: r.ref})
+	}
 	id, err := s.s.cfg.Relay.Accept(context.Background(), s.log, env, r)
 	if err != nil {
 		if ended := w.endedBy(); ended != nil {

@@ -71,7 +71,7 @@ func TestAuthThrottle(t *testing.T) {
 	mu.Unlock()
 	// At the hourly ceiling even the right password is refused for a while.
 	for i := 0; i < 100; i++ {
-		r.throttle.fail(time.Now(), "user:"+testUser)
+		r.throttle.Fail(time.Now(), "user:"+testUser)
 	}
 	if got := smtpCode(r.dial(t).Auth(sasl.NewPlainClient("", testUser, testPassword))); got != "454 4.7.0" {
 		t.Fatalf("login at the ceiling: %s, want 454 4.7.0", got)

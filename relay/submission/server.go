@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealpost/sealpost/internal/loginthrottle"
 	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules"
@@ -95,7 +96,7 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	accounts atomic.Pointer[accounts]
-	throttle *throttle
+	throttle *loginthrottle.Throttle
 	metrics  *Metrics
 	wire     *wireConfig
 	servers  []*smtp.Server
@@ -108,7 +109,7 @@ func New(cfg Config, list []Account) (*Server, error) {
 	if cfg.Relay == nil || cfg.Metrics == nil || cfg.Logger == nil || cfg.Redact == nil || cfg.Now == nil || cfg.AuthDelay == nil {
 		return nil, errors.New("submission: incomplete configuration")
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, throttle: newThrottle(cfg.TrustedNetworks), metrics: cfg.Metrics}
+	s := &Server{cfg: cfg, log: cfg.Logger, throttle: loginthrottle.New(cfg.TrustedNetworks), metrics: cfg.Metrics}
 	s.partial.Store(cfg.AllowPartialSends)
 	if err := s.SetAccounts(list); err != nil {
 		return nil, err

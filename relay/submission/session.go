@@ -146,15 +146,15 @@ func (s *session) login(username, password string) error {
 		return s.fail("auth", replyBadAuthData)
 	}
 	now := s.s.cfg.Now()
-	keys := s.s.throttle.keys(now, s.ip, username)
-	if s.s.throttle.blocked(now, keys...) {
+	keys := s.s.throttle.Keys(now, s.ip, username)
+	if s.s.throttle.Blocked(now, keys...) {
 		s.log.Warn("login refused: too many failures", "user", username)
 		s.s.metrics.authFailures.WithLabelValues("throttled").Inc()
 		return s.fail("auth", replyAuthThrottled)
 	}
 	acct, ok := s.s.accounts.Load().verify(username, password, now)
 	if !ok {
-		wait := s.s.throttle.fail(now, keys...)
+		wait := s.s.throttle.Fail(now, keys...)
 		s.log.Warn("login failed", "user", username, "delay", wait)
 		s.s.metrics.authFailures.WithLabelValues("bad_credentials").Inc()
 		if wait > 0 {
@@ -162,7 +162,7 @@ func (s *session) login(username, password string) error {
 		}
 		return s.fail("auth", replyBadCredentials)
 	}
-	s.s.throttle.succeeded(now, s.ip, acct.Username)
+	s.s.throttle.Succeeded(now, s.ip, acct.Username)
 	s.account = acct
 	s.log = s.log.With("account", acct.Username)
 	s.log.Info("logged in")

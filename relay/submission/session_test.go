@@ -243,9 +243,7 @@ func FuzzLoggedInSession(f *testing.F) {
 	// under the fuzzer's coverage instrumentation, took a second or more.
 	clientTLS := &tls.Config{RootCAs: r.pki.Pool, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	f.Fuzz(func(t *testing.T, input []byte) {
-		r.throttle.mu.Lock()
-		clear(r.throttle.failures)
-		r.throttle.mu.Unlock()
+		r.throttle.Reset()
 		client, server := net.Pipe()
 		defer client.Close()
 		l.conns <- newWire(&socket{Conn: server, metrics: r.metrics, log: r.log}, r.wire, nil)

@@ -1,4 +1,6 @@
-package submission
+// Package loginthrottle slows and stops password guessing against the
+// logins sealpost checks itself: SMTP AUTH and the web console.
+package loginthrottle
 
 import (
 	"net/netip"
@@ -6,7 +8,7 @@ import (
 	"time"
 )
 
-// throttle counts failed logins per client address (clientPrefix: an IPv6
+// Throttle counts failed logins per client address (clientPrefix: an IPv6
 // client by its /64) and per username. After a handful, every further
 // failure is answered more slowly; at the hourly ceiling the key is refused
 // outright until its failures age out.
@@ -18,7 +20,7 @@ import (
 // ([smtp] trusted_networks), and a prefix that has logged in as that
 // account before (remembered in memory only, so a restart forgets them
 // and the first login after it counts as from anywhere).
-type throttle struct {
+type Throttle struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time
 	ceiling  int           // failures per hour that block the key
@@ -43,15 +45,17 @@ const (
 	knownFor        = 30 * 24 * time.Hour
 )
 
-func newThrottle(trusted []netip.Prefix) *throttle {
-	return &throttle{failures: map[string][]time.Time{}, ceiling: 100, free: 5, maxDelay: 15 * time.Second,
+// New is a throttle that spares the trusted networks from the
+// per-account ceiling.
+func New(trusted []netip.Prefix) *Throttle {
+	return &Throttle{failures: map[string][]time.Time{}, ceiling: 100, free: 5, maxDelay: 15 * time.Second,
 		trusted: trusted, known: map[string][]knownClient{}}
 }
 
-// keys are what a login as username from ip counts against: its address
+// Keys are what a login as username from ip counts against: its address
 // (prefix), and the account unless ip is trusted or known for it.
-func (t *throttle) keys(now time.Time, ip netip.Addr, username string) []string {
-	p := prefixOf(ip)
+func (t *Throttle) Keys(now time.Time, ip netip.Addr, username string) []string {
+	p := Prefix(ip)
 	keys := []string{"ip:" + p.String()}
 	if !t.spared(now, ip, p, username) {
 		keys = append(keys, "user:"+username)
@@ -59,7 +63,7 @@ func (t *throttle) keys(now time.Time, ip netip.Addr, username string) []string 
 	return keys
 }
 
-func (t *throttle) spared(now time.Time, ip netip.Addr, p netip.Prefix, username string) bool {
+func (t *Throttle) spared(now time.Time, ip netip.Addr, p netip.Prefix, username string) bool {
 	if !ip.IsValid() {
 		return false
 	}
@@ -78,12 +82,12 @@ func (t *throttle) spared(now time.Time, ip netip.Addr, p netip.Prefix, username
 	return false
 }
 
-// succeeded remembers that ip logged in as username.
-func (t *throttle) succeeded(now time.Time, ip netip.Addr, username string) {
+// Succeeded remembers that ip logged in as username.
+func (t *Throttle) Succeeded(now time.Time, ip netip.Addr, username string) {
 	if !ip.IsValid() {
 		return
 	}
-	p := prefixOf(ip)
+	p := Prefix(ip)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.known[username]
@@ -99,7 +103,7 @@ func (t *throttle) succeeded(now time.Time, ip netip.Addr, username string) {
 	t.known[username] = append(list, knownClient{prefix: p, last: now})
 }
 
-func (t *throttle) recent(key string, now time.Time) int {
+func (t *Throttle) recent(key string, now time.Time) int {
 	ts := t.failures[key]
 	i := 0
 	for i < len(ts) && now.Sub(ts[i]) > time.Hour {
@@ -114,8 +118,8 @@ func (t *throttle) recent(key string, now time.Time) int {
 	return len(ts)
 }
 
-// blocked reports whether any of keys reached the hourly ceiling.
-func (t *throttle) blocked(now time.Time, keys ...string) bool {
+// Blocked reports whether any of keys reached the hourly ceiling.
+func (t *Throttle) Blocked(now time.Time, keys ...string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, k := range keys {
@@ -126,9 +130,9 @@ func (t *throttle) blocked(now time.Time, keys ...string) bool {
 	return false
 }
 
-// fail records a failure for every key and returns how long to wait before
+// Fail records a failure for every key and returns how long to wait before
 // answering it: nothing for the first few, then doubling up to maxDelay.
-func (t *throttle) fail(now time.Time, keys ...string) time.Duration {
+func (t *Throttle) Fail(now time.Time, keys ...string) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	worst := 0
@@ -142,4 +146,25 @@ func (t *throttle) fail(now time.Time, keys ...string) time.Duration {
 	}
 	d := time.Second << min(worst-t.free-1, 10)
 	return min(d, t.maxDelay)
+}
+
+// Reset forgets every failure (tests that feed many logins).
+func (t *Throttle) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.failures)
+}
+
+// Prefix is what a client address is counted by: an IPv4 address itself,
+// an IPv6 address by its /64 (one host usually has a whole /64).
+func Prefix(ip netip.Addr) netip.Prefix {
+	if !ip.IsValid() {
+		return netip.Prefix{}
+	}
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
 }

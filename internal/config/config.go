@@ -26,6 +26,7 @@ type Config struct {
 	Metrics  MetricsConfig   `toml:"metrics"`
 	Clients  ClientsConfig   `toml:"autoconfig"`
 	OAuth2   OAuth2Config    `toml:"oauth2"`
+	Console  ConsoleConfig   `toml:"console"`
 
 	// Path is the file the configuration was read from; relative paths in it
 	// are taken relative to its folder.

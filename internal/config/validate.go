@@ -44,6 +44,7 @@ func (c *Config) validate(file string) Errors {
 	c.validatePolicy(bad)
 	c.validateSealed(bad)
 	c.validateArchive(bad)
+	c.validateConsole(bad)
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 	return es
 }

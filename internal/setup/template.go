@@ -90,4 +90,12 @@ listen = ""                            # e.g. "0.0.0.0:80" for autoconfig.{{.Dom
 listen_tls = ""                        # e.g. "0.0.0.0:443" for autodiscover.{{.Domain}} (Outlook needs HTTPS;
                                        # the certificate names both)
 imap = ""                              # the provider's IMAP host:port, e.g. "imap.gmail.com:993"
+
+[console]
+listen = "127.0.0.1:8443"              # the practice console over HTTPS with the certificate above; "" turns it off.
+                                       # A LAN address is allowed; never one reachable from the internet.
+                                       # Therapists log in with their [[account]], auditors with [[archive.viewer]].
+# [[console.admin]]                    # consents, keys and the queue (password_hash from: sealpost passwd)
+# username = "office"
+# password_hash = "..."
 `))

@@ -14,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/fsutil"
+	"github.com/sealpost/sealpost/internal/status"
 )
 
 // What the relay does by itself beside serving: it verifies the archive
@@ -32,15 +33,7 @@ const (
 const archiveCheckFile = "archive-verified.json"
 
 // archiveCheck is one verification of the archive by the relay.
-type archiveCheck struct {
-	Time     time.Time `json:"time"`
-	Seconds  float64   `json:"seconds"`
-	OK       bool      `json:"ok"`
-	Records  uint64    `json:"records"`
-	HeadSeq  uint64    `json:"head_seq"`
-	Head     string    `json:"head"`
-	Problems []string  `json:"problems,omitempty"` // the first few
-}
+type archiveCheck = status.ArchiveCheck
 
 // background runs the periodic jobs until stop.
 type background struct {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/status"
 	"github.com/sealpost/sealpost/internal/tlsconf"
 	"github.com/sealpost/sealpost/relay/queue"
 	"github.com/sealpost/sealpost/rules/pgp"
@@ -29,20 +29,9 @@ func init() {
 
 // relayState is what a running relay tells `sealpost status` on the
 // control socket.
-type relayState struct {
-	Since          time.Time     `json:"since"`
-	PID            int           `json:"pid"`
-	Build          buildInfo     `json:"build"`
-	Queue          queueState    `json:"queue"`
-	ProviderLastOK time.Time     `json:"provider_last_ok"` // zero: not since the start
-	ArchiveRecords uint64        `json:"archive_records"`
-	Verified       *archiveCheck `json:"verified,omitempty"`
-}
+type relayState = status.Relay
 
-type queueState struct {
-	Messages int       `json:"messages"`
-	Oldest   time.Time `json:"oldest"` // zero when empty
-}
+type queueState = status.Queue
 
 func queueStateOf(list []queue.Message) queueState {
 	q := queueState{Messages: len(list)}
@@ -66,26 +55,7 @@ func (s *service) serveStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // statusReport is `sealpost status`, also as JSON.
-type statusReport struct {
-	Build         buildInfo     `json:"build"`
-	Config        string        `json:"config"`
-	Relay         *relayState   `json:"relay"` // nil: not running
-	Queue         queueState    `json:"queue"`
-	RefusalsToday *int          `json:"refusals_today"` // nil: unknown
-	Provider      string        `json:"provider"`
-	Certificates  []expiryLine  `json:"certificates"`
-	Keys          []expiryLine  `json:"keys"`
-	Verified      *archiveCheck `json:"archive_verified"` // nil: never
-	Warnings      []string      `json:"warnings"`
-}
-
-// expiryLine is a certificate or key and when it ends (zero: never).
-type expiryLine struct {
-	What    string    `json:"what"`
-	Path    string    `json:"path"`
-	Expires time.Time `json:"expires"`
-	Detail  string    `json:"detail,omitempty"`
-}
+type statusReport = status.Report
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
@@ -130,57 +100,35 @@ func gatherStatus(cfg *config.Config, now time.Time) *statusReport {
 		n := len(refused)
 		st.RefusalsToday = &n
 	}
+	completeStatus(st, cfg, now)
+	return st
+}
+
+// completeStatus adds to st what is read from files whether the relay runs
+// or not (certificates, keys, the data folder's disk), then the warnings.
+func completeStatus(st *statusReport, cfg *config.Config, now time.Time) {
 	for _, cert := range certificatesInUse(cfg) {
-		line := expiryLine{What: cert.what, Path: cert.path}
+		line := status.Expiry{What: cert.what, Path: cert.path}
 		line.Expires, _ = tlsconf.CertificateExpiry(cert.path)
 		st.Certificates = append(st.Certificates, line)
 	}
 	st.Keys = keyExpiries(cfg)
-	judge(st, now, warn)
-	return st
-}
-
-// judge adds the warnings an admin should act on.
-func judge(st *statusReport, now time.Time, warn func(string, ...any)) {
-	if st.Queue.Messages > 0 && now.Sub(st.Queue.Oldest) > time.Hour {
-		warn("a message has waited in the queue for %s (sealpost queue list)", ago(now, st.Queue.Oldest))
-	}
-	if st.Relay != nil && st.Provider != "outbox" && now.Sub(st.Relay.ProviderLastOK) > 10*time.Minute {
-		warn("the provider was not reached in the last 10 minutes (sealpost queue list says why)")
-	}
-	for _, l := range append(st.Certificates, st.Keys...) {
-		switch {
-		case l.Expires.IsZero() && l.Detail != "":
-			warn("%s %s: %s", l.What, l.Path, l.Detail)
-		case !l.Expires.IsZero() && l.Expires.Sub(now) < 30*24*time.Hour:
-			warn("%s %s ends on %s", l.What, l.Path, l.Expires.Format(time.DateOnly))
-		}
-		if l.What == "next local CA" {
-			warn("a new local CA waits to take over: give %s to every therapist's mail client now", l.Path)
-		}
-	}
-	switch v := st.Verified; {
-	case v == nil:
-		warn("the relay has not verified the archive yet (it does at every start and once a day)")
-	case !v.OK:
-		warn("THE ARCHIVE FAILED VERIFICATION on %s: %s", v.Time.Local().Format(time.DateTime), strings.Join(v.Problems, "; "))
-	case now.Sub(v.Time) > 2*verifyEvery:
-		warn("the archive was last verified %s ago", ago(now, v.Time))
-	}
+	st.Disk, _ = status.DiskOf(cfg.DataDir)
+	st.Judge(now, verifyEvery)
 }
 
 func printStatus(w io.Writer, st *statusReport, cfg *config.Config, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n", st.Build)
 	if r := st.Relay; r != nil {
-		fmt.Fprintf(tw, "relay\trunning since %s (%s, pid %d), %s\n", stamp(r.Since), ago(now, r.Since), r.PID, r.Build.Version)
+		fmt.Fprintf(tw, "relay\trunning since %s (%s, pid %d), %s\n", status.Stamp(r.Since), status.Ago(now, r.Since), r.PID, r.Build.Version)
 	} else {
 		fmt.Fprintf(tw, "relay\tnot running\n")
 	}
 	if st.Queue.Messages == 0 {
 		fmt.Fprintf(tw, "queue\tempty\n")
 	} else {
-		fmt.Fprintf(tw, "queue\t%d message(s), the oldest waiting %s (sealpost queue list)\n", st.Queue.Messages, ago(now, st.Queue.Oldest))
+		fmt.Fprintf(tw, "queue\t%d message(s), the oldest waiting %s (sealpost queue list)\n", st.Queue.Messages, status.Ago(now, st.Queue.Oldest))
 	}
 	if st.RefusalsToday != nil {
 		fmt.Fprintf(tw, "refusals\t%d today (sealpost refusals list)\n", *st.RefusalsToday)
@@ -195,73 +143,31 @@ func printStatus(w io.Writer, st *statusReport, cfg *config.Config, now time.Tim
 	case st.Relay.ProviderLastOK.IsZero():
 		fmt.Fprintf(tw, "provider\t%s, not reached since the start\n", st.Provider)
 	default:
-		fmt.Fprintf(tw, "provider\t%s, last reached %s (%s ago)\n", st.Provider, stamp(st.Relay.ProviderLastOK), ago(now, st.Relay.ProviderLastOK))
+		fmt.Fprintf(tw, "provider\t%s, last reached %s (%s ago)\n", st.Provider, status.Stamp(st.Relay.ProviderLastOK), status.Ago(now, st.Relay.ProviderLastOK))
 	}
 	for _, l := range append(st.Certificates, st.Keys...) {
-		fmt.Fprintf(tw, "%s\t%s\n", l.What, expiryText(l, now))
+		fmt.Fprintf(tw, "%s\t%s\n", l.What, status.ExpiryText(l, now))
 	}
-	fmt.Fprintf(tw, "archive\t%s\n", verifiedText(st, now))
+	fmt.Fprintf(tw, "archive\t%s\n", st.VerifiedText(now))
+	if d := st.Disk; d != nil {
+		fmt.Fprintf(tw, "disk\t%s free of %s (%s)\n", status.Bytes(d.Free), status.Bytes(d.Total), d.Path)
+	}
 	tw.Flush()
 	for _, wline := range st.Warnings {
 		fmt.Fprintf(w, "WARN %s\n", wline)
 	}
 }
 
-func expiryText(l expiryLine, now time.Time) string {
-	switch {
-	case l.Path == "":
-		return "none"
-	case l.Expires.IsZero() && l.Detail != "":
-		return l.Path + ": " + l.Detail
-	case l.Expires.IsZero():
-		return l.Path + ", no expiry"
-	}
-	return fmt.Sprintf("%s, until %s (%d days)", l.Path, l.Expires.Local().Format(time.DateOnly), int(l.Expires.Sub(now).Hours()/24))
-}
-
-func verifiedText(st *statusReport, now time.Time) string {
-	records := ""
-	if st.Relay != nil {
-		records = fmt.Sprintf("%d records; ", st.Relay.ArchiveRecords)
-	}
-	v := st.Verified
-	if v == nil {
-		return records + "verified: never (the relay verifies it at every start and once a day)"
-	}
-	result := "all well"
-	if !v.OK {
-		result = fmt.Sprintf("%d problem(s): %s", len(v.Problems), strings.Join(v.Problems, "; "))
-	}
-	return fmt.Sprintf("%sverified by the relay %s (%s ago): %d records up to #%d %.12s, %s", records, stamp(v.Time), ago(now, v.Time),
-		v.Records, v.HeadSeq, v.Head, result)
-}
-
-func stamp(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
-
-// ago is a duration as a person reads it: "3d 4h", "2h 5m", "40s".
-func ago(now, t time.Time) string {
-	d := now.Sub(t).Round(time.Second)
-	switch {
-	case d >= 24*time.Hour:
-		return fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24)
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	}
-	return d.String()
-}
-
 // keyExpiries are the practice's OpenPGP key and the archive's public key,
 // with when each ends.
-func keyExpiries(cfg *config.Config) []expiryLine {
+func keyExpiries(cfg *config.Config) []status.Expiry {
 	archiveKey := cfg.Archive.PublicKey
 	if archiveKey == "" {
 		archiveKey = filepath.Join(cfg.DataDir, "archive-public-key.asc")
 	}
-	var out []expiryLine
+	var out []status.Expiry
 	for _, k := range []struct{ what, path string }{{"practice key", cfg.PGP.PracticeKey}, {"archive key", archiveKey}} {
-		l := expiryLine{What: k.what, Path: k.path}
+		l := status.Expiry{What: k.what, Path: k.path}
 		if k.path != "" {
 			e, err := readFirstKey(k.path)
 			if err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/sealpost/sealpost/internal/status"
 )
 
 // version and commit are set by the release build (deploy/Makefile:
@@ -18,17 +20,13 @@ func init() {
 
 // buildInfo is what a binary says about itself, for `sealpost version`,
 // `sealpost status` and sealpost_build_info.
-type buildInfo struct {
-	Version   string `json:"version"`
-	Commit    string `json:"commit"`
-	GoVersion string `json:"go_version"`
-}
+type buildInfo = status.Build
 
 func currentBuild() buildInfo {
 	b := buildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return b.orUnknown()
+		return b.OrUnknown()
 	}
 	if b.Version == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
 		b.Version = info.Main.Version
@@ -47,21 +45,7 @@ func currentBuild() buildInfo {
 			b.Commit += "+changes"
 		}
 	}
-	return b.orUnknown()
-}
-
-func (b buildInfo) orUnknown() buildInfo {
-	if b.Version == "" {
-		b.Version = "devel"
-	}
-	if b.Commit == "" {
-		b.Commit = "unknown"
-	}
-	return b
-}
-
-func (b buildInfo) String() string {
-	return fmt.Sprintf("sealpost %s (commit %s, %s)", b.Version, b.Commit, b.GoVersion)
+	return b.OrUnknown()
 }
 
 func runVersion(ctx context.Context, c *cli, args []string) error {

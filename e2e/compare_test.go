@@ -105,10 +105,10 @@ func BenchmarkVersusPostfix(b *testing.B) {
 		{"4 KB, notice + archive + OpenPGP RSA-3072", "sealpost", "rsa3072@client.example", fourK, n4k, 0},
 		{"realistic mix, plain relay", "postfix", "colleague@practice.example", mix, nMix, 0},
 		{"realistic mix, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", mix, nMix, 0},
-		{"4 KB, notice + archive + sealed PDF", "sealpost", "sealed@client.example", fourK, n4k, 0},
-		{"realistic mix, notice + archive + sealed PDF", "sealpost", "sealed@client.example", mix, nMix, 0},
 		{"4 KB paced at 200/s, plain relay", "postfix", "colleague@practice.example", fourK, 2000, 200},
 		{"4 KB paced at 200/s, notice + archive", "sealpost", "colleague@practice.example", fourK, 2000, 200},
+		{"4 KB, notice + archive + sealed PDF", "sealpost", "sealed@client.example", fourK, n4k, 0},
+		{"realistic mix, notice + archive + sealed PDF", "sealpost", "sealed@client.example", mix, nMix, 0},
 	}
 	if only := os.Getenv("SEALPOST_BENCH_ROWS"); only != "" {
 		var keep []row

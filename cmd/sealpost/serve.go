@@ -71,6 +71,14 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		// less often trades a little memory for a tenth of the CPU.
 		debug.SetGCPercent(300)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// GOGC 300 alone lets the heap grow to four times what is live,
+		// and while large messages are sealed or encrypted that is
+		// hundreds of MB; a soft limit makes the collector work harder
+		// near it instead (measured in the realistic mix with sealed PDFs:
+		// 164 MB peak RSS without, 129 MB with 100 MiB).
+		debug.SetMemoryLimit(2*cfg.SMTP.MaxMessageBytes + 32<<20)
+	}
 	s := &service{configPath: c.configPath, log: log, grants: oauth.NewGrants(log), started: time.Now()}
 	if err := s.start(cfg); err != nil {
 		s.stop(time.Second)

@@ -1,0 +1,81 @@
+package console
+
+import (
+	"fmt"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/internal/password"
+)
+
+// Role is what a login may see and do in the console.
+type Role string
+
+const (
+	// Admin: everything, and the only role that changes anything beyond
+	// retrying and dropping its own queued mail.
+	Admin Role = "admin"
+	// Therapist: their own refusals and queued mail.
+	Therapist Role = "therapist"
+	// Auditor: the record's health; changes nothing.
+	Auditor Role = "auditor"
+)
+
+// Login is one person who may log in: [[console.admin]], an [[account]]
+// (a therapist) or an [[archive.viewer]] (an auditor).
+type Login struct {
+	Username     string
+	PasswordHash string // bcrypt, from sealpost passwd
+	Role         Role
+}
+
+type loginTable struct{ byName map[string]Login }
+
+// SetLogins replaces who may log in (at start and on every reload). A
+// session of a login that is gone, or whose password hash changed, ends:
+// changing a password in the configuration logs out everyone who used the
+// old one.
+func (s *Server) SetLogins(list []Login) error {
+	t := &loginTable{byName: map[string]Login{}}
+	for _, l := range list {
+		if err := password.CheckHash(l.PasswordHash); err != nil {
+			return fmt.Errorf("console: login %q: password hash %w", l.Username, err)
+		}
+		switch l.Role {
+		case Admin, Therapist, Auditor:
+		default:
+			return fmt.Errorf("console: login %q: unknown role %q", l.Username, l.Role)
+		}
+		if _, dup := t.byName[l.Username]; dup {
+			return fmt.Errorf("console: two logins are called %q", l.Username)
+		}
+		t.byName[l.Username] = l
+	}
+	s.logins.Store(t)
+	s.sessions.endUnless(func(ss *session) bool {
+		l, ok := t.byName[ss.user]
+		return ok && l.PasswordHash == ss.passwordHash && l.Role == ss.role
+	})
+	return nil
+}
+
+// dummyHash is compared against for an unknown username, so that the
+// answer's time does not tell which usernames exist.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("sealpost-console-dummy"), password.Cost)
+	return h
+})
+
+// verify returns the login for a correct username and password.
+func (s *Server) verify(username, pw string) (Login, bool) {
+	l, ok := s.logins.Load().byName[username]
+	if !ok {
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(pw))
+		return Login{}, false
+	}
+	if bcrypt.CompareHashAndPassword([]byte(l.PasswordHash), []byte(pw)) != nil {
+		return Login{}, false
+	}
+	return l, true
+}

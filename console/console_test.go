@@ -1,0 +1,185 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// concrete fills a route's pattern with values the session may use: the
+// therapist anna's refusal and queued message.
+func concrete(pattern string) (method, path string) {
+	method, path, _ = strings.Cut(pattern, " ")
+	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{$}", "").Replace(path)
+	return method, path
+}
+
+// TestRoutesRoles walks the route table for every role and for nobody:
+// a role the table grants gets the page or the action, every other role
+// 403 (nothing done), and without a session the browser goes to the login
+// page. The therapist is anna, whose refusal and message the paths name.
+func TestRoutesRoles(t *testing.T) {
+	tc := startConsole(t)
+	users := map[Role]string{Admin: "office", Therapist: "anna", Auditor: "audit"}
+	for _, rt := range tc.table() {
+		for _, role := range []Role{Admin, Therapist, Auditor, ""} {
+			t.Run(rt.pattern+"/"+string(role), func(t *testing.T) {
+				b := tc.browser(t)
+				if role != "" {
+					b.login(users[role])
+				}
+				method, path := concrete(rt.pattern)
+				var resp *http.Response
+				var body string
+				if method == http.MethodGet {
+					resp, body = b.get(path)
+				} else {
+					resp, body = b.post(path, url.Values{"address": {"dora@client.example"}, "evidence": {"form"}, "confirm": {"yes"}})
+				}
+				allowed := slices.Contains(rt.roles, role)
+				switch {
+				case role == "":
+					if resp.StatusCode != http.StatusSeeOther || location(resp) != "/login" {
+						t.Errorf("without a session: %s to %q", resp.Status, location(resp))
+					}
+				case rt.pattern == "POST /logout":
+					if resp.StatusCode != http.StatusSeeOther || location(resp) != "/login" {
+						t.Errorf("logout: %s to %q", resp.Status, location(resp))
+					}
+				case allowed && (resp.StatusCode == http.StatusForbidden || resp.StatusCode >= 500 || location(resp) == "/login"):
+					t.Errorf("%s may use it, got %s %s\n%s", role, resp.Status, location(resp), body)
+				case !allowed && resp.StatusCode != http.StatusForbidden:
+					t.Errorf("%s may not use it, got %s", role, resp.Status)
+				case !allowed && !strings.Contains(body, "Your login cannot open this page."):
+					t.Errorf("the 403 page does not say why:\n%s", body)
+				}
+			})
+		}
+	}
+	if len(tc.queue.dropped) != 2 || tc.queue.dropped[0] != "Q1ANNA" { // the admin's and anna's
+		t.Errorf("dropped %v; only the roles the table allows may drop", tc.queue.dropped)
+	}
+}
+
+// TestMenuFollowsTable: each role's menu links exactly the pages it may open.
+func TestMenuFollowsTable(t *testing.T) {
+	tc := startConsole(t)
+	for _, tt := range []struct {
+		user      string
+		has, lacks []string
+	}{
+		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, nil},
+		{"anna", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, nil},
+		{"audit", []string{`href="/today"`}, []string{`href="/refusals"`, `href="/queue"`}},
+	} {
+		_, body := tc.loggedIn(t, tt.user).get("/today")
+		if m := contains(body, tt.has...); len(m) > 0 {
+			t.Errorf("%s's menu lacks %v", tt.user, m)
+		}
+		for _, l := range tt.lacks {
+			if strings.Contains(body, l) {
+				t.Errorf("%s's menu links %s", tt.user, l)
+			}
+		}
+	}
+}
+
+// TestCSRF: a form without the session's token, or with another
+// session's, is refused and changes nothing; a login form without its
+// cookie's token is refused; a request another site's page makes is
+// refused whatever it carries.
+func TestCSRF(t *testing.T) {
+	tc := startConsole(t)
+	admin := tc.loggedIn(t, "office")
+	other := tc.loggedIn(t, "anna")
+	for _, token := range []string{"-", other.csrf, "x"} {
+		resp, body := admin.post("/queue/Q1ANNA/retry", url.Values{"csrf": {token}})
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "security token") {
+			t.Errorf("csrf %q: %s", token, resp.Status)
+		}
+	}
+	resp, body := admin.postFile("/refusals/R7K2QX/consent", url.Values{"csrf": {"-"}, "address": {"dora@client.example"}, "evidence": {"f"}},
+		"scan", "form.pdf", []byte("%PDF-1.7\n"))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an upload without the token: %s\n%s", resp.Status, body)
+	}
+	if len(tc.queue.retried) != 0 || len(tc.recorder.consents) != 0 {
+		t.Fatalf("a forged form was acted on: retried %v, consents %v", tc.queue.retried, tc.recorder.consents)
+	}
+	if resp, _ := admin.post("/queue/Q1ANNA/retry", nil); resp.StatusCode != http.StatusSeeOther || len(tc.queue.retried) != 1 {
+		t.Errorf("with the token: %s, retried %v", resp.Status, tc.queue.retried)
+	}
+
+	fresh := tc.browser(t)
+	resp, _ = fresh.post("/login", url.Values{"username": {"office"}, "password": {testPassword}, "csrf": {"guessed"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a login without the login page's token: %s", resp.Status)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, tc.url+"/queue/Q1ANNA/retry", strings.NewReader(url.Values{"csrf": {admin.csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := admin.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(tc.queue.retried) != 1 {
+		t.Errorf("a cross-site request: %s, retried %v", resp.Status, tc.queue.retried)
+	}
+}
+
+// TestHeaders: every answer, a login page, an asset, a 404 and a page
+// behind the login, forbids framing, inline script and style and other
+// origins, sends no referrer and is not sniffed; the session cookie is
+// __Host-, Secure, HttpOnly and SameSite=Strict.
+func TestHeaders(t *testing.T) {
+	tc := startConsole(t)
+	b := tc.browser(t)
+	want := map[string]string{
+		"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+		"X-Frame-Options":         "DENY",
+		"Referrer-Policy":         "no-referrer",
+		"X-Content-Type-Options":  "nosniff",
+		"Cache-Control":           "no-store",
+	}
+	check := func(what string, resp *http.Response) {
+		t.Helper()
+		for k, v := range want {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("%s: %s = %q, want %q", what, k, got, v)
+			}
+		}
+	}
+	resp, _ := b.get("/login")
+	check("login page", resp)
+	resp, body := b.get("/static/console.css")
+	check("stylesheet", resp)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || !strings.Contains(body, ".facts") {
+		t.Errorf("stylesheet: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	resp, _ = b.get("/nowhere")
+	check("404", resp)
+	b.get("/login")
+	resp, _ = b.post("/login", url.Values{"username": {"office"}, "password": {testPassword}})
+	check("login", resp)
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			session = c
+		}
+	}
+	if session == nil || !session.Secure || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/" || session.Domain != "" {
+		t.Fatalf("session cookie %+v", session)
+	}
+	if !strings.HasPrefix(session.Name, "__Host-") || len(session.Value) < 40 {
+		t.Errorf("session cookie %q of %d characters", session.Name, len(session.Value))
+	}
+	resp, body = b.get("/today")
+	check("today", resp)
+	if strings.Contains(body, "<script") || strings.Contains(body, "style=") {
+		t.Error("a page has script or inline style, which the policy would block")
+	}
+}

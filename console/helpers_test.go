@@ -1,0 +1,312 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/internal/status"
+	"github.com/sealpost/sealpost/internal/testutil"
+	"github.com/sealpost/sealpost/record"
+)
+
+const testPassword = "console-test-password"
+
+var testHash = func() string {
+	h, _ := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	return string(h)
+}()
+
+// The logins of every test console: one per role, and a second therapist.
+var testLogins = []Login{
+	{"office", testHash, Admin},
+	{"anna", testHash, Therapist},
+	{"ben", testHash, Therapist},
+	{"audit", testHash, Auditor},
+}
+
+type fakeStatus struct{}
+
+func (fakeStatus) Status(context.Context) *status.Report {
+	now := time.Now()
+	return &status.Report{Build: status.Build{Version: "test"}, Provider: "smtp.example.com:587",
+		Relay:    &status.Relay{Since: now.Add(-time.Hour), ProviderLastOK: now.Add(-time.Minute)},
+		Queue:    status.Queue{Messages: 2, Oldest: now.Add(-2 * time.Hour)},
+		Verified: &status.ArchiveCheck{Time: now.Add(-time.Hour), OK: true, Records: 40, HeadSeq: 40, Head: "ab12cd34ef56"},
+		Certificates: []status.Expiry{{What: "certificate", Path: "/etc/sealpost/tls/cert.pem", Expires: now.AddDate(0, 2, 0)}},
+		Disk:         &status.Disk{Path: "/var/lib/sealpost", Free: 40 << 30, Total: 100 << 30},
+		Warnings:     []string{"a message has waited in the queue for 2h 0m (sealpost queue list)"}}
+}
+
+// fakeRefusals hold a refusal of anna's (for dora@client.example) and
+// one of ben's.
+type fakeRefusals struct{ list []Refusal }
+
+func newFakeRefusals() *fakeRefusals {
+	is := func(a string) func(string) bool { return func(x string) bool { return x == a } }
+	now := time.Now()
+	return &fakeRefusals{list: []Refusal{
+		{Time: now.Add(-time.Hour), Ref: "R7K2QX", Code: "nothing_on_file", Account: "anna", Recipient: true, Is: is("dora@client.example")},
+		{Time: now.Add(-time.Minute), Ref: "M4TJ7C", Code: "consent_expired", Account: "ben", Recipient: true, Is: is("eli@client.example")},
+	}}
+}
+
+func (f *fakeRefusals) Refusals(_ context.Context, since time.Time) ([]Refusal, error) {
+	var out []Refusal
+	for _, r := range f.list {
+		if !r.Time.Before(since) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeRefusals) Refusal(_ context.Context, ref string) ([]Refusal, error) {
+	var out []Refusal
+	for _, r := range f.list {
+		if r.Ref == ref {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+type fakeRecorder struct {
+	mu          sync.Mutex
+	consents    []record.ConsentEvent
+	scans       []*Evidence
+	keys        [][]byte
+	passphrases []string
+}
+
+func (f *fakeRecorder) RecordConsent(_ context.Context, ev record.ConsentEvent, scan *Evidence) (record.ConsentEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ev.ID = int64(len(f.consents) + 1)
+	f.consents, f.scans = append(f.consents, ev), append(f.scans, scan)
+	return ev, nil
+}
+
+func (f *fakeRecorder) ImportKey(_ context.Context, data []byte, by string) ([]ImportedKey, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, data)
+	if !bytes.Contains(data, []byte("BEGIN PGP PUBLIC KEY BLOCK")) {
+		return nil, errors.New("no OpenPGP key in it")
+	}
+	return []ImportedKey{{Fingerprint: "ABCD", UserIDs: []string{"Dora <dora@client.example>"}, Status: "usable"}}, nil
+}
+
+func (f *fakeRecorder) SetPassphrase(_ context.Context, address, client, p, by string) (record.ConsentEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(p) < 8 {
+		return record.ConsentEvent{}, errors.New("the passphrase is shorter than 8 characters")
+	}
+	f.passphrases = append(f.passphrases, address)
+	return record.ConsentEvent{ID: 9}, nil
+}
+
+// fakeQueue holds a message of anna's and one of ben's.
+type fakeQueue struct {
+	mu      sync.Mutex
+	list    []QueuedMessage
+	retried []string
+	dropped []string
+}
+
+func newFakeQueue() *fakeQueue {
+	now := time.Now()
+	return &fakeQueue{list: []QueuedMessage{
+		{ID: "Q1ANNA", Account: "anna", Received: now.Add(-2 * time.Hour), Size: 4096, Attempts: 3, Pending: 1,
+			NextAttempt: now.Add(time.Minute), LastReply: "451 4.3.0 mailbox busy"},
+		{ID: "Q2BEN", Account: "ben", Received: now.Add(-time.Minute), Size: 2048, Attempts: 1, Pending: 2},
+	}}
+}
+
+func (f *fakeQueue) List() []QueuedMessage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]QueuedMessage(nil), f.list...)
+}
+
+func (f *fakeQueue) Retry(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.retried = append(f.retried, id)
+	return nil
+}
+
+func (f *fakeQueue) Drop(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropped = append(f.dropped, id)
+	return nil
+}
+
+// testConsole is a console over TLS with fakes behind it and a clock the
+// test moves.
+type testConsole struct {
+	*Server
+	url      string
+	ts       *httptest.Server
+	refusals *fakeRefusals
+	recorder *fakeRecorder
+	queue    *fakeQueue
+	logs     *testutil.LockedBuffer
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+func startConsole(t *testing.T) *testConsole {
+	t.Helper()
+	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
+		logs: &testutil.LockedBuffer{}, now: time.Now()}
+	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue,
+		Logger: slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Server = srv
+	tc.ts = httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(tc.ts.Close)
+	tc.url = tc.ts.URL
+	return tc
+}
+
+func (tc *testConsole) clock() time.Time {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.now
+}
+
+func (tc *testConsole) advance(d time.Duration) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.now = tc.now.Add(d)
+}
+
+// browser is a client with its own cookies that does not follow redirects.
+type browser struct {
+	t    *testing.T
+	tc   *testConsole
+	c    *http.Client
+	csrf string
+}
+
+func (tc *testConsole) browser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Transport: tc.ts.Client().Transport, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &browser{t: t, tc: tc, c: c}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// get fetches a page and remembers the CSRF token it carries.
+func (b *browser) get(path string) (*http.Response, string) {
+	b.t.Helper()
+	resp, err := b.c.Get(b.tc.url + path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if m := csrfField.FindSubmatch(body); m != nil {
+		b.csrf = string(m[1])
+	}
+	return resp, string(body)
+}
+
+// post sends a form; the session's CSRF token is added unless the form
+// has its own "csrf" (or "-" to leave it out).
+func (b *browser) post(path string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	form = withCSRF(form, b.csrf)
+	resp, err := b.c.PostForm(b.tc.url+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+func withCSRF(form url.Values, token string) url.Values {
+	out := url.Values{}
+	for k, v := range form {
+		out[k] = v
+	}
+	switch out.Get("csrf") {
+	case "":
+		out.Set("csrf", token)
+	case "-":
+		out.Del("csrf")
+	}
+	return out
+}
+
+// postFile sends a multipart form with one file.
+func (b *browser) postFile(path string, form url.Values, field, filename string, data []byte) (*http.Response, string) {
+	b.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for k, vs := range withCSRF(form, b.csrf) {
+		for _, v := range vs {
+			mw.WriteField(k, v)
+		}
+	}
+	if field != "" {
+		fw, _ := mw.CreateFormFile(field, filename)
+		fw.Write(data)
+	}
+	mw.Close()
+	resp, err := b.c.Post(b.tc.url+path, mw.FormDataContentType(), &body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(out)
+}
+
+// login logs in as user and loads Today.
+func (b *browser) login(user string) *browser {
+	b.t.Helper()
+	b.get("/login")
+	resp, body := b.post("/login", url.Values{"username": {user}, "password": {testPassword}, "csrf": {b.csrf}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/today" {
+		b.t.Fatalf("login as %s: %s\n%s", user, resp.Status, body)
+	}
+	b.get("/today")
+	return b
+}
+
+func (tc *testConsole) loggedIn(t *testing.T, user string) *browser { return tc.browser(t).login(user) }
+
+func location(resp *http.Response) string { return resp.Header.Get("Location") }
+
+func contains(body string, words ...string) []string {
+	var missing []string
+	for _, w := range words {
+		if !strings.Contains(body, w) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}

@@ -1,0 +1,84 @@
+package console
+
+import (
+	"context"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/status"
+	"github.com/sealpost/sealpost/record"
+)
+
+// StatusSource is what `sealpost status` shows, for the whole relay; the
+// console scopes it to the role.
+type StatusSource interface {
+	Status(ctx context.Context) *status.Report
+}
+
+// Refusal is a refusal record as its clear header shows it (no archive key
+// is needed to list refusals).
+type Refusal struct {
+	Time    time.Time
+	Ref     string
+	Code    string // rules' Refusal* codes
+	Account string
+	// Recipient is set when one recipient was refused, not the whole
+	// message; Is then says whether an address is that recipient (the
+	// record keeps it only as a keyed hash).
+	Recipient bool
+	Is        func(address string) bool
+}
+
+// RefusalSource finds refusal records in the archive.
+type RefusalSource interface {
+	// Refusals are those since a time, oldest first.
+	Refusals(ctx context.Context, since time.Time) ([]Refusal, error)
+	// Refusal is the record (rarely several) with a reference.
+	Refusal(ctx context.Context, ref string) ([]Refusal, error)
+}
+
+// Evidence is an uploaded scan of a signed form: it goes into the archive,
+// encrypted, linked to the consent event it proves, and nowhere else.
+type Evidence struct {
+	Filename string
+	Type     string // sniffed: application/pdf, image/jpeg or image/png
+	Data     []byte
+}
+
+// ImportedKey is a key the keyring took.
+type ImportedKey struct {
+	Fingerprint string
+	UserIDs     []string
+	Status      string // usable, expired, revoked, unusable
+}
+
+// Recorder changes what the rules decide with: consents, keys and
+// passphrases. Every change names who made it (by).
+type Recorder interface {
+	// RecordConsent records a client's written consent to unencrypted
+	// email, and its scan when there is one.
+	RecordConsent(ctx context.Context, ev record.ConsentEvent, scan *Evidence) (record.ConsentEvent, error)
+	// ImportKey adds OpenPGP public keys (armored or binary).
+	ImportKey(ctx context.Context, data []byte, by string) ([]ImportedKey, error)
+	// SetPassphrase records the passphrase a client opens sealed PDFs with.
+	SetPassphrase(ctx context.Context, address, client, passphrase, by string) (record.ConsentEvent, error)
+}
+
+// QueuedMessage is a message waiting in the queue.
+type QueuedMessage struct {
+	ID          string
+	Account     string
+	Received    time.Time
+	Size        int64
+	Attempts    int
+	NextAttempt time.Time
+	Pending     int    // recipients not yet delivered
+	LastReply   string // what the provider last said, or why it could not be reached
+	Dropped     bool
+}
+
+// QueueAdmin is the relay's queue.
+type QueueAdmin interface {
+	List() []QueuedMessage
+	Retry(id string) error
+	Drop(id string) error
+}

@@ -67,7 +67,7 @@ func TestRoutesRoles(t *testing.T) {
 func TestMenuFollowsTable(t *testing.T) {
 	tc := startConsole(t)
 	for _, tt := range []struct {
-		user      string
+		user       string
 		has, lacks []string
 	}{
 		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, nil},

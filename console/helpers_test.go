@@ -44,9 +44,9 @@ type fakeStatus struct{}
 func (fakeStatus) Status(context.Context) *status.Report {
 	now := time.Now()
 	return &status.Report{Build: status.Build{Version: "test"}, Provider: "smtp.example.com:587",
-		Relay:    &status.Relay{Since: now.Add(-time.Hour), ProviderLastOK: now.Add(-time.Minute)},
-		Queue:    status.Queue{Messages: 2, Oldest: now.Add(-2 * time.Hour)},
-		Verified: &status.ArchiveCheck{Time: now.Add(-time.Hour), OK: true, Records: 40, HeadSeq: 40, Head: "ab12cd34ef56"},
+		Relay:        &status.Relay{Since: now.Add(-time.Hour), ProviderLastOK: now.Add(-time.Minute)},
+		Queue:        status.Queue{Messages: 2, Oldest: now.Add(-2 * time.Hour)},
+		Verified:     &status.ArchiveCheck{Time: now.Add(-time.Hour), OK: true, Records: 40, HeadSeq: 40, Head: "ab12cd34ef56"},
 		Certificates: []status.Expiry{{What: "certificate", Path: "/etc/sealpost/tls/cert.pem", Expires: now.AddDate(0, 2, 0)}},
 		Disk:         &status.Disk{Path: "/var/lib/sealpost", Free: 40 << 30, Total: 100 << 30},
 		Warnings:     []string{"a message has waited in the queue for 2h 0m (sealpost queue list)"}}

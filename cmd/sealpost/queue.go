@@ -43,8 +43,12 @@ func runQueueList(ctx context.Context, c *cli, args []string) error {
 		if m.Notice {
 			acct += " (notice)"
 		}
+		next := m.NextAttempt.Local().Format(time.DateTime)
+		if !m.HeldUntil.IsZero() {
+			next = "held until " + m.HeldUntil.Local().Format(time.DateTime)
+		}
 		return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s", m.ID, acct, m.Received.Local().Format(time.DateTime), m.Size,
-			m.Attempts, m.NextAttempt.Local().Format(time.DateTime), m.Pending, m.LastError)
+			m.Attempts, next, m.Pending, m.LastError)
 	})
 }
 
@@ -107,7 +111,7 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var list []queue.Message
-	retry := func(id string) (string, error) { return "", nil }
+	var retry func(id string) (string, error)
 	if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
 		if list, err = ctl.Queue(); err != nil {
 			return err
@@ -139,7 +143,7 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 // recordOffline writes a dropped message's outcomes and drop into the
 // archive when no relay is running.
 func recordOffline(ctx context.Context, cfg *config.Config, events []archive.Event) error {
-	a, _, err := openArchive(cfg, nil)
+	a, _, err := openArchive(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}

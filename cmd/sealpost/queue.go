@@ -43,12 +43,8 @@ func runQueueList(ctx context.Context, c *cli, args []string) error {
 		if m.Notice {
 			acct += " (notice)"
 		}
-		next := m.NextAttempt.Local().Format(time.DateTime)
-		if !m.HeldUntil.IsZero() {
-			next = "held until " + m.HeldUntil.Local().Format(time.DateTime)
-		}
 		return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s", m.ID, acct, m.Received.Local().Format(time.DateTime), m.Size,
-			m.Attempts, next, m.Pending, m.LastError)
+			m.Attempts, m.NextAttempt.Local().Format(time.DateTime), m.Pending, m.LastError)
 	})
 }
 
@@ -143,7 +139,7 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 // recordOffline writes a dropped message's outcomes and drop into the
 // archive when no relay is running.
 func recordOffline(ctx context.Context, cfg *config.Config, events []archive.Event) error {
-	a, _, err := openArchive(ctx, cfg, nil)
+	a, _, err := openArchive(cfg, nil)
 	if err != nil {
 		return err
 	}

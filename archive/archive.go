@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type Options struct {
 	// HeadFile is where the head file is kept (default HeadFile(Dir)):
 	// outside Dir, so that the folder alone cannot be cut back unnoticed.
 	HeadFile string
+	// Context ends what Open may take long for (building the index of an
+	// archive that has none): a relay told to stop while it starts.
+	Context context.Context
 }
 
 // Archive is the writing end of the clinical record. One process writes it
@@ -68,8 +72,20 @@ type Archive struct {
 	rkey  *recordKeyEpoch
 
 	ingestMu sync.Mutex // one inbound record at a time: check, write, remember
+	// ingested are the inbound records written since Open (older ones
+	// are found in the index), or all of them when there is no index
 	ingested map[string]bool
 	ingestAt map[string]IngestSource // account+"\x00"+folder -> newest position
+
+	// index is the record index (nil: it could not be opened, and what a
+	// start needs was read from every segment); the writer hands it each
+	// durable batch through indexQ.
+	index      *recIndex
+	indexQ     chan []indexRow
+	indexDone  chan struct{}
+	indexMu    sync.Mutex
+	indexedSeq uint64        // the index's head, as the indexer last wrote it
+	indexMoved chan struct{} // closed when indexedSeq changes
 
 	// writer state, owned by the writer goroutine
 	bw       *bufio.Writer // reused for every batch
@@ -120,6 +136,9 @@ func Open(opts Options) (*Archive, error) {
 	if opts.HeadFile == "" {
 		opts.HeadFile = HeadFile(opts.Dir)
 	}
+	if opts.Context == nil {
+		opts.Context = context.Background()
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
@@ -133,6 +152,9 @@ func Open(opts Options) (*Archive, error) {
 	fail := func(err error) (*Archive, error) {
 		if a.seg != nil {
 			a.seg.Close()
+		}
+		if a.index != nil {
+			a.index.close()
 		}
 		lock.Close()
 		return nil, err
@@ -180,6 +202,9 @@ func Open(opts Options) (*Archive, error) {
 	if err := a.recover(head); err != nil {
 		return fail(err)
 	}
+	if err := a.openIndex(); err != nil {
+		return fail(err)
+	}
 	// Also when recovering wrote nothing: an archive from before head
 	// files gets one, and one left behind by a crash catches up.
 	if err := a.saveHead(true); err != nil {
@@ -187,6 +212,9 @@ func Open(opts Options) (*Archive, error) {
 	}
 	a.headSeq, a.headHash = a.seq, a.last
 	go a.syncHeads()
+	if a.index != nil {
+		go a.indexer()
+	}
 	go a.writer()
 	return a, nil
 }
@@ -217,6 +245,11 @@ func (a *Archive) Close() error {
 	<-a.stopped
 	close(a.headSync)
 	<-a.headSynced
+	if a.index != nil {
+		close(a.indexQ)
+		<-a.indexDone
+		a.index.close()
+	}
 	return a.lock.Close()
 }
 

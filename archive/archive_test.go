@@ -131,7 +131,7 @@ func TestRecordVerifyExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if er.Messages != 20 || er.Refusals != 0 || er.ConsentEvents != 1 || !er.Verified || er.Head != head {
+	if er.Messages != 20 || er.Refusals != 0 || er.ConsentEvents != 1 || !er.RecordsChecked || er.Head != head {
 		t.Errorf("export report %+v", er)
 	}
 	var m manifest

@@ -19,12 +19,8 @@ import (
 // and its private key only, not the relay's consent registry, so it works
 // on an auditor's copy.
 func ClientAddresses(ctx context.Context, dir string, key openpgp.EntityList, client string) ([]string, error) {
-	var consents []located
-	if err := walk(dir, func(l located) {
-		if l.h.Kind == kindConsent {
-			consents = append(consents, l)
-		}
-	}); err != nil {
+	consents, err := findRecords(ctx, dir, recordQuery{kinds: []string{kindConsent}})
+	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	files := &openSegments{dir: dir, files: map[string]*os.File{}}

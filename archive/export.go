@@ -39,6 +39,12 @@ type ExportOptions struct {
 	// Location is the time zone index.html shows times in (default: the
 	// computer's); manifest.json has them in UTC.
 	Location *time.Location
+	// VerifyAll verifies the whole archive first (VerifyWith), as
+	// `archive verify` does: "verified" in the manifest says it did.
+	// Without it the export reads only the records it holds and checks
+	// those (each header's and payload's hash) and the chain head against
+	// the head file.
+	VerifyAll bool
 }
 
 // ExportReport summarises an export.
@@ -46,7 +52,10 @@ type ExportReport struct {
 	Messages, Refusals, ConsentEvents int
 	HeadSeq                           uint64
 	Head                              string
-	Verified                          bool
+	Verified                          bool // the whole archive verified (ExportOptions.VerifyAll)
+	// RecordsChecked says every record exported matched its hashes and
+	// the chain head its head file (when there is one).
+	RecordsChecked bool
 	// RecordsAfterHead counts the records written after the chain head
 	// was verified (the relay goes on writing during an export): they are
 	// not in this export, which holds only what the verification covered.
@@ -92,16 +101,22 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 		return nil, err
 	}
 	rep := &ExportReport{}
-	vrep, verr := VerifyWith(dir, nil, VerifyOptions{HeadFile: o.HeadFile})
-	exportVerified()
 	m := newManifest(f, sealPub)
 	m.Archive.SealKeyFingerprint = formatFingerprint(signer.PrimaryKey.Fingerprint)
 	rep.SealKeyFingerprint = m.Archive.SealKeyFingerprint
-	if vrep != nil {
-		m.Archive.ChainHeadSeq, m.Archive.ChainHead, m.Archive.Verified, m.Archive.Problems = vrep.HeadSeq, vrep.Head, verr == nil, vrep.Problems
-		rep.HeadSeq, rep.Head, rep.Verified = vrep.HeadSeq, vrep.Head, verr == nil
+	// Verifying the whole archive, the export trusts nothing but the
+	// segments: it finds the records by reading every header too.
+	ir := openScanReader(dir)
+	if !o.VerifyAll {
+		if ir, err = openIndexReader(ctx, dir); err != nil {
+			return nil, err
+		}
 	}
-	sel, err := selectRecords(dir, hashKey, f, vrep)
+	defer ir.close()
+	if err := exportHead(dir, ir, o, rep, &m); err != nil {
+		return nil, err
+	}
+	sel, err := selectRecords(ctx, ir, hashKey, f, rep.HeadSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +129,7 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	if m.Messages, err = exportMessages(ctx, files, key, out, sel.messages); err != nil {
 		return nil, err
 	}
-	if err := addDeliveries(files, key, sel.events, m.Messages); err != nil {
+	if err := addDeliveries(ctx, ir, files, key, rep.HeadSeq, m.Messages); err != nil {
 		return nil, err
 	}
 	refusals, err := decryptAll[RefusalRecord](files, key, sel.refusals, "refusal")
@@ -126,6 +141,8 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 		return nil, err
 	}
 	m.Archive.RecordsAfterHead = rep.RecordsAfterHead
+	rep.RecordsChecked = len(m.Archive.Problems) == 0
+	m.Archive.RecordsChecked = rep.RecordsChecked
 	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
 	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
 	loc := o.Location
@@ -189,61 +206,101 @@ func exportSigner(dir string) (*openpgp.Entity, error) {
 	return sealEntity(priv)
 }
 
-// exportSelection is what an export holds, in chain order: events about
-// every message (those about messages not selected are left out later).
+// exportSelection is what an export holds, in chain order.
 type exportSelection struct {
-	messages, events, refusals, consents []located
-	// afterHead counts the records written after the verified chain head.
+	messages, refusals, consents []located
+	// afterHead counts the records written after the chain head.
 	afterHead int
 }
 
-// selectRecords finds the records f selects among those vrep's
-// verification covered (all of them when it could not start).
-func selectRecords(dir string, hashKey []byte, f Filter, vrep *Report) (*exportSelection, error) {
-	clients := map[string]bool{}
+// selectRecords finds through the index the records f selects up to the
+// chain head headSeq; the delivery events of the messages are found later,
+// by their ids.
+func selectRecords(ctx context.Context, ir *indexReader, hashKey []byte, f Filter, headSeq uint64) (*exportSelection, error) {
+	var clients []string
 	for _, c := range f.Clients {
-		clients[addrHash(hashKey, c)] = true
-	}
-	matchClient := func(h *header) bool {
-		if len(clients) == 0 {
-			return true
-		}
-		for _, a := range h.Addrs {
-			if clients[a] {
-				return true
-			}
-		}
-		return false
-	}
-	inRange := func(t time.Time) bool {
-		return (f.Since.IsZero() || !t.Before(f.Since)) && (f.Until.IsZero() || t.Before(f.Until))
+		clients = append(clients, addrHash(hashKey, c))
 	}
 	sel := &exportSelection{}
-	err := walk(dir, func(l located) {
-		// Only what the verification covered: a record written since is not under
-		// the chain head the manifest names, verified or not.
-		if vrep != nil && l.h.Seq > vrep.HeadSeq {
-			sel.afterHead++
-			return
+	var err error
+	inRange := recordQuery{since: f.Since, until: f.Until, addrs: clients, maxSeq: headSeq}
+	for _, q := range []struct {
+		kind string
+		to   *[]located
+	}{{kindMessage, &sel.messages}, {kindRefusal, &sel.refusals}} {
+		qq := inRange
+		qq.kinds = []string{q.kind}
+		if *q.to, err = ir.findOrRebuild(ctx, qq); err != nil {
+			return nil, err
 		}
-		switch l.h.Kind {
-		case kindMessage:
-			if inRange(l.h.Time) && matchClient(&l.h) {
-				sel.messages = append(sel.messages, l)
-			}
-		case kindEvent:
-			sel.events = append(sel.events, l)
-		case kindRefusal:
-			if inRange(l.h.Time) && matchClient(&l.h) {
-				sel.refusals = append(sel.refusals, l)
-			}
-		case kindConsent:
-			if matchClient(&l.h) {
-				sel.consents = append(sel.consents, l)
-			}
-		}
-	})
+	}
+	if sel.consents, err = ir.findOrRebuild(ctx, recordQuery{kinds: []string{kindConsent}, addrs: clients, maxSeq: headSeq}); err != nil {
+		return nil, err
+	}
+	// What the relay wrote since the chain head was settled.
+	sel.afterHead, err = ir.countAfter(ctx, headSeq)
 	return sel, err
+}
+
+// exportHead settles the chain head an export holds the records up to:
+// the one a whole verification reached (VerifyAll), or the newest record,
+// compared with the head file. exportVerified runs once it is settled.
+func exportHead(dir string, ir *indexReader, o ExportOptions, rep *ExportReport, m *manifest) error {
+	defer exportVerified()
+	if o.VerifyAll {
+		vrep, verr := VerifyWith(dir, nil, VerifyOptions{HeadFile: o.HeadFile})
+		if vrep == nil {
+			return verr
+		}
+		m.Archive.ChainHeadSeq, m.Archive.ChainHead, m.Archive.Verified, m.Archive.Problems = vrep.HeadSeq, vrep.Head, verr == nil, vrep.Problems
+		rep.HeadSeq, rep.Head, rep.Verified = vrep.HeadSeq, vrep.Head, verr == nil
+		return nil
+	}
+	last := ir.last()
+	rep.HeadSeq, rep.Head = last.h.Seq, last.hash
+	m.Archive.ChainHeadSeq, m.Archive.ChainHead = rep.HeadSeq, rep.Head
+	if p := checkHeadFile(dir, o.HeadFile, ir, last); p != "" {
+		m.Archive.Problems = append(m.Archive.Problems, p)
+	}
+	return nil
+}
+
+// checkHeadFile compares the head file (path "": next to the archive) with
+// the chain as the reader sees it: its record must be there, unchanged,
+// and not after the newest. It returns the problem, "" when none.
+func checkHeadFile(dir, path string, ir *indexReader, last indexRow) string {
+	given := path != ""
+	if !given {
+		path = HeadFile(dir)
+	}
+	slots, err := readHead(path)
+	if errors.Is(err, os.ErrNotExist) && !given {
+		return ""
+	}
+	if err != nil {
+		return fmt.Sprintf("head file: %v", err)
+	}
+	pub, err := readSealPub(dir)
+	if err != nil {
+		return err.Error()
+	}
+	hf, _, _ := slots.newest(pub)
+	switch {
+	case hf == nil:
+		return fmt.Sprintf("the head file %s is not signed with the archive's seal key", path)
+	case hf.Seq > last.h.Seq:
+		return fmt.Sprintf("%s: the head file %s says the chain reached %s, the archive ends at %d", missingFromEnd(hf.Seq-last.h.Seq), path, hf, last.h.Seq)
+	}
+	hash, first, err := ir.hashOf(hf.Seq)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the record the head file names: %v", err)
+	case hash == hf.Hash:
+		return ""
+	case hash == "" && hf.Seq < first:
+		return "" // pruned since: the relay's own head file is past every prune record
+	}
+	return fmt.Sprintf("record %d, which the head file %s names, is not in the archive as it names it: the chain was rewritten", hf.Seq, path)
 }
 
 // exportMessages decrypts the message records into out/messages, on every
@@ -280,37 +337,54 @@ func exportMessages(ctx context.Context, files *openSegments, key openpgp.Entity
 }
 
 // addDeliveries adds what the event records say became of each recipient's
-// copy to the messages they are about.
-func addDeliveries(files *openSegments, key openpgp.EntityList, events []located, msgs []manifestMessage) error {
+// copy to the messages they are about; the events are found by the
+// messages' ids, a few hundred at a time.
+func addDeliveries(ctx context.Context, ir *indexReader, files *openSegments, key openpgp.EntityList, headSeq uint64, msgs []manifestMessage) error {
 	byID := map[string]*manifestMessage{}
+	var ids []string
 	for i := range msgs {
 		byID[msgs[i].ID] = &msgs[i]
+		ids = append(ids, msgs[i].ID)
 	}
-	for _, l := range events {
-		mm := byID[l.h.ID]
-		if mm == nil {
-			continue
-		}
-		_, metaJSON, err := files.decrypt(l, key)
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		events, err := ir.findOrRebuild(ctx, recordQuery{kinds: []string{kindEvent}, ids: ids[:n], maxSeq: headSeq})
 		if err != nil {
-			return fmt.Errorf("record %d (event): %w", l.h.Seq, err)
-		}
-		var ev Event
-		if err := json.Unmarshal(metaJSON, &ev); err != nil {
 			return err
 		}
-		d := manifestDelivery{Status: ev.Kind, Time: ev.Time, Reply: ev.Reply}
-		for _, rcpt := range ev.Recipients {
-			for i := range mm.Recipients {
-				if strings.EqualFold(mm.Recipients[i].Address, rcpt) || matchesAddress(mm.Recipients[i].Address, rcpt) {
-					mm.Recipients[i].Delivery = append(mm.Recipients[i].Delivery, d)
-				}
+		ids = ids[n:]
+		for _, l := range events {
+			if err := addDelivery(files, key, l, byID[l.h.ID]); err != nil {
+				return err
 			}
 		}
-		if len(ev.Recipients) == 0 { // about the whole message (aborted, dropped)
-			for i := range mm.Recipients {
+	}
+	return nil
+}
+
+func addDelivery(files *openSegments, key openpgp.EntityList, l located, mm *manifestMessage) error {
+	if mm == nil {
+		return nil
+	}
+	_, metaJSON, err := files.decrypt(l, key)
+	if err != nil {
+		return fmt.Errorf("record %d (event): %w", l.h.Seq, err)
+	}
+	var ev Event
+	if err := json.Unmarshal(metaJSON, &ev); err != nil {
+		return err
+	}
+	d := manifestDelivery{Status: ev.Kind, Time: ev.Time, Reply: ev.Reply}
+	for _, rcpt := range ev.Recipients {
+		for i := range mm.Recipients {
+			if strings.EqualFold(mm.Recipients[i].Address, rcpt) || matchesAddress(mm.Recipients[i].Address, rcpt) {
 				mm.Recipients[i].Delivery = append(mm.Recipients[i].Delivery, d)
 			}
+		}
+	}
+	if len(ev.Recipients) == 0 { // about the whole message (aborted, dropped)
+		for i := range mm.Recipients {
+			mm.Recipients[i].Delivery = append(mm.Recipients[i].Delivery, d)
 		}
 	}
 	return nil

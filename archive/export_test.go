@@ -20,12 +20,15 @@ import (
 // the manifest's chain head and "verified" cover exactly what it holds.
 func TestExportOnlyVerified(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		filter Filter
-		want   int // messages exported
+		name      string
+		filter    Filter
+		verifyAll bool
+		want      int // messages exported
 	}{
-		{"everything", Filter{}, 3},
-		{"one client", Filter{Clients: []string{"anna@client.example"}}, 3},
+		{"everything", Filter{}, false, 3},
+		{"one client", Filter{Clients: []string{"anna@client.example"}}, false, 3},
+		{"everything, the whole archive verified", Filter{}, true, 3},
+		{"one client, the whole archive verified", Filter{Clients: []string{"anna@client.example"}}, true, 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
@@ -50,11 +53,11 @@ func TestExportOnlyVerified(t *testing.T) {
 			}
 			defer func() { exportVerified = func() {} }()
 			out := filepath.Join(t.TempDir(), "export")
-			rep, err := Export(ctx, f.dir, f.priv, out, tt.filter)
+			rep, err := ExportWith(ctx, f.dir, f.priv, out, tt.filter, ExportOptions{VerifyAll: tt.verifyAll})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Messages != tt.want || rep.HeadSeq != seq || rep.Head != head || !rep.Verified || rep.RecordsAfterHead != 2 {
+			if rep.Messages != tt.want || rep.HeadSeq != seq || rep.Head != head || rep.Verified != tt.verifyAll || !rep.RecordsChecked || rep.RecordsAfterHead != 2 {
 				t.Errorf("report %+v; want %d messages under head %d, 2 records after it", rep, tt.want, seq)
 			}
 			var m manifest
@@ -128,7 +131,7 @@ func TestExportOfDamagedRecords(t *testing.T) {
 			b = bytes.Replace(b, []byte("x"+c.h.PSHA[1:]), []byte(c.h.PSHA), 1)
 			os.WriteFile(p, b, 0o600)
 			return a.h.ID
-		}, "its metadata names message"},
+		}, "the record's hash does not match its header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 )
 
@@ -36,7 +37,14 @@ func (a *Archive) RecordInbound(ctx context.Context, in IngestedMessage, body io
 	dedup := a.dedupHash(info.sha256)
 	a.ingestMu.Lock()
 	defer a.ingestMu.Unlock()
-	if a.ingested[dedup] {
+	known := a.ingested[dedup]
+	if !known && a.index != nil {
+		if known, err = a.index.hasDedup(ctx, dedup); err != nil {
+			payload.close()
+			return false, fmt.Errorf("archive: index: %w", err)
+		}
+	}
+	if known {
 		payload.close()
 		a.advance(in.Source)
 		return false, nil

@@ -34,6 +34,9 @@ type manifestArchive struct {
 	ChainHeadSeq uint64 `json:"chain_head_seq"`
 	ChainHead    string `json:"chain_head"`
 	Verified     bool   `json:"verified"`
+	// RecordsChecked: every record in the export matched its hashes, and
+	// the chain head the head file (verified: the whole archive too).
+	RecordsChecked bool `json:"records_checked"`
 	// Records written after the chain head, left out of the export.
 	RecordsAfterHead int      `json:"records_after_head,omitempty"`
 	Problems         []string `json:"problems,omitempty"`

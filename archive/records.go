@@ -149,26 +149,22 @@ func FindRefusals(dir, ref string, since time.Time) ([]RefusalFound, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	segs, err := listSegments(dir)
+	q := recordQuery{kinds: []string{kindRefusal}, since: since}
+	if ref != "" {
+		q = recordQuery{kinds: []string{kindRefusal}, ids: []string{ref}}
+	}
+	found, err := findRecords(context.Background(), dir, q)
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	var out []RefusalFound
-	for _, seg := range segs {
-		err := scanHeaders(filepath.Join(dir, seg), func(h *header, _ []byte) {
-			if h.Kind != kindRefusal || ref != "" && h.ID != ref || ref == "" && h.Time.Before(since) {
-				return
-			}
-			f := RefusalFound{Seq: h.Seq, Time: h.Time, Ref: h.ID, Code: h.Code, Account: h.Account, hashKey: hashKey}
-			if len(h.Addrs) == 1 {
-				f.Recipient, f.addrHash = true, h.Addrs[0]
-			}
-			out = append(out, f)
-		})
-		// The segment being written may end in a record still in progress.
-		if err != nil && !errors.Is(err, errIncomplete) {
-			return nil, fmt.Errorf("archive: %w", err)
+	for _, l := range found {
+		h := &l.h
+		f := RefusalFound{Seq: h.Seq, Time: h.Time, Ref: h.ID, Code: h.Code, Account: h.Account, hashKey: hashKey}
+		if len(h.Addrs) == 1 {
+			f.Recipient, f.addrHash = true, h.Addrs[0]
 		}
+		out = append(out, f)
 	}
 	return out, nil
 }

@@ -29,43 +29,27 @@ func (a *Archive) recover(head *headFile) error {
 		os.Remove(filepath.Join(a.dir, segs[len(segs)-1]))
 		segs = segs[:len(segs)-1]
 	}
-	// The highest consent id anywhere, so the serve loop knows what to copy.
+	// Only the open segment is read through (the newest records, and a
+	// torn tail); what a start must know of older records is in the index.
 	var (
 		first, end          uint64
 		headHash, headInSeg string
 	)
-	for _, s := range segs {
-		if err := scanHeaders(filepath.Join(a.dir, s), func(h *header, raw []byte) {
-			if first == 0 {
-				first = h.Seq
-			}
-			end = max(end, h.Seq)
-			if head != nil && h.Seq == head.Seq {
-				sum := sha256.Sum256(raw)
-				headHash, headInSeg = hex.EncodeToString(sum[:]), s
-			}
-			if h.Kind == kindConsent && h.Consent > a.lastConsent {
-				a.lastConsent = h.Consent
-			}
-			if h.Kind == kindPrune && h.Carry != nil {
-				// What the pruned records told; later records go further.
-				a.lastConsent = max(a.lastConsent, h.Carry.Consent)
-				for _, s := range h.Carry.Ingest {
-					a.advance(s)
-				}
-			}
-			if h.Dedup != "" {
-				a.rememberIngest(h.Dedup, h.Src)
-			}
-		}); err != nil && !errors.Is(err, errIncomplete) {
+	if len(segs) > 0 {
+		h, _, _, err := recordAt(a.dir, segs[0], 0)
+		if err != nil && !errors.Is(err, errIncomplete) {
 			return fmt.Errorf("archive: %w", err)
 		}
+		first = h.Seq
 	}
 	// Damage found below is named as such first; the head file is
 	// compared before anything is written.
 	checkHead := func() error {
 		if head == nil {
 			return nil
+		}
+		if err := a.findOlder(segs, head.Seq, &end, &headHash, &headInSeg); err != nil {
+			return fmt.Errorf("archive: %w", err)
 		}
 		return a.checkHeadAtOpen(head, first, end, headHash, headInSeg)
 	}
@@ -95,7 +79,10 @@ func (a *Archive) recover(head *headFile) error {
 			f.Close()
 			return fmt.Errorf("%w: %w", errDamagedAtOpen, err)
 		}
-		last = rec
+		last, end = rec, rec.h.Seq
+		if head != nil && rec.h.Seq == head.Seq {
+			headHash, headInSeg = rec.hash, name
+		}
 	}
 	f.Close()
 	if last == nil {
@@ -273,4 +260,35 @@ func (a *Archive) setAsideTail(path string, end int64, seq uint64, last string) 
 	// The record names the bytes set aside by their SHA-256 (in ID).
 	h := header{Kind: kindTorn, Offset: end, Length: int64(len(tail)), SetAside: filepath.Base(aside), ID: hex.EncodeToString(sum[:])}
 	return a.appendDirect(&h, nil)
+}
+
+// findOlder completes what the open segment's records told of the chain's
+// end (end 0: it holds none) and of the record the head file names (seq;
+// hash "": not found yet), reading older segments from the newest back,
+// as far as needed: the head file names the newest record, or one a few
+// batches older, so this usually reads nothing.
+func (a *Archive) findOlder(segs []string, seq uint64, end *uint64, hash, in *string) error {
+	for i := len(segs) - 2; i >= 0 && (*end == 0 || *hash == "" && seq <= *end); i-- {
+		path := filepath.Join(a.dir, segs[i])
+		if *hash == "" {
+			h, _, _, err := recordAt(a.dir, segs[i], 0)
+			if err != nil && !errors.Is(err, errIncomplete) {
+				return err
+			}
+			if *end != 0 && h.Seq > seq {
+				continue
+			}
+		}
+		err := scanHeaders(path, func(h *header, raw []byte) {
+			*end = max(*end, h.Seq)
+			if h.Seq == seq {
+				sum := sha256.Sum256(raw)
+				*hash, *in = hex.EncodeToString(sum[:]), segs[i]
+			}
+		})
+		if err != nil && !errors.Is(err, errIncomplete) {
+			return err
+		}
+	}
+	return nil
 }

@@ -96,9 +96,17 @@ func activeHolds(dir string) (map[string]activeHold, error) {
 
 // ListHolds reads the active holds of the archive in dir.
 func ListHolds(dir string) ([]HoldInfo, error) {
-	holds, err := activeHolds(dir)
+	found, err := findRecords(context.Background(), dir, recordQuery{kinds: []string{kindHold, kindRelease}})
 	if err != nil {
 		return nil, err
+	}
+	holds := map[string]activeHold{}
+	for _, l := range found {
+		if l.h.Kind == kindHold {
+			holds[l.h.Hold] = activeHold{h: l.h, segment: l.seg}
+		} else {
+			delete(holds, l.h.Hold)
+		}
 	}
 	var out []HoldInfo
 	for _, h := range holds {

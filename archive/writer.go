@@ -95,6 +95,10 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 	bw := a.bw
 	bw.Reset(a.seg)
 	var written int64
+	var rows []indexRow
+	if a.indexQ != nil {
+		rows = make([]indexRow, 0, len(batch))
+	}
 	for _, r := range batch {
 		seq++
 		r.h.Seq, r.h.Prev, r.h.Time = seq, last, now
@@ -119,8 +123,13 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 			return fmt.Errorf("archive: write %s: %w", a.segName, err)
 		}
 		bw.Write(sum[:])
-		written += 8 + int64(len(hb)) + 8 + r.h.PLen + 32
+		size := 8 + int64(len(hb)) + 8 + r.h.PLen + 32
 		last = hex.EncodeToString(sum[:])
+		if rows != nil {
+			off := a.segSize + written
+			rows = append(rows, indexRow{seg: a.segName, off: off, end: off + size, h: r.h, hash: last})
+		}
+		written += size
 	}
 	if err := bw.Flush(); err != nil {
 		a.seg.Truncate(a.segSize)
@@ -138,6 +147,8 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 	a.mu.Lock()
 	a.headSeq, a.headHash = seq, last
 	a.mu.Unlock()
+	// After the fsync, never before: the index is never ahead of the archive.
+	a.toIndex(rows)
 	return nil
 }
 

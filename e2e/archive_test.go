@@ -50,7 +50,7 @@ type exportManifest struct {
 func (r *Relay) export(t *testing.T) (string, exportManifest) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "export")
-	stdout, stderr, code := r.Run(t, "", "archive", "export", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", out)
+	stdout, stderr, code := r.Run(t, "", "archive", "export", "--verify", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", out)
 	if code != 0 {
 		t.Fatalf("archive export: exit %d\n%s%s", code, stdout, stderr)
 	}

@@ -152,7 +152,7 @@ func TestAuditorCopy(t *testing.T) {
 	}
 
 	exp := filepath.Join(home, "export")
-	out, errOut, code = auditorRun(t, home, "archive", "export", "--archive", arch, "--key", key, "--out", exp, "--client", "Chart 17")
+	out, errOut, code = auditorRun(t, home, "archive", "export", "--verify", "--archive", arch, "--key", key, "--out", exp, "--client", "Chart 17")
 	if code != 0 {
 		t.Fatalf("archive export --archive --client NAME: exit %d\n%s%s", code, out, errOut)
 	}

@@ -25,7 +25,7 @@ type policyAndArchive struct {
 
 // openPolicyAndArchive opens the registry, the keyring and the archive, and
 // builds the policy.
-func openPolicyAndArchive(cfg *config.Config, log *slog.Logger) (*policyAndArchive, error) {
+func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Logger) (*policyAndArchive, error) {
 	d := &policyAndArchive{}
 	reg, err := openRegistry(cfg)
 	if err != nil {
@@ -74,7 +74,7 @@ func openPolicyAndArchive(cfg *config.Config, log *slog.Logger) (*policyAndArchi
 		d.close()
 		return nil, err
 	}
-	arch, warning, err := openArchive(cfg, log)
+	arch, warning, err := openArchive(ctx, cfg, log)
 	if warning != "" {
 		log.Warn(warning)
 	}

@@ -139,7 +139,7 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 // recordOffline writes a dropped message's outcomes and drop into the
 // archive when no relay is running.
 func recordOffline(ctx context.Context, cfg *config.Config, events []archive.Event) error {
-	a, _, err := openArchive(cfg, nil)
+	a, _, err := openArchive(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -80,8 +80,12 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 		debug.SetMemoryLimit(2*cfg.SMTP.MaxMessageBytes + 32<<20)
 	}
 	s := &service{configPath: c.configPath, log: log, grants: oauth.NewGrants(log), started: time.Now()}
-	if err := s.start(cfg); err != nil {
+	if err := s.start(ctx, cfg); err != nil {
 		s.stop(time.Second)
+		if ctx.Err() != nil {
+			log.Info("stopped while starting", "err", err)
+			return nil
+		}
 		return err
 	}
 	s.serveUntil(ctx)
@@ -91,7 +95,7 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 }
 
 // start opens what the relay needs, starts it, then what stands beside it.
-func (s *service) start(cfg *config.Config) error {
+func (s *service) start(ctx context.Context, cfg *config.Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -106,7 +110,7 @@ func (s *service) start(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if s.pa, err = openPolicyAndArchive(cfg, s.log); err != nil {
+	if s.pa, err = openPolicyAndArchive(ctx, cfg, s.log); err != nil {
 		return err
 	}
 	reg, metrics := newMetricsRegistry(s.pa.arch)

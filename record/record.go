@@ -55,7 +55,31 @@ type Decision struct {
 	// was made: an auditor can match it to the PDF the client received.
 	SealedPDFSHA256 string `json:"sealed_pdf_sha256,omitempty"`
 	SealedPDFSize   int64  `json:"sealed_pdf_size,omitempty"`
+	// HeldUntil is set when the recipient's copy was accepted outside the
+	// sender's office hours and held until they open.
+	HeldUntil time.Time `json:"held_until,omitzero"`
+	// SentNow says why a copy that would have been held went at once:
+	// SentNowMarker or SentNowNoHold.
+	SentNow string `json:"sent_now,omitempty"`
 }
+
+// Why a copy went outside office hours although its sender's are held
+// (Decision.SentNow).
+const (
+	// SentNowMarker: the subject began with "[now]", which was removed
+	// from every copy and the archived one.
+	SentNowMarker = "marker"
+	// SentNowNoHold: the client's consent says they may be written to at
+	// any time (consent add --no-hold).
+	SentNowNoHold = "no-hold"
+)
+
+// Kinds of a message's events about its time in the queue, beside the
+// delivery outcomes (the archive's Event.Kind).
+const (
+	EventHeld     = "held"     // accepted outside office hours; held until the reply names
+	EventReleased = "released" // the office hours opened; the held copy goes out now
+)
 
 // ConsentEvent is one entry of the consent registry's history. Nothing in the
 // registry is updated in place: giving and revoking consent are both events,
@@ -78,7 +102,10 @@ type ConsentEvent struct {
 	Reason   string `json:"reason,omitempty"`  // for revocations
 	// Prefer is "clear" on a "given" event when the client asked for
 	// unencrypted email although a passphrase is on file.
-	Prefer     string    `json:"prefer,omitempty"`
+	Prefer string `json:"prefer,omitempty"`
+	// NoHold is set on a "given" event when the client may be written to
+	// at any time: mail to them is never held outside office hours.
+	NoHold     bool      `json:"no_hold,omitempty"`
 	RecordedBy string    `json:"recorded_by"`
 	RecordedAt time.Time `json:"recorded_at"`
 }

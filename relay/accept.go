@@ -18,7 +18,7 @@ import (
 
 // Accept takes in the message a client is sending in DATA (for the
 // submission room): see accept.
-func (s *Server) Accept(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader) (string, error) {
+func (s *Server) Accept(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader) (submission.Accepted, error) {
 	return s.accept(ctx, log, env, msg, false)
 }
 
@@ -26,32 +26,39 @@ func (s *Server) Accept(ctx context.Context, log *slog.Logger, env submission.En
 // only when it returns nil: the copies are in the spool and the message is
 // in the archive, both fsynced, and it is queued. autoReplied marks a
 // message sealpost wrote itself (Submit).
-func (s *Server) accept(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader, autoReplied bool) (string, error) {
+func (s *Server) accept(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader, autoReplied bool) (submission.Accepted, error) {
 	if !s.beginInflight() {
-		return "", submission.ErrShuttingDown
+		return submission.Accepted{}, submission.ErrShuttingDown
 	}
+	id, held, err := s.acceptStages(ctx, log, env, msg, autoReplied)
+	return submission.Accepted{ID: id, Held: held}, err
+}
+
+// acceptStages are accept's stages; held says until when copies to
+// clients wait for the sender's office hours ("" when none do).
+func (s *Server) acceptStages(ctx context.Context, log *slog.Logger, env submission.Envelope, msg io.Reader, autoReplied bool) (id, held string, err error) {
 	defer s.inflight.Done()
 	now := s.cfg.Now()
-	id := ids.New(now)
+	id = ids.New(now)
 	log = log.With("id", id)
 
 	// 1. The message's file in the spool, where its copies go.
 	in, err := s.queue.NewIncoming(id, now)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer in.Abort() // unless it is queued
 	// 2. Its header section, checked against the account and completed.
 	m, err := submission.ReadMessage(msg, env.Account, s.cfg.Hostname, id, now, autoReplied)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer m.Close()
 	// 3. The rules make the plain copy and name every copy.
-	sub := rules.Submission{ID: id, Account: env.Account.Username, Sender: env.From, Decisions: env.Recipients}
+	sub := rules.Submission{ID: id, Account: env.Account.Username, Sender: env.From, Decisions: env.Recipients, Automatic: autoReplied}
 	res, err := s.applyRules(ctx, log, now, sub, m, in)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	// 4. The archive records the plain copy while the rules encrypt.
 	rec := archive.Message{ID: id, Time: now, Direction: archive.Outbound, Account: sub.Account,
@@ -61,16 +68,16 @@ func (s *Server) accept(ctx context.Context, log *slog.Logger, env submission.En
 	}
 	a, err := s.archiveWhileEncrypting(ctx, log, rec, in, res)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	// 5. The spool file and the record, durable together.
 	if err := s.makeDurable(ctx, log, a, in, queue.Envelope{Account: sub.Account, Sender: env.From, Copies: res.Copies}); err != nil {
-		return "", err
+		return "", "", err
 	}
 	// 6. Delivery.
 	s.queue.Enqueue(in)
-	log.Info("accepted", "recipients", len(env.Recipients), "copies", len(res.Copies))
-	return id, nil
+	log.Info("accepted", "recipients", len(env.Recipients), "copies", len(res.Copies), "held", res.Held != "")
+	return id, res.Held, nil
 }
 
 // Decide decides about one recipient at RCPT (for the submission room).

@@ -48,5 +48,6 @@ func (s *Server) Submit(ctx context.Context, account, from string, to []string, 
 	if len(rcpts) == 0 {
 		return "", errors.New("no recipients")
 	}
-	return s.accept(ctx, log, submission.Envelope{Account: acct, From: sender, Recipients: rcpts}, msg, true)
+	acc, err := s.accept(ctx, log, submission.Envelope{Account: acct, From: sender, Recipients: rcpts}, msg, true)
+	return acc.ID, err
 }

@@ -47,6 +47,7 @@ type Policy struct {
 	encrypter Encrypter
 	sealer    Sealer
 	autocrypt AutocryptSource
+	hours     atomic.Pointer[map[string]OfficeHours] // by account; nil: none
 	now       func() time.Time
 }
 
@@ -201,6 +202,7 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 	if outside {
 		edit = func(h *textproto.Header) { offered = p.offerPracticeKey(h) }
 	}
+	edit, marked := p.withNowMarker(sub, edit)
 	tr, plain, passedAs, err := s.writePlain(msg, out, edit)
 	if err != nil {
 		return nil, err
@@ -215,6 +217,9 @@ func (p *Policy) Prepare(ctx context.Context, sub Submission, msg io.Reader, out
 		}
 	}
 	nameCopies(res, passedAs)
+	if err := p.holdCopies(ctx, sub, res, *marked); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -54,6 +54,10 @@ func OpenRegistry(path string) (*Registry, error) {
 		db.Close()
 		return nil, fmt.Errorf("consent registry %s: %w", path, err)
 	}
+	if err := openHoursTables(context.Background(), db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("consent registry %s: %w", path, err)
+	}
 	return &Registry{db: db, q: sqlstmt.New(db), path: path}, nil
 }
 
@@ -182,7 +186,7 @@ type scanner interface{ Scan(...any) error }
 func scanEvent(s scanner) (*record.ConsentEvent, error) {
 	var ev record.ConsentEvent
 	var at string
-	if err := s.Scan(&ev.ID, &ev.Kind, &ev.Client, &ev.Signed, &ev.Evidence, &ev.Expires, &ev.Reason, &ev.Prefer, &ev.RecordedBy, &at); err != nil {
+	if err := s.Scan(&ev.ID, &ev.Kind, &ev.Client, &ev.Signed, &ev.Evidence, &ev.Expires, &ev.Reason, &ev.Prefer, &ev.NoHold, &ev.RecordedBy, &at); err != nil {
 		return nil, err
 	}
 	t, err := time.Parse(time.RFC3339Nano, at)
@@ -291,8 +295,8 @@ func (r *Registry) Revoke(ctx context.Context, address, reason, recordedBy strin
 // its kind's (registryschema.go).
 func insertEvent(ctx context.Context, tx *sql.Tx, ev *record.ConsentEvent, now time.Time) error {
 	ev.RecordedAt = now.UTC()
-	res, err := tx.ExecContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, prefer, recorded_by, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.Prefer, ev.RecordedBy,
+	res, err := tx.ExecContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, prefer, no_hold, recorded_by, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.Prefer, ev.NoHold, ev.RecordedBy,
 		ev.RecordedAt.Format(time.RFC3339Nano))
 	if err != nil {
 		return err

@@ -28,7 +28,8 @@ const eventsTable = `(
 	reason      TEXT NOT NULL DEFAULT '',
 	recorded_by TEXT NOT NULL,
 	recorded_at TEXT NOT NULL,
-	prefer      TEXT NOT NULL DEFAULT ''
+	prefer      TEXT NOT NULL DEFAULT '',
+	no_hold     INTEGER NOT NULL DEFAULT 0
 )`
 
 const otherTables = `
@@ -77,7 +78,7 @@ CREATE INDEX IF NOT EXISTS acknowledgements_by_address ON acknowledgements(accou
 `
 
 // eventColumns are consent_events' columns as scanEvent reads them.
-const eventColumns = `e.id, e.kind, e.client, e.signed, e.evidence, e.expires, e.reason, e.prefer, e.recorded_by, e.recorded_at`
+const eventColumns = `e.id, e.kind, e.client, e.signed, e.evidence, e.expires, e.reason, e.prefer, e.no_hold, e.recorded_by, e.recorded_at`
 
 // migrate brings a registry written before passphrases or professionals
 // up to the schema: its consent_events allows fewer kinds, and a CHECK

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules/sealed"
@@ -34,6 +35,9 @@ type Submission struct {
 	Account   string            // the authenticated account's username
 	Sender    string            // envelope sender (MAIL FROM)
 	Decisions []record.Decision // one per accepted recipient, in RCPT order; none is Refused
+	// Automatic marks a message sealpost writes itself (an
+	// acknowledgement): never held outside office hours.
+	Automatic bool
 }
 
 // Sink is where Prepare and EncryptCopies write the copies they make. The
@@ -67,6 +71,10 @@ type Copy struct {
 	// SealedWith is, for a Sealed copy (one recipient), the id of the
 	// passphrase-set event whose passphrase opens it (RecheckSealed).
 	SealedWith int64 `json:"sealed_with,omitempty"`
+	// HoldUntil is when the copy may go: it was accepted outside its
+	// sender's office hours. Zero: at once. Copies of one message may
+	// share a Name (one file) with different recipients and holds.
+	HoldUntil time.Time `json:"hold_until,omitzero"`
 }
 
 // Result is what Prepare made of a message.
@@ -80,6 +88,9 @@ type Result struct {
 	Decisions []record.Decision
 	// Fired lists the content rules that fired without refusing the message.
 	Fired []record.RuleHit
+	// Held says, when copies are held outside the sender's office hours,
+	// until when, for the sender's reply: "Mon 7 Dec 09:00 (office hours)".
+	Held string
 	// Sealed is what EncryptCopies made for each sealed recipient (by
 	// Decision.Recipient): the PDF's SHA-256 and size, for the record.
 	Sealed map[string]sealed.Result

@@ -69,11 +69,13 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 		Encrypter:       enc,
 		Sealed:          &sealed,
 		Autocrypt:       autocrypt,
+		Now:             clockNow,
 	})
 	if err != nil {
 		d.close()
 		return nil, err
 	}
+	d.policy.SetHours(cfg.OfficeHours())
 	arch, warning, err := openArchive(ctx, cfg, log)
 	if warning != "" {
 		log.Warn(warning)
@@ -98,6 +100,7 @@ func (d *policyAndArchive) reload(cfg *config.Config) error {
 	if err := d.policy.SetSealed(cfg.Sealed.Settings()); err != nil {
 		return err
 	}
+	d.policy.SetHours(cfg.OfficeHours())
 	return d.policy.Reload(cfg.Policy.InternalDomains, cfg.Policy.Notice, cfg.Policy.ContentRules())
 }
 

@@ -43,8 +43,12 @@ func runQueueList(ctx context.Context, c *cli, args []string) error {
 		if m.Notice {
 			acct += " (notice)"
 		}
+		next := m.NextAttempt.Local().Format(time.DateTime)
+		if !m.HeldUntil.IsZero() {
+			next = "held until " + m.HeldUntil.Local().Format(time.DateTime)
+		}
 		return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s", m.ID, acct, m.Received.Local().Format(time.DateTime), m.Size,
-			m.Attempts, m.NextAttempt.Local().Format(time.DateTime), m.Pending, m.LastError)
+			m.Attempts, next, m.Pending, m.LastError)
 	})
 }
 

@@ -146,6 +146,7 @@ func newRelay(cfg *config.Config, pa *policyAndArchive, grants *oauth.Grants, tl
 		Metrics:      metrics,
 		Logger:       log,
 		Redact:       redact,
+		Now:          clockNow,
 
 		AllowPartialSends: cfg.Policy.AllowPartialSends(), // SIGHUP changes it (service.reload)
 	})

@@ -26,6 +26,7 @@ type Config struct {
 	Metrics  MetricsConfig   `toml:"metrics"`
 	Clients  ClientsConfig   `toml:"autoconfig"`
 	OAuth2   OAuth2Config    `toml:"oauth2"`
+	Hours    HoursConfig     `toml:"hours"` // office hours; an account's [account.hours] overrides
 	Console  ConsoleConfig   `toml:"console"`
 
 	// Path is the file the configuration was read from; relative paths in it
@@ -67,6 +68,7 @@ type AccountConfig struct {
 
 	IMAP      *AccountIMAPConfig `toml:"imap"`      // read the account's mailbox for clients' mail
 	Autoreply *AutoreplyConfig   `toml:"autoreply"` // acknowledge clients' messages
+	Hours     *HoursConfig       `toml:"hours"`     // this therapist's office hours, over [hours]
 }
 
 // AccountIMAPConfig is [account.imap]: the account's mailbox at the

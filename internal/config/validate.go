@@ -43,6 +43,7 @@ func (c *Config) validate(file string) Errors {
 	c.validateListeners(bad)
 	c.validatePolicy(bad)
 	c.validateSealed(bad)
+	c.validateHours(bad)
 	c.validateArchive(bad)
 	c.validateConsole(bad)
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })

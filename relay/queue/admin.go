@@ -26,6 +26,8 @@ type Message struct {
 	// Dropped: an admin dropped it; it stays only until the archive has
 	// recorded that.
 	Dropped bool `json:"dropped,omitempty"`
+	// HeldUntil: copies to clients wait for the sender's office hours.
+	HeldUntil time.Time `json:"held_until,omitzero"`
 }
 
 // List returns what is queued, by id.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -24,6 +25,8 @@ func (q *Queue) attempt(e *entry) {
 	login := q.login(e.meta.Account)
 	var events []archive.Event
 	dropped := false
+	// A turn with every pending copy held only records the hold.
+	tried := len(e.pendingReady(q.now())) > 0
 	for _, c := range e.meta.Copies {
 		// A drop stops the attempt before the next copy: what was not
 		// handed to the provider yet never is.
@@ -37,7 +40,7 @@ func (q *Queue) attempt(e *entry) {
 		dropped = q.isDropped(e)
 	}
 	if !dropped {
-		events = q.afterAttempt(e, events, log)
+		events = q.afterAttempt(e, events, tried, log)
 	}
 	e.state.Unrecorded = append(e.state.Unrecorded, events...)
 	// The worker is free once the provider has answered: the outcome goes
@@ -60,15 +63,19 @@ func (q *Queue) attempt(e *entry) {
 // pending, notes each one's outcome in e, and returns events with the
 // outcomes to archive.
 func (q *Queue) deliverCopy(e *entry, c rules.Copy, login *provider.Login, events []archive.Event, log *slog.Logger) []archive.Event {
+	if e.heldAt(c, q.now()) {
+		return events
+	}
 	var rcpts []string
 	for _, r := range e.pending() {
-		if r.Copy == c.Name {
+		if r.Copy == c.Name && slices.Contains(c.Recipients, r.Recipient) {
 			rcpts = append(rcpts, r.Recipient)
 		}
 	}
 	if len(rcpts) == 0 {
 		return events
 	}
+	events = e.released(c, rcpts, q.now(), events)
 	if e.meta.Notice && e.meta.ReportID != "" && q.putReport(e, c, rcpts, log) {
 		now := q.now()
 		for _, r := range rcpts {
@@ -257,11 +264,13 @@ func passphraseChangedReply(why string) string {
 // afterAttempt decides after an attempt: the next retry and the delay notice,
 // or giving up; and the failure notice once every recipient has an outcome.
 // It returns events with the attempt's further outcomes.
-func (q *Queue) afterAttempt(e *entry, events []archive.Event, log *slog.Logger) []archive.Event {
+func (q *Queue) afterAttempt(e *entry, events []archive.Event, tried bool, log *slog.Logger) []archive.Event {
 	now := q.now()
-	e.state.Attempts++
-	age := now.Sub(e.meta.Received)
-	if pend := e.pending(); len(pend) > 0 {
+	if tried {
+		e.state.Attempts++
+	}
+	age := now.Sub(e.waitingSince(now))
+	if pend := e.pendingReady(now); len(pend) > 0 {
 		if age >= q.opts.Lifetime {
 			for _, r := range pend {
 				reply := fmt.Sprintf("gave up after %s in the queue; last reply: %s", roundDuration(age), orNone(r.Reply))
@@ -283,6 +292,9 @@ func (q *Queue) afterAttempt(e *entry, events []archive.Event, log *slog.Logger)
 				}
 			}
 		}
+	}
+	if rel, ok := e.nextRelease(now); ok && (len(e.pendingReady(now)) == 0 || rel.Before(e.state.NextAttempt)) {
+		e.state.NextAttempt = rel
 	}
 	if len(e.pending()) == 0 && !e.state.Bounced {
 		var failed []rcptState

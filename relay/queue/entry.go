@@ -50,6 +50,9 @@ type entry struct {
 	// shown is what sealpost queue list reports while the entry is in
 	// flight.
 	shown Message
+	// spread delays the release of held copies by the entry's place among
+	// those held until the same opening (hold.go).
+	spread time.Duration
 }
 
 type entryMeta struct {
@@ -100,6 +103,8 @@ type entryState struct {
 	// removed once Unrecorded (which then ends with the drop) is in the
 	// archive.
 	Dropped bool `json:"dropped,omitempty"`
+	// Released names the held copies whose release is recorded.
+	Released []string `json:"released,omitempty"`
 }
 
 // newEntry builds the queue entry of an accepted message.
@@ -119,6 +124,8 @@ func initialState(m entryMeta) entryState {
 		}
 	}
 	st.NextAttempt = m.Received
+	// The first turn records the hold, and waits for the release.
+	st.Unrecorded = heldEvent(m)
 	return st
 }
 
@@ -310,7 +317,7 @@ func (e *entry) size() int64 {
 func describeEntry(e *entry) Message {
 	return Message{ID: e.meta.ID, Account: e.meta.Account, Received: e.meta.Received, Size: e.size(),
 		Attempts: e.state.Attempts, NextAttempt: e.state.NextAttempt, Pending: len(e.pending()),
-		LastError: e.state.LastError, Notice: e.meta.Notice, Dropped: e.dropped}
+		LastError: e.state.LastError, Notice: e.meta.Notice, Dropped: e.dropped, HeldUntil: e.heldUntilShown()}
 }
 
 // saveState records delivery progress beside the message (write aside,

@@ -112,7 +112,10 @@ type Queue struct {
 	mu      sync.Mutex
 	entries map[string]*entry
 	h       entryHeap
-	wake    chan struct{}
+	// releaseSlots counts the entries held until each opening (unix
+	// seconds), for their spread (hold.go).
+	releaseSlots map[int64]int
+	wake         chan struct{}
 	// free holds a token per idle worker. The scheduler takes an entry off
 	// the schedule only with a token in hand, so an entry in flight is one
 	// a worker is on: never one held while every worker is busy, which a
@@ -192,6 +195,7 @@ func (q *Queue) Start() error {
 	q.mu.Lock()
 	for _, e := range entries {
 		q.entries[e.meta.ID] = e
+		q.placeHeld(e)
 		heap.Push(&q.h, e)
 	}
 	q.mu.Unlock()
@@ -283,6 +287,7 @@ func (q *Queue) poke() {
 func (q *Queue) add(e *entry) {
 	q.mu.Lock()
 	q.entries[e.meta.ID] = e
+	q.placeHeld(e)
 	heap.Push(&q.h, e)
 	q.mu.Unlock()
 	q.poke()
@@ -323,7 +328,9 @@ func (q *Queue) nextDue(timer *time.Timer) *entry {
 				q.mu.Unlock()
 				return due
 			}
-			wait = next.Sub(now)
+			// A wall clock set forward must not keep a held message
+			// waiting for the old interval.
+			wait = min(next.Sub(now), clockRecheck)
 		}
 		q.mu.Unlock()
 		timer.Reset(wait)

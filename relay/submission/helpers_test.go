@@ -82,7 +82,12 @@ func (r *fakeRelay) recorded() []*rules.Refusal {
 	return append([]*rules.Refusal(nil), r.refusals...)
 }
 
-func (r *fakeRelay) Accept(ctx context.Context, log *slog.Logger, env Envelope, msg io.Reader) (string, error) {
+func (r *fakeRelay) Accept(ctx context.Context, log *slog.Logger, env Envelope, msg io.Reader) (Accepted, error) {
+	id, err := r.accept(msg, env)
+	return Accepted{ID: id}, err
+}
+
+func (r *fakeRelay) accept(msg io.Reader, env Envelope) (string, error) {
 	id := ids.New(time.Now())
 	m, err := ReadMessage(msg, env.Account, "relay.test", id, time.Now(), false)
 	if err != nil {

@@ -164,6 +164,9 @@ var (
 	replyMalformed      = &reply{554, smtp.EnhancedCode{5, 6, 0}, "Nothing was sent to anybody. %s%s", "malformed"}
 	replyTooBigToSeal   = &reply{552, smtp.EnhancedCode{5, 3, 4}, "Nothing was sent to anybody. %s%s", "too_big"} // for a sealed recipient's PDF (rules.Refusal.TooLarge)
 	replyAccepted       = &reply{250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s", ""}
+	// Copies to clients wait for the sender's office hours; colleagues'
+	// go now.
+	replyAcceptedHeld = &reply{250, smtp.EnhancedCode{2, 0, 0}, "OK: queued as %s; to clients held until %s", ""}
 
 	// Whatever step fails inside sealpost: temporary, nothing was sent.
 	replyTempLocal   = &reply{451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem; nothing was sent; please try again later", "temporary"}

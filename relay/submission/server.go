@@ -32,11 +32,19 @@ type Relay interface {
 	// Accept takes in a message as the client sends it (msg ends with its
 	// DATA). nil means it is durable and queued as id; ErrShuttingDown
 	// that the relay takes no more messages in.
-	Accept(ctx context.Context, log *slog.Logger, env Envelope, msg io.Reader) (id string, err error)
+	Accept(ctx context.Context, log *slog.Logger, env Envelope, msg io.Reader) (Accepted, error)
 	// RecordRefusal records a refusal the session made itself (a message
 	// some of whose recipients were refused), giving it a reference if it
 	// has none.
 	RecordRefusal(ctx context.Context, log *slog.Logger, account string, refusal *rules.Refusal)
+}
+
+// Accepted is what a client is told of a message taken in: its queue id,
+// and, when its copies to clients wait for the sender's office hours,
+// until when ("Mon 7 Dec 09:00 (office hours)").
+type Accepted struct {
+	ID   string
+	Held string
 }
 
 // Envelope is a message's transaction: the account that logged in, the

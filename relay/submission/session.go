@@ -303,7 +303,7 @@ func (s *session) Data(r io.Reader) error {
 	for _, r := range s.refused {
 		env.Refused = append(env.Refused, RefusedRecipient{Address: r.address, Ref: r.ref})
 	}
-	id, err := s.s.cfg.Relay.Accept(context.Background(), s.log, env, r)
+	acc, err := s.s.cfg.Relay.Accept(context.Background(), s.log, env, r)
 	if err != nil {
 		if ended := w.endedBy(); ended != nil {
 			// What the BDAT reader made of the closed connection aside,
@@ -317,7 +317,10 @@ func (s *session) Data(r io.Reader) error {
 		return s.fail("data", err)
 	}
 	s.s.metrics.accepted.Inc()
-	return replyAccepted.with(id).smtp()
+	if acc.Held != "" {
+		return replyAcceptedHeld.with(acc.ID, acc.Held).smtp()
+	}
+	return replyAccepted.with(acc.ID).smtp()
 }
 
 func (s *session) Reset() {

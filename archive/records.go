@@ -190,6 +190,50 @@ func (a *Archive) RecordConsent(ctx context.Context, ev record.ConsentEvent) err
 	return nil
 }
 
+// RecordConsents archives events of the consent registry, in order, handed
+// to the writer together so that they share its fsyncs (a batch of up to
+// 512 records is one). It returns once all are durable, or at the first
+// that is not; the events before it are recorded.
+func (a *Archive) RecordConsents(ctx context.Context, evs []record.ConsentEvent) error {
+	reqs := make([]*appendReq, 0, len(evs))
+	var sendErr error
+	for _, ev := range evs {
+		payload, _, err := a.encrypt(ev, nil)
+		if err != nil {
+			sendErr = err
+			break
+		}
+		h := header{Kind: kindConsent, Consent: ev.ID}
+		for _, x := range ev.Addresses {
+			h.Addrs = append(h.Addrs, a.addrHash(x))
+		}
+		r := &appendReq{h: h, payload: payload, done: make(chan error, 1)}
+		if err := a.send(ctx, r); err != nil {
+			payload.close()
+			sendErr = err
+			break
+		}
+		reqs = append(reqs, r)
+	}
+	// Once handed over, records are written whatever the caller does: wait.
+	var recorded int64
+	var err error
+	for i, r := range reqs {
+		if rerr := <-r.done; rerr != nil && err == nil {
+			err = rerr
+		} else if err == nil {
+			recorded = evs[i].ID
+		}
+	}
+	a.mu.Lock()
+	a.lastConsent = max(a.lastConsent, recorded)
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return sendErr
+}
+
 // LastConsentID is the highest consent event id in the record.
 func (a *Archive) LastConsentID() int64 {
 	a.mu.Lock()

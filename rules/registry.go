@@ -416,7 +416,27 @@ func listEntry(st ConsentStatus) ConsentEntry {
 // EventsSince returns the history after event id, oldest first: the archive
 // copies it into the record.
 func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentEvent, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM consent_events e WHERE e.id > ? ORDER BY e.id`, id)
+	return r.EventsAfter(ctx, id, -1)
+}
+
+// addressTable is the table an event of this kind names its addresses in.
+func addressTable(kind string) string {
+	switch kind {
+	case record.PassphraseSet, record.PassphraseRemoved:
+		return "passphrase_addresses"
+	case record.ProfessionalGiven, record.ProfessionalRevoked:
+		return "professional_addresses"
+	}
+	return "consent_addresses"
+}
+
+// EventsAfter returns at most limit events of the history after event id
+// (limit < 0: all), oldest first, with their addresses: the archive copies
+// them in batches, and a registry of 100,000 clients is never in memory
+// at once. The addresses come in one query per table for the whole
+// batch, by event id (indexed).
+func (r *Registry) EventsAfter(ctx context.Context, id int64, limit int) ([]record.ConsentEvent, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM consent_events e WHERE e.id > ? ORDER BY e.id LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("consent registry: %w", err)
 	}
@@ -432,30 +452,47 @@ func (r *Registry) EventsSince(ctx context.Context, id int64) ([]record.ConsentE
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	byID := make(map[int64]*record.ConsentEvent, len(out))
 	for i := range out {
-		query := `SELECT address FROM consent_addresses WHERE event_id = ? ORDER BY rowid`
-		switch out[i].Kind {
-		case record.PassphraseSet, record.PassphraseRemoved:
-			query = `SELECT address FROM passphrase_addresses WHERE event_id = ? ORDER BY rowid`
-		case record.ProfessionalGiven, record.ProfessionalRevoked:
-			query = `SELECT address FROM professional_addresses WHERE event_id = ? ORDER BY rowid`
-		}
-		ar, err := r.db.QueryContext(ctx, query, out[i].ID)
-		if err != nil {
+		byID[out[i].ID] = &out[i]
+	}
+	for _, t := range []string{"consent_addresses", "passphrase_addresses", "professional_addresses"} {
+		if err := r.addEventAddresses(ctx, t, id, out[len(out)-1].ID, byID); err != nil {
 			return nil, err
 		}
-		for ar.Next() {
-			var a string
-			ar.Scan(&a)
-			if d, ok := strings.CutPrefix(a, "@"); ok {
-				out[i].Domain = d
-				continue
-			}
-			out[i].Addresses = append(out[i].Addresses, a)
-		}
-		ar.Close()
 	}
 	return out, nil
+}
+
+// addEventAddresses adds the addresses table names for events after id up
+// to last to the events whose kind names its addresses there, in the order
+// they were recorded.
+func (r *Registry) addEventAddresses(ctx context.Context, table string, id, last int64, byID map[int64]*record.ConsentEvent) error {
+	rows, err := r.db.QueryContext(ctx, `SELECT event_id, address FROM `+table+` WHERE event_id > ? AND event_id <= ? ORDER BY event_id, rowid`, id, last)
+	if err != nil {
+		return fmt.Errorf("consent registry: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var eid int64
+		var a string
+		if err := rows.Scan(&eid, &a); err != nil {
+			return err
+		}
+		ev := byID[eid]
+		if ev == nil || addressTable(ev.Kind) != table {
+			continue
+		}
+		if d, ok := strings.CutPrefix(a, "@"); ok {
+			ev.Domain = d
+			continue
+		}
+		ev.Addresses = append(ev.Addresses, a)
+	}
+	return rows.Err()
 }
 
 // ClientAddresses returns every address ever recorded for a client name or

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS professional_addresses (
 	address  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS professional_addresses_by_address ON professional_addresses(address, event_id);
+CREATE INDEX IF NOT EXISTS consent_addresses_by_event ON consent_addresses(event_id);
+CREATE INDEX IF NOT EXISTS passphrase_addresses_by_event ON passphrase_addresses(event_id);
+CREATE INDEX IF NOT EXISTS professional_addresses_by_event ON professional_addresses(event_id);
 CREATE TRIGGER IF NOT EXISTS professional_addresses_append_only_u BEFORE UPDATE ON professional_addresses
 	BEGIN SELECT RAISE(ABORT, 'the consent registry is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS professional_addresses_append_only_d BEFORE DELETE ON professional_addresses

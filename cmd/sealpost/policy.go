@@ -105,19 +105,23 @@ func (d *policyAndArchive) reload(cfg *config.Config) error {
 }
 
 // syncConsent copies consent events the archive does not have yet from the
-// registry into it, so the registry's history is part of the record.
+// registry into it, so the registry's history is part of the record: a
+// batch at a time (one fsync for each), until none are left or ctx ends.
 func (d *policyAndArchive) syncConsent(ctx context.Context) error {
-	evs, err := d.registry.EventsSince(ctx, d.arch.LastConsentID())
-	if err != nil {
-		return err
-	}
-	for _, ev := range evs {
-		if err := d.arch.RecordConsent(ctx, ev); err != nil {
+	for {
+		evs, err := d.registry.EventsAfter(ctx, d.arch.LastConsentID(), consentBatch)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		if err := d.arch.RecordConsents(ctx, evs); err != nil {
 			return err
 		}
 	}
-	return nil
 }
+
+// consentBatch is how many consent events are copied at once: the
+// archive writes up to 512 records with one fsync.
+const consentBatch = 500
 
 // consentSyncLoop runs syncConsent at start and every few seconds: the CLI
 // changes the registry while the relay runs.

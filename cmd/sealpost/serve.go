@@ -40,6 +40,9 @@ func init() {
 // shutdownGrace is how long SIGTERM waits for sessions and deliveries in flight.
 const shutdownGrace = 30 * time.Second
 
+// lastConsentSync is how long a stop spends copying consent events.
+const lastConsentSync = 300 * time.Millisecond
+
 // service is the running relay and what is wired to it: the policy and the
 // archive, the HTTP listeners, the mailbox readers, the control socket.
 type service struct {
@@ -196,9 +199,13 @@ func (s *service) stop(grace time.Duration) {
 	}
 	if s.stopControl != nil {
 		s.stopControl()
-		if err := s.pa.syncConsent(context.Background()); err != nil {
-			s.log.Error("cannot copy the last consent events into the archive; the next start will", "err", err)
+		// The last events, as far as a moment allows: a stop must not wait
+		// for a large import, which the next start copies on.
+		ctx, cancel := context.WithTimeout(context.Background(), lastConsentSync)
+		if err := s.pa.syncConsent(ctx); err != nil {
+			s.log.Warn("not every consent event was copied into the archive before stopping; the next start copies the rest", "err", err)
 		}
+		cancel()
 	}
 	if s.bg != nil {
 		s.bg.stop()

@@ -67,6 +67,9 @@ type RelayOptions struct {
 	// Setup runs before sealpost first starts: admin commands (r.Run)
 	// whose effect the first start must already see.
 	Setup func(r *Relay)
+	// Binary is the sealpost to run ("": Sealpost's build), such as
+	// SealpostTestClock's.
+	Binary string
 }
 
 func (o RelayOptions) logLevel() string {
@@ -86,7 +89,10 @@ func (o RelayOptions) logFormat() string {
 // StartRelay writes a configuration and starts sealpost serve.
 func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	t.Helper()
-	bin := Sealpost(t)
+	bin := o.Binary
+	if bin == "" {
+		bin = Sealpost(t)
+	}
 	dir := t.TempDir()
 	r := &Relay{Dir: dir, Config: filepath.Join(dir, "sealpost.toml"), DataDir: filepath.Join(dir, "data"), bin: bin, env: o.Env}
 	r.Submission = fmt.Sprintf("127.0.0.1:%d", FreePort(t))

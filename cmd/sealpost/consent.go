@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "consent add", args: "ADDRESS|--domain DOMAIN --evidence TEXT [--kind client|professional] [--date YYYY-MM-DD] [--expires YYYY-MM-DD] [--name TEXT] [--prefer clear] [--by WHO]",
+	register(&command{name: "consent add", args: "ADDRESS|--domain DOMAIN --evidence TEXT [--kind client|professional] [--date YYYY-MM-DD] [--expires YYYY-MM-DD] [--name TEXT] [--prefer clear] [--no-hold] [--by WHO]",
 		summary: "record a client's written consent to unencrypted email, or (--kind professional) a clinician or business associate who gets it in clear", run: runConsentAdd})
 	register(&command{name: "consent revoke", args: "ADDRESS|--domain DOMAIN [--kind client|professional] [--reason TEXT] [--by WHO]",
 		summary: "record that a client withdrew consent, or that a professional recipient is one no longer", run: runConsentRevoke})
@@ -66,6 +66,7 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 	expires := fs.String("expires", "", "the last day it holds, YYYY-MM-DD (default: no expiry)")
 	name := fs.String("name", "", "the client's name or chart id; for a professional, who they are")
 	prefer := fs.String("prefer", "", `"clear": the client asked for clear email although a passphrase for sealed PDFs is on file`)
+	noHold := fs.Bool("no-hold", false, "the client's treatment plan allows contact at any time: mail to them is never held outside office hours")
 	kind := fs.String("kind", kindClient, "client, or professional: another clinician or a business associate (not a client), who gets email in clear")
 	domain := fs.String("domain", "", "with --kind professional: every address of this domain")
 	by := fs.String("by", "", "who records this (default: the user running the command)")
@@ -78,6 +79,9 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 		}
 		if *prefer != "" && *prefer != record.PreferClear {
 			return usagef("--prefer takes only %q", record.PreferClear)
+		}
+		if *noHold && *kind == kindProfessional {
+			return usagef("--no-hold is for a client: a professional's mail is held as a colleague's is not")
 		}
 		if *domain != "" && *kind != kindProfessional {
 			return usagef("--domain is for --kind professional: a client's consent is their own address's")
@@ -94,7 +98,7 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 		*date = time.Now().Format("2006-01-02")
 	}
 	ev := record.ConsentEvent{Client: *name, Addresses: pos, Domain: *domain, Signed: *date, Evidence: *evidence, Expires: *expires,
-		Prefer: *prefer, RecordedBy: recorder(*by)}
+		Prefer: *prefer, NoHold: *noHold, RecordedBy: recorder(*by)}
 	if *kind == kindProfessional {
 		return withRegistry(cfg, func(reg *rules.Registry) error { return addProfessional(ctx, c, reg, ev) })
 	}
@@ -110,6 +114,9 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "Recorded consent #%d: %s may receive unencrypted email (signed %s, %s).\n", ev.ID, ev.Addresses[0], ev.Signed, until)
 		if ev.Prefer == record.PreferClear {
 			fmt.Fprintln(c.stdout, "The client prefers clear email: they get it in clear even while a passphrase for sealed PDFs is on file.")
+		}
+		if ev.NoHold {
+			fmt.Fprintln(c.stdout, "Mail to this client is never held outside office hours.")
 		}
 		return nil
 	})

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/testutil"
+)
+
+var (
+	clockBuildOnce sync.Once
+	clockBuildPath string
+	clockBuildErr  error
+	clockBuildOut  []byte
+)
+
+// SealpostTestClock builds, once per test process, a sealpost whose clock
+// the test moves (the sealpost_testclock tag: see cmd/sealpost/clock.go);
+// release builds have no such clock.
+func SealpostTestClock(t testing.TB) string {
+	t.Helper()
+	clockBuildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sealpost-e2e-clock-")
+		if err != nil {
+			clockBuildErr = err
+			return
+		}
+		clockBuildPath = filepath.Join(dir, "sealpost")
+		cmd := exec.Command("go", "build", "-tags", "sealpost_testclock", "-o", clockBuildPath, "./cmd/sealpost")
+		cmd.Dir = RepoRoot()
+		clockBuildOut, clockBuildErr = cmd.CombinedOutput()
+	})
+	if clockBuildErr != nil {
+		t.Fatalf("build sealpost with the test clock: %v\n%s", clockBuildErr, clockBuildOut)
+	}
+	return clockBuildPath
+}
+
+// testClock is the file the test-clock build reads its offset from.
+type testClock struct{ path string }
+
+func newTestClock(t testing.TB) *testClock {
+	return &testClock{path: filepath.Join(t.TempDir(), "clock")}
+}
+
+// set makes sealpost's now the instant at (from now on, running on).
+func (c *testClock) set(t testing.TB, at time.Time) {
+	t.Helper()
+	if err := os.WriteFile(c.path, []byte(time.Until(at).String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *testClock) env() []string { return []string{"SEALPOST_TEST_CLOCK=" + c.path} }
+
+const hoursSection = `
+[hours]
+timezone = "America/New_York"
+windows = ["mon-fri 09:00-17:00"]
+hold_outside_hours = true
+`
+
+// TestHeldMail: a therapist's message on Friday evening to a client and a
+// colleague. The colleague has it at once; the client's copy waits, the
+// 250 says until when, queue list shows it, a restart keeps it, and it
+// reaches the provider within a minute of Monday 09:00 (New York); the
+// archive records the hold and the release. "[now]" and a no-hold client
+// go at once.
+func TestHeldMail(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newTestClock(t)
+	clock.set(t, time.Date(2026, 12, 4, 19, 30, 0, 0, ny))
+	p := StartPostfix(t, PostfixOptions{SASL: true})
+	r := StartRelay(t, RelayOptions{Upstream: p, Binary: SealpostTestClock(t), Env: clock.env(), Sections: hoursSection,
+		Setup: func(r *Relay) {
+			r.Run(t, "", "consent", "add", "anna@client.example", "--evidence", "intake form", "--date", "2026-01-02", "--name", "Chart 1")
+			if out, _, code := r.Run(t, "", "consent", "add", "ben@client.example", "--evidence", "treatment plan: any time", "--date", "2026-01-02", "--no-hold"); code != 0 || !strings.Contains(out, "never held") {
+				t.Fatalf("consent add --no-hold: exit %d\n%s", code, out)
+			}
+		}})
+
+	out, ok := Swaks(t, r.SwaksArgs("--to", "anna@client.example,colleague@practice.example", "--header", "Subject: Monday's session", "--body", "See you on Monday.")...)
+	if !ok || !strings.Contains(out, "250 2.0.0 OK: queued as ") || !strings.Contains(out, "; to clients held until Mon 7 Dec 09:00 (office hours)") {
+		t.Fatalf("submission on Friday evening:\n%s", out)
+	}
+	held := queuedID(t, out)
+	testutil.WaitWithin(t, 30*time.Second, "the colleague's copy", func() bool { return len(p.Sink.Messages(t)) == 1 })
+	if m := p.Sink.Messages(t)[0]; strings.Join(m.To, ",") != "colleague@practice.example" {
+		t.Fatalf("the first copy went to %v", m.To)
+	}
+
+	// "[now]" and a client whose plan allows any time: at once.
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "anna@client.example", "--header", "Subject: [now] Room change tonight", "--body", "Room 4.")...); !ok || strings.Contains(out, "held until") {
+		t.Fatalf("[now]:\n%s", out)
+	}
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "ben@client.example", "--header", "Subject: Notes", "--body", "As agreed.")...); !ok || strings.Contains(out, "held until") {
+		t.Fatalf("a no-hold client:\n%s", out)
+	}
+	testutil.WaitWithin(t, 30*time.Second, "the copies sent now", func() bool { return len(p.Sink.Messages(t)) == 3 })
+	for _, m := range p.Sink.Messages(t)[1:] {
+		data := strings.ReplaceAll(m.Data, "\r\n", "\n")
+		if strings.Contains(strings.ToLower(data), "[now]") || (m.To[0] == "anna@client.example" && !strings.Contains(data, "Subject: Room change tonight\n")) {
+			t.Errorf("the marker reached the client:\n%s", m.Data)
+		}
+	}
+
+	stdout, _, _ := r.Run(t, "", "queue", "list")
+	if !strings.Contains(stdout, held) || !strings.Contains(stdout, "held until") {
+		t.Fatalf("queue list does not show the held message:\n%s", stdout)
+	}
+	r.Stop(t)
+	r.Start(t)
+	clock.set(t, time.Date(2026, 12, 7, 8, 59, 0, 0, ny))
+	// Monday, a minute before opening: still held after the restart.
+	if len(p.Sink.Messages(t)) != 3 {
+		t.Fatal("the held copy went out before Monday")
+	}
+	clock.set(t, time.Date(2026, 12, 7, 9, 0, 0, 0, ny))
+	opened := time.Now()
+	testutil.WaitWithin(t, 60*time.Second, "the held copy after the opening", func() bool { return len(p.Sink.Messages(t)) == 4 })
+	t.Logf("released %s after the window opened", time.Since(opened).Round(time.Second))
+	if m := p.Sink.Messages(t)[3]; strings.Join(m.To, ",") != "anna@client.example" || !strings.Contains(m.Data, "Subject: Monday's session") {
+		t.Errorf("the held copy: to %v\n%s", m.To, m.Data)
+	}
+	testutil.WaitWithin(t, 30*time.Second, "the queue to drain", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list")
+		return strings.Contains(out, "empty")
+	})
+	r.Stop(t)
+	_, m := r.export(t)
+	for _, msg := range m.Messages {
+		if msg.ID != held {
+			continue
+		}
+		for _, rc := range msg.Recipients {
+			var statuses []string
+			for _, d := range rc.Delivery {
+				statuses = append(statuses, d.Status)
+			}
+			want := []string{"delivered"}
+			if rc.Address == "anna@client.example" {
+				want = []string{"held", "released", "delivered"}
+			}
+			if !slices.Equal(statuses, want) {
+				t.Errorf("%s: the record says %v, want %v", rc.Address, statuses, want)
+			}
+		}
+		return
+	}
+	b, _ := json.Marshal(m)
+	t.Errorf("the held message %s is not in the export:\n%s", held, b)
+}
+
+// queuedID is the queue id swaks was told.
+func queuedID(t *testing.T, swaks string) string {
+	t.Helper()
+	i := strings.Index(swaks, "queued as ")
+	if i < 0 {
+		t.Fatalf("no queue id in:\n%s", swaks)
+	}
+	var id string
+	fmt.Sscanf(swaks[i+len("queued as "):], "%s", &id)
+	return strings.TrimRight(id, ";")
+}

@@ -173,3 +173,51 @@ func queuedID(t *testing.T, swaks string) string {
 	fmt.Sscanf(swaks[i+len("queued as "):], "%s", &id)
 	return strings.TrimRight(id, ";")
 }
+
+// TestHoursShowAndAway: an admin reads the hours as sealpost computes
+// them, records an absence, and the running relay holds mail until the
+// therapist is back; the absence cancelled, the hours are as before.
+func TestHoursShowAndAway(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newTestClock(t)
+	clock.set(t, time.Date(2026, 12, 4, 19, 30, 0, 0, ny))
+	t.Setenv("SEALPOST_TEST_CLOCK", clock.path) // for the commands, as for the relay
+	r := StartRelay(t, RelayOptions{Binary: SealpostTestClock(t), Sections: hoursSection + "turnaround = \"24 business hours\"\n",
+		Setup: func(r *Relay) {
+			r.Run(t, "", "consent", "add", "anna@client.example", "--evidence", "intake form", "--date", "2026-01-02")
+		}})
+	show := func(want ...string) {
+		t.Helper()
+		out, errOut, code := r.Run(t, "", "hours", "show")
+		for _, w := range want {
+			if code != 0 || !strings.Contains(out, w) {
+				t.Errorf("hours show (exit %d) lacks %q:\n%s%s", code, w, out, errOut)
+			}
+		}
+	}
+	show("therapist: office hours in America/New_York; mail to clients held outside them: yes",
+		"Now (Fri 4 Dec 19:30 EST): closed; opens Mon 7 Dec 09:00 EST", "  Mon 7 Dec 09:00-17:00 EST",
+		"can expect an answer by Monday 7 December, 17:00 EST (24 business hours)")
+
+	out, _, code := r.Run(t, "", "away", "--account", User, "--from", "2026-12-07", "--until", "2026-12-08", "--note", "conference")
+	if code != 0 || !strings.Contains(out, "Recorded absence #1: therapist is away from 2026-12-07 to 2026-12-08") {
+		t.Fatalf("away: exit %d\n%s", code, out)
+	}
+	show("opens Wed 9 Dec 09:00 EST", "Away #1: 2026-12-07 to 2026-12-08 (conference)", "answer by Wednesday 9 December, 17:00 EST")
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "anna@client.example")...); !ok || !strings.Contains(out, "to clients held until Wed 9 Dec 09:00 (office hours)") {
+		t.Fatalf("a message during the absence:\n%s", out)
+	}
+	if _, _, code := r.Run(t, "", "away", "--account", User, "--from", "2026-12-09", "--until", "2026-12-01"); code == 0 {
+		t.Error("an absence ending before it begins was recorded")
+	}
+	if out, _, code := r.Run(t, "", "away", "cancel", "1", "--account", User); code != 0 || !strings.Contains(out, "Cancelled absence #1") {
+		t.Fatalf("away cancel: exit %d\n%s", code, out)
+	}
+	if out, _, _ := r.Run(t, "", "away", "list"); !strings.Contains(out, "No absences") {
+		t.Errorf("away list after the cancel:\n%s", out)
+	}
+	show("opens Mon 7 Dec 09:00 EST")
+}

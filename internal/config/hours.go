@@ -163,7 +163,7 @@ func problemsOf(_ *rules.OfficeHours, ps []HoursProblem) []HoursProblem { return
 
 // relative is p relative to the config file's folder.
 func (c *Config) relative(p string) string {
-	if p != "" && !filepath.IsAbs(p) {
+	if p != "" && !filepath.IsAbs(p) && !strings.Contains(p, "://") {
 		return filepath.Join(filepath.Dir(c.Path), p)
 	}
 	return p

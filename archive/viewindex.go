@@ -70,11 +70,57 @@ type View struct {
 	// unreadableMessages counts the message records among them.
 	unreadableMessages int
 	files              *openSegments
+	// changed lists, in order, the places in messages of each message
+	// added or changed by an event since gen began; gen grows when a prune
+	// took messages out (places move).
+	changed []int
+	gen     uint64
+	holding map[string]bool // the segments the view's messages and refusals are in
+}
+
+// ViewCursor is how far a reader of the view's changes (Changes) has read.
+type ViewCursor struct {
+	gen      uint64
+	changed  int
+	refusals int
+}
+
+// Snapshot returns the messages and refusals in chain order, and the
+// cursor Changes goes on from.
+func (v *View) Snapshot() ([]*ViewMessage, []*ViewRefusal, ViewCursor) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]*ViewMessage(nil), v.messages...), append([]*ViewRefusal(nil), v.refusals...),
+		ViewCursor{gen: v.gen, changed: len(v.changed), refusals: len(v.refusals)}
+}
+
+// Changes returns what Refresh found since c: the messages added or
+// changed (each once, as it is now, in the order of their newest change)
+// and the refusals added. ok false: messages left the view since (a
+// prune); the reader starts again from Snapshot.
+func (v *View) Changes(c ViewCursor) (msgs []*ViewMessage, refusals []*ViewRefusal, next ViewCursor, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c.gen != v.gen || c.changed > len(v.changed) || c.refusals > len(v.refusals) {
+		return nil, nil, c, false
+	}
+	places := v.changed[c.changed:]
+	last := make(map[int]int, len(places))
+	for i, p := range places {
+		last[p] = i
+	}
+	for i, p := range places {
+		if last[p] == i {
+			msgs = append(msgs, v.messages[p])
+		}
+	}
+	refusals = append(refusals, v.refusals[c.refusals:]...)
+	return msgs, refusals, ViewCursor{gen: v.gen, changed: len(v.changed), refusals: len(v.refusals)}, true
 }
 
 // OpenView reads the archive in dir with its private key.
 func OpenView(dir string, key openpgp.EntityList) (*View, error) {
-	v := &View{dir: dir, key: key, byID: map[string]int{}, files: &openSegments{dir: dir, files: map[string]*os.File{}}}
+	v := &View{dir: dir, key: key, byID: map[string]int{}, holding: map[string]bool{}, files: &openSegments{dir: dir, files: map[string]*os.File{}}}
 	if err := v.Refresh(); err != nil {
 		v.Close()
 		return nil, err
@@ -189,6 +235,9 @@ func (v *View) add(l located, r *viewRecord) {
 		}
 		return
 	}
+	if l.h.Kind == kindMessage || l.h.Kind == kindRefusal {
+		v.holding[l.seg] = true
+	}
 	switch l.h.Kind {
 	case kindMessage:
 		mt := &r.meta
@@ -196,6 +245,7 @@ func (v *View) add(l located, r *viewRecord) {
 			Account: mt.Account, Sender: mt.Sender, Folder: mt.Folder, From: mt.From, Subject: mt.Subject, MessageID: mt.MessageID,
 			Decisions: mt.Decisions, Fired: mt.Fired, Named: r.named, Refused: mt.Refused, Updated: l.h.Seq, loc: l}
 		v.byID[m.ID] = len(v.messages)
+		v.changed = append(v.changed, len(v.messages))
 		v.messages = append(v.messages, m)
 	case kindEvent:
 		i, ok := v.byID[r.event.MessageID]
@@ -206,6 +256,7 @@ func (v *View) add(l located, r *viewRecord) {
 		m.Events = append(m.Events[:len(m.Events):len(m.Events)], r.event)
 		m.Updated = l.h.Seq
 		v.messages[i] = &m
+		v.changed = append(v.changed, i)
 	case kindRefusal:
 		v.refusals = append(v.refusals, &ViewRefusal{Seq: l.h.Seq, RefusalRecord: r.refusal, seg: l.seg})
 	}
@@ -227,6 +278,17 @@ func (v *View) dropPruned() {
 		}
 		return gone[seg]
 	}
+	anyGone := false
+	for seg := range v.holding {
+		if isGone(seg) {
+			anyGone = true
+			delete(v.holding, seg)
+		}
+	}
+	if !anyGone {
+		return // the usual case: no message is looked at
+	}
+	before := v.version
 	kept := v.messages[:0]
 	for _, m := range v.messages {
 		if !isGone(m.loc.seg) {
@@ -249,8 +311,11 @@ func (v *View) dropPruned() {
 		}
 	}
 	clear(v.refusals[len(keptR):])
-	if len(keptR) != len(v.refusals) {
+	if len(keptR) != len(v.refusals) || v.version != before {
 		v.version++
+		// Places moved: readers of Changes start again.
+		v.gen++
+		v.changed = nil
 	}
 	v.refusals = keptR
 	for seg, g := range gone {

@@ -198,8 +198,9 @@ func basis(c *record.ConsentEvent) string {
 // refusalMessage is one refusal, as the record keeps it; sent is the
 // message its submission went on to be (to the recipients not refused),
 // or nil.
-func refusalMessage(r *archive.ViewRefusal, sent *archive.ViewMessage) func() []byte {
+func refusalMessage(r *archive.ViewRefusal, sentAs func() *archive.ViewMessage) func() []byte {
 	return func() []byte {
+		sent := sentAs()
 		var t strings.Builder
 		who := r.Recipient
 		if who == "" {

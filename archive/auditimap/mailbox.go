@@ -1,6 +1,8 @@
 package auditimap
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -85,47 +87,121 @@ func (f *viewerFlags) set(k seenKey, seen bool) {
 	}
 }
 
-// mailboxSet is every mailbox as built from one version of the view.
+// mailboxSet is every mailbox as of the newest records the server has
+// taken from the view. It is kept up to date from the view's changes
+// (apply), never built again for a command: a new set shares the slices of
+// the one before, appending past their ends (sessions hold the old ends,
+// and never look past them), and copies only a mailbox a message leaves
+// (Decisions, when a newer summary replaces a message's).
 type mailboxSet struct {
-	version uint64
-	boxes   map[string][]*entry
+	cursor    archive.ViewCursor
+	boxes     map[string][]*entry
+	maxSeq    uint64            // the newest message in the set
+	decisions map[uint64]uint32 // a message's Seq -> the UID of its summary in Decisions
+	// sent finds the message a refusal's submission became (nil: none):
+	// it may be recorded after the refusal, so refusals look it up when
+	// their text is made.
+	sent *sync.Map // ref -> *archive.ViewMessage
 }
 
 // buildMailboxes groups the view's records into mailboxes, each in UID
-// order.
-func buildMailboxes(v *archive.View, version uint64, started time.Time) *mailboxSet {
-	msgs := v.Messages()
-	set := &mailboxSet{version: version, boxes: map[string][]*entry{boxAll: nil, boxDecisions: nil, boxRefused: nil}}
+// order: once, when the server starts, and after a prune.
+func buildMailboxes(v *archive.View, started time.Time) *mailboxSet {
+	msgs, refusals, cursor := v.Snapshot()
+	set := &mailboxSet{cursor: cursor, boxes: map[string][]*entry{boxAll: nil, boxDecisions: nil, boxRefused: nil},
+		decisions: map[uint64]uint32{}, sent: &sync.Map{}}
 	welcomeDate := started
 	if len(msgs) > 0 {
 		welcomeDate = msgs[0].Time
 	}
 	set.boxes[boxInbox] = []*entry{{uid: 1, date: welcomeDate, seen: seenKey{'i', 1}, generate: welcomeMessage(welcomeDate)}}
-	byRef := map[string]*archive.ViewMessage{} // a refusal's message, when the others got it
 	var decisions []*entry
 	for _, m := range msgs {
-		for _, r := range m.Refused {
-			byRef[r.Ref] = m
-		}
-		e := &entry{uid: uint32(m.Seq), date: m.Time, seen: seenKey{'a', uint32(m.Seq)}, archived: m}
-		set.boxes[boxAll] = append(set.boxes[boxAll], e)
-		month := prefixMonth + m.Time.UTC().Format("2006-01")
-		set.boxes[month] = append(set.boxes[month], e)
-		for _, c := range m.Clients {
-			set.boxes[prefixClient+c] = append(set.boxes[prefixClient+c], e)
-		}
-		if m.Direction == archive.Outbound {
-			decisions = append(decisions, &entry{uid: uint32(m.Updated), date: m.Time, seen: seenKey{'d', uint32(m.Updated)}, generate: decisionsMessage(m)})
-		}
+		decisions = set.addMessage(m, decisions)
 	}
 	// A summary's UID is that of the newest record it tells of: the order
 	// of UIDs is not that of the messages.
 	sort.Slice(decisions, func(i, j int) bool { return decisions[i].uid < decisions[j].uid })
 	set.boxes[boxDecisions] = decisions
-	for _, r := range v.Refusals() {
-		set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(r, byRef[r.Ref])})
+	for _, r := range refusals {
+		set.addRefusal(r)
 	}
 	return set
+}
+
+// addMessage files a message the set does not hold yet into All, its
+// month and its clients' mailboxes; its decisions summary, for an outbound
+// one, is appended to decisions, which is returned.
+func (set *mailboxSet) addMessage(m *archive.ViewMessage, decisions []*entry) []*entry {
+	for _, r := range m.Refused {
+		set.sent.Store(r.Ref, m)
+	}
+	e := &entry{uid: uint32(m.Seq), date: m.Time, seen: seenKey{'a', uint32(m.Seq)}, archived: m}
+	set.boxes[boxAll] = append(set.boxes[boxAll], e)
+	month := prefixMonth + m.Time.UTC().Format("2006-01")
+	set.boxes[month] = append(set.boxes[month], e)
+	for _, c := range m.Clients {
+		set.boxes[prefixClient+c] = append(set.boxes[prefixClient+c], e)
+	}
+	set.maxSeq = max(set.maxSeq, m.Seq)
+	if m.Direction == archive.Outbound {
+		decisions = append(decisions, decisionsEntry(m))
+		set.decisions[m.Seq] = uint32(m.Updated)
+	}
+	return decisions
+}
+
+func decisionsEntry(m *archive.ViewMessage) *entry {
+	return &entry{uid: uint32(m.Updated), date: m.Time, seen: seenKey{'d', uint32(m.Updated)}, generate: decisionsMessage(m)}
+}
+
+func (set *mailboxSet) addRefusal(r *archive.ViewRefusal) {
+	sent := func() *archive.ViewMessage {
+		if m, ok := set.sent.Load(r.Ref); ok {
+			return m.(*archive.ViewMessage)
+		}
+		return nil
+	}
+	set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(r, sent)})
+}
+
+// apply makes the set that follows this one with what the view found
+// since: new messages and refusals are appended, a message an event
+// changed gets a new summary in Decisions (its UID the event's) and its
+// old one leaves. It returns nil when the set must be built again (a
+// prune took messages out).
+func (set *mailboxSet) apply(v *archive.View) *mailboxSet {
+	msgs, refusals, cursor, ok := v.Changes(set.cursor)
+	if !ok {
+		return nil
+	}
+	if len(msgs) == 0 && len(refusals) == 0 {
+		return set
+	}
+	next := &mailboxSet{cursor: cursor, boxes: maps.Clone(set.boxes), maxSeq: set.maxSeq, decisions: set.decisions, sent: set.sent}
+	replaced := map[uint32]bool{}
+	var decisions []*entry
+	for _, m := range msgs {
+		if m.Seq > set.maxSeq {
+			decisions = next.addMessage(m, decisions)
+			continue
+		}
+		if old, ok := next.decisions[m.Seq]; ok && old != uint32(m.Updated) {
+			replaced[old] = true
+			decisions = append(decisions, decisionsEntry(m))
+			next.decisions[m.Seq] = uint32(m.Updated)
+		}
+	}
+	box := next.boxes[boxDecisions]
+	if len(replaced) > 0 {
+		box = slices.DeleteFunc(slices.Clone(box), func(e *entry) bool { return replaced[e.uid] })
+	}
+	sort.Slice(decisions, func(i, j int) bool { return decisions[i].uid < decisions[j].uid })
+	next.boxes[boxDecisions] = append(box, decisions...)
+	for _, r := range refusals {
+		next.addRefusal(r)
+	}
+	return next
 }
 
 // canonicalName is the mailbox's name as the view knows it: INBOX is

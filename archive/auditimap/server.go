@@ -129,8 +129,11 @@ func (s *Server) mailboxes() map[string][]*entry {
 	s.refresh()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v := s.o.View.Version(); s.built == nil || s.built.version != v {
-		s.built = buildMailboxes(s.o.View, v, s.started)
+	if s.built != nil {
+		s.built = s.built.apply(s.o.View)
+	}
+	if s.built == nil {
+		s.built = buildMailboxes(s.o.View, s.started)
 	}
 	return s.built.boxes
 }

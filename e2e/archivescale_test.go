@@ -93,7 +93,7 @@ func measureScale(t *testing.T, n int) scaleRow {
 	var built string
 	r := StartRelay(t, RelayOptions{Quiet: true, Env: []string{"TZ=UTC"},
 		Sections: fmt.Sprintf("[[archive.viewer]]\nusername = \"auditor\"\npassword_hash = %q\n", hash),
-		Setup: func(r *Relay) { built = buildScaleArchive(t, r.DataDir, n, t0) }})
+		Setup:    func(r *Relay) { built = buildScaleArchive(t, r.DataDir, n, t0) }})
 	row.cells = append(row.cells, built)
 	key := filepath.Join(r.DataDir, "archive-private-key.asc")
 	env := []string{"TZ=UTC"}

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/rules/hours"
 )
 
 // Acknowledgements are the practice's automatic replies to clients (the
@@ -35,13 +36,26 @@ func (m *Mailbox) acknowledge(ctx context.Context, h textproto.Header, from stri
 		m.log.Error("no acknowledgement: the registry cannot be read", "err", err)
 		return
 	}
-	if !last.IsZero() && now.Sub(last) < reply.Every {
+	oh, hasHours, err := m.policy.Hours(ctx, m.account)
+	if err != nil {
+		m.log.Error("no acknowledgement: the registry cannot be read", "err", err)
+		return
+	}
+	// Outside office hours, or during an absence, the client hears when to
+	// expect an answer once in each closed stretch, however recent the
+	// last acknowledgement.
+	closedSince := time.Time{}
+	if hasHours {
+		closedSince, _ = oh.Schedule.ClosedSince(now)
+	}
+	recent := !last.IsZero() && now.Sub(last) < reply.Every
+	if recent && (closedSince.IsZero() || !last.Before(closedSince)) {
 		m.log.Debug("no acknowledgement: one was sent recently", "client", m.redact(from))
 		return
 	}
 	var msg bytes.Buffer
 	writeAcknowledgement(&msg, acknowledgement{From: reply.From, To: from, Subject: reply.Subject,
-		Text: reply.Text, InReplyTo: h.Get("Message-Id"), Date: now})
+		Text: acknowledgementText(reply, oh, hasHours, now), InReplyTo: h.Get("Message-Id"), Date: now})
 	id, err := m.send(ctx, m.account, reply.From, []string{from}, &msg)
 	if err != nil {
 		var refusal *Refusal
@@ -96,6 +110,88 @@ func mayAcknowledge(h textproto.Header, from string, isPractice func(string) boo
 		}
 	}
 	return true, ""
+}
+
+// acknowledgementText is the practice's text, the date by which an
+// answer can be expected (when the account has hours and a turnaround),
+// and the crisis lines, always.
+func acknowledgementText(reply *Autoreply, oh OfficeHours, hasHours bool, now time.Time) string {
+	parts := []string{strings.TrimSpace(reply.Text)}
+	if hasHours && oh.Turnaround != (hours.Turnaround{}) {
+		if by, ok := oh.Schedule.ExpectedReply(now, oh.Turnaround); ok {
+			parts = append(parts, expectedAnswer(reply.Language, now.In(oh.Schedule.Location), by.In(oh.Schedule.Location)))
+		}
+	}
+	if c := strings.TrimSpace(reply.Crisis); c != "" && !strings.Contains(reply.Text, c) {
+		parts = append(parts, c)
+	}
+	return strings.Join(parts, "\n\n")
+}
+
+// answerWords are one language's words for the expected answer's
+// sentence: its template (the arrival, then the date), the days and
+// months, the parts of a day, and how a date and time are written.
+type answerWords struct {
+	sentence string
+	days     [7]string
+	months   [12]string
+	// dayPart words a weekday and an hour: "Friday evening".
+	dayPart func(day string, hour int) string
+	// date words a day, its month and the time: "Monday 7 December, 17:00".
+	date func(day string, d int, month string, clock string) string
+}
+
+// answerLanguages are the languages of the expected answer's
+// sentence ([account.autoreply] language).
+var answerLanguages = map[string]answerWords{
+	"en": {
+		sentence: "Your message arrived on %s; you can expect an answer by %s.",
+		days:     [7]string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"},
+		months:   [12]string{"January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"},
+		dayPart: func(day string, hour int) string {
+			part := [...]string{"night", "morning", "afternoon", "evening"}[dayPartOf(hour)]
+			return day + " " + part
+		},
+		date: func(day string, d int, month, clock string) string {
+			return fmt.Sprintf("%s %d %s, %s", day, d, month, clock)
+		},
+	},
+	"de": {
+		sentence: "Ihre Nachricht ist am %s eingegangen; Sie können bis %s mit einer Antwort rechnen.",
+		days:     [7]string{"Sonntag", "Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag"},
+		months:   [12]string{"Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"},
+		dayPart: func(day string, hour int) string {
+			return day + [...]string{"nacht", "morgen", "nachmittag", "abend"}[dayPartOf(hour)]
+		},
+		date: func(day string, d int, month, clock string) string {
+			return fmt.Sprintf("%s, %d. %s, %s Uhr", day, d, month, clock)
+		},
+	},
+}
+
+// dayPartOf is night (before 5), morning (before 12), afternoon (before
+// 17) or evening, as 0 to 3.
+func dayPartOf(hour int) int {
+	switch {
+	case hour < 5:
+		return 0
+	case hour < 12:
+		return 1
+	case hour < 17:
+		return 2
+	}
+	return 3
+}
+
+// expectedAnswer is the sentence saying when a message that arrived at
+// arrived can expect an answer, in the schedule's zone.
+func expectedAnswer(language string, arrived, by time.Time) string {
+	w, ok := answerLanguages[language]
+	if !ok {
+		w = answerLanguages["en"]
+	}
+	return fmt.Sprintf(w.sentence, w.dayPart(w.days[arrived.Weekday()], arrived.Hour()),
+		w.date(w.days[by.Weekday()], by.Day(), w.months[by.Month()-1], by.Format("15:04")))
 }
 
 // acknowledgement is one automatic reply to write.
@@ -163,4 +259,11 @@ func (r *Registry) RecordAcknowledgement(ctx context.Context, account, address s
 		return fmt.Errorf("consent registry: %w", err)
 	}
 	return nil
+}
+
+// AcknowledgementLanguage says whether the expected answer's sentence
+// can be written in language ([account.autoreply] language).
+func AcknowledgementLanguage(language string) bool {
+	_, ok := answerLanguages[language]
+	return ok
 }

@@ -93,6 +93,12 @@ type Autoreply struct {
 	From    string        // one of the account's addresses
 	Subject string
 	Text    string // the practice's words: turnaround time, crisis resources
+	// Crisis are the crisis lines: in every acknowledgement, after Text
+	// unless Text holds them already.
+	Crisis string
+	// Language picks the sentence with the expected answer date
+	// (answerLanguages); "" is English.
+	Language string
 }
 
 // SendFunc sends a message sealpost writes itself along the path a

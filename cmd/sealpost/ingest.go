@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -97,9 +98,10 @@ func (r *ingestRunner) mailbox(cfg *config.Config, a config.AccountConfig) (*rul
 	}
 	mc := rules.MailboxConfig{Account: a.Username, Policy: r.pa.policy, PracticeAddresses: own,
 		Keys: autocryptKeyring{r.pa.keys}, Acknowledgements: r.pa.registry, Autocrypt: rules.AutocryptMode(cfg.PGP.Autocrypt),
-		Send: r.srv.Submit, Logger: r.log.With("account", a.Username), Redact: r.redact}
+		Send: r.srv.Submit, Logger: r.log.With("account", a.Username), Redact: r.redact, Now: clockNow}
 	if ar := a.Autoreply; ar != nil {
-		mc.Autoreply = &rules.Autoreply{Every: ar.Every.D(), From: ar.From, Subject: ar.Subject, Text: ar.Text}
+		mc.Autoreply = &rules.Autoreply{Every: ar.Every.D(), From: ar.From, Subject: ar.Subject, Text: ar.Text,
+			Crisis: cmp.Or(ar.Crisis, cfg.Sealed.Crisis), Language: ar.Language}
 	}
 	return rules.NewMailbox(mc)
 }

@@ -90,6 +90,10 @@ type AutoreplyConfig struct {
 	From    string   `toml:"from"`    // one of the account's addresses; default: the first
 	Subject string   `toml:"subject"` // default: "Your message was received"
 	Text    string   `toml:"text"`    // turnaround time, crisis resources: the practice's words
+	// Crisis are the crisis lines every acknowledgement carries (default:
+	// [sealed] crisis); Language the expected answer date's ("en", "de").
+	Crisis   string `toml:"crisis"`
+	Language string `toml:"language"`
 }
 
 type UpstreamConfig struct {

@@ -149,6 +149,9 @@ func (c *Config) validateHours(bad reporter) {
 		bad("hours."+p.Key, "%s", p.Msg)
 	}
 	for i, a := range c.Accounts {
+		if r := a.Autoreply; r != nil && r.Language != "" && !rules.AcknowledgementLanguage(r.Language) {
+			bad(fmt.Sprintf("account[%d].autoreply.language", i), "%q: the answer date can be written in en or de", r.Language)
+		}
 		if a.Hours == nil {
 			continue
 		}

@@ -81,6 +81,7 @@ func TestHoursProblemsNamedByKey(t *testing.T) {
 		{"missing calendar", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nholidays_ical = \"nowhere.ics\"\n", "hours.holidays_ical: open"},
 		{"calendar by URL", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nholidays_ical = \"https://example.com/h.ics\"\n", "give a file"},
 		{"bad turnaround", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nturnaround = \"1 day\"\n", "hours.turnaround: \"1 day\""},
+		{"an acknowledgement's language", "[account.autoreply]\ntext = \"Thanks.\"\nlanguage = \"fr\"\n", "account[0].autoreply.language: \"fr\""},
 		{"an account's problem", "[account.hours]\nwindows = [\"mon 10:00-09:00\"]\n[hours]\ntimezone = \"UTC\"\n", "account[0].hours.windows: \"mon 10:00-09:00\": the window must end after it starts"},
 	}
 	for _, tc := range tests {

@@ -259,3 +259,18 @@ func parseClock(s string) (int, error) {
 	}
 	return h*60 + m, nil
 }
+
+// ClosedSince is when the closed stretch t falls in began: the end of the
+// last open span before t. ok is false when the schedule is open at t; a
+// schedule closed for over a year gives a year ago.
+func (s *Schedule) ClosedSince(t time.Time) (since time.Time, ok bool) {
+	if s.Open(t) {
+		return time.Time{}, false
+	}
+	for _, days := range []int{14, horizon} {
+		if segs := s.segments(s.dayStart(t, -days), t); len(segs) > 0 {
+			return segs[len(segs)-1].End, true
+		}
+	}
+	return s.dayStart(t, -horizon), true
+}

@@ -254,6 +254,24 @@ func TestUpcoming(t *testing.T) {
 	}
 }
 
+func TestClosedSince(t *testing.T) {
+	ny := office(t, "America/New_York")
+	at := func(m time.Month, d, h int) time.Time { return time.Date(2026, m, d, h, 0, 0, 0, ny.Location) }
+	for _, tc := range []struct{ t, want time.Time }{
+		{at(12, 7, 8), at(12, 5, 12)},    // Monday morning: since Saturday noon
+		{at(12, 7, 12), at(12, 7, 12)},   // lunch
+		{at(12, 25, 10), at(12, 24, 17)}, // Christmas
+		{at(12, 30, 10), at(12, 28, 17)}, // the absence
+	} {
+		if got, ok := ny.ClosedSince(tc.t); !ok || !got.Equal(tc.want) {
+			t.Errorf("ClosedSince(%s) = %s %v, want %s", tc.t, got, ok, tc.want)
+		}
+	}
+	if _, ok := ny.ClosedSince(at(12, 7, 10)); ok {
+		t.Error("closed while open")
+	}
+}
+
 func TestParseWindows(t *testing.T) {
 	tests := []struct {
 		spec, want, err string

@@ -370,3 +370,24 @@ func FuzzParseCalendar(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseTurnaround(f *testing.F) {
+	for _, s := range []string{"24 business hours", "2 business days", "1 business day", "0 business hours", "x"} {
+		f.Add(s)
+	}
+	loc, _ := time.LoadLocation("Europe/Berlin")
+	s := &Schedule{Location: loc, Windows: windows(f, "mon-fri 09:00-17:00")}
+	from := time.Date(2026, 10, 23, 18, 0, 0, 0, loc)
+	f.Fuzz(func(t *testing.T, spec string) {
+		ta, err := ParseTurnaround(spec)
+		if err != nil {
+			return
+		}
+		if (ta.Hours > 0) == (ta.Days > 0) {
+			t.Fatalf("%q gave %+v", spec, ta)
+		}
+		if by, ok := s.ExpectedReply(from, ta); !ok || !by.After(from) || !s.Open(by.Add(-time.Second)) {
+			t.Fatalf("%q: the answer by %s, %v", spec, by, ok)
+		}
+	})
+}

@@ -23,13 +23,21 @@ func ParseTurnaround(s string) (Turnaround, error) {
 		return Turnaround{}, fmt.Errorf("%q: want \"N business hours\" or \"N business days\"", s)
 	}
 	n, err := strconv.Atoi(f[0])
-	if err != nil || n < 1 || n > 1000 {
-		return Turnaround{}, fmt.Errorf("%q: the number must be 1 to 1000", s)
+	if err != nil || n < 1 {
+		return Turnaround{}, fmt.Errorf("%q: the number must be a whole number from 1", s)
 	}
+	// The limits keep the answer date within the year a schedule is
+	// searched: a promise further out is no promise.
 	switch f[2] {
 	case "hours", "hour":
+		if n > 1000 {
+			return Turnaround{}, fmt.Errorf("%q: at most 1000 business hours", s)
+		}
 		return Turnaround{Hours: n}, nil
 	case "days", "day":
+		if n > 60 {
+			return Turnaround{}, fmt.Errorf("%q: at most 60 business days", s)
+		}
 		return Turnaround{Days: n}, nil
 	}
 	return Turnaround{}, fmt.Errorf("%q: want \"N business hours\" or \"N business days\"", s)

@@ -36,8 +36,13 @@ type queueState = status.Queue
 func queueStateOf(list []queue.Message) queueState {
 	q := queueState{Messages: len(list)}
 	for _, m := range list {
-		if q.Oldest.IsZero() || m.Received.Before(q.Oldest) {
-			q.Oldest = m.Received
+		// Held mail waits from its release, not from when it came.
+		since := m.Received
+		if m.HeldUntil.After(since) {
+			since = m.HeldUntil
+		}
+		if q.Oldest.IsZero() || since.Before(q.Oldest) {
+			q.Oldest = since
 		}
 	}
 	return q

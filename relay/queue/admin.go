@@ -138,13 +138,20 @@ func (q *Queue) Drop(prefix string) (string, error) {
 	return id, nil
 }
 
-// stats is the number of queued messages and the arrival of the oldest.
+// stats is the number of queued messages and when the one waiting
+// longest began to wait: a held message waits from its release, so a
+// weekend's held mail does not look like a stuck queue.
 func (q *Queue) stats() (n int, oldest time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	now := q.now()
 	for _, e := range q.entries {
-		if oldest.IsZero() || e.meta.Received.Before(oldest) {
-			oldest = e.meta.Received
+		since := e.waitingSince(now)
+		if h := e.holdUntil(); h.After(now) {
+			since = h
+		}
+		if oldest.IsZero() || since.Before(oldest) {
+			oldest = since
 		}
 	}
 	return len(q.entries), oldest

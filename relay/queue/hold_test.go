@@ -99,6 +99,10 @@ func TestHeldUntilOpening(t *testing.T) {
 	if len(list) != 1 || !list[0].HeldUntil.Equal(opening) || !list[0].NextAttempt.Equal(opening) {
 		t.Fatalf("queue list: %+v, want held until %s", list, opening)
 	}
+	// Held mail is not late: the oldest wait begins at the release.
+	if _, oldest := q.stats(); !oldest.Equal(opening) {
+		t.Errorf("the oldest message waits since %s, want %s", oldest, opening)
+	}
 
 	// A second before the opening nothing moves; a restart keeps the hold.
 	clock.set(opening.Add(-time.Second))

@@ -66,7 +66,7 @@ func (m *Metrics) registerQueue(q *Queue) {
 				if n == 0 {
 					return 0
 				}
-				return q.now().Sub(oldest).Seconds()
+				return max(q.now().Sub(oldest).Seconds(), 0)
 			}),
 	)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/password"
 	"github.com/sealpost/sealpost/internal/tlsconf"
+	"golang.org/x/net/idna"
 )
 
 // packagedDefaultMarker is in the configuration the Debian package
@@ -386,7 +387,9 @@ func certificateRequest(hostname, domain string) (csr, key []byte, err error) {
 	} else {
 		tmpl.DNSNames = []string{hostname}
 	}
-	tmpl.DNSNames = append(tmpl.DNSNames, "autoconfig."+domain, "autodiscover."+domain)
+	if a, err := idna.Lookup.ToASCII(domain); err == nil {
+		tmpl.DNSNames = append(tmpl.DNSNames, "autoconfig."+a, "autodiscover."+a)
+	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
 	if err != nil {
 		return nil, nil, err

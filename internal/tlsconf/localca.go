@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/net/idna"
 )
 
 // The local CA is what therapists' machines are asked to trust. It is
@@ -68,7 +70,13 @@ type Names struct {
 func PracticeNames(hostname string, domains []string, ips []net.IP) Names {
 	var n Names
 	addDNS := func(s string) {
-		s = strings.ToLower(strings.TrimSuffix(s, "."))
+		// A certificate names an internationalised domain by its A-labels
+		// (RFC 5280 7.2); one that has none cannot be named at all.
+		s, err := idna.Lookup.ToASCII(strings.TrimSuffix(s, "."))
+		if err != nil {
+			return
+		}
+		s = strings.ToLower(s)
 		if s != "" && !slices.Contains(n.DNS, s) {
 			n.DNS = append(n.DNS, s)
 		}

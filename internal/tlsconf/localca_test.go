@@ -221,3 +221,31 @@ func TestRenewReplacesUnconstrainedCA(t *testing.T) {
 		t.Errorf("at the certificate's renewal the constrained CA takes over: %+v, %v", r, err)
 	}
 }
+
+// TestLocalCAForAnInternationalisedDomain: a practice whose domain is
+// internationalised gets a CA and certificate naming its A-labels (the
+// relay would not start: a certificate cannot carry U-labels), and a
+// client that connects to the name as typed, converted as every client
+// does, verifies it.
+func TestLocalCAForAnInternationalisedDomain(t *testing.T) {
+	names := PracticeNames("mail.bücher.example", []string{"bücher.example"}, nil)
+	iss, err := NewLocalCA(names, time.Now())
+	if err != nil {
+		t.Fatalf("a local CA for bücher.example: %v", err)
+	}
+	ca, err := parseCertPEM(iss.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := parseCertPEM(iss.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	for _, name := range []string{"mail.xn--bcher-kva.example", "autoconfig.xn--bcher-kva.example", "autodiscover.xn--bcher-kva.example"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: name}); err != nil {
+			t.Errorf("the certificate does not verify for %s: %v", name, err)
+		}
+	}
+}

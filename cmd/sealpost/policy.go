@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -18,6 +19,7 @@ import (
 type policyAndArchive struct {
 	policy   *rules.Policy
 	registry *rules.Registry
+	log      *slog.Logger // for what reload fetches
 	keys     *pgp.Keyring
 	arch     *archive.Archive
 	closers  []func() error
@@ -75,6 +77,8 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 		d.close()
 		return nil, err
 	}
+	d.log = log
+	fetchCalendars(ctx, cfg, http.DefaultClient, log)
 	d.policy.SetHours(cfg.OfficeHours())
 	arch, warning, err := openArchive(ctx, cfg, log)
 	if warning != "" {
@@ -100,6 +104,7 @@ func (d *policyAndArchive) reload(cfg *config.Config) error {
 	if err := d.policy.SetSealed(cfg.Sealed.Settings()); err != nil {
 		return err
 	}
+	fetchCalendars(context.Background(), cfg, http.DefaultClient, d.log)
 	d.policy.SetHours(cfg.OfficeHours())
 	return d.policy.Reload(cfg.Policy.InternalDomains, cfg.Policy.Notice, cfg.Policy.ContentRules())
 }

@@ -1,9 +1,13 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,7 +62,7 @@ type HoursProblem struct{ Key, Msg string }
 
 // officeHours builds the hours h describes, with every problem by key.
 // No windows: none (nil), unless something needs them.
-func (h HoursConfig) officeHours() (*rules.OfficeHours, []HoursProblem) {
+func (h HoursConfig) officeHours(cacheDir string) (*rules.OfficeHours, []HoursProblem) {
 	var problems []HoursProblem
 	bad := func(key, format string, args ...any) {
 		problems = append(problems, HoursProblem{key, fmt.Sprintf(format, args...)})
@@ -100,10 +104,13 @@ func (h HoursConfig) officeHours() (*rules.OfficeHours, []HoursProblem) {
 	}
 	s.Closures = append(s.Closures, days)
 	if h.HolidaysICal != "" {
-		cal, err := readCalendar(h.HolidaysICal, loc)
-		if err != nil {
+		cal, err := readCalendar(h.HolidaysICal, cacheDir, loc)
+		switch {
+		case errors.Is(err, errNotFetched):
+			// serve fetches it; until then the hours are without it
+		case err != nil:
 			bad("holidays_ical", "%v", err)
-		} else {
+		default:
 			s.Closures = append(s.Closures, cal)
 		}
 	}
@@ -118,9 +125,20 @@ func (h HoursConfig) officeHours() (*rules.OfficeHours, []HoursProblem) {
 	return oh, problems
 }
 
-func readCalendar(path string, loc *time.Location) (*hours.Calendar, error) {
-	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
-		return nil, fmt.Errorf("%s: give a file (download the calendar and point holidays_ical at it)", path)
+// errNotFetched: a calendar named by URL has no copy in data_dir yet.
+var errNotFetched = errors.New("not fetched yet")
+
+// readCalendar reads an .ics file, or for an https URL the copy serve
+// keeps in cacheDir (CalendarCachePath).
+func readCalendar(path, cacheDir string, loc *time.Location) (*hours.Calendar, error) {
+	if strings.Contains(path, "://") {
+		if !strings.HasPrefix(path, "https://") {
+			return nil, fmt.Errorf("%s: a calendar is fetched over https only", path)
+		}
+		path = CalendarCachePath(cacheDir, path)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, errNotFetched
+		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -131,13 +149,39 @@ func readCalendar(path string, loc *time.Location) (*hours.Calendar, error) {
 }
 
 // OfficeHours is every account's office hours, by username; accounts
-// without windows have none.
+// without windows have none. A calendar named by URL is read from the
+// copy serve fetched (CalendarURLs); without one, the hours lack it.
 func (c *Config) OfficeHours() map[string]rules.OfficeHours {
 	out := map[string]rules.OfficeHours{}
 	for _, a := range c.Accounts {
-		if oh, _ := c.Hours.merged(a.Hours).officeHours(); oh != nil {
+		if oh, _ := c.Hours.merged(a.Hours).officeHours(c.CalendarDir()); oh != nil {
 			out[a.Username] = *oh
 		}
+	}
+	return out
+}
+
+// CalendarDir holds the copies of holiday calendars named by URL.
+func (c *Config) CalendarDir() string { return filepath.Join(c.DataDir, "calendars") }
+
+// CalendarCachePath is where the copy of the calendar at url is kept.
+func CalendarCachePath(dir, url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".ics")
+}
+
+// CalendarURLs are the holiday calendars [hours] and [account.hours] name
+// by URL, each once.
+func (c *Config) CalendarURLs() []string {
+	var out []string
+	add := func(h *HoursConfig) {
+		if h != nil && strings.HasPrefix(h.HolidaysICal, "https://") && !slices.Contains(out, h.HolidaysICal) {
+			out = append(out, h.HolidaysICal)
+		}
+	}
+	add(&c.Hours)
+	for _, a := range c.Accounts {
+		add(a.Hours)
 	}
 	return out
 }
@@ -145,7 +189,7 @@ func (c *Config) OfficeHours() map[string]rules.OfficeHours {
 // validateHours checks [hours] and each [account.hours].
 func (c *Config) validateHours(bad reporter) {
 	c.Hours.HolidaysICal = c.relative(c.Hours.HolidaysICal)
-	for _, p := range problemsOf(c.Hours.officeHours()) {
+	for _, p := range problemsOf(c.Hours.officeHours(c.CalendarDir())) {
 		bad("hours."+p.Key, "%s", p.Msg)
 	}
 	for i, a := range c.Accounts {
@@ -156,7 +200,7 @@ func (c *Config) validateHours(bad reporter) {
 			continue
 		}
 		a.Hours.HolidaysICal = c.relative(a.Hours.HolidaysICal)
-		for _, p := range problemsOf(c.Hours.merged(a.Hours).officeHours()) {
+		for _, p := range problemsOf(c.Hours.merged(a.Hours).officeHours(c.CalendarDir())) {
 			bad(fmt.Sprintf("account[%d].hours.%s", i, p.Key), "%s", p.Msg)
 		}
 	}

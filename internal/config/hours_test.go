@@ -79,7 +79,7 @@ func TestHoursProblemsNamedByKey(t *testing.T) {
 		{"bad window", "[hours]\ntimezone = \"UTC\"\nwindows = [\"weekdays 9-5\"]\n", ":10: hours.windows: \"weekdays 9-5\""},
 		{"bad holiday", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nholidays = [\"25.12.2026\"]\n", ":11: hours.holidays: \"25.12.2026\" is not a date"},
 		{"missing calendar", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nholidays_ical = \"nowhere.ics\"\n", "hours.holidays_ical: open"},
-		{"calendar by URL", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nholidays_ical = \"https://example.com/h.ics\"\n", "give a file"},
+		{"calendar over http", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nholidays_ical = \"http://example.com/h.ics\"\n", "fetched over https only"},
 		{"bad turnaround", "[hours]\ntimezone = \"UTC\"\nwindows = [\"mon 09:00-10:00\"]\nturnaround = \"1 day\"\n", "hours.turnaround: \"1 day\""},
 		{"an acknowledgement's language", "[account.autoreply]\ntext = \"Thanks.\"\nlanguage = \"fr\"\n", "account[0].autoreply.language: \"fr\""},
 		{"an account's problem", "[account.hours]\nwindows = [\"mon 10:00-09:00\"]\n[hours]\ntimezone = \"UTC\"\n", "account[0].hours.windows: \"mon 10:00-09:00\": the window must end after it starts"},

@@ -138,6 +138,19 @@ func (q *Queue) Drop(prefix string) (string, error) {
 	return id, nil
 }
 
+// heldCount is the number of queued messages still held for an opening.
+func (q *Queue) heldCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now, n := q.now(), 0
+	for _, e := range q.entries {
+		if e.holdUntil().After(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // stats is the number of queued messages and when the one waiting
 // longest began to wait: a held message waits from its release, so a
 // weekend's held mail does not look like a stuck queue.

@@ -103,6 +103,9 @@ func TestHeldUntilOpening(t *testing.T) {
 	if _, oldest := q.stats(); !oldest.Equal(opening) {
 		t.Errorf("the oldest message waits since %s, want %s", oldest, opening)
 	}
+	if n := q.heldCount(); n != 1 {
+		t.Errorf("%d held messages counted, want 1", n)
+	}
 
 	// A second before the opening nothing moves; a restart keeps the hold.
 	clock.set(opening.Add(-time.Second))

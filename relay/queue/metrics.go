@@ -68,5 +68,8 @@ func (m *Metrics) registerQueue(q *Queue) {
 				}
 				return max(q.now().Sub(oldest).Seconds(), 0)
 			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sealpost_queue_held_messages",
+			Help: "Queued messages whose copies to clients wait for their sender's office hours."},
+			func() float64 { return float64(q.heldCount()) }),
 	)
 }

@@ -221,3 +221,101 @@ func TestHoursShowAndAway(t *testing.T) {
 	}
 	show("opens Mon 7 Dec 09:00 EST")
 }
+
+// TestAcknowledgementDate: Dovecot plays the provider's IMAP server; a
+// client writes on Friday evening and the acknowledgement says by when to
+// expect an answer, ends with the crisis lines and goes at once although
+// the therapist's mail is held; during Monday's hours a second message
+// gets none (within every), on Monday evening a third does (a new closed
+// stretch).
+func TestAcknowledgementDate(t *testing.T) {
+	testutil.RequireTools(t, "dovecot")
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newTestClock(t)
+	clock.set(t, time.Date(2026, 12, 4, 19, 0, 0, 0, ny))
+	d := StartDovecot(t, From, "imap-secret")
+	pwFile := filepath.Join(t.TempDir(), "imap-password")
+	os.WriteFile(pwFile, []byte("imap-secret\n"), 0o600)
+	r := StartRelay(t, RelayOptions{Binary: SealpostTestClock(t), Env: clock.env(), Sections: fmt.Sprintf(`
+[account.imap]
+address = %q
+tls = "implicit"
+ca_file = %q
+username = %q
+password_file = %q
+poll = "1h"
+[account.autoreply]
+every = "7d"
+text = "Thank you for your message."
+crisis = "If you are in crisis, call or text 988."
+%s
+turnaround = "24 business hours"
+`, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile, hoursSection), Setup: func(r *Relay) {
+		consentAll(t, r, "anna@client.example")
+	}})
+	acks := func() []string {
+		var out []string
+		for _, m := range r.Outbox(t) {
+			out = append(out, strings.NewReplacer("=\r\n", "", "=\n", "").Replace(m))
+		}
+		return out
+	}
+	write := func(subject string) {
+		d.Append(t, "INBOX", inboxMessage("anna@client.example", subject, "", "Hello."))
+	}
+	write("Friday evening")
+	testutil.WaitWithin(t, 30*time.Second, "the acknowledgement", func() bool { return len(acks()) == 1 })
+	for _, w := range []string{"Thank you for your message.", "Your message arrived on Friday evening; you can expect an answer by Monday 7 December, 17:00.",
+		"If you are in crisis, call or text 988.", "Auto-Submitted: auto-replied"} {
+		if !strings.Contains(acks()[0], w) {
+			t.Errorf("the acknowledgement lacks %q:\n%s", w, acks()[0])
+		}
+	}
+	archived := func() int { return strings.Count(r.Logs.String(), "archived a client's message") }
+	clock.set(t, time.Date(2026, 12, 7, 10, 0, 0, 0, ny))
+	write("Monday morning")
+	testutil.WaitWithin(t, 30*time.Second, "Monday's message archived", func() bool { return archived() == 2 })
+	clock.set(t, time.Date(2026, 12, 7, 18, 0, 0, 0, ny))
+	write("Monday evening")
+	testutil.WaitWithin(t, 30*time.Second, "the evening's acknowledgement", func() bool { return len(acks()) == 2 })
+	if archived() != 3 {
+		t.Errorf("%d client messages archived, want 3", archived())
+	}
+	all := strings.Join(acks(), "\n")
+	if !strings.Contains(all, "arrived on Monday evening; you can expect an answer by Tuesday 8 December, 17:00.") ||
+		strings.Contains(all, "In-Reply-To: <Monday-morning@client.example>") {
+		t.Errorf("the acknowledgements after Friday's:\n%s", all)
+	}
+}
+
+// TestHeldOverRecurringHoliday: the practice's holidays come from an .ics
+// file whose Christmas recurs yearly since 2020: mail on Christmas Eve
+// evening is held over Christmas and the weekend.
+func TestHeldOverRecurringHoliday(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newTestClock(t)
+	clock.set(t, time.Date(2026, 12, 24, 18, 0, 0, 0, ny))
+	t.Setenv("SEALPOST_TEST_CLOCK", clock.path)
+	ics := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nBEGIN:VEVENT\r\nUID:xmas@e2e\r\nDTSTAMP:20200101T000000Z\r\nSUMMARY:Christmas Day\r\n" +
+		"DTSTART;VALUE=DATE:20201225\r\nDTEND;VALUE=DATE:20201226\r\nRRULE:FREQ=YEARLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+	r := StartRelay(t, RelayOptions{Binary: SealpostTestClock(t), Sections: hoursSection + "holidays_ical = \"holidays.ics\"\n",
+		Setup: func(r *Relay) {
+			if err := os.WriteFile(filepath.Join(r.Dir, "holidays.ics"), []byte(ics), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r.Run(t, "", "consent", "add", "anna@client.example", "--evidence", "intake form", "--date", "2026-01-02")
+		}})
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "anna@client.example")...); !ok || !strings.Contains(out, "to clients held until Mon 28 Dec 09:00 (office hours)") {
+		t.Fatalf("a message on Christmas Eve evening:\n%s", out)
+	}
+	clock.set(t, time.Date(2026, 12, 25, 12, 0, 0, 0, ny))
+	if out, _, _ := r.Run(t, "", "hours", "show"); !strings.Contains(out, "closed (Christmas Day); opens Mon 28 Dec 09:00 EST") {
+		t.Errorf("hours show on Christmas Day:\n%s", out)
+	}
+}

@@ -24,11 +24,9 @@ type loginData struct {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		if sess, _ := s.sessions.get(c.Value, s.o.Now()); sess != nil {
-			http.Redirect(w, r, "/today", http.StatusSeeOther)
-			return
-		}
+	if s.sessionOf(r) != nil {
+		http.Redirect(w, r, "/today", http.StatusSeeOther)
+		return
 	}
 	s.showLogin(w, r, http.StatusOK, loginData{Ended: r.URL.Query().Get("ended") == "1"})
 }

@@ -33,6 +33,12 @@ var funcs = template.FuncMap{
 	"iso":     func(t time.Time) string { return t.Format(time.RFC3339) },
 	"bytes":   func(n int64) string { return status.Bytes(uint64(max(n, 0))) },
 	"groups4": groupsOfFour,
+	"capital": func(s string) string {
+		if s == "" {
+			return s
+		}
+		return strings.ToUpper(s[:1]) + s[1:]
+	},
 }
 
 func loadPages() (*pages, error) {

@@ -49,11 +49,22 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(rt.pattern, s.guard(rt))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, nil, http.StatusNotFound, "There is no such page in the console.")
+		s.fail(w, r, s.sessionOf(r), http.StatusNotFound, "There is no such page in the console.")
 	})
 	return s.withHeaders(mux)
 }
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request, _ *session) {
 	http.Redirect(w, r, "/today", http.StatusSeeOther)
+}
+
+// sessionOf is the live session of the request, if any, for pages outside
+// the table (a 404 shows the menu to someone logged in).
+func (s *Server) sessionOf(r *http.Request) *session {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil
+	}
+	sess, _ := s.sessions.get(c.Value, s.o.Now())
+	return sess
 }

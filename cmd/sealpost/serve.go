@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sealpost/sealpost/console"
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/fsutil"
 	"github.com/sealpost/sealpost/internal/oauth"
@@ -53,6 +54,7 @@ type service struct {
 	srv         *relay.Server
 	clients     atomic.Pointer[submission.ClientSettings]
 	ops         *ops.Servers
+	console     *console.Server
 	ingest      *ingestRunner
 	stopControl context.CancelFunc
 	bg          *background
@@ -131,6 +133,9 @@ func (s *service) start(ctx context.Context, cfg *config.Config) error {
 	if s.ops, err = startOps(cfg, &s.clients, s.srv, reg, s.pa.arch, tlsConf, s.log); err != nil {
 		return err
 	}
+	if err := s.startConsole(cfg, tlsConf); err != nil {
+		return err
+	}
 	s.ingest = &ingestRunner{pa: s.pa, srv: s.srv, log: s.log, redact: red.Hash, grants: s.grants}
 	if err := s.ingest.start(cfg); err != nil {
 		return err
@@ -191,6 +196,11 @@ func (s *service) serveUntil(ctx context.Context) {
 // deliveries in flight up to grace. Once the control socket ran, the last
 // consent events are copied into the archive before it closes.
 func (s *service) stop(grace time.Duration) {
+	if s.console != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.console.Shutdown(ctx)
+		cancel()
+	}
 	if s.ingest != nil {
 		s.ingest.stop()
 	}
@@ -237,6 +247,11 @@ func (s *service) reload() error {
 		return err
 	}
 	s.srv.SetPartialSends(cfg.Policy.AllowPartialSends())
+	if s.console != nil {
+		if err := s.console.SetLogins(consoleLogins(cfg)); err != nil {
+			return err
+		}
+	}
 	cs := clientSettings(cfg)
 	s.clients.Store(&cs)
 	if err := s.ingest.start(cfg); err != nil {

@@ -50,13 +50,18 @@ func queueStateOf(list []queue.Message) queueState {
 
 // serveStatus answers GET /status on the control socket.
 func (s *service) serveStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(s.relayState())
+}
+
+// relayState is what the running relay says about itself.
+func (s *service) relayState() relayState {
 	st := relayState{Since: s.started, PID: os.Getpid(), Build: currentBuild(), Queue: queueStateOf(s.srv.Queue()),
 		ProviderLastOK: s.srv.UpstreamLastOK(), Verified: s.bg.verified.Load()}
 	if s.pa.arch != nil {
 		st.ArchiveRecords, _ = s.pa.arch.ChainHead()
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(st)
+	return st
 }
 
 // statusReport is `sealpost status`, also as JSON.

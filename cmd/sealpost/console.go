@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/console"
+	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/status"
+	"github.com/sealpost/sealpost/record"
+	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/rules/sealed"
+)
+
+// consoleLogins are who may log in to the console: [[console.admin]] as
+// admins, [[account]] as therapists, [[archive.viewer]] as auditors.
+func consoleLogins(cfg *config.Config) []console.Login {
+	var out []console.Login
+	for _, a := range cfg.Console.Admins {
+		out = append(out, console.Login{Username: a.Username, PasswordHash: a.PasswordHash, Role: console.Admin})
+	}
+	for _, a := range cfg.Accounts {
+		out = append(out, console.Login{Username: a.Username, PasswordHash: a.PasswordHash, Role: console.Therapist})
+	}
+	for _, v := range cfg.Archive.Viewers {
+		out = append(out, console.Login{Username: v.Username, PasswordHash: v.PasswordHash, Role: console.Auditor})
+	}
+	return out
+}
+
+// startConsole serves the practice console when [console] listen is set,
+// with the submission certificate (tlsConf reads a renewed one by itself).
+func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
+	if cfg.Console.Listen == "" {
+		return nil
+	}
+	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := s.pa.arch.ChainHead(); return n }}
+	srv, err := console.New(console.Options{
+		Listen:          cfg.Console.Listen,
+		TLS:             tlsConf,
+		Logins:          consoleLogins(cfg),
+		TrustedNetworks: cfg.SMTP.TrustedPrefixes(),
+		Status:          &consoleStatus{s: s, cfg: cfg, refusals: refusals},
+		Refusals:        refusals,
+		Recorder:        &consoleRecorder{pa: s.pa},
+		Queue:           consoleQueue{s.srv},
+		Logger:          s.log.With("component", "console"),
+	})
+	if err != nil {
+		return err
+	}
+	addr, err := srv.Start()
+	if err != nil {
+		return err
+	}
+	s.console = srv
+	s.log.Info("the practice console is listening", "url", "https://"+addr.String()+"/")
+	return nil
+}
+
+// consoleStatus is `sealpost status` for the console, from the running relay.
+type consoleStatus struct {
+	s        *service
+	cfg      *config.Config
+	refusals *refusalFinder
+}
+
+func (c *consoleStatus) Status(ctx context.Context) *status.Report {
+	now := time.Now()
+	rs := c.s.relayState()
+	st := &statusReport{Build: currentBuild(), Config: c.cfg.Path, Relay: &rs, Queue: rs.Queue, Verified: rs.Verified,
+		Provider: c.cfg.Upstream.Address, Warnings: []string{}}
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
+	if refused, err := c.refusals.Refusals(ctx, midnight); err == nil {
+		n := len(refused)
+		st.RefusalsToday = &n
+	}
+	completeStatus(st, c.cfg, now)
+	return st
+}
+
+// refusalFinder reads refusals from the archive's clear headers. Reading
+// them scans the segments, so the list is kept until the chain grows.
+type refusalFinder struct {
+	dir  string
+	head func() uint64
+
+	mu     sync.Mutex
+	since  time.Time // the earliest time asked for
+	atHead uint64
+	list   []console.Refusal
+	valid  bool
+}
+
+func (f *refusalFinder) Refusals(ctx context.Context, since time.Time) ([]console.Refusal, error) {
+	head := f.head()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.valid || head != f.atHead || since.Before(f.since) {
+		from := since
+		if f.valid && f.since.Before(from) {
+			from = f.since // keep the widest window asked for
+		}
+		found, err := archive.FindRefusals(f.dir, "", from)
+		if err != nil {
+			return nil, err
+		}
+		f.list, f.since, f.atHead, f.valid = consoleRefusals(found), from, head, true
+	}
+	var out []console.Refusal
+	for _, r := range f.list {
+		if !r.Time.Before(since) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (f *refusalFinder) Refusal(ctx context.Context, ref string) ([]console.Refusal, error) {
+	found, err := archive.FindRefusals(f.dir, ref, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return consoleRefusals(found), nil
+}
+
+func consoleRefusals(found []archive.RefusalFound) []console.Refusal {
+	out := make([]console.Refusal, 0, len(found))
+	for _, r := range found {
+		out = append(out, console.Refusal{Time: r.Time, Ref: r.Ref, Code: r.Code, Account: r.Account, Recipient: r.Recipient, Is: r.Is})
+	}
+	return out
+}
+
+// consoleRecorder records what an admin fixes in the console, through the
+// same registry and keyring the commands use.
+type consoleRecorder struct{ pa *policyAndArchive }
+
+// RecordConsent archives the scan first, then records the consent naming
+// the scan's record: a consent never claims a scan the record lacks.
+func (c *consoleRecorder) RecordConsent(ctx context.Context, ev record.ConsentEvent, scan *console.Evidence) (record.ConsentEvent, error) {
+	if scan != nil {
+		id, err := c.pa.arch.RecordEvidence(ctx, archive.Evidence{Addresses: ev.Addresses, Client: ev.Client, Filename: scan.Filename,
+			Type: scan.Type, RecordedBy: ev.RecordedBy}, scan.Data)
+		if err != nil {
+			return ev, fmt.Errorf("the scan could not be archived, so nothing was recorded: %w", err)
+		}
+		ev.Evidence += fmt.Sprintf(" (scan %s in the archive)", id)
+	}
+	return c.pa.registry.Add(ctx, ev)
+}
+
+func (c *consoleRecorder) ImportKey(ctx context.Context, data []byte, by string) ([]console.ImportedKey, error) {
+	infos, err := c.pa.keys.Import(ctx, bytes.NewReader(data), "console, "+by)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.ImportedKey, 0, len(infos))
+	for _, k := range infos {
+		out = append(out, console.ImportedKey{Fingerprint: k.Fingerprint, UserIDs: k.UserIDs, Status: k.Status})
+	}
+	return out, nil
+}
+
+func (c *consoleRecorder) SetPassphrase(ctx context.Context, address, client, passphrase, by string) (record.ConsentEvent, error) {
+	prepared, err := sealed.CheckPassphrase(passphrase)
+	if err != nil {
+		return record.ConsentEvent{}, err
+	}
+	return c.pa.registry.SetPassphrase(ctx, []string{address}, client, prepared, by)
+}
+
+// consoleQueue is the relay's queue for the console.
+type consoleQueue struct{ srv *relay.Server }
+
+func (q consoleQueue) List() []console.QueuedMessage {
+	list := q.srv.Queue()
+	out := make([]console.QueuedMessage, 0, len(list))
+	for _, m := range list {
+		out = append(out, console.QueuedMessage{ID: m.ID, Account: m.Account, Received: m.Received, Size: m.Size, Attempts: m.Attempts,
+			NextAttempt: m.NextAttempt, Pending: m.Pending, LastReply: m.LastError, Dropped: m.Dropped})
+	}
+	return out
+}
+
+func (q consoleQueue) Retry(id string) error {
+	_, err := q.srv.Retry(id)
+	return err
+}
+
+func (q consoleQueue) Drop(id string) error {
+	_, err := q.srv.Drop(id)
+	return err
+}

@@ -1,0 +1,120 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sealpost/sealpost/internal/testutil/browsertest"
+)
+
+// chromiumConsole is the test console in headless Chromium, which does not
+// know the test server's certificate authority.
+func chromiumConsole(t *testing.T) (*testConsole, context.Context) {
+	tc := startConsole(t)
+	ctx := browsertest.Start(t, chromedp.Flag("ignore-certificate-errors", true))
+	return tc, ctx
+}
+
+// do runs browser steps, failing the test after half a minute rather than
+// waiting for ever on an element that never comes.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func open(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	do(t, ctx, url, chromedp.Navigate(url), chromedp.WaitReady("main h1"))
+}
+
+// logInAs fills the login form and sends it, as a person would.
+func logInAs(t *testing.T, ctx context.Context, base, user string) {
+	t.Helper()
+	open(t, ctx, base+"/login")
+	do(t, ctx, "log in as "+user, chromedp.SetValue("#username", user), chromedp.SetValue("#password", testPassword),
+		chromedp.Click("form.login button"), chromedp.WaitVisible(".logout"))
+}
+
+// TestPagesInChromium: every page each role opens, at 1280×800 and at a
+// phone's 390×844: it fits the width (nothing to scroll sideways), axe-core
+// finds no serious or critical WCAG 2.1 AA violation, and a screenshot is
+// kept (SEALPOST_SHOTS) for a person to look at.
+func TestPagesInChromium(t *testing.T) {
+	tc, ctx := chromiumConsole(t)
+	shots := browsertest.ShotDir(t)
+	pages := map[string][]string{
+		"":       {"/login"},
+		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/nowhere"},
+		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
+		"audit":  {"/today", "/queue"},
+	}
+	for _, user := range []string{"", "office", "anna", "audit"} {
+		if user != "" {
+			logInAs(t, ctx, tc.url, user)
+		}
+		for _, path := range pages[user] {
+			for _, size := range [][2]int64{{1280, 800}, {390, 844}} {
+				where := fmt.Sprintf("%s %s at %dx%d", orNobody(user), path, size[0], size[1])
+				do(t, ctx, "resize", chromedp.EmulateViewport(size[0], size[1]))
+				open(t, ctx, tc.url+path)
+				if w := browsertest.Eval[float64](t, ctx, `document.documentElement.scrollWidth`); w > float64(size[0]) {
+					t.Errorf("%s: the page is %v px wide", where, w)
+				}
+				browsertest.Axe(t, ctx, where)
+				name := fmt.Sprintf("console-%s%s-%dx%d", orNobody(user), strings.ReplaceAll(path, "/", "-"), size[0], size[1])
+				browsertest.Screenshot(t, ctx, shots, name)
+			}
+		}
+		if user != "" {
+			do(t, ctx, "log out", chromedp.EmulateViewport(1280, 800), chromedp.Click(".logout button"), chromedp.WaitVisible("form.login"))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(shots, "console-office-today-390x844.png")); err != nil {
+		t.Error(err)
+	}
+}
+
+func orNobody(user string) string {
+	if user == "" {
+		return "nobody"
+	}
+	return user
+}
+
+// TestGuardsInChromium: in the browser, a form whose CSRF token was taken
+// out is refused and nothing happens; an auditor opening the queue's URL is
+// told their login cannot open it; a session idle for over 30 minutes
+// lands on the login page, which says why.
+func TestGuardsInChromium(t *testing.T) {
+	tc, ctx := chromiumConsole(t)
+	logInAs(t, ctx, tc.url, "office")
+	open(t, ctx, tc.url+"/queue")
+	browsertest.Eval[bool](t, ctx, `(() => { document.querySelectorAll("input[name=csrf]").forEach(e => e.remove()); return true; })()`)
+	do(t, ctx, "retry without the token", chromedp.Click(`button[aria-label="Retry Q1ANNA"]`), chromedp.WaitVisible(".problem"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "security token is missing or old") || len(tc.queue.retried) != 0 {
+		t.Errorf("without the token: retried %v, the page says:\n%s", tc.queue.retried, text)
+	}
+	do(t, ctx, "log out", chromedp.Click(".logout button"), chromedp.WaitVisible("form.login"))
+
+	logInAs(t, ctx, tc.url, "audit")
+	open(t, ctx, tc.url+"/queue")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your login cannot open this page.") || strings.Contains(text, "Q1ANNA") {
+		t.Errorf("the auditor at /queue sees:\n%s", text)
+	}
+	tc.advance(31 * time.Minute)
+	open(t, ctx, tc.url+"/today")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your session ended after a while without use. Log in again.") {
+		t.Errorf("after 31 idle minutes the browser shows:\n%s", text)
+	}
+}

@@ -207,8 +207,20 @@ func TestHoursShowAndAway(t *testing.T) {
 		t.Fatalf("away: exit %d\n%s", code, out)
 	}
 	show("opens Wed 9 Dec 09:00 EST", "Away #1: 2026-12-07 to 2026-12-08 (conference)", "answer by Wednesday 9 December, 17:00 EST")
-	if out, ok := Swaks(t, r.SwaksArgs("--to", "anna@client.example")...); !ok || !strings.Contains(out, "to clients held until Wed 9 Dec 09:00 (office hours)") {
+	out, ok := Swaks(t, r.SwaksArgs("--to", "anna@client.example")...)
+	if !ok || !strings.Contains(out, "to clients held until Wed 9 Dec 09:00 (office hours)") {
 		t.Fatalf("a message during the absence:\n%s", out)
+	}
+	// The therapist takes it back before it leaves.
+	if out, errOut, code := r.Run(t, "", "queue", "drop", queuedID(t, out)); code != 0 {
+		t.Fatalf("queue drop of a held message: exit %d\n%s%s", code, out, errOut)
+	}
+	testutil.WaitWithin(t, 30*time.Second, "the dropped message gone", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list")
+		return strings.Contains(out, "empty")
+	})
+	if box := r.Outbox(t); len(box) != 0 {
+		t.Errorf("a dropped held message was delivered:\n%s", box[0])
 	}
 	if _, _, code := r.Run(t, "", "away", "--account", User, "--from", "2026-12-09", "--until", "2026-12-01"); code == 0 {
 		t.Error("an absence ending before it begins was recorded")

@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register(&command{name: "away", args: "--account NAME --from YYYY-MM-DD --until YYYY-MM-DD [--note TEXT] [--by WHO]",
-		summary: "record days a therapist is away: their mail to clients is held, acknowledgements name the day back", run: runAway})
+		summary: "record days a therapist is away: their office hours are closed (held mail waits, answer dates count from their return)", run: runAway})
 	register(&command{name: "away list", args: "[--account NAME] [--json]", summary: "the absences recorded, not cancelled", run: runAwayList})
 	register(&command{name: "away cancel", args: "ID --account NAME [--by WHO]", summary: "cancel an absence (recorded, not erased)", run: runAwayCancel})
 }

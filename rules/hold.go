@@ -38,8 +38,8 @@ func (p *Policy) Hours(ctx context.Context, account string) (OfficeHours, bool, 
 	if !ok || oh.Schedule == nil {
 		return OfficeHours{}, false, nil
 	}
-	reg, isRegistry := p.registry.(*Registry)
-	if !isRegistry {
+	reg, keepsAbsences := p.registry.(absences)
+	if !keepsAbsences {
 		return oh, true, nil
 	}
 	away, err := reg.AbsenceDays(ctx, account, oh.Schedule.Location)
@@ -50,6 +50,12 @@ func (p *Policy) Hours(ctx context.Context, account string) (OfficeHours, bool, 
 	s.Closures = append(append([]hours.Closures(nil), s.Closures...), away)
 	oh.Schedule = &s
 	return oh, true, nil
+}
+
+// absences are an account's days away as closures of its hours
+// (implemented by *Registry).
+type absences interface {
+	AbsenceDays(ctx context.Context, account string, loc *time.Location) (hours.Days, error)
 }
 
 // holds says whether account's mail to clients may be held at all.

@@ -22,20 +22,14 @@ func chromiumConsole(t *testing.T) (*testConsole, context.Context) {
 	return tc, ctx
 }
 
-// do runs browser steps, failing the test after half a minute rather than
-// waiting for ever on an element that never comes.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(tctx, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
+	browsertest.Do(t, ctx, what, steps...)
 }
 
 func open(t *testing.T, ctx context.Context, url string) {
 	t.Helper()
-	do(t, ctx, url, chromedp.Navigate(url), chromedp.WaitReady("main h1"))
+	browsertest.Open(t, ctx, url, "main h1")
 }
 
 // logInAs fills the login form and sends it, as a person would.

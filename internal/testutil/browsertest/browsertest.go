@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -119,4 +120,21 @@ func Axe(t testing.TB, ctx context.Context, where string) {
 func Text(t testing.TB, ctx context.Context) string {
 	t.Helper()
 	return strings.TrimSpace(Eval[string](t, ctx, `document.body.innerText`))
+}
+
+// Do runs browser steps, failing the test after half a minute rather than
+// waiting for ever on an element that never comes.
+func Do(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// Open loads a page and waits for the element ready names.
+func Open(t testing.TB, ctx context.Context, url, ready string) {
+	t.Helper()
+	Do(t, ctx, url, chromedp.Navigate(url), chromedp.WaitReady(ready))
 }

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealpost/sealpost/internal/testutil"
+	"github.com/sealpost/sealpost/internal/testutil/browsertest"
+)
+
+// The console's logins beside the e2e account (therapist): an admin and an
+// auditor, with the e2e password.
+const (
+	consoleAdmin   = "office"
+	consoleAuditor = "auditor"
+)
+
+// startConsoleRelay starts a relay with the console on a free port and
+// returns it with the console's address.
+func startConsoleRelay(t *testing.T, o RelayOptions) (*Relay, string) {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(Password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	o.Sections += fmt.Sprintf(`
+[console]
+listen = %q
+[[console.admin]]
+username = %q
+password_hash = %q
+[[archive.viewer]]
+username = %q
+password_hash = %q
+`, addr, consoleAdmin, hash, consoleAuditor, hash)
+	r := StartRelay(t, o)
+	WaitListening(t, addr, 10*time.Second)
+	return r, "https://" + addr
+}
+
+// consoleBrowser is Chromium trusting nothing but what it is told: the
+// relay's certificate comes from its own local CA, which the test's
+// browser does not know.
+func consoleBrowser(t *testing.T) context.Context {
+	ctx := browsertest.Start(t, chromedp.Flag("ignore-certificate-errors", true))
+	browsertest.Do(t, ctx, "window size", chromedp.EmulateViewport(1280, 800))
+	return ctx
+}
+
+func consoleLogIn(t *testing.T, ctx context.Context, url, user string) {
+	t.Helper()
+	browsertest.Open(t, ctx, url+"/login", "form.login")
+	browsertest.Do(t, ctx, "log in as "+user, chromedp.SetValue("#username", user), chromedp.SetValue("#password", Password),
+		chromedp.Click("form.login button"), chromedp.WaitVisible(".logout"))
+}
+
+func consoleLogOut(t *testing.T, ctx context.Context) {
+	t.Helper()
+	browsertest.Do(t, ctx, "log out", chromedp.Click(".logout button"), chromedp.WaitVisible("form.login"))
+}
+
+// TestConsoleRefusalToConsent: a therapist's message to a client with
+// nothing on file is refused; the admin logs in to the console, finds the
+// refusal, and records the client's consent with a scan of the signed form;
+// swaks sends again and the message goes out. The scan is in the archive,
+// encrypted (its words nowhere in clear on the disk), the consent names
+// it, and the archive still verifies. The therapist sees the refusal as
+// their own, without the admin's forms; the auditor cannot open the
+// refusals; a password changed in the configuration ends the session.
+func TestConsoleRefusalToConsent(t *testing.T) {
+	testutil.RequireTools(t, "swaks", "chromium")
+	r, url := startConsoleRelay(t, RelayOptions{})
+	out, ok := Swaks(t, r.SwaksArgs("--to", "dora@client.example", "--header", "Subject: Thursday", "--body", "See you on Thursday.")...)
+	m := refIn.FindStringSubmatch(out)
+	if ok || m == nil {
+		t.Fatalf("want a refusal with a reference:\n%s", out)
+	}
+	ref := m[1]
+	ctx := consoleBrowser(t)
+	shots := browsertest.ShotDir(t)
+
+	consoleLogIn(t, ctx, url, consoleAdmin)
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "1 recipient or message refused today") {
+		t.Errorf("Today does not count the refusal:\n%s", text)
+	}
+	browsertest.Screenshot(t, ctx, shots, "e2e-console-admin-today")
+	browsertest.Open(t, ctx, url+"/refusals", "main h1")
+	browsertest.Do(t, ctx, "open the refusal", chromedp.Click(`a[href="/refusals/`+ref+`"]`), chromedp.WaitVisible("#consent"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "no passphrase, encryption key or written consent") {
+		t.Errorf("the refusal's page:\n%s", text)
+	}
+	scan := filepath.Join(t.TempDir(), "consent-dora.pdf")
+	os.WriteFile(scan, []byte("%PDF-1.4\n% Signed consent form of Dora Q, page 1\n%%EOF\n"), 0o644)
+	browsertest.Do(t, ctx, "record the consent",
+		chromedp.SetValue("#c-address", "dora@client.example"), chromedp.SetValue("#c-client", "Dora Q"),
+		chromedp.SetValue("#c-evidence", "Consent form v3, in the paper chart"), chromedp.SetValue("#c-signed", "2026-12-01"),
+		chromedp.SetUploadFiles("#c-scan", []string{scan}), chromedp.Click("#consent button"), chromedp.WaitVisible(".done"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "The consent is recorded") {
+		t.Fatalf("after recording:\n%s", text)
+	}
+	browsertest.Axe(t, ctx, "the refusal after the consent")
+	browsertest.Screenshot(t, ctx, shots, "e2e-console-admin-consent-recorded")
+
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "dora@client.example", "--header", "Subject: Thursday", "--body", "See you on Thursday.")...); !ok || !strings.Contains(out, "250 2.0.0 OK: queued as") {
+		t.Fatalf("sent again after the consent:\n%s", out)
+	}
+	testutil.WaitFor(t, "the message in the outbox", func() bool { return len(r.Outbox(t)) == 1 })
+	list, _, _ := r.Run(t, "", "consent", "list", "--json")
+	if !strings.Contains(list, "dora@client.example") || !strings.Contains(list, "(scan scan-") || !strings.Contains(list, "office (console)") {
+		t.Errorf("consent list:\n%s", list)
+	}
+	segs, _ := filepath.Glob(filepath.Join(r.DataDir, "archive", "seg-*.log"))
+	for _, s := range segs {
+		b, _ := os.ReadFile(s)
+		if strings.Contains(string(b), "Signed consent form of Dora") || strings.Contains(string(b), "consent-dora.pdf") {
+			t.Errorf("%s holds the scan in clear", s)
+		}
+	}
+	if out, errOut, code := r.Run(t, "", "archive", "verify"); code != 0 {
+		t.Errorf("archive verify: exit %d\n%s%s", code, out, errOut)
+	}
+	consoleLogOut(t, ctx)
+
+	consoleLogIn(t, ctx, url, User)
+	browsertest.Open(t, ctx, url+"/refusals/"+ref, "main h1")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "send the message again") || strings.Contains(text, "Record what is missing") {
+		t.Errorf("the therapist's view of the refusal:\n%s", text)
+	}
+	browsertest.Screenshot(t, ctx, shots, "e2e-console-therapist-refusal")
+	// A password changed in the configuration, then a reload: the session
+	// ends and the browser is sent to the login page.
+	cfg, _ := os.ReadFile(r.Config)
+	newHash, _ := bcrypt.GenerateFromPassword([]byte("a new password"), bcrypt.MinCost)
+	therapistLine := fmt.Sprintf("username = %q\npassword_hash = ", User)
+	i := strings.Index(string(cfg), therapistLine)
+	if i < 0 {
+		t.Fatalf("no therapist account in\n%s", cfg)
+	}
+	j := i + len(therapistLine) + strings.Index(string(cfg[i+len(therapistLine):]), "\n")
+	os.WriteFile(r.Config, []byte(string(cfg[:i])+therapistLine+fmt.Sprintf("%q", newHash)+string(cfg[j:])), 0o600)
+	syscall.Kill(r.Pid(), syscall.SIGHUP)
+	testutil.WaitFor(t, "the reload", func() bool { return strings.Contains(r.Logs.String(), "configuration reloaded") })
+	browsertest.Open(t, ctx, url+"/today", "main h1")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Log in") || strings.Contains(text, "Your refusals") {
+		t.Errorf("after the password changed the browser shows:\n%s", text)
+	}
+
+	consoleLogIn(t, ctx, url, consoleAuditor)
+	browsertest.Open(t, ctx, url+"/refusals", "main h1")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your login cannot open this page.") || strings.Contains(text, ref) {
+		t.Errorf("the auditor at /refusals:\n%s", text)
+	}
+	if logs := r.Logs.String(); strings.Contains(logs, "dora@client.example") || strings.Contains(logs, "Dora Q") {
+		t.Errorf("the log names the client")
+	}
+}

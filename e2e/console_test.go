@@ -164,3 +164,52 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 		t.Errorf("the log names the client")
 	}
 }
+
+// TestConsoleQueue: with the provider down, the therapist's two messages
+// wait in the queue; the Queue page lists them with what went wrong. Once
+// the provider is back, Retry sends one at once (the schedule would wait an
+// hour); Drop asks first, then removes the other, which never reaches the
+// provider.
+func TestConsoleQueue(t *testing.T) {
+	testutil.RequireTools(t, "swaks", "chromium")
+	sink := StartSink(t)
+	r, url := startConsoleRelay(t, RelayOptions{Sink: sink, RetryMin: "1h", RetryMax: "2h", Lifetime: "5h"})
+	sink.Stop()
+	for _, subject := range []string{"Rota", "Wrong draft"} {
+		if out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--header", "Subject: "+subject)...); !ok {
+			t.Fatalf("swaks:\n%s", out)
+		}
+	}
+	testutil.WaitFor(t, "both delivery attempts to fail", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list", "--json")
+		return strings.Count(out, `"attempts": 1`) == 2
+	})
+	ctx := consoleBrowser(t)
+	consoleLogIn(t, ctx, url, User)
+	browsertest.Open(t, ctx, url+"/queue", "main h1")
+	rows := browsertest.Eval[[]string](t, ctx, `Array.from(document.querySelectorAll("tbody tr td.mono")).map(e => e.textContent)`)
+	if len(rows) != 2 {
+		t.Fatalf("the queue shows %v", rows)
+	}
+	if text := browsertest.Text(t, ctx); !strings.Contains(strings.ToLower(text), "connection refused") {
+		t.Errorf("the queue does not say what went wrong:\n%s", text)
+	}
+	browsertest.Axe(t, ctx, "the queue")
+	browsertest.Screenshot(t, ctx, browsertest.ShotDir(t), "e2e-console-therapist-queue")
+
+	sink.Start(t)
+	browsertest.Do(t, ctx, "retry the first", chromedp.Click(`button[aria-label="Retry `+rows[0]+`"]`), chromedp.WaitVisible(".done"))
+	testutil.WaitFor(t, "the retried message at the provider", func() bool { return len(sink.Messages(t)) == 1 })
+	browsertest.Do(t, ctx, "drop the second", chromedp.Click(`a[aria-label="Drop `+rows[1]+`…"]`), chromedp.WaitVisible(".warning-box"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "A dropped message is never sent") {
+		t.Errorf("the confirmation:\n%s", text)
+	}
+	browsertest.Do(t, ctx, "confirm", chromedp.Click("button.danger"), chromedp.WaitVisible(".done"))
+	testutil.WaitFor(t, "an empty queue", func() bool {
+		out, _, _ := r.Run(t, "", "queue", "list", "--json")
+		return !strings.Contains(out, rows[1])
+	})
+	if n := len(sink.Messages(t)); n != 1 || !strings.Contains(sink.Messages(t)[0].Data, "Rota") {
+		t.Errorf("the provider got %d messages; only the retried one may arrive", n)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"time"
 
@@ -133,4 +135,39 @@ func accountNamed(cfg *config.Config, name string) error {
 		}
 	}
 	return fmt.Errorf("no account %q in %s", name, cfg.Path)
+}
+
+// checkOfficeHours says, for sealpost check, each account's office hours
+// as the relay will keep them, and warns of what would surprise: held
+// mail waiting over two weeks, hours that never open, a calendar named by
+// URL that serve has not fetched yet.
+func checkOfficeHours(cfg *config.Config, now time.Time) []checkResult {
+	var out []checkResult
+	all := cfg.OfficeHours()
+	for _, a := range cfg.Accounts {
+		oh, ok := all[a.Username]
+		if !ok {
+			continue
+		}
+		what := fmt.Sprintf("office hours of %s in %s", a.Username, oh.Schedule.Location)
+		if oh.Hold {
+			what += ", mail to clients held outside them"
+		}
+		next, opens := oh.Schedule.NextOpening(now)
+		switch {
+		case !opens:
+			out = append(out, checkResult{what: what, warn: true, err: errors.New("they do not open within a year: nothing is held, and acknowledgements name no date")})
+		case oh.Hold && next.Sub(now) > 14*24*time.Hour:
+			out = append(out, checkResult{what: what, warn: true, err: fmt.Errorf("they next open %s: mail to clients sent now waits until then", next.In(oh.Schedule.Location).Format("Mon 2 Jan 2006 15:04"))})
+		default:
+			out = append(out, checkResult{what: what})
+		}
+	}
+	for _, url := range cfg.CalendarURLs() {
+		if _, err := os.Stat(config.CalendarCachePath(cfg.CalendarDir(), url)); err != nil {
+			out = append(out, checkResult{what: "holiday calendar " + url, warn: true,
+				err: errors.New("not fetched yet: the relay fetches it at start and on SIGHUP; until then its holidays are open days")})
+		}
+	}
+	return out
 }

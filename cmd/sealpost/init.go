@@ -141,13 +141,15 @@ Next steps:
  4. Start it: systemctl enable --now sealpost   (or: sealpost serve -c %s)
  5. Give therapists' mail clients %s (or a certificate from a public CA for %s),
     and point DNS for autoconfig.%s and autodiscover.%s at this server (README: "Clients that configure themselves").
+ 6. The practice console is at https://127.0.0.1:8443/ on this server: log in as %q with the password above;
+    add an admin with [[console.admin]] (deploy/README.md, "The practice console"). Never expose it to the internet.
 `, dir, res.DataDir,
 		setup.ConfigFile, setup.PracticeKeyFile, setup.PracticePublicKeyFile, setup.ArchivePublicKeyFile, keyLine,
 		"tls/ca.pem, tls/cert.pem, tls/key.pem", res.CAExpires.Format("2006-01-02"), "tls/request.csr, tls/request-key.pem", hostname,
 		strings.Join(names, ", "),
 		user, address, res.Password,
 		moveStep, filepath.Join(dir, setup.UpstreamPasswordFile), user, res.ConfigPath, res.ConfigPath,
-		filepath.Join(dir, "tls", tlsconf.CAFile), hostname, domain, domain)
+		filepath.Join(dir, "tls", tlsconf.CAFile), hostname, domain, domain, user)
 }
 
 // archiveKeyLeftBehind is where init put the archive's private key, beside

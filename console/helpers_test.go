@@ -134,7 +134,7 @@ func newFakeQueue() *fakeQueue {
 	return &fakeQueue{list: []QueuedMessage{
 		{ID: "Q1ANNA", Account: "anna", Received: now.Add(-2 * time.Hour), Size: 4096, Attempts: 3, Pending: 1,
 			NextAttempt: now.Add(time.Minute), LastReply: "451 4.3.0 mailbox busy"},
-		{ID: "Q2BEN", Account: "ben", Received: now.Add(-time.Minute), Size: 2048, Attempts: 1, Pending: 2},
+		{ID: "Q2BEN", Account: "ben", Received: now.Add(-time.Minute), Size: 2048, Attempts: 1, Pending: 2, HeldUntil: now.Add(10 * time.Hour)},
 	}}
 }
 

@@ -133,6 +133,9 @@ func TestTherapistSeesOwnOnly(t *testing.T) {
 	if strings.Join(tc.queue.retried, " ") != "Q1ANNA" || len(tc.queue.dropped) != 0 {
 		t.Errorf("retried %v, dropped %v; anna's retry-all may touch only Q1ANNA", tc.queue.retried, tc.queue.dropped)
 	}
+	if _, body := tc.loggedIn(t, "office").get("/queue"); !strings.Contains(body, "held for office hours until") {
+		t.Errorf("the admin's queue does not say Q2BEN is held:\n%s", body)
+	}
 	_, body = tc.loggedIn(t, "office").get("/refusals")
 	if m := contains(body, "R7K2QX", "M4TJ7C", "anna", "ben"); len(m) > 0 {
 		t.Errorf("the admin's list lacks %v", m)

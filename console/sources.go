@@ -74,6 +74,9 @@ type QueuedMessage struct {
 	Pending     int    // recipients not yet delivered
 	LastReply   string // what the provider last said, or why it could not be reached
 	Dropped     bool
+	// HeldUntil is when copies to clients, held for the sender's office
+	// hours, are released; zero when none are held.
+	HeldUntil time.Time
 }
 
 // QueueAdmin is the relay's queue.

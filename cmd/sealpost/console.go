@@ -183,7 +183,7 @@ func (q consoleQueue) List() []console.QueuedMessage {
 	out := make([]console.QueuedMessage, 0, len(list))
 	for _, m := range list {
 		out = append(out, console.QueuedMessage{ID: m.ID, Account: m.Account, Received: m.Received, Size: m.Size, Attempts: m.Attempts,
-			NextAttempt: m.NextAttempt, Pending: m.Pending, LastReply: m.LastError, Dropped: m.Dropped})
+			NextAttempt: m.NextAttempt, Pending: m.Pending, LastReply: m.LastError, Dropped: m.Dropped, HeldUntil: m.HeldUntil})
 	}
 	return out
 }

@@ -49,7 +49,7 @@ func TestPagesInChromium(t *testing.T) {
 	shots := browsertest.ShotDir(t)
 	pages := map[string][]string{
 		"":       {"/login"},
-		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/nowhere"},
+		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/nowhere"},
 		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
 		"audit":  {"/today", "/queue"},
 	}

@@ -28,6 +28,7 @@ type Options struct {
 	Refusals        RefusalSource
 	Recorder        Recorder
 	Queue           QueueAdmin
+	Clients         ClientDirectory // nil: no Clients page
 	Logger          *slog.Logger
 	Now             func() time.Time // default time.Now
 	// LoginDelay waits before a failed login is answered (the throttle's

@@ -70,9 +70,9 @@ func TestMenuFollowsTable(t *testing.T) {
 		user       string
 		has, lacks []string
 	}{
-		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, nil},
-		{"anna", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, nil},
-		{"audit", []string{`href="/today"`}, []string{`href="/refusals"`, `href="/queue"`}},
+		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`, `href="/clients"`}, nil},
+		{"anna", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, []string{`href="/clients"`}},
+		{"audit", []string{`href="/today"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`}},
 	} {
 		_, body := tc.loggedIn(t, tt.user).get("/today")
 		if m := contains(body, tt.has...); len(m) > 0 {
@@ -181,5 +181,33 @@ func TestHeaders(t *testing.T) {
 	check("today", resp)
 	if strings.Contains(body, "<script") || strings.Contains(body, "style=") {
 		t.Error("a page has script or inline style, which the policy would block")
+	}
+}
+
+// TestClients: the Clients page shows a page of 50 with a link to the
+// next, the search goes to the directory, and consents about to end are
+// listed on the first page.
+func TestClients(t *testing.T) {
+	tc := startConsole(t)
+	admin := tc.loggedIn(t, "office")
+	_, body := admin.get("/clients")
+	if m := contains(body, "c000@client.example", "c049@client.example", "after=c049%40client.example", "Consents ending in the next 30 days",
+		"c005@client.example (Client 5): consent to unencrypted email ends on 2026-12-20", "passphrase on file"); len(m) > 0 {
+		t.Errorf("the first page lacks %v", m)
+	}
+	if strings.Contains(body, "c050@client.example") {
+		t.Error("the first page shows more than 50")
+	}
+	_, body = admin.get("/clients?after=c049%40client.example")
+	if m := contains(body, "c050@client.example", "c099@client.example", "Back to the first page"); len(m) > 0 || strings.Contains(body, "ending in the next 30 days") {
+		t.Errorf("the second page lacks %v", m)
+	}
+	_, body = admin.get("/clients?q=Client+11")
+	if m := contains(body, "c011@client.example", "c119@client.example"); len(m) > 0 || strings.Contains(body, "c012@") {
+		t.Errorf("the search lacks %v", m)
+	}
+	_, body = admin.get("/clients?q=%3Cscript%3E")
+	if !strings.Contains(body, "No client matches “&lt;script&gt;”") {
+		t.Errorf("a search for markup:\n%s", body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -158,6 +159,33 @@ func (f *fakeQueue) Drop(id string) error {
 	return nil
 }
 
+// fakeClients are c000@client.example to c119@client.example.
+type fakeClients struct{ asked []string }
+
+func (f *fakeClients) SearchClients(_ context.Context, text, after string, limit int) ([]Client, string, error) {
+	f.asked = append(f.asked, text+"|"+after)
+	var out []Client
+	for i := 0; i < 120; i++ {
+		c := Client{Address: fmt.Sprintf("c%03d@client.example", i), Name: fmt.Sprintf("Client %d", i), Consent: "active", Signed: "2026-01-02",
+			WouldGet: "consented", Why: "written consent on file"}
+		if i%7 == 0 {
+			c.Consent, c.WouldGet, c.Why = "none", "sealed", "passphrase on file"
+			c.Passphrase = time.Now().Add(-time.Hour)
+		}
+		if c.Address > after && (text == "" || strings.Contains(c.Address, text) || strings.Contains(c.Name, text)) {
+			out = append(out, c)
+		}
+	}
+	if len(out) > limit {
+		return out[:limit], out[limit-1].Address, nil
+	}
+	return out, "", nil
+}
+
+func (f *fakeClients) ExpiringConsents(context.Context, int) ([]Client, error) {
+	return []Client{{Address: "c005@client.example", Name: "Client 5", Consent: "active", Expires: "2026-12-20"}}, nil
+}
+
 // testConsole is a console over TLS with fakes behind it and a clock the
 // test moves.
 type testConsole struct {
@@ -167,6 +195,7 @@ type testConsole struct {
 	refusals *fakeRefusals
 	recorder *fakeRecorder
 	queue    *fakeQueue
+	clients  *fakeClients
 	logs     *testutil.LockedBuffer
 
 	mu  sync.Mutex
@@ -176,8 +205,8 @@ type testConsole struct {
 func startConsole(t *testing.T) *testConsole {
 	t.Helper()
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
-		logs: &testutil.LockedBuffer{}, now: time.Now()}
-	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue,
+		clients: &fakeClients{}, logs: &testutil.LockedBuffer{}, now: time.Now()}
+	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients,
 		Logger: slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ func (s *Server) table() []route {
 		{"POST /refusals/{ref}/consent", adminOnly, s.recordConsent},
 		{"POST /refusals/{ref}/key", adminOnly, s.importKey},
 		{"POST /refusals/{ref}/passphrase", adminOnly, s.setPassphrase},
+		{"GET /clients", adminOnly, s.clients},
 		{"GET /queue", sendersRoles, s.queue},
 		{"POST /queue/retry-all", sendersRoles, s.retryAll},
 		{"POST /queue/{id}/retry", sendersRoles, s.retry},

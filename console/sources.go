@@ -85,3 +85,28 @@ type QueueAdmin interface {
 	Retry(id string) error
 	Drop(id string) error
 }
+
+// Client is a client's standing as the Clients page shows it.
+type Client struct {
+	Address    string
+	Name       string // name or chart id
+	Consent    string // none, active, expired, revoked
+	Signed     string
+	Expires    string
+	Evidence   string
+	Passphrase time.Time // when the passphrase on file was set; zero: none
+	// WouldGet is how a message to them would go now (internal, encrypted,
+	// sealed, professional, consented, refused) and Why the rules' reason.
+	WouldGet string
+	Why      string
+}
+
+// ClientDirectory is the consent registry, searched a page at a time.
+type ClientDirectory interface {
+	// SearchClients is a page of clients in address order after the
+	// address given: all, or those whose address starts with text or
+	// whose name or chart id contains it; next is "" at the end.
+	SearchClients(ctx context.Context, text, after string, limit int) (page []Client, next string, err error)
+	// ExpiringConsents are active consents that end within days.
+	ExpiringConsents(ctx context.Context, days int) ([]Client, error)
+}

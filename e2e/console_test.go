@@ -129,6 +129,11 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	if out, errOut, code := r.Run(t, "", "archive", "verify"); code != 0 {
 		t.Errorf("archive verify: exit %d\n%s%s", code, out, errOut)
 	}
+	browsertest.Open(t, ctx, url+"/clients?q=dora%40", "main h1")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "dora@client.example") || !strings.Contains(text, "consented") {
+		t.Errorf("the Clients page for dora@:\n%s", text)
+	}
+	browsertest.Screenshot(t, ctx, shots, "e2e-console-admin-clients")
 	consoleLogOut(t, ctx)
 
 	consoleLogIn(t, ctx, url, User)

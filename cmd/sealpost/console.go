@@ -14,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost/internal/status"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/relay"
+	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/sealed"
 )
 
@@ -49,6 +50,7 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 		Refusals:        refusals,
 		Recorder:        &consoleRecorder{pa: s.pa},
 		Queue:           consoleQueue{s.srv},
+		Clients:         &consoleClients{pa: s.pa},
 		Logger:          s.log.With("component", "console"),
 	})
 	if err != nil {
@@ -196,4 +198,38 @@ func (q consoleQueue) Retry(id string) error {
 func (q consoleQueue) Drop(id string) error {
 	_, err := q.srv.Drop(id)
 	return err
+}
+
+// consoleClients is the consent registry for the Clients page, with what
+// the policy would decide for each client now.
+type consoleClients struct{ pa *policyAndArchive }
+
+func (c *consoleClients) SearchClients(ctx context.Context, text, after string, limit int) ([]console.Client, string, error) {
+	entries, next, err := c.pa.registry.SearchClients(ctx, text, after, limit, time.Now())
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := c.decided(ctx, entries)
+	return out, next, err
+}
+
+func (c *consoleClients) ExpiringConsents(ctx context.Context, days int) ([]console.Client, error) {
+	entries, err := c.pa.registry.ExpiringConsents(ctx, days, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return c.decided(ctx, entries)
+}
+
+func (c *consoleClients) decided(ctx context.Context, entries []rules.ConsentEntry) ([]console.Client, error) {
+	out := make([]console.Client, 0, len(entries))
+	for _, e := range entries {
+		d, err := c.pa.policy.Decide(ctx, "", e.Address)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, console.Client{Address: e.Address, Name: e.Client, Consent: string(e.State), Signed: e.Signed, Expires: e.Expires,
+			Evidence: e.Evidence, Passphrase: e.PassphraseSet, WouldGet: string(d.Protection), Why: d.Reason})
+	}
+	return out, nil
 }

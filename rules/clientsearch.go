@@ -1,0 +1,99 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SearchClients returns a page of clients' current standing, in address
+// order, for a list a person pages through: every client from after on,
+// or those whose address starts with text or (unless text has an @) whose
+// name or chart id contains it. next is the address to pass as
+// after for the following page, "" at the end. Addresses are found
+// through the registry's address indexes, so a page costs the same with
+// a hundred clients or a hundred thousand; a search by name reads the
+// events' names.
+func (r *Registry) SearchClients(ctx context.Context, text, after string, limit int, now time.Time) (page []ConsentEntry, next string, err error) {
+	text = strings.ToLower(strings.TrimSpace(text))
+	// Each side of a union walks an index (an address range) or the
+	// events' names; SQLite merges the sides in order and stops at the
+	// limit.
+	lo, hi := after, "\U0010FFFF"
+	if text != "" {
+		lo, hi = max(after, text), text+"\U0010FFFF"
+	}
+	op := ">"
+	if text != "" && after == "" {
+		op = ">=" // the address typed in full is itself a match
+	}
+	query := `SELECT address FROM consent_addresses WHERE address ` + op + ` ? AND address < ?
+		UNION SELECT address FROM passphrase_addresses WHERE address ` + op + ` ? AND address < ?`
+	args := []any{lo, hi, lo, hi}
+	if text != "" && !strings.Contains(text, "@") {
+		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(text) + "%"
+		query += `
+		UNION SELECT a.address FROM consent_events e JOIN consent_addresses a ON a.event_id = e.id
+			WHERE lower(e.client) LIKE ? ESCAPE '\' AND a.address > ?
+		UNION SELECT a.address FROM consent_events e JOIN passphrase_addresses a ON a.event_id = e.id
+			WHERE lower(e.client) LIKE ? ESCAPE '\' AND a.address > ?`
+		args = append(args, like, after, like, after)
+	}
+	query += ` ORDER BY 1 LIMIT ?`
+	args = append(args, limit+1)
+	addrs, err := r.addresses(ctx, query, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(addrs) > limit {
+		addrs, next = addrs[:limit], addrs[limit-1]
+	}
+	for _, a := range addrs {
+		st, err := r.Current(ctx, a, now)
+		if err != nil {
+			return nil, "", err
+		}
+		page = append(page, listEntry(st))
+	}
+	return page, next, nil
+}
+
+// ExpiringConsents are the consents to unencrypted email still active that
+// end within the days given, soonest first.
+func (r *Registry) ExpiringConsents(ctx context.Context, within int, now time.Time) ([]ConsentEntry, error) {
+	addrs, err := r.addresses(ctx, `SELECT DISTINCT a.address FROM consent_events e JOIN consent_addresses a ON a.event_id = e.id
+		WHERE e.kind = 'given' AND e.expires >= ? AND e.expires <= ? ORDER BY e.expires, a.address LIMIT 1000`,
+		now.Format(dateLayout), now.AddDate(0, 0, within).Format(dateLayout))
+	if err != nil {
+		return nil, err
+	}
+	var out []ConsentEntry
+	for _, a := range addrs {
+		st, err := r.Current(ctx, a, now)
+		if err != nil {
+			return nil, err
+		}
+		if st.State == ConsentActive && st.Given != nil && st.Given.Expires != "" {
+			out = append(out, listEntry(st))
+		}
+	}
+	return out, nil
+}
+
+func (r *Registry) addresses(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("consent registry: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, fmt.Errorf("consent registry: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

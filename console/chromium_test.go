@@ -49,7 +49,7 @@ func TestPagesInChromium(t *testing.T) {
 	shots := browsertest.ShotDir(t)
 	pages := map[string][]string{
 		"":       {"/login"},
-		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/nowhere"},
+		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/keys", "/keys/" + proposedFpr + "/accept", "/nowhere"},
 		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
 		"audit":  {"/today", "/queue"},
 	}

@@ -29,6 +29,7 @@ type Options struct {
 	Recorder        Recorder
 	Queue           QueueAdmin
 	Clients         ClientDirectory // nil: no Clients page
+	Keys            KeyAdmin        // nil: no Keys page
 	Logger          *slog.Logger
 	Now             func() time.Time // default time.Now
 	// LoginDelay waits before a failed login is answered (the throttle's

@@ -12,7 +12,7 @@ import (
 // therapist anna's refusal and queued message.
 func concrete(pattern string) (method, path string) {
 	method, path, _ = strings.Cut(pattern, " ")
-	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{$}", "").Replace(path)
+	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{fpr}", proposedFpr, "{$}", "").Replace(path)
 	return method, path
 }
 
@@ -70,9 +70,9 @@ func TestMenuFollowsTable(t *testing.T) {
 		user       string
 		has, lacks []string
 	}{
-		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`, `href="/clients"`}, nil},
+		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}, nil},
 		{"anna", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, []string{`href="/clients"`}},
-		{"audit", []string{`href="/today"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`}},
+		{"audit", []string{`href="/today"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}},
 	} {
 		_, body := tc.loggedIn(t, tt.user).get("/today")
 		if m := contains(body, tt.has...); len(m) > 0 {
@@ -209,5 +209,42 @@ func TestClients(t *testing.T) {
 	_, body = admin.get("/clients?q=%3Cscript%3E")
 	if !strings.Contains(body, "No client matches “&lt;script&gt;”") {
 		t.Errorf("a search for markup:\n%s", body)
+	}
+}
+
+// TestKeys: a proposed key is accepted only from its confirmation page,
+// which shows the fingerprint in groups of four; a key in use cannot be
+// "accepted"; removing asks first; a pasted key is imported.
+func TestKeys(t *testing.T) {
+	tc := startConsole(t)
+	admin := tc.loggedIn(t, "office")
+	_, body := admin.get("/keys")
+	if m := contains(body, "Offered by clients, waiting for you", "AB12 CD34 EF56 AB12", "eli@client.example", "Compare and accept"); len(m) > 0 {
+		t.Errorf("the keys page lacks %v", m)
+	}
+	_, body = admin.get("/keys/" + proposedFpr + "/accept")
+	if m := contains(body, "AB12 CD34 EF56 AB12 CD34 EF56 AB12 CD34 EF56 AB12", "compare it group by group", "The fingerprints match"); len(m) > 0 {
+		t.Errorf("the confirmation lacks %v", m)
+	}
+	if resp, _ := admin.post("/keys/"+proposedFpr+"/accept", nil); location(resp) != "/keys/"+proposedFpr+"/accept" || len(tc.keys.accepted) != 0 {
+		t.Errorf("accepted without confirming: %v", tc.keys.accepted)
+	}
+	if resp, _ := admin.post("/keys/"+proposedFpr+"/accept", url.Values{"confirm": {"yes"}}); location(resp) != "/keys?done=accept" || len(tc.keys.accepted) != 1 {
+		t.Errorf("confirmed: %s, accepted %v", location(resp), tc.keys.accepted)
+	}
+	if resp, _ := admin.get("/keys/" + usableFpr + "/accept"); resp.StatusCode != http.StatusConflict {
+		t.Errorf("accepting a key in use: %s", resp.Status)
+	}
+	if resp, _ := admin.get("/keys/0000/remove"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("removing a key not there: %s", resp.Status)
+	}
+	if resp, _ := admin.post("/keys/"+usableFpr+"/remove", url.Values{"confirm": {"yes"}}); location(resp) != "/keys?done=remove" || len(tc.keys.removed) != 1 {
+		t.Errorf("remove: %s, removed %v", location(resp), tc.keys.removed)
+	}
+	if resp, body := admin.post("/keys/import", url.Values{"key": {"not a key"}}); resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "Nothing was imported: no OpenPGP key in it") {
+		t.Errorf("importing nonsense: %s", resp.Status)
+	}
+	if resp, _ := admin.postFile("/keys/import", nil, "keyfile", "dora.asc", []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")); location(resp) != "/keys?done=import" || tc.keys.imported != 1 {
+		t.Errorf("importing a file: %s, %d imported", location(resp), tc.keys.imported)
 	}
 }

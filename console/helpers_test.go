@@ -186,6 +186,58 @@ func (f *fakeClients) ExpiringConsents(context.Context, int) ([]Client, error) {
 	return []Client{{Address: "c005@client.example", Name: "Client 5", Consent: "active", Expires: "2026-12-20"}}, nil
 }
 
+// proposedFpr is a key Dora offered; usableFpr one already in use.
+const (
+	proposedFpr = "AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12"
+	usableFpr   = "9999888877776666555544443333222211110000"
+)
+
+type fakeKeys struct {
+	mu       sync.Mutex
+	keys     []Key
+	accepted []string
+	removed  []string
+	imported int
+}
+
+func newFakeKeys() *fakeKeys {
+	now := time.Now()
+	return &fakeKeys{keys: []Key{
+		{Fingerprint: proposedFpr, UserIDs: []string{"Dora <dora@client.example>"}, Algorithm: "ed25519", Created: now.AddDate(0, -1, 0), Status: "proposed", Source: "autocrypt", Imported: now},
+		{Fingerprint: usableFpr, UserIDs: []string{"eli@client.example"}, Algorithm: "rsa3072", Created: now.AddDate(-1, 0, 0), Status: "usable", Source: "admin", Imported: now},
+	}}
+}
+
+func (f *fakeKeys) Keys(context.Context) ([]Key, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Key(nil), f.keys...), nil
+}
+
+func (f *fakeKeys) Import(_ context.Context, data []byte, by string) ([]ImportedKey, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !bytes.Contains(data, []byte("BEGIN PGP PUBLIC KEY BLOCK")) {
+		return nil, errors.New("no OpenPGP key in it")
+	}
+	f.imported++
+	return []ImportedKey{{Fingerprint: "1111", Status: "usable"}}, nil
+}
+
+func (f *fakeKeys) Accept(_ context.Context, fpr, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.accepted = append(f.accepted, fpr)
+	return nil
+}
+
+func (f *fakeKeys) Remove(_ context.Context, fpr, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, fpr)
+	return nil
+}
+
 // testConsole is a console over TLS with fakes behind it and a clock the
 // test moves.
 type testConsole struct {
@@ -196,6 +248,7 @@ type testConsole struct {
 	recorder *fakeRecorder
 	queue    *fakeQueue
 	clients  *fakeClients
+	keys     *fakeKeys
 	logs     *testutil.LockedBuffer
 
 	mu  sync.Mutex
@@ -205,8 +258,8 @@ type testConsole struct {
 func startConsole(t *testing.T) *testConsole {
 	t.Helper()
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
-		clients: &fakeClients{}, logs: &testutil.LockedBuffer{}, now: time.Now()}
-	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients,
+		clients: &fakeClients{}, keys: newFakeKeys(), logs: &testutil.LockedBuffer{}, now: time.Now()}
+	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys,
 		Logger: slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {
 		t.Fatal(err)

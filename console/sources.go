@@ -110,3 +110,25 @@ type ClientDirectory interface {
 	// ExpiringConsents are active consents that end within days.
 	ExpiringConsents(ctx context.Context, days int) ([]Client, error)
 }
+
+// Key is a recipient's OpenPGP key in the keyring.
+type Key struct {
+	Fingerprint string
+	UserIDs     []string
+	Algorithm   string
+	Created     time.Time
+	Expires     time.Time // zero: no end
+	Status      string    // usable, expired, revoked, unusable, proposed
+	Detail      string
+	Source      string
+	Imported    time.Time
+}
+
+// KeyAdmin is the keyring of recipients' keys.
+type KeyAdmin interface {
+	Keys(ctx context.Context) ([]Key, error)
+	Import(ctx context.Context, data []byte, by string) ([]ImportedKey, error)
+	// Accept makes a key offered in an Autocrypt header usable.
+	Accept(ctx context.Context, fingerprint, by string) error
+	Remove(ctx context.Context, fingerprint, by string) error
+}

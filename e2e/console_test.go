@@ -218,3 +218,33 @@ func TestConsoleQueue(t *testing.T) {
 		t.Errorf("the provider got %d messages; only the retried one may arrive", n)
 	}
 }
+
+// TestConsoleKeys: the admin imports a client's public key from the Keys
+// page (a file, as the client sent it); mail to the client then goes
+// encrypted; removing it (after the confirmation) makes the next message
+// to them refused again.
+func TestConsoleKeys(t *testing.T) {
+	testutil.RequireTools(t, "swaks", "chromium")
+	r, url := startConsoleRelay(t, RelayOptions{})
+	keyFile := filepath.Join(t.TempDir(), "erin.asc")
+	os.WriteFile(keyFile, testutil.ArmoredPublicKey(t, testutil.OpenPGPKey(t, "Erin", "erin@client.example")), 0o644)
+	ctx := consoleBrowser(t)
+	consoleLogIn(t, ctx, url, consoleAdmin)
+	browsertest.Open(t, ctx, url+"/keys", "main h1")
+	browsertest.Do(t, ctx, "import the key", chromedp.SetUploadFiles("#k-file", []string{keyFile}),
+		chromedp.Click(`form[action="/keys/import"] button`), chromedp.WaitVisible(".done"))
+	text := browsertest.Text(t, ctx)
+	if !strings.Contains(text, "erin@client.example") || !strings.Contains(text, "usable") {
+		t.Fatalf("the keys page after the import:\n%s", text)
+	}
+	browsertest.Axe(t, ctx, "the keys page")
+	browsertest.Screenshot(t, ctx, browsertest.ShotDir(t), "e2e-console-admin-keys")
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "erin@client.example")...); !ok || !strings.Contains(out, "to be encrypted with their OpenPGP key") {
+		t.Fatalf("mail to erin after the import:\n%s", out)
+	}
+	browsertest.Do(t, ctx, "remove the key", chromedp.Click(`a.danger`), chromedp.WaitVisible(".warning-box"),
+		chromedp.Click(`button.danger`), chromedp.WaitVisible(".done"))
+	if out, ok := Swaks(t, r.SwaksArgs("--to", "erin@client.example")...); ok || !strings.Contains(out, "550 5.7.1") {
+		t.Fatalf("mail to erin after the key was removed:\n%s", out)
+	}
+}

@@ -51,6 +51,7 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 		Recorder:        &consoleRecorder{pa: s.pa},
 		Queue:           consoleQueue{s.srv},
 		Clients:         &consoleClients{pa: s.pa},
+		Keys:            &consoleKeys{pa: s.pa},
 		Logger:          s.log.With("component", "console"),
 	})
 	if err != nil {
@@ -232,4 +233,36 @@ func (c *consoleClients) decided(ctx context.Context, entries []rules.ConsentEnt
 			Evidence: e.Evidence, Passphrase: e.PassphraseSet, WouldGet: string(d.Protection), Why: d.Reason})
 	}
 	return out, nil
+}
+
+// consoleKeys is the keyring of recipients' keys for the Keys page.
+type consoleKeys struct{ pa *policyAndArchive }
+
+func (c *consoleKeys) Keys(ctx context.Context) ([]console.Key, error) {
+	infos, err := c.pa.keys.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.Key, 0, len(infos))
+	for _, k := range infos {
+		key := console.Key{Fingerprint: k.Fingerprint, UserIDs: k.UserIDs, Algorithm: k.Algorithm, Created: k.Created,
+			Status: k.Status, Detail: k.Detail, Source: k.Source, Imported: k.Imported}
+		if k.Expires != nil {
+			key.Expires = *k.Expires
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
+func (c *consoleKeys) Import(ctx context.Context, data []byte, by string) ([]console.ImportedKey, error) {
+	return (&consoleRecorder{pa: c.pa}).ImportKey(ctx, data, by)
+}
+
+func (c *consoleKeys) Accept(ctx context.Context, fingerprint, by string) error {
+	return c.pa.keys.Accept(ctx, fingerprint)
+}
+
+func (c *consoleKeys) Remove(ctx context.Context, fingerprint, by string) error {
+	return c.pa.keys.Remove(ctx, fingerprint)
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/sealpost/sealpost/internal/testutil"
 )
 
 func TestLFWriter(t *testing.T) {
@@ -137,6 +139,9 @@ func FuzzCleanInPieces(f *testing.F) {
 func TestSealLargeTextAllocates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seals 16 MB")
+	}
+	if testutil.RaceEnabled {
+		t.Skip("counts allocations, which the race detector changes; run without -race")
 	}
 	var b bytes.Buffer
 	b.WriteString("From: Anna <anna@praxis.example>\r\nTo: Zoe <zoe@example.org>\r\nSubject: a long text\r\n\r\n")

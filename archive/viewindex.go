@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,6 +23,11 @@ import (
 // what its record says, and what the records after it say became of it.
 // A ViewMessage is never changed once handed out: a later event makes a
 // new one, with the same Seq and a higher Updated.
+//
+// The view keeps, for every message, only what lists it (Seq, ID, Time,
+// Direction, Clients, Size, Refused, Updated): the rest of its metadata
+// (Account to Named, and Events) is filled in by View.Details, which
+// decrypts the record again (a bounded cache keeps the latest).
 type ViewMessage struct {
 	Seq       uint64 // the record's place in the chain: stable, increasing
 	ID        string
@@ -42,7 +49,25 @@ type ViewMessage struct {
 	// record about it (its own, or its newest event's).
 	Events  []Event
 	Updated uint64
-	loc     located
+	loc     viewLoc
+	events  []viewLoc // the event records about it, in chain order
+}
+
+// viewLoc is where a record's payload is, and what its header says that
+// decrypting it checks: a located without the rest of the header.
+type viewLoc struct {
+	seg            string
+	seq            uint64
+	payOff, payLen int64
+	psha, id       string
+}
+
+func newViewLoc(l located) viewLoc {
+	return viewLoc{seg: l.seg, seq: l.h.Seq, payOff: l.payOff, payLen: l.payLen, psha: l.h.PSHA, id: l.h.ID}
+}
+
+func (c viewLoc) located() located {
+	return located{seg: c.seg, h: header{Seq: c.seq, PSHA: c.psha, ID: c.id}, payOff: c.payOff, payLen: c.payLen}
 }
 
 // ViewRefusal is a refused recipient or message as the record keeps it.
@@ -53,20 +78,22 @@ type ViewRefusal struct {
 }
 
 // View is a read-only index of the archive's messages for a reader with the
-// private key (the IMAP view). Only metadata stays in memory; a message's
-// bytes are decrypted again when asked for.
+// private key (the IMAP view). Only what lists a message stays in memory;
+// its other metadata and its bytes are decrypted again when asked for,
+// the newest of them kept in bounded caches.
 type View struct {
 	dir string
 	key openpgp.EntityList
+
+	refreshMu sync.Mutex // one Refresh at a time; guards pos
+	pos       indexRow   // the last record read (seq 0: none yet)
 
 	mu         sync.Mutex
 	messages   []*ViewMessage // in chain order
 	byID       map[string]int // message id -> index in messages
 	refusals   []*ViewRefusal // in chain order
-	maxSeq     uint64
-	version    uint64           // grows with every change a Refresh finds
-	seen       map[string]int64 // per segment, the end of the records already read
-	unreadable []uint64         // records the key does not open
+	version    uint64         // grows with every change a Refresh finds
+	unreadable []uint64       // records the key does not open
 	// unreadableMessages counts the message records among them.
 	unreadableMessages int
 	files              *openSegments
@@ -75,7 +102,78 @@ type View struct {
 	// took messages out (places move).
 	changed []int
 	gen     uint64
-	holding map[string]bool // the segments the view's messages and refusals are in
+	holding map[string]bool   // the segments the view's messages and refusals are in
+	clients map[string]string // one copy of each client address
+
+	details *lru[*ViewMessage]
+	bodies  *lru[[]byte]
+}
+
+// ViewOptions size what a view keeps.
+type ViewOptions struct {
+	// DetailsCache is how many messages' full metadata (View.Details) are
+	// kept decrypted (default 1000).
+	DetailsCache int
+	// BodyCacheBytes is how many octets of message bodies are kept
+	// decrypted (default 32 MiB): a mail client fetches a message's
+	// header and then its body.
+	BodyCacheBytes int64
+	// Background returns from OpenViewWith once the first messages the key
+	// opens are read; LoadAll reads the rest.
+	Background bool
+}
+
+// OpenView reads the archive in dir with its private key.
+func OpenView(dir string, key openpgp.EntityList) (*View, error) {
+	return OpenViewWith(dir, key, ViewOptions{})
+}
+
+// OpenViewWith reads the archive in dir with its private key: all of it,
+// or with o.Background the first records, until a message the key opens.
+func OpenViewWith(dir string, key openpgp.EntityList, o ViewOptions) (*View, error) {
+	if o.DetailsCache <= 0 {
+		o.DetailsCache = 1000
+	}
+	if o.BodyCacheBytes <= 0 {
+		o.BodyCacheBytes = 32 << 20
+	}
+	v := &View{dir: dir, key: key, byID: map[string]int{}, holding: map[string]bool{}, clients: map[string]string{},
+		files:   &openSegments{dir: dir, files: map[string]*os.File{}},
+		details: newLRU[*ViewMessage](int64(o.DetailsCache), func(*ViewMessage) int64 { return 1 }),
+		bodies:  newLRU[[]byte](o.BodyCacheBytes, func(b []byte) int64 { return int64(len(b)) })}
+	for {
+		more, err := v.refresh(context.Background(), viewChunk)
+		if err != nil {
+			v.Close()
+			return nil, err
+		}
+		v.mu.Lock()
+		readable := len(v.messages) > 0
+		v.mu.Unlock()
+		if !more || o.Background && readable {
+			break
+		}
+	}
+	if n := v.unreadableMessages; n > 0 && len(v.messages) == 0 {
+		v.Close()
+		return nil, fmt.Errorf("the key opens none of the archive's %d messages: is it the archive's private key?", n)
+	}
+	return v, nil
+}
+
+// viewChunk is how many records a refresh decrypts before it publishes
+// them: a view of a large archive fills while it is served.
+const viewChunk = 2048
+
+// LoadAll reads what OpenViewWith left for later (Background), a chunk at
+// a time, until the view has every record or ctx ends.
+func (v *View) LoadAll(ctx context.Context) error {
+	for {
+		more, err := v.refresh(ctx, viewChunk)
+		if err != nil || !more {
+			return err
+		}
+	}
 }
 
 // ViewCursor is how far a reader of the view's changes (Changes) has read.
@@ -118,20 +216,6 @@ func (v *View) Changes(c ViewCursor) (msgs []*ViewMessage, refusals []*ViewRefus
 	return msgs, refusals, ViewCursor{gen: v.gen, changed: len(v.changed), refusals: len(v.refusals)}, true
 }
 
-// OpenView reads the archive in dir with its private key.
-func OpenView(dir string, key openpgp.EntityList) (*View, error) {
-	v := &View{dir: dir, key: key, byID: map[string]int{}, holding: map[string]bool{}, files: &openSegments{dir: dir, files: map[string]*os.File{}}}
-	if err := v.Refresh(); err != nil {
-		v.Close()
-		return nil, err
-	}
-	if n := v.unreadableMessages; n > 0 && len(v.messages) == 0 {
-		v.Close()
-		return nil, fmt.Errorf("the key opens none of the archive's %d messages: is it the archive's private key?", n)
-	}
-	return v, nil
-}
-
 // Unreadable lists the records (by sequence number) that the key did not
 // open: records from before a change of archive key, or damaged ones
 // (sealpost archive verify tells which). They are left out of the view.
@@ -157,12 +241,11 @@ func (v *View) Close() {
 	v.files.close()
 }
 
-// viewRecord is a record read for the view: a message's metadata and
-// header, an event or a refusal.
+// viewRecord is a record read for the view: a message's listing, an
+// event or a refusal.
 type viewRecord struct {
 	size    int64
 	meta    messageMeta
-	named   []NamedAddress
 	event   Event
 	refusal RefusalRecord
 	err     error
@@ -171,50 +254,89 @@ type viewRecord struct {
 // Refresh adds the records written since the last look (the relay may be
 // writing while the view is read): messages, what became of them, refusals.
 func (v *View) Refresh() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var fresh []located
-	seen, err := walkFrom(v.dir, v.seen, func(l located) {
-		switch l.h.Kind {
-		case kindMessage, kindEvent, kindRefusal:
-			if l.h.Seq > v.maxSeq {
-				fresh = append(fresh, l)
-			}
+	for {
+		more, err := v.refresh(context.Background(), viewChunk)
+		if err != nil || !more {
+			return err
 		}
-	})
-	if err != nil {
-		return err
 	}
-	v.seen = seen
-	v.dropPruned()
-	return inOrder(context.Background(), len(fresh), func(i int) viewRecord { return v.read(fresh[i]) },
-		func(i int, r viewRecord) error { v.add(fresh[i], &r); return nil })
 }
 
-// read decrypts one record; a message's body streams past, only its header
-// and metadata are kept.
+// TryRefresh reads up to a chunk of new records, unless a refresh is under
+// way (the view loading in the background, or another session's look):
+// then it returns at once, and what that one finds shows in Changes.
+func (v *View) TryRefresh() error {
+	if !v.refreshMu.TryLock() {
+		return nil
+	}
+	defer v.refreshMu.Unlock()
+	_, err := v.refreshLocked(context.Background(), viewChunk)
+	return err
+}
+
+var errChunkRead = errors.New("chunk read")
+
+// refresh reads at most n records after the last one read, decrypting them
+// on every core, and publishes them; more says there are others.
+func (v *View) refresh(ctx context.Context, n int) (more bool, err error) {
+	v.refreshMu.Lock()
+	defer v.refreshMu.Unlock()
+	return v.refreshLocked(ctx, n)
+}
+
+func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) {
+	v.mu.Lock()
+	v.dropPruned()
+	v.mu.Unlock()
+	var fresh []located
+	last := v.pos
+	err = walkRows(ctx, v.dir, v.pos.seg, v.pos.end, n, func(rows []indexRow) error {
+		for _, r := range rows {
+			switch r.h.Kind {
+			case kindMessage, kindEvent, kindRefusal:
+				fresh = append(fresh, located{seg: r.seg, h: r.h, payOff: r.end - 32 - r.h.PLen, payLen: r.h.PLen})
+			}
+		}
+		last = rows[len(rows)-1]
+		if len(rows) == n {
+			return errChunkRead
+		}
+		return nil
+	})
+	more = errors.Is(err, errChunkRead)
+	if err != nil && !more {
+		return false, err
+	}
+	err = inOrder(ctx, len(fresh), func(i int) viewRecord { return v.read(fresh[i]) },
+		func(i int, r viewRecord) error {
+			v.mu.Lock()
+			v.add(fresh[i], &r)
+			v.mu.Unlock()
+			return nil
+		})
+	if err != nil {
+		return false, err
+	}
+	v.pos = last
+	return more, nil
+}
+
+// read decrypts one record; a message's body streams past, only its
+// metadata and size are kept.
 func (v *View) read(l located) viewRecord {
 	var r viewRecord
 	switch l.h.Kind {
 	case kindMessage:
-		head := &capped{max: maxNamedHeader}
 		var metaJSON []byte
-		if r.size, metaJSON, r.err = v.files.metadata(l, v.key, head); r.err != nil {
+		if r.size, metaJSON, r.err = v.files.metadata(l, v.key, io.Discard); r.err != nil {
 			return r
 		}
 		if r.err = sameMessage(l, metaJSON); r.err != nil {
 			return r
 		}
 		r.err = json.Unmarshal(metaJSON, &r.meta)
-		r.named = namedIn(head.Bytes())
 	case kindEvent:
-		_, metaJSON, err := v.files.decrypt(l, v.key)
-		if r.err = err; err == nil {
-			r.err = json.Unmarshal(metaJSON, &r.event)
-		}
-		if r.err == nil && r.event.MessageID != l.h.ID {
-			r.err = fmt.Errorf("its metadata names message %s, its header %s", r.event.MessageID, l.h.ID)
-		}
+		r.event, r.err = v.readEvent(l)
 	case kindRefusal:
 		_, metaJSON, err := v.files.decrypt(l, v.key)
 		if r.err = err; err == nil {
@@ -224,9 +346,20 @@ func (v *View) read(l located) viewRecord {
 	return r
 }
 
+func (v *View) readEvent(l located) (Event, error) {
+	var ev Event
+	_, metaJSON, err := v.files.decrypt(l, v.key)
+	if err == nil {
+		err = json.Unmarshal(metaJSON, &ev)
+	}
+	if err == nil && ev.MessageID != l.h.ID {
+		err = fmt.Errorf("its metadata names message %s, its header %s", ev.MessageID, l.h.ID)
+	}
+	return ev, err
+}
+
 // add puts a record read into the view, in chain order.
 func (v *View) add(l located, r *viewRecord) {
-	v.maxSeq = l.h.Seq
 	v.version++
 	if r.err != nil {
 		v.unreadable = append(v.unreadable, l.h.Seq)
@@ -241,9 +374,16 @@ func (v *View) add(l located, r *viewRecord) {
 	switch l.h.Kind {
 	case kindMessage:
 		mt := &r.meta
-		m := &ViewMessage{Seq: l.h.Seq, ID: mt.ID, Time: mt.Time, Direction: mt.Direction, Size: r.size, Clients: clientsOf(mt),
-			Account: mt.Account, Sender: mt.Sender, Folder: mt.Folder, From: mt.From, Subject: mt.Subject, MessageID: mt.MessageID,
-			Decisions: mt.Decisions, Fired: mt.Fired, Named: r.named, Refused: mt.Refused, Updated: l.h.Seq, loc: l}
+		clients := clientsOf(mt)
+		for i, c := range clients {
+			if have, ok := v.clients[c]; ok {
+				clients[i] = have
+			} else {
+				v.clients[c] = c
+			}
+		}
+		m := &ViewMessage{Seq: l.h.Seq, ID: mt.ID, Time: mt.Time, Direction: mt.Direction, Size: r.size, Clients: clients,
+			Refused: mt.Refused, Updated: l.h.Seq, loc: newViewLoc(l)}
 		v.byID[m.ID] = len(v.messages)
 		v.changed = append(v.changed, len(v.messages))
 		v.messages = append(v.messages, m)
@@ -253,13 +393,47 @@ func (v *View) add(l located, r *viewRecord) {
 			return // about a message pruned, or one the key does not open
 		}
 		m := *v.messages[i]
-		m.Events = append(m.Events[:len(m.Events):len(m.Events)], r.event)
+		m.events = append(m.events[:len(m.events):len(m.events)], newViewLoc(l))
 		m.Updated = l.h.Seq
 		v.messages[i] = &m
 		v.changed = append(v.changed, i)
 	case kindRefusal:
 		v.refusals = append(v.refusals, &ViewRefusal{Seq: l.h.Seq, RefusalRecord: r.refusal, seg: l.seg})
 	}
+}
+
+// Details is m with all of its metadata: what its record says (decrypted
+// again, or from the cache) and its events, as of m.Updated.
+func (v *View) Details(m *ViewMessage) (*ViewMessage, error) {
+	key := fmt.Sprintf("%d.%d", m.Seq, m.Updated)
+	if d, ok := v.details.get(key); ok {
+		return d, nil
+	}
+	l := m.loc.located()
+	head := &capped{max: maxNamedHeader}
+	_, metaJSON, err := v.files.metadata(l, v.key, head)
+	if err == nil {
+		err = sameMessage(l, metaJSON)
+	}
+	var mt messageMeta
+	if err == nil {
+		err = json.Unmarshal(metaJSON, &mt)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", m.Seq, err)
+	}
+	d := *m
+	d.Account, d.Sender, d.Folder, d.From, d.Subject, d.MessageID = mt.Account, mt.Sender, mt.Folder, mt.From, mt.Subject, mt.MessageID
+	d.Decisions, d.Fired, d.Named = mt.Decisions, mt.Fired, namedIn(head.Bytes())
+	for _, e := range m.events {
+		ev, err := v.readEvent(e.located())
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", e.seq, err)
+		}
+		d.Events = append(d.Events, ev)
+	}
+	v.details.put(key, &d)
+	return &d, nil
 }
 
 // maxNamedHeader is how much of a message's start the view reads its To
@@ -318,11 +492,6 @@ func (v *View) dropPruned() {
 		v.changed = nil
 	}
 	v.refusals = keptR
-	for seg, g := range gone {
-		if g {
-			delete(v.seen, seg)
-		}
-	}
 }
 
 // clientsOf lists the clients a message is from or to: the sender of an
@@ -370,7 +539,19 @@ func (v *View) Body(m *ViewMessage) ([]byte, error) {
 	if m == nil {
 		return nil, errors.New("no such message")
 	}
+	key := strconv.FormatUint(m.Seq, 10)
+	if b, ok := v.bodies.get(key); ok {
+		// A segment pruned since is not served from the cache either.
+		if _, err := v.files.file(m.loc.seg); err != nil {
+			v.bodies.remove(key)
+			return nil, err
+		}
+		return b, nil
+	}
 	// Not under v.mu: readers in several sessions decrypt in parallel.
-	body, _, err := v.files.decrypt(m.loc, v.key)
+	body, _, err := v.files.decrypt(m.loc.located(), v.key)
+	if err == nil {
+		v.bodies.put(key, body)
+	}
 	return body, err
 }

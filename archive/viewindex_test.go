@@ -3,10 +3,12 @@ package archive
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -263,5 +265,94 @@ func TestViewClientsOf(t *testing.T) {
 	}}}
 	if got := fmt.Sprint(clientsOf(m)); got != "[consented@client.example key@client.example sealed@client.example]" {
 		t.Fatalf("clients %s", got)
+	}
+}
+
+// TestViewLoadsInBackground: a view opened in the background answers with
+// the first messages it read and fills in as it reads on, ending with the
+// same messages and details as a view read whole.
+func TestViewLoadsInBackground(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 64<<10)
+	ctx := context.Background()
+	const n = 3 * viewChunk / 2
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				m, body := testMessage(i, fmt.Sprintf("client%d@client.example", i%7))
+				if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if err := a.RecordEvent(ctx, Event{MessageID: "msg0007", Time: f.clock(), Kind: Delivered, Recipients: []string{"client0@client.example"}, Reply: "250 OK"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+
+	whole, err := OpenView(f.dir, f.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer whole.Close()
+	v, err := OpenViewWith(f.dir, f.priv, ViewOptions{Background: true, DetailsCache: 10, BodyCacheBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if got := len(v.Messages()); got == 0 || got >= n {
+		t.Fatalf("opened in the background, the view holds %d of %d messages at once; want some, not all", got, n)
+	}
+	msgs, _, cursor := v.Snapshot()
+	if err := v.LoadAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	changed, _, _, ok := v.Changes(cursor)
+	added := 0
+	for _, m := range changed {
+		if m.Seq > msgs[len(msgs)-1].Seq {
+			added++
+		}
+	}
+	if !ok || len(msgs)+added != n {
+		t.Fatalf("after loading: %d messages at first and %d added (%v), want %d in all", len(msgs), added, ok, n)
+	}
+	want := whole.Messages()
+	got := v.Messages()
+	for i := range want {
+		w, err1 := whole.Details(want[i])
+		g, err2 := v.Details(got[i])
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		wj, _ := json.Marshal(w)
+		gj, _ := json.Marshal(g)
+		if string(wj) != string(gj) || g.Subject == "" || len(g.Decisions) != 1 {
+			t.Fatalf("message %d in the background view: %+v\nwhole: %+v", i, g, w)
+		}
+		if g.ID == "msg0007" && (len(g.Events) != 1 || g.Events[0].Reply != "250 OK") {
+			t.Errorf("msg0007's delivery: %+v", g.Events)
+		}
+	}
+	if n := v.details.order.Len(); n > 10 {
+		t.Errorf("%d details kept, the cache holds 10", n)
+	}
+	for _, m := range got[:50] {
+		if _, err := v.Body(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.bodies.used > 4<<10 {
+		t.Errorf("%d octets of bodies kept, the cache holds 4096", v.bodies.used)
 	}
 }

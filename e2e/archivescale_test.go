@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"golang.org/x/crypto/bcrypt"
 
@@ -72,7 +73,8 @@ var scaleOps = []string{
 	"`sealpost serve` start until it accepts",
 	"`sealpost serve` stop after SIGTERM",
 	"`archive serve-imap` until LOGIN+SELECT INBOX answers",
-	"serve-imap: SELECT All / NOOP",
+	"serve-imap: every message in its mailboxes (loaded in the background)",
+	"serve-imap, loaded: SELECT All / NOOP",
 	"serve-imap peak RSS",
 }
 
@@ -123,7 +125,7 @@ func measureScale(t *testing.T, n int) scaleRow {
 	row.cells = append(row.cells, exp("client", "--client", scaleClient), exp("day", "--since", day, "--until", day))
 	row.cells = append(row.cells, run("archive", "reindex"))
 	row.cells = append(row.cells, secs(startTook)+" s", secs(stopTook)+" s")
-	row.cells = append(row.cells, measureView(t, r, key)...)
+	row.cells = append(row.cells, measureView(t, r, key, n)...)
 	return row
 }
 
@@ -194,7 +196,7 @@ func scaleMessage(ctx context.Context, a *archive.Archive, i, n int, now time.Ti
 }
 
 // measureView starts serve-imap and logs in as Thunderbird would.
-func measureView(t *testing.T, r *Relay, key string) []string {
+func measureView(t *testing.T, r *Relay, key string, n int) []string {
 	t.Helper()
 	port := FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -234,11 +236,29 @@ func measureView(t *testing.T, r *Relay, key string) []string {
 		t.Fatal(err)
 	}
 	ready := time.Since(start)
+	for {
+		st, err := c.Status("All", &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *st.NumMessages == uint32(n) {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			t.Fatalf("serve-imap shows %d of %d messages after 30 minutes", *st.NumMessages, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	loadedIn := time.Since(start)
 	start = time.Now()
-	if _, err := c.Select("All", nil).Wait(); err != nil {
+	sel, err := c.Select("All", nil).Wait()
+	if err != nil {
 		t.Fatal(err)
 	}
 	selectAll := time.Since(start)
+	if want := uint32(n); sel.NumMessages != want {
+		t.Errorf("All holds %d messages, want %d", sel.NumMessages, want)
+	}
 	var noop time.Duration
 	for range 5 {
 		start = time.Now()
@@ -248,7 +268,7 @@ func measureView(t *testing.T, r *Relay, key string) []string {
 		noop += time.Since(start)
 	}
 	rss, _ := procStats(cmd.Process.Pid)
-	return []string{secs(ready) + " s", fmt.Sprintf("%s s / %s s", secs(selectAll), secs(noop/5)), fmt.Sprintf("%d MB", rss>>20)}
+	return []string{secs(ready) + " s", secs(loadedIn) + " s", fmt.Sprintf("%s s / %s s", secs(selectAll), secs(noop/5)), fmt.Sprintf("%d MB", rss>>20)}
 }
 
 type lockedWriter struct {

@@ -86,8 +86,12 @@ kept for each viewer while the view runs and forgotten when it stops.`
 
 // decisionsMessage is the summary of one outbound message's decisions and
 // deliveries, as of the newest record about it.
-func decisionsMessage(m *archive.ViewMessage) func() []byte {
+func decisionsMessage(v *archive.View, listed *archive.ViewMessage) func() []byte {
 	return func() []byte {
+		m, err := v.Details(listed)
+		if err != nil {
+			return unreadableMessage(listed, err)
+		}
 		var t strings.Builder
 		fmt.Fprintf(&t, "Subject:    %s\n", textutil.OneLine(m.Subject))
 		fmt.Fprintf(&t, "From:       %s (account %s)\n", textutil.OneLine(m.From), m.Account)
@@ -198,9 +202,14 @@ func basis(c *record.ConsentEvent) string {
 // refusalMessage is one refusal, as the record keeps it; sent is the
 // message its submission went on to be (to the recipients not refused),
 // or nil.
-func refusalMessage(r *archive.ViewRefusal, sentAs func() *archive.ViewMessage) func() []byte {
+func refusalMessage(v *archive.View, r *archive.ViewRefusal, sentAs func() *archive.ViewMessage) func() []byte {
 	return func() []byte {
 		sent := sentAs()
+		if sent != nil {
+			if d, err := v.Details(sent); err == nil {
+				sent = d
+			}
+		}
 		var t strings.Builder
 		who := r.Recipient
 		if who == "" {
@@ -230,6 +239,14 @@ func refusalMessage(r *archive.ViewRefusal, sentAs func() *archive.ViewMessage) 
 		about := fmt.Sprintf("refusal record %d", r.Seq)
 		return generated("Refused: "+who, r.Time, fmt.Sprintf("refused.%d", r.Seq), inReplyTo, about, t.String())
 	}
+}
+
+// unreadableMessage stands in for a summary whose record could not be read
+// again (damaged or pruned since it was listed).
+func unreadableMessage(m *archive.ViewMessage, err error) []byte {
+	about := fmt.Sprintf("decisions for record %d", m.Seq)
+	return generated("Decisions: record unreadable", m.Time, fmt.Sprintf("decisions.%d.%d", m.Seq, m.Updated), "", about,
+		fmt.Sprintf("Record %d could not be read again: %s\nsealpost archive verify checks the archive.\n", m.Seq, textutil.OneLine(err.Error())))
 }
 
 // when is a time to the second, with its zone.

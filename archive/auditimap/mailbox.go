@@ -102,6 +102,7 @@ type mailboxSet struct {
 	// it may be recorded after the refusal, so refusals look it up when
 	// their text is made.
 	sent *sync.Map // ref -> *archive.ViewMessage
+	view *archive.View
 }
 
 // buildMailboxes groups the view's records into mailboxes, each in UID
@@ -109,7 +110,7 @@ type mailboxSet struct {
 func buildMailboxes(v *archive.View, started time.Time) *mailboxSet {
 	msgs, refusals, cursor := v.Snapshot()
 	set := &mailboxSet{cursor: cursor, boxes: map[string][]*entry{boxAll: nil, boxDecisions: nil, boxRefused: nil},
-		decisions: map[uint64]uint32{}, sent: &sync.Map{}}
+		decisions: map[uint64]uint32{}, sent: &sync.Map{}, view: v}
 	welcomeDate := started
 	if len(msgs) > 0 {
 		welcomeDate = msgs[0].Time
@@ -145,14 +146,14 @@ func (set *mailboxSet) addMessage(m *archive.ViewMessage, decisions []*entry) []
 	}
 	set.maxSeq = max(set.maxSeq, m.Seq)
 	if m.Direction == archive.Outbound {
-		decisions = append(decisions, decisionsEntry(m))
+		decisions = append(decisions, set.decisionsEntry(m))
 		set.decisions[m.Seq] = uint32(m.Updated)
 	}
 	return decisions
 }
 
-func decisionsEntry(m *archive.ViewMessage) *entry {
-	return &entry{uid: uint32(m.Updated), date: m.Time, seen: seenKey{'d', uint32(m.Updated)}, generate: decisionsMessage(m)}
+func (set *mailboxSet) decisionsEntry(m *archive.ViewMessage) *entry {
+	return &entry{uid: uint32(m.Updated), date: m.Time, seen: seenKey{'d', uint32(m.Updated)}, generate: decisionsMessage(set.view, m)}
 }
 
 func (set *mailboxSet) addRefusal(r *archive.ViewRefusal) {
@@ -162,7 +163,7 @@ func (set *mailboxSet) addRefusal(r *archive.ViewRefusal) {
 		}
 		return nil
 	}
-	set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(r, sent)})
+	set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(set.view, r, sent)})
 }
 
 // apply makes the set that follows this one with what the view found
@@ -178,7 +179,7 @@ func (set *mailboxSet) apply(v *archive.View) *mailboxSet {
 	if len(msgs) == 0 && len(refusals) == 0 {
 		return set
 	}
-	next := &mailboxSet{cursor: cursor, boxes: maps.Clone(set.boxes), maxSeq: set.maxSeq, decisions: set.decisions, sent: set.sent}
+	next := &mailboxSet{cursor: cursor, boxes: maps.Clone(set.boxes), maxSeq: set.maxSeq, decisions: set.decisions, sent: set.sent, view: set.view}
 	replaced := map[uint32]bool{}
 	var decisions []*entry
 	for _, m := range msgs {
@@ -188,7 +189,7 @@ func (set *mailboxSet) apply(v *archive.View) *mailboxSet {
 		}
 		if old, ok := next.decisions[m.Seq]; ok && old != uint32(m.Updated) {
 			replaced[old] = true
-			decisions = append(decisions, decisionsEntry(m))
+			decisions = append(decisions, next.decisionsEntry(m))
 			next.decisions[m.Seq] = uint32(m.Updated)
 		}
 	}

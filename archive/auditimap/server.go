@@ -99,18 +99,25 @@ func (s *Server) Serve(l net.Listener) error {
 // Close stops the server.
 func (s *Server) Close() error { return s.srv.Close() }
 
-// refresh picks up messages recorded since the last look, at most every few seconds.
+// refresh picks up messages recorded since the last look, at most every
+// few seconds, without holding up other sessions' commands: they go on
+// with what the view has.
 func (s *Server) refresh() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if time.Since(s.refreshed) < s.o.RefreshEvery {
+	due := time.Since(s.refreshed) >= s.o.RefreshEvery
+	if due {
+		s.refreshed = time.Now()
+	}
+	s.mu.Unlock()
+	if !due {
 		return
 	}
-	s.refreshed = time.Now()
-	if err := s.o.View.Refresh(); err != nil {
+	if err := s.o.View.TryRefresh(); err != nil {
 		s.log.Error("cannot read new records", "err", err)
 	}
+	s.mu.Lock()
 	s.noteUnreadable()
+	s.mu.Unlock()
 }
 
 // noteUnreadable logs records the key does not open (by sequence number):

@@ -25,7 +25,7 @@ func init() {
 	register(&command{
 		name: "archive serve-imap",
 		args: "--key FILE [--key FILE ...] [--archive DIR] [--listen ADDR] [--passphrase-file FILE ...] " +
-			"[--viewer NAME --viewer-password-file FILE] [--tls-cert FILE --tls-key FILE | --tls-dir DIR]",
+			"[--viewer NAME --viewer-password-file FILE] [--tls-cert FILE --tls-key FILE | --tls-dir DIR] [--cache-mb N]",
 		summary: "serve the record read-only over IMAP (TLS) to the [[archive.viewer]] logins, or to --viewer",
 		run:     runArchiveServeIMAP,
 	})
@@ -56,6 +56,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	var keyFile fileList
 	fs.Var(&keyFile, "key", "the archive's private key (required; once per key after a change of archive key)")
 	listen := fs.String("listen", "127.0.0.1:1993", "address for IMAP over TLS")
+	cacheMB := fs.Int("cache-mb", 32, "how many MB of decrypted messages the view keeps for the mail clients that fetch them again (at least 1)")
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
 	vf := addViewFlags(fs)
@@ -84,11 +85,23 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	view, err := archive.OpenView(src.dir, key)
+	// The view answers as soon as it has read the first messages; the
+	// rest fill its mailboxes while it serves, as new records do.
+	view, err := archive.OpenViewWith(src.dir, key, archive.ViewOptions{Background: true, BodyCacheBytes: int64(max(*cacheMB, 1)) << 20})
 	if err != nil {
 		return err
 	}
 	defer view.Close()
+	go func() {
+		start := time.Now()
+		if err := view.LoadAll(ctx); err != nil && ctx.Err() == nil {
+			log.Error("cannot read the whole archive; the view shows what it read", "err", err)
+			return
+		}
+		if ctx.Err() == nil {
+			log.Info("the view has read the whole archive", "messages", len(view.Messages()), "seconds", time.Since(start).Round(time.Millisecond).Seconds())
+		}
+	}()
 	tc, caFile, err := viewTLS(src, vf, log)
 	if err != nil {
 		return err

@@ -9,12 +9,17 @@ import (
 // a hundred clients on file or a hundred thousand.
 const clientsPerPage = 50
 
+// expiringShown are the consents about to end listed above the clients:
+// the soonest, a list a person reads and acts on today.
+const expiringShown = 20
+
 type clientsData struct {
 	Query    string
 	After    string
 	Rows     []Client
 	Next     string
 	Expiring []Client
+	MoreEnd  bool // more consents end within 30 days than are listed
 	Problem  string
 }
 
@@ -35,7 +40,7 @@ func (s *Server) clients(w http.ResponseWriter, r *http.Request, sess *session) 
 		d.Problem = "The consent registry cannot be read right now; the log says why."
 	}
 	if d.Query == "" && d.After == "" {
-		if d.Expiring, err = s.o.Clients.ExpiringConsents(r.Context(), 30); err != nil {
+		if d.Expiring, d.MoreEnd, err = s.o.Clients.ExpiringConsents(r.Context(), 30, expiringShown); err != nil {
 			s.log.Error("console: expiring consents", "err", err)
 		}
 	}

@@ -192,7 +192,7 @@ func TestClients(t *testing.T) {
 	admin := tc.loggedIn(t, "office")
 	_, body := admin.get("/clients")
 	if m := contains(body, "c000@client.example", "c049@client.example", "after=c049%40client.example", "Consents ending in the next 30 days",
-		"c005@client.example (Client 5): consent to unencrypted email ends on 2026-12-20", "passphrase on file"); len(m) > 0 {
+		"c005@client.example (Client 5): consent to unencrypted email ends on 2026-12-20", "These are the soonest", "passphrase on file"); len(m) > 0 {
 		t.Errorf("the first page lacks %v", m)
 	}
 	if strings.Contains(body, "c050@client.example") {

@@ -182,8 +182,8 @@ func (f *fakeClients) SearchClients(_ context.Context, text, after string, limit
 	return out, "", nil
 }
 
-func (f *fakeClients) ExpiringConsents(context.Context, int) ([]Client, error) {
-	return []Client{{Address: "c005@client.example", Name: "Client 5", Consent: "active", Expires: "2026-12-20"}}, nil
+func (f *fakeClients) ExpiringConsents(context.Context, int, int) ([]Client, bool, error) {
+	return []Client{{Address: "c005@client.example", Name: "Client 5", Consent: "active", Expires: "2026-12-20"}}, true, nil
 }
 
 // proposedFpr is a key Dora offered; usableFpr one already in use.

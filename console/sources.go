@@ -107,8 +107,9 @@ type ClientDirectory interface {
 	// address given: all, or those whose address starts with text or
 	// whose name or chart id contains it; next is "" at the end.
 	SearchClients(ctx context.Context, text, after string, limit int) (page []Client, next string, err error)
-	// ExpiringConsents are active consents that end within days.
-	ExpiringConsents(ctx context.Context, days int) ([]Client, error)
+	// ExpiringConsents are active consents that end within days, soonest
+	// first, at most limit; more says there are others.
+	ExpiringConsents(ctx context.Context, days, limit int) (soonest []Client, more bool, err error)
 }
 
 // Key is a recipient's OpenPGP key in the keyring.

@@ -60,25 +60,33 @@ func (r *Registry) SearchClients(ctx context.Context, text, after string, limit 
 }
 
 // ExpiringConsents are the consents to unencrypted email still active that
-// end within the days given, soonest first.
-func (r *Registry) ExpiringConsents(ctx context.Context, within int, now time.Time) ([]ConsentEntry, error) {
-	addrs, err := r.addresses(ctx, `SELECT DISTINCT a.address FROM consent_events e JOIN consent_addresses a ON a.event_id = e.id
-		WHERE e.kind = 'given' AND e.expires >= ? AND e.expires <= ? ORDER BY e.expires, a.address LIMIT 1000`,
+// end within the days given, soonest first, at most limit of them; more
+// says whether there are others.
+func (r *Registry) ExpiringConsents(ctx context.Context, within, limit int, now time.Time) (out []ConsentEntry, more bool, err error) {
+	addrs, err := r.addresses(ctx, `SELECT a.address FROM consent_events e JOIN consent_addresses a ON a.event_id = e.id
+		WHERE e.kind = 'given' AND e.expires >= ? AND e.expires <= ? ORDER BY e.expires, a.address`,
 		now.Format(dateLayout), now.AddDate(0, 0, within).Format(dateLayout))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var out []ConsentEntry
+	seen := map[string]bool{}
 	for _, a := range addrs {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
 		st, err := r.Current(ctx, a, now)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if st.State == ConsentActive && st.Given != nil && st.Given.Expires != "" {
+			if len(out) == limit {
+				return out, true, nil
+			}
 			out = append(out, listEntry(st))
 		}
 	}
-	return out, nil
+	return out, false, nil
 }
 
 func (r *Registry) addresses(ctx context.Context, query string, args ...any) ([]string, error) {

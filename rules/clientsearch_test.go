@@ -90,9 +90,12 @@ func TestSearchClients(t *testing.T) {
 			t.Errorf("%q found %v, want %v ... %v", tt.text, got, tt.want[0], tt.want[len(tt.want)-1])
 		}
 	}
-	exp, err := r.ExpiringConsents(ctx, 30, now)
-	if err != nil || len(exp) != 25 || exp[0].Expires > exp[len(exp)-1].Expires {
-		t.Fatalf("%d expiring, %v", len(exp), err)
+	exp, more, err := r.ExpiringConsents(ctx, 30, 100, now)
+	if err != nil || len(exp) != 25 || more || exp[0].Expires > exp[len(exp)-1].Expires {
+		t.Fatalf("%d expiring, more %v, %v", len(exp), more, err)
+	}
+	if exp, more, _ := r.ExpiringConsents(ctx, 30, 10, now); len(exp) != 10 || !more {
+		t.Errorf("at most 10: %d, more %v", len(exp), more)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -40,20 +41,7 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 	if cfg.Console.Listen == "" {
 		return nil
 	}
-	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := s.pa.arch.ChainHead(); return n }}
-	srv, err := console.New(console.Options{
-		Listen:          cfg.Console.Listen,
-		TLS:             tlsConf,
-		Logins:          consoleLogins(cfg),
-		TrustedNetworks: cfg.SMTP.TrustedPrefixes(),
-		Status:          &consoleStatus{s: s, cfg: cfg, refusals: refusals},
-		Refusals:        refusals,
-		Recorder:        &consoleRecorder{pa: s.pa},
-		Queue:           consoleQueue{s.srv},
-		Clients:         &consoleClients{pa: s.pa},
-		Keys:            &consoleKeys{pa: s.pa},
-		Logger:          s.log.With("component", "console"),
-	})
+	srv, err := newConsole(cfg, tlsConf, s.pa, s.relayState, consoleQueue{s.srv}, s.log)
 	if err != nil {
 		return err
 	}
@@ -66,16 +54,36 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 	return nil
 }
 
+// newConsole wires the console to the registry, the keyring, the archive,
+// the relay's state and its queue.
+func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, relay func() relayState, queue console.QueueAdmin,
+	log *slog.Logger) (*console.Server, error) {
+	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := pa.arch.ChainHead(); return n }}
+	return console.New(console.Options{
+		Listen:          cfg.Console.Listen,
+		TLS:             tlsConf,
+		Logins:          consoleLogins(cfg),
+		TrustedNetworks: cfg.SMTP.TrustedPrefixes(),
+		Status:          &consoleStatus{relay: relay, cfg: cfg, refusals: refusals},
+		Refusals:        refusals,
+		Recorder:        &consoleRecorder{pa: pa},
+		Queue:           queue,
+		Clients:         &consoleClients{pa: pa},
+		Keys:            &consoleKeys{pa: pa},
+		Logger:          log.With("component", "console"),
+	})
+}
+
 // consoleStatus is `sealpost status` for the console, from the running relay.
 type consoleStatus struct {
-	s        *service
+	relay    func() relayState
 	cfg      *config.Config
 	refusals *refusalFinder
 }
 
 func (c *consoleStatus) Status(ctx context.Context) *status.Report {
 	now := time.Now()
-	rs := c.s.relayState()
+	rs := c.relay()
 	st := &statusReport{Build: currentBuild(), Config: c.cfg.Path, Relay: &rs, Queue: rs.Queue, Verified: rs.Verified,
 		Provider: c.cfg.Upstream.Address, Warnings: []string{}}
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
@@ -214,12 +222,16 @@ func (c *consoleClients) SearchClients(ctx context.Context, text, after string, 
 	return out, next, err
 }
 
-func (c *consoleClients) ExpiringConsents(ctx context.Context, days int) ([]console.Client, error) {
-	entries, err := c.pa.registry.ExpiringConsents(ctx, days, time.Now())
+func (c *consoleClients) ExpiringConsents(ctx context.Context, days, limit int) ([]console.Client, bool, error) {
+	entries, more, err := c.pa.registry.ExpiringConsents(ctx, days, limit, time.Now())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c.decided(ctx, entries)
+	out := make([]console.Client, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, console.Client{Address: e.Address, Name: e.Client, Consent: string(e.State), Signed: e.Signed, Expires: e.Expires})
+	}
+	return out, more, nil
 }
 
 func (c *consoleClients) decided(ctx context.Context, entries []rules.ConsentEntry) ([]console.Client, error) {

@@ -356,38 +356,6 @@ type ConsentEntry struct {
 	PassphraseSet time.Time `json:"passphrase_set,omitzero"`
 }
 
-// List returns every address's current standing: only active consents
-// and passphrases on file, or with all, revoked and expired consents and
-// removed passphrases too.
-func (r *Registry) List(ctx context.Context, all bool, now time.Time) ([]ConsentEntry, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT address FROM consent_addresses UNION SELECT address FROM passphrase_addresses ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("consent registry: %w", err)
-	}
-	var addrs []string
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		addrs = append(addrs, a)
-	}
-	rows.Close()
-	var out []ConsentEntry
-	for _, a := range addrs {
-		st, err := r.Current(ctx, a, now)
-		if err != nil {
-			return nil, err
-		}
-		if !all && st.State != ConsentActive && st.Passphrase == nil {
-			continue
-		}
-		out = append(out, listEntry(st))
-	}
-	return out, nil
-}
-
 // listEntry is an address's standing as List shows it.
 func listEntry(st ConsentStatus) ConsentEntry {
 	e := ConsentEntry{Address: st.Address, State: st.State}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/sealpost/sealpost/internal/testutil/browsertest"
 )
@@ -110,5 +111,37 @@ func TestGuardsInChromium(t *testing.T) {
 	open(t, ctx, tc.url+"/today")
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your session ended after a while without use. Log in again.") {
 		t.Errorf("after 31 idle minutes the browser shows:\n%s", text)
+	}
+}
+
+// TestTOTPInChromium: a therapist sets up login codes from the page (the
+// QR code shows, the key is read off the page), logs out, and logs in again
+// with password and code; both pages pass axe-core.
+func TestTOTPInChromium(t *testing.T) {
+	tc, ctx := chromiumConsole(t)
+	shots := browsertest.ShotDir(t)
+	do(t, ctx, "window", chromedp.EmulateViewport(1280, 800))
+	logInAs(t, ctx, tc.url, "anna")
+	do(t, ctx, "open the set-up", chromedp.Click("a.codes"), chromedp.WaitVisible("img.qr"))
+	if w := browsertest.Eval[float64](t, ctx, `document.querySelector("img.qr").naturalWidth`); w < 200 {
+		t.Errorf("the QR code is %v px wide: not shown", w)
+	}
+	browsertest.Axe(t, ctx, "the set-up page")
+	browsertest.Screenshot(t, ctx, shots, "console-anna-totp-setup-1280x800")
+	secret := strings.ReplaceAll(browsertest.Eval[string](t, ctx, `document.querySelector(".fingerprint").textContent`), " ", "")
+	code, _ := totp.GenerateCodeCustom(secret, tc.clock(), totpOpts)
+	do(t, ctx, "confirm", chromedp.SetValue("#code", code), chromedp.Click(`form[action="/account/totp"] button`), chromedp.WaitVisible(".done"))
+	do(t, ctx, "log out", chromedp.Click(".logout button"), chromedp.WaitVisible("form.login"))
+
+	tc.advance(time.Minute)
+	open(t, ctx, tc.url+"/login")
+	do(t, ctx, "password", chromedp.SetValue("#username", "anna"), chromedp.SetValue("#password", testPassword),
+		chromedp.Click("form.login button"), chromedp.WaitVisible("#code"))
+	browsertest.Axe(t, ctx, "the code page")
+	browsertest.Screenshot(t, ctx, shots, "console-anna-totp-code-1280x800")
+	code, _ = totp.GenerateCodeCustom(secret, tc.clock(), totpOpts)
+	do(t, ctx, "code", chromedp.SetValue("#code", code), chromedp.Click("form.login button"), chromedp.WaitVisible(".logout"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your queued mail") {
+		t.Errorf("after the code the browser shows:\n%s", text)
 	}
 }

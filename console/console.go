@@ -30,8 +30,12 @@ type Options struct {
 	Queue           QueueAdmin
 	Clients         ClientDirectory // nil: no Clients page
 	Keys            KeyAdmin        // nil: no Keys page
-	Logger          *slog.Logger
-	Now             func() time.Time // default time.Now
+	// TOTPFile keeps logins' TOTP secrets (data_dir/console-totp.json);
+	// "": no login codes.
+	TOTPFile             string
+	RequireTOTPForAdmins bool // an admin must set codes up before anything else
+	Logger               *slog.Logger
+	Now                  func() time.Time // default time.Now
 	// LoginDelay waits before a failed login is answered (the throttle's
 	// growing delay); tests make it return at once.
 	LoginDelay func(context.Context, time.Duration)
@@ -44,6 +48,7 @@ type Server struct {
 	logins   atomic.Pointer[loginTable]
 	sessions *sessions
 	throttle *loginthrottle.Throttle
+	totp     *totpStore // nil: no login codes
 	pages    *pages
 	handler  http.Handler
 	http     *http.Server
@@ -70,6 +75,13 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{o: o, log: o.Logger, sessions: newSessions(), throttle: loginthrottle.New(o.TrustedNetworks), pages: p}
+	if o.TOTPFile != "" {
+		if s.totp, err = openTOTPStore(o.TOTPFile); err != nil {
+			return nil, err
+		}
+	} else if o.RequireTOTPForAdmins {
+		return nil, errors.New("console: codes required for admins, but no file to keep them in")
+	}
 	if err := s.SetLogins(o.Logins); err != nil {
 		return nil, err
 	}

@@ -86,6 +86,21 @@ func (s *Server) guard(rt route) http.Handler {
 		if rec, ok := w.(*accessRecord); ok {
 			rec.user, rec.role = sess.user, sess.role
 		}
+		stages := rt.stages
+		if stages == nil {
+			stages = []string{stageFull}
+		}
+		if !slices.Contains(stages, sess.stage) {
+			switch sess.stage {
+			case stageCode:
+				http.Redirect(w, r, "/login/code", http.StatusSeeOther)
+			case stageEnroll:
+				http.Redirect(w, r, "/account/totp", http.StatusSeeOther)
+			default:
+				http.Redirect(w, r, "/today", http.StatusSeeOther)
+			}
+			return
+		}
 		if !slices.Contains(rt.roles, sess.role) {
 			s.fail(w, r, sess, http.StatusForbidden, "Your login cannot open this page.")
 			return

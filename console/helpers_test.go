@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -260,7 +261,8 @@ func startConsole(t *testing.T) *testConsole {
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
 		clients: &fakeClients{}, keys: newFakeKeys(), logs: &testutil.LockedBuffer{}, now: time.Now()}
 	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys,
-		Logger: slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
+		TOTPFile: filepath.Join(t.TempDir(), "console-totp.json"),
+		Logger:   slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {
 		t.Fatal(err)
 	}

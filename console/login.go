@@ -24,7 +24,7 @@ type loginData struct {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	if s.sessionOf(r) != nil {
+	if sess := s.sessionOf(r); sess != nil && sess.stage == stageFull {
 		http.Redirect(w, r, "/today", http.StatusSeeOther)
 		return
 	}
@@ -67,18 +67,32 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showLogin(w, r, http.StatusUnauthorized, loginData{Problem: "That name and password do not match a login of this console."})
 		return
 	}
-	s.throttle.Succeeded(now, ip, username)
-	token, _ := s.sessions.start(l, now)
+	stage, next := stageFull, "/today"
+	switch {
+	case s.totp != nil && s.hasTOTP(l.Username):
+		// The password alone does not log in: the throttle learns of
+		// success only with the code.
+		stage, next = stageCode, "/login/code"
+	case s.totpRequired(l.Role):
+		stage, next = stageEnroll, "/account/totp"
+	}
+	if stage != stageCode {
+		s.throttle.Succeeded(now, ip, username)
+		s.log.Info("console login", "user", l.Username, "role", string(l.Role), "remote", ip.String())
+	}
+	token, _ := s.sessions.start(l, stage, now)
 	setCookie(w, sessionCookie, token, 0)
 	setCookie(w, loginCookie, "", -1)
-	s.log.Info("console login", "user", l.Username, "role", string(l.Role), "remote", ip.String())
-	http.Redirect(w, r, "/today", http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) hasTOTP(user string) bool {
+	_, ok := s.totp.get(user)
+	return ok
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.sessions.end(c.Value)
-	}
+	s.sessions.end(sess.key)
 	setCookie(w, sessionCookie, "", -1)
 	s.log.Info("console logout", "user", sess.user)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)

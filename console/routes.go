@@ -11,7 +11,15 @@ type route struct {
 	pattern string
 	roles   []Role
 	handle  func(http.ResponseWriter, *http.Request, *session)
+	// stages are the session stages it opens for; none: logged in fully.
+	stages []string
 }
+
+var (
+	whileCode   = []string{stageCode}
+	whileEnroll = []string{stageFull, stageEnroll}
+	anyStage    = []string{stageFull, stageCode, stageEnroll}
+)
 
 var (
 	everyone     = []Role{Admin, Therapist, Auditor}
@@ -22,26 +30,32 @@ var (
 // table is every route behind a login.
 func (s *Server) table() []route {
 	return []route{
-		{"GET /{$}", everyone, s.home},
-		{"POST /logout", everyone, s.logout},
-		{"GET /today", everyone, s.today},
-		{"GET /refusals", sendersRoles, s.refusals},
-		{"GET /refusals/{ref}", sendersRoles, s.refusal},
-		{"POST /refusals/{ref}/consent", adminOnly, s.recordConsent},
-		{"POST /refusals/{ref}/key", adminOnly, s.importKey},
-		{"POST /refusals/{ref}/passphrase", adminOnly, s.setPassphrase},
-		{"GET /clients", adminOnly, s.clients},
-		{"GET /keys", adminOnly, s.keys},
-		{"POST /keys/import", adminOnly, s.importKeys},
-		{"GET /keys/{fpr}/accept", adminOnly, s.confirmKey},
-		{"POST /keys/{fpr}/accept", adminOnly, s.changeKey},
-		{"GET /keys/{fpr}/remove", adminOnly, s.confirmKey},
-		{"POST /keys/{fpr}/remove", adminOnly, s.changeKey},
-		{"GET /queue", sendersRoles, s.queue},
-		{"POST /queue/retry-all", sendersRoles, s.retryAll},
-		{"POST /queue/{id}/retry", sendersRoles, s.retry},
-		{"GET /queue/{id}/drop", sendersRoles, s.confirmDrop},
-		{"POST /queue/{id}/drop", sendersRoles, s.drop},
+		{"GET /{$}", everyone, s.home, nil},
+		{"POST /logout", everyone, s.logout, anyStage},
+		{"GET /login/code", everyone, s.codePage, whileCode},
+		{"POST /login/code", everyone, s.code, whileCode},
+		{"GET /account/totp", everyone, s.totpPage, whileEnroll},
+		{"GET /account/totp/qr.png", everyone, s.totpQR, whileEnroll},
+		{"POST /account/totp", everyone, s.enroll, whileEnroll},
+		{"POST /account/totp/off", everyone, s.unenroll, nil},
+		{"GET /today", everyone, s.today, nil},
+		{"GET /refusals", sendersRoles, s.refusals, nil},
+		{"GET /refusals/{ref}", sendersRoles, s.refusal, nil},
+		{"POST /refusals/{ref}/consent", adminOnly, s.recordConsent, nil},
+		{"POST /refusals/{ref}/key", adminOnly, s.importKey, nil},
+		{"POST /refusals/{ref}/passphrase", adminOnly, s.setPassphrase, nil},
+		{"GET /clients", adminOnly, s.clients, nil},
+		{"GET /keys", adminOnly, s.keys, nil},
+		{"POST /keys/import", adminOnly, s.importKeys, nil},
+		{"GET /keys/{fpr}/accept", adminOnly, s.confirmKey, nil},
+		{"POST /keys/{fpr}/accept", adminOnly, s.changeKey, nil},
+		{"GET /keys/{fpr}/remove", adminOnly, s.confirmKey, nil},
+		{"POST /keys/{fpr}/remove", adminOnly, s.changeKey, nil},
+		{"GET /queue", sendersRoles, s.queue, nil},
+		{"POST /queue/retry-all", sendersRoles, s.retryAll, nil},
+		{"POST /queue/{id}/retry", sendersRoles, s.retry, nil},
+		{"GET /queue/{id}/drop", sendersRoles, s.confirmDrop, nil},
+		{"POST /queue/{id}/drop", sendersRoles, s.drop, nil},
 	}
 }
 

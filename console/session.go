@@ -21,9 +21,21 @@ const (
 // it unless it is Secure, for this host only and for every path.
 const sessionCookie = "__Host-sealpost-session"
 
+// A session's stage: fully logged in, waiting for the TOTP code after the
+// password, or made to set up TOTP first (an admin where codes are
+// required). Only the routes for its stage open.
+const (
+	stageFull   = ""
+	stageCode   = "code"
+	stageEnroll = "enroll"
+)
+
 // session is one login's time in the console, kept on the server only; the
 // browser holds a random token that names it.
 type session struct {
+	key          string // the table's key for it (set on the copies get returns)
+	stage        string
+	enrollSecret string // a TOTP secret being set up, until confirmed
 	user         string
 	role         Role
 	passwordHash string // the login's at the time: a new one ends the session
@@ -53,10 +65,10 @@ func tokenKey(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// start opens a session for l and returns its token.
-func (ss *sessions) start(l Login, now time.Time) (string, *session) {
+// start opens a session for l at a stage and returns its token.
+func (ss *sessions) start(l Login, stage string, now time.Time) (string, *session) {
 	token := randomToken()
-	s := &session{user: l.Username, role: l.Role, passwordHash: l.PasswordHash, csrf: randomToken(), created: now, seen: now}
+	s := &session{stage: stage, user: l.Username, role: l.Role, passwordHash: l.PasswordHash, csrf: randomToken(), created: now, seen: now}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for k, old := range ss.byID { // the table never grows with abandoned sessions
@@ -91,14 +103,24 @@ func (ss *sessions) get(token string, now time.Time) (s *session, expired bool) 
 	}
 	s.seen = now
 	c := *s
+	c.key = k
 	return &c, false
 }
 
-// end ends the session a token names (logout).
-func (ss *sessions) end(token string) {
+// update changes the session stored under key.
+func (ss *sessions) update(key string, f func(*session)) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	delete(ss.byID, tokenKey(token))
+	if s := ss.byID[key]; s != nil {
+		f(s)
+	}
+}
+
+// end ends the session stored under key (logout).
+func (ss *sessions) end(key string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.byID, key)
 }
 
 // endUnless ends every session keep does not approve.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -70,7 +71,10 @@ func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, r
 		Queue:           queue,
 		Clients:         &consoleClients{pa: pa},
 		Keys:            &consoleKeys{pa: pa},
-		Logger:          log.With("component", "console"),
+		// Beside the registry: data_dir is sealpost's alone.
+		TOTPFile:             filepath.Join(cfg.DataDir, "console-totp.json"),
+		RequireTOTPForAdmins: cfg.Console.RequireTOTPForAdmins,
+		Logger:               log.With("component", "console"),
 	})
 }
 

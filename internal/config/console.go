@@ -12,8 +12,11 @@ import (
 type ConsoleConfig struct {
 	// Listen is host:port; "" turns the console off. Loopback, or an
 	// address on the practice's LAN: never one reachable from the internet.
-	Listen string               `toml:"listen"`
-	Admins []ConsoleAdminConfig `toml:"admin"`
+	Listen string `toml:"listen"`
+	// RequireTOTPForAdmins makes every admin set up login codes (TOTP)
+	// before the console opens anything else to them; others may choose.
+	RequireTOTPForAdmins bool                 `toml:"require_totp_for_admins"`
+	Admins               []ConsoleAdminConfig `toml:"admin"`
 }
 
 // ConsoleAdminConfig is one [[console.admin]]: a login with the admin's

@@ -29,6 +29,7 @@ notice = "Confidential."
 		{"off by default", "", nil},
 		{"on, with an admin", `[console]
 listen = "127.0.0.1:8443"
+require_totp_for_admins = true
 [[console.admin]]
 username = "office"
 password_hash = "` + string(hash) + `"

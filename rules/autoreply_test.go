@@ -87,7 +87,7 @@ func TestWriteAcknowledgement(t *testing.T) {
 
 func TestAcknowledgementLog(t *testing.T) {
 	ctx := context.Background()
-	r, err := OpenRegistry(filepath.Join(t.TempDir(), "registry.db"))
+	r, err := openRegistryAt(t, filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // the next 30 days, and a passphrase for the first.
 func clientRegistry(t testing.TB, n int, now time.Time) *Registry {
 	t.Helper()
-	r, err := OpenRegistry(filepath.Join(t.TempDir(), "registry.db"))
+	r, err := openRegistryAt(t, filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -260,7 +260,8 @@ func setPassphraseTx(ctx context.Context, tx *sql.Tx, key []byte, ev *record.Con
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO passphrase_secrets (address, event_id, sealed) VALUES (?, ?, ?)`, a, ev.ID, s); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO passphrase_secrets (address, event_id, sealed) VALUES (?, ?, ?)
+			ON CONFLICT (address) DO UPDATE SET event_id = excluded.event_id, sealed = excluded.sealed`, a, ev.ID, s); err != nil {
 			return err
 		}
 	}

@@ -25,7 +25,7 @@ const (
 func openTestRegistry(t *testing.T) (*Registry, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	r, err := OpenRegistry(path)
+	r, err := openRegistryAt(t, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,7 @@ type testPolicy struct {
 
 func newTestPolicy(t testing.TB, rules ...ContentRule) *testPolicy {
 	t.Helper()
-	reg, err := OpenRegistry(filepath.Join(t.TempDir(), "registry.db"))
+	reg, err := openRegistryAt(t, filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestDecide(t *testing.T) {
 func TestRevocationSeenByRunningRelay(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "registry.db")
-	relayReg, err := OpenRegistry(path)
+	relayReg, err := openRegistryAt(t, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestRevocationSeenByRunningRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	cli, _ := OpenRegistry(path)
+	cli, _ := openRegistryAt(t, path)
 	cli.Add(ctx, record.ConsentEvent{Addresses: []string{"anna@client.example"}, Signed: "2026-01-02", Evidence: "form", RecordedBy: "admin"})
 	if d, _ := p.Decide(ctx, "t", "anna@client.example"); d.Protection != record.Consented {
 		t.Fatalf("after add: %s", d.Protection)

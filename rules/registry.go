@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -29,8 +30,9 @@ import (
 type Registry struct {
 	db   *sql.DB
 	q    *sqlstmt.Cache // the per-recipient query, prepared
-	path string
+	path string         // registry.db, or where it would be: the passphrase key file is beside it
 	keys passphraseKey
+	pg   bool // in the shared PostgreSQL database (registrypg.go)
 }
 
 const dateLayout = "2006-01-02"
@@ -295,13 +297,10 @@ func (r *Registry) Revoke(ctx context.Context, address, reason, recordedBy strin
 // its kind's (registryschema.go).
 func insertEvent(ctx context.Context, tx *sql.Tx, ev *record.ConsentEvent, now time.Time) error {
 	ev.RecordedAt = now.UTC()
-	res, err := tx.ExecContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, prefer, no_hold, recorded_by, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.Prefer, ev.NoHold, ev.RecordedBy,
-		ev.RecordedAt.Format(time.RFC3339Nano))
+	err := tx.QueryRowContext(ctx, `INSERT INTO consent_events (kind, client, signed, evidence, expires, reason, prefer, no_hold, recorded_by, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, ev.Kind, ev.Client, ev.Signed, ev.Evidence, ev.Expires, ev.Reason, ev.Prefer, ev.NoHold, ev.RecordedBy,
+		ev.RecordedAt.Format(time.RFC3339Nano)).Scan(&ev.ID)
 	if err != nil {
-		return err
-	}
-	if ev.ID, err = res.LastInsertId(); err != nil {
 		return err
 	}
 	insert := `INSERT INTO consent_addresses (event_id, address) VALUES (?, ?)`
@@ -404,6 +403,9 @@ func addressTable(kind string) string {
 // at once. The addresses come in one query per table for the whole
 // batch, by event id (indexed).
 func (r *Registry) EventsAfter(ctx context.Context, id int64, limit int) ([]record.ConsentEvent, error) {
+	if limit < 0 {
+		limit = math.MaxInt32 // PostgreSQL refuses SQLite's LIMIT -1
+	}
 	rows, err := r.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM consent_events e WHERE e.id > ? ORDER BY e.id LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("consent registry: %w", err)

@@ -13,7 +13,7 @@ import (
 
 func TestRegistryHistoryIsAppendOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "registry.db")
-	r, err := OpenRegistry(path)
+	r, err := openRegistryAt(t, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestRegistryHistoryIsAppendOnly(t *testing.T) {
 }
 
 func TestConsentExpiry(t *testing.T) {
-	r, _ := OpenRegistry(filepath.Join(t.TempDir(), "r.db"))
+	r, _ := openRegistryAt(t, filepath.Join(t.TempDir(), "r.db"))
 	defer r.Close()
 	ctx := context.Background()
 	r.Add(ctx, record.ConsentEvent{Addresses: []string{"a@client.example"}, Signed: "2025-06-01", Expires: "2026-06-01", Evidence: "form", RecordedBy: "x"})
@@ -71,7 +71,7 @@ func TestConsentExpiry(t *testing.T) {
 }
 
 func TestConsentValidation(t *testing.T) {
-	r, _ := OpenRegistry(filepath.Join(t.TempDir(), "r.db"))
+	r, _ := openRegistryAt(t, filepath.Join(t.TempDir(), "r.db"))
 	defer r.Close()
 	_, err := r.Add(context.Background(), record.ConsentEvent{Addresses: []string{"not an address"}, Signed: "22.11.2026", Expires: "2020-01-01", RecordedBy: "x"})
 	var ve *ValidationError
@@ -85,7 +85,7 @@ func TestConsentValidation(t *testing.T) {
 }
 
 func TestImport(t *testing.T) {
-	r, _ := OpenRegistry(filepath.Join(t.TempDir(), "r.db"))
+	r, _ := openRegistryAt(t, filepath.Join(t.TempDir(), "r.db"))
 	defer r.Close()
 	ctx := context.Background()
 	bad := "address,name,signed,evidence,expires\n" +

@@ -83,13 +83,12 @@ func (r *Registry) AddAbsence(ctx context.Context, a Absence) (Absence, error) {
 		return a, &ValidationError{Problems: []string{"an absence names its account and who recorded it"}}
 	}
 	a.From, a.Until, a.RecordedAt = from.String(), until.String(), time.Now().UTC()
-	res, err := r.db.ExecContext(ctx, `INSERT INTO absences (kind, account, from_day, until_day, note, recorded_by, recorded_at) VALUES ('away', ?, ?, ?, ?, ?, ?)`,
-		a.Account, a.From, a.Until, a.Note, a.RecordedBy, a.RecordedAt.Format(time.RFC3339Nano))
+	err := r.db.QueryRowContext(ctx, `INSERT INTO absences (kind, account, from_day, until_day, note, recorded_by, recorded_at) VALUES ('away', ?, ?, ?, ?, ?, ?) RETURNING id`,
+		a.Account, a.From, a.Until, a.Note, a.RecordedBy, a.RecordedAt.Format(time.RFC3339Nano)).Scan(&a.ID)
 	if err != nil {
 		return a, fmt.Errorf("consent registry: %w", err)
 	}
-	a.ID, err = res.LastInsertId()
-	return a, err
+	return a, nil
 }
 
 // CancelAbsence records that absence id of account no longer stands.

@@ -36,7 +36,7 @@ func (r *Registry) List(ctx context.Context, all bool, now time.Time) ([]Consent
 // after ("" when there are no more).
 func (r *Registry) ListPage(ctx context.Context, all bool, now time.Time, after string, limit int) (entries []ConsentEntry, next string, err error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT address FROM (SELECT address FROM consent_addresses WHERE address > ?1
-		UNION SELECT address FROM passphrase_addresses WHERE address > ?1) ORDER BY 1 LIMIT ?2`, after, limit)
+		UNION SELECT address FROM passphrase_addresses WHERE address > ?1) AS addresses ORDER BY 1 LIMIT ?2`, after, limit)
 	if err != nil {
 		return nil, "", fmt.Errorf("consent registry: %w", err)
 	}

@@ -173,7 +173,7 @@ func storeEntity(ctx context.Context, tx *sql.Tx, e *openpgp.Entity, source stri
 	// An admin's import accepts a proposed key; a proposal never demotes an
 	// accepted one.
 	if _, err := tx.ExecContext(ctx, `INSERT INTO keys (fingerprint, data, source, imported_at, updated_at, proposed) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT(fingerprint) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, proposed = MIN(proposed, excluded.proposed)`,
+		ON CONFLICT(fingerprint) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, proposed = CASE WHEN excluded.proposed < keys.proposed THEN excluded.proposed ELSE keys.proposed END`,
 		fpr, buf.Bytes(), source, ts, ts, proposed); err != nil {
 		return err
 	}

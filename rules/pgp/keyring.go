@@ -86,6 +86,10 @@ func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
 			return nil, fmt.Errorf("keyring %s: %w", path, err)
 		}
 	}
+	return keyringOn(db, opts), nil
+}
+
+func keyringOn(db *sql.DB, opts KeyringOptions) *Keyring {
 	k := &Keyring{db: db, q: sqlstmt.New(db), now: opts.Now, gen: -1}
 	if k.now == nil {
 		k.now = time.Now
@@ -93,7 +97,7 @@ func OpenKeyring(path string, opts KeyringOptions) (*Keyring, error) {
 	if opts.WKD != nil {
 		k.wkd = newWKD(*opts.WKD)
 	}
-	return k, nil
+	return k
 }
 
 func (k *Keyring) Close() error {

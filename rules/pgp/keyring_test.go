@@ -35,7 +35,7 @@ func newKeyring(t testing.TB, path string) *Keyring {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "keyring.db")
 	}
-	k, err := OpenKeyring(path, KeyringOptions{Now: func() time.Time { return testNow }})
+	k, err := openKeyringAt(t, path, KeyringOptions{Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

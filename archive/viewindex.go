@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,15 +60,20 @@ type viewLoc struct {
 	seg            string
 	seq            uint64
 	payOff, payLen int64
-	psha, id       string
+	psha           [32]byte
+	id             string
 }
 
-func newViewLoc(l located) viewLoc {
-	return viewLoc{seg: l.seg, seq: l.h.Seq, payOff: l.payOff, payLen: l.payLen, psha: l.h.PSHA, id: l.h.ID}
+// newViewLoc keeps id, the message's id as the view already holds it, in
+// place of the header's copy of it (a million messages: tens of MB).
+func newViewLoc(l located, id string) viewLoc {
+	c := viewLoc{seg: l.seg, seq: l.h.Seq, payOff: l.payOff, payLen: l.payLen, id: id}
+	hex.Decode(c.psha[:], []byte(l.h.PSHA))
+	return c
 }
 
 func (c viewLoc) located() located {
-	return located{seg: c.seg, h: header{Seq: c.seq, PSHA: c.psha, ID: c.id}, payOff: c.payOff, payLen: c.payLen}
+	return located{seg: c.seg, h: header{Seq: c.seq, PSHA: hex.EncodeToString(c.psha[:]), ID: c.id}, payOff: c.payOff, payLen: c.payLen}
 }
 
 // ViewRefusal is a refused recipient or message as the record keeps it.
@@ -383,7 +389,8 @@ func (v *View) add(l located, r *viewRecord) {
 			}
 		}
 		m := &ViewMessage{Seq: l.h.Seq, ID: mt.ID, Time: mt.Time, Direction: mt.Direction, Size: r.size, Clients: clients,
-			Refused: mt.Refused, Updated: l.h.Seq, loc: newViewLoc(l)}
+			Refused: mt.Refused, Updated: l.h.Seq}
+		m.loc = newViewLoc(l, m.ID)
 		v.byID[m.ID] = len(v.messages)
 		v.changed = append(v.changed, len(v.messages))
 		v.messages = append(v.messages, m)
@@ -393,7 +400,7 @@ func (v *View) add(l located, r *viewRecord) {
 			return // about a message pruned, or one the key does not open
 		}
 		m := *v.messages[i]
-		m.events = append(m.events[:len(m.events):len(m.events)], newViewLoc(l))
+		m.events = append(m.events[:len(m.events):len(m.events)], newViewLoc(l, m.ID))
 		m.Updated = l.h.Seq
 		v.messages[i] = &m
 		v.changed = append(v.changed, i)

@@ -52,7 +52,7 @@ func TestPagesInChromium(t *testing.T) {
 		"":       {"/login"},
 		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/keys", "/keys/" + proposedFpr + "/accept", "/nowhere"},
 		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
-		"audit":  {"/today", "/queue"},
+		"audit":  {"/today", "/archive", "/queue"},
 	}
 	for _, user := range []string{"", "office", "anna", "audit"} {
 		if user != "" {

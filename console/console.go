@@ -30,6 +30,7 @@ type Options struct {
 	Queue           QueueAdmin
 	Clients         ClientDirectory // nil: no Clients page
 	Keys            KeyAdmin        // nil: no Keys page
+	Archive         ArchiveSource   // nil: no Archive page
 	// TOTPFile keeps logins' TOTP secrets (data_dir/console-totp.json);
 	// "": no login codes.
 	TOTPFile             string

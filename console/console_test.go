@@ -72,7 +72,7 @@ func TestMenuFollowsTable(t *testing.T) {
 	}{
 		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}, nil},
 		{"anna", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, []string{`href="/clients"`}},
-		{"audit", []string{`href="/today"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}},
+		{"audit", []string{`href="/today"`, `href="/archive"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}},
 	} {
 		_, body := tc.loggedIn(t, tt.user).get("/today")
 		if m := contains(body, tt.has...); len(m) > 0 {
@@ -246,5 +246,16 @@ func TestKeys(t *testing.T) {
 	}
 	if resp, _ := admin.postFile("/keys/import", nil, "keyfile", "dora.asc", []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")); location(resp) != "/keys?done=import" || tc.keys.imported != 1 {
 		t.Errorf("importing a file: %s, %d imported", location(resp), tc.keys.imported)
+	}
+}
+
+// TestArchivePage: an auditor sees the chain's head to write down (with
+// the verify command that uses it), the last verification and the holds.
+func TestArchivePage(t *testing.T) {
+	tc := startConsole(t)
+	_, body := tc.loggedIn(t, "audit").get("/archive")
+	if m := contains(body, "#4711", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"sealpost archive verify --expect 4711:9f86d081", "40 records up to #40", "H-2026-1", "2 client address(es) from 2026-01-01"); len(m) > 0 {
+		t.Errorf("the archive page lacks %v", m)
 	}
 }

@@ -239,6 +239,13 @@ func (f *fakeKeys) Remove(_ context.Context, fpr, by string) error {
 	return nil
 }
 
+type fakeArchive struct{}
+
+func (fakeArchive) State(context.Context) (ArchiveState, error) {
+	return ArchiveState{Records: 4711, Head: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		Holds: []Hold{{ID: "H-2026-1", Since: "2026-01-01", Clients: 2, Set: time.Now().AddDate(0, -1, 0)}}}, nil
+}
+
 // testConsole is a console over TLS with fakes behind it and a clock the
 // test moves.
 type testConsole struct {
@@ -260,7 +267,7 @@ func startConsole(t *testing.T) *testConsole {
 	t.Helper()
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
 		clients: &fakeClients{}, keys: newFakeKeys(), logs: &testutil.LockedBuffer{}, now: time.Now()}
-	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys,
+	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys, Archive: fakeArchive{},
 		TOTPFile: filepath.Join(t.TempDir(), "console-totp.json"),
 		Logger:   slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {

@@ -25,6 +25,7 @@ var (
 	everyone     = []Role{Admin, Therapist, Auditor}
 	adminOnly    = []Role{Admin}
 	sendersRoles = []Role{Admin, Therapist} // therapists: their own mail only
+	recordRoles  = []Role{Admin, Auditor}
 )
 
 // table is every route behind a login.
@@ -45,6 +46,7 @@ func (s *Server) table() []route {
 		{"POST /refusals/{ref}/key", adminOnly, s.importKey, nil},
 		{"POST /refusals/{ref}/passphrase", adminOnly, s.setPassphrase, nil},
 		{"GET /clients", adminOnly, s.clients, nil},
+		{"GET /archive", recordRoles, s.archivePage, nil},
 		{"GET /keys", adminOnly, s.keys, nil},
 		{"POST /keys/import", adminOnly, s.importKeys, nil},
 		{"GET /keys/{fpr}/accept", adminOnly, s.confirmKey, nil},

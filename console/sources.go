@@ -133,3 +133,24 @@ type KeyAdmin interface {
 	Accept(ctx context.Context, fingerprint, by string) error
 	Remove(ctx context.Context, fingerprint, by string) error
 }
+
+// ArchiveState is the record's state as its clear headers show it, read
+// without the archive's private key.
+type ArchiveState struct {
+	Records uint64 // the newest record's number
+	Head    string // its hash
+	Holds   []Hold
+}
+
+// Hold is an active legal hold.
+type Hold struct {
+	ID           string
+	Since, Until string // YYYY-MM-DD, either may be open
+	Clients      int    // client addresses it covers (kept as keyed hashes)
+	Set          time.Time
+}
+
+// ArchiveSource reads the archive's state.
+type ArchiveSource interface {
+	State(ctx context.Context) (ArchiveState, error)
+}

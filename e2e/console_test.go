@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -161,6 +162,16 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	}
 
 	consoleLogIn(t, ctx, url, consoleAuditor)
+	browsertest.Open(t, ctx, url+"/archive", "main h1")
+	text := browsertest.Text(t, ctx)
+	expect := regexp.MustCompile(`--expect (\d+:[0-9a-f]{64})`).FindStringSubmatch(text)
+	if expect == nil || !strings.Contains(text, "No legal hold") {
+		t.Fatalf("the auditor's archive page:\n%s", text)
+	}
+	// What the page says to write down is what verify takes later.
+	if out, errOut, code := r.Run(t, "", "archive", "verify", "--expect", expect[1]); code != 0 {
+		t.Errorf("archive verify --expect %s from the page: exit %d\n%s%s", expect[1], code, out, errOut)
+	}
 	browsertest.Open(t, ctx, url+"/refusals", "main h1")
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your login cannot open this page.") || strings.Contains(text, ref) {
 		t.Errorf("the auditor at /refusals:\n%s", text)

@@ -71,6 +71,7 @@ func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, r
 		Queue:           queue,
 		Clients:         &consoleClients{pa: pa},
 		Keys:            &consoleKeys{pa: pa},
+		Archive:         consoleArchive{pa.arch},
 		// Beside the registry: data_dir is sealpost's alone.
 		TOTPFile:             filepath.Join(cfg.DataDir, "console-totp.json"),
 		RequireTOTPForAdmins: cfg.Console.RequireTOTPForAdmins,
@@ -281,4 +282,20 @@ func (c *consoleKeys) Accept(ctx context.Context, fingerprint, by string) error 
 
 func (c *consoleKeys) Remove(ctx context.Context, fingerprint, by string) error {
 	return c.pa.keys.Remove(ctx, fingerprint)
+}
+
+// consoleArchive is the archive's state for the Archive page.
+type consoleArchive struct{ arch *archive.Archive }
+
+func (c consoleArchive) State(ctx context.Context) (console.ArchiveState, error) {
+	seq, head := c.arch.ChainHead()
+	st := console.ArchiveState{Records: seq, Head: head}
+	holds, err := archive.ListHolds(c.arch.Dir())
+	if err != nil {
+		return st, err
+	}
+	for _, h := range holds {
+		st.Holds = append(st.Holds, console.Hold{ID: h.ID, Since: h.Since, Until: h.Until, Clients: h.Clients, Set: h.Set})
+	}
+	return st, nil
 }

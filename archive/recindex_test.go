@@ -324,3 +324,38 @@ func TestIndexBehindAfterCrash(t *testing.T) {
 		t.Errorf("after the start the index reaches %d, the archive %d", h.seq, seq)
 	}
 }
+
+// TestOpenStopsBuildingTheIndex: a relay told to stop while it builds the
+// index of an archive that has none stops at once, leaves the archive as
+// it was, and the next start builds the index whole.
+func TestOpenStopsBuildingTheIndex(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	ctx := context.Background()
+	for i := range 20 {
+		m, body := testMessage(i, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, _ := a.ChainHead()
+	a.Close()
+	removeIndexFile(IndexFile(f.dir))
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	start := time.Now()
+	if a, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock, Context: stopped}); err == nil || !strings.Contains(err.Error(), "stopped") {
+		if a != nil {
+			a.Close()
+		}
+		t.Fatalf("Open with its context ended: %v; want it stopped", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Open took %s to stop", d)
+	}
+	a = f.open(t, 0)
+	defer a.Close()
+	if h, err := a.index.head(ctx); err != nil || h.seq != seq {
+		t.Errorf("after the next start the index reaches %d (%v), the archive %d", h.seq, err, seq)
+	}
+}

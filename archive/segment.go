@@ -67,6 +67,8 @@ type header struct {
 	// for `sealpost refusals show` without the archive key
 	Code    string `json:"code,omitempty"`
 	Account string `json:"account,omitempty"`
+	// activity (who is Account, what is Event, its object ID): where from
+	From string `json:"from,omitempty"`
 	// hold / release
 	Hold  string `json:"hold,omitempty"`
 	Since string `json:"since,omitempty"` // YYYY-MM-DD

@@ -21,7 +21,6 @@ import (
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/relay/queue"
-	"github.com/sealpost/sealpost/rules"
 )
 
 func init() {
@@ -207,7 +206,7 @@ func clientAddresses(ctx context.Context, cfg *config.Config, client string) ([]
 	if strings.Contains(client, "@") {
 		return []string{client}, nil
 	}
-	reg, err := rules.OpenRegistry(cfg.RegistryPath())
+	reg, err := openRegistryStore(cfg)
 	if err != nil {
 		return nil, err
 	}

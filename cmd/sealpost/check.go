@@ -17,7 +17,6 @@ import (
 	"github.com/sealpost/sealpost/internal/oauth"
 	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/relay"
-	"github.com/sealpost/sealpost/rules"
 	"github.com/sealpost/sealpost/rules/pgp"
 )
 
@@ -173,13 +172,13 @@ type checkResult struct {
 func checkPolicyAndArchive(cfg *config.Config) []checkResult {
 	var out []checkResult
 	if _, err := os.Stat(cfg.DataDir); err == nil {
-		reg, err := rules.OpenRegistry(cfg.RegistryPath())
+		reg, err := openRegistryStore(cfg)
 		if err == nil {
 			err = reg.CheckPassphraseKey(context.Background())
 			reg.Close()
 		}
 		out = append(out, checkResult{what: "consent registry " + cfg.RegistryPath() + " and the passphrases on file", err: err})
-		k, err := pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{})
+		k, err := openKeyring(cfg, pgp.KeyringOptions{})
 		if err == nil {
 			k.Close()
 		}

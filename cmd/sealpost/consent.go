@@ -29,7 +29,7 @@ func openRegistry(cfg *config.Config) (*rules.Registry, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	return rules.OpenRegistry(cfg.RegistryPath())
+	return openRegistryStore(cfg)
 }
 
 // withRegistry runs f with the consent registry open.

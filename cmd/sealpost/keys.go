@@ -23,7 +23,7 @@ func withKeyring(cfg *config.Config, f func(*pgp.Keyring) error) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	k, err := pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{})
+	k, err := openKeyring(cfg, pgp.KeyringOptions{})
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 	if cfg.PGP.WKD {
 		wkd = &pgp.WKDOptions{}
 	}
-	keys, err := pgp.OpenKeyring(cfg.KeyringPath(), pgp.KeyringOptions{WKD: wkd})
+	keys, err := openKeyring(cfg, pgp.KeyringOptions{WKD: wkd})
 	if err != nil {
 		d.close()
 		return nil, err

@@ -28,6 +28,7 @@ type Config struct {
 	OAuth2   OAuth2Config    `toml:"oauth2"`
 	Hours    HoursConfig     `toml:"hours"` // office hours; an account's [account.hours] overrides
 	Console  ConsoleConfig   `toml:"console"`
+	Store    StoreConfig     `toml:"store"` // the registry and keyring in PostgreSQL, shared by several nodes
 
 	// Path is the file the configuration was read from; relative paths in it
 	// are taken relative to its folder.

@@ -132,6 +132,8 @@ func (c *Config) resolvePaths() {
 	abs(&c.PGP.PracticeKeyPassphraseFile)
 	abs(&c.Archive.PublicKey)
 	abs(&c.OAuth2.ClientSecretFile)
+	abs(&c.Store.PasswordFile)
+	abs(&c.Store.CAFile)
 	for i := range c.Accounts {
 		abs(&c.Accounts[i].UpstreamPasswordFile)
 		if m := c.Accounts[i].IMAP; m != nil {

@@ -54,14 +54,8 @@ func OpenSQLiteReadOnly(path string) (*sql.DB, error) {
 // rows already. It then counts and hashes every table on both and returns
 // the sums; an error when any differs.
 func Copy(ctx context.Context, src, dst *sql.DB, tables []Table) ([]Sum, error) {
-	for _, t := range tables {
-		var any bool
-		if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+t.Name+`)`).Scan(&any); err != nil {
-			return nil, fmt.Errorf("store: %s: %w", t.Name, err)
-		}
-		if any {
-			return nil, fmt.Errorf("store: %w (%s has rows); migrate copies into an empty database only", ErrNotEmpty, t.Name)
-		}
+	if err := Empty(ctx, dst, tables); err != nil {
+		return nil, err
 	}
 	tx, err := dst.BeginTx(ctx, nil)
 	if err != nil {
@@ -92,6 +86,20 @@ func Copy(ctx context.Context, src, dst *sql.DB, tables []Table) ([]Sum, error) 
 		sums = append(sums, from)
 	}
 	return sums, nil
+}
+
+// Empty returns ErrNotEmpty when any of the tables holds a row.
+func Empty(ctx context.Context, db *sql.DB, tables []Table) error {
+	for _, t := range tables {
+		var any bool
+		if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+t.Name+`)`).Scan(&any); err != nil {
+			return fmt.Errorf("store: %s: %w", t.Name, err)
+		}
+		if any {
+			return fmt.Errorf("store: %w (%s has rows); migrate copies into an empty database only", ErrNotEmpty, t.Name)
+		}
+	}
+	return nil
 }
 
 func copyTable(ctx context.Context, src *sql.DB, tx *sql.Tx, t Table) error {

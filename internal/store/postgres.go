@@ -40,6 +40,9 @@ type Postgres struct {
 	// CAFile is a private CA the server's certificate is verified against;
 	// empty: the system's roots.
 	CAFile string
+	// User, when set, is the role instead of the URL's (an admin's
+	// command run as the tables' owner).
+	User string
 }
 
 // ConnectTimeout bounds a connection attempt to a server that does not
@@ -68,6 +71,9 @@ func ParseConfig(p Postgres) (*pgx.ConnConfig, error) {
 	}
 	if err := refuseUnverified(cfg); err != nil {
 		return nil, err
+	}
+	if p.User != "" {
+		cfg.User = p.User
 	}
 	if p.PasswordFile != "" {
 		b, err := os.ReadFile(p.PasswordFile)

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/pgp"
+)
+
+func init() {
+	register(&command{name: "store init", args: "[--as ROLE --password-file FILE] [--grant ROLE]",
+		summary: "create the registry's and keyring's tables in [store] postgres (as their owner), and give the relay's role what it may do", run: runStoreInit})
+	register(&command{name: "store grants", args: "ROLE",
+		summary: "print the SQL that gives the relay's role INSERT and SELECT on the history and what it changes elsewhere", run: runStoreGrants})
+	register(&command{name: "store migrate", args: "--from sqlite",
+		summary: "copy the SQLite registry and keyring of data_dir into an empty [store] postgres, then compare counts and hashes", run: runStoreMigrate})
+}
+
+// openRegistryStore opens the registry where [store] says it is.
+func openRegistryStore(cfg *config.Config) (*rules.Registry, error) {
+	if !cfg.Shared() {
+		return rules.OpenRegistry(cfg.RegistryPath())
+	}
+	db, err := store.OpenPostgres(cfg.StorePostgres())
+	if err != nil {
+		return nil, err
+	}
+	reg, err := rules.OpenRegistryPostgres(db, cfg.DataDir)
+	if err != nil {
+		db.Close()
+	}
+	return reg, err
+}
+
+// openKeyring opens the keyring where [store] says it is.
+func openKeyring(cfg *config.Config, opts pgp.KeyringOptions) (*pgp.Keyring, error) {
+	if !cfg.Shared() {
+		return pgp.OpenKeyring(cfg.KeyringPath(), opts)
+	}
+	db, err := store.OpenPostgres(cfg.StorePostgres())
+	if err != nil {
+		return nil, err
+	}
+	k, err := pgp.OpenKeyringPostgres(db, opts)
+	if err != nil {
+		db.Close()
+	}
+	return k, err
+}
+
+var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// grantsSQL gives role what the relay and the admin commands do: add to
+// the history and read it, replace the state beside it.
+func grantsSQL(role string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "GRANT SELECT, INSERT ON %s TO %s;\n", strings.Join(rules.RegistryHistoryTables, ", "), role)
+	fmt.Fprintf(&b, "GRANT SELECT, INSERT, UPDATE, DELETE ON %s, %s TO %s;\n", strings.Join(rules.RegistryStateTables, ", "),
+		strings.Join(pgp.KeyringTables, ", "), role)
+	return b.String()
+}
+
+func runStoreGrants(ctx context.Context, c *cli, args []string) error {
+	pos, err := c.parse(c.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || !roleName.MatchString(pos[0]) {
+		return usagef("needs one ROLE, the relay's PostgreSQL role (lower case letters, digits, _)")
+	}
+	fmt.Fprint(c.stdout, grantsSQL(pos[0]))
+	return nil
+}
+
+func runStoreInit(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	as := fs.String("as", "", "the PostgreSQL role that owns the tables (default: the URL's)")
+	pwFile := fs.String("password-file", "", "that role's password (default: [store] password_file)")
+	grant := fs.String("grant", "", "the relay's role, granted what grants prints")
+	_, cfg, err := c.start(fs, args, noArgs, func() error {
+		if *grant != "" && !roleName.MatchString(*grant) {
+			return usagef("--grant %q is not a role name (lower case letters, digits, _)", *grant)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !cfg.Shared() {
+		return errors.New("[store] postgres is not set: the registry and keyring are SQLite files in data_dir")
+	}
+	p := cfg.StorePostgres()
+	if *as != "" {
+		p.User, p.PasswordFile = *as, *pwFile
+	}
+	db, err := store.OpenPostgres(p)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := rules.OpenRegistryPostgres(db, cfg.DataDir); err != nil {
+		return err
+	}
+	if _, err := pgp.OpenKeyringPostgres(db, pgp.KeyringOptions{}); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "The registry's and keyring's tables are in place.")
+	if *grant != "" {
+		if _, err := db.ExecContext(ctx, grantsSQL(*grant)); err != nil {
+			return fmt.Errorf("grant to %s: %w", *grant, err)
+		}
+		fmt.Fprintf(c.stdout, "%s may read and add to the history, and change the passphrases, acknowledgements and keys.\n", *grant)
+	}
+	return nil
+}
+
+func runStoreMigrate(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags()
+	from := fs.String("from", "", "what to copy from: sqlite (the registry and keyring in data_dir)")
+	_, cfg, err := c.start(fs, args, noArgs, func() error {
+		if *from != "sqlite" {
+			return usagef("needs --from sqlite")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !cfg.Shared() {
+		return errors.New("[store] postgres is not set: say which PostgreSQL database to copy into")
+	}
+	db, err := store.OpenPostgres(cfg.StorePostgres())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := rules.OpenRegistryPostgres(db, cfg.DataDir); err != nil {
+		return err
+	}
+	keys, err := pgp.OpenKeyringPostgres(db, pgp.KeyringOptions{})
+	if err != nil {
+		return err
+	}
+	if err := store.Empty(ctx, db, append(append([]store.Table(nil), rules.RegistryCopy...), pgp.KeyringCopy...)); err != nil {
+		return err
+	}
+	for _, part := range []struct {
+		what, path string
+		tables     []store.Table
+	}{
+		{"consent registry", cfg.RegistryPath(), rules.RegistryCopy},
+		{"keyring", cfg.KeyringPath(), pgp.KeyringCopy},
+	} {
+		sums, err := migrateFile(ctx, db, part.path, part.tables)
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(c.stdout, "No %s at %s: nothing to copy.\n", part.what, part.path)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", part.what, part.path, err)
+		}
+		fmt.Fprintf(c.stdout, "%s %s, copied and compared:\n", part.what, part.path)
+		for _, s := range sums {
+			fmt.Fprintf(c.stdout, "  %-24s %8d rows  SHA-256 %s\n", s.Table, s.Rows, s.SHA256)
+		}
+	}
+	if err := keys.Touch(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "The SQLite files are as they were. Copy %s to every node's data_dir: the passphrases in PostgreSQL are encrypted with it.\n",
+		rules.PassphraseKeyFile)
+	return nil
+}
+
+func migrateFile(ctx context.Context, dst *sql.DB, path string, tables []store.Table) ([]store.Sum, error) {
+	src, err := store.OpenSQLiteReadOnly(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return store.Copy(ctx, src, dst, tables)
+}

@@ -1,0 +1,111 @@
+package pgp
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/internal/store"
+	"github.com/sealpost/sealpost/internal/testutil"
+	"github.com/sealpost/sealpost/rules"
+)
+
+// BenchmarkDecideRCPT is the decision the relay makes at every RCPT, with
+// the registry (10,000 clients' consents) and the keyring (200 keys) in
+// SQLite and in PostgreSQL on loopback: a recipient with a key, one with
+// consent, one refused, in turn. "paced" asks 200 times a second, as 200
+// messages a second would; p50 and p99 are each decision's time.
+func BenchmarkDecideRCPT(b *testing.B) {
+	pg := testutil.StartPostgres(b)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		policy := decisionPolicy(b, backend, pg)
+		for _, pace := range []time.Duration{0, time.Second / 200} {
+			name := backend + "/unpaced"
+			if pace > 0 {
+				name = backend + "/paced-200-per-s"
+			}
+			b.Run(name, func(b *testing.B) { decideLoop(b, policy, pace) })
+		}
+	}
+}
+
+func decideLoop(b *testing.B, policy *rules.Policy, pace time.Duration) {
+	ctx := context.Background()
+	recipients := []string{"k0042@client.example", "c04242@client.example", "nobody@client.example"}
+	var took []time.Duration
+	next := time.Now()
+	i := 0
+	for b.Loop() {
+		if pace > 0 {
+			time.Sleep(time.Until(next)) // the arrival rate under test, not a wait for a result
+			next = next.Add(pace)
+		}
+		start := time.Now()
+		d, err := policy.Decide(ctx, "therapist", recipients[i%len(recipients)])
+		took = append(took, time.Since(start))
+		if err != nil || d.Protection == "" {
+			b.Fatalf("%s: %+v %v", recipients[i%len(recipients)], d, err)
+		}
+		i++
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+}
+
+func decisionPolicy(b *testing.B, backend string, pg *testutil.Postgres) *rules.Policy {
+	ctx := context.Background()
+	var reg *rules.Registry
+	var keys *Keyring
+	var err error
+	if backend == "sqlite" {
+		dir := b.TempDir()
+		if reg, err = rules.OpenRegistry(filepath.Join(dir, "registry.db")); err == nil {
+			keys, err = OpenKeyring(filepath.Join(dir, "keyring.db"), KeyringOptions{})
+		}
+	} else {
+		url := pg.NewDatabase()
+		var regDB, keyDB = mustOpen(b, url), mustOpen(b, url)
+		if reg, err = rules.OpenRegistryPostgres(regDB, b.TempDir()); err == nil {
+			keys, err = OpenKeyringPostgres(keyDB, KeyringOptions{})
+		}
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { reg.Close(); keys.Close() })
+	var csv strings.Builder
+	csv.WriteString("address,name,signed,evidence,expires\n")
+	for i := range 10000 {
+		fmt.Fprintf(&csv, "c%05d@client.example,Client %d,2026-01-02,intake form,\n", i, i)
+	}
+	if _, err := reg.Import(ctx, strings.NewReader(csv.String()), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 200 {
+		e := newKey(b, fmt.Sprintf("k%04d@client.example", i), time.Now().AddDate(-1, 0, 0), 0)
+		if _, err := keys.Import(ctx, bytes.NewReader(armored(b, e)), "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	policy, err := rules.NewPolicy(rules.PolicyConfig{InternalDomains: []string{"practice.example"}, Notice: "Confidential.",
+		Registry: reg, Keys: keys, Encrypter: NewEncrypter(keys, nil)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return policy
+}
+
+func mustOpen(b *testing.B, url string) *sql.DB {
+	db, err := store.OpenPostgres(store.Postgres{URL: url})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return db
+}

@@ -107,13 +107,14 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	// Verifying the whole archive, the export trusts nothing but the
 	// segments: it finds the records by reading every header too.
 	ir := openScanReader(dir)
+	headFile := readExportHead(dir, o.HeadFile)
 	if !o.VerifyAll {
 		if ir, err = openIndexReader(ctx, dir); err != nil {
 			return nil, err
 		}
 	}
 	defer ir.close()
-	if err := exportHead(dir, ir, o, rep, &m); err != nil {
+	if err := exportHead(dir, ir, headFile, o, rep, &m); err != nil {
 		return nil, err
 	}
 	sel, err := selectRecords(ctx, ir, hashKey, f, rep.HeadSeq)
@@ -245,7 +246,7 @@ func selectRecords(ctx context.Context, ir *indexReader, hashKey []byte, f Filte
 // exportHead settles the chain head an export holds the records up to:
 // the one a whole verification reached (VerifyAll), or the newest record,
 // compared with the head file. exportVerified runs once it is settled.
-func exportHead(dir string, ir *indexReader, o ExportOptions, rep *ExportReport, m *manifest) error {
+func exportHead(dir string, ir *indexReader, headFile exportHeadFile, o ExportOptions, rep *ExportReport, m *manifest) error {
 	defer exportVerified()
 	if o.VerifyAll {
 		vrep, verr := VerifyWith(dir, nil, VerifyOptions{HeadFile: o.HeadFile})
@@ -259,37 +260,57 @@ func exportHead(dir string, ir *indexReader, o ExportOptions, rep *ExportReport,
 	last := ir.last()
 	rep.HeadSeq, rep.Head = last.h.Seq, last.hash
 	m.Archive.ChainHeadSeq, m.Archive.ChainHead = rep.HeadSeq, rep.Head
-	if p := checkHeadFile(dir, o.HeadFile, ir, last); p != "" {
+	if p := headFile.check(ir, last); p != "" {
 		m.Archive.Problems = append(m.Archive.Problems, p)
 	}
 	return nil
 }
 
-// checkHeadFile compares the head file (path "": next to the archive) with
-// the chain as the reader sees it: its record must be there, unchanged,
-// and not after the newest. It returns the problem, "" when none.
-func checkHeadFile(dir, path string, ir *indexReader, last indexRow) string {
+// exportHeadFile is the head file an export compares its chain head with,
+// read before the archive: the relay only writes the archive further
+// after it, so it cannot look ahead of what the export reads.
+type exportHeadFile struct {
+	path    string
+	head    *headFile // nil: none to compare with (or problem says why)
+	problem string
+}
+
+// readExportHead reads the head file at path ("": next to the archive).
+func readExportHead(dir, path string) exportHeadFile {
 	given := path != ""
 	if !given {
 		path = HeadFile(dir)
 	}
+	h := exportHeadFile{path: path}
 	slots, err := readHead(path)
 	if errors.Is(err, os.ErrNotExist) && !given {
-		return ""
+		return h
 	}
 	if err != nil {
-		return fmt.Sprintf("head file: %v", err)
+		h.problem = fmt.Sprintf("head file: %v", err)
+		return h
 	}
 	pub, err := readSealPub(dir)
 	if err != nil {
-		return err.Error()
+		h.problem = err.Error()
+		return h
 	}
-	hf, _, _ := slots.newest(pub)
-	switch {
-	case hf == nil:
-		return fmt.Sprintf("the head file %s is not signed with the archive's seal key", path)
-	case hf.Seq > last.h.Seq:
-		return fmt.Sprintf("%s: the head file %s says the chain reached %s, the archive ends at %d", missingFromEnd(hf.Seq-last.h.Seq), path, hf, last.h.Seq)
+	if h.head, _, _ = slots.newest(pub); h.head == nil {
+		h.problem = fmt.Sprintf("the head file %s is not signed with the archive's seal key", path)
+	}
+	return h
+}
+
+// check compares the head file with the chain as the reader sees it: its
+// record must be there, unchanged, and not after the newest. It returns
+// the problem, "" when none.
+func (h exportHeadFile) check(ir *indexReader, last indexRow) string {
+	hf := h.head
+	if hf == nil {
+		return h.problem
+	}
+	if hf.Seq > last.h.Seq {
+		return fmt.Sprintf("%s: the head file %s says the chain reached %s, the archive ends at %d", missingFromEnd(hf.Seq-last.h.Seq), h.path, hf, last.h.Seq)
 	}
 	hash, first, err := ir.hashOf(hf.Seq)
 	switch {
@@ -300,7 +321,7 @@ func checkHeadFile(dir, path string, ir *indexReader, last indexRow) string {
 	case hash == "" && hf.Seq < first:
 		return "" // pruned since: the relay's own head file is past every prune record
 	}
-	return fmt.Sprintf("record %d, which the head file %s names, is not in the archive as it names it: the chain was rewritten", hf.Seq, path)
+	return fmt.Sprintf("record %d, which the head file %s names, is not in the archive as it names it: the chain was rewritten", hf.Seq, h.path)
 }
 
 // exportMessages decrypts the message records into out/messages, on every

@@ -260,3 +260,36 @@ func TestExportSealed(t *testing.T) {
 		}
 	}
 }
+
+// TestExportComparesTheHeadFile: an export that does not verify the whole
+// archive still finds records cut off its end, against the head file, and
+// says so; on the whole archive it finds nothing wrong.
+func TestExportComparesTheHeadFile(t *testing.T) {
+	c := newCutArchive(t)
+	for _, tt := range []struct {
+		name string
+		cut  func(dir string)
+		want string
+	}{
+		{"whole", func(string) {}, ""},
+		{"the last two records cut off", func(dir string) { cutRecords(t, dir, seg(5), 2) }, "2 records are missing from the end"},
+		{"the newest segment removed", func(dir string) { os.Remove(filepath.Join(dir, seg(5))) }, "records are missing from the end"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyArchive(t, c.dir)
+			tt.cut(dir)
+			out := filepath.Join(t.TempDir(), "export")
+			rep, err := Export(context.Background(), dir, c.priv, out, Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
+			var m manifest
+			json.Unmarshal(b, &m)
+			got := strings.Join(m.Archive.Problems, "; ")
+			if rep.RecordsChecked != (tt.want == "") || tt.want != "" && !strings.Contains(got, tt.want) || tt.want == "" && got != "" {
+				t.Errorf("records checked %v, problems %q; want %q", rep.RecordsChecked, got, tt.want)
+			}
+		})
+	}
+}

@@ -50,9 +50,9 @@ func TestPagesInChromium(t *testing.T) {
 	shots := browsertest.ShotDir(t)
 	pages := map[string][]string{
 		"":       {"/login"},
-		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/keys", "/keys/" + proposedFpr + "/accept", "/nowhere"},
+		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/keys", "/keys/" + proposedFpr + "/accept", "/archive", "/activity", "/nowhere"},
 		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
-		"audit":  {"/today", "/archive", "/queue"},
+		"audit":  {"/today", "/archive", "/activity", "/queue"},
 	}
 	for _, user := range []string{"", "office", "anna", "audit"} {
 		if user != "" {

@@ -31,6 +31,7 @@ type Options struct {
 	Clients         ClientDirectory // nil: no Clients page
 	Keys            KeyAdmin        // nil: no Keys page
 	Archive         ArchiveSource   // nil: no Archive page
+	Activity        ActivityLog     // nil: changes are only logged
 	// TOTPFile keeps logins' TOTP secrets (data_dir/console-totp.json);
 	// "": no login codes.
 	TOTPFile             string

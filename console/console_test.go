@@ -72,7 +72,7 @@ func TestMenuFollowsTable(t *testing.T) {
 	}{
 		{"office", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}, nil},
 		{"anna", []string{`href="/today"`, `href="/refusals"`, `href="/queue"`}, []string{`href="/clients"`}},
-		{"audit", []string{`href="/today"`, `href="/archive"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}},
+		{"audit", []string{`href="/today"`, `href="/archive"`, `href="/activity"`}, []string{`href="/refusals"`, `href="/queue"`, `href="/clients"`, `href="/keys"`}},
 	} {
 		_, body := tc.loggedIn(t, tt.user).get("/today")
 		if m := contains(body, tt.has...); len(m) > 0 {
@@ -257,5 +257,35 @@ func TestArchivePage(t *testing.T) {
 	if m := contains(body, "#4711", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		"sealpost archive verify --expect 4711:9f86d081", "40 records up to #40", "H-2026-1", "2 client address(es) from 2026-01-01"); len(m) > 0 {
 		t.Errorf("the archive page lacks %v", m)
+	}
+}
+
+// TestActivityLog: every change made in the console is recorded with who,
+// what, which and from where, with the client's address for the record
+// only; the auditor's Activity page lists them newest first, without the
+// address.
+func TestActivityLog(t *testing.T) {
+	tc := startConsole(t)
+	admin := tc.loggedIn(t, "office")
+	admin.postFile("/refusals/R7K2QX/consent", url.Values{"address": {"dora@client.example"}, "evidence": {"form"}}, "", "", nil)
+	admin.post("/keys/"+proposedFpr+"/accept", url.Values{"confirm": {"yes"}})
+	anna := tc.loggedIn(t, "anna")
+	anna.post("/queue/Q1ANNA/drop", url.Values{"confirm": {"yes"}})
+	anna.post("/queue/Q1ANNA/drop", nil) // not confirmed: no change, no record
+	if len(tc.activity.list) != 3 {
+		t.Fatalf("recorded %+v", tc.activity.list)
+	}
+	if a := tc.activity.list[0]; a.Who != "office" || a.What != "consent-recorded" || a.Object != "1" || a.From != "127.0.0.1" ||
+		len(a.Addresses) != 1 || a.Addresses[0] != "dora@client.example" {
+		t.Errorf("the consent's record: %+v", a)
+	}
+	_, body := tc.loggedIn(t, "audit").get("/activity")
+	for _, w := range []string{"dropped a queued message", "accepted a key a client offered", "recorded a client&#39;s consent", "Q1ANNA", proposedFpr, "127.0.0.1"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("the activity page lacks %q", w)
+		}
+	}
+	if strings.Index(body, "dropped a queued message") > strings.Index(body, "recorded a client") || strings.Contains(body, "dora@client.example") {
+		t.Errorf("not newest first, or names the client:\n%s", body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -143,6 +144,7 @@ func (s *Server) recordConsent(w http.ResponseWriter, r *http.Request, sess *ses
 		return
 	}
 	s.log.Info("console: consent recorded", "user", sess.user, "consent", ev.ID, "scan", scan != nil)
+	s.note(r, sess, "consent-recorded", strconv.FormatInt(ev.ID, 10), address)
 	s.done(w, r, "consent")
 }
 
@@ -174,6 +176,7 @@ func (s *Server) importKey(w http.ResponseWriter, r *http.Request, sess *session
 		for _, uid := range k.UserIDs {
 			if strings.Contains(strings.ToLower(uid), address) && k.Status == "usable" {
 				s.log.Info("console: key imported", "user", sess.user, "fingerprint", k.Fingerprint)
+				s.note(r, sess, "key-imported", k.Fingerprint, address)
 				s.done(w, r, "key")
 				return
 			}
@@ -200,6 +203,7 @@ func (s *Server) setPassphrase(w http.ResponseWriter, r *http.Request, sess *ses
 		return
 	}
 	s.log.Info("console: passphrase set", "user", sess.user, "consent", ev.ID)
+	s.note(r, sess, "passphrase-set", strconv.FormatInt(ev.ID, 10), address)
 	s.done(w, r, "passphrase")
 }
 

@@ -239,6 +239,30 @@ func (f *fakeKeys) Remove(_ context.Context, fpr, by string) error {
 	return nil
 }
 
+type fakeActivity struct {
+	mu   sync.Mutex
+	list []Activity
+}
+
+func (f *fakeActivity) Record(_ context.Context, a Activity) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.list = append(f.list, a)
+	return nil
+}
+
+func (f *fakeActivity) Since(_ context.Context, since time.Time) ([]Activity, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Activity
+	for _, a := range f.list {
+		if !a.Time.Before(since) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
 type fakeArchive struct{}
 
 func (fakeArchive) State(context.Context) (ArchiveState, error) {
@@ -257,6 +281,7 @@ type testConsole struct {
 	queue    *fakeQueue
 	clients  *fakeClients
 	keys     *fakeKeys
+	activity *fakeActivity
 	logs     *testutil.LockedBuffer
 
 	mu  sync.Mutex
@@ -266,8 +291,8 @@ type testConsole struct {
 func startConsole(t *testing.T) *testConsole {
 	t.Helper()
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
-		clients: &fakeClients{}, keys: newFakeKeys(), logs: &testutil.LockedBuffer{}, now: time.Now()}
-	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys, Archive: fakeArchive{},
+		clients: &fakeClients{}, keys: newFakeKeys(), activity: &fakeActivity{}, logs: &testutil.LockedBuffer{}, now: time.Now()}
+	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys, Archive: fakeArchive{}, Activity: tc.activity,
 		TOTPFile: filepath.Join(t.TempDir(), "console-totp.json"),
 		Logger:   slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {

@@ -75,6 +75,7 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, sess *sessio
 	}
 	for _, k := range keys {
 		s.log.Info("console: key imported", "user", sess.user, "fingerprint", k.Fingerprint)
+		s.note(r, sess, "key-imported", k.Fingerprint)
 	}
 	http.Redirect(w, r, "/keys?done=import", http.StatusSeeOther)
 }
@@ -145,5 +146,10 @@ func (s *Server) changeKey(w http.ResponseWriter, r *http.Request, sess *session
 		return
 	}
 	s.log.Info("console: key "+done, "user", sess.user, "fingerprint", key.Fingerprint)
+	what := "key-removed"
+	if accept {
+		what = "key-accepted"
+	}
+	s.note(r, sess, what, key.Fingerprint)
 	http.Redirect(w, r, "/keys?done="+done, http.StatusSeeOther)
 }

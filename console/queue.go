@@ -61,6 +61,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	s.log.Info("console: queue retry", "user", sess.user, "id", m.ID)
+	s.note(r, sess, "queue-retry", m.ID)
 	http.Redirect(w, r, "/queue?done=retry", http.StatusSeeOther)
 }
 
@@ -69,6 +70,8 @@ func (s *Server) retryAll(w http.ResponseWriter, r *http.Request, sess *session)
 	for _, m := range s.ownQueue(sess) {
 		if err := s.o.Queue.Retry(m.ID); err != nil {
 			failed = append(failed, m.ID)
+		} else {
+			s.note(r, sess, "queue-retry", m.ID)
 		}
 	}
 	s.log.Info("console: queue retry all", "user", sess.user, "failed", len(failed))
@@ -110,5 +113,6 @@ func (s *Server) drop(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	s.log.Info("console: queue drop", "user", sess.user, "id", m.ID)
+	s.note(r, sess, "queue-drop", m.ID)
 	http.Redirect(w, r, "/queue?done=drop", http.StatusSeeOther)
 }

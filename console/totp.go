@@ -179,6 +179,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	s.sessions.update(sess.key, func(x *session) { x.enrollSecret, x.stage = "", stageFull })
 	s.log.Info("console: totp on", "user", sess.user)
+	s.note(r, sess, "totp-on", sess.user)
 	http.Redirect(w, r, "/account/totp?done=on", http.StatusSeeOther)
 }
 
@@ -199,6 +200,7 @@ func (s *Server) unenroll(w http.ResponseWriter, r *http.Request, sess *session)
 		return
 	}
 	s.log.Info("console: totp off", "user", sess.user)
+	s.note(r, sess, "totp-off", sess.user)
 	http.Redirect(w, r, "/account/totp?done=off", http.StatusSeeOther)
 }
 

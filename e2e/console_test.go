@@ -172,6 +172,11 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	if out, errOut, code := r.Run(t, "", "archive", "verify", "--expect", expect[1]); code != 0 {
 		t.Errorf("archive verify --expect %s from the page: exit %d\n%s%s", expect[1], code, out, errOut)
 	}
+	browsertest.Open(t, ctx, url+"/activity", "main h1")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "recorded a client's consent to unencrypted email") || !strings.Contains(text, consoleAdmin) ||
+		strings.Contains(text, "dora@client.example") {
+		t.Errorf("the auditor's activity page:\n%s", text)
+	}
 	browsertest.Open(t, ctx, url+"/refusals", "main h1")
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your login cannot open this page.") || strings.Contains(text, ref) {
 		t.Errorf("the auditor at /refusals:\n%s", text)

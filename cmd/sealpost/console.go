@@ -72,6 +72,7 @@ func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, r
 		Clients:         &consoleClients{pa: pa},
 		Keys:            &consoleKeys{pa: pa},
 		Archive:         consoleArchive{pa.arch},
+		Activity:        consoleActivity{pa.arch},
 		// Beside the registry: data_dir is sealpost's alone.
 		TOTPFile:             filepath.Join(cfg.DataDir, "console-totp.json"),
 		RequireTOTPForAdmins: cfg.Console.RequireTOTPForAdmins,
@@ -298,4 +299,23 @@ func (c consoleArchive) State(ctx context.Context) (console.ArchiveState, error)
 		st.Holds = append(st.Holds, console.Hold{ID: h.ID, Since: h.Since, Until: h.Until, Clients: h.Clients, Set: h.Set})
 	}
 	return st, nil
+}
+
+// consoleActivity keeps the console's changes in the archive's chain.
+type consoleActivity struct{ arch *archive.Archive }
+
+func (c consoleActivity) Record(ctx context.Context, a console.Activity) error {
+	return c.arch.RecordActivity(ctx, archive.Activity{Time: a.Time, Who: a.Who, Role: a.Role, What: a.What, Object: a.Object, From: a.From, Addresses: a.Addresses})
+}
+
+func (c consoleActivity) Since(ctx context.Context, since time.Time) ([]console.Activity, error) {
+	found, err := archive.FindActivity(c.arch.Dir(), since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.Activity, 0, len(found))
+	for _, f := range found {
+		out = append(out, console.Activity{Time: f.Time, Who: f.Who, What: f.What, Object: f.Object, From: f.From})
+	}
+	return out, nil
 }

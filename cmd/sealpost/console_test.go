@@ -107,7 +107,7 @@ func BenchmarkConsolePages(b *testing.B) {
 	records, _ := pa.arch.ChainHead()
 	b.Logf("%d records in the archive, %d refusals in the last day", records, len(found))
 	for _, page := range []string{"/today", "/refusals", "/refusals?days=30", "/refusals/" + found[0].Ref, "/clients", "/clients?after=client050000%40client.example",
-		"/clients?q=client077", "/clients?q=CH-77777", "/keys", "/archive", "/queue"} {
+		"/clients?q=client077", "/clients?q=CH-77777", "/keys", "/archive", "/activity", "/queue"} {
 		b.Run(page, func(b *testing.B) {
 			for b.Loop() {
 				req := httptest.NewRequest(http.MethodGet, "https://console.test"+page, nil)

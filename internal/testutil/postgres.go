@@ -126,5 +126,13 @@ func (p *Postgres) NewDatabase() string {
 // Psql runs one SQL command in database db with psql, as the superuser.
 func (p *Postgres) Psql(db, command string) {
 	p.t.Helper()
-	p.run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "postgres", "-d", db, "-c", command)
+	if err := p.PsqlAs("postgres", db, command); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// PsqlAs runs one SQL command in database db as role, and returns psql's
+// error with what it printed.
+func (p *Postgres) PsqlAs(role, db, command string) error {
+	return p.runErr("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", role, "-d", db, "-c", command)
 }

@@ -258,6 +258,15 @@ func TestArchivePage(t *testing.T) {
 		"sealpost archive verify --expect 4711:9f86d081", "40 records up to #40", "H-2026-1", "2 client address(es) from 2026-01-01"); len(m) > 0 {
 		t.Errorf("the archive page lacks %v", m)
 	}
+	auditor := tc.loggedIn(t, "audit")
+	auditor.get("/archive")
+	resp, body := auditor.post("/archive/timeline", url.Values{"client": {"dora@client.example"}})
+	if m := contains(body, "Records about dora@client.example", "message, outbound", "event, delivered", "Only the first 3"); resp.StatusCode != 200 || len(m) > 0 {
+		t.Errorf("the timeline: %s, lacks %v", resp.Status, m)
+	}
+	if strings.Contains(tc.logs.String(), "dora@") {
+		t.Error("the log names the client")
+	}
 }
 
 // TestActivityLog: every change made in the console is recorded with who,

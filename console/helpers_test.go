@@ -270,6 +270,16 @@ func (fakeArchive) State(context.Context) (ArchiveState, error) {
 		Holds: []Hold{{ID: "H-2026-1", Since: "2026-01-01", Clients: 2, Set: time.Now().AddDate(0, -1, 0)}}}, nil
 }
 
+func (fakeArchive) Timeline(_ context.Context, address string, limit int) ([]TimelineEntry, bool, error) {
+	if address != "dora@client.example" {
+		return nil, false, nil
+	}
+	now := time.Now()
+	return []TimelineEntry{{Time: now.Add(-2 * time.Hour), Kind: "consent", Size: 800},
+		{Time: now.Add(-time.Hour), Kind: "message", Direction: "outbound", Account: "anna", Size: 5000},
+		{Time: now.Add(-time.Minute), Kind: "event", Event: "delivered", Size: 300}}, true, nil
+}
+
 // testConsole is a console over TLS with fakes behind it and a clock the
 // test moves.
 type testConsole struct {

@@ -47,6 +47,7 @@ func (s *Server) table() []route {
 		{"POST /refusals/{ref}/passphrase", adminOnly, s.setPassphrase, nil},
 		{"GET /clients", adminOnly, s.clients, nil},
 		{"GET /archive", recordRoles, s.archivePage, nil},
+		{"POST /archive/timeline", recordRoles, s.timeline, nil},
 		{"GET /activity", recordRoles, s.activity, nil},
 		{"GET /keys", adminOnly, s.keys, nil},
 		{"POST /keys/import", adminOnly, s.importKeys, nil},

@@ -150,7 +150,21 @@ type Hold struct {
 	Set          time.Time
 }
 
+// TimelineEntry is a record about a client as its clear header shows it.
+type TimelineEntry struct {
+	Time      time.Time
+	Kind      string // message, event, refusal, consent, evidence, activity
+	Direction string // a message's: outbound, inbound
+	Event     string // an event's: delivered, bounced ...
+	Code      string // a refusal's reason code
+	Account   string
+	Size      int64
+}
+
 // ArchiveSource reads the archive's state.
 type ArchiveSource interface {
 	State(ctx context.Context) (ArchiveState, error)
+	// Timeline is the records naming a client's address, oldest first, at
+	// most limit; more says there were others.
+	Timeline(ctx context.Context, address string, limit int) (entries []TimelineEntry, more bool, err error)
 }

@@ -172,6 +172,13 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	if out, errOut, code := r.Run(t, "", "archive", "verify", "--expect", expect[1]); code != 0 {
 		t.Errorf("archive verify --expect %s from the page: exit %d\n%s%s", expect[1], code, out, errOut)
 	}
+	browsertest.Do(t, ctx, "dora's timeline", chromedp.SetValue("#client", "dora@client.example"),
+		chromedp.Click(`form[action="/archive/timeline"] button`), chromedp.WaitVisible("table.list"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "message, outbound") || !strings.Contains(text, "refusal, nothing_on_file") ||
+		!strings.Contains(text, "evidence") || !strings.Contains(text, "event, delivered") {
+		t.Errorf("dora's timeline:\n%s", text)
+	}
+	browsertest.Screenshot(t, ctx, shots, "e2e-console-auditor-timeline")
 	browsertest.Open(t, ctx, url+"/activity", "main h1")
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "recorded a client's consent to unencrypted email") || !strings.Contains(text, consoleAdmin) ||
 		strings.Contains(text, "dora@client.example") {

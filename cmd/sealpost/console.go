@@ -319,3 +319,15 @@ func (c consoleActivity) Since(ctx context.Context, since time.Time) ([]console.
 	}
 	return out, nil
 }
+
+func (c consoleArchive) Timeline(ctx context.Context, address string, limit int) ([]console.TimelineEntry, bool, error) {
+	found, more, err := archive.ClientTimeline(ctx, c.arch.Dir(), address, time.Time{}, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]console.TimelineEntry, 0, len(found))
+	for _, e := range found {
+		out = append(out, console.TimelineEntry{Time: e.Time, Kind: e.Kind, Direction: e.Direction, Event: e.Event, Code: e.Code, Account: e.Account, Size: e.Size})
+	}
+	return out, more, nil
+}

@@ -58,6 +58,8 @@ func TestWords(t *testing.T) {
 		{Ago(now, now.Add(-125*time.Minute)), "2h 5m"},
 		{Ago(now, now.Add(-76*time.Hour)), "3d 4h"},
 		{Bytes(512 << 20), "512 MB"},
+		{Bytes(300), "300 bytes"},
+		{Bytes(4096), "4 KB"},
 		{Bytes(3<<30 + 1<<28), "3.2 GB"},
 		{ExpiryText(Expiry{What: "k"}, now), "none"},
 		{ExpiryText(Expiry{Path: "/k.asc"}, now), "/k.asc, no expiry"},

@@ -37,7 +37,6 @@ func Bytes(n uint64) string {
 		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%d MB", n>>20)
-	}
 	case n >= 1<<10:
 		return fmt.Sprintf("%d KB", n>>10)
 	}

@@ -32,7 +32,6 @@ type Registry struct {
 	q    *sqlstmt.Cache // the per-recipient query, prepared
 	path string         // registry.db, or where it would be: the passphrase key file is beside it
 	keys passphraseKey
-	pg   bool // in the shared PostgreSQL database (registrypg.go)
 }
 
 const dateLayout = "2006-01-02"

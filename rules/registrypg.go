@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"path/filepath"
 
 	"github.com/sealpost/sealpost/internal/sqlstmt"
 	"github.com/sealpost/sealpost/internal/store"
@@ -111,5 +112,5 @@ func OpenRegistryPostgres(db *sql.DB, keyDir string) (*Registry, error) {
 	if err := store.EnsureSchema(ctx, db, "consent_events", pgSchema); err != nil {
 		return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
 	}
-	return &Registry{db: db, q: sqlstmt.New(db), path: keyDir + "/registry.db", pg: true}, nil
+	return &Registry{db: db, q: sqlstmt.New(db), path: filepath.Join(keyDir, "registry.db")}, nil
 }

@@ -54,4 +54,11 @@ func TestClientTimeline(t *testing.T) {
 	if got, _, _ := ClientTimeline(ctx, f.dir, "nobody@client.example", time.Time{}, 0); len(got) != 0 {
 		t.Errorf("a stranger's timeline: %+v", got)
 	}
+	sum, err := SummarySince(ctx, f.dir, time.Time{})
+	if err != nil || sum != (Summary{Sent: 1, Delivered: 1, Refused: 2}) {
+		t.Errorf("summary %+v %v", sum, err)
+	}
+	if sum, _ := SummarySince(ctx, f.dir, f.clock()); sum != (Summary{Refused: 1}) {
+		t.Errorf("summary of the last minute %+v", sum)
+	}
 }

@@ -298,3 +298,30 @@ func TestActivityLog(t *testing.T) {
 		t.Errorf("not newest first, or names the client:\n%s", body)
 	}
 }
+
+// TestTodayByRole: the admin sees everything with the warnings; the
+// auditor the record's day and health, no paths or queue warnings; the
+// therapist their own queue and refusals only.
+func TestTodayByRole(t *testing.T) {
+	tc := startConsole(t)
+	for _, tt := range []struct {
+		user       string
+		has, lacks []string
+	}{
+		{"office", []string{"12 messages sent, 3 clients&#39; messages received, 11 deliveries to the provider, 1 bounce, 2 refusals", "/etc/sealpost/tls/cert.pem",
+			"40.0 GB free of 100.0 GB", "a message has waited in the queue for 2h 0m", "2 messages waiting"}, nil},
+		{"audit", []string{"12 messages sent", "#40 ab12cd34ef56", "All is well"}, []string{"/etc/sealpost", "GB free", "waited in the queue"}},
+		{"anna", []string{"Your queued mail", "1 message waiting, the oldest for 2h", "A message of yours has waited over an hour", "1 recipient or message refused today"},
+			[]string{"12 messages sent", "/etc/sealpost", "ab12cd34ef56", "2 messages waiting"}},
+	} {
+		_, body := tc.loggedIn(t, tt.user).get("/today")
+		if m := contains(body, tt.has...); len(m) > 0 {
+			t.Errorf("%s's Today lacks %v", tt.user, m)
+		}
+		for _, w := range tt.lacks {
+			if strings.Contains(body, w) {
+				t.Errorf("%s's Today shows %q", tt.user, w)
+			}
+		}
+	}
+}

@@ -61,9 +61,17 @@ type fakeRefusals struct{ list []Refusal }
 func newFakeRefusals() *fakeRefusals {
 	is := func(a string) func(string) bool { return func(x string) bool { return x == a } }
 	now := time.Now()
+	// Both today whatever the time of day the test runs.
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
+	ago := func(d time.Duration) time.Time {
+		if t := now.Add(-d); t.After(midnight) {
+			return t
+		}
+		return midnight
+	}
 	return &fakeRefusals{list: []Refusal{
-		{Time: now.Add(-time.Hour), Ref: "R7K2QX", Code: "nothing_on_file", Account: "anna", Recipient: true, Is: is("dora@client.example")},
-		{Time: now.Add(-time.Minute), Ref: "M4TJ7C", Code: "consent_expired", Account: "ben", Recipient: true, Is: is("eli@client.example")},
+		{Time: ago(time.Hour), Ref: "R7K2QX", Code: "nothing_on_file", Account: "anna", Recipient: true, Is: is("dora@client.example")},
+		{Time: ago(time.Minute), Ref: "M4TJ7C", Code: "consent_expired", Account: "ben", Recipient: true, Is: is("eli@client.example")},
 	}}
 }
 
@@ -268,6 +276,10 @@ type fakeArchive struct{}
 func (fakeArchive) State(context.Context) (ArchiveState, error) {
 	return ArchiveState{Records: 4711, Head: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		Holds: []Hold{{ID: "H-2026-1", Since: "2026-01-01", Clients: 2, Set: time.Now().AddDate(0, -1, 0)}}}, nil
+}
+
+func (fakeArchive) Summary(context.Context, time.Time) (Summary, error) {
+	return Summary{Sent: 12, Received: 3, Delivered: 11, Bounced: 1, Refused: 2}, nil
 }
 
 func (fakeArchive) Timeline(_ context.Context, address string, limit int) ([]TimelineEntry, bool, error) {

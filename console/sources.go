@@ -167,4 +167,11 @@ type ArchiveSource interface {
 	// Timeline is the records naming a client's address, oldest first, at
 	// most limit; more says there were others.
 	Timeline(ctx context.Context, address string, limit int) (entries []TimelineEntry, more bool, err error)
+	// Summary counts the records since a time.
+	Summary(ctx context.Context, since time.Time) (Summary, error)
+}
+
+// Summary is what the record holds since a time.
+type Summary struct {
+	Sent, Received, Delivered, Bounced, Refused int
 }

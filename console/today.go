@@ -21,6 +21,7 @@ type todayData struct {
 	Provider      string
 	Expiries      []expiryRow // admin
 	Archive       string      // admin, auditor
+	Record        string      // admin, auditor: today's messages in the record
 	ChainHead     string      // admin, auditor
 	Disk          string      // admin
 	Warnings      []string
@@ -64,6 +65,13 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request, sess *session) {
 		fallthrough
 	case Auditor:
 		d.Archive = st.VerifiedText(now)
+		if s.o.Archive != nil {
+			if sum, err := s.o.Archive.Summary(r.Context(), midnight); err == nil {
+				d.Record = fmt.Sprintf("%s sent, %s received, %s to the provider, %s, %s",
+					plural(sum.Sent, "message", "messages"), plural(sum.Received, "client's message", "clients' messages"),
+					plural(sum.Delivered, "delivery", "deliveries"), plural(sum.Bounced, "bounce", "bounces"), plural(sum.Refused, "refusal", "refusals"))
+			}
+		}
 		if v := st.Verified; v != nil {
 			d.ChainHead = fmt.Sprintf("#%d %s", v.HeadSeq, v.Head)
 		}

@@ -331,3 +331,8 @@ func (c consoleArchive) Timeline(ctx context.Context, address string, limit int)
 	}
 	return out, more, nil
 }
+
+func (c consoleArchive) Summary(ctx context.Context, since time.Time) (console.Summary, error) {
+	s, err := archive.SummarySince(ctx, c.arch.Dir(), since)
+	return console.Summary{Sent: s.Sent, Received: s.Received, Delivered: s.Delivered, Bounced: s.Bounced, Refused: s.Refused}, err
+}

@@ -160,11 +160,34 @@ func (x *recIndex) catchUp(ctx context.Context, dir string) error {
 	return x.follow(ctx, dir, head)
 }
 
-// follow indexes the records after head.
+// follow indexes the records after head: the segments are read while the
+// rows read before are written, on two cores.
 func (x *recIndex) follow(ctx context.Context, dir string, head indexHead) error {
-	return walkRows(ctx, dir, head.seg, head.end, indexBatch, func(rows []indexRow) error {
-		return x.add(ctx, rows)
-	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []indexRow, 2)
+	walked := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		walked <- walkRows(ctx, dir, head.seg, head.end, indexBatch, func(rows []indexRow) error {
+			select {
+			case batches <- append([]indexRow(nil), rows...):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	for rows := range batches {
+		if err := x.add(ctx, rows); err != nil {
+			cancel()
+			for range batches {
+			}
+			<-walked
+			return err
+		}
+	}
+	return <-walked
 }
 
 // check compares the index with the archive in dir (identified by id):

@@ -50,7 +50,7 @@ func TestPagesInChromium(t *testing.T) {
 	shots := browsertest.ShotDir(t)
 	pages := map[string][]string{
 		"":       {"/login"},
-		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/keys", "/keys/" + proposedFpr + "/accept", "/archive", "/activity", "/nowhere"},
+		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/clients/c007@client.example", "/keys", "/keys/" + proposedFpr + "/accept", "/archive", "/activity", "/nowhere"},
 		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
 		"audit":  {"/today", "/archive", "/activity", "/queue"},
 	}

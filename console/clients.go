@@ -2,7 +2,10 @@ package console
 
 import (
 	"net/http"
+	"slices"
 	"strings"
+
+	"github.com/sealpost/sealpost/record"
 )
 
 // clientsPerPage is one screen of clients: the page costs the same with
@@ -45,4 +48,38 @@ func (s *Server) clients(w http.ResponseWriter, r *http.Request, sess *session) 
 		}
 	}
 	s.render(w, r, http.StatusOK, "clients", "Clients", sess, d)
+}
+
+type clientData struct {
+	Client  Client
+	History []record.ConsentEvent
+	Keys    []Key
+}
+
+// client is one client's page: what a message would get now and why,
+// their consent and passphrase history, their keys.
+func (s *Server) client(w http.ResponseWriter, r *http.Request, sess *session) {
+	if s.o.Clients == nil {
+		s.fail(w, r, sess, http.StatusNotFound, "The client list is not available here.")
+		return
+	}
+	address := r.PathValue("address")
+	c, history, ok, err := s.o.Clients.Client(r.Context(), address)
+	if err != nil {
+		s.log.Error("console: client", "err", err)
+	}
+	if !ok {
+		s.fail(w, r, sess, http.StatusNotFound, "No client with this address is on file.")
+		return
+	}
+	d := clientData{Client: c, History: history}
+	if s.o.Keys != nil {
+		keys, _ := s.o.Keys.Keys(r.Context())
+		for _, k := range keys {
+			if slices.ContainsFunc(k.UserIDs, func(u string) bool { return strings.Contains(strings.ToLower(u), strings.ToLower(c.Address)) }) {
+				d.Keys = append(d.Keys, k)
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, "client", c.Address, sess, d)
 }

@@ -12,7 +12,7 @@ import (
 // therapist anna's refusal and queued message.
 func concrete(pattern string) (method, path string) {
 	method, path, _ = strings.Cut(pattern, " ")
-	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{fpr}", proposedFpr, "{$}", "").Replace(path)
+	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{fpr}", proposedFpr, "{address}", "c007@client.example", "{$}", "").Replace(path)
 	return method, path
 }
 
@@ -205,6 +205,13 @@ func TestClients(t *testing.T) {
 	_, body = admin.get("/clients?q=Client+11")
 	if m := contains(body, "c011@client.example", "c119@client.example"); len(m) > 0 || strings.Contains(body, "c012@") {
 		t.Errorf("the search lacks %v", m)
+	}
+	_, body = admin.get("/clients/c007@client.example")
+	if m := contains(body, "revoked", "asked by phone", "passphrase-set", "office (console)", "intake form", "No key for this address"); len(m) > 0 {
+		t.Errorf("the client's page lacks %v", m)
+	}
+	if resp, _ := admin.get("/clients/nobody@client.example"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown client: %s", resp.Status)
 	}
 	_, body = admin.get("/clients?q=%3Cscript%3E")
 	if !strings.Contains(body, "No client matches “&lt;script&gt;”") {

@@ -191,6 +191,17 @@ func (f *fakeClients) SearchClients(_ context.Context, text, after string, limit
 	return out, "", nil
 }
 
+func (f *fakeClients) Client(_ context.Context, address string) (Client, []record.ConsentEvent, bool, error) {
+	if address != "c007@client.example" {
+		return Client{}, nil, false, nil
+	}
+	now := time.Now()
+	return Client{Address: address, Name: "Client 7", Consent: "revoked", WouldGet: "sealed", Why: "passphrase on file", Passphrase: now},
+		[]record.ConsentEvent{{Kind: "given", Signed: "2026-01-02", Evidence: "intake form", RecordedBy: "admin", RecordedAt: now.AddDate(0, -11, 0)},
+			{Kind: "revoked", Reason: "asked by phone", RecordedBy: "office (console)", RecordedAt: now.AddDate(0, -1, 0)},
+			{Kind: "passphrase-set", RecordedBy: "office (console)", RecordedAt: now}}, true, nil
+}
+
 func (f *fakeClients) ExpiringConsents(context.Context, int, int) ([]Client, bool, error) {
 	return []Client{{Address: "c005@client.example", Name: "Client 5", Consent: "active", Expires: "2026-12-20"}}, true, nil
 }

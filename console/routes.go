@@ -46,6 +46,7 @@ func (s *Server) table() []route {
 		{"POST /refusals/{ref}/key", adminOnly, s.importKey, nil},
 		{"POST /refusals/{ref}/passphrase", adminOnly, s.setPassphrase, nil},
 		{"GET /clients", adminOnly, s.clients, nil},
+		{"GET /clients/{address}", adminOnly, s.client, nil},
 		{"GET /archive", recordRoles, s.archivePage, nil},
 		{"POST /archive/timeline", recordRoles, s.timeline, nil},
 		{"GET /activity", recordRoles, s.activity, nil},

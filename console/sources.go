@@ -110,6 +110,9 @@ type ClientDirectory interface {
 	// ExpiringConsents are active consents that end within days, soonest
 	// first, at most limit; more says there are others.
 	ExpiringConsents(ctx context.Context, days, limit int) (soonest []Client, more bool, err error)
+	// Client is one client's standing now and their consent history,
+	// oldest first; ok false when the registry does not know them.
+	Client(ctx context.Context, address string) (c Client, history []record.ConsentEvent, ok bool, err error)
 }
 
 // Key is a recipient's OpenPGP key in the keyring.

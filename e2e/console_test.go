@@ -135,6 +135,10 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 		t.Errorf("the Clients page for dora@:\n%s", text)
 	}
 	browsertest.Screenshot(t, ctx, shots, "e2e-console-admin-clients")
+	browsertest.Do(t, ctx, "dora's page", chromedp.Click(`a[href^="/clients/dora"]`), chromedp.WaitVisible("main h2"))
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "given") || !strings.Contains(text, "(scan scan-") || !strings.Contains(text, "office (console)") {
+		t.Errorf("dora's page:\n%s", text)
+	}
 	consoleLogOut(t, ctx)
 
 	consoleLogIn(t, ctx, url, User)

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/addr"
+	"github.com/sealpost/sealpost/record"
 )
 
 // SearchClients returns a page of clients' current standing, in address
@@ -105,3 +108,32 @@ func (r *Registry) addresses(ctx context.Context, query string, args ...any) ([]
 	}
 	return out, rows.Err()
 }
+
+// ClientHistory is every consent and passphrase event naming an address,
+// oldest first: the consent history the console shows for one client.
+func (r *Registry) ClientHistory(ctx context.Context, address string) ([]*record.ConsentEvent, error) {
+	n, err := addr.Normalize(address)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM consent_events e WHERE e.id IN
+		(SELECT event_id FROM consent_addresses WHERE address = ? UNION SELECT event_id FROM passphrase_addresses WHERE address = ?)
+		ORDER BY e.id`, n, n)
+	if err != nil {
+		return nil, fmt.Errorf("consent registry: %w", err)
+	}
+	defer rows.Close()
+	var out []*record.ConsentEvent
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("consent registry: %w", err)
+		}
+		ev.Addresses = []string{n}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// EntryOf is an address's standing as a line of a list.
+func EntryOf(st ConsentStatus) ConsentEntry { return listEntry(st) }

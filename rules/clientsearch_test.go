@@ -97,6 +97,13 @@ func TestSearchClients(t *testing.T) {
 	if exp, more, _ := r.ExpiringConsents(ctx, 30, 10, now); len(exp) != 10 || !more {
 		t.Errorf("at most 10: %d, more %v", len(exp), more)
 	}
+	if _, err := r.Revoke(ctx, "c00042@client.example", "asked by phone", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := r.ClientHistory(ctx, "C00042@client.example")
+	if err != nil || len(hist) != 2 || hist[0].Kind != "given" || hist[1].Kind != "revoked" || hist[1].Reason != "asked by phone" {
+		t.Errorf("history %+v %v", hist, err)
+	}
 }
 
 // BenchmarkSearchClients: a page of 50 of 100,000 clients, from the start,

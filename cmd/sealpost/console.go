@@ -240,6 +240,26 @@ func (c *consoleClients) ExpiringConsents(ctx context.Context, days, limit int) 
 	return out, more, nil
 }
 
+func (c *consoleClients) Client(ctx context.Context, address string) (console.Client, []record.ConsentEvent, bool, error) {
+	hist, err := c.pa.registry.ClientHistory(ctx, address)
+	if err != nil || len(hist) == 0 {
+		return console.Client{}, nil, false, err
+	}
+	st, err := c.pa.registry.Current(ctx, address, time.Now())
+	if err != nil {
+		return console.Client{}, nil, false, err
+	}
+	clients, err := c.decided(ctx, []rules.ConsentEntry{rules.EntryOf(st)})
+	if err != nil {
+		return console.Client{}, nil, false, err
+	}
+	out := make([]record.ConsentEvent, len(hist))
+	for i, ev := range hist {
+		out[i] = *ev
+	}
+	return clients[0], out, true, nil
+}
+
 func (c *consoleClients) decided(ctx context.Context, entries []rules.ConsentEntry) ([]console.Client, error) {
 	out := make([]console.Client, 0, len(entries))
 	for _, e := range entries {

@@ -177,12 +177,12 @@ func checkPolicyAndArchive(cfg *config.Config) []checkResult {
 			err = reg.CheckPassphraseKey(context.Background())
 			reg.Close()
 		}
-		out = append(out, checkResult{what: "consent registry " + cfg.RegistryPath() + " and the passphrases on file", err: err})
+		out = append(out, checkResult{what: "consent registry " + storeWhere(cfg, cfg.RegistryPath()) + " and the passphrases on file", err: err})
 		k, err := openKeyring(cfg, pgp.KeyringOptions{})
 		if err == nil {
 			k.Close()
 		}
-		out = append(out, checkResult{what: "keyring " + cfg.KeyringPath(), err: err})
+		out = append(out, checkResult{what: "keyring " + storeWhere(cfg, cfg.KeyringPath()), err: err})
 	}
 	if cfg.Archive.PublicKey != "" {
 		_, _, err := archive.EnsureKey(cfg.DataDir, cfg.Archive.PublicKey)

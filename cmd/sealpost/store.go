@@ -56,6 +56,20 @@ func openKeyring(cfg *config.Config, opts pgp.KeyringOptions) (*pgp.Keyring, err
 	return k, err
 }
 
+// storeWhere names where the registry or keyring is for check's lines:
+// its SQLite file, or the PostgreSQL server and database (never the
+// password, which is never in the URL).
+func storeWhere(cfg *config.Config, sqlitePath string) string {
+	if !cfg.Shared() {
+		return sqlitePath
+	}
+	pc, err := store.ParseConfig(store.Postgres{URL: cfg.Store.Postgres})
+	if err != nil {
+		return "in PostgreSQL"
+	}
+	return fmt.Sprintf("in PostgreSQL %s:%d/%s", pc.Host, pc.Port, pc.Database)
+}
+
 var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // grantsSQL gives role what the relay and the admin commands do: add to

@@ -1,5 +1,6 @@
 // Package e2e holds the tests that drive sealpost with real programs from
-// Debian: swaks, Postfix, Dovecot, gpg, sq, rnp, chromium. Each test needs its
+// Debian: swaks, Postfix, Dovecot, gpg, sq, rnp, chromium, Thunderbird under Xvfb,
+// PostgreSQL. Each test needs its
 // programs through testutil.RequireTools, which skips with a clear message when one is
 // missing, and fails instead when SEALPOST_E2E=require (as in CI).
 package e2e

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,5 +121,39 @@ func TestAppendOnlyTriggers(t *testing.T) {
 	var what string
 	if err := db.QueryRowContext(ctx, `SELECT what FROM history WHERE id = ?`, 1).Scan(&what); err != nil || what != "given" {
 		t.Fatalf("history now %q, %v", what, err)
+	}
+}
+
+// TestVerifiedTLS: without sslmode in the URL the server's certificate is
+// verified: against ca_file it connects over TLS; without it (a CA the
+// system does not know) the connection is refused, never made in clear.
+func TestVerifiedTLS(t *testing.T) {
+	pki := testutil.NewPKI(t)
+	pg := testutil.StartPostgresTLS(t, pki)
+	pg.Psql("postgres", "CREATE DATABASE tls")
+	url := fmt.Sprintf("postgres://postgres@localhost:%d/tls", pg.Port)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, caFile string
+		ok           bool
+	}{
+		{"ca_file", pki.CAFile, true},
+		{"no ca_file", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := OpenPostgres(Postgres{URL: url, CAFile: tc.caFile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var ssl bool
+			err = db.QueryRowContext(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl)
+			if tc.ok && (err != nil || !ssl) {
+				t.Fatalf("ssl %v, %v", ssl, err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "certificate")) {
+				t.Fatalf("connected without a trusted certificate: %v", err)
+			}
+		})
 	}
 }

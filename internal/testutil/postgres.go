@@ -21,11 +21,24 @@ type Postgres struct {
 	bin  string
 	t    testing.TB
 	dbs  atomic.Int64
+	tls  bool // server.crt and server.key in dir
 }
 
 // StartPostgres starts a server; it skips (fails under
 // SEALPOST_E2E=require) where PostgreSQL is not installed.
 func StartPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	return startPostgres(t, nil)
+}
+
+// StartPostgresTLS starts a server that offers TLS with pki's certificate
+// (for localhost and 127.0.0.1), besides plaintext.
+func StartPostgresTLS(t testing.TB, pki *PKI) *Postgres {
+	t.Helper()
+	return startPostgres(t, pki)
+}
+
+func startPostgres(t testing.TB, pki *PKI) *Postgres {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
@@ -50,6 +63,21 @@ func StartPostgres(t testing.TB) *Postgres {
 		}
 	}
 	p.run("initdb", "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+	if pki != nil {
+		p.tls = true
+		for src, dst := range map[string]string{pki.CertFile: "server.crt", pki.KeyFile: "server.key"} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if os.Geteuid() == 0 {
+				exec.Command("chown", "postgres", filepath.Join(dir, dst)).Run()
+			}
+		}
+	}
 	p.Port = freePort(t)
 	p.Start()
 	t.Cleanup(p.stop)
@@ -95,8 +123,11 @@ func (p *Postgres) runErr(prog string, args ...string) error {
 // connections.
 func (p *Postgres) Start() {
 	p.t.Helper()
-	p.run("pg_ctl", "-D", filepath.Join(p.dir, "data"), "-l", filepath.Join(p.dir, "log"), "-w",
-		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", p.Port, p.dir), "start")
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", p.Port, p.dir)
+	if p.tls {
+		opts += fmt.Sprintf(" -c ssl=on -c ssl_cert_file=%s/server.crt -c ssl_key_file=%s/server.key", p.dir, p.dir)
+	}
+	p.run("pg_ctl", "-D", filepath.Join(p.dir, "data"), "-l", filepath.Join(p.dir, "log"), "-w", "-o", opts, "start")
 }
 
 // Stop stops the server (fast: open sessions are ended).

@@ -203,7 +203,7 @@ func migrateFile(ctx context.Context, dst *sql.DB, path string, tables []store.T
 	sums, err := store.Copy(ctx, src, dst, tables)
 	if err != nil && strings.Contains(err.Error(), "no such column") {
 		// migrate only reads; the registry's own upgrade writes.
-		return nil, fmt.Errorf("%w; the file is from an older sealpost: start this version once on SQLite (or run sealpost check) to bring it up to date, then migrate", err)
+		return nil, fmt.Errorf("%w; the file is from an older sealpost: without [store], run sealpost check (or start this version) once to bring it up to date, then migrate", err)
 	}
 	return sums, err
 }

@@ -159,6 +159,15 @@ func FuzzVerify(f *testing.F) {
 		os.WriteFile(filepath.Join(dir, "seg-00000001.log"), data, 0o600)
 		verify(dir, io.Discard)
 		walk(dir, func(located) {})
+		// What the index is built from: never a panic, only whole records.
+		walkRows(context.Background(), dir, "", 0, 2, func(rows []indexRow) error {
+			for _, r := range rows {
+				if r.end <= r.off || r.end > int64(len(data)) {
+					t.Fatalf("a record from byte %d to %d in %d bytes", r.off, r.end, len(data))
+				}
+			}
+			return nil
+		})
 	})
 }
 

@@ -16,6 +16,11 @@ type archiveData struct {
 	Timeline []TimelineEntry
 	More     bool
 	Asked    bool
+	Admin    bool
+	// A prune's dry run, when one was asked for.
+	Pruned     bool
+	WouldPrune []string
+	Kept       string
 }
 
 // timelineShown is how many of a client's records the page lists.
@@ -41,11 +46,24 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, sess *session)
 	s.showArchive(w, r, sess, d)
 }
 
+// pruneCheck runs a prune's dry run: nothing is removed.
+func (s *Server) pruneCheck(w http.ResponseWriter, r *http.Request, sess *session) {
+	d := archiveData{Pruned: true}
+	if s.o.Archive != nil {
+		var err error
+		if d.WouldPrune, d.Kept, err = s.o.Archive.PruneDryRun(r.Context()); err != nil {
+			d.Pruned, d.Problem = false, "The dry run did not finish: "+err.Error()
+		}
+	}
+	s.showArchive(w, r, sess, d)
+}
+
 func (s *Server) showArchive(w http.ResponseWriter, r *http.Request, sess *session, d archiveData) {
 	if s.o.Archive == nil {
 		s.fail(w, r, sess, http.StatusNotFound, "The archive's state is not available here.")
 		return
 	}
+	d.Admin = sess.role == Admin
 	now := s.o.Now()
 	d.Now, d.Verified = now, s.o.Status.Status(r.Context()).VerifiedText(now)
 	var err error

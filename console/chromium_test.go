@@ -140,7 +140,7 @@ func TestTOTPInChromium(t *testing.T) {
 	browsertest.Axe(t, ctx, "the code page")
 	browsertest.Screenshot(t, ctx, shots, "console-anna-totp-code-1280x800")
 	code, _ = totp.GenerateCodeCustom(secret, tc.clock(), totpOpts)
-	do(t, ctx, "code", chromedp.SetValue("#code", code), chromedp.Click("form.login button"), chromedp.WaitVisible(".logout"))
+	do(t, ctx, "code", chromedp.SetValue("#code", code), chromedp.Click("form.login button"), chromedp.WaitVisible("dl.facts"))
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your queued mail") {
 		t.Errorf("after the code the browser shows:\n%s", text)
 	}

@@ -265,8 +265,16 @@ func TestArchivePage(t *testing.T) {
 		"sealpost archive verify --expect 4711:9f86d081", "40 records up to #40", "H-2026-1", "2 client address(es) from 2026-01-01"); len(m) > 0 {
 		t.Errorf("the archive page lacks %v", m)
 	}
+	admin := tc.loggedIn(t, "office")
+	admin.get("/archive")
+	if _, body := admin.post("/archive/prune-check", nil); !strings.Contains(body, "A prune now would remove 1 segment(s)") || !strings.Contains(body, "Nothing was removed") {
+		t.Errorf("the dry run:\n%s", body)
+	}
 	auditor := tc.loggedIn(t, "audit")
-	auditor.get("/archive")
+	_, body = auditor.get("/archive")
+	if strings.Contains(body, "prune-check") {
+		t.Error("the auditor is offered the prune check")
+	}
 	resp, body := auditor.post("/archive/timeline", url.Values{"client": {"dora@client.example"}})
 	if m := contains(body, "Records about dora@client.example", "message, outbound", "event, delivered", "Only the first 3"); resp.StatusCode != 200 || len(m) > 0 {
 		t.Errorf("the timeline: %s, lacks %v", resp.Status, m)

@@ -289,6 +289,10 @@ func (fakeArchive) State(context.Context) (ArchiveState, error) {
 		Holds: []Hold{{ID: "H-2026-1", Since: "2026-01-01", Clients: 2, Set: time.Now().AddDate(0, -1, 0)}}}, nil
 }
 
+func (fakeArchive) PruneDryRun(context.Context) ([]string, string, error) {
+	return []string{"seg-00000001.log"}, "seg-00000002.log has records from 2019-03-02, within the retention", nil
+}
+
 func (fakeArchive) Summary(context.Context, time.Time) (Summary, error) {
 	return Summary{Sent: 12, Received: 3, Delivered: 11, Bounced: 1, Refused: 2}, nil
 }

@@ -73,6 +73,7 @@ type view struct {
 	User  string
 	Role  Role
 	CSRF  string
+	Full  bool // logged in fully: not waiting for a code or a set-up
 	Nav   []navItem
 	Data  any
 }
@@ -97,7 +98,10 @@ func (s *Server) menu(role Role, path string) []navItem {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, title string, sess *session, data any) {
 	v := view{Title: title, Data: data}
 	if sess != nil {
-		v.User, v.Role, v.CSRF, v.Nav = sess.user, sess.role, sess.csrf, s.menu(sess.role, r.URL.Path)
+		v.User, v.Role, v.CSRF, v.Full = sess.user, sess.role, sess.csrf, sess.stage == stageFull
+		if v.Full {
+			v.Nav = s.menu(sess.role, r.URL.Path)
+		}
 	}
 	var b bytes.Buffer
 	if err := s.pages.byName[name].Execute(&b, v); err != nil {

@@ -49,6 +49,7 @@ func (s *Server) table() []route {
 		{"GET /clients/{address}", adminOnly, s.client, nil},
 		{"GET /archive", recordRoles, s.archivePage, nil},
 		{"POST /archive/timeline", recordRoles, s.timeline, nil},
+		{"POST /archive/prune-check", adminOnly, s.pruneCheck, nil},
 		{"GET /activity", recordRoles, s.activity, nil},
 		{"GET /keys", adminOnly, s.keys, nil},
 		{"POST /keys/import", adminOnly, s.importKeys, nil},

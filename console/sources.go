@@ -172,6 +172,10 @@ type ArchiveSource interface {
 	Timeline(ctx context.Context, address string, limit int) (entries []TimelineEntry, more bool, err error)
 	// Summary counts the records since a time.
 	Summary(ctx context.Context, since time.Time) (Summary, error)
+	// PruneDryRun says which segments a prune would remove now (past the
+	// retention, no hold on them) and why the oldest left stays; it
+	// verifies the whole archive first, so it takes a while.
+	PruneDryRun(ctx context.Context) (removed []string, kept string, err error)
 }
 
 // Summary is what the record holds since a time.

@@ -71,7 +71,7 @@ func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, r
 		Queue:           queue,
 		Clients:         &consoleClients{pa: pa},
 		Keys:            &consoleKeys{pa: pa},
-		Archive:         consoleArchive{pa.arch},
+		Archive:         consoleArchive{pa.arch, cfg.Archive.Retention.D()},
 		Activity:        consoleActivity{pa.arch},
 		// Beside the registry: data_dir is sealpost's alone.
 		TOTPFile:             filepath.Join(cfg.DataDir, "console-totp.json"),
@@ -306,7 +306,18 @@ func (c *consoleKeys) Remove(ctx context.Context, fingerprint, by string) error 
 }
 
 // consoleArchive is the archive's state for the Archive page.
-type consoleArchive struct{ arch *archive.Archive }
+type consoleArchive struct {
+	arch      *archive.Archive
+	retention time.Duration
+}
+
+func (c consoleArchive) PruneDryRun(ctx context.Context) ([]string, string, error) {
+	rep, err := c.arch.Prune(ctx, c.retention, true)
+	if err != nil {
+		return nil, "", err
+	}
+	return rep.Removed, rep.Kept, nil
+}
 
 func (c consoleArchive) State(ctx context.Context) (console.ArchiveState, error) {
 	seq, head := c.arch.ChainHead()

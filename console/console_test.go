@@ -162,6 +162,9 @@ func TestHeaders(t *testing.T) {
 	}
 	resp, _ = b.get("/nowhere")
 	check("404", resp)
+	if resp, body := b.get("/static/"); resp.StatusCode != http.StatusNotFound || strings.Contains(body, `href="console.css"`) {
+		t.Errorf("the assets' folder is listed: %s", resp.Status)
+	}
 	b.get("/login")
 	resp, _ = b.post("/login", url.Values{"username": {"office"}, "password": {testPassword}})
 	check("login", resp)

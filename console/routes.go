@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"strings"
 )
 
 // route is a page or an action and the roles that may use it. The table
@@ -71,7 +72,14 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
-	mux.Handle("GET /static/", http.FileServerFS(staticFS))
+	assets := http.FileServerFS(staticFS)
+	mux.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no listings
+			s.fail(w, r, nil, http.StatusNotFound, "There is no such page in the console.")
+			return
+		}
+		assets.ServeHTTP(w, r)
+	}))
 	for _, rt := range s.table() {
 		mux.Handle(rt.pattern, s.guard(rt))
 	}

@@ -27,8 +27,9 @@ import (
 //
 // The view keeps, for every message, only what lists it (Seq, ID, Time,
 // Direction, Clients, Size, Refused, Updated): the rest of its metadata
-// (Account to Named, and Events) is filled in by View.Details, which
-// decrypts the record again (a bounded cache keeps the latest).
+// (ViewDetails) is nil in what Messages and Changes return, and filled in
+// by View.Details, which decrypts the record again (a bounded cache keeps
+// the latest).
 type ViewMessage struct {
 	Seq       uint64 // the record's place in the chain: stable, increasing
 	ID        string
@@ -36,7 +37,18 @@ type ViewMessage struct {
 	Direction Direction
 	Clients   []string // the clients it is from or to
 	Size      int64
+	// Refused are the recipients refused at RCPT in its submission.
+	Refused []RefusedRecipient
+	// Updated is the newest record about it (its own, or its newest
+	// event's).
+	Updated uint64
+	*ViewDetails
+	loc    viewLoc
+	events []viewLoc // the event records about it, in chain order
+}
 
+// ViewDetails is what View.Details adds to a message.
+type ViewDetails struct {
 	Account, Sender, Folder  string
 	From, Subject, MessageID string // from its header, as archived
 	Decisions                []record.Decision
@@ -44,14 +56,8 @@ type ViewMessage struct {
 	// Named are the addresses its To and Cc fields name (an outbound
 	// message's header may name recipients who were never sent to).
 	Named []NamedAddress
-	// Refused are the recipients refused at RCPT in its submission.
-	Refused []RefusedRecipient
-	// Events are what became of it, in chain order; Updated is the newest
-	// record about it (its own, or its newest event's).
-	Events  []Event
-	Updated uint64
-	loc     viewLoc
-	events  []viewLoc // the event records about it, in chain order
+	// Events are what became of it, in chain order, as of Updated.
+	Events []Event
 }
 
 // viewLoc is where a record's payload is, and what its header says that
@@ -430,8 +436,8 @@ func (v *View) Details(m *ViewMessage) (*ViewMessage, error) {
 		return nil, fmt.Errorf("record %d: %w", m.Seq, err)
 	}
 	d := *m
-	d.Account, d.Sender, d.Folder, d.From, d.Subject, d.MessageID = mt.Account, mt.Sender, mt.Folder, mt.From, mt.Subject, mt.MessageID
-	d.Decisions, d.Fired, d.Named = mt.Decisions, mt.Fired, namedIn(head.Bytes())
+	d.ViewDetails = &ViewDetails{Account: mt.Account, Sender: mt.Sender, Folder: mt.Folder, From: mt.From, Subject: mt.Subject, MessageID: mt.MessageID,
+		Decisions: mt.Decisions, Fired: mt.Fired, Named: namedIn(head.Bytes())}
 	for _, e := range m.events {
 		ev, err := v.readEvent(e.located())
 		if err != nil {

@@ -110,12 +110,12 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 			rw.WriteInternalDate(e.date)
 		}
 		if options.RFC822Size {
-			rw.WriteRFC822Size(e.size())
+			rw.WriteRFC822Size(e.size(ss.s))
 		}
 		needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 			len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 		if needBody {
-			buf, err := e.body(ss.s.o.View)
+			buf, err := e.body(ss.s)
 			if err != nil {
 				rw.Close()
 				return err

@@ -206,9 +206,9 @@ func refusalMessage(v *archive.View, r *archive.ViewRefusal, sentAs func() *arch
 	return func() []byte {
 		sent := sentAs()
 		if sent != nil {
-			if d, err := v.Details(sent); err == nil {
-				sent = d
-			}
+			// Unreadable again since it was listed: the refusal is told
+			// without it.
+			sent, _ = v.Details(sent)
 		}
 		var t strings.Builder
 		who := r.Recipient

@@ -34,26 +34,70 @@ type entry struct {
 	// archived is served from the record; otherwise generate makes the bytes.
 	archived *archive.ViewMessage
 	generate func() []byte
-	once     sync.Once
-	bytes    []byte
+	// kept holds the bytes of a generated message once made, for those
+	// that could come out otherwise if made again (a refusal, made before
+	// the message its submission became was recorded). A decisions summary
+	// is made from its records alone, the same every time: the server's
+	// bounded cache keeps the latest instead, so that a client reading
+	// every summary does not keep them all in memory.
+	kept *keptBytes
+}
+
+type keptBytes struct {
+	once  sync.Once
+	bytes []byte
 }
 
 // body is the message's bytes.
-func (e *entry) body(v *archive.View) ([]byte, error) {
-	if e.archived != nil {
-		return v.Body(e.archived)
+func (e *entry) body(s *Server) ([]byte, error) {
+	switch {
+	case e.archived != nil:
+		return s.o.View.Body(e.archived)
+	case e.kept != nil:
+		e.kept.once.Do(func() { e.kept.bytes = e.generate() })
+		return e.kept.bytes, nil
 	}
-	e.once.Do(func() { e.bytes = e.generate() })
-	return e.bytes, nil
+	return s.summaries.get(e.seen, e.generate), nil
 }
 
 // size is RFC822.SIZE: an archived message's is known without decrypting it.
-func (e *entry) size() int64 {
+func (e *entry) size(s *Server) int64 {
 	if e.archived != nil {
 		return e.archived.Size
 	}
-	e.once.Do(func() { e.bytes = e.generate() })
-	return int64(len(e.bytes))
+	b, _ := e.body(s)
+	return int64(len(b))
+}
+
+// summaryCache keeps the newest generated summaries, up to max octets.
+type summaryCache struct {
+	mu    sync.Mutex
+	max   int
+	used  int
+	byKey map[seenKey][]byte
+	order []seenKey // oldest first
+}
+
+func (c *summaryCache) get(k seenKey, generate func() []byte) []byte {
+	c.mu.Lock()
+	b, ok := c.byKey[k]
+	c.mu.Unlock()
+	if ok {
+		return b
+	}
+	b = generate()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[k]; !ok && len(b) <= c.max {
+		c.byKey[k], c.order, c.used = b, append(c.order, k), c.used+len(b)
+		for c.used > c.max {
+			old := c.order[0]
+			c.order = c.order[1:]
+			c.used -= len(c.byKey[old])
+			delete(c.byKey, old)
+		}
+	}
+	return b
 }
 
 // seenKey is what a viewer's \Seen flag is kept under: an archived message
@@ -115,7 +159,7 @@ func buildMailboxes(v *archive.View, started time.Time) *mailboxSet {
 	if len(msgs) > 0 {
 		welcomeDate = msgs[0].Time
 	}
-	set.boxes[boxInbox] = []*entry{{uid: 1, date: welcomeDate, seen: seenKey{'i', 1}, generate: welcomeMessage(welcomeDate)}}
+	set.boxes[boxInbox] = []*entry{{uid: 1, date: welcomeDate, seen: seenKey{'i', 1}, generate: welcomeMessage(welcomeDate), kept: &keptBytes{}}}
 	var decisions []*entry
 	for _, m := range msgs {
 		decisions = set.addMessage(m, decisions)
@@ -163,7 +207,7 @@ func (set *mailboxSet) addRefusal(r *archive.ViewRefusal) {
 		}
 		return nil
 	}
-	set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(set.view, r, sent)})
+	set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(set.view, r, sent), kept: &keptBytes{}})
 }
 
 // apply makes the set that follows this one with what the view found

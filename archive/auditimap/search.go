@@ -82,11 +82,11 @@ func (ss *session) match(seq uint32, m *entry, c *imap.SearchCriteria, max, maxU
 			return false, nil
 		}
 	}
-	if size := m.size(); (c.Larger != 0 && size <= c.Larger) || (c.Smaller != 0 && size >= c.Smaller) {
+	if size := m.size(ss.s); (c.Larger != 0 && size <= c.Larger) || (c.Smaller != 0 && size >= c.Smaller) {
 		return false, nil
 	}
 	if len(c.Header) > 0 || len(c.Text) > 0 || len(c.Body) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		buf, err := m.body(ss.s.o.View)
+		buf, err := m.body(ss.s)
 		if err != nil {
 			return false, err
 		}

@@ -37,6 +37,10 @@ type Options struct {
 
 const delim = '/'
 
+// summaryCacheBytes is how much of the decisions summaries made lately the
+// view keeps: a client that reads them all reads a few at a time.
+const summaryCacheBytes = 4 << 20
+
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 	Text: "The clinical record is read-only: nothing can be changed, added or removed (only \\Seen, for this viewer while the view runs)"}
 
@@ -63,6 +67,8 @@ type Server struct {
 	// down, also when a summary whose UID was the highest is replaced.
 	uidNext map[string]uint32
 	flags   map[string]*viewerFlags // by viewer
+	// summaries are the decisions summaries made lately
+	summaries *summaryCache
 }
 
 // New prepares the server; Serve runs it.
@@ -76,7 +82,8 @@ func New(o Options) *Server {
 	if o.RefreshEvery <= 0 {
 		o.RefreshEvery = 5 * time.Second
 	}
-	s := &Server{o: o, log: o.Logger.With("component", "archive-imap"), started: time.Now(), uidNext: map[string]uint32{}, flags: map[string]*viewerFlags{}}
+	s := &Server{o: o, log: o.Logger.With("component", "archive-imap"), started: time.Now(), uidNext: map[string]uint32{}, flags: map[string]*viewerFlags{},
+		summaries: &summaryCache{max: summaryCacheBytes, byKey: map[seenKey][]byte{}}}
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			// Failed logins count by address (an IPv6 /64), not connection.

@@ -211,7 +211,7 @@ func (ss *session) status(name string, msgs []*entry, o *imap.StatusOptions) *im
 	if o.Size {
 		var size int64
 		for _, e := range msgs {
-			size += e.size()
+			size += e.size(ss.s)
 		}
 		d.Size = &size
 	}

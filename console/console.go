@@ -51,9 +51,11 @@ type Server struct {
 	sessions *sessions
 	throttle *loginthrottle.Throttle
 	totp     *totpStore // nil: no login codes
-	pages    *pages
-	handler  http.Handler
-	http     *http.Server
+	// requireTOTP is Options.RequireTOTPForAdmins, changed at a reload.
+	requireTOTP atomic.Bool
+	pages       *pages
+	handler     http.Handler
+	http        *http.Server
 }
 
 // New checks the options and builds the console's handler.
@@ -84,12 +86,17 @@ func New(o Options) (*Server, error) {
 	} else if o.RequireTOTPForAdmins {
 		return nil, errors.New("console: codes required for admins, but no file to keep them in")
 	}
+	s.requireTOTP.Store(o.RequireTOTPForAdmins)
 	if err := s.SetLogins(o.Logins); err != nil {
 		return nil, err
 	}
 	s.handler = s.routes()
 	return s, nil
 }
+
+// SetRequireTOTPForAdmins changes whether admins must use login codes; an
+// admin without them is sent to the set-up at their next login.
+func (s *Server) SetRequireTOTPForAdmins(on bool) { s.requireTOTP.Store(on && s.totp != nil) }
 
 // Handler is the console's HTTP handler (tests serve it themselves).
 func (s *Server) Handler() http.Handler { return s.handler }

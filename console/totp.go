@@ -204,4 +204,4 @@ func (s *Server) unenroll(w http.ResponseWriter, r *http.Request, sess *session)
 	http.Redirect(w, r, "/account/totp?done=off", http.StatusSeeOther)
 }
 
-func (s *Server) totpRequired(role Role) bool { return role == Admin && s.o.RequireTOTPForAdmins }
+func (s *Server) totpRequired(role Role) bool { return role == Admin && s.requireTOTP.Load() }

@@ -113,7 +113,7 @@ func TestTOTPLogin(t *testing.T) {
 // cannot turn them off; other roles are not asked.
 func TestTOTPRequiredForAdmins(t *testing.T) {
 	tc := startConsole(t)
-	tc.o.RequireTOTPForAdmins = true
+	tc.SetRequireTOTPForAdmins(true)
 	b := tc.browser(t)
 	b.get("/login")
 	if resp, _ := b.post("/login", url.Values{"username": {"office"}, "password": {testPassword}}); location(resp) != "/account/totp" {

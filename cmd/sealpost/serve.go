@@ -251,6 +251,7 @@ func (s *service) reload() error {
 		if err := s.console.SetLogins(consoleLogins(cfg)); err != nil {
 			return err
 		}
+		s.console.SetRequireTOTPForAdmins(cfg.Console.RequireTOTPForAdmins)
 	}
 	cs := clientSettings(cfg)
 	s.clients.Store(&cs)

@@ -274,4 +274,13 @@ func TestConsoleKeys(t *testing.T) {
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "erin@client.example")...); ok || !strings.Contains(out, "550 5.7.1") {
 		t.Fatalf("mail to erin after the key was removed:\n%s", out)
 	}
+	// A key imported with the command is in the activity log too.
+	if out, errOut, code := r.Run(t, "", "keys", "import", keyFile); code != 0 || errOut != "" {
+		t.Fatalf("keys import: exit %d\n%s%s", code, out, errOut)
+	}
+	browsertest.Open(t, ctx, url+"/activity", "main h1")
+	text = browsertest.Text(t, ctx)
+	if strings.Count(text, "imported a key") != 2 || !strings.Contains(text, "removed a key") || !strings.Contains(text, "command on the server") {
+		t.Errorf("the activity log after the console's and the command's changes:\n%s", text)
+	}
 }

@@ -155,6 +155,7 @@ func (s *service) serveControl(cfg *config.Config) {
 	go s.pa.consentSyncLoop(ctx, s.log)
 	handlers := archiveHandlers(s.pa.arch, cfg)
 	handlers["GET /status"] = s.serveStatus
+	handlers["POST /activity"] = s.serveActivity
 	handlers["POST /reload"] = func(w http.ResponseWriter, r *http.Request) {
 		if err := s.reload(); err != nil {
 			http.Error(w, `{"error":`+quoteJSON(err.Error())+`}`, http.StatusBadRequest)

@@ -130,6 +130,11 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	if out, errOut, code := r.Run(t, "", "archive", "verify"); code != 0 {
 		t.Errorf("archive verify: exit %d\n%s%s", code, out, errOut)
 	}
+	// An export still reads an archive with evidence and activity records.
+	exportDir := filepath.Join(t.TempDir(), "export")
+	if out, errOut, code := r.Run(t, "", "archive", "export", "--verify", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", exportDir); code != 0 {
+		t.Errorf("archive export: exit %d\n%s%s", code, out, errOut)
+	}
 	browsertest.Open(t, ctx, url+"/clients?q=dora%40", "main h1")
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "dora@client.example") || !strings.Contains(text, "consented") {
 		t.Errorf("the Clients page for dora@:\n%s", text)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -201,6 +203,14 @@ func TestStoreMigrateFromSQLite(t *testing.T) {
 
 	cfg, _ := os.ReadFile(r.Config)
 	os.WriteFile(r.Config, append(cfg, []byte("\n"+storeSection(pg.NewDatabase()))...), 0o600)
+	// Before the copy the database lacks the events the archive recorded:
+	// the relay does not start on it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	serve, err := exec.CommandContext(ctx, r.bin, "serve", "-c", r.Config).CombinedOutput()
+	if err == nil || !strings.Contains(string(serve), "store migrate --from sqlite") {
+		t.Fatalf("serve on an empty PostgreSQL with an archive of consent events: %v\n%s", err, serve)
+	}
 	out := runOK(t, r, "", "store", "migrate", "--from", "sqlite")
 	for _, want := range []string{"consent_events", "consent_addresses", "professional_addresses", "keys", "SHA-256", "passphrase.key"} {
 		if !strings.Contains(out, want) {

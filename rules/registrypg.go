@@ -102,6 +102,15 @@ var RegistryCopy = []store.Table{
 	{Name: "absences", Columns: "id, kind, account, from_day, until_day, note, cancels, recorded_by, recorded_at", OrderBy: "id", Identity: "id"},
 }
 
+// LastEventID is the newest event's id in the history (0: none yet).
+func (r *Registry) LastEventID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := r.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM consent_events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+	}
+	return id, nil
+}
+
 // OpenRegistryPostgres opens the registry in the shared PostgreSQL
 // database db (store.OpenPostgres), creating its tables when they are not
 // there. The passphrase key file stays on the node, in keyDir (data_dir):

@@ -90,6 +90,10 @@ func openPolicyAndArchive(ctx context.Context, cfg *config.Config, log *slog.Log
 	}
 	d.closers = append(d.closers, arch.Close)
 	d.arch = arch
+	if err := registryHoldsRecorded(ctx, reg, arch.LastConsentID(), cfg); err != nil {
+		d.close()
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -70,6 +70,24 @@ func storeWhere(cfg *config.Config, sqlitePath string) string {
 	return fmt.Sprintf("in PostgreSQL %s:%d/%s", pc.Host, pc.Port, pc.Database)
 }
 
+// registryHoldsRecorded refuses a registry that lacks events the archive
+// already recorded from it: one set in [store] without store migrate, or a
+// registry.db restored from an older copy. Its ids would start again below
+// the archive's and the new events, revocations among them, would never
+// be copied into the record; and the events it lost may be revocations.
+func registryHoldsRecorded(ctx context.Context, reg *rules.Registry, recorded int64, cfg *config.Config) error {
+	last, err := reg.LastEventID(ctx)
+	if err != nil || last >= recorded {
+		return err
+	}
+	hint := "was registry.db restored from a copy older than the archive?"
+	if cfg.Shared() {
+		hint = "was [store] postgres set without sealpost store migrate --from sqlite?"
+	}
+	return fmt.Errorf("the consent registry %s ends at event %d, but the archive recorded its events up to %d: it is not the registry this archive recorded (%s)",
+		storeWhere(cfg, cfg.RegistryPath()), last, recorded, hint)
+}
+
 var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // grantsSQL gives role what the relay and the admin commands do: add to

@@ -39,6 +39,10 @@ func TestFindRefusalsWithoutTheKey(t *testing.T) {
 	if got[1].Account != "other" || !got[1].Is("dora@client.example") {
 		t.Errorf("second: %+v", got[1])
 	}
+	hash, err := AddressHasher(f.dir)
+	if err != nil || hash("Dora@Client.Example") != got[1].AddressHash() || hash("carl@client.example") == got[1].AddressHash() {
+		t.Errorf("AddressHasher: %v", err)
+	}
 	if got, _ := FindRefusals(f.dir, "", refusals[0].Time.Add(30*time.Second)); len(got) != 2 || got[0].Ref != "K3M9TP" || got[0].Recipient {
 		t.Errorf("since a time: %+v", got)
 	}

@@ -108,10 +108,16 @@ func TestKeyAndPassphraseFixes(t *testing.T) {
 	if strings.Contains(tc.logs.String(), "lantern") {
 		t.Error("the passphrase is in the log")
 	}
+	// A recipient the registry knows is named, and the forms start with
+	// their address.
+	_, body = admin.get("/refusals/M4TJ7C")
+	if m := contains(body, "the recipient eli@client.example", `name="address" type="email" required value="eli@client.example"`); len(m) > 0 {
+		t.Errorf("ben's refusal lacks %v", m)
+	}
 	// A refusal the forms cannot fix (ben's expired consent is fixable, a
 	// content rule is not) shows no forms.
 	tc.refusals.list = append(tc.refusals.list, Refusal{Time: tc.clock(), Ref: "W9XC3D", Code: "content_rule", Account: "anna"})
-	if _, body := admin.get("/refusals/W9XC3D"); strings.Contains(body, "Record what is missing") || !strings.Contains(body, "content rule") {
+	if _, body = admin.get("/refusals/W9XC3D"); strings.Contains(body, "Record what is missing") || !strings.Contains(body, "content rule") {
 		t.Errorf("a content rule's refusal:\n%s", body)
 	}
 }

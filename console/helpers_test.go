@@ -71,7 +71,7 @@ func newFakeRefusals() *fakeRefusals {
 	}
 	return &fakeRefusals{list: []Refusal{
 		{Time: ago(time.Hour), Ref: "R7K2QX", Code: "nothing_on_file", Account: "anna", Recipient: true, Is: is("dora@client.example")},
-		{Time: ago(time.Minute), Ref: "M4TJ7C", Code: "consent_expired", Account: "ben", Recipient: true, Is: is("eli@client.example")},
+		{Time: ago(time.Minute), Ref: "M4TJ7C", Code: "consent_expired", Account: "ben", Recipient: true, Is: is("eli@client.example"), Address: "eli@client.example"},
 	}}
 }
 

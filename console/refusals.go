@@ -159,5 +159,10 @@ func (s *Server) showRefusal(w http.ResponseWriter, r *http.Request, sess *sessi
 	if d.Form.Signed == "" {
 		d.Form.Signed = d.Today
 	}
+	for _, row := range rows {
+		if d.Form.Address == "" && row.Fixable && row.Address != "" {
+			d.Form.Address = row.Address
+		}
+	}
 	s.render(w, r, code, "refusal", "Refusal "+ref, sess, d)
 }

@@ -26,6 +26,10 @@ type Refusal struct {
 	// record keeps it only as a keyed hash).
 	Recipient bool
 	Is        func(address string) bool
+	// Address is the refused recipient when the registry or the keyring
+	// knows it (a consent revoked or run out, a key no longer usable);
+	// "" otherwise. Only Refusal fills it in.
+	Address string
 }
 
 // RefusalSource finds refusal records in the archive.

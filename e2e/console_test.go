@@ -135,13 +135,28 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	if out, errOut, code := r.Run(t, "", "archive", "export", "--verify", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", exportDir); code != 0 {
 		t.Errorf("archive export: exit %d\n%s%s", code, out, errOut)
 	}
+	// Once the client withdraws consent, the next refusal names them: the
+	// registry knows the address.
+	if out, errOut, code := r.Run(t, "", "consent", "revoke", "dora@client.example", "--reason", "asked by phone"); code != 0 {
+		t.Fatalf("consent revoke: %s%s", out, errOut)
+	}
+	out, _ = Swaks(t, r.SwaksArgs("--to", "dora@client.example")...)
+	m = refIn.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("after the revocation:\n%s", out)
+	}
+	browsertest.Open(t, ctx, url+"/refusals/"+m[1], "main h1")
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "the recipient dora@client.example") || !strings.Contains(text, "withdrew their consent") {
+		t.Errorf("the refusal after the revocation:\n%s", text)
+	}
 	browsertest.Open(t, ctx, url+"/clients?q=dora%40", "main h1")
-	if text := browsertest.Text(t, ctx); !strings.Contains(text, "dora@client.example") || !strings.Contains(text, "consented") {
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "dora@client.example") || !strings.Contains(text, "refused") || !strings.Contains(text, "revoked") {
 		t.Errorf("the Clients page for dora@:\n%s", text)
 	}
 	browsertest.Screenshot(t, ctx, shots, "e2e-console-admin-clients")
 	browsertest.Do(t, ctx, "dora's page", chromedp.Click(`a[href^="/clients/dora"]`), chromedp.WaitVisible("main h2"))
-	if text := browsertest.Text(t, ctx); !strings.Contains(text, "given") || !strings.Contains(text, "(scan scan-") || !strings.Contains(text, "office (console)") {
+	if text := browsertest.Text(t, ctx); !strings.Contains(text, "given") || !strings.Contains(text, "(scan scan-") || !strings.Contains(text, "office (console)") ||
+		!strings.Contains(text, "asked by phone") {
 		t.Errorf("dora's page:\n%s", text)
 	}
 	consoleLogOut(t, ctx)

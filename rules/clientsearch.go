@@ -137,3 +137,11 @@ func (r *Registry) ClientHistory(ctx context.Context, address string) ([]*record
 
 // EntryOf is an address's standing as a line of a list.
 func EntryOf(st ConsentStatus) ConsentEntry { return listEntry(st) }
+
+// Addresses are every address the registry names: clients' (consents,
+// passphrases) and professionals' (not whole domains). A refusal's keyed
+// hash is checked against them to name the recipient.
+func (r *Registry) Addresses(ctx context.Context) ([]string, error) {
+	return r.addresses(ctx, `SELECT address FROM consent_addresses UNION SELECT address FROM passphrase_addresses
+		UNION SELECT address FROM professional_addresses WHERE address NOT LIKE '@%'`)
+}

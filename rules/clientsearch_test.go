@@ -100,6 +100,9 @@ func TestSearchClients(t *testing.T) {
 	if _, err := r.Revoke(ctx, "c00042@client.example", "asked by phone", "admin"); err != nil {
 		t.Fatal(err)
 	}
+	if all, err := r.Addresses(ctx); err != nil || len(all) != 250 {
+		t.Errorf("%d addresses, %v", len(all), err)
+	}
 	hist, err := r.ClientHistory(ctx, "C00042@client.example")
 	if err != nil || len(hist) != 2 || hist[0].Kind != "given" || hist[1].Kind != "revoked" || hist[1].Reason != "asked by phone" {
 		t.Errorf("history %+v %v", hist, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"path/filepath"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 // the relay's state and its queue.
 func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, relay func() relayState, queue console.QueueAdmin,
 	log *slog.Logger) (*console.Server, error) {
-	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := pa.arch.ChainHead(); return n }}
+	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := pa.arch.ChainHead(); return n }, known: pa.knownAddresses}
 	return console.New(console.Options{
 		Listen:          cfg.Console.Listen,
 		TLS:             tlsConf,
@@ -104,14 +105,17 @@ func (c *consoleStatus) Status(ctx context.Context) *status.Report {
 // refusalFinder reads refusals from the archive's clear headers. Reading
 // them scans the segments, so the list is kept until the chain grows.
 type refusalFinder struct {
-	dir  string
-	head func() uint64
+	dir   string
+	head  func() uint64
+	known func(context.Context) ([]string, error) // addresses the registry and keyring name
 
-	mu     sync.Mutex
-	since  time.Time // the earliest time asked for
-	atHead uint64
-	list   []console.Refusal
-	valid  bool
+	mu      sync.Mutex
+	names   map[string]string // known addresses by keyed hash
+	namedAt time.Time
+	since   time.Time // the earliest time asked for
+	atHead  uint64
+	list    []console.Refusal
+	valid   bool
 }
 
 func (f *refusalFinder) Refusals(ctx context.Context, since time.Time) ([]console.Refusal, error) {
@@ -138,12 +142,49 @@ func (f *refusalFinder) Refusals(ctx context.Context, since time.Time) ([]consol
 	return out, nil
 }
 
+// Refusal is a refusal with its recipient named when the registry or the
+// keyring knows the address (a consent revoked or run out, a key no longer
+// usable): the record keeps only its keyed hash, looked up among theirs.
 func (f *refusalFinder) Refusal(ctx context.Context, ref string) ([]console.Refusal, error) {
 	found, err := archive.FindRefusals(f.dir, ref, time.Time{})
 	if err != nil {
 		return nil, err
 	}
-	return consoleRefusals(found), nil
+	out := consoleRefusals(found)
+	for i, r := range found {
+		if r.Recipient && r.Code != rules.RefusalNothingOnFile && f.known != nil {
+			out[i].Address = f.named(ctx)[r.AddressHash()]
+		}
+	}
+	return out, nil
+}
+
+// namesFor is how long the addresses' hashes are kept: a consent
+// recorded since shows on the page a little later, and a page does not
+// hash 100,000 addresses (about 0.2 s) each time it is opened.
+const namesFor = time.Minute
+
+// named are the known addresses by their keyed hash.
+func (f *refusalFinder) named(ctx context.Context) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.names != nil && time.Since(f.namedAt) < namesFor {
+		return f.names
+	}
+	hash, err := archive.AddressHasher(f.dir)
+	if err != nil {
+		return nil
+	}
+	known, err := f.known(ctx)
+	if err != nil {
+		return nil
+	}
+	f.names = make(map[string]string, len(known))
+	for _, a := range known {
+		f.names[hash(a)] = a
+	}
+	f.namedAt = time.Now()
+	return f.names
 }
 
 func consoleRefusals(found []archive.RefusalFound) []console.Refusal {
@@ -366,4 +407,24 @@ func (c consoleArchive) Timeline(ctx context.Context, address string, limit int)
 func (c consoleArchive) Summary(ctx context.Context, since time.Time) (console.Summary, error) {
 	s, err := archive.SummarySince(ctx, c.arch.Dir(), since)
 	return console.Summary{Sent: s.Sent, Received: s.Received, Delivered: s.Delivered, Bounced: s.Bounced, Refused: s.Refused}, err
+}
+
+// knownAddresses are the addresses the registry and the keyring name.
+func (d *policyAndArchive) knownAddresses(ctx context.Context) ([]string, error) {
+	out, err := d.registry.Addresses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := d.keys.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		for _, uid := range k.UserIDs {
+			if a, err := mail.ParseAddress(uid); err == nil {
+				out = append(out, a.Address)
+			}
+		}
+	}
+	return out, nil
 }

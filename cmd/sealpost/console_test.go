@@ -86,6 +86,12 @@ func BenchmarkConsolePages(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+	// One whose recipient the registry knows: its page looks the address up.
+	known := archive.RefusalRecord{Time: now, Account: "therapist1", Recipient: "client099999@client.example", Reason: "consent expired",
+		Ref: record.NewRef(), Code: "consent_expired"}
+	if err := pa.arch.RecordRefusal(ctx, known); err != nil {
+		b.Fatal(err)
+	}
 	for i := 0; i < 200; i++ {
 		if _, err := pa.keys.Import(ctx, bytes.NewReader(testutil.ArmoredPublicKey(b, testutil.OpenPGPKey(b, "Key", fmt.Sprintf("key%d@client.example", i)))), "bench"); err != nil {
 			b.Fatal(err)
@@ -106,7 +112,7 @@ func BenchmarkConsolePages(b *testing.B) {
 	found, _ := archive.FindRefusals(cfg.ArchiveDir(), "", now.AddDate(0, 0, -1))
 	records, _ := pa.arch.ChainHead()
 	b.Logf("%d records in the archive, %d refusals in the last day", records, len(found))
-	for _, page := range []string{"/today", "/refusals", "/refusals?days=30", "/refusals/" + found[0].Ref, "/clients", "/clients?after=client050000%40client.example",
+	for _, page := range []string{"/today", "/refusals", "/refusals?days=30", "/refusals/" + found[0].Ref, "/refusals/" + known.Ref, "/clients", "/clients?after=client050000%40client.example",
 		"/clients?q=client077", "/clients?q=CH-77777", "/keys", "/archive", "/activity", "/queue"} {
 		b.Run(page, func(b *testing.B) {
 			for b.Loop() {

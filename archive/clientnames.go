@@ -25,7 +25,7 @@ func ClientAddresses(ctx context.Context, dir string, key openpgp.EntityList, cl
 	}
 	files := &openSegments{dir: dir, files: map[string]*os.File{}}
 	defer files.close()
-	events, err := decryptAll[record.ConsentEvent](files, key, consents, "consent")
+	events, err := decryptAll[record.ConsentEvent](ctx, files, key, consents, "consent")
 	if err != nil {
 		return nil, err
 	}

@@ -133,12 +133,12 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	if err := addDeliveries(ctx, ir, files, key, rep.HeadSeq, m.Messages); err != nil {
 		return nil, err
 	}
-	refusals, err := decryptAll[RefusalRecord](files, key, sel.refusals, "refusal")
+	refusals, err := decryptAll[RefusalRecord](ctx, files, key, sel.refusals, "refusal")
 	if err != nil {
 		return nil, err
 	}
 	m.Refusals = linkRefusals(refusals, m.Messages)
-	if m.Consent, err = decryptAll[record.ConsentEvent](files, key, sel.consents, "consent"); err != nil {
+	if m.Consent, err = decryptAll[record.ConsentEvent](ctx, files, key, sel.consents, "consent"); err != nil {
 		return nil, err
 	}
 	m.Archive.RecordsAfterHead = rep.RecordsAfterHead
@@ -412,19 +412,28 @@ func addDelivery(files *openSegments, key openpgp.EntityList, l located, mm *man
 }
 
 // decryptAll decrypts records whose metadata is a T (what names them in
-// errors), in order.
-func decryptAll[T any](files *openSegments, key openpgp.EntityList, records []located, what string) ([]T, error) {
-	out := []T{}
-	for _, l := range records {
-		_, metaJSON, err := files.decrypt(l, key)
+// errors), on every core, and returns them in order.
+func decryptAll[T any](ctx context.Context, files *openSegments, key openpgp.EntityList, records []located, what string) ([]T, error) {
+	type decrypted struct {
+		v   T
+		err error
+	}
+	out := make([]T, 0, len(records))
+	err := inOrder(ctx, len(records), func(i int) decrypted {
+		var d decrypted
+		_, metaJSON, err := files.decrypt(records[i], key)
 		if err != nil {
-			return nil, fmt.Errorf("record %d (%s): %w", l.h.Seq, what, err)
+			d.err = fmt.Errorf("record %d (%s): %w", records[i].h.Seq, what, err)
+		} else {
+			d.err = json.Unmarshal(metaJSON, &d.v)
 		}
-		var v T
-		if err := json.Unmarshal(metaJSON, &v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
+		return d
+	}, func(i int, d decrypted) error {
+		out = append(out, d.v)
+		return d.err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

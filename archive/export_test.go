@@ -293,3 +293,41 @@ func TestExportComparesTheHeadFile(t *testing.T) {
 		})
 	}
 }
+
+// TestExportSaysWhatWasHeld: a copy held for the sender's office hours
+// names the opening it waited for, one sent at once despite them says why.
+func TestExportSaysWhatWasHeld(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	defer a.Close()
+	ctx := context.Background()
+	opens := time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC)
+	m, body := testMessage(1, "anna@client.example, ben@client.example")
+	m.Decisions = []record.Decision{
+		{Recipient: "anna@client.example", Address: "anna@client.example", Protection: record.Encrypted, Reason: "key", HeldUntil: opens},
+		{Recipient: "ben@client.example", Address: "ben@client.example", Protection: record.Encrypted, Reason: "key", SentNow: record.SentNowMarker},
+	}
+	if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "export")
+	if _, err := ExportWith(ctx, f.dir, f.priv, out, Filter{}, ExportOptions{Location: time.UTC}); err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Messages []struct {
+			Recipients []map[string]any `json:"recipients"`
+		} `json:"messages"`
+	}
+	mb, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err := json.Unmarshal(mb, &raw); err != nil || len(raw.Messages) != 1 || len(raw.Messages[0].Recipients) != 2 {
+		t.Fatalf("manifest: %v\n%s", err, mb)
+	}
+	held, now := raw.Messages[0].Recipients[0], raw.Messages[0].Recipients[1]
+	if held["held_until"] != "2026-12-07T14:00:00Z" || held["sent_now"] != nil {
+		t.Errorf("the held recipient: %v", held)
+	}
+	if now["sent_now"] != "marker" || now["held_until"] != nil {
+		t.Errorf("the recipient sent at once: %v", now)
+	}
+}

@@ -93,9 +93,14 @@ type manifestRecipient struct {
 	KeyFingerprint string            `json:"key_fingerprint,omitempty"`
 	// SealedPDFSHA256 is the SHA-256 of the PDF a sealed recipient was
 	// sent (message.pdf, as attached), SealedPDFSize its size.
-	SealedPDFSHA256 string             `json:"sealed_pdf_sha256,omitempty"`
-	SealedPDFSize   int64              `json:"sealed_pdf_size,omitempty"`
-	Delivery        []manifestDelivery `json:"delivery"`
+	SealedPDFSHA256 string `json:"sealed_pdf_sha256,omitempty"`
+	SealedPDFSize   int64  `json:"sealed_pdf_size,omitempty"`
+	// HeldUntil is when the sender's office hours opened for a copy
+	// accepted outside them; SentNow why one that would have been held
+	// went at once ("marker": the subject began with [now]; "no-hold").
+	HeldUntil time.Time          `json:"held_until,omitzero"`
+	SentNow   string             `json:"sent_now,omitempty"`
+	Delivery  []manifestDelivery `json:"delivery"`
 }
 
 // manifestConsent is what a decision rested on: a consent (kind "given"),
@@ -145,7 +150,7 @@ func newManifestMessage(meta *messageMeta, sum string, size int64, file string, 
 	}
 	for _, d := range meta.Decisions {
 		r := manifestRecipient{Address: d.Address, Field: fieldOf(named, d), Protection: d.Protection, Bcc: d.Bcc, Reason: d.Reason, KeyFingerprint: d.KeyFingerprint,
-			SealedPDFSHA256: d.SealedPDFSHA256, SealedPDFSize: d.SealedPDFSize, Delivery: []manifestDelivery{}}
+			SealedPDFSHA256: d.SealedPDFSHA256, SealedPDFSize: d.SealedPDFSize, HeldUntil: d.HeldUntil, SentNow: d.SentNow, Delivery: []manifestDelivery{}}
 		if c := d.Consent; c != nil {
 			r.Consent = &manifestConsent{ID: c.ID, Kind: c.Kind, Client: c.Client, Evidence: c.Evidence, Date: c.Signed, Expires: c.Expires, Domain: c.Domain}
 			if c.Kind == record.PassphraseSet {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
@@ -48,6 +49,7 @@ func logInAs(t *testing.T, ctx context.Context, base, user string) {
 func TestPagesInChromium(t *testing.T) {
 	tc, ctx := chromiumConsole(t)
 	shots := browsertest.ShotDir(t)
+
 	pages := map[string][]string{
 		"":       {"/login"},
 		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/clients/c007@client.example", "/keys", "/keys/" + proposedFpr + "/accept", "/archive", "/activity", "/nowhere"},
@@ -143,5 +145,24 @@ func TestTOTPInChromium(t *testing.T) {
 	do(t, ctx, "code", chromedp.SetValue("#code", code), chromedp.Click("form.login button"), chromedp.WaitVisible("dl.facts"))
 	if text := browsertest.Text(t, ctx); !strings.Contains(text, "Your queued mail") {
 		t.Errorf("after the code the browser shows:\n%s", text)
+	}
+}
+
+// TestWithoutJavaScript: with JavaScript off in the browser, an admin logs
+// in, opens every page of the menu and sends a form (Retry): the console
+// has no script to miss.
+func TestWithoutJavaScript(t *testing.T) {
+	tc, ctx := chromiumConsole(t)
+	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	logInAs(t, ctx, tc.url, "office")
+	for _, path := range []string{"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/clients", "/keys", "/archive", "/activity"} {
+		open(t, ctx, tc.url+path)
+	}
+	open(t, ctx, tc.url+"/queue")
+	do(t, ctx, "retry", chromedp.Click(`button[aria-label="Retry Q1ANNA"]`), chromedp.WaitVisible(".done"))
+	if len(tc.queue.retried) != 1 {
+		t.Errorf("retried %v", tc.queue.retried)
 	}
 }

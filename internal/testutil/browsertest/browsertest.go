@@ -46,7 +46,9 @@ func Start(t testing.TB, flags ...chromedp.ExecAllocatorOption) context.Context 
 // Eval evaluates script in the page (awaiting a promise) and returns its value.
 func Eval[T any](t testing.TB, ctx context.Context, js string) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("%.200s: %v", js, err)
 	}

@@ -344,7 +344,8 @@ type ConsentEntry struct {
 	Signed     string       `json:"signed,omitempty"`
 	Evidence   string       `json:"evidence,omitempty"`
 	Expires    string       `json:"expires,omitempty"`
-	Prefer     string       `json:"prefer,omitempty"` // "clear": unencrypted email although a passphrase is on file
+	Prefer     string       `json:"prefer,omitempty"`  // "clear": unencrypted email although a passphrase is on file
+	NoHold     bool         `json:"no_hold,omitempty"` // mail to the client is never held for office hours
 	RecordedBy string       `json:"recorded_by"`
 	RecordedAt time.Time    `json:"recorded_at"`
 	Revoked    *time.Time   `json:"revoked,omitempty"`
@@ -359,6 +360,7 @@ func listEntry(st ConsentStatus) ConsentEntry {
 	e := ConsentEntry{Address: st.Address, State: st.State}
 	if g := st.Given; g != nil {
 		e.Client, e.Signed, e.Evidence, e.Expires, e.Prefer, e.RecordedBy, e.RecordedAt = g.Client, g.Signed, g.Evidence, g.Expires, g.Prefer, g.RecordedBy, g.RecordedAt
+		e.NoHold = g.NoHold
 	}
 	if rv := st.Revoked; rv != nil {
 		t := rv.RecordedAt

@@ -254,6 +254,9 @@ func runConsentList(ctx context.Context, c *cli, args []string) error {
 				if e.Revoked != nil {
 					state += " " + e.Revoked.Local().Format("2006-01-02")
 				}
+				if e.NoHold && e.State == rules.ConsentActive {
+					state += ", never held"
+				}
 				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Address, orDash(e.Client), state, orDash(e.Signed), orDash(e.Expires), sealedColumn(e), orDash(e.Evidence))
 			})
 			if err != nil || *kind == kindClient || *asJSON {

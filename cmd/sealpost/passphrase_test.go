@@ -169,6 +169,15 @@ func TestConsentPassphrase(t *testing.T) {
 				t.Errorf("--json entry %v: want sealed false, prefer clear", e)
 			}
 		}},
+		{"a client never held for office hours", []step{
+			{args: []string{"consent", "add", anna, "--evidence", "form 3", "--date", "2026-01-05", "--no-hold"}},
+			{args: []string{"consent", "list"}, stdout: []string{"active, never held"}},
+		}, nil, func(t *testing.T, cfg, _ string) {
+			list, _ := listed(t, cfg)
+			if e := list[anna]; e["no_hold"] != true {
+				t.Errorf("--json entry %v: want no_hold true", e)
+			}
+		}},
 		{"--prefer something else", []step{
 			{args: []string{"consent", "add", anna, "--evidence", "form 3", "--prefer", "paper"}, code: 2, stderr: []string{`--prefer takes only "clear"`}},
 		}, nil, nil},

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/sealpost/sealpost/internal/loginthrottle"
 )
 
 // listener admits a client's connection within the connection limits and
@@ -121,7 +123,7 @@ func (s *addressSlots) take(a net.Addr) (release func(), ok bool) {
 // clientPrefix is what the relay counts a client by, for its connections
 // and its failed logins: its IPv4 address, or its IPv6 /64 (one host can
 // use the whole /64, and would otherwise count as many).
-func clientPrefix(a net.Addr) netip.Prefix { return prefixOf(clientIP(a)) }
+func clientPrefix(a net.Addr) netip.Prefix { return loginthrottle.Prefix(clientIP(a)) }
 
 // clientIP is a client's address; not valid for what is not TCP (tests'
 // pipes), which all count as one.
@@ -131,16 +133,4 @@ func clientIP(a net.Addr) netip.Addr {
 		return netip.Addr{}
 	}
 	return ta.AddrPort().Addr().Unmap()
-}
-
-func prefixOf(ip netip.Addr) netip.Prefix {
-	if !ip.IsValid() {
-		return netip.Prefix{}
-	}
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
 }

@@ -71,7 +71,11 @@ func accountOf(sess *session) string {
 	return ""
 }
 
+// refusalsShown is how many refusals one page lists, newest first.
+const refusalsShown = 500
+
 type refusalsData struct {
+	More    int // refusals in the time not listed
 	Days    int
 	Choices []int
 	Rows    []refusalRow
@@ -94,9 +98,10 @@ func (s *Server) refusals(w http.ResponseWriter, r *http.Request, sess *session)
 		d.Problem = "The archive's refusals cannot be read right now; the log says why."
 	}
 	list = scopeRefusals(list, accountOf(sess))
-	for i := len(list) - 1; i >= 0; i-- { // newest first
+	for i := len(list) - 1; i >= 0 && len(d.Rows) < refusalsShown; i-- { // newest first
 		d.Rows = append(d.Rows, rowOf(list[i]))
 	}
+	d.More = len(list) - len(d.Rows)
 	s.render(w, r, http.StatusOK, "refusals", "Refused recipients", sess, d)
 }
 

@@ -140,6 +140,15 @@ func TestTherapistSeesOwnOnly(t *testing.T) {
 	if m := contains(body, "R7K2QX", "M4TJ7C", "anna", "ben"); len(m) > 0 {
 		t.Errorf("the admin's list lacks %v", m)
 	}
+	// A busy week: the newest 500 are listed, and the page says how many
+	// are not.
+	for i := 0; i < 600; i++ {
+		tc.refusals.list = append([]Refusal{{Time: tc.clock().Add(-time.Duration(i+2) * time.Minute), Ref: "AAAAAA", Code: "nothing_on_file", Account: "anna"}}, tc.refusals.list...)
+	}
+	_, body = tc.loggedIn(t, "office").get("/refusals")
+	if n := strings.Count(body, `href="/refusals/`); n != 500 || !strings.Contains(body, "102 older refusals in this time are not listed") || !strings.Contains(body, "M4TJ7C") {
+		t.Errorf("%d listed of 602:\n%.500s", n, body)
+	}
 }
 
 // TestDropAsksFirst: Drop shows what is dropped and drops only once

@@ -9,6 +9,7 @@ import (
 )
 
 type queueData struct {
+	Total int // queued in all; Rows are the oldest of them
 	Rows  []QueuedMessage
 	Admin bool
 	Done  string
@@ -45,8 +46,16 @@ func (s *Server) queued(r *http.Request, sess *session) (QueuedMessage, bool) {
 	return QueuedMessage{}, false
 }
 
+// queueShown is how many queued messages one page lists, oldest first: a
+// provider down for a day can leave tens of thousands.
+const queueShown = 500
+
 func (s *Server) queue(w http.ResponseWriter, r *http.Request, sess *session) {
 	d := queueData{Rows: s.ownQueue(sess), Admin: sess.role == Admin, Done: queueDone[r.URL.Query().Get("done")]}
+	d.Total = len(d.Rows)
+	if len(d.Rows) > queueShown {
+		d.Rows = d.Rows[:queueShown]
+	}
 	s.render(w, r, http.StatusOK, "queue", "Queue", sess, d)
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -129,6 +130,13 @@ func TestTherapistSeesOwnOnly(t *testing.T) {
 			t.Errorf("%s by anna: %s", path, resp.Status)
 		}
 	}
+	for i := 0; i < 600; i++ {
+		tc.queue.list = append(tc.queue.list, QueuedMessage{ID: fmt.Sprintf("QX%03d", i), Account: "ben", Received: time.Now()})
+	}
+	if _, body := tc.loggedIn(t, "office").get("/queue"); strings.Count(body, `aria-label="Retry `) != 500 || !strings.Contains(body, "The oldest 500 of 602 are listed") {
+		t.Errorf("a queue of 602: %d listed", strings.Count(body, `aria-label="Retry `))
+	}
+	tc.queue.list = tc.queue.list[:2]
 	anna.post("/queue/retry-all", nil)
 	if strings.Join(tc.queue.retried, " ") != "Q1ANNA" || len(tc.queue.dropped) != 0 {
 		t.Errorf("retried %v, dropped %v; anna's retry-all may touch only Q1ANNA", tc.queue.retried, tc.queue.dropped)

@@ -83,11 +83,14 @@ func Screenshot(t testing.TB, ctx context.Context, dir, name string) {
 	}
 }
 
-// Axe runs axe-core (WCAG 2.1 A and AA rules) on the page and fails the
-// test on every serious or critical violation; minor and moderate ones are
-// logged. Without axe-core the test is failed under SEALPOST_E2E=require,
-// else axe is skipped with a log line.
-func Axe(t testing.TB, ctx context.Context, where string) {
+// Violation is one rule axe-core found broken, with how much it matters
+// ("minor", "moderate", "serious", "critical").
+type Violation struct{ Impact, Text string }
+
+// Violations runs axe-core (WCAG 2.1 A and AA rules) on the page and
+// returns what it found. ok is false when axe-core is not installed: the
+// test is then failed under SEALPOST_E2E=require, else it is logged.
+func Violations(t testing.TB, ctx context.Context, where string) (found []Violation, ok bool) {
 	t.Helper()
 	src, err := os.ReadFile(AxeCore())
 	if err != nil {
@@ -95,7 +98,7 @@ func Axe(t testing.TB, ctx context.Context, where string) {
 			t.Fatalf("axe-core: %v (npm install --prefix /opt/axe axe-core, or SEALPOST_AXE)", err)
 		}
 		t.Logf("axe-core not run: %v", err)
-		return
+		return nil, false
 	}
 	// DevTools' evaluation is not bound by the page's Content-Security-Policy.
 	Eval[bool](t, ctx, string(src)+";true")
@@ -103,19 +106,27 @@ func Axe(t testing.TB, ctx context.Context, where string) {
 		.then(r => ({passes: r.passes.length, violations: r.violations.map(v => ({impact: v.impact, text: v.id + ": " + v.help + " (" + v.nodes.map(n => n.target.join(" ")).slice(0, 3).join(", ") + ")"}))}))`)
 	var res struct {
 		Passes     int
-		Violations []struct{ Impact, Text string }
+		Violations []Violation
 	}
 	if err := json.Unmarshal(raw, &res); err != nil || res.Passes == 0 {
 		t.Fatalf("axe-core at %s did not run: %s %v", where, raw, err)
 	}
-	for _, v := range res.Violations {
+	t.Logf("axe-core at %s: %d rules pass, %d violations", where, res.Passes, len(res.Violations))
+	return res.Violations, true
+}
+
+// Axe fails the test on every serious or critical violation axe-core
+// finds on the page; minor and moderate ones are logged.
+func Axe(t testing.TB, ctx context.Context, where string) {
+	t.Helper()
+	found, _ := Violations(t, ctx, where)
+	for _, v := range found {
 		if v.Impact == "serious" || v.Impact == "critical" {
 			t.Errorf("axe-core at %s, %s: %s", where, v.Impact, v.Text)
 		} else {
 			t.Logf("axe-core at %s, %s: %s", where, v.Impact, v.Text)
 		}
 	}
-	t.Logf("axe-core at %s: %d rules pass, %d violations", where, res.Passes, len(res.Violations))
 }
 
 // Text is the page's visible text.

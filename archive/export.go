@@ -50,6 +50,7 @@ type ExportOptions struct {
 // ExportReport summarises an export.
 type ExportReport struct {
 	Messages, Refusals, ConsentEvents int
+	Evidence, Activity                int
 	HeadSeq                           uint64
 	Head                              string
 	Verified                          bool // the whole archive verified (ExportOptions.VerifyAll)
@@ -76,10 +77,11 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 
 // ExportWith decrypts the selected records with the archive's private key
 // and writes the export layout (ARCHITECTURE.md) into out, which must not
-// exist yet or be empty: manifest.json, messages/ID.eml, index.html,
-// seal.pub and seal-key.asc (the seal key, raw and as OpenPGP), SHA256SUMS
-// and its OpenPGP signature SHA256SUMS.asc. It holds the records up to the
-// chain head it verified; those written since are counted, not exported.
+// exist yet or be empty: manifest.json, messages/ID.eml, evidence/ID.EXT
+// (the scans of signed forms), index.html, seal.pub and seal-key.asc (the
+// seal key, raw and as OpenPGP), SHA256SUMS and its OpenPGP signature
+// SHA256SUMS.asc. It holds the records up to the chain head it verified;
+// those written since are counted, not exported.
 // It only reads dir: an auditor's copy of the archive stays as it was.
 func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter, o ExportOptions) (*ExportReport, error) {
 	if err := outsideArchive(dir, out); err != nil {
@@ -138,7 +140,15 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 		return nil, err
 	}
 	m.Refusals = linkRefusals(refusals, m.Messages)
-	if m.Consent, err = decryptAll[record.ConsentEvent](ctx, files, key, sel.consents, "consent"); err != nil {
+	consents, err := decryptAll[record.ConsentEvent](ctx, files, key, sel.consents, "consent")
+	if err != nil {
+		return nil, err
+	}
+	if m.Evidence, err = exportEvidence(ctx, files, key, out, sel.evidence); err != nil {
+		return nil, err
+	}
+	m.Consent = linkEvidence(consents, m.Evidence)
+	if m.Activity, err = exportActivity(ctx, files, key, sel.activity); err != nil {
 		return nil, err
 	}
 	m.Archive.RecordsAfterHead = rep.RecordsAfterHead
@@ -146,6 +156,7 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	m.Archive.RecordsChecked = rep.RecordsChecked
 	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
 	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
+	rep.Evidence, rep.Activity = len(m.Evidence), len(m.Activity)
 	loc := o.Location
 	if loc == nil {
 		loc = time.Local
@@ -210,6 +221,10 @@ func exportSigner(dir string) (*openpgp.Entity, error) {
 // exportSelection is what an export holds, in chain order.
 type exportSelection struct {
 	messages, refusals, consents []located
+	// evidence and activity: in the window, and for a client those whose
+	// header names one of their address hashes (an activity record
+	// without addresses is about no client).
+	evidence, activity []located
 	// afterHead counts the records written after the chain head.
 	afterHead int
 }
@@ -228,7 +243,7 @@ func selectRecords(ctx context.Context, ir *indexReader, hashKey []byte, f Filte
 	for _, q := range []struct {
 		kind string
 		to   *[]located
-	}{{kindMessage, &sel.messages}, {kindRefusal, &sel.refusals}} {
+	}{{kindMessage, &sel.messages}, {kindRefusal, &sel.refusals}, {kindEvidence, &sel.evidence}, {kindActivity, &sel.activity}} {
 		qq := inRange
 		qq.kinds = []string{q.kind}
 		if *q.to, err = ir.findOrRebuild(ctx, qq); err != nil {

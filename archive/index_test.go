@@ -82,6 +82,20 @@ func practiceExport(t *testing.T, zone *time.Location) string {
 		recordMsg(fmt.Sprintf("q%d", 10+i), fmt.Sprintf("Weekly check-in %d", i+1), "To: colleague@practice.example\r\n", at.Add(time.Duration(24+i)*time.Hour),
 			Message{Decisions: []record.Decision{colleague}})
 	}
+	// A consent recorded in the console, with its scan and its activity.
+	scan, err := a.RecordEvidence(ctx, Evidence{Time: at.Add(4 * time.Hour), Addresses: []string{"emil@client.example"}, Client: "Chart 21", Filename: "Einwilligung Emil.pdf",
+		Type: "application/pdf", RecordedBy: "office (console)"}, testPDF(t, "Consent form v3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RecordConsent(ctx, record.ConsentEvent{ID: 5, Kind: record.ConsentGiven, Client: "Chart 21", Addresses: []string{"emil@client.example"}, Signed: "2026-11-30",
+		Evidence: "Consent form v3 (scan " + scan + " in the archive)", RecordedBy: "office (console)", RecordedAt: at.Add(4 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RecordActivity(ctx, Activity{Time: at.Add(4 * time.Hour), Who: "office", Role: "admin", What: "consent-recorded", Object: "5", From: "192.0.2.7",
+		Addresses: []string{"emil@client.example"}}); err != nil {
+		t.Fatal(err)
+	}
 	a.Close()
 	out := filepath.Join(t.TempDir(), "export")
 	if _, err := ExportWith(ctx, f.dir, f.priv, out, Filter{}, ExportOptions{Location: zone}); err != nil {

@@ -21,13 +21,17 @@ import (
 // manifest is manifest.json, the index of an export (ARCHITECTURE.md, the
 // export layout).
 type manifest struct {
-	Format     int                   `json:"sealpost_export"`
-	ExportedAt time.Time             `json:"exported_at"`
-	Archive    manifestArchive       `json:"archive"`
-	Filter     manifestFilter        `json:"filter"`
-	Messages   []manifestMessage     `json:"messages"`
-	Refusals   []manifestRefusal     `json:"refusals"`
-	Consent    []record.ConsentEvent `json:"consent_history"`
+	Format     int               `json:"sealpost_export"`
+	ExportedAt time.Time         `json:"exported_at"`
+	Archive    manifestArchive   `json:"archive"`
+	Filter     manifestFilter    `json:"filter"`
+	Messages   []manifestMessage `json:"messages"`
+	Refusals   []manifestRefusal `json:"refusals"`
+	Consent    []exportedConsent `json:"consent_history"`
+	// Evidence are the scans of signed forms (evidence/ID.EXT), Activity
+	// the changes made in the console, that the selection covers.
+	Evidence []manifestEvidence `json:"evidence"`
+	Activity []Activity         `json:"activity"`
 }
 
 type manifestArchive struct {
@@ -125,7 +129,8 @@ type manifestDelivery struct {
 
 // newManifest starts the manifest of an export selected by f.
 func newManifest(f Filter, sealPub []byte) manifest {
-	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []manifestRefusal{}, Consent: []record.ConsentEvent{}, Messages: []manifestMessage{}}
+	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []manifestRefusal{}, Consent: []exportedConsent{}, Messages: []manifestMessage{},
+		Evidence: []manifestEvidence{}, Activity: []Activity{}}
 	m.Archive.SealKey = strings.TrimSpace(string(sealPub))
 	if !f.Since.IsZero() {
 		m.Filter.Since = f.Since.Format("2006-01-02")

@@ -135,6 +135,17 @@ func TestConsoleRefusalToConsent(t *testing.T) {
 	if out, errOut, code := r.Run(t, "", "archive", "export", "--verify", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", exportDir); code != 0 {
 		t.Errorf("archive export: exit %d\n%s%s", code, out, errOut)
 	}
+	// The client's export holds the scan, byte for byte.
+	clientDir := filepath.Join(t.TempDir(), "export-dora")
+	if out, errOut, code := r.Run(t, "", "archive", "export", "--client", "dora@client.example", "--key", filepath.Join(r.DataDir, "archive-private-key.asc"), "--out", clientDir); code != 0 {
+		t.Errorf("archive export --client: exit %d\n%s%s", code, out, errOut)
+	}
+	scanned, _ := os.ReadFile(scan)
+	if found, _ := filepath.Glob(filepath.Join(clientDir, "evidence", "scan-*.pdf")); len(found) != 1 {
+		t.Errorf("the client's export holds the scans %v", found)
+	} else if b, _ := os.ReadFile(found[0]); len(scanned) == 0 || string(b) != string(scanned) {
+		t.Errorf("%s is not the scan uploaded", found[0])
+	}
 	// Once the client withdraws consent, the next refusal names them: the
 	// registry knows the address.
 	if out, errOut, code := r.Run(t, "", "consent", "revoke", "dora@client.example", "--reason", "asked by phone"); code != 0 {

@@ -1,0 +1,154 @@
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/sealpost/sealpost/record"
+)
+
+// manifestEvidence is an evidence record as exported: the document is the
+// file, its SHA-256 the one the record holds.
+type manifestEvidence struct {
+	ID string `json:"id"`
+	Evidence
+	File string `json:"file"`
+}
+
+// exportedConsent is a consent event with the scan its evidence names,
+// when the export holds that scan.
+type exportedConsent struct {
+	record.ConsentEvent
+	EvidenceFile string `json:"evidence_file,omitempty"`
+}
+
+// scanExt is the file extension of each type a scan may have; the type is
+// sniffed from the document's own bytes, as the console did when it took
+// the upload: a filename says nothing an auditor can rely on.
+var scanExt = map[string]string{"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}
+
+// exportEvidence decrypts the evidence records into out/evidence, on every
+// core (each streams into its own file), and returns their manifest
+// entries in chain order. A document that is not the one its record
+// describes stops the export, as a damaged message record does.
+func exportEvidence(ctx context.Context, files *openSegments, key openpgp.EntityList, out string, recs []located) ([]manifestEvidence, error) {
+	entries := []manifestEvidence{}
+	if len(recs) == 0 {
+		return entries, nil
+	}
+	if err := os.MkdirAll(filepath.Join(out, "evidence"), 0o700); err != nil {
+		return nil, err
+	}
+	type exported struct {
+		e   manifestEvidence
+		err error
+	}
+	err := inOrder(ctx, len(recs), func(i int) exported {
+		e, err := files.exportEvidence(recs[i], key, out)
+		return exported{e, err}
+	}, func(i int, r exported) error {
+		if r.err != nil {
+			return fmt.Errorf("record %d (evidence %s): %w", recs[i].h.Seq, recs[i].h.ID, r.err)
+		}
+		entries = append(entries, r.e)
+		return nil
+	})
+	return entries, err
+}
+
+// exportEvidence streams one evidence record's document into
+// out/evidence/ID.EXT, under a temporary name until it checked out whole.
+func (o *openSegments) exportEvidence(l located, key openpgp.EntityList, out string) (me manifestEvidence, err error) {
+	tmp := filepath.Join(out, "evidence", fmt.Sprintf(".record-%d.partial", l.h.Seq))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return me, err
+	}
+	defer func() {
+		f.Close()
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	n, err := o.decryptTo(l, key, f)
+	if err != nil {
+		return me, err
+	}
+	readAt := func(b []byte, off int64) error { _, err := f.ReadAt(b, off); return err }
+	size, err := splitAt(n, readAt)
+	if err != nil {
+		return me, err
+	}
+	meta := make([]byte, n-4-size)
+	if err := readAt(meta, size); err != nil {
+		return me, err
+	}
+	if err := json.Unmarshal(meta, &me.Evidence); err != nil {
+		return me, fmt.Errorf("metadata: %w", err)
+	}
+	me.Time = me.Time.UTC()
+	if err := f.Truncate(size); err != nil {
+		return me, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return me, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	// The id in the (hash-chained) header is the document's hash too: a
+	// payload moved from another evidence record decrypts fine.
+	if sum != me.SHA256 || size != me.Size || l.h.ID != "scan-"+sum[:16] {
+		return me, fmt.Errorf("the document (%d octets, SHA-256 %s) is not the one its record describes (%s: %d octets, SHA-256 %s)", size, sum, l.h.ID, me.Size, me.SHA256)
+	}
+	sniff := make([]byte, min(size, 512))
+	if err := readAt(sniff, 0); err != nil {
+		return me, err
+	}
+	ext, ok := scanExt[http.DetectContentType(sniff)]
+	if !ok {
+		ext = "bin"
+	}
+	me.ID, me.File = l.h.ID, "evidence/"+safeName(l.h.ID)+"."+ext
+	if err := f.Close(); err != nil {
+		return me, err
+	}
+	return me, os.Rename(tmp, filepath.Join(out, me.File))
+}
+
+// scanIDIn finds the scan id a consent's evidence text names (the console
+// adds "(scan scan-… in the archive)").
+var scanIDIn = regexp.MustCompile(`\bscan-[0-9a-f]{16}\b`)
+
+// linkEvidence gives each consent event the file of the scan its evidence
+// names, when the export holds it.
+func linkEvidence(consents []record.ConsentEvent, evidence []manifestEvidence) []exportedConsent {
+	files := map[string]string{}
+	for _, e := range evidence {
+		files[e.ID] = e.File
+	}
+	out := make([]exportedConsent, 0, len(consents))
+	for _, c := range consents {
+		out = append(out, exportedConsent{ConsentEvent: c, EvidenceFile: files[scanIDIn.FindString(c.Evidence)]})
+	}
+	return out
+}
+
+// exportActivity decrypts the activity records: their payload has the
+// role and the addresses the clear header leaves out.
+func exportActivity(ctx context.Context, files *openSegments, key openpgp.EntityList, recs []located) ([]Activity, error) {
+	acts, err := decryptAll[Activity](ctx, files, key, recs, "activity")
+	for i := range acts {
+		acts[i].Time = acts[i].Time.UTC()
+	}
+	return acts, err
+}

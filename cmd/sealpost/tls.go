@@ -61,7 +61,7 @@ func renewLocal(cfg *config.Config, dir string, log *slog.Logger) (*tlsconf.Rene
 			"ca", r.NextCA, "from", r.NextCAFrom.Format(time.DateOnly), "why", r.Why)
 	}
 	if r.CertRenewed {
-		log.Info("certificate renewed", "cert", filepath.Join(dir, tlsconf.CertFile), "until", r.CertExpires.Format(time.DateOnly))
+		log.Info("server certificate issued by the local CA", "cert", filepath.Join(dir, tlsconf.CertFile), "until", r.CertExpires.Format(time.DateOnly))
 	}
 	return r, nil
 }

@@ -281,8 +281,8 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals and %d consent events to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
-		rep.Messages, rep.Refusals, rep.ConsentEvents, *out, rep.HeadSeq, rep.Head)
+	fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
+		rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, *out, rep.HeadSeq, rep.Head)
 	switch {
 	case *verifyAll && !rep.Verified, !*verifyAll && !rep.RecordsChecked:
 		fmt.Fprintf(c.stdout, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", *out)

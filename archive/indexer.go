@@ -77,8 +77,9 @@ func (a *Archive) scanDerived() error {
 	return nil
 }
 
-// indexWrite is called before the indexer writes a batch; false skips it
-// (tests: a crash between the archive's fsync and the index's write).
+// indexWrite is called before the indexer writes a batch or catches up
+// from the segments (an empty batch); false skips it (tests: a crash
+// between the archive's fsync and the index's write writes neither).
 var indexWrite = func([]indexRow) bool { return true }
 
 // indexer writes each durable batch into the index, off the path of the
@@ -93,7 +94,7 @@ func (a *Archive) indexer() {
 	a.published(head.seq)
 	var failing bool
 	for rows := range a.indexQ {
-		if len(rows) > 0 && !indexWrite(rows) {
+		if !indexWrite(rows) {
 			continue
 		}
 		switch {

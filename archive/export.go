@@ -221,7 +221,9 @@ func exportSigner(dir string) (*openpgp.Entity, error) {
 // exportSelection is what an export holds, in chain order.
 type exportSelection struct {
 	messages, refusals, consents []located
-	// evidence and activity: in the window, and for a client those whose
+	// evidence: the scans behind the consents listed, which are not
+	// limited to the window (a consent signed years ago still covers
+	// today's mail). activity: in the window. For a client, those whose
 	// header names one of their address hashes (an activity record
 	// without addresses is about no client).
 	evidence, activity []located
@@ -243,7 +245,7 @@ func selectRecords(ctx context.Context, ir *indexReader, hashKey []byte, f Filte
 	for _, q := range []struct {
 		kind string
 		to   *[]located
-	}{{kindMessage, &sel.messages}, {kindRefusal, &sel.refusals}, {kindEvidence, &sel.evidence}, {kindActivity, &sel.activity}} {
+	}{{kindMessage, &sel.messages}, {kindRefusal, &sel.refusals}, {kindActivity, &sel.activity}} {
 		qq := inRange
 		qq.kinds = []string{q.kind}
 		if *q.to, err = ir.findOrRebuild(ctx, qq); err != nil {
@@ -251,6 +253,9 @@ func selectRecords(ctx context.Context, ir *indexReader, hashKey []byte, f Filte
 		}
 	}
 	if sel.consents, err = ir.findOrRebuild(ctx, recordQuery{kinds: []string{kindConsent}, addrs: clients, maxSeq: headSeq}); err != nil {
+		return nil, err
+	}
+	if sel.evidence, err = ir.findOrRebuild(ctx, recordQuery{kinds: []string{kindEvidence}, addrs: clients, maxSeq: headSeq}); err != nil {
 		return nil, err
 	}
 	// What the relay wrote since the chain head was settled.

@@ -122,7 +122,9 @@ func TestExportEvidence(t *testing.T) {
 			[]string{"consent-recorded"}},
 		{"--client emil", Filter{Clients: []string{"emil@client.example"}}, map[string][]byte{"evidence/" + pngID + ".png": png},
 			[]string{"consent-recorded"}},
-		{"a window before the scans", Filter{Until: f.now}, map[string][]byte{}, nil},
+		// The consents are listed whatever the window, and so are the
+		// scans behind them; the activity is the window's.
+		{"a window before the scans", Filter{Until: f.now}, map[string][]byte{"evidence/" + pdfID + ".pdf": pdf, "evidence/" + pngID + ".png": png}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "export")

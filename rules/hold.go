@@ -52,6 +52,21 @@ func (p *Policy) Hours(ctx context.Context, account string) (OfficeHours, bool, 
 	return oh, true, nil
 }
 
+// Zone is the time zone of account's office hours, as the last reload
+// set them, without Hours' registry read: what "today" is for the days of
+// an absence. ok is false when the account has no office hours.
+func (p *Policy) Zone(account string) (loc *time.Location, ok bool) {
+	m := p.hours.Load()
+	if m == nil {
+		return nil, false
+	}
+	oh, ok := (*m)[account]
+	if !ok || oh.Schedule == nil || oh.Schedule.Location == nil {
+		return nil, false
+	}
+	return oh.Schedule.Location, true
+}
+
 // absences are an account's days away as closures of its hours
 // (implemented by *Registry).
 type absences interface {

@@ -6,11 +6,12 @@ import (
 	"strconv"
 
 	"github.com/sealpost/sealpost/rules"
+	"github.com/sealpost/sealpost/rules/hours"
 )
 
 func init() {
 	register(&command{name: "away", args: "--account NAME --from YYYY-MM-DD --until YYYY-MM-DD [--note TEXT] [--by WHO]",
-		summary: "record days a therapist is away: their office hours are closed (held mail waits, answer dates count from their return)", run: runAway})
+		summary: "record days a therapist is away; " + hours.AwayEffect, run: runAway})
 	register(&command{name: "away list", args: "[--account NAME] [--json]", summary: "the absences recorded, not cancelled", run: runAwayList})
 	register(&command{name: "away cancel", args: "ID --account NAME [--by WHO]", summary: "cancel an absence (recorded, not erased)", run: runAwayCancel})
 }
@@ -39,7 +40,7 @@ func runAway(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "Recorded absence #%d: %s is away from %s to %s, both included.\n", a.ID, a.Account, a.From, a.Until)
+		fmt.Fprintf(c.stdout, "Recorded absence #%d: %s; %s.\n", a.ID, hours.AwaySentence(a.Account, a.From, a.Until), hours.AwayEffect)
 		if _, ok := cfg.OfficeHours()[*account]; !ok {
 			fmt.Fprintf(c.stdout, "%s has no office hours ([hours] windows): nothing is held or dated by it until they are set.\n", a.Account)
 		}

@@ -67,3 +67,12 @@ func (ds Days) Closed(from, to time.Time) []Span {
 	}
 	return out
 }
+
+// AwayEffect is what an absence does, in the words `sealpost away` and the
+// console both use, so a therapist reads the same promise in either.
+const AwayEffect = "office hours are closed on those days: held mail to clients waits for the first day back, and the acknowledgement gives an answer date counted from it"
+
+// AwaySentence says who is away when, as `sealpost away` confirms it.
+func AwaySentence(account, from, until string) string {
+	return fmt.Sprintf("%s is away from %s to %s, both included", account, from, until)
+}

@@ -27,15 +27,17 @@ type ActivityLog interface {
 }
 
 var activityWords = map[string]string{
-	"consent-recorded": "recorded a client's consent to unencrypted email",
-	"passphrase-set":   "recorded a client's passphrase",
-	"key-imported":     "imported a key",
-	"key-accepted":     "accepted a key a client offered",
-	"key-removed":      "removed a key",
-	"queue-retry":      "tried a queued message again",
-	"queue-drop":       "dropped a queued message",
-	"totp-on":          "turned login codes on for their login",
-	"totp-off":         "turned login codes off for their login",
+	"consent-recorded":  "recorded a client's consent to unencrypted email",
+	"passphrase-set":    "recorded a client's passphrase",
+	"key-imported":      "imported a key",
+	"key-accepted":      "accepted a key a client offered",
+	"key-removed":       "removed a key",
+	"queue-retry":       "tried a queued message again",
+	"queue-drop":        "dropped a queued message",
+	"absence-added":     "recorded a therapist's absence",
+	"absence-cancelled": "cancelled a therapist's absence",
+	"totp-on":           "turned login codes on for their login",
+	"totp-off":          "turned login codes off for their login",
 }
 
 // note records a change someone made; the change stands either way, and a

@@ -52,9 +52,9 @@ func TestPagesInChromium(t *testing.T) {
 
 	pages := map[string][]string{
 		"":       {"/login"},
-		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/clients", "/clients/c007@client.example", "/keys", "/keys/" + proposedFpr + "/accept", "/archive", "/activity", "/nowhere"},
-		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue"},
-		"audit":  {"/today", "/archive", "/activity", "/queue"},
+		"office": {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/queue/Q1ANNA/drop", "/absences", "/absences/1/cancel", "/clients", "/clients/c007@client.example", "/keys", "/keys/" + proposedFpr + "/accept", "/archive", "/activity", "/nowhere"},
+		"anna":   {"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/absences", "/absences/1/cancel"},
+		"audit":  {"/today", "/archive", "/activity", "/queue", "/absences"},
 	}
 	for _, user := range []string{"", "office", "anna", "audit"} {
 		if user != "" {
@@ -157,7 +157,7 @@ func TestWithoutJavaScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	logInAs(t, ctx, tc.url, "office")
-	for _, path := range []string{"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/clients", "/keys", "/archive", "/activity"} {
+	for _, path := range []string{"/today", "/refusals", "/refusals/R7K2QX", "/queue", "/absences", "/clients", "/keys", "/archive", "/activity"} {
 		open(t, ctx, tc.url+path)
 	}
 	open(t, ctx, tc.url+"/queue")

@@ -32,6 +32,7 @@ type Options struct {
 	Keys            KeyAdmin        // nil: no Keys page
 	Archive         ArchiveSource   // nil: no Archive page
 	Activity        ActivityLog     // nil: changes are only logged
+	Absences        AbsenceBook     // nil: no Absences page
 	// TOTPFile keeps logins' TOTP secrets (data_dir/console-totp.json);
 	// "": no login codes.
 	TOTPFile             string

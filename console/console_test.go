@@ -9,17 +9,18 @@ import (
 )
 
 // concrete fills a route's pattern with values the session may use: the
-// therapist anna's refusal and queued message.
+// therapist anna's refusal, queued message and absence.
 func concrete(pattern string) (method, path string) {
 	method, path, _ = strings.Cut(pattern, " ")
-	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{fpr}", proposedFpr, "{address}", "c007@client.example", "{$}", "").Replace(path)
+	path = strings.NewReplacer("{ref}", "R7K2QX", "{id}", "Q1ANNA", "{fpr}", proposedFpr, "{address}", "c007@client.example", "{absence}", "1", "{$}", "").Replace(path)
 	return method, path
 }
 
 // TestRoutesRoles walks the route table for every role and for nobody:
 // a role the table grants gets the page or the action, every other role
 // 403 (nothing done), and without a session the browser goes to the login
-// page. The therapist is anna, whose refusal and message the paths name.
+// page. The therapist is anna, whose refusal, message and absence the paths
+// name.
 func TestRoutesRoles(t *testing.T) {
 	tc := startConsole(t)
 	users := map[Role]string{Admin: "office", Therapist: "anna", Auditor: "audit"}
@@ -60,6 +61,9 @@ func TestRoutesRoles(t *testing.T) {
 	}
 	if len(tc.queue.dropped) != 2 || tc.queue.dropped[0] != "Q1ANNA" { // the admin's and anna's
 		t.Errorf("dropped %v; only the roles the table allows may drop", tc.queue.dropped)
+	}
+	if len(tc.absences.cancelled) != 1 || tc.absences.cancelled[0] != 1 { // the admin's; anna's finds it gone
+		t.Errorf("cancelled absences %v; only the roles the table allows may cancel", tc.absences.cancelled)
 	}
 }
 

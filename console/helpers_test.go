@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -307,6 +308,55 @@ func (fakeArchive) Timeline(_ context.Context, address string, limit int) ([]Tim
 		{Time: now.Add(-time.Minute), Kind: "event", Event: "delivered", Size: 300}}, true, nil
 }
 
+// fakeAbsences hold absence 1, anna's from tomorrow for a week, and 2,
+// ben's next month; "today" is the test's day in UTC.
+type fakeAbsences struct {
+	mu        sync.Mutex
+	list      []Absence
+	cancelled []int64
+}
+
+func newFakeAbsences() *fakeAbsences {
+	day := func(n int) string { return time.Now().UTC().AddDate(0, 0, n).Format(time.DateOnly) }
+	at := time.Now().Add(-24 * time.Hour)
+	return &fakeAbsences{list: []Absence{
+		{ID: 1, Account: "anna", From: day(1), Until: day(7), Note: "conference", RecordedBy: "anna (console)", RecordedAt: at},
+		{ID: 2, Account: "ben", From: day(30), Until: day(40), RecordedBy: "root", RecordedAt: at},
+	}}
+}
+
+func (f *fakeAbsences) Absences(_ context.Context, account string) ([]Absence, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Absence
+	for _, a := range f.list {
+		if a.Account == account && !slices.Contains(f.cancelled, a.ID) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeAbsences) AddAbsence(_ context.Context, a Absence) (Absence, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a.ID, a.RecordedAt = int64(len(f.list)+1), time.Now()
+	f.list = append(f.list, a)
+	return a, nil
+}
+
+func (f *fakeAbsences) CancelAbsence(_ context.Context, account string, id int64, by string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancelled = append(f.cancelled, id)
+	return nil
+}
+
+// Today: ben has no office hours.
+func (f *fakeAbsences) Today(account string) (string, bool) {
+	return time.Now().UTC().Format(time.DateOnly), account != "ben"
+}
+
 // testConsole is a console over TLS with fakes behind it and a clock the
 // test moves.
 type testConsole struct {
@@ -319,6 +369,7 @@ type testConsole struct {
 	clients  *fakeClients
 	keys     *fakeKeys
 	activity *fakeActivity
+	absences *fakeAbsences
 	logs     *testutil.LockedBuffer
 
 	mu  sync.Mutex
@@ -328,8 +379,8 @@ type testConsole struct {
 func startConsole(t *testing.T) *testConsole {
 	t.Helper()
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
-		clients: &fakeClients{}, keys: newFakeKeys(), activity: &fakeActivity{}, logs: &testutil.LockedBuffer{}, now: time.Now()}
-	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys, Archive: fakeArchive{}, Activity: tc.activity,
+		clients: &fakeClients{}, keys: newFakeKeys(), activity: &fakeActivity{}, absences: newFakeAbsences(), logs: &testutil.LockedBuffer{}, now: time.Now()}
+	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys, Archive: fakeArchive{}, Activity: tc.activity, Absences: tc.absences,
 		TOTPFile: filepath.Join(t.TempDir(), "console-totp.json"),
 		Logger:   slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {

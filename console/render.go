@@ -80,7 +80,7 @@ type view struct {
 
 // menu are the pages a role may open, from the route table.
 func (s *Server) menu(role Role, path string) []navItem {
-	items := []navItem{{"/today", "Today", false}, {"/refusals", "Refused recipients", false}, {"/queue", "Queue", false}, {"/clients", "Clients", false}, {"/keys", "Keys", false}, {"/archive", "Archive", false}, {"/activity", "Activity", false}}
+	items := []navItem{{"/today", "Today", false}, {"/refusals", "Refused recipients", false}, {"/queue", "Queue", false}, {"/absences", "Absences", false}, {"/clients", "Clients", false}, {"/keys", "Keys", false}, {"/archive", "Archive", false}, {"/activity", "Activity", false}}
 	var out []navItem
 	for _, it := range items {
 		for _, rt := range s.table() {

@@ -63,6 +63,10 @@ func (s *Server) table() []route {
 		{"POST /queue/{id}/retry", sendersRoles, s.retry, nil},
 		{"GET /queue/{id}/drop", sendersRoles, s.confirmDrop, nil},
 		{"POST /queue/{id}/drop", sendersRoles, s.drop, nil},
+		{"GET /absences", sendersRoles, s.absences, nil},
+		{"POST /absences", sendersRoles, s.addAbsence, nil},
+		{"GET /absences/{absence}/cancel", sendersRoles, s.confirmCancelAbsence, nil},
+		{"POST /absences/{absence}/cancel", sendersRoles, s.cancelAbsence, nil},
 	}
 }
 

@@ -186,3 +186,27 @@ type ArchiveSource interface {
 type Summary struct {
 	Sent, Received, Delivered, Bounced, Refused int
 }
+
+// Absence is a stretch of days a therapist is away (sealpost away).
+type Absence struct {
+	ID          int64
+	Account     string
+	From, Until string // YYYY-MM-DD, both days included
+	Note        string
+	RecordedBy  string
+	RecordedAt  time.Time
+}
+
+// AbsenceBook is the registry's absences.
+type AbsenceBook interface {
+	// Absences are account's absences that stand, earliest first.
+	Absences(ctx context.Context, account string) ([]Absence, error)
+	AddAbsence(ctx context.Context, a Absence) (Absence, error)
+	// CancelAbsence records that absence id of account no longer stands.
+	CancelAbsence(ctx context.Context, account string, id int64, by string) error
+	// Today is the day it is now in account's time zone (its office
+	// hours' zone, else the server's), YYYY-MM-DD: what "in the past"
+	// means for its absences. hasHours is false when the account has no
+	// office hours, so an absence closes nothing yet.
+	Today(account string) (day string, hasHours bool)
+}

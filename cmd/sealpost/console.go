@@ -74,6 +74,7 @@ func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, r
 		Keys:            &consoleKeys{pa: pa},
 		Archive:         consoleArchive{pa.arch, cfg.Archive.Retention.D()},
 		Activity:        consoleActivity{pa.arch},
+		Absences:        consoleAbsences{pa},
 		// Beside the registry: data_dir is sealpost's alone.
 		TOTPFile:             filepath.Join(cfg.DataDir, "console-totp.json"),
 		RequireTOTPForAdmins: cfg.Console.RequireTOTPForAdmins,
@@ -427,4 +428,35 @@ func (d *policyAndArchive) knownAddresses(ctx context.Context) ([]string, error)
 		}
 	}
 	return out, nil
+}
+
+// consoleAbsences are the registry's absences for the console's Absences
+// page, dated in each account's office hours' zone as the policy has them
+// (so a reload's new zone counts at once).
+type consoleAbsences struct{ pa *policyAndArchive }
+
+func (c consoleAbsences) Absences(ctx context.Context, account string) ([]console.Absence, error) {
+	list, err := c.pa.registry.Absences(ctx, account)
+	out := make([]console.Absence, 0, len(list))
+	for _, a := range list {
+		out = append(out, console.Absence(a))
+	}
+	return out, err
+}
+
+func (c consoleAbsences) AddAbsence(ctx context.Context, a console.Absence) (console.Absence, error) {
+	got, err := c.pa.registry.AddAbsence(ctx, rules.Absence(a))
+	return console.Absence(got), err
+}
+
+func (c consoleAbsences) CancelAbsence(ctx context.Context, account string, id int64, by string) error {
+	return c.pa.registry.CancelAbsence(ctx, account, id, by)
+}
+
+func (c consoleAbsences) Today(account string) (string, bool) {
+	loc, ok := c.pa.policy.Zone(account)
+	if !ok {
+		loc = time.Local
+	}
+	return clockNow().In(loc).Format(time.DateOnly), ok
 }

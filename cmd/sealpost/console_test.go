@@ -131,7 +131,7 @@ func BenchmarkConsolePages(b *testing.B) {
 var benchCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // benchLogin logs in through the login form and returns the session cookie.
-func benchLogin(b *testing.B, h http.Handler, user, pw string) *http.Cookie {
+func benchLogin(b testing.TB, h http.Handler, user, pw string) *http.Cookie {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://console.test/login", nil))
 	token := benchCSRF.FindStringSubmatch(rec.Body.String())

@@ -81,9 +81,7 @@ func TestOAuth2ToProvider(t *testing.T) {
 	send("while the provider refuses the token")
 	id := waitQueued(t, r, "the provider refused the OAuth 2.0 access token for therapist@practice.example")
 	fake.RejectTokens(false)
-	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 {
-		t.Fatalf("queue retry: %s", stderr)
-	}
+	retryNow(t, r, id)
 	testutil.WaitWithin(t, 30*time.Second, "the message delivered once the token is taken", atSink(3))
 
 	// The practice's admin withdraws sealpost's access: mail waits, and the
@@ -96,10 +94,18 @@ func TestOAuth2ToProvider(t *testing.T) {
 
 	// Signing in again (in a browser this time) is enough: no restart.
 	browserLogin(t, r)
-	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 {
+	retryNow(t, r, id)
+	testutil.WaitWithin(t, 30*time.Second, "the waiting message delivered after signing in again", atSink(4))
+}
+
+// retryNow asks for the message's next attempt now. The queue's own
+// retry may have delivered it in the meantime, which is as good: the
+// caller waits for it at the sink.
+func retryNow(t *testing.T, r *Relay, id string) {
+	t.Helper()
+	if _, stderr, code := r.Run(t, "", "queue", "retry", id); code != 0 && !strings.Contains(stderr, "no such message") {
 		t.Fatalf("queue retry: %s", stderr)
 	}
-	testutil.WaitWithin(t, 30*time.Second, "the waiting message delivered after signing in again", atSink(4))
 }
 
 // waitQueued waits for one queued message whose last error says want, and

@@ -125,7 +125,9 @@ func TestTOTPInChromium(t *testing.T) {
 	do(t, ctx, "window", chromedp.EmulateViewport(1280, 800))
 	logInAs(t, ctx, tc.url, "anna")
 	do(t, ctx, "open the set-up", chromedp.Click("a.codes"), chromedp.WaitVisible("img.qr"))
-	if w := browsertest.Eval[float64](t, ctx, `document.querySelector("img.qr").naturalWidth`); w < 200 {
+	// WaitVisible sees the element before its image has arrived: wait for
+	// the image itself (decode settles once it is loaded, or failed).
+	if w := browsertest.Eval[float64](t, ctx, `(img => img.decode().then(() => img.naturalWidth, () => 0))(document.querySelector("img.qr"))`); w < 200 {
 		t.Errorf("the QR code is %v px wide: not shown", w)
 	}
 	browsertest.Axe(t, ctx, "the set-up page")

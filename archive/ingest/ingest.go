@@ -153,23 +153,33 @@ func CheckLogin(ctx context.Context, o Options) error {
 	if len(o.Folders) == 0 {
 		o.Folders = []string{"INBOX"}
 	}
-	w := &Watcher{o: o}
-	c, err := w.dial(make(chan struct{}, 1))
+	c, done, err := loggedIn(ctx, o)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", o.Address, err)
+		return err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	if err := w.login(ctx, c); err != nil {
-		return fmt.Errorf("login as %s: %w", o.Username, err)
-	}
+	defer done()
 	for _, f := range o.Folders {
 		if _, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 			return fmt.Errorf("folder %q: %w", f, err)
 		}
 	}
 	return c.Logout().Wait()
+}
+
+// loggedIn connects and logs in with o, for a single errand (check, a
+// report); done closes the connection, which ctx's end also does.
+func loggedIn(ctx context.Context, o Options) (c *imapclient.Client, done func(), err error) {
+	w := &Watcher{o: o}
+	if c, err = w.dial(make(chan struct{}, 1)); err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", o.Address, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	done = func() { stop(); c.Close() }
+	if err := w.login(ctx, c); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("login as %s: %w", o.Username, err)
+	}
+	return c, done, nil
 }
 
 func (w *Watcher) dial(news chan<- struct{}) (*imapclient.Client, error) {

@@ -22,17 +22,11 @@ import (
 // messageID is there already: a report made twice (a restart between
 // queuing and recording it) is not shown twice.
 func AppendReport(ctx context.Context, o Options, messageID string, report []byte) error {
-	w := &Watcher{o: o}
-	c, err := w.dial(make(chan struct{}, 1))
+	c, done, err := loggedIn(ctx, o)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", o.Address, err)
+		return err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	if err := w.login(ctx, c); err != nil {
-		return fmt.Errorf("login as %s: %w", o.Username, err)
-	}
+	defer done()
 	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 		return fmt.Errorf("examine INBOX: %w", err)
 	}

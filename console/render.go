@@ -28,7 +28,8 @@ var funcs = template.FuncMap{
 		if t.IsZero() {
 			return "never"
 		}
-		return t.Local().Format("2006-01-02 15:04")
+		// With the zone: the server's clock may not be the reader's.
+		return t.Local().Format("2006-01-02 15:04 MST")
 	},
 	"iso":     func(t time.Time) string { return t.Format(time.RFC3339) },
 	"bytes":   func(n int64) string { return status.Bytes(uint64(max(n, 0))) },

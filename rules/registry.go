@@ -469,20 +469,7 @@ func (r *Registry) addEventAddresses(ctx context.Context, table string, id, last
 // ClientAddresses returns every address ever recorded for a client name or
 // chart id (exports by client use it).
 func (r *Registry) ClientAddresses(ctx context.Context, client string) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT a.address FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id WHERE e.client = ?1
+	return r.addresses(ctx, `SELECT a.address FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id WHERE e.client = ?1
 		UNION SELECT a.address FROM passphrase_addresses a JOIN consent_events e ON e.id = a.event_id WHERE e.client = ?1
 		ORDER BY 1`, client)
-	if err != nil {
-		return nil, fmt.Errorf("consent registry: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
 }

@@ -481,51 +481,90 @@ func safeName(id string) string {
 // The file gets its name only when the record checked out whole, its
 // metadata naming the message its header does.
 func (o *openSegments) exportMessage(l located, key openpgp.EntityList, path string) (meta, head []byte, size int64, sum string, err error) {
-	// Written under a temporary name, renamed when whole: an interrupted
-	// export leaves no message file that looks complete.
-	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".record-%d.partial", l.h.Seq))
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	p, err := o.decryptPartial(l, key, filepath.Dir(path))
 	if err != nil {
 		return nil, nil, 0, "", err
 	}
 	defer func() {
-		f.Close()
 		if err != nil {
-			os.Remove(tmp)
+			p.discard()
 		}
 	}()
+	if err := sameMessage(l, p.meta); err != nil {
+		return nil, nil, 0, "", err
+	}
+	head = make([]byte, min(p.size, maxNamedHeader))
+	if err := p.readAt(head, 0); err != nil {
+		return nil, nil, 0, "", err
+	}
+	if err := p.keepAs(path); err != nil {
+		return nil, nil, 0, "", err
+	}
+	return p.meta, head, p.size, p.sum, nil
+}
+
+// partialRecord is a record decrypted into a temporary file beside where
+// it is to go: the file holds its body, meta the metadata that followed
+// it. Written under a temporary name and renamed when whole, so an
+// interrupted export leaves no file that looks complete.
+type partialRecord struct {
+	f    *os.File
+	path string
+	meta []byte
+	size int64
+	sum  string // the body's SHA-256, hex
+}
+
+// decryptPartial decrypts record l into dir; on an error nothing is left.
+func (o *openSegments) decryptPartial(l located, key openpgp.EntityList, dir string) (p *partialRecord, err error) {
+	tmp := filepath.Join(dir, fmt.Sprintf(".record-%d.partial", l.h.Seq))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	rec := &partialRecord{f: f, path: tmp}
+	defer func() {
+		if err != nil {
+			rec.discard()
+		}
+	}()
+	p = rec
 	n, err := o.decryptTo(l, key, f)
 	if err != nil {
-		return nil, nil, 0, "", err
+		return nil, err
 	}
-	readAt := func(b []byte, off int64) error { _, err := f.ReadAt(b, off); return err }
-	size, err = splitAt(n, readAt)
-	if err != nil {
-		return nil, nil, 0, "", err
+	if p.size, err = splitAt(n, p.readAt); err != nil {
+		return nil, err
 	}
-	meta = make([]byte, n-4-size)
-	if err := readAt(meta, size); err != nil {
-		return nil, nil, 0, "", err
+	p.meta = make([]byte, n-4-p.size)
+	if err := p.readAt(p.meta, p.size); err != nil {
+		return nil, err
 	}
-	if err := sameMessage(l, meta); err != nil {
-		return nil, nil, 0, "", err
-	}
-	if err := f.Truncate(size); err != nil {
-		return nil, nil, 0, "", err
+	if err := f.Truncate(p.size); err != nil {
+		return nil, err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return nil, nil, 0, "", err
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, p.size)); err != nil {
+		return nil, err
 	}
-	head = make([]byte, min(size, maxNamedHeader))
-	if err := readAt(head, 0); err != nil {
-		return nil, nil, 0, "", err
+	p.sum = hex.EncodeToString(h.Sum(nil))
+	return p, nil
+}
+
+func (p *partialRecord) readAt(b []byte, off int64) error {
+	_, err := p.f.ReadAt(b, off)
+	return err
+}
+
+// keepAs gives the whole record its name.
+func (p *partialRecord) keepAs(path string) error {
+	if err := p.f.Close(); err != nil {
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return nil, nil, 0, "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, nil, 0, "", err
-	}
-	return meta, head, size, hex.EncodeToString(h.Sum(nil)), nil
+	return os.Rename(p.path, path)
+}
+
+func (p *partialRecord) discard() {
+	p.f.Close()
+	os.Remove(p.path)
 }

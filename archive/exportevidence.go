@@ -2,11 +2,8 @@ package archive
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -69,49 +66,26 @@ func exportEvidence(ctx context.Context, files *openSegments, key openpgp.Entity
 // exportEvidence streams one evidence record's document into
 // out/evidence/ID.EXT, under a temporary name until it checked out whole.
 func (o *openSegments) exportEvidence(l located, key openpgp.EntityList, out string) (me manifestEvidence, err error) {
-	tmp := filepath.Join(out, "evidence", fmt.Sprintf(".record-%d.partial", l.h.Seq))
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	p, err := o.decryptPartial(l, key, filepath.Join(out, "evidence"))
 	if err != nil {
 		return me, err
 	}
 	defer func() {
-		f.Close()
 		if err != nil {
-			os.Remove(tmp)
+			p.discard()
 		}
 	}()
-	n, err := o.decryptTo(l, key, f)
-	if err != nil {
-		return me, err
-	}
-	readAt := func(b []byte, off int64) error { _, err := f.ReadAt(b, off); return err }
-	size, err := splitAt(n, readAt)
-	if err != nil {
-		return me, err
-	}
-	meta := make([]byte, n-4-size)
-	if err := readAt(meta, size); err != nil {
-		return me, err
-	}
-	if err := json.Unmarshal(meta, &me.Evidence); err != nil {
+	if err := json.Unmarshal(p.meta, &me.Evidence); err != nil {
 		return me, fmt.Errorf("metadata: %w", err)
 	}
 	me.Time = me.Time.UTC()
-	if err := f.Truncate(size); err != nil {
-		return me, err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return me, err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	// The id in the (hash-chained) header is the document's hash too: a
 	// payload moved from another evidence record decrypts fine.
-	if sum != me.SHA256 || size != me.Size || l.h.ID != "scan-"+sum[:16] {
-		return me, fmt.Errorf("the document (%d octets, SHA-256 %s) is not the one its record describes (%s: %d octets, SHA-256 %s)", size, sum, l.h.ID, me.Size, me.SHA256)
+	if p.sum != me.SHA256 || p.size != me.Size || l.h.ID != "scan-"+p.sum[:16] {
+		return me, fmt.Errorf("the document (%d octets, SHA-256 %s) is not the one its record describes (%s: %d octets, SHA-256 %s)", p.size, p.sum, l.h.ID, me.Size, me.SHA256)
 	}
-	sniff := make([]byte, min(size, 512))
-	if err := readAt(sniff, 0); err != nil {
+	sniff := make([]byte, min(p.size, 512))
+	if err := p.readAt(sniff, 0); err != nil {
 		return me, err
 	}
 	ext, ok := scanExt[http.DetectContentType(sniff)]
@@ -119,10 +93,7 @@ func (o *openSegments) exportEvidence(l located, key openpgp.EntityList, out str
 		ext = "bin"
 	}
 	me.ID, me.File = l.h.ID, "evidence/"+safeName(l.h.ID)+"."+ext
-	if err := f.Close(); err != nil {
-		return me, err
-	}
-	return me, os.Rename(tmp, filepath.Join(out, me.File))
+	return me, p.keepAs(filepath.Join(out, me.File))
 }
 
 // scanIDIn finds the scan id a consent's evidence text names (the console

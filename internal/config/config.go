@@ -183,9 +183,13 @@ type ClientsConfig struct {
 }
 
 type ArchiveConfig struct {
-	PublicKey string         `toml:"public_key"`
-	Retention Duration       `toml:"retention"`
-	Viewers   []ViewerConfig `toml:"viewer"`
+	PublicKey string   `toml:"public_key"`
+	Retention Duration `toml:"retention"`
+	// Node names this relay's own archive chain where several relays of a
+	// group practice keep theirs side by side (in one bucket, in one
+	// auditor's export). Empty on a practice's only relay.
+	Node    string         `toml:"node"`
+	Viewers []ViewerConfig `toml:"viewer"`
 }
 
 // ViewerConfig is one [[archive.viewer]]: a login for `sealpost archive

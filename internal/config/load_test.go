@@ -76,6 +76,10 @@ address = "smtp.example.com:587"
 tls = "plaintext"
 `, []string{":4: smtp.submission", ":5: smtp.max_message_bytes", ":9: account[0].password_hash", ":10: account[0].addresses",
 			":15: upstream.tls", "account[0].upstream_password_file"}},
+		{"node name unfit for object keys", `data_dir = "d"
+[archive]
+node = "Relay A/1"
+`, []string{":3: archive.node"}},
 		{"greeting wait too long", `data_dir = "d"
 [smtp]
 greeting_wait = "30s"

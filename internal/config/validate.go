@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -310,6 +311,8 @@ func (c *Config) validatePolicy(bad reporter) {
 	}
 }
 
+var validNodeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
 func (c *Config) validateArchive(bad reporter) {
 	viewers := map[string]bool{}
 	for i, v := range c.Archive.Viewers {
@@ -321,6 +324,9 @@ func (c *Config) validateArchive(bad reporter) {
 		if err := password.CheckHash(v.PasswordHash); err != nil {
 			bad(k+".password_hash", "%v (make one with: sealpost passwd)", err)
 		}
+	}
+	if c.Archive.Node != "" && !validNodeName.MatchString(c.Archive.Node) {
+		bad("archive.node", "must be 1 to 32 lowercase letters, digits or dashes, starting with a letter or digit (it names the node's chain in object keys and exports), not %q", c.Archive.Node)
 	}
 	if c.Archive.Retention.D() < 24*time.Hour {
 		bad("archive.retention", "must be at least a day (records must be kept for years: 7y is the default)")

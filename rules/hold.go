@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/sealpost/sealpost/internal/textutil"
 	"github.com/sealpost/sealpost/record"
 	"github.com/sealpost/sealpost/rules/hours"
 )
@@ -176,8 +177,22 @@ func (p *Policy) holdCopies(ctx context.Context, sub Submission, res *Result, ma
 		return nil
 	}
 	res.Copies = splitHeld(res.Copies, res.Decisions, held, until)
-	res.Held = until.In(oh.Schedule.Location).Format(heldFormat) + " (office hours)"
+	res.Held = until.In(oh.Schedule.Location).Format(heldFormat) + " (" + heldBecause(oh.Schedule, now) + ")"
 	return nil
+}
+
+// heldBecause says in the 250's words why the copies wait: the closure in
+// force (an absence, a holiday by its calendar name) or the office hours.
+// A name goes into an SMTP reply line only as short printable ASCII.
+func heldBecause(s *hours.Schedule, now time.Time) string {
+	for _, c := range s.ClosedAt(now) {
+		why := textutil.OneLine(c.Why)
+		if why == "" || len(why) > 60 || strings.IndexFunc(why, func(r rune) bool { return r < ' ' || r > '~' }) >= 0 {
+			return "closed"
+		}
+		return why
+	}
+	return "office hours"
 }
 
 // splitHeld gives the held recipients of each copy a copy of their own

@@ -183,7 +183,7 @@ func TestHoldDuringAbsence(t *testing.T) {
 	}
 	ny, _ := time.LoadLocation("America/New_York")
 	res, _ := prepareAt(t, tp, time.Date(2026, 12, 7, 10, 0, 0, 0, ny), "x")
-	if res.Held != "Thu 10 Dec 09:00 (office hours)" {
+	if res.Held != "Thu 10 Dec 09:00 (away: conference)" {
 		t.Errorf("Held %q during an absence until Wednesday", res.Held)
 	}
 	list, err := tp.reg.Absences(ctx, "therapist")
@@ -223,6 +223,30 @@ func TestTakeNowMarker(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%q: %q, want %q", subject, got, want)
+		}
+	}
+}
+
+// The 250 names the closure that holds the copies, and only in words an
+// SMTP reply line can carry.
+func TestHeldBecauseNamesTheClosure(t *testing.T) {
+	day, _ := hours.ParseDate("2026-12-07")
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	tests := []struct{ why, want string }{
+		{"away: conference", "away: conference"},
+		{"Christmas\r\nDay", "Christmas Day"},
+		{"Fête nationale", "closed"},
+		{"a\x07bell", "closed"},
+		{strings.Repeat("long ", 20), "closed"},
+		{"", "closed"},
+	}
+	for _, tt := range tests {
+		s := &hours.Schedule{Location: time.UTC, Closures: []hours.Closures{hours.Days{Location: time.UTC, Ranges: []hours.DayRange{{From: day, Until: day, Why: tt.why}}}}}
+		if got := heldBecause(s, at); got != tt.want {
+			t.Errorf("closure %q: held because %q, want %q", tt.why, got, tt.want)
+		}
+		if got := heldBecause(s, at.AddDate(0, 0, 1)); got != "office hours" {
+			t.Errorf("the day after %q: held because %q", tt.why, got)
 		}
 	}
 }

@@ -89,7 +89,8 @@ type Result struct {
 	// Fired lists the content rules that fired without refusing the message.
 	Fired []record.RuleHit
 	// Held says, when copies are held outside the sender's office hours,
-	// until when, for the sender's reply: "Mon 7 Dec 09:00 (office hours)".
+	// until when, for the sender's reply: "Mon 7 Dec 09:00 (office hours)",
+	// or with the closure in force ("(away: conference)").
 	Held string
 	// Sealed is what EncryptCopies made for each sealed recipient (by
 	// Decision.Recipient): the PDF's SHA-256 and size, for the record.

@@ -216,12 +216,39 @@ func (t *noticeTransform) textHTML(w io.Writer, h textproto.Header, body io.Read
 		}
 	}
 	if len(buf) >= maxHTMLInMemory {
-		if _, err := io.Copy(enc, decoded); err != nil {
+		seen := &markerWatch{marker: []byte(htmlNoticeMarker), seen: bytes.Contains(buf, []byte(htmlNoticeMarker))}
+		if _, err := io.Copy(io.MultiWriter(enc, seen), decoded); err != nil {
 			return false, fmt.Errorf("%w: %w", &mimeError{"an HTML part cannot be decoded: its encoding is damaged"}, err)
 		}
-		enc.Write(block)
+		if !seen.seen {
+			if _, err := enc.Write(block); err != nil {
+				return false, err
+			}
+		}
 	}
 	return true, closeEnc()
+}
+
+// markerWatch tells whether a marker passed through it, across the
+// boundaries of the writes, keeping only the marker's length of the past.
+type markerWatch struct {
+	marker, carry []byte
+	seen          bool
+}
+
+func (m *markerWatch) Write(p []byte) (int, error) {
+	if m.seen {
+		return len(p), nil
+	}
+	k := len(m.marker) - 1
+	edge := append(m.carry, p[:min(len(p), k)]...)
+	m.seen = bytes.Contains(edge, m.marker) || bytes.Contains(p, m.marker)
+	if len(p) >= k {
+		m.carry = append(m.carry[:0], p[len(p)-k:]...)
+	} else {
+		m.carry = append(m.carry[:0], edge[max(0, len(edge)-k):]...)
+	}
+	return len(p), nil
 }
 
 // htmlWithNotice is the HTML read into memory with the notice block before

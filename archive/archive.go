@@ -31,6 +31,11 @@ type Options struct {
 	// HeadFile is where the head file is kept (default HeadFile(Dir)):
 	// outside Dir, so that the folder alone cannot be cut back unnoticed.
 	HeadFile string
+	// Node is this relay's name among the relays of a group practice that
+	// each keep a chain (archive.node); every record carries it. Empty on
+	// a practice's only relay. Open refuses a folder whose chain names
+	// another node.
+	Node string
 	// Context ends what Open may take long for (building the index of an
 	// archive that has none): a relay told to stop while it starts.
 	Context context.Context
@@ -165,6 +170,11 @@ func Open(opts Options) (*Archive, error) {
 	fresh, err := isNewArchive(opts.Dir)
 	if err != nil {
 		return fail(err)
+	}
+	if !fresh {
+		if err := checkNode(opts.Dir, opts.Node, a.log); err != nil {
+			return fail(err)
+		}
 	}
 	slots, err := readHead(a.headPath)
 	switch {

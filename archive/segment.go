@@ -69,6 +69,10 @@ type header struct {
 	Account string `json:"account,omitempty"`
 	// activity (who is Account, what is Event, its object ID): where from
 	From string `json:"from,omitempty"`
+	// Node names the relay whose chain this is (archive.node); empty on a
+	// practice's only relay, and in every record written before nodes had
+	// names, so those records and their hashes are as they were.
+	Node string `json:"node,omitempty"`
 	// hold / release
 	Hold  string `json:"hold,omitempty"`
 	Since string `json:"since,omitempty"` // YYYY-MM-DD

@@ -17,6 +17,9 @@ import (
 
 // Report is what VerifyWith found.
 type Report struct {
+	// Node is the relay whose chain this is, as its records name it (""
+	// when they name none: see NodeName).
+	Node     string
 	Segments int
 	Records  uint64
 	Bytes    int64
@@ -325,6 +328,7 @@ func (v *verifier) record(name string, rec, last *storedRecord) {
 	if last != nil && last.h.Kind == kindSeal {
 		v.problem("%s: record %d comes after the segment's seal", name, rec.h.Seq)
 	}
+	v.checkNode(name, rec)
 	switch rec.h.Kind {
 	case kindSeal:
 		v.seal(name, rec)
@@ -337,6 +341,21 @@ func (v *verifier) record(name string, rec, last *storedRecord) {
 	}
 	v.prevHash, v.prevSeq = rec.hash, rec.h.Seq
 	v.rep.Records++
+}
+
+// checkNode: a chain names no node, or takes one once and keeps it; a
+// record naming another node, or none after a named one, is another
+// relay's record inside this chain.
+func (v *verifier) checkNode(name string, rec *storedRecord) {
+	switch n := rec.h.Node; {
+	case n == v.rep.Node:
+	case v.rep.Node == "":
+		v.rep.Node = n
+	case n == "":
+		v.problem("%s: record %d names no node, the records before it node %q: records of two relays in one chain", name, rec.h.Seq, v.rep.Node)
+	default:
+		v.problem("%s: record %d names node %q, the records before it node %q: records of two relays in one chain", name, rec.h.Seq, n, v.rep.Node)
+	}
 }
 
 func (v *verifier) seal(name string, rec *storedRecord) {
@@ -475,6 +494,9 @@ func (v *verifier) print(w io.Writer) {
 	}
 	for _, p := range rep.Warnings {
 		fmt.Fprintf(w, "WARN %s\n", p)
+	}
+	if rep.Node != "" {
+		fmt.Fprintf(w, "The chain of node %s.\n", rep.Node)
 	}
 	fmt.Fprintf(w, "%d segments, %d records, %d bytes; chain head record %d %s\n", rep.Segments, rep.Records, rep.Bytes, rep.HeadSeq, rep.Head)
 	if rep.Pending > 0 {

@@ -101,7 +101,7 @@ func (a *Archive) appendBatch(batch []*appendReq) error {
 	}
 	for _, r := range batch {
 		seq++
-		r.h.Seq, r.h.Prev, r.h.Time = seq, last, now
+		r.h.Seq, r.h.Prev, r.h.Time, r.h.Node = seq, last, now, a.opts.Node
 		r.h.PLen, r.h.PSHA = r.payload.len(), r.payload.sha()
 		if r.sign != nil {
 			r.sign(&r.h)

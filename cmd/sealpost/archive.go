@@ -319,7 +319,7 @@ func openArchive(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *
 	if err != nil {
 		return nil, "", err
 	}
-	a, err = archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Logger: log, Context: ctx})
+	a, err = archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Node: cfg.Archive.Node, Logger: log, Context: ctx})
 	return a, warning, err
 }
 

@@ -188,8 +188,9 @@ type ArchiveConfig struct {
 	// Node names this relay's own archive chain where several relays of a
 	// group practice keep theirs side by side (in one bucket, in one
 	// auditor's export). Empty on a practice's only relay.
-	Node    string         `toml:"node"`
-	Viewers []ViewerConfig `toml:"viewer"`
+	Node    string           `toml:"node"`
+	Viewers []ViewerConfig   `toml:"viewer"`
+	S3      *ArchiveS3Config `toml:"s3"` // the off-site copy; nil: none
 }
 
 // ViewerConfig is one [[archive.viewer]]: a login for `sealpost archive

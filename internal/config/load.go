@@ -134,6 +134,9 @@ func (c *Config) resolvePaths() {
 	abs(&c.OAuth2.ClientSecretFile)
 	abs(&c.Store.PasswordFile)
 	abs(&c.Store.CAFile)
+	if c.Archive.S3 != nil {
+		c.Archive.S3.resolve(base)
+	}
 	for i := range c.Accounts {
 		abs(&c.Accounts[i].UpstreamPasswordFile)
 		if m := c.Accounts[i].IMAP; m != nil {

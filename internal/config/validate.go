@@ -46,6 +46,7 @@ func (c *Config) validate(file string) Errors {
 	c.validateSealed(bad)
 	c.validateHours(bad)
 	c.validateArchive(bad)
+	c.validateArchiveS3(bad)
 	c.validateConsole(bad)
 	c.validateStore(bad)
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })

@@ -151,9 +151,8 @@ func startRelay(t testing.TB, o relayOpts) *testRelay {
 	logs := &testutil.LockedBuffer{}
 	red, _ := addr.NewRedactor([]byte("test key for redaction"))
 	srv, err := New(Config{
-		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.ServerTLS,
-		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: o.timeout,
-		TrustedNetworks: o.trusted,
+		Listening: Listening{Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.ServerTLS,
+			MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: o.timeout, TrustedNetworks: o.trusted},
 		Accounts: []Account{{Username: testUser, PasswordHash: relaytest.PasswordHash(), Addresses: []string{testFrom, "Second@Practice.example"},
 			UpstreamUsername: o.upstreamUser, UpstreamPassword: o.upstreamPass}},
 		SpoolDir: o.spoolDir, OutboxDir: filepath.Join(data, "outbox"), Upstream: up, Queue: o.queue,

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +51,10 @@ type SealedCheck = queue.SealedCheck
 // QueueOptions are the delivery schedule's settings.
 type QueueOptions = queue.Options
 
+// Listening is how the submission ports listen and what they bound
+// (submission.Listening).
+type Listening = submission.Listening
+
 // UpstreamTLS is how sealpost talks to the provider.
 type UpstreamTLS = provider.TLSMode
 
@@ -64,27 +67,8 @@ const (
 
 // Config is everything the relay needs; cmd/sealpost fills it from sealpost.toml.
 type Config struct {
-	Hostname        string
-	Submission      string // STARTTLS listener address; "" for none
-	Submissions     string // implicit-TLS listener address; "" for none
-	TLS             *tls.Config
-	MaxMessageBytes int64
-	MaxRecipients   int
-	Timeout         time.Duration // idle time between commands
-	// GreetingWait is how long the STARTTLS port listens for a client that
-	// talks before the greeting (refused 554 5.5.1); 0 turns the check off.
-	GreetingWait time.Duration
-	// MaxConnections bounds the open client connections on both ports
-	// together; one more is answered 421 and closed. 0: no bound.
-	MaxConnections int
-	// MaxConnectionsPerAddress bounds those of one client address (an IPv6
-	// /64), so that one host cannot take them all. 0: no bound.
-	MaxConnectionsPerAddress int
-	// TrustedNetworks are the practice's own networks: failed logins from
-	// them count against the client's address only, never against the
-	// account, so that failures from elsewhere cannot lock them out.
-	TrustedNetworks []netip.Prefix
-	Accounts        []Account
+	Listening
+	Accounts []Account
 
 	SpoolDir  string
 	OutboxDir string // used when Upstream.Address is "outbox"
@@ -172,11 +156,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = withDefaults(cfg)
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
-	smtp, err := submission.New(submission.Config{Hostname: cfg.Hostname, Submission: cfg.Submission, Submissions: cfg.Submissions,
-		TLS: cfg.TLS, MaxMessageBytes: cfg.MaxMessageBytes, MaxRecipients: cfg.MaxRecipients, Timeout: cfg.Timeout,
-		GreetingWait: cfg.GreetingWait, MaxConnections: cfg.MaxConnections, MaxConnectionsPerAddress: cfg.MaxConnectionsPerAddress,
-		TrustedNetworks: cfg.TrustedNetworks, AllowPartialSends: cfg.AllowPartialSends, Relay: s, Metrics: cfg.Metrics.smtp, Logger: cfg.Logger, Redact: cfg.Redact,
-		Now: cfg.Now, AuthDelay: cfg.AuthDelay}, submissionAccounts(cfg.Accounts))
+	smtp, err := submission.New(submission.Config{Listening: cfg.Listening, AllowPartialSends: cfg.AllowPartialSends, Relay: s,
+		Metrics: cfg.Metrics.smtp, Logger: cfg.Logger, Redact: cfg.Redact, Now: cfg.Now, AuthDelay: cfg.AuthDelay}, submissionAccounts(cfg.Accounts))
 	if err != nil {
 		return nil, err
 	}

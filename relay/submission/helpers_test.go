@@ -156,9 +156,9 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	red, _ := addr.NewRedactor([]byte("test key for redaction"))
 	relay := &fakeRelay{}
 	srv, err := New(Config{
-		Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.ServerTLS,
-		MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: o.timeout, GreetingWait: o.greetingWait,
-		MaxConnections: o.maxConns, MaxConnectionsPerAddress: o.maxPerAddr, TrustedNetworks: o.trusted,
+		Listening: Listening{Hostname: "relay.test", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0", TLS: pki.ServerTLS,
+			MaxMessageBytes: o.maxBytes, MaxRecipients: 100, Timeout: o.timeout, GreetingWait: o.greetingWait,
+			MaxConnections: o.maxConns, MaxConnectionsPerAddress: o.maxPerAddr, TrustedNetworks: o.trusted},
 		Relay: relay, Metrics: o.metrics, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Redact: red.Hash, Now: time.Now, AuthDelay: o.authDelay,
 	}, []Account{{Username: testUser, PasswordHash: relaytest.PasswordHash(), Addresses: []string{testFrom, "Second@Practice.example"}}})

@@ -62,8 +62,9 @@ type Envelope struct {
 // reference.
 type RefusedRecipient struct{ Address, Ref string }
 
-// Config is the SMTP side's settings.
-type Config struct {
+// Listening is how the two submission ports listen and what they bound:
+// the relay's configuration hands it through as it is.
+type Listening struct {
 	Hostname        string
 	Submission      string // STARTTLS listener address; "" for none
 	Submissions     string // implicit-TLS listener address; "" for none
@@ -84,6 +85,11 @@ type Config struct {
 	// them count against the client's address only, never against the
 	// account, so that failures from elsewhere cannot lock them out.
 	TrustedNetworks []netip.Prefix
+}
+
+// Config is the SMTP side's settings.
+type Config struct {
+	Listening
 	// AllowPartialSends lets a message go to the recipients accepted at
 	// RCPT when others were refused there ([policy] partial_sends =
 	// "allow"); otherwise DATA is refused, so that nothing reaches anybody.

@@ -213,3 +213,24 @@ func dovecotPassdb(t testing.TB, dir, user, password string, oauth *FakeOAuth) s
 	}
 	return fmt.Sprintf("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN %s/users\n}\nauth_mechanisms = plain login\n", dir)
 }
+
+// AccountIMAPSection is the [account.imap] section that has the relay read
+// this Dovecot's mailbox over implicit TLS with the user's password (put
+// into a file of its own), polling hourly: tests that need the mailbox
+// watched at once say so otherwise.
+func (d *Dovecot) AccountIMAPSection(t testing.TB) string {
+	t.Helper()
+	pwFile := filepath.Join(t.TempDir(), "imap-password")
+	if err := os.WriteFile(pwFile, []byte(d.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`
+[account.imap]
+address = %q
+tls = "implicit"
+ca_file = %q
+username = %q
+password_file = %q
+poll = "1h"
+`, d.IMAPSAddr(), d.PKI.CAFile, d.User, pwFile)
+}

@@ -249,23 +249,13 @@ func TestAcknowledgementDate(t *testing.T) {
 	clock := newTestClock(t)
 	clock.set(t, time.Date(2026, 12, 4, 19, 0, 0, 0, ny))
 	d := StartDovecot(t, From, "imap-secret")
-	pwFile := filepath.Join(t.TempDir(), "imap-password")
-	os.WriteFile(pwFile, []byte("imap-secret\n"), 0o600)
-	r := StartRelay(t, RelayOptions{Binary: SealpostTestClock(t), Env: clock.env(), Sections: fmt.Sprintf(`
-[account.imap]
-address = %q
-tls = "implicit"
-ca_file = %q
-username = %q
-password_file = %q
-poll = "1h"
-[account.autoreply]
+	r := StartRelay(t, RelayOptions{Binary: SealpostTestClock(t), Env: clock.env(), Sections: d.AccountIMAPSection(t) + fmt.Sprintf(`[account.autoreply]
 every = "7d"
 text = "Thank you for your message."
 crisis = "If you are in crisis, call or text 988."
 %s
 turnaround = "24 business hours"
-`, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile, hoursSection), Setup: func(r *Relay) {
+`, hoursSection), Setup: func(r *Relay) {
 		consentAll(t, r, "anna@client.example")
 	}})
 	acks := func() []string {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,8 +30,6 @@ func TestIMAPIngest(t *testing.T) {
 	testutil.RequireTools(t, "dovecot", "gpg")
 	d := StartDovecot(t, From, "imap-secret")
 	dir := t.TempDir()
-	pwFile := filepath.Join(dir, "imap-password")
-	os.WriteFile(pwFile, []byte("imap-secret\n"), 0o600)
 	gpgKey(t, dir, "anna", "Anna <anna@client.example>", "future-default", "never")
 	keyData := strings.TrimSpace(run(t, dir, "sh", "-c", "gpg --homedir anna --export anna@client.example | base64 -w 76"))
 	autocrypt := "Autocrypt: addr=anna@client.example; prefer-encrypt=mutual; keydata=\r\n " + strings.ReplaceAll(keyData, "\n", "\r\n ") + "\r\n"
@@ -48,19 +45,11 @@ func TestIMAPIngest(t *testing.T) {
 		d.Append(t, "INBOX", msgs[k])
 	}
 
-	r := StartRelay(t, RelayOptions{Sections: fmt.Sprintf(`
-[account.imap]
-address = %q
-tls = "implicit"
-ca_file = %q
-username = %q
-password_file = %q
-poll = "1h"
-[account.autoreply]
+	r := StartRelay(t, RelayOptions{Sections: d.AccountIMAPSection(t) + `[account.autoreply]
 every = "7d"
 text = """We read messages on working days and answer within two days.
 In a crisis call or text 988, or text HOME to 741741."""
-`, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile), Setup: func(r *Relay) {
+`, Setup: func(r *Relay) {
 		// Before the first start: its first pass must know the clients.
 		consentAll(t, r, "anna@client.example", "ben@client.example", "carl@client.example")
 	}})

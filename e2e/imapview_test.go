@@ -144,21 +144,12 @@ func TestArchiveIMAPView(t *testing.T) {
 	testutil.RequireTools(t, "swaks", "python3", "dovecot")
 	const client = "anna@client.example"
 	d := StartDovecot(t, From, "imap-secret")
-	pwFile := filepath.Join(t.TempDir(), "imap-password")
-	os.WriteFile(pwFile, []byte("imap-secret\n"), 0o600)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("audit-pw"), bcrypt.MinCost)
 	r := StartRelay(t, RelayOptions{Sections: fmt.Sprintf(`
 [[archive.viewer]]
 username = "auditor"
 password_hash = %q
-[account.imap]
-address = %q
-tls = "implicit"
-ca_file = %q
-username = %q
-password_file = %q
-poll = "1h"
-`, hash, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile)})
+`, hash) + d.AccountIMAPSection(t)})
 	if _, errOut, code := r.Run(t, "", "consent", "add", client, "--evidence", "signed form"); code != 0 {
 		t.Fatal(errOut)
 	}

@@ -104,17 +104,7 @@ func TestDeliveryReportIntoTheInbox(t *testing.T) {
 	testutil.RequireTools(t, "swaks", "dovecot")
 	p := strictProvider(t)
 	d := StartDovecot(t, From, "imap-secret")
-	pwFile := filepath.Join(t.TempDir(), "imap-password")
-	os.WriteFile(pwFile, []byte("imap-secret\n"), 0o600)
-	r := StartRelay(t, RelayOptions{Upstream: p, Sections: fmt.Sprintf(`
-[account.imap]
-address = %q
-tls = "implicit"
-ca_file = %q
-username = %q
-password_file = %q
-poll = "1h"
-`, d.IMAPSAddr(), d.PKI.CAFile, From, pwFile), Setup: func(r *Relay) { consentAll(t, r, "ok@client.example", "gone@client.example") }})
+	r := StartRelay(t, RelayOptions{Upstream: p, Sections: d.AccountIMAPSection(t), Setup: func(r *Relay) { consentAll(t, r, "ok@client.example", "gone@client.example") }})
 	if out, ok := Swaks(t, r.SwaksArgs("--to", "ok@client.example,gone@client.example", "--header", "Subject: Tuesday")...); !ok {
 		t.Fatal(out)
 	}

@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Activity is a change made in the console, for the archive's chain.
+// Activity is a change made in the console or by a command on the server,
+// for the archive's chain.
 type Activity struct {
 	Time      time.Time
 	Who       string
@@ -27,17 +28,25 @@ type ActivityLog interface {
 }
 
 var activityWords = map[string]string{
-	"consent-recorded":  "recorded a client's consent to unencrypted email",
-	"passphrase-set":    "recorded a client's passphrase",
-	"key-imported":      "imported a key",
-	"key-accepted":      "accepted a key a client offered",
-	"key-removed":       "removed a key",
-	"queue-retry":       "tried a queued message again",
-	"queue-drop":        "dropped a queued message",
-	"absence-added":     "recorded a therapist's absence",
-	"absence-cancelled": "cancelled a therapist's absence",
-	"totp-on":           "turned login codes on for their login",
-	"totp-off":          "turned login codes off for their login",
+	"consent-recorded":                      "recorded a client's consent to unencrypted email",
+	"consent-recorded-no-hold":              "recorded a client's consent to unencrypted email, never held outside office hours",
+	"consent-recorded-prefer-clear":         "recorded a client's consent to unencrypted email, in clear even with a passphrase on file",
+	"consent-recorded-prefer-clear-no-hold": "recorded a client's consent to unencrypted email, in clear even with a passphrase on file and never held outside office hours",
+	"consent-revoked":                       "recorded that a client withdrew consent to unencrypted email",
+	"consents-imported":                     "imported clients' consents from a file",
+	"professional-recorded":                 "recorded a professional recipient (email in clear)",
+	"professional-revoked":                  "recorded that a recipient is a professional no longer",
+	"passphrase-set":                        "recorded a client's passphrase",
+	"passphrase-removed":                    "removed a client's passphrase",
+	"key-imported":                          "imported a key",
+	"key-accepted":                          "accepted a key a client offered",
+	"key-removed":                           "removed a key",
+	"queue-retry":                           "tried a queued message again",
+	"queue-drop":                            "dropped a queued message",
+	"absence-added":                         "recorded a therapist's absence",
+	"absence-cancelled":                     "cancelled a therapist's absence",
+	"totp-on":                               "turned login codes on for their login",
+	"totp-off":                              "turned login codes off for their login",
 }
 
 // note records a change someone made; the change stands either way, and a

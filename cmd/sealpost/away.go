@@ -41,11 +41,18 @@ func runAway(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "Recorded absence #%d: %s; %s.\n", a.ID, hours.AwaySentence(a.Account, a.From, a.Until), hours.AwayEffect)
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "absence-added", object: absenceObject(a), by: a.RecordedBy})
 		if _, ok := cfg.OfficeHours()[*account]; !ok {
 			fmt.Fprintf(c.stdout, "%s has no office hours ([hours] windows): nothing is held or dated by it until they are set.\n", a.Account)
 		}
 		return nil
 	})
+}
+
+// absenceObject is an absence as the activity log names it, the console's
+// wording.
+func absenceObject(a rules.Absence) string {
+	return fmt.Sprintf("%d (%s, %s to %s)", a.ID, a.Account, a.From, a.Until)
 }
 
 func runAwayList(ctx context.Context, c *cli, args []string) error {
@@ -92,9 +99,19 @@ func runAwayCancel(ctx context.Context, c *cli, args []string) error {
 		return usagef("%q is not an absence's ID (sealpost away list)", pos[0])
 	}
 	return withRegistry(cfg, func(reg *rules.Registry) error {
+		// Its days, for the activity log as the console words it.
+		cancelled := rules.Absence{ID: id, Account: *account}
+		if list, err := reg.Absences(ctx, *account); err == nil {
+			for _, a := range list {
+				if a.ID == id {
+					cancelled = a
+				}
+			}
+		}
 		if err := reg.CancelAbsence(ctx, *account, id, recorder(*by)); err != nil {
 			return err
 		}
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "absence-cancelled", object: absenceObject(cancelled), by: recorder(*by)})
 		fmt.Fprintf(c.stdout, "Cancelled absence #%d of %s.\n", id, *account)
 		return nil
 	})

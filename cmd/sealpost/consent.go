@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,7 +101,7 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 	ev := record.ConsentEvent{Client: *name, Addresses: pos, Domain: *domain, Signed: *date, Evidence: *evidence, Expires: *expires,
 		Prefer: *prefer, NoHold: *noHold, RecordedBy: recorder(*by)}
 	if *kind == kindProfessional {
-		return withRegistry(cfg, func(reg *rules.Registry) error { return addProfessional(ctx, c, reg, ev) })
+		return withRegistry(cfg, func(reg *rules.Registry) error { return addProfessional(ctx, c, cfg, reg, ev) })
 	}
 	return withRegistry(cfg, func(reg *rules.Registry) error {
 		ev, err := reg.Add(ctx, ev)
@@ -112,6 +113,7 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 			until = "until " + ev.Expires
 		}
 		fmt.Fprintf(c.stdout, "Recorded consent #%d: %s may receive unencrypted email (signed %s, %s).\n", ev.ID, ev.Addresses[0], ev.Signed, until)
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: consentWhat(ev), object: strconv.FormatInt(ev.ID, 10), addresses: ev.Addresses, by: ev.RecordedBy})
 		if ev.Prefer == record.PreferClear {
 			fmt.Fprintln(c.stdout, "The client prefers clear email: they get it in clear even while a passphrase for sealed PDFs is on file.")
 		}
@@ -125,11 +127,12 @@ func runConsentAdd(ctx context.Context, c *cli, args []string) error {
 // addProfessional records a professional recipient and says what follows:
 // clear email unless they have a key, and which clients on file it covers
 // too (a client at a professional domain is decided as a professional).
-func addProfessional(ctx context.Context, c *cli, reg *rules.Registry, ev record.ConsentEvent) error {
+func addProfessional(ctx context.Context, c *cli, cfg *config.Config, reg *rules.Registry, ev record.ConsentEvent) error {
 	ev, err := reg.AddProfessional(ctx, ev)
 	if err != nil {
 		return err
 	}
+	noteCommand(ctx, cfg, c.stderr, professionalChange("professional-recorded", ev))
 	who := ev.Domain
 	if who == "" {
 		who = ev.Addresses[0]
@@ -203,6 +206,7 @@ func runConsentRevoke(ctx context.Context, c *cli, args []string) error {
 			if err != nil {
 				return err
 			}
+			noteCommand(ctx, cfg, c.stderr, professionalChange("professional-revoked", ev))
 			who := ev.Domain
 			if who == "" {
 				who = ev.Addresses[0]
@@ -217,6 +221,7 @@ func runConsentRevoke(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "Revoked (#%d): %s gets no more unencrypted email; a running relay refuses it from the next message on.\n", ev.ID, ev.Addresses[0])
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "consent-revoked", object: strconv.FormatInt(ev.ID, 10), addresses: ev.Addresses, by: ev.RecordedBy})
 		return nil
 	})
 }
@@ -342,11 +347,38 @@ func runConsentImport(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "Imported %d consents from %s.\n", n, pos[0])
+		// The file's name stays out: the record's header is in clear, and
+		// a file may be named after a client.
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "consents-imported", object: fmt.Sprintf("%d consents", n), by: recorder(*by)})
 		if csvHasColumn(pos[0], "passphrase") {
 			fmt.Fprintf(c.stdout, "%s holds clients' passphrases: delete it now (shred -u %s); the registry keeps them encrypted.\n", pos[0], pos[0])
 		}
 		return nil
 	})
+}
+
+// consentWhat names a client's consent for the activity log, with what it
+// changes besides clear email: an auditor reading the log sees that mail to
+// the client goes in clear despite a passphrase, or is never held.
+func consentWhat(ev record.ConsentEvent) string {
+	what := "consent-recorded"
+	if ev.Prefer == record.PreferClear {
+		what += "-prefer-clear"
+	}
+	if ev.NoHold {
+		what += "-no-hold"
+	}
+	return what
+}
+
+// professionalChange is a professional entry's change for the activity
+// log; a domain's entry names the domain, which is no client's.
+func professionalChange(what string, ev record.ConsentEvent) commandChange {
+	object := strconv.FormatInt(ev.ID, 10)
+	if ev.Domain != "" {
+		object += " (@" + ev.Domain + ")"
+	}
+	return commandChange{what: what, object: object, addresses: ev.Addresses, by: ev.RecordedBy}
 }
 
 // csvHasColumn says whether the CSV file's header row names the column.

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 
@@ -11,16 +14,41 @@ import (
 	"github.com/sealpost/sealpost/relay/queue"
 )
 
-// A command that changes what sealpost decides with (a key imported,
-// accepted or removed) asks the running relay, which alone writes the
-// archive, to put the change into the chain, as the console does with its
-// own: the activity log then holds both.
+// A command that changes what sealpost decides or sends (a consent, a
+// passphrase, a professional, an absence, a key, a queued message) puts the
+// change into the archive's chain as an activity record, as the console
+// does with its own: the auditor's Activity page and an export then hold
+// both. The running relay alone writes the archive, so the command asks it
+// over the control socket; with no relay running the command opens the
+// archive itself.
 
-// serveActivity answers POST /activity?who=&what=&object= on the control
-// socket, which only sealpost's user and root can reach.
+// commandFrom is where a command's change came from, in place of the
+// browser's address the console records.
+const commandFrom = "command on the server"
+
+// commandChange is one change a command made.
+type commandChange struct {
+	what      string   // one of the console's activity words
+	object    string   // a consent or absence id, a fingerprint
+	addresses []string // the clients it concerns
+	by        string   // --by, when given
+}
+
+// commandWho is who made a change: the person behind the command, who the
+// server can vouch for, and the name given with --by when it differs.
+func commandWho(by string) string {
+	who := invokingUser()
+	if by != "" && by != who {
+		who += ", as " + by
+	}
+	return who
+}
+
+// serveActivity answers POST /activity?who=&what=&object=&address=... on
+// the control socket, which only sealpost's user and root can reach.
 func (s *service) serveActivity(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	act := archive.Activity{Who: q.Get("who"), Role: "command", What: q.Get("what"), Object: q.Get("object"), From: "command on the server"}
+	act := archive.Activity{Who: q.Get("who"), Role: "command", What: q.Get("what"), Object: q.Get("object"), From: commandFrom, Addresses: q["address"]}
 	if act.Who == "" || act.What == "" {
 		http.Error(w, `{"error":"who and what are needed"}`, http.StatusBadRequest)
 		return
@@ -32,16 +60,32 @@ func (s *service) serveActivity(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("{}"))
 }
 
-// noteCommand puts a change a command made into the archive's chain
-// through the running relay; without one it says on stderr that the
-// change is not in the activity log (the keyring has it either way).
-func noteCommand(cfg *config.Config, stderr io.Writer, what, object string) {
-	v := url.Values{"who": {recorder("")}, "what": {what}, "object": {object}}
+// noteCommand puts a change a command made into the archive's chain:
+// through the running relay, else into the archive directly. When neither
+// works it says so on stderr; the change itself stands (the registry or
+// keyring has it, and its own history records who made it).
+func noteCommand(ctx context.Context, cfg *config.Config, stderr io.Writer, ch commandChange) {
+	act := archive.Activity{Who: commandWho(ch.by), Role: "command", What: ch.what, Object: ch.object, From: commandFrom, Addresses: ch.addresses}
 	ctl, err := queue.DialControl(cfg.ControlPath())
 	if err == nil {
+		v := url.Values{"who": {act.Who}, "what": {act.What}, "object": {act.Object}, "address": act.Addresses}
 		err = ctl.Call(http.MethodPost, "/activity?"+v.Encode(), nil)
+	} else if errors.Is(err, queue.ErrNotRunning) {
+		err = recordActivityOffline(ctx, cfg, stderr, act)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "note: the relay is not running (or did not answer: %v), so this change is not in the console's activity log\n", err)
+		fmt.Fprintf(stderr, "note: this change is not in the activity log (%v)\n", err)
 	}
+}
+
+// recordActivityOffline writes an activity record while no relay runs.
+func recordActivityOffline(ctx context.Context, cfg *config.Config, stderr io.Writer, act archive.Activity) error {
+	// Warnings only: a first index build's progress is not the command's news.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, _, err := openArchive(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("no relay is running and the archive could not be opened: %w", err)
+	}
+	defer a.Close()
+	return a.RecordActivity(ctx, act)
 }

@@ -57,7 +57,7 @@ func runKeysImport(ctx context.Context, c *cli, args []string) error {
 			}
 			for _, i := range infos {
 				fmt.Fprintf(c.stdout, "%s: %s %s: %s\n", path, i.Fingerprint, strings.Join(i.UserIDs, ", "), keyState(i))
-				noteCommand(cfg, c.stderr, "key-imported", i.Fingerprint)
+				noteCommand(ctx, cfg, c.stderr, commandChange{what: "key-imported", object: i.Fingerprint})
 			}
 		}
 		return nil
@@ -96,7 +96,7 @@ func runKeysRemove(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "Removed %s. Its addresses now need consent or another key.\n", strings.ToUpper(pos[0]))
-		noteCommand(cfg, c.stderr, "key-removed", strings.ToUpper(pos[0]))
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "key-removed", object: strings.ToUpper(pos[0])})
 		return nil
 	})
 }
@@ -111,7 +111,7 @@ func runKeysAccept(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "Accepted %s: mail to its addresses is encrypted to it from now on.\n", strings.ToUpper(pos[0]))
-		noteCommand(cfg, c.stderr, "key-accepted", strings.ToUpper(pos[0]))
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "key-accepted", object: strings.ToUpper(pos[0])})
 		return nil
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,7 +58,7 @@ func runConsentPassphrase(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		if *remove {
-			return removePassphrase(ctx, c, reg, client, recorder(*by))
+			return removePassphrase(ctx, c, cfg, reg, client, recorder(*by))
 		}
 		secret, err := c.newPassphrase(*generate, client)
 		if err != nil {
@@ -76,6 +77,7 @@ func runConsentPassphrase(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
+		noteCommand(ctx, cfg, c.stderr, commandChange{what: "passphrase-set", object: strconv.FormatInt(ev.ID, 10), addresses: ev.Addresses, by: ev.RecordedBy})
 		if cardFile != nil {
 			if err := cardFile.commit(); err != nil {
 				return fmt.Errorf("the passphrase is set (#%d), but the card could not be put in place: %w; run the command again with --card", ev.ID, err)
@@ -170,11 +172,12 @@ func clientName(st rules.ConsentStatus) string {
 	return ""
 }
 
-func removePassphrase(ctx context.Context, c *cli, reg *rules.Registry, t passphraseTarget, by string) error {
+func removePassphrase(ctx context.Context, c *cli, cfg *config.Config, reg *rules.Registry, t passphraseTarget, by string) error {
 	ev, err := reg.RemovePassphrase(ctx, t.addresses, by)
 	if err != nil {
 		return err
 	}
+	noteCommand(ctx, cfg, c.stderr, commandChange{what: "passphrase-removed", object: strconv.FormatInt(ev.ID, 10), addresses: ev.Addresses, by: by})
 	then := "messages to them are refused unless they have a usable key or consent to clear email"
 	if st, err := reg.Current(ctx, t.addresses[0], time.Now()); err == nil && st.State == rules.ConsentActive {
 		then = fmt.Sprintf("they get email in clear (consent #%d) unless they have a usable key", st.Given.ID)

@@ -59,11 +59,13 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 			return err
 		}
 		var id string
+		who := commandWho("")
 		if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
+			// The relay records the activity where it acts.
 			if action == "retry" {
-				id, err = ctl.Retry(pos[0])
+				id, err = ctl.Retry(pos[0], who)
 			} else {
-				id, err = ctl.Drop(pos[0])
+				id, err = ctl.Drop(pos[0], who)
 			}
 			if err != nil {
 				return err
@@ -82,6 +84,7 @@ func runQueueAct(action string) func(context.Context, *cli, []string) error {
 			if err != nil {
 				return err
 			}
+			noteCommand(ctx, cfg, c.stderr, commandChange{what: "queue-" + action, object: id})
 		} else {
 			return err
 		}
@@ -116,14 +119,22 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 		if list, err = ctl.Queue(); err != nil {
 			return err
 		}
-		retry = ctl.Retry
+		who := commandWho("")
+		retry = func(id string) (string, error) { return ctl.Retry(id, who) }
 	} else if errors.Is(err, queue.ErrNotRunning) {
 		oq, err := queue.OpenOffline(cfg.SpoolDir())
 		if err != nil {
 			return err
 		}
 		defer oq.Close()
-		list, retry = oq.List(), oq.Retry
+		list = oq.List()
+		retry = func(id string) (string, error) {
+			id, err := oq.Retry(id)
+			if err == nil {
+				noteCommand(ctx, cfg, c.stderr, commandChange{what: "queue-retry", object: id})
+			}
+			return id, err
+		}
 	} else {
 		return err
 	}

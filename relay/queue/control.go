@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sealpost/sealpost/archive"
 )
 
 // The control socket lets `sealpost queue ...` act on the running relay's
@@ -35,7 +37,7 @@ func (q *Queue) ServeControl(ctx context.Context, path string, extra map[string]
 	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, q.List())
 	})
-	act := func(f func(string) (string, error)) http.HandlerFunc {
+	act := func(what string, f func(string) (string, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			id, err := f(r.URL.Query().Get("id"))
 			if err != nil {
@@ -46,14 +48,15 @@ func (q *Queue) ServeControl(ctx context.Context, path string, extra map[string]
 				writeJSON(w, code, map[string]string{"error": err.Error()})
 				return
 			}
+			q.noteCommand(r, what, id)
 			writeJSON(w, http.StatusOK, map[string]string{"id": id})
 		}
 	}
 	// Profiles for whoever may already read the spool (the socket is 0600).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("POST /queue/retry", act(q.Retry))
-	mux.HandleFunc("POST /queue/drop", act(q.Drop))
+	mux.HandleFunc("POST /queue/retry", act("queue-retry", q.Retry))
+	mux.HandleFunc("POST /queue/drop", act("queue-drop", q.Drop))
 	for pattern, h := range extra {
 		mux.HandleFunc(pattern, h)
 	}
@@ -65,6 +68,31 @@ func (q *Queue) ServeControl(ctx context.Context, path string, extra map[string]
 	}()
 	go hs.Serve(l)
 	return nil
+}
+
+// activityRecorder is the archive's record of changes people make
+// (archive.Archive has it); the queue's own Archive need not.
+type activityRecorder interface {
+	RecordActivity(ctx context.Context, act archive.Activity) error
+}
+
+// noteCommand puts a retry or drop a command asked for into the archive's
+// chain here, where it was done, so the record does not depend on the
+// command living on. The change stands either way; a record that could
+// not be written is in the log.
+func (q *Queue) noteCommand(r *http.Request, what, id string) {
+	rec, ok := q.archive.(activityRecorder)
+	if !ok {
+		return
+	}
+	who := r.URL.Query().Get("who")
+	if who == "" {
+		who = "unknown (a command that did not say who ran it)"
+	}
+	act := archive.Activity{Who: who, Role: "command", What: what, Object: id, From: "command on the server"}
+	if err := rec.RecordActivity(r.Context(), act); err != nil {
+		q.log.Error("queue: the change was made, but its activity record could not be written", "what", what, "id", id, "err", err)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -131,16 +159,18 @@ func (c *Control) Queue() ([]Message, error) {
 	return q, c.do("GET", "/queue", &q)
 }
 
-// Retry makes a message due now.
-func (c *Control) Retry(id string) (string, error) {
+// Retry makes a message due now; who ran the command goes into the
+// activity record the relay writes.
+func (c *Control) Retry(id, who string) (string, error) {
 	var r struct{ ID string }
-	return r.ID, c.do("POST", "/queue/retry?id="+url.QueryEscape(id), &r)
+	return r.ID, c.do("POST", "/queue/retry?"+url.Values{"id": {id}, "who": {who}}.Encode(), &r)
 }
 
-// Drop removes a message from the running relay's queue.
-func (c *Control) Drop(id string) (string, error) {
+// Drop removes a message from the running relay's queue, recorded as
+// Retry is.
+func (c *Control) Drop(id, who string) (string, error) {
 	var r struct{ ID string }
-	return r.ID, c.do("POST", "/queue/drop?id="+url.QueryEscape(id), &r)
+	return r.ID, c.do("POST", "/queue/drop?"+url.Values{"id": {id}, "who": {who}}.Encode(), &r)
 }
 
 // Call calls one of the extra handlers, decoding its JSON answer into out.

@@ -16,7 +16,9 @@ type Archive struct {
 	Bodies   [][]byte
 	Events   []archive.Event
 	Refusals []archive.RefusalRecord
-	FailWith error
+	// Activities are the changes people made (retries, drops).
+	Activities []archive.Activity
+	FailWith   error
 	// AfterRead runs once a message's body has been read, before the
 	// record is stored (or fails with FailWith).
 	AfterRead func()
@@ -67,6 +69,16 @@ func (a *Archive) RecordEvent(ctx context.Context, e archive.Event) error {
 		return a.FailWith
 	}
 	a.Events = append(a.Events, e)
+	return nil
+}
+
+func (a *Archive) RecordActivity(ctx context.Context, act archive.Activity) error {
+	a.Mu.Lock()
+	defer a.Mu.Unlock()
+	if a.FailWith != nil {
+		return a.FailWith
+	}
+	a.Activities = append(a.Activities, act)
 	return nil
 }
 

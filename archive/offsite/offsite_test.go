@@ -1,0 +1,312 @@
+package offsite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/sealpost/sealpost/archive"
+	"github.com/sealpost/sealpost/internal/testutil"
+	"github.com/sealpost/sealpost/record"
+)
+
+const retention = 7 * 365 * 24 * time.Hour
+
+// node is one relay's data_dir with its archive open, and an uploader of
+// it into a bucket of a private versitygw.
+type node struct {
+	dataDir string
+	arch    *archive.Archive
+	s3      *testutil.S3Server
+	client  *Client
+	up      *Uploader
+	n       int
+}
+
+func newNode(t *testing.T, s3 *testutil.S3Server, bucket string) *node {
+	t.Helper()
+	n := &node{dataDir: t.TempDir(), s3: s3}
+	pub, _, err := archive.EnsureKey(n.dataDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.arch, err = archive.Open(archive.Options{Dir: filepath.Join(n.dataDir, "archive"), PublicKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.arch.Close() })
+	n.client, err = New(Config{Endpoint: s3.Endpoint, Bucket: bucket, Region: "us-east-1", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.up = n.uploader()
+	return n
+}
+
+func (n *node) uploader() *Uploader {
+	return NewUploader(Options{Client: n.client, Node: "a", ArchiveDir: filepath.Join(n.dataDir, "archive"),
+		HeadFile: filepath.Join(n.dataDir, "archive-head"), StateFile: filepath.Join(n.dataDir, StateFile),
+		Retention: retention, TailInterval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+}
+
+// send records messages; with seal, the segment is sealed after them.
+func (n *node) send(t *testing.T, count int, seal bool) {
+	t.Helper()
+	ctx := context.Background()
+	for range count {
+		n.n++
+		id := fmt.Sprintf("msg%04d", n.n)
+		client := "anna@client.example"
+		body := fmt.Sprintf("From: <therapist@practice.example>\r\nTo: %s\r\nSubject: Session %d\r\nMessage-ID: <%s@practice.example>\r\n\r\nNotes %d.\r\n", client, n.n, id, n.n)
+		m := archive.Message{ID: id, Time: time.Now(), Direction: archive.Outbound, Account: "therapist", Sender: "therapist@practice.example",
+			Decisions: []record.Decision{{Recipient: client, Address: client, Protection: record.Consented, Reason: "consent",
+				Consent: &record.ConsentEvent{ID: 7, Client: "Chart 7", Signed: "2026-01-02", Evidence: "intake form"}}}}
+		if err := n.arch.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seal {
+		if err := n.arch.CloseSegment(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (n *node) pass(t *testing.T) {
+	t.Helper()
+	if err := n.up.pass(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keys lists the bucket's object keys (latest versions).
+func keys(t *testing.T, c *minio.Client, bucket string) []string {
+	t.Helper()
+	var out []string
+	for o := range c.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		out = append(out, o.Key)
+	}
+	return out
+}
+
+func countPrefix(ks []string, prefix string) int {
+	n := 0
+	for _, k := range ks {
+		if strings.HasPrefix(k, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestUploadThenRestore: sealed segments, the key files, a tail snapshot
+// and the head file reach the bucket under the node's name; Restore into
+// an empty folder gives an archive that verifies against its head file
+// and holds every record, the unsealed ones included.
+func TestUploadThenRestore(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 5, true)
+	n.send(t, 5, true)
+	n.send(t, 3, false)
+	n.pass(t)
+	ks := keys(t, s3.Client(), bucket)
+	for _, want := range []string{"a/archive/seg-00000001.log", "a/archive/seg-00000002.log", "a/archive/seal.pub", "a/archive/address-hash.key"} {
+		if countPrefix(ks, want) != 1 {
+			t.Errorf("no %s in %v", want, ks)
+		}
+	}
+	if countPrefix(ks, "a/tail/seg-00000003.log/") != 1 || countPrefix(ks, "a/head/") != 1 {
+		t.Fatalf("one tail of seg 3 and one head wanted: %v", ks)
+	}
+	if st := n.up.Status(); st.Pending != 0 || st.Lag != 0 {
+		t.Fatalf("status after a full pass: %+v", st)
+	}
+	// Nothing new: no new objects.
+	n.pass(t)
+	if again := keys(t, s3.Client(), bucket); len(again) != len(ks) {
+		t.Fatalf("a pass with nothing new uploaded %v", again)
+	}
+	n.send(t, 2, false)
+	n.pass(t)
+	if ks = keys(t, s3.Client(), bucket); countPrefix(ks, "a/tail/seg-00000003.log/") != 2 || countPrefix(ks, "a/head/") != 2 {
+		t.Fatalf("a second tail and head wanted, each a new object: %v", ks)
+	}
+	nodes, err := n.client.Nodes(context.Background())
+	if err != nil || len(nodes) != 1 || nodes[0] != "a" {
+		t.Fatalf("nodes %v %v", nodes, err)
+	}
+
+	dir := t.TempDir()
+	rep, err := Restore(context.Background(), n.client, "a", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Segments != 2 || rep.Tail != "seg-00000003.log" || rep.Head.IsZero() {
+		t.Fatalf("restore %+v", rep)
+	}
+	vr, err := archive.VerifyWith(filepath.Join(dir, "archive"), io.Discard, archive.VerifyOptions{})
+	if err != nil || !vr.EndChecked {
+		t.Fatalf("restored archive: %v %+v", err, vr)
+	}
+	wantSeq, _ := n.arch.ChainHead()
+	if vr.HeadSeq != wantSeq {
+		t.Fatalf("restored chain ends at %d, the node's at %d", vr.HeadSeq, wantSeq)
+	}
+	if _, err := Restore(context.Background(), n.client, "a", dir); err == nil {
+		t.Fatal("restored into a folder that is not empty")
+	}
+	if _, err := Restore(context.Background(), n.client, "b", t.TempDir()); err == nil || !strings.Contains(err.Error(), `no archive of node "b"`) {
+		t.Fatalf("restore of a node the bucket lacks: %v", err)
+	}
+}
+
+// TestLockRefusesDeleteAndOverwrite: with the relay's own keys, deleting
+// an uploaded segment's or tail's version is refused by the server, and
+// overwriting one leaves the version the relay wrote as it was (S3 keeps
+// both; Restore reads the relay's), so the restored archive still verifies.
+func TestLockRefusesDeleteAndOverwrite(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 4, true)
+	n.send(t, 2, false)
+	n.pass(t)
+	mc, ctx := s3.Client(), context.Background()
+	var tailKey string
+	for _, k := range keys(t, mc, bucket) {
+		if strings.HasPrefix(k, "a/tail/") {
+			tailKey = k
+		}
+	}
+	for _, key := range []string{"a/archive/seg-00000001.log", tailKey, "a/archive/seal.pub"} {
+		st, err := mc.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Metadata.Get("X-Amz-Object-Lock-Mode") != "COMPLIANCE" {
+			t.Errorf("%s: lock mode %q", key, st.Metadata.Get("X-Amz-Object-Lock-Mode"))
+		}
+		err = mc.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{VersionID: st.VersionID, GovernanceBypass: true})
+		if err == nil || minio.ToErrorResponse(err).StatusCode != 403 {
+			t.Errorf("deleting %s (version %s): %v, want refused", key, st.VersionID, err)
+		}
+		if _, err := mc.PutObject(ctx, bucket, key, bytes.NewReader([]byte("rewritten")), 9, minio.PutObjectOptions{}); err != nil {
+			t.Fatalf("overwrite %s: %v", key, err)
+		}
+		// A delete without a version only hides it behind a marker.
+		if err := mc.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if _, err := Restore(ctx, n.client, "a", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.VerifyWith(filepath.Join(dir, "archive"), io.Discard, archive.VerifyOptions{}); err != nil {
+		t.Fatalf("the restored archive after the overwrites: %v", err)
+	}
+}
+
+// TestBacklogAfterS3Returns: while the server is stopped nothing is lost
+// locally and the status says how much waits and that the server does not
+// answer; once it is back, one pass uploads the backlog.
+func TestBacklogAfterS3Returns(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 2, true)
+	n.pass(t)
+	s3.Stop()
+	n.send(t, 2, true)
+	n.send(t, 2, true)
+	n.send(t, 1, false)
+	if err := n.up.pass(context.Background(), true); err == nil {
+		t.Fatal("a pass with the server stopped succeeded")
+	} else {
+		n.up.lastErr = err
+	}
+	st := n.up.Status()
+	if st.Pending != 4 || !st.Unreachable || st.Lag <= 0 {
+		t.Fatalf("status while S3 is down: %+v (want 2 segments, the tail and the head pending)", st)
+	}
+	s3.Start()
+	n.pass(t)
+	n.up.lastErr = nil
+	if st := n.up.Status(); st.Pending != 0 || st.Lag != 0 {
+		t.Fatalf("status after the backlog: %+v", st)
+	}
+	ks := keys(t, s3.Client(), bucket)
+	if countPrefix(ks, "a/archive/seg-") != 3 {
+		t.Fatalf("segments in the bucket: %v", ks)
+	}
+	// A new uploader without the state file lists the bucket: it uploads
+	// no segment twice.
+	os.Remove(filepath.Join(n.dataDir, StateFile))
+	n.up = n.uploader()
+	n.pass(t)
+	if again := keys(t, s3.Client(), bucket); countPrefix(again, "a/archive/") != countPrefix(ks, "a/archive/") {
+		t.Fatalf("after the state file was lost: %v", again)
+	}
+	if why := MayRemove(filepath.Join(n.dataDir, StateFile))("seg-00000002.log"); why != "" {
+		t.Fatalf("an uploaded segment may not be removed: %s", why)
+	}
+	if why := MayRemove(filepath.Join(n.dataDir, StateFile))("seg-00000009.log"); !strings.Contains(why, "not in the S3 bucket") {
+		t.Fatalf("a segment not uploaded: %q", why)
+	}
+}
+
+// TestLegalHolds: a hold over the segments' days turns S3 legal hold on
+// for their objects, so even past the retention they stay; releasing it
+// turns it off.
+func TestLegalHolds(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 2, true)
+	ctx := context.Background()
+	today := time.Now().Format(time.DateOnly)
+	id, err := n.arch.Hold(ctx, nil, today, today, "court order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.send(t, 1, true)
+	n.pass(t)
+	mc := s3.Client()
+	legalHold := func(key string) minio.LegalHoldStatus {
+		t.Helper()
+		st, err := mc.GetObjectLegalHold(ctx, bucket, key, minio.GetObjectLegalHoldOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *st
+	}
+	for _, seg := range []string{"seg-00000001.log", "seg-00000002.log"} {
+		if got := legalHold("a/archive/" + seg); got != minio.LegalHoldEnabled {
+			t.Errorf("%s: legal hold %s while held", seg, got)
+		}
+	}
+	if err := n.arch.Release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	n.send(t, 1, true)
+	n.pass(t)
+	for _, seg := range []string{"seg-00000001.log", "seg-00000002.log"} {
+		if got := legalHold("a/archive/" + seg); got != minio.LegalHoldDisabled {
+			t.Errorf("%s: legal hold %s after the release", seg, got)
+		}
+	}
+}

@@ -39,6 +39,10 @@ type Options struct {
 	// Context ends what Open may take long for (building the index of an
 	// archive that has none): a relay told to stop while it starts.
 	Context context.Context
+	// MayRemove, when set, is asked by Prune about each segment it would
+	// remove: "" lets it go, anything else is why it stays (the off-site
+	// copy has not got it yet).
+	MayRemove func(segment string) string
 }
 
 // Archive is the writing end of the clinical record. One process writes it

@@ -163,7 +163,11 @@ func (a *Archive) Prune(ctx context.Context, retention time.Duration, dryRun boo
 			if err != nil {
 				return err
 			}
-			if why := s.keep(cutoff, holds); why != "" {
+			why := s.keep(cutoff, holds)
+			if why == "" && a.opts.MayRemove != nil {
+				why = a.opts.MayRemove(name)
+			}
+			if why != "" {
 				rep.Kept = name + " " + why
 				break
 			}

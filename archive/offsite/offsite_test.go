@@ -39,7 +39,8 @@ func newNode(t *testing.T, s3 *testutil.S3Server, bucket string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.arch, err = archive.Open(archive.Options{Dir: filepath.Join(n.dataDir, "archive"), PublicKey: pub})
+	n.arch, err = archive.Open(archive.Options{Dir: filepath.Join(n.dataDir, "archive"), PublicKey: pub,
+		MayRemove: MayRemove(filepath.Join(n.dataDir, StateFile))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,5 +309,34 @@ func TestLegalHolds(t *testing.T) {
 		if got := legalHold("a/archive/" + seg); got != minio.LegalHoldDisabled {
 			t.Errorf("%s: legal hold %s after the release", seg, got)
 		}
+	}
+}
+
+// TestPruneKeepsWhatIsNotUploaded: past the retention, prune removes the
+// segments in the bucket and keeps, from the first one that is not, the
+// rest, saying why.
+func TestPruneKeepsWhatIsNotUploaded(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	n := newNode(t, s3, s3.NewBucket())
+	ctx := context.Background()
+	n.send(t, 2, true)
+	n.send(t, 2, true)
+	n.pass(t)
+	s3.Stop()
+	n.send(t, 2, true)
+	n.send(t, 1, false)
+	// Every sealed segment is past a retention of a nanosecond.
+	rep, err := n.arch.Prune(ctx, time.Nanosecond, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rep.Removed, ",") != "seg-00000001.log,seg-00000002.log" {
+		t.Fatalf("removed %v, want the two uploaded segments", rep.Removed)
+	}
+	if rep.Kept != "seg-00000003.log is not in the S3 bucket yet (the off-site copy is behind: sealpost status)" {
+		t.Fatalf("kept: %q", rep.Kept)
+	}
+	if _, err := os.Stat(filepath.Join(n.dataDir, "archive", "seg-00000003.log")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,9 +33,9 @@ type Options struct {
 	Archive         ArchiveSource   // nil: no Archive page
 	Activity        ActivityLog     // nil: changes are only logged
 	Absences        AbsenceBook     // nil: no Absences page
-	// TOTPFile keeps logins' TOTP secrets (data_dir/console-totp.json);
-	// "": no login codes.
-	TOTPFile             string
+	// LoginCodes keeps logins' TOTP secrets (the registry's store); nil:
+	// no login codes.
+	LoginCodes           LoginCodes
 	RequireTOTPForAdmins bool // an admin must set codes up before anything else
 	Logger               *slog.Logger
 	Now                  func() time.Time // default time.Now
@@ -51,7 +51,7 @@ type Server struct {
 	logins   atomic.Pointer[loginTable]
 	sessions *sessions
 	throttle *loginthrottle.Throttle
-	totp     *totpStore // nil: no login codes
+	totp     LoginCodes // nil: no login codes
 	// requireTOTP is Options.RequireTOTPForAdmins, changed at a reload.
 	requireTOTP atomic.Bool
 	pages       *pages
@@ -80,12 +80,9 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{o: o, log: o.Logger, sessions: newSessions(), throttle: loginthrottle.New(o.TrustedNetworks), pages: p}
-	if o.TOTPFile != "" {
-		if s.totp, err = openTOTPStore(o.TOTPFile); err != nil {
-			return nil, err
-		}
-	} else if o.RequireTOTPForAdmins {
-		return nil, errors.New("console: codes required for admins, but no file to keep them in")
+	s.totp = o.LoginCodes
+	if s.totp == nil && o.RequireTOTPForAdmins {
+		return nil, errors.New("console: codes required for admins, but nowhere to keep them")
 	}
 	s.requireTOTP.Store(o.RequireTOTPForAdmins)
 	if err := s.SetLogins(o.Logins); err != nil {

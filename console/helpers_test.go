@@ -12,7 +12,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -357,6 +356,59 @@ func (f *fakeAbsences) Today(account string) (string, bool) {
 	return time.Now().UTC().Format(time.DateOnly), account != "ben"
 }
 
+// memLoginCodes are the registry's login codes in memory; failWith makes
+// every call fail (the database unreachable).
+type memLoginCodes struct {
+	mu       sync.Mutex
+	m        map[string]LoginCode
+	failWith error
+}
+
+func (c *memLoginCodes) LoginCode(_ context.Context, user string) (LoginCode, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[user]
+	return e, ok, c.failWith
+}
+
+func (c *memLoginCodes) SetLoginCode(_ context.Context, user string, e LoginCode) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failWith != nil {
+		return c.failWith
+	}
+	if c.m == nil {
+		c.m = map[string]LoginCode{}
+	}
+	c.m[user] = e
+	return nil
+}
+
+func (c *memLoginCodes) UseLoginCodeStep(_ context.Context, user string, step int64) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[user]
+	if c.failWith != nil || !ok || e.LastStep >= step {
+		return false, c.failWith
+	}
+	e.LastStep = step
+	c.m[user] = e
+	return true, nil
+}
+
+func (c *memLoginCodes) RemoveLoginCode(_ context.Context, user string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, user)
+	return c.failWith
+}
+
+func (c *memLoginCodes) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failWith = err
+}
+
 // testConsole is a console over TLS with fakes behind it and a clock the
 // test moves.
 type testConsole struct {
@@ -370,6 +422,7 @@ type testConsole struct {
 	keys     *fakeKeys
 	activity *fakeActivity
 	absences *fakeAbsences
+	codes    *memLoginCodes
 	logs     *testutil.LockedBuffer
 
 	mu  sync.Mutex
@@ -379,10 +432,11 @@ type testConsole struct {
 func startConsole(t *testing.T) *testConsole {
 	t.Helper()
 	tc := &testConsole{refusals: newFakeRefusals(), recorder: &fakeRecorder{}, queue: newFakeQueue(),
-		clients: &fakeClients{}, keys: newFakeKeys(), activity: &fakeActivity{}, absences: newFakeAbsences(), logs: &testutil.LockedBuffer{}, now: time.Now()}
+		clients: &fakeClients{}, keys: newFakeKeys(), activity: &fakeActivity{}, absences: newFakeAbsences(), codes: &memLoginCodes{},
+		logs: &testutil.LockedBuffer{}, now: time.Now()}
 	srv, err := New(Options{Logins: testLogins, Status: fakeStatus{}, Refusals: tc.refusals, Recorder: tc.recorder, Queue: tc.queue, Clients: tc.clients, Keys: tc.keys, Archive: fakeArchive{}, Activity: tc.activity, Absences: tc.absences,
-		TOTPFile: filepath.Join(t.TempDir(), "console-totp.json"),
-		Logger:   slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
+		LoginCodes: tc.codes,
+		Logger:     slog.New(slog.NewTextHandler(tc.logs, nil)), Now: tc.clock, LoginDelay: func(context.Context, time.Duration) {}})
 	if err != nil {
 		t.Fatal(err)
 	}

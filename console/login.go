@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/subtle"
 	"net"
 	"net/http"
@@ -68,8 +69,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stage, next := stageFull, "/today"
+	hasCode, err := s.hasTOTP(r.Context(), l.Username)
+	if err != nil {
+		// Never the password alone for a login that may have codes.
+		s.log.Error("console login: the login codes cannot be read", "user", l.Username, "err", err)
+		s.showLogin(w, r, http.StatusServiceUnavailable, loginData{Problem: "Logins cannot be checked right now. Try again in a few minutes; if it lasts, tell your IT admin."})
+		return
+	}
 	switch {
-	case s.totp != nil && s.hasTOTP(l.Username):
+	case hasCode:
 		// The password alone does not log in: the throttle learns of
 		// success only with the code.
 		stage, next = stageCode, "/login/code"
@@ -86,9 +94,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (s *Server) hasTOTP(user string) bool {
-	_, ok := s.totp.get(user)
-	return ok
+func (s *Server) hasTOTP(ctx context.Context, user string) (bool, error) {
+	if s.totp == nil {
+		return false, nil
+	}
+	_, ok, err := s.totp.LoginCode(ctx, user)
+	return ok, err
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {

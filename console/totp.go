@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"image/png"
 	"net/http"
 	"net/url"
@@ -26,12 +27,17 @@ const (
 var totpOpts = totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
 
 // checkCode validates a code for user and uses it up; false for a wrong
-// code, one already used, or a login without TOTP.
-func (s *Server) checkCode(user, code string, now time.Time) bool {
+// code, one already used (here or on another node), a login without TOTP,
+// or a store that cannot be read.
+func (s *Server) checkCode(ctx context.Context, user, code string, now time.Time) bool {
 	if s.totp == nil {
 		return false
 	}
-	e, ok := s.totp.get(user)
+	e, ok, err := s.totp.LoginCode(ctx, user)
+	if err != nil {
+		s.log.Error("console: the login codes cannot be read", "user", user, "err", err)
+		return false
+	}
 	if !ok {
 		return false
 	}
@@ -40,7 +46,11 @@ func (s *Server) checkCode(user, code string, now time.Time) bool {
 	for _, st := range []int64{step - 1, step, step + 1} {
 		want, err := totp.GenerateCodeCustom(e.Secret, time.Unix(st*30, 0), totpOpts)
 		if err == nil && st > e.LastStep && len(code) == len(want) && code == want {
-			return s.totp.change(func(m map[string]totpEntry) { e.LastStep = st; m[user] = e }) == nil
+			used, err := s.totp.UseLoginCodeStep(ctx, user, st)
+			if err != nil {
+				s.log.Error("console: the login code could not be marked used", "user", user, "err", err)
+			}
+			return used && err == nil
 		}
 	}
 	return false
@@ -68,7 +78,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, sess *session) {
 		s.render(w, r, http.StatusTooManyRequests, "code", "Your code", sess, codeData{Problem: "Too many failed logins from here or for this name. Try again in an hour, or ask your admin."})
 		return
 	}
-	if !s.checkCode(sess.user, r.PostFormValue("code"), now) {
+	if !s.checkCode(r.Context(), sess.user, r.PostFormValue("code"), now) {
 		wait := s.throttle.Fail(now, keys...)
 		s.log.Warn("console login failed: wrong code", "user", sess.user, "remote", ip.String(), "delay", wait)
 		if wait > 0 {
@@ -105,7 +115,13 @@ func (s *Server) totpPage(w http.ResponseWriter, r *http.Request, sess *session)
 	case "off":
 		d.Done = "Codes are off for your login."
 	}
-	if e, ok := s.totp.get(sess.user); ok {
+	e, ok, err := s.totp.LoginCode(r.Context(), sess.user)
+	if err != nil {
+		s.log.Error("console: the login codes cannot be read", "user", sess.user, "err", err)
+		s.fail(w, r, sess, http.StatusServiceUnavailable, "Login codes cannot be read right now; the log says why.")
+		return
+	}
+	if ok {
 		d.Enrolled, d.Since = true, e.Since
 	} else {
 		d.Secret = groupsOfFour(s.enrollSecret(sess))
@@ -169,9 +185,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	now := s.o.Now()
-	err := s.totp.change(func(m map[string]totpEntry) {
-		m[sess.user] = totpEntry{Secret: secret, Since: now, LastStep: now.Unix() / 30}
-	})
+	err := s.totp.SetLoginCode(r.Context(), sess.user, LoginCode{Secret: secret, Since: now, LastStep: now.Unix() / 30})
 	if err != nil {
 		s.fail(w, r, sess, http.StatusInternalServerError, "The code could not be saved; the log says why.")
 		s.log.Error("console: totp", "err", err)
@@ -189,13 +203,14 @@ func (s *Server) unenroll(w http.ResponseWriter, r *http.Request, sess *session)
 		s.fail(w, r, sess, http.StatusForbidden, "Codes are required for your role; they cannot be turned off.")
 		return
 	}
-	if !s.checkCode(sess.user, r.PostFormValue("code"), s.o.Now()) {
-		e, _ := s.totp.get(sess.user)
+	if !s.checkCode(r.Context(), sess.user, r.PostFormValue("code"), s.o.Now()) {
+		e, _, _ := s.totp.LoginCode(r.Context(), sess.user)
 		s.render(w, r, http.StatusUnprocessableEntity, "totp", "Login codes (TOTP)", sess, totpData{Enrolled: true, Since: e.Since,
 			Problem: "That code is not the one your app shows now; codes stay on."})
 		return
 	}
-	if err := s.totp.change(func(m map[string]totpEntry) { delete(m, sess.user) }); err != nil {
+	if err := s.totp.RemoveLoginCode(r.Context(), sess.user); err != nil {
+		s.log.Error("console: totp", "err", err)
 		s.fail(w, r, sess, http.StatusInternalServerError, "The change could not be saved; the log says why.")
 		return
 	}

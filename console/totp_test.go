@@ -1,11 +1,13 @@
 package console
 
 import (
-	"bytes"
+	"context"
+	"errors"
 	"image/png"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -46,17 +48,14 @@ func enrollTOTP(t *testing.T, tc *testConsole, b *browser) string {
 
 // TestTOTPLogin: a therapist sets codes up by scanning the QR code (or
 // typing the key) and confirming a code; the secret file is sealpost's
-// alone. From then on the password alone opens nothing: the code page
+// the store's. From then on the password alone opens nothing: the code page
 // asks for the code, a wrong or reused code is refused, a right one logs
 // in, and a password left waiting over 5 minutes must be typed again.
 func TestTOTPLogin(t *testing.T) {
 	tc := startConsole(t)
 	secret := enrollTOTP(t, tc, tc.loggedIn(t, "anna"))
-	if fi, err := os.Stat(tc.o.TOTPFile); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("the secrets' file: %v %v", fi, err)
-	}
-	if b, _ := os.ReadFile(tc.o.TOTPFile); !bytes.Contains(b, []byte(secret)) {
-		t.Fatal("the secret is not kept")
+	if e, ok, _ := tc.codes.LoginCode(context.Background(), "anna"); !ok || e.Secret != secret {
+		t.Fatal("the secret is not kept in the store")
 	}
 
 	tc.advance(time.Minute)
@@ -139,4 +138,101 @@ func TestTOTPRequiredForAdmins(t *testing.T) {
 		t.Errorf("turning required codes off: %s", resp.Status)
 	}
 	tc.loggedIn(t, "anna")
+}
+
+// logInWithCode logs in user with password and code on a fresh browser and
+// says where the console sent it after the code.
+func logInWithCode(t *testing.T, tc *testConsole, user, code string) (*http.Response, *browser) {
+	t.Helper()
+	b := tc.browser(t)
+	b.get("/login")
+	if resp, _ := b.post("/login", url.Values{"username": {user}, "password": {testPassword}}); location(resp) != "/login/code" {
+		t.Fatalf("after the password: %s to %s", resp.Status, location(resp))
+	}
+	b.get("/login/code")
+	resp, _ := b.post("/login/code", url.Values{"code": {code}})
+	return resp, b
+}
+
+// TestTOTPSharedBetweenNodes: two consoles on one store (two nodes on one
+// PostgreSQL): codes set up on one are asked for and accepted on the
+// other, and a code taken on one is refused on the other.
+func TestTOTPSharedBetweenNodes(t *testing.T) {
+	node1, node2 := startConsole(t), startConsole(t)
+	node2.totp = node1.codes
+	node2.now = node1.clock()
+	secret := enrollTOTP(t, node1, node1.loggedIn(t, "anna"))
+	node1.advance(time.Minute)
+	node2.advance(time.Minute)
+	code, _ := totp.GenerateCodeCustom(secret, node2.clock(), totpOpts)
+	if resp, _ := logInWithCode(t, node2, "anna", code); location(resp) != "/today" {
+		t.Fatalf("the code on the other node: %s to %s", resp.Status, location(resp))
+	}
+	if resp, _ := logInWithCode(t, node1, "anna", code); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the code taken on node 2, again on node 1: %s", resp.Status)
+	}
+}
+
+// TestTOTPStoreUnavailable: when the store cannot be read, a right
+// password does not log in (codes may be on for the login), and the page
+// says to try again; a code is not taken either.
+func TestTOTPStoreUnavailable(t *testing.T) {
+	tc := startConsole(t)
+	secret := enrollTOTP(t, tc, tc.loggedIn(t, "anna"))
+	tc.advance(time.Minute)
+	code, _ := totp.GenerateCodeCustom(secret, tc.clock(), totpOpts)
+	b := tc.browser(t)
+	tc.codes.fail(errors.New("database unreachable"))
+	b.get("/login")
+	resp, body := b.post("/login", url.Values{"username": {"anna"}, "password": {testPassword}})
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "Logins cannot be checked right now") {
+		t.Errorf("login with the store down: %s to %q", resp.Status, location(resp))
+	}
+	if resp, _ := b.get("/today"); resp.StatusCode == http.StatusOK {
+		t.Error("Today opened with the store down")
+	}
+	tc.codes.fail(nil)
+	if resp, _ := logInWithCode(t, tc, "anna", code); location(resp) != "/today" {
+		t.Errorf("the code once the store is back: %s to %s", resp.Status, location(resp))
+	}
+}
+
+// TestMoveTOTPFile: the secrets of the file the console kept them in move
+// into the store (a login the store has one for keeps the store's), the
+// file goes, and the moved secret logs in; a damaged file stays, and
+// nothing is moved.
+func TestMoveTOTPFile(t *testing.T) {
+	tc := startConsole(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	const annaSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	tc.codes.SetLoginCode(ctx, "office", LoginCode{Secret: "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU", Since: tc.clock()})
+	path := filepath.Join(dir, "console-totp.json")
+	os.WriteFile(path, []byte(`{"anna": {"secret": "`+annaSecret+`", "since": "2026-12-01T09:00:00Z", "last_step": 5},
+		"office": {"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "since": "2026-12-01T09:00:00Z", "last_step": 5}}`), 0o600)
+	damaged := filepath.Join(dir, "damaged.json")
+	os.WriteFile(damaged, []byte(`{"anna": `), 0o600)
+	if n, err := MoveTOTPFile(ctx, damaged, tc.codes); err == nil || n != 0 {
+		t.Errorf("a damaged file: %d, %v", n, err)
+	}
+	if _, err := os.Stat(damaged); err != nil {
+		t.Errorf("the damaged file is gone: %v", err)
+	}
+	n, err := MoveTOTPFile(ctx, path, tc.codes)
+	if err != nil || n != 1 {
+		t.Fatalf("moved %d, %v", n, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the file is still there: %v", err)
+	}
+	if e, _, _ := tc.codes.LoginCode(ctx, "office"); e.Secret != "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU" {
+		t.Errorf("the store's own secret was replaced by the file's")
+	}
+	if n, err := MoveTOTPFile(ctx, path, tc.codes); n != 0 || err != nil {
+		t.Errorf("no file: %d, %v", n, err)
+	}
+	code, _ := totp.GenerateCodeCustom(annaSecret, tc.clock(), totpOpts)
+	if resp, _ := logInWithCode(t, tc, "anna", code); location(resp) != "/today" {
+		t.Errorf("the moved secret's code: %s to %s", resp.Status, location(resp))
+	}
 }

@@ -62,6 +62,7 @@ func TestRegistryOnPostgres(t *testing.T) {
 		{"AcknowledgementOncePerClosedStretch", TestAcknowledgementOncePerClosedStretch},
 		{"HoldDuringAbsence", TestHoldDuringAbsence},
 		{"HoldSparesNoHoldClientsAndAcknowledgements", TestHoldSparesNoHoldClientsAndAcknowledgements},
+		{"LoginCodes", TestLoginCodes},
 	} {
 		t.Run(tc.name, tc.test)
 	}

@@ -127,9 +127,14 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// sealSecret encrypts a passphrase for its row: a random nonce, then the
-// ciphertext with its tag.
+// sealSecret encrypts a passphrase for its row.
 func sealSecret(key []byte, address string, eventID int64, secret string) ([]byte, error) {
+	return sealWith(key, secretAD(address, eventID), secret)
+}
+
+// sealWith encrypts a secret bound to ad: a random nonce, then the
+// ciphertext with its tag.
+func sealWith(key, ad []byte, secret string) ([]byte, error) {
 	g, err := newGCM(key)
 	if err != nil {
 		return nil, err
@@ -138,13 +143,19 @@ func sealSecret(key []byte, address string, eventID int64, secret string) ([]byt
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return g.Seal(nonce, nonce, []byte(secret), secretAD(address, eventID)), nil
+	return g.Seal(nonce, nonce, []byte(secret), ad), nil
 }
 
 // errSecretAltered: a row does not decrypt as the address's, for this event.
 var errSecretAltered = errors.New("a stored passphrase does not decrypt: passphrase.key is not the key it was stored with, or its row was altered or moved to another client")
 
 func openSecret(key []byte, address string, eventID int64, sealedSecret []byte) (string, error) {
+	return openSealed(key, secretAD(address, eventID), sealedSecret)
+}
+
+// openSealed decrypts what sealWith made with the same ad, or fails with
+// errSecretAltered.
+func openSealed(key, ad, sealedSecret []byte) (string, error) {
 	g, err := newGCM(key)
 	if err != nil {
 		return "", err
@@ -153,7 +164,7 @@ func openSecret(key []byte, address string, eventID int64, sealedSecret []byte) 
 		return "", errSecretAltered
 	}
 	n := g.NonceSize()
-	plain, err := g.Open(nil, sealedSecret[:n], sealedSecret[n:], secretAD(address, eventID))
+	plain, err := g.Open(nil, sealedSecret[:n], sealedSecret[n:], ad)
 	if err != nil {
 		return "", errSecretAltered
 	}

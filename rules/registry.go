@@ -32,6 +32,9 @@ type Registry struct {
 	q    *sqlstmt.Cache // the per-recipient query, prepared
 	path string         // registry.db, or where it would be: the passphrase key file is beside it
 	keys passphraseKey
+	// postgres: the registry is in the shared database ([store]).
+	postgres bool
+	codes    loginCodes
 }
 
 const dateLayout = "2006-01-02"
@@ -51,7 +54,7 @@ func OpenRegistry(path string) (*Registry, error) {
 		db.Close()
 		return nil, fmt.Errorf("consent registry %s: %w", path, err)
 	}
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + totpSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("consent registry %s: %w", path, err)
 	}

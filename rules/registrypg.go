@@ -86,8 +86,9 @@ var pgHistoryTriggers = store.AppendOnly("consent_events") + store.AppendOnly("c
 var RegistryHistoryTables = []string{"consent_events", "consent_addresses", "passphrase_addresses", "professional_addresses", "absences"}
 
 // RegistryStateTables are the registry's tables whose rows are replaced:
-// the current passphrases (encrypted) and the acknowledgements sent.
-var RegistryStateTables = []string{"passphrase_secrets", "acknowledgements"}
+// the current passphrases (encrypted), the acknowledgements sent and the
+// console's login codes (encrypted).
+var RegistryStateTables = []string{"passphrase_secrets", "acknowledgements", LoginCodesTable}
 
 // RegistryCopy is how `sealpost store migrate` copies the registry: every
 // table with its columns, in an order that keeps references whole and
@@ -100,6 +101,7 @@ var RegistryCopy = []store.Table{
 	{Name: "passphrase_secrets", Columns: "address, event_id, sealed", OrderBy: "address"},
 	{Name: "acknowledgements", Columns: "account, address, sent_at", OrderBy: "account, address, sent_at"},
 	{Name: "absences", Columns: "id, kind, account, from_day, until_day, note, cancels, recorded_by, recorded_at", OrderBy: "id", Identity: "id"},
+	{Name: LoginCodesTable, Columns: "username, sealed, since, last_step", OrderBy: "username"},
 }
 
 // LastEventID is the newest event's id in the history (0: none yet).
@@ -121,5 +123,5 @@ func OpenRegistryPostgres(db *sql.DB, keyDir string) (*Registry, error) {
 	if err := store.EnsureSchema(ctx, db, "consent_events", pgSchema); err != nil {
 		return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
 	}
-	return &Registry{db: db, q: sqlstmt.New(db), path: filepath.Join(keyDir, "registry.db")}, nil
+	return &Registry{db: db, q: sqlstmt.New(db), path: filepath.Join(keyDir, "registry.db"), postgres: true}, nil
 }

@@ -43,6 +43,13 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 	if cfg.Console.Listen == "" {
 		return nil
 	}
+	if err := moveTOTPFile(cfg, s.pa, s.log); err != nil {
+		// Mail goes on; the console waits rather than let a login whose
+		// codes are still in the file in with its password alone.
+		s.log.Error("the practice console is off: the login codes in the older file could not be moved into the registry's store; it tries again at the next start",
+			"file", filepath.Join(cfg.DataDir, totpFile), "err", err)
+		return nil
+	}
 	srv, err := newConsole(cfg, tlsConf, s.pa, s.relayState, consoleQueue{s.srv}, s.log)
 	if err != nil {
 		return err
@@ -62,24 +69,61 @@ func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, r
 	log *slog.Logger) (*console.Server, error) {
 	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := pa.arch.ChainHead(); return n }, known: pa.knownAddresses}
 	return console.New(console.Options{
-		Listen:          cfg.Console.Listen,
-		TLS:             tlsConf,
-		Logins:          consoleLogins(cfg),
-		TrustedNetworks: cfg.SMTP.TrustedPrefixes(),
-		Status:          &consoleStatus{relay: relay, cfg: cfg, refusals: refusals},
-		Refusals:        refusals,
-		Recorder:        &consoleRecorder{pa: pa},
-		Queue:           queue,
-		Clients:         &consoleClients{pa: pa},
-		Keys:            &consoleKeys{pa: pa},
-		Archive:         consoleArchive{pa.arch, cfg.Archive.Retention.D()},
-		Activity:        consoleActivity{pa.arch},
-		Absences:        consoleAbsences{pa},
-		// Beside the registry: data_dir is sealpost's alone.
-		TOTPFile:             filepath.Join(cfg.DataDir, "console-totp.json"),
+		Listen:               cfg.Console.Listen,
+		TLS:                  tlsConf,
+		Logins:               consoleLogins(cfg),
+		TrustedNetworks:      cfg.SMTP.TrustedPrefixes(),
+		Status:               &consoleStatus{relay: relay, cfg: cfg, refusals: refusals},
+		Refusals:             refusals,
+		Recorder:             &consoleRecorder{pa: pa},
+		Queue:                queue,
+		Clients:              &consoleClients{pa: pa},
+		Keys:                 &consoleKeys{pa: pa},
+		Archive:              consoleArchive{pa.arch, cfg.Archive.Retention.D()},
+		Activity:             consoleActivity{pa.arch},
+		Absences:             consoleAbsences{pa},
+		LoginCodes:           consoleLoginCodes{pa.registry},
 		RequireTOTPForAdmins: cfg.Console.RequireTOTPForAdmins,
 		Logger:               log.With("component", "console"),
 	})
+}
+
+// totpFile is where the console kept its login codes' secrets before they
+// moved into the registry's store.
+const totpFile = "console-totp.json"
+
+// moveTOTPFile moves the secrets of an older console-totp.json into the
+// registry's store and removes the file; when that fails the file stays.
+func moveTOTPFile(cfg *config.Config, pa *policyAndArchive, log *slog.Logger) error {
+	path := filepath.Join(cfg.DataDir, totpFile)
+	n, err := console.MoveTOTPFile(context.Background(), path, consoleLoginCodes{pa.registry})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("the console's login codes moved into the registry's store", "logins", n, "removed", path)
+	}
+	return nil
+}
+
+// consoleLoginCodes are the console's login codes in the registry's store.
+type consoleLoginCodes struct{ reg *rules.Registry }
+
+func (c consoleLoginCodes) LoginCode(ctx context.Context, user string) (console.LoginCode, bool, error) {
+	e, ok, err := c.reg.LoginCode(ctx, user)
+	return console.LoginCode(e), ok, err
+}
+
+func (c consoleLoginCodes) SetLoginCode(ctx context.Context, user string, e console.LoginCode) error {
+	return c.reg.SetLoginCode(ctx, user, rules.LoginCode(e))
+}
+
+func (c consoleLoginCodes) UseLoginCodeStep(ctx context.Context, user string, step int64) (bool, error) {
+	return c.reg.UseLoginCodeStep(ctx, user, step)
+}
+
+func (c consoleLoginCodes) RemoveLoginCode(ctx context.Context, user string) error {
+	return c.reg.RemoveLoginCode(ctx, user)
 }
 
 // consoleStatus is `sealpost status` for the console, from the running relay.

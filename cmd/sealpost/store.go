@@ -138,7 +138,11 @@ func runStoreInit(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := rules.OpenRegistryPostgres(db, cfg.DataDir); err != nil {
+	reg, err := rules.OpenRegistryPostgres(db, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := reg.EnsureLoginCodes(ctx); err != nil {
 		return err
 	}
 	if _, err := pgp.OpenKeyringPostgres(db, pgp.KeyringOptions{}); err != nil {
@@ -174,7 +178,11 @@ func runStoreMigrate(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := rules.OpenRegistryPostgres(db, cfg.DataDir); err != nil {
+	reg, err := rules.OpenRegistryPostgres(db, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := reg.EnsureLoginCodes(ctx); err != nil {
 		return err
 	}
 	keys, err := pgp.OpenKeyringPostgres(db, pgp.KeyringOptions{})
@@ -219,7 +227,7 @@ func migrateFile(ctx context.Context, dst *sql.DB, path string, tables []store.T
 	}
 	defer src.Close()
 	sums, err := store.Copy(ctx, src, dst, tables)
-	if err != nil && strings.Contains(err.Error(), "no such column") {
+	if err != nil && (strings.Contains(err.Error(), "no such column") || strings.Contains(err.Error(), "no such table")) {
 		// migrate only reads; the registry's own upgrade writes.
 		return nil, fmt.Errorf("%w; the file is from an older sealpost: without [store], run sealpost check (or start this version) once to bring it up to date, then migrate", err)
 	}

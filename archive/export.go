@@ -64,6 +64,10 @@ type ExportReport struct {
 	// SealKeyFingerprint is the OpenPGP fingerprint of the seal key that
 	// signed SHA256SUMS.
 	SealKeyFingerprint string
+	// Node is the chain's node as its records name it; Chains, in an export
+	// of several chains, what each gave (the fields above are their sums).
+	Node   string
+	Chains []ExportReport
 }
 
 // exportVerified is called between an export's verification and its
@@ -84,12 +88,24 @@ func Export(ctx context.Context, dir string, key openpgp.EntityList, out string,
 // those written since are counted, not exported.
 // It only reads dir: an auditor's copy of the archive stays as it was.
 func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter, o ExportOptions) (*ExportReport, error) {
-	if err := outsideArchive(dir, out); err != nil {
-		return nil, err
-	}
-	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
-		return nil, fmt.Errorf("%s is not empty: export into a new folder", out)
-	}
+	return ExportChains(ctx, []Chain{{Dir: dir, HeadFile: o.HeadFile}}, key, out, f, o)
+}
+
+// chainExport is what one chain gave an export: its part of the manifest,
+// its consent events before they are linked to the scans, and its seal key.
+type chainExport struct {
+	node     string // as its records name it
+	dir      string
+	rep      *ExportReport
+	m        manifest
+	consents []record.ConsentEvent
+	sealPub  []byte
+	signer   *openpgp.Entity
+}
+
+// exportChain exports the records of the chain in dir into out (their
+// files; the manifest's parts it returns).
+func exportChain(ctx context.Context, dir string, key openpgp.EntityList, out string, f Filter, o ExportOptions) (*chainExport, error) {
 	hashKey, err := os.ReadFile(filepath.Join(dir, "address-hash.key"))
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
@@ -99,6 +115,10 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	signer, err := exportSigner(dir)
+	if err != nil {
+		return nil, err
+	}
+	node, err := ChainNode(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +167,6 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	if m.Evidence, err = exportEvidence(ctx, files, key, out, sel.evidence); err != nil {
 		return nil, err
 	}
-	m.Consent = linkEvidence(consents, m.Evidence)
 	if m.Activity, err = exportActivity(ctx, files, key, sel.activity); err != nil {
 		return nil, err
 	}
@@ -155,13 +174,9 @@ func ExportWith(ctx context.Context, dir string, key openpgp.EntityList, out str
 	rep.RecordsChecked = len(m.Archive.Problems) == 0
 	m.Archive.RecordsChecked = rep.RecordsChecked
 	sort.SliceStable(m.Messages, func(i, j int) bool { return m.Messages[i].Time.Before(m.Messages[j].Time) })
-	rep.Messages, rep.Refusals, rep.ConsentEvents = len(m.Messages), len(m.Refusals), len(m.Consent)
+	rep.Messages, rep.Refusals = len(m.Messages), len(m.Refusals)
 	rep.Evidence, rep.Activity = len(m.Evidence), len(m.Activity)
-	loc := o.Location
-	if loc == nil {
-		loc = time.Local
-	}
-	return rep, writeExport(out, &m, sealPub, signer, loc)
+	return &chainExport{node: node, dir: dir, rep: rep, m: m, consents: consents, sealPub: sealPub, signer: signer}, nil
 }
 
 // linkRefusals pairs each refusal with the message its submission became

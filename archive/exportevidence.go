@@ -20,6 +20,7 @@ type manifestEvidence struct {
 	ID string `json:"id"`
 	Evidence
 	File string `json:"file"`
+	Node string `json:"node,omitempty"`
 }
 
 // exportedConsent is a consent event with the scan its evidence names,
@@ -116,10 +117,12 @@ func linkEvidence(consents []record.ConsentEvent, evidence []manifestEvidence) [
 
 // exportActivity decrypts the activity records: their payload has the
 // role and the addresses the clear header leaves out.
-func exportActivity(ctx context.Context, files *openSegments, key openpgp.EntityList, recs []located) ([]Activity, error) {
+func exportActivity(ctx context.Context, files *openSegments, key openpgp.EntityList, recs []located) ([]manifestActivity, error) {
 	acts, err := decryptAll[Activity](ctx, files, key, recs, "activity")
-	for i := range acts {
-		acts[i].Time = acts[i].Time.UTC()
+	out := make([]manifestActivity, 0, len(acts))
+	for _, a := range acts {
+		a.Time = a.Time.UTC()
+		out = append(out, manifestActivity{Activity: a})
 	}
-	return acts, err
+	return out, err
 }

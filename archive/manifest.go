@@ -21,22 +21,40 @@ import (
 // manifest is manifest.json, the index of an export (ARCHITECTURE.md, the
 // export layout).
 type manifest struct {
-	Format     int               `json:"sealpost_export"`
-	ExportedAt time.Time         `json:"exported_at"`
-	Archive    manifestArchive   `json:"archive"`
-	Filter     manifestFilter    `json:"filter"`
-	Messages   []manifestMessage `json:"messages"`
-	Refusals   []manifestRefusal `json:"refusals"`
-	Consent    []exportedConsent `json:"consent_history"`
+	Format     int             `json:"sealpost_export"`
+	ExportedAt time.Time       `json:"exported_at"`
+	Archive    manifestArchive `json:"archive"`
+	// Chains are the relays' chains the export was made from, one entry
+	// each; Archive is their sum when there are several.
+	Chains   []manifestChain   `json:"chains"`
+	Filter   manifestFilter    `json:"filter"`
+	Messages []manifestMessage `json:"messages"`
+	Refusals []manifestRefusal `json:"refusals"`
+	Consent  []exportedConsent `json:"consent_history"`
 	// Evidence are the scans of signed forms (evidence/ID.EXT), Activity
 	// the changes made in the console, that the selection covers.
 	Evidence []manifestEvidence `json:"evidence"`
-	Activity []Activity         `json:"activity"`
+	Activity []manifestActivity `json:"activity"`
+}
+
+// manifestChain is one relay's chain in an export: its node's name
+// (NodeName) and what was checked of it.
+type manifestChain struct {
+	Node string `json:"node"`
+	manifestArchive
+}
+
+// manifestActivity is a console change and the node whose console it was.
+type manifestActivity struct {
+	Activity
+	Node string `json:"node,omitempty"`
 }
 
 type manifestArchive struct {
-	ChainHeadSeq uint64 `json:"chain_head_seq"`
-	ChainHead    string `json:"chain_head"`
+	// The chain head, and the seal key below, are each chain's in Chains
+	// when an export holds several: there is no one chain head then.
+	ChainHeadSeq uint64 `json:"chain_head_seq,omitempty"`
+	ChainHead    string `json:"chain_head,omitempty"`
 	Verified     bool   `json:"verified"`
 	// RecordsChecked: every record in the export matched its hashes, and
 	// the chain head the head file (verified: the whole archive too).
@@ -44,10 +62,10 @@ type manifestArchive struct {
 	// Records written after the chain head, left out of the export.
 	RecordsAfterHead int      `json:"records_after_head,omitempty"`
 	Problems         []string `json:"problems,omitempty"`
-	SealKey          string   `json:"seal_key"`
+	SealKey          string   `json:"seal_key,omitempty"`
 	// SealKeyFingerprint is the OpenPGP fingerprint of seal-key.asc, the
 	// seal key that signed SHA256SUMS (SHA256SUMS.asc).
-	SealKeyFingerprint string `json:"seal_key_fingerprint"`
+	SealKeyFingerprint string `json:"seal_key_fingerprint,omitempty"`
 }
 
 type manifestFilter struct {
@@ -59,7 +77,10 @@ type manifestFilter struct {
 }
 
 type manifestMessage struct {
-	ID         string              `json:"id"`
+	ID string `json:"id"`
+	// Node is the relay whose chain holds the message (in an export of
+	// several chains always, of one when its records name a node).
+	Node       string              `json:"node,omitempty"`
 	Time       time.Time           `json:"time"`
 	Direction  Direction           `json:"direction"`
 	Account    string              `json:"account,omitempty"`
@@ -83,6 +104,7 @@ type manifestMessage struct {
 type manifestRefusal struct {
 	RefusalRecord
 	Message string `json:"message,omitempty"`
+	Node    string `json:"node,omitempty"`
 }
 
 type manifestRecipient struct {
@@ -130,7 +152,7 @@ type manifestDelivery struct {
 // newManifest starts the manifest of an export selected by f.
 func newManifest(f Filter, sealPub []byte) manifest {
 	m := manifest{Format: 1, ExportedAt: time.Now().UTC(), Refusals: []manifestRefusal{}, Consent: []exportedConsent{}, Messages: []manifestMessage{},
-		Evidence: []manifestEvidence{}, Activity: []Activity{}}
+		Evidence: []manifestEvidence{}, Activity: []manifestActivity{}}
 	m.Archive.SealKey = strings.TrimSpace(string(sealPub))
 	if !f.Since.IsZero() {
 		m.Filter.Since = f.Since.Format("2006-01-02")
@@ -167,9 +189,18 @@ func newManifestMessage(meta *messageMeta, sum string, size int64, file string, 
 	return mm
 }
 
-// writeExport writes the manifest, the seal key (raw and as OpenPGP), the
-// index page, the checksums of them all and their signature.
-func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity, loc *time.Location) error {
+// exportSeal is a chain's seal key in an export: it signs SHA256SUMS.
+type exportSeal struct {
+	node   string
+	pub    []byte // seal.pub, as the archive folder holds it
+	signer *openpgp.Entity
+}
+
+// writeExport writes the manifest, the seal keys (raw and as OpenPGP), the
+// index page, the checksums of them all and their signature. One chain's
+// seal key is seal.pub; several chains' are seal-NODE.pub, all of them in
+// seal-key.asc, and SHA256SUMS.asc holds a signature by each.
+func writeExport(out string, m *manifest, seals []exportSeal, loc *time.Location) error {
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -177,14 +208,7 @@ func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity
 	if err := os.WriteFile(filepath.Join(out, "manifest.json"), append(mj, '\n'), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(out, "seal.pub"), sealPub, 0o600); err != nil {
-		return err
-	}
-	var key bytes.Buffer
-	if err := writeSealKeyArmored(&key, signer); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(out, "seal-key.asc"), key.Bytes(), 0o600); err != nil {
+	if err := writeSealKeys(out, seals); err != nil {
 		return err
 	}
 	if err := writeIndex(out, m, loc); err != nil {
@@ -194,10 +218,39 @@ func writeExport(out string, m *manifest, sealPub []byte, signer *openpgp.Entity
 		return err
 	}
 	var sig bytes.Buffer
-	if err := signDetached(&sig, signer, filepath.Join(out, "SHA256SUMS"), time.Now()); err != nil {
+	if len(seals) == 1 {
+		err = signDetached(&sig, seals[0].signer, filepath.Join(out, "SHA256SUMS"), time.Now())
+	} else {
+		err = signDetachedBy(&sig, seals, filepath.Join(out, "SHA256SUMS"), time.Now())
+	}
+	if err != nil {
 		return fmt.Errorf("sign SHA256SUMS: %w", err)
 	}
 	return os.WriteFile(filepath.Join(out, "SHA256SUMS.asc"), sig.Bytes(), 0o600)
+}
+
+func writeSealKeys(out string, seals []exportSeal) error {
+	var key bytes.Buffer
+	if len(seals) == 1 {
+		if err := os.WriteFile(filepath.Join(out, "seal.pub"), seals[0].pub, 0o600); err != nil {
+			return err
+		}
+		if err := writeSealKeyArmored(&key, seals[0].signer); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(out, "seal-key.asc"), key.Bytes(), 0o600)
+	}
+	var signers []*openpgp.Entity
+	for _, s := range seals {
+		if err := os.WriteFile(filepath.Join(out, "seal-"+s.node+".pub"), s.pub, 0o600); err != nil {
+			return err
+		}
+		signers = append(signers, s.signer)
+	}
+	if err := writeSealKeysArmored(&key, signers); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, "seal-key.asc"), key.Bytes(), 0o600)
 }
 
 // writeSums writes SHA256SUMS over every file in out, in the format

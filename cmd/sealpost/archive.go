@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,9 +23,9 @@ import (
 )
 
 func init() {
-	register(&command{name: "archive verify", args: "[--archive DIR] [--head FILE | --no-head] [--allow-torn-tail] [--expect SEQ:HASH ...] [--expect-manifest FILE ...]",
-		summary: "check the archive's hash chain, seals and end (needs no private key)", run: runArchiveVerify})
-	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--timezone ZONE] [--verify] [--passphrase-file FILE ...]",
+	register(&command{name: "archive verify", args: "[--archive DIR ...] [--head FILE | --no-head] [--allow-torn-tail] [--expect [NODE:]SEQ:HASH ...] [--expect-manifest FILE ...]",
+		summary: "check the archive's hash chain, seals and end (needs no private key); with several nodes' archives, each chain on its own", run: runArchiveVerify})
+	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR ...] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--timezone ZONE] [--verify] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive reindex", args: "[--archive DIR]",
 		summary: "build the archive's index (archive-index.db, next to it) again from the segments, while the relay is stopped", run: runArchiveReindex})
@@ -56,36 +55,48 @@ func archiveFlag(fs *flag.FlagSet) *string {
 // a configuration with only data_dir is refused for its missing accounts
 // and notice).
 func (c *cli) startArchive(fs *flag.FlagSet, args []string, dir *string, checks ...func() error) (*archiveSource, error) {
-	pos, err := c.parse(fs, args)
-	if err != nil {
+	if err := c.parseArchiveArgs(fs, args, checks); err != nil {
 		return nil, err
 	}
+	return c.archiveSource(fs, *dir)
+}
+
+// parseArchiveArgs parses a reading command's flags, which take no
+// arguments, and runs the command's checks of them.
+func (c *cli) parseArchiveArgs(fs *flag.FlagSet, args []string, checks []func() error) error {
+	pos, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
 	if len(pos) > 0 {
-		return nil, usagef("takes no arguments")
+		return usagef("takes no arguments")
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if *dir == "" {
+	return nil
+}
+
+// archiveSource is the archive folder dir ("": the configuration's).
+func (c *cli) archiveSource(fs *flag.FlagSet, dir string) (*archiveSource, error) {
+	if dir == "" {
 		cfg, err := c.loadConfig()
 		if err != nil {
 			return nil, fmt.Errorf("%w (on a copy of the archive no configuration is needed: give --archive DIR, the folder that holds seal.pub and the seg-*.log files)", err)
 		}
 		return &archiveSource{dir: cfg.ArchiveDir(), cfg: cfg}, nil
 	}
-	configGiven := false
-	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "c" || f.Name == "config" })
-	if configGiven {
+	if configGiven(fs) {
 		return nil, usagef("--archive reads no configuration: give --archive DIR or -c FILE, not both")
 	}
-	abs, err := filepath.Abs(*dir)
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(abs, "seal.pub")); err != nil {
-		return nil, fmt.Errorf("%s is not an archive folder (no seal.pub in it): give the folder that holds seal.pub and the seg-*.log files (data_dir/archive on the server)", *dir)
+		return nil, fmt.Errorf("%s is not an archive folder (no seal.pub in it): give the folder that holds seal.pub and the seg-*.log files (data_dir/archive on the server)", dir)
 	}
 	return &archiveSource{dir: abs}, nil
 }
@@ -93,26 +104,43 @@ func (c *cli) startArchive(fs *flag.FlagSet, args []string, dir *string, checks 
 func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags()
 	var points, manifests fileList
-	fs.Var(&points, "expect", "a chain head seen earlier, SEQ:HASH (as verify and export print it): it must still be in the chain, unchanged (repeatable)")
+	fs.Var(&points, "expect", "a chain head seen earlier, SEQ:HASH (as verify and export print it), NODE:SEQ:HASH with several nodes' chains: it must still be in the chain, unchanged (repeatable)")
 	fs.Var(&manifests, "expect-manifest", "an earlier export's manifest.json: its chain head must still be in the chain, unchanged (repeatable)")
 	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
 	noHead := fs.Bool("no-head", false, "there is no head file (a copy of the archive folder alone): check everything but the end, which cannot be checked")
 	allowTorn := fs.Bool("allow-torn-tail", false, "accept bytes after the newest record that are not a whole record (what a crash in the middle of a write leaves)")
-	dirFlag := archiveFlag(fs)
-	var expect []archive.ChainPoint
-	src, err := c.startArchive(fs, args, dirFlag, func() error {
+	dirs := archivesFlag(fs)
+	var expected chainExpect
+	chains, err := c.startChains(fs, args, dirs, func() error {
 		if *head != "" && *noHead {
 			return usagef("--head and --no-head exclude each other")
 		}
 		var err error
-		expect, err = chainPoints(points, manifests)
+		expected, err = parseExpect(points, manifests)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	dir := src.dir
-	rep, err := archive.VerifyWith(dir, c.stdout, archive.VerifyOptions{Expect: expect, HeadFile: *head, NoHead: *noHead, AllowTornTail: *allowTorn})
+	o := archive.VerifyOptions{HeadFile: *head, NoHead: *noHead, AllowTornTail: *allowTorn}
+	if len(chains) > 1 {
+		if *head != "" {
+			return usagef("--head names one archive's head file: with several nodes' archives, each head file is looked for next to its folder")
+		}
+		return verifyChains(c, chains, expected, o)
+	}
+	dir := chains[0].Dir
+	names, err := chainNames(chains)
+	if err != nil {
+		return err
+	}
+	points1, err := expected.forChains(names)
+	if err != nil {
+		return err
+	}
+	expect := points1[0]
+	o.Expect = expect
+	rep, err := archive.VerifyWith(dir, c.stdout, o)
 	if err != nil {
 		return err
 	}
@@ -153,37 +181,6 @@ func runArchiveSealKey(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintf(c.stderr, "The archive's seal key, OpenPGP fingerprint %s.\nPublish this fingerprint where auditors find it apart from any export (the practice's letterhead, its records policy): every export's SHA256SUMS.asc is signed with this key.\n", fp)
 	_, err = c.stdout.Write(key)
 	return err
-}
-
-// chainPoints reads --expect SEQ:HASH values and the chain heads of
-// --expect-manifest files.
-func chainPoints(points, manifests fileList) ([]archive.ChainPoint, error) {
-	var out []archive.ChainPoint
-	for _, p := range points {
-		seq, hash, ok := strings.Cut(p, ":")
-		n, err := strconv.ParseUint(seq, 10, 64)
-		if !ok || err != nil || len(hash) != 64 {
-			return nil, usagef("--expect %q is not SEQ:HASH (a record number and its 64-digit hash)", p)
-		}
-		out = append(out, archive.ChainPoint{Seq: n, Hash: strings.ToLower(hash)})
-	}
-	for _, f := range manifests {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		var m struct {
-			Archive struct {
-				Seq  uint64 `json:"chain_head_seq"`
-				Head string `json:"chain_head"`
-			} `json:"archive"`
-		}
-		if err := json.Unmarshal(b, &m); err != nil || m.Archive.Head == "" {
-			return nil, fmt.Errorf("%s: not an export's manifest.json (no archive.chain_head): %v", f, err)
-		}
-		out = append(out, archive.ChainPoint{Seq: m.Archive.Seq, Hash: m.Archive.Head})
-	}
-	return out, nil
 }
 
 func parseDate(flagName, s string) (time.Time, error) {
@@ -232,12 +229,12 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	head := fs.String("head", "", "the archive's head file, when it was given apart from the archive (default: archive-head next to the archive folder)")
 	zone := fs.String("timezone", "", "the time zone index.html shows times in, e.g. Europe/Berlin (default: this computer's); manifest.json has UTC")
 	verifyAll := fs.Bool("verify", false, "verify the whole archive first, as archive verify does, and find the records by reading every segment rather than through the index (the manifest's \"verified\"); without it only the records exported and the chain's end are checked")
-	dirFlag := archiveFlag(fs)
+	dirs := archivesFlag(fs)
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
 	var f archive.Filter
 	var loc *time.Location
-	src, err := c.startArchive(fs, args, dirFlag, func() error {
+	chains, err := c.startChains(fs, args, dirs, func() error {
 		if len(keyFile) == 0 || *out == "" {
 			return usagef("--key and --out are required")
 		}
@@ -272,17 +269,27 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	case strings.Contains(*client, "@"):
 		f.Clients = []string{*client}
 	default:
-		if f.Clients, err = archive.ClientAddresses(ctx, src.dir, key, *client); err != nil {
+		if f.Clients, err = clientInChains(ctx, chains, key, *client); err != nil {
 			return err
 		}
 		f.ClientName = *client
 	}
-	rep, err := archive.ExportWith(ctx, src.dir, key, *out, f, archive.ExportOptions{HeadFile: *head, Location: loc, VerifyAll: *verifyAll})
+	if len(chains) > 1 && *head != "" {
+		return usagef("--head names one archive's head file: with several nodes' archives, each head file is looked for next to its folder")
+	}
+	chains[0].HeadFile = *head
+	rep, err := archive.ExportChains(ctx, chains, key, *out, f, archive.ExportOptions{Location: loc, VerifyAll: *verifyAll})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
-		rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, *out, rep.HeadSeq, rep.Head)
+	if len(rep.Chains) > 1 {
+		fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes of %d nodes to %s, merged by time; each chain's head (keep them: sealpost archive verify --expect-manifest %s/manifest.json checks they are still there):\n",
+			rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, len(rep.Chains), *out, *out)
+		printChainsExport(c.stdout, rep)
+	} else {
+		fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
+			rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, *out, rep.HeadSeq, rep.Head)
+	}
 	switch {
 	case *verifyAll && !rep.Verified, !*verifyAll && !rep.RecordsChecked:
 		fmt.Fprintf(c.stdout, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", *out)
@@ -292,7 +299,11 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if rep.RecordsAfterHead > 0 {
 		fmt.Fprintf(c.stdout, "%d records written while the export ran (after the chain head it verified) are not in it; the next export holds them.\n", rep.RecordsAfterHead)
 	}
-	fmt.Fprintf(c.stdout, "SHA256SUMS is signed with the archive's seal key, OpenPGP fingerprint %s (seal-key.asc). Check it with:\n", rep.SealKeyFingerprint)
+	if len(rep.Chains) > 1 {
+		fmt.Fprintf(c.stdout, "SHA256SUMS is signed with each node's seal key (all in seal-key.asc; fingerprints above). Check it with:\n")
+	} else {
+		fmt.Fprintf(c.stdout, "SHA256SUMS is signed with the archive's seal key, OpenPGP fingerprint %s (seal-key.asc). Check it with:\n", rep.SealKeyFingerprint)
+	}
 	fmt.Fprintf(c.stdout, "  cd %s && gpg --import seal-key.asc && gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS\n", *out)
 	return nil
 }

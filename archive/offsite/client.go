@@ -106,8 +106,8 @@ func New(c Config) (*Client, error) {
 	return &Client{mc: mc, bucket: c.Bucket, prefix: c.Prefix, endpoint: c.Endpoint}, nil
 }
 
-// Where names the bucket for people: "bucket B at https://host".
-func (c *Client) Where() string { return fmt.Sprintf("bucket %s at %s", c.bucket, c.endpoint) }
+// Where names the bucket for people: "https://host (bucket B)".
+func (c *Client) Where() string { return fmt.Sprintf("%s (bucket %s)", c.endpoint, c.bucket) }
 
 func (c *Client) segmentKey(node, name string) string { return c.prefix + node + "/archive/" + name }
 

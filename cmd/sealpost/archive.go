@@ -102,6 +102,9 @@ func (c *cli) archiveSource(fs *flag.FlagSet, dir string) (*archiveSource, error
 }
 
 func runArchiveVerify(ctx context.Context, c *cli, args []string) error {
+	if wantsS3(args) {
+		return runArchiveVerifyS3(ctx, c, args)
+	}
 	fs := c.flags()
 	var points, manifests fileList
 	fs.Var(&points, "expect", "a chain head seen earlier, SEQ:HASH (as verify and export print it), NODE:SEQ:HASH with several nodes' chains: it must still be in the chain, unchanged (repeatable)")
@@ -330,7 +333,8 @@ func openArchive(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *
 	if err != nil {
 		return nil, "", err
 	}
-	a, err = archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Node: cfg.Archive.Node, Logger: log, Context: ctx})
+	a, err = archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Node: cfg.Archive.Node, Logger: log, Context: ctx,
+		SegmentBytes: testSegmentBytes, MayRemove: offsiteMayRemove(cfg)})
 	return a, warning, err
 }
 

@@ -89,6 +89,7 @@ func runCheck(ctx context.Context, c *cli, args []string) error {
 	}
 	extras := append(checkPolicyAndArchive(cfg), checkDataDirAccess(c, cfg)...)
 	extras = append(extras, checkOfficeHours(cfg, clockNow())...)
+	extras = append(extras, checkOffsite(ctx, cfg, *offline)...)
 	for _, extra := range append(extras, checkCertificateEnds(cfg, time.Now())...) {
 		if extra.warn {
 			fmt.Fprintf(c.stdout, "WARN %s: %s\n", extra.what, textutil.OneLine(extra.err.Error()))

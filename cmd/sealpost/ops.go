@@ -114,13 +114,17 @@ func fileExists(p string) bool {
 // operator (ready when the spool and the archive take a write and the
 // provider was reached), settings for mail clients.
 func startOps(cfg *config.Config, clients *atomic.Pointer[submission.ClientSettings], srv *relay.Server, reg *prometheus.Registry,
-	arch *archive.Archive, serverTLS *tls.Config, log *slog.Logger) (*ops.Servers, error) {
+	arch *archive.Archive, serverTLS *tls.Config, log *slog.Logger, notes ...func() string) (*ops.Servers, error) {
 	dirs := []string{cfg.SpoolDir()}
 	if arch != nil {
 		dirs = append(dirs, arch.Dir())
 	}
+	ready := ops.NewReadiness(srv, dirs...)
+	for _, n := range notes {
+		ready.Note(n)
+	}
 	return ops.Start(ops.Options{
-		MetricsListen: cfg.Metrics.Listen, Metrics: reg, Ready: ops.NewReadiness(srv, dirs...),
+		MetricsListen: cfg.Metrics.Listen, Metrics: reg, Ready: ready,
 		AutoconfigListen: cfg.Clients.Listen, AutoconfigListenTLS: cfg.Clients.ListenTLS,
 		Autoconfig: submission.AutoconfigHandler(clients.Load), TLS: serverTLS, Logger: log,
 	})

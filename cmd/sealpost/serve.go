@@ -58,6 +58,7 @@ type service struct {
 	ingest      *ingestRunner
 	stopControl context.CancelFunc
 	bg          *background
+	offsite     *offsiteRunner
 	started     time.Time
 }
 
@@ -121,6 +122,10 @@ func (s *service) start(ctx context.Context, cfg *config.Config) error {
 	reg, metrics := newMetricsRegistry(s.pa.arch)
 	s.bg = startBackground(cfg, s.pa.arch, s.log)
 	registerServiceMetrics(reg, cfg, s.bg)
+	if s.offsite, err = startOffsite(cfg, s.pa.arch, s.log); err != nil {
+		return err
+	}
+	registerOffsiteMetrics(reg, s.offsite)
 	cs := clientSettings(cfg)
 	s.clients.Store(&cs)
 	if s.srv, err = newRelay(cfg, s.pa, s.grants, tlsConf, metrics, red.Hash, s.log); err != nil {
@@ -130,7 +135,7 @@ func (s *service) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if s.ops, err = startOps(cfg, &s.clients, s.srv, reg, s.pa.arch, tlsConf, s.log); err != nil {
+	if s.ops, err = startOps(cfg, &s.clients, s.srv, reg, s.pa.arch, tlsConf, s.log, s.offsite.readyNote); err != nil {
 		return err
 	}
 	if err := s.startConsole(cfg, tlsConf); err != nil {
@@ -197,6 +202,7 @@ func (s *service) serveUntil(ctx context.Context) {
 // deliveries in flight up to grace. Once the control socket ran, the last
 // consent events are copied into the archive before it closes.
 func (s *service) stop(grace time.Duration) {
+	s.offsite.stop()
 	if s.console != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.console.Shutdown(ctx)

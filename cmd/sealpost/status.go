@@ -57,7 +57,7 @@ func (s *service) serveStatus(w http.ResponseWriter, r *http.Request) {
 // relayState is what the running relay says about itself.
 func (s *service) relayState() relayState {
 	st := relayState{Since: s.started, PID: os.Getpid(), Build: currentBuild(), Queue: queueStateOf(s.srv.Queue()),
-		ProviderLastOK: s.srv.UpstreamLastOK(), Verified: s.bg.verified.Load()}
+		ProviderLastOK: s.srv.UpstreamLastOK(), Verified: s.bg.verified.Load(), Offsite: s.offsite.state()}
 	if s.pa.arch != nil {
 		st.ArchiveRecords, _ = s.pa.arch.ChainHead()
 	}
@@ -159,6 +159,9 @@ func printStatus(w io.Writer, st *statusReport, cfg *config.Config, now time.Tim
 		fmt.Fprintf(tw, "%s\t%s\n", l.What, status.ExpiryText(l, now))
 	}
 	fmt.Fprintf(tw, "archive\t%s\n", st.VerifiedText(now))
+	if r := st.Relay; r != nil && r.Offsite != nil {
+		fmt.Fprintf(tw, "off-site copy\t%s\n", r.Offsite.Text())
+	}
 	if d := st.Disk; d != nil {
 		fmt.Fprintf(tw, "disk\t%s free of %s (%s)\n", status.Bytes(d.Free), status.Bytes(d.Total), d.Path)
 	}

@@ -34,6 +34,8 @@ type Readiness struct {
 	provider Provider
 	now      func() time.Time
 
+	notes    []func() string
+
 	mu       sync.Mutex
 	checked  time.Time
 	problems []string
@@ -43,6 +45,14 @@ type Readiness struct {
 // provider is reached.
 func NewReadiness(provider Provider, dirs ...string) *Readiness {
 	return &Readiness{dirs: dirs, provider: provider, now: time.Now}
+}
+
+// Note adds a line /readyz shows without making the relay unready (""
+// shows nothing): the off-site copy of the record lagging behind is the
+// admin's to know, while the relay still takes mail and keeps it durably.
+func (r *Readiness) Note(note func() string) *Readiness {
+	r.notes = append(r.notes, note)
+	return r
 }
 
 // Check returns what keeps the relay from being ready; none when it is.
@@ -94,6 +104,13 @@ func probeWrite(dir string) error {
 
 func (r *Readiness) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	defer func() {
+		for _, note := range r.notes {
+			if n := note(); n != "" {
+				fmt.Fprintln(w, "note: "+n)
+			}
+		}
+	}()
 	if p := r.Check(req.Context()); len(p) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not ready:")

@@ -54,6 +54,7 @@ type Relay struct {
 	ProviderLastOK time.Time     `json:"provider_last_ok"` // zero: not since the start
 	ArchiveRecords uint64        `json:"archive_records"`
 	Verified       *ArchiveCheck `json:"verified,omitempty"`
+	Offsite        *Offsite      `json:"offsite,omitempty"` // nil: no [archive.s3]
 }
 
 // Queue is the queue's length and its oldest message.
@@ -117,6 +118,9 @@ func (st *Report) Judge(now time.Time, verifyEvery time.Duration) {
 		warn("THE ARCHIVE FAILED VERIFICATION on %s: %s", v.Time.Local().Format(time.DateTime), strings.Join(v.Problems, "; "))
 	case now.Sub(v.Time) > 2*verifyEvery:
 		warn("the archive was last verified %s ago", Ago(now, v.Time))
+	}
+	if r := st.Relay; r != nil && r.Offsite != nil && r.Offsite.Warning() != "" {
+		warn("%s", r.Offsite.Warning())
 	}
 	if d := st.Disk; d != nil && d.Low() {
 		warn("the disk of data_dir %s has %s free of %s: the relay refuses mail (451) when it cannot write the spool or the archive", d.Path, Bytes(d.Free), Bytes(d.Total))

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/sealpost/sealpost/internal/testutil"
+)
+
+// s3Relay is a relay copying its record into a bucket of a private
+// versitygw, with segments small enough to be sealed while a test runs.
+type s3Relay struct {
+	*Relay
+	s3      *testutil.S3Server
+	bucket  string
+	metrics string
+	s3TOML  string
+}
+
+func startS3Relay(t *testing.T) *s3Relay {
+	t.Helper()
+	s3 := testutil.StartVersityGW(t)
+	r := &s3Relay{s3: s3, bucket: s3.NewBucket(), metrics: fmt.Sprintf("127.0.0.1:%d", FreePort(t))}
+	access, secret := s3.WriteKeys(t.TempDir())
+	r.s3TOML = fmt.Sprintf("[archive]\nnode = \"a\"\n[archive.s3]\nendpoint = %q\nbucket = %q\nregion = \"us-east-1\"\naccess_key_file = %q\nsecret_key_file = %q\ntail_interval = \"1s\"\n",
+		s3.Endpoint, r.bucket, access, secret)
+	r.Relay = StartRelay(t, RelayOptions{Binary: SealpostTestClock(t), Env: []string{"SEALPOST_TEST_SEGMENT_BYTES=6000"},
+		Sections: fmt.Sprintf("[metrics]\nlisten = %q\n", r.metrics) + r.s3TOML})
+	return r
+}
+
+var metricLine = regexp.MustCompile(`(?m)^(sealpost_archive_upload_\w+) (\S+)$`)
+
+// upload is the relay's off-site lag and backlog, from /metrics.
+func (r *s3Relay) upload(t *testing.T) (lag float64, pending int) {
+	t.Helper()
+	_, body := get(t, "http://"+r.metrics+"/metrics")
+	found := 0
+	for _, m := range metricLine.FindAllStringSubmatch(body, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		switch m[1] {
+		case "sealpost_archive_upload_lag_seconds":
+			lag, found = v, found+1
+		case "sealpost_archive_upload_pending_objects":
+			pending, found = int(v), found+1
+		}
+	}
+	if found != 2 {
+		t.Fatalf("/metrics lacks the upload's lag or pending objects:\n%s", body)
+	}
+	return lag, pending
+}
+
+// send submits one message to a colleague and returns its id.
+func (r *s3Relay) send(t *testing.T, i int) string {
+	t.Helper()
+	out, ok := Swaks(t, r.SwaksArgs("--to", "colleague@practice.example", "--header", fmt.Sprintf("Subject: Case conference %d", i),
+		"--body", strings.Repeat(fmt.Sprintf("Notes for the case conference, part %d. ", i), 20))...)
+	if !ok || !strings.Contains(out, "250 2.0.0 OK: queued as ") {
+		t.Fatalf("message %d was not accepted:\n%s", i, out)
+	}
+	return queuedID(t, out)
+}
+
+// TestS3OffsiteCopy: the relay copies its record into an S3 bucket with
+// Object Lock while it accepts mail. With the S3 server stopped every
+// message still gets its 250 and the backlog shows in /metrics; started
+// again, the backlog is uploaded. Then the node's data_dir is lost:
+// `archive restore --s3` brings its record back, verified, and an export
+// of it holds every message; `archive verify --s3` from a configuration
+// holding [archive.s3] alone passes.
+func TestS3OffsiteCopy(t *testing.T) {
+	r := startS3Relay(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, r.send(t, i))
+	}
+	testutil.WaitWithin(t, 30*time.Second, "the first messages in the bucket", func() bool {
+		_, pending := r.upload(t)
+		return pending == 0 && countObjects(t, r, "a/archive/seg-") > 0
+	})
+
+	r.s3.Stop()
+	for i := 3; i < 12; i++ {
+		ids = append(ids, r.send(t, i))
+	}
+	testutil.WaitWithin(t, 30*time.Second, "the backlog to show while S3 is down", func() bool {
+		lag, pending := r.upload(t)
+		return lag > 1 && pending >= 2
+	})
+	r.s3.Start()
+	testutil.WaitWithin(t, 60*time.Second, "the backlog to be uploaded once S3 is back", func() bool {
+		lag, pending := r.upload(t)
+		return pending == 0 && lag == 0
+	})
+	sealed := countObjects(t, r, "a/archive/seg-")
+	t.Logf("%d messages, %d sealed segments in the bucket", len(ids), sealed)
+	if sealed < 3 {
+		t.Fatalf("only %d sealed segments in the bucket after %d messages", sealed, len(ids))
+	}
+
+	// The server's disk dies: only the archive key, kept offline, remains.
+	key := filepath.Join(t.TempDir(), "archive-private-key.asc")
+	b, err := os.ReadFile(filepath.Join(r.DataDir, "archive-private-key.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(key, b, 0o600)
+	r.Stop(t)
+	if err := os.RemoveAll(r.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	restored := filepath.Join(t.TempDir(), "restored")
+	out, errOut, code := r.Run(t, "", "archive", "restore", "--s3", "--to", restored)
+	if code != 0 || !strings.Contains(out, "The restored archive verifies") || !strings.Contains(out, "Restored node a from") {
+		t.Fatalf("archive restore --s3: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("archive restore --s3:\n%s", out)
+	exp := filepath.Join(t.TempDir(), "export")
+	if out, errOut, code := runSealpost(t, r.bin, "archive", "export", "--verify", "--archive", filepath.Join(restored, "archive"), "--key", key, "--out", exp); code != 0 {
+		t.Fatalf("export of the restored archive: exit %d\n%s%s", code, out, errOut)
+	}
+	var m struct {
+		Messages []struct {
+			ID string `json:"id"`
+		} `json:"messages"`
+	}
+	mb, err := os.ReadFile(filepath.Join(exp, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, msg := range m.Messages {
+		have[msg.ID] = true
+	}
+	for _, id := range ids {
+		if !have[id] {
+			t.Errorf("message %s (accepted with a 250) is not in the export of the restored archive", id)
+		}
+	}
+
+	// An auditor's configuration: [archive.s3] alone.
+	auditor := filepath.Join(t.TempDir(), "auditor.toml")
+	os.WriteFile(auditor, []byte(r.s3TOML), 0o600)
+	out, errOut, code = runSealpost(t, r.bin, "archive", "verify", "--s3", "-c", auditor)
+	if code != 0 || !strings.Contains(out, "Node a: downloading its whole chain") || !strings.Contains(out, "The restored archive verifies") {
+		t.Fatalf("archive verify --s3 with an auditor's configuration: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func countObjects(t *testing.T, r *s3Relay, prefix string) int {
+	t.Helper()
+	n := 0
+	for o := range r.s3.Client().ListObjects(context.Background(), r.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		n++
+	}
+	return n
+}
+
+// runSealpost runs a sealpost command as it is given (no -c added).
+func runSealpost(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}

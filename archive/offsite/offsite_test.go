@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -339,4 +340,57 @@ func TestPruneKeepsWhatIsNotUploaded(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(n.dataDir, "archive", "seg-00000003.log")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRunStopsWithinASecond: an upload to a server that takes the
+// connection and never answers is abandoned when the relay stops.
+func TestRunStopsWithinASecond(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dataDir := t.TempDir()
+	pub, _, err := archive.EnsureKey(dataDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(archive.Options{Dir: filepath.Join(dataDir, "archive"), PublicKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	client, err := New(Config{Endpoint: "http://" + l.Addr().String(), Bucket: "record", Region: "us-east-1", AccessKey: "k", SecretKey: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := NewUploader(Options{Client: client, Node: "a", ArchiveDir: a.Dir(), HeadFile: archive.HeadFile(a.Dir()),
+		StateFile: filepath.Join(dataDir, StateFile), Retention: retention, TailInterval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { up.Run(ctx); close(done) }()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the uploader never connected")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("Run did not return within a second of the stop")
+	}
+	t.Logf("stopped %s after the cancel", time.Since(start))
 }

@@ -47,6 +47,7 @@ var activityWords = map[string]string{
 	"absence-cancelled":                     "cancelled a therapist's absence",
 	"totp-on":                               "turned login codes on for their login",
 	"totp-off":                              "turned login codes off for their login",
+	"login-codes-removed":                   "turned login codes off for a login (a lost phone)",
 }
 
 // note records a change someone made; the change stands either way, and a

@@ -150,13 +150,18 @@ func (r *Registry) UseLoginCodeStep(ctx context.Context, user string, step int64
 	return n == 1, nil
 }
 
-// RemoveLoginCode forgets user's secret.
-func (r *Registry) RemoveLoginCode(ctx context.Context, user string) error {
+// RemoveLoginCode forgets user's secret; removed is false when it had none.
+func (r *Registry) RemoveLoginCode(ctx context.Context, user string) (removed bool, err error) {
 	if err := r.ensureLoginCodes(ctx); err != nil {
-		return err
+		return false, err
 	}
-	if _, err := r.db.ExecContext(ctx, `DELETE FROM console_totp WHERE username = ?`, user); err != nil {
-		return fmt.Errorf("login codes: %w: %w", ErrUnavailable, err)
+	res, err := r.db.ExecContext(ctx, `DELETE FROM console_totp WHERE username = ?`, user)
+	if err != nil {
+		return false, fmt.Errorf("login codes: %w: %w", ErrUnavailable, err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("login codes: %w: %w", ErrUnavailable, err)
+	}
+	return n > 0, nil
 }

@@ -78,8 +78,11 @@ func TestLoginCodes(t *testing.T) {
 		t.Error("a secret moved to another login decrypted")
 	}
 
-	if err := node2.RemoveLoginCode(ctx, "anna"); err != nil {
-		t.Fatal(err)
+	if removed, err := node2.RemoveLoginCode(ctx, "anna"); err != nil || !removed {
+		t.Fatalf("remove: %v %v", removed, err)
+	}
+	if removed, err := node2.RemoveLoginCode(ctx, "anna"); err != nil || removed {
+		t.Errorf("remove again: %v %v", removed, err)
 	}
 	if _, ok, err := node1.LoginCode(ctx, "anna"); ok || err != nil {
 		t.Errorf("after removal: %v %v", ok, err)

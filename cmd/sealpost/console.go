@@ -123,7 +123,8 @@ func (c consoleLoginCodes) UseLoginCodeStep(ctx context.Context, user string, st
 }
 
 func (c consoleLoginCodes) RemoveLoginCode(ctx context.Context, user string) error {
-	return c.reg.RemoveLoginCode(ctx, user)
+	_, err := c.reg.RemoveLoginCode(ctx, user)
+	return err
 }
 
 // consoleStatus is `sealpost status` for the console, from the running relay.

@@ -7,9 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
+	"github.com/sealpost/sealpost/rules"
 )
 
 // TestTOTPFileMovedOnStart: a data_dir with the console-totp.json an older
@@ -44,5 +48,55 @@ func TestTOTPFileMovedOnStart(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(cfg.DataDir, name)); bytes.Contains(b, []byte(secret)) {
 			t.Errorf("%s holds the secret in clear", name)
 		}
+	}
+}
+
+// TestConsoleCodesOff: for someone who lost their phone, `console
+// codes-off LOGIN` removes the login's secret (the password alone works
+// again), recorded in the activity log as the person behind sudo; a login
+// without codes, or a name that is no login, changes nothing.
+func TestConsoleCodesOff(t *testing.T) {
+	t.Setenv("SUDO_USER", "alice")
+	cfgPath := writeConfig(t, "")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := openRegistry(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := reg.SetLoginCode(ctx, "therapist", rules.LoginCode{Secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+
+	tests := []struct {
+		login  string
+		code   int
+		stdout string
+	}{
+		{"therapist", 0, "Login codes are off for therapist"},
+		{"therapist", 0, "therapist has no login codes: nothing to turn off."},
+		{"nobody", 1, ""},
+	}
+	for _, tt := range tests {
+		stdout, stderr, code := runCLI(t, "", "console", "codes-off", tt.login, "-c", cfgPath)
+		if code != tt.code || !strings.Contains(stdout, tt.stdout) {
+			t.Errorf("codes-off %s: exit %d\n%s%s", tt.login, code, stdout, stderr)
+		}
+	}
+	reg, err = openRegistry(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if _, on, err := reg.LoginCode(ctx, "therapist"); on || err != nil {
+		t.Errorf("the secret is still there: %v %v", on, err)
+	}
+	found, err := archive.FindActivity(cfg.ArchiveDir(), time.Time{})
+	if err != nil || len(found) != 1 || found[0].What != "login-codes-removed" || found[0].Object != "therapist" || found[0].Who != "alice" {
+		t.Errorf("activity %+v %v; want one login-codes-removed for therapist by alice", found, err)
 	}
 }

@@ -43,6 +43,11 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 	if cfg.Console.Listen == "" {
 		return nil
 	}
+	if err := s.pa.registry.EnsureLoginCodes(context.Background()); err != nil {
+		// The relay's PostgreSQL role may not create tables.
+		s.log.Error("the console's login codes have no table in the registry's store: every console login is refused until they do",
+			"err", err)
+	}
 	if err := moveTOTPFile(cfg, s.pa, s.log); err != nil {
 		// Mail goes on; the console waits rather than let a login whose
 		// codes are still in the file in with its password alone.

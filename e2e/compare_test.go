@@ -29,7 +29,9 @@ import (
 // SEALPOST_BENCH_MESSAGES (default 5000) messages per 4 KB run;
 // SEALPOST_BENCH_MIX (default 1000) messages per realistic-mix run (1000
 // makes the mix exact: 900 x 8 KB, 90 x 1 MB, 9 x 5 MB, 1 x 25 MB);
-// SEALPOST_BENCH_ROWS runs only the rows whose name contains it.
+// SEALPOST_BENCH_ROWS runs only the rows whose name contains it, or with
+// several separated by ";", any of them ("=NAME": only the row of that
+// name).
 func BenchmarkVersusPostfix(b *testing.B) {
 	testutil.RequireTools(b, "gpg", "smtp-sink")
 	runs := envInt("SEALPOST_BENCH_RUNS", 3)
@@ -97,27 +99,38 @@ func BenchmarkVersusPostfix(b *testing.B) {
 		size   func(int) int
 		n      int
 		rate   float64
+		s3     bool // the relay that copies its record to S3
 	}
 	rows := []row{
-		{"4 KB, plain relay", "postfix", "colleague@practice.example", fourK, n4k, 0},
-		{"4 KB, notice + archive", "sealpost", "colleague@practice.example", fourK, n4k, 0},
-		{"4 KB, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", fourK, n4k, 0},
-		{"4 KB, notice + archive + OpenPGP RSA-3072", "sealpost", "rsa3072@client.example", fourK, n4k, 0},
-		{"realistic mix, plain relay", "postfix", "colleague@practice.example", mix, nMix, 0},
-		{"realistic mix, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", mix, nMix, 0},
-		{"4 KB paced at 200/s, plain relay", "postfix", "colleague@practice.example", fourK, 2000, 200},
-		{"4 KB paced at 200/s, notice + archive", "sealpost", "colleague@practice.example", fourK, 2000, 200},
-		{"4 KB, notice + archive + sealed PDF", "sealpost", "sealed@client.example", fourK, n4k, 0},
-		{"realistic mix, notice + archive + sealed PDF", "sealpost", "sealed@client.example", mix, nMix, 0},
+		{"4 KB, plain relay", "postfix", "colleague@practice.example", fourK, n4k, 0, false},
+		{"4 KB, notice + archive", "sealpost", "colleague@practice.example", fourK, n4k, 0, false},
+		{"4 KB, notice + archive + S3 upload", "sealpost", "colleague@practice.example", fourK, n4k, 0, true},
+		{"4 KB, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", fourK, n4k, 0, false},
+		{"4 KB, notice + archive + OpenPGP RSA-3072", "sealpost", "rsa3072@client.example", fourK, n4k, 0, false},
+		{"realistic mix, plain relay", "postfix", "colleague@practice.example", mix, nMix, 0, false},
+		{"realistic mix, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", mix, nMix, 0, false},
+		{"4 KB paced at 200/s, plain relay", "postfix", "colleague@practice.example", fourK, 2000, 200, false},
+		{"4 KB paced at 200/s, notice + archive", "sealpost", "colleague@practice.example", fourK, 2000, 200, false},
+		{"4 KB, notice + archive + sealed PDF", "sealpost", "sealed@client.example", fourK, n4k, 0, false},
+		{"realistic mix, notice + archive + sealed PDF", "sealpost", "sealed@client.example", mix, nMix, 0, false},
 	}
 	if only := os.Getenv("SEALPOST_BENCH_ROWS"); only != "" {
 		var keep []row
 		for _, rw := range rows {
-			if strings.Contains(rw.name, only) {
-				keep = append(keep, rw)
+			for _, o := range strings.Split(only, ";") {
+				if exact, ok := strings.CutPrefix(o, "="); ok && rw.name == exact || !ok && strings.Contains(rw.name, o) {
+					keep = append(keep, rw)
+					break
+				}
 			}
 		}
 		rows = keep
+	}
+	var s3 *s3Bench
+	for _, rw := range rows {
+		if rw.s3 && s3 == nil {
+			s3 = startS3Bench(b, sink)
+		}
 	}
 	type result struct{ accepted, e2e, p50, p99, cpu, rss float64 }
 	results := map[string]result{}
@@ -132,6 +145,8 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			var pid, sinkPid int
 			if rw.target == "postfix" {
 				addr, ca, sinkDir, sinkPid = p.Addr(), r.CA, p.Sink.Dir, p.Sink.cmd.Process.Pid
+			} else if rw.s3 {
+				addr, ca, sinkDir, pid, sinkPid = s3.r.Submission, s3.r.CA, sink.Dir, s3.r.Pid(), sink.cmd.Process.Pid
 			} else {
 				addr, ca, sinkDir, pid, sinkPid = r.Submission, r.CA, sink.Dir, r.Pid(), sink.cmd.Process.Pid
 			}
@@ -181,6 +196,9 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			}
 			if got := countFiles(sinkDir); got != acked {
 				b.Fatalf("%s (%s): the sink got %d messages for %d answered 250: the run does not count", rw.name, rw.target, got, acked)
+			}
+			if rw.s3 {
+				s3.caughtUp(b, run)
 			}
 			key := rw.name + "|" + rw.target
 			all[key] = append(all[key], result{float64(acked) / accepted.Seconds(), float64(acked) / e2e.Seconds(),

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,9 +49,24 @@ var metricLine = regexp.MustCompile(`(?m)^(sealpost_archive_upload_\w+) (\S+)$`)
 // upload is the relay's off-site lag and backlog, from /metrics.
 func (r *s3Relay) upload(t *testing.T) (lag float64, pending int) {
 	t.Helper()
-	_, body := get(t, "http://"+r.metrics+"/metrics")
+	return uploadMetrics(t, r.metrics)
+}
+
+// uploadMetrics reads the off-site upload's lag and backlog from the
+// /metrics at addr.
+func uploadMetrics(t testing.TB, addr string) (lag float64, pending int) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	found := 0
-	for _, m := range metricLine.FindAllStringSubmatch(body, -1) {
+	for _, m := range metricLine.FindAllStringSubmatch(string(b), -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		switch m[1] {
 		case "sealpost_archive_upload_lag_seconds":
@@ -59,7 +76,7 @@ func (r *s3Relay) upload(t *testing.T) (lag float64, pending int) {
 		}
 	}
 	if found != 2 {
-		t.Fatalf("/metrics lacks the upload's lag or pending objects:\n%s", body)
+		t.Fatalf("/metrics lacks the upload's lag or pending objects:\n%s", b)
 	}
 	return lag, pending
 }

@@ -47,6 +47,10 @@ var activityWords = map[string]string{
 	"absence-cancelled":                     "cancelled a therapist's absence",
 	"totp-on":                               "turned login codes on for their login",
 	"totp-off":                              "turned login codes off for their login",
+	"login-added":                           "added a login (configuration)",
+	"login-removed":                         "removed a login (configuration)",
+	"login-password-changed":                "changed a login's password (configuration)",
+	"login-role-changed":                    "changed a login's role (configuration)",
 	"login-codes-removed":                   "turned login codes off for a login (a lost phone)",
 }
 

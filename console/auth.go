@@ -1,7 +1,10 @@
 package console
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
@@ -52,12 +55,52 @@ func (s *Server) SetLogins(list []Login) error {
 		}
 		t.byName[l.Username] = l
 	}
-	s.logins.Store(t)
+	if old := s.logins.Swap(t); old != nil {
+		s.noteLoginChanges(old, t)
+	}
 	s.sessions.endUnless(func(ss *session) bool {
 		l, ok := t.byName[ss.user]
 		return ok && l.PasswordHash == ss.passwordHash && l.Role == ss.role
 	})
 	return nil
+}
+
+// configReload stands in for who and where of a change made in the
+// configuration file: a reload does not know who edited it.
+const configReload = "configuration reload on the server"
+
+// noteLoginChanges puts the logins a reload added, removed or gave a new
+// password hash or role into the activity log: who may open the console
+// (and, for accounts, send mail) is as much the auditor's business as a
+// consent.
+func (s *Server) noteLoginChanges(old, now *loginTable) {
+	if s.o.Activity == nil {
+		return
+	}
+	var changes []Activity
+	for _, name := range slices.Sorted(maps.Keys(now.byName)) {
+		l, was := now.byName[name], old.byName[name]
+		object := name + " (" + string(l.Role) + ")"
+		switch {
+		case was.Username == "":
+			changes = append(changes, Activity{What: "login-added", Object: object})
+		case was.PasswordHash != l.PasswordHash:
+			changes = append(changes, Activity{What: "login-password-changed", Object: object})
+		case was.Role != l.Role:
+			changes = append(changes, Activity{What: "login-role-changed", Object: object})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(old.byName)) {
+		if _, ok := now.byName[name]; !ok {
+			changes = append(changes, Activity{What: "login-removed", Object: name + " (" + string(old.byName[name].Role) + ")"})
+		}
+	}
+	for _, a := range changes {
+		a.Time, a.Who, a.Role, a.From = s.o.Now(), "the configuration file", "configuration", configReload
+		if err := s.o.Activity.Record(context.Background(), a); err != nil {
+			s.log.Error("console: a login changed, but its activity record could not be written", "what", a.What, "err", err)
+		}
+	}
 }
 
 // dummyHash is compared against for an unknown username, so that the

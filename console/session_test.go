@@ -195,3 +195,38 @@ func TestAccessLog(t *testing.T) {
 		t.Errorf("the log lacks %v:\n%s", m, logs)
 	}
 }
+
+// TestLoginChangesInActivity: a reload that adds a login, removes one,
+// gives one a new password hash or another role puts each change into the
+// activity log (from the configuration, by a reload on the server); a
+// reload that changes nothing records nothing.
+func TestLoginChangesInActivity(t *testing.T) {
+	tc := startConsole(t)
+	unchanged := append([]Login(nil), testLogins...)
+	if err := tc.SetLogins(unchanged); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tc.activity.list); n != 0 {
+		t.Fatalf("a reload without changes recorded %d changes", n)
+	}
+	changed := []Login{
+		{"office", testHash, Admin},
+		{"anna", strings.Replace(testHash, "$04$", "$05$", 1), Therapist},
+		{"audit", testHash, Admin},
+		{"carla", testHash, Therapist},
+	}
+	if err := tc.SetLogins(changed); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range tc.activity.list {
+		if a.Who != "the configuration file" || a.From != "configuration reload on the server" {
+			t.Errorf("activity %+v", a)
+		}
+		got = append(got, a.What+" "+a.Object)
+	}
+	want := []string{"login-password-changed anna (therapist)", "login-role-changed audit (admin)", "login-added carla (therapist)", "login-removed ben (therapist)"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("recorded %q\nwant %q", got, want)
+	}
+}

@@ -206,6 +206,13 @@ func TestLockRefusesDeleteAndOverwrite(t *testing.T) {
 		if err == nil || minio.ToErrorResponse(err).StatusCode != 403 {
 			t.Errorf("deleting %s (version %s): %v, want refused", key, st.VersionID, err)
 		}
+		sooner, gov := time.Now().Add(time.Minute).UTC(), minio.Governance
+		for _, mode := range []minio.RetentionMode{minio.Compliance, gov} {
+			err = mc.PutObjectRetention(ctx, bucket, key, minio.PutObjectRetentionOptions{VersionID: st.VersionID, Mode: &mode, RetainUntilDate: &sooner, GovernanceBypass: true})
+			if err == nil {
+				t.Errorf("%s: the retention was shortened (%s)", key, mode)
+			}
+		}
 		if _, err := mc.PutObject(ctx, bucket, key, bytes.NewReader([]byte("rewritten")), 9, minio.PutObjectOptions{}); err != nil {
 			t.Fatalf("overwrite %s: %v", key, err)
 		}
@@ -272,8 +279,11 @@ func TestBacklogAfterS3Returns(t *testing.T) {
 }
 
 // TestLegalHolds: a hold over the segments' days turns S3 legal hold on
-// for their objects, so even past the retention they stay; releasing it
-// turns it off.
+// for their objects; releasing it turns it off. (That the hold keeps an
+// object past its retention is S3's promise, which versitygw 1.8.0's
+// posix backend does not keep: it refuses deleting a held object without
+// a retention, but deletes one whose retention has ended, held or not;
+// deploy/README.md says so.)
 func TestLegalHolds(t *testing.T) {
 	s3 := testutil.StartVersityGW(t)
 	bucket := s3.NewBucket()
@@ -393,4 +403,26 @@ func TestRunStopsWithinASecond(t *testing.T) {
 		t.Fatal("Run did not return within a second of the stop")
 	}
 	t.Logf("stopped %s after the cancel", time.Since(start))
+}
+
+// TestCheckLock: sealpost check's question to the bucket: a bucket made
+// without Object Lock is named as such.
+func TestCheckLock(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	locked := s3.NewBucket()
+	if err := s3.Client().MakeBucket(context.Background(), "plain", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		bucket, want string
+	}{{locked, ""}, {"plain", "Object Lock"}} {
+		c, err := New(Config{Endpoint: s3.Endpoint, Bucket: tt.bucket, Region: "us-east-1", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.CheckLock(context.Background())
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("bucket %s: %v, want %q", tt.bucket, err, tt.want)
+		}
+	}
 }

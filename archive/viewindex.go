@@ -2,15 +2,13 @@ package archive
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -22,14 +20,11 @@ import (
 
 // ViewMessage is one archived message as a reader of the record sees it:
 // what its record says, and what the records after it say became of it.
-// A ViewMessage is never changed once handed out: a later event makes a
-// new one, with the same Seq and a higher Updated.
+// A ViewMessage is never changed once handed out.
 //
-// The view keeps, for every message, only what lists it (Seq, ID, Time,
-// Direction, Clients, Size, Refused, Updated): the rest of its metadata
-// (ViewDetails) is nil in what Messages and Changes return, and filled in
-// by View.Details, which decrypts the record again (a bounded cache keeps
-// the latest).
+// View.Message fills in what lists a message (Seq, Time, Direction,
+// Clients, Size, Updated); View.Details decrypts the record again for the
+// rest (ID, Refused, ViewDetails), as of Updated.
 type ViewMessage struct {
 	Seq       uint64 // the record's place in the chain: stable, increasing
 	ID        string
@@ -43,8 +38,17 @@ type ViewMessage struct {
 	// event's).
 	Updated uint64
 	*ViewDetails
-	loc    viewLoc
-	events []viewLoc // the event records about it, in chain order
+}
+
+// ViewListing is what lists a message in a mailbox, handed out without
+// copying anything the view keeps: Clients is shared and not to be
+// changed.
+type ViewListing struct {
+	Seq, Updated uint64
+	Time         time.Time
+	Direction    Direction
+	Clients      []string // sorted
+	Size         int64
 }
 
 // ViewDetails is what View.Details adds to a message.
@@ -60,28 +64,6 @@ type ViewDetails struct {
 	Events []Event
 }
 
-// viewLoc is where a record's payload is, and what its header says that
-// decrypting it checks: a located without the rest of the header.
-type viewLoc struct {
-	seg            string
-	seq            uint64
-	payOff, payLen int64
-	psha           [32]byte
-	id             string
-}
-
-// newViewLoc keeps id, the message's id as the view already holds it, in
-// place of the header's copy of it (a million messages: tens of MB).
-func newViewLoc(l located, id string) viewLoc {
-	c := viewLoc{seg: l.seg, seq: l.h.Seq, payOff: l.payOff, payLen: l.payLen, id: id}
-	hex.Decode(c.psha[:], []byte(l.h.PSHA))
-	return c
-}
-
-func (c viewLoc) located() located {
-	return located{seg: c.seg, h: header{Seq: c.seq, PSHA: hex.EncodeToString(c.psha[:]), ID: c.id}, payOff: c.payOff, payLen: c.payLen}
-}
-
 // ViewRefusal is a refused recipient or message as the record keeps it.
 type ViewRefusal struct {
 	Seq uint64
@@ -90,9 +72,10 @@ type ViewRefusal struct {
 }
 
 // View is a read-only index of the archive's messages for a reader with the
-// private key (the IMAP view). Only what lists a message stays in memory;
-// its other metadata and its bytes are decrypted again when asked for,
-// the newest of them kept in bounded caches.
+// private key (the IMAP view). Only what lists a message stays in memory,
+// as a row of numbers (viewrows.go); its other metadata and its bytes are
+// decrypted again when asked for, the newest of them kept in bounded
+// caches. Nothing decrypted is written anywhere.
 type View struct {
 	dir string
 	key openpgp.EntityList
@@ -100,22 +83,25 @@ type View struct {
 	refreshMu sync.Mutex // one Refresh at a time; guards pos
 	pos       indexRow   // the last record read (seq 0: none yet)
 
-	mu         sync.Mutex
-	messages   []*ViewMessage // in chain order
-	byID       map[string]int // message id -> index in messages
+	mu       sync.Mutex
+	rows     rowChunks[viewRow]   // the messages, in chain order
+	events   rowChunks[viewEvent] // the events about them, in chain order
+	bigSizes map[uint64]int64     // seq -> size, for messages of 4 GiB or more
+	ids      *idIndex
+	clients  *clientSets
+	zones    map[int16]*time.Location
+	// sentAs finds the message a refusal's submission became: ref -> seq.
+	sentAs     map[string]uint64
 	refusals   []*ViewRefusal // in chain order
 	version    uint64         // grows with every change a Refresh finds
 	unreadable []uint64       // records the key does not open
 	// unreadableMessages counts the message records among them.
 	unreadableMessages int
 	files              *openSegments
-	// changed lists, in order, the places in messages of each message
-	// added or changed by an event since gen began; gen grows when a prune
-	// took messages out (places move).
-	changed []int
+	// gen grows when a prune took messages out: rows moved, and readers
+	// of Changes start again.
 	gen     uint64
-	holding map[string]bool   // the segments the view's messages and refusals are in
-	clients map[string]string // one copy of each client address
+	holding map[string]bool // the segments the view's messages and refusals are in
 
 	details *lru[*ViewMessage]
 	bodies  *lru[[]byte]
@@ -149,7 +135,8 @@ func OpenViewWith(dir string, key openpgp.EntityList, o ViewOptions) (*View, err
 	if o.BodyCacheBytes <= 0 {
 		o.BodyCacheBytes = 32 << 20
 	}
-	v := &View{dir: dir, key: key, byID: map[string]int{}, holding: map[string]bool{}, clients: map[string]string{},
+	v := &View{dir: dir, key: key, holding: map[string]bool{}, bigSizes: map[uint64]int64{}, sentAs: map[string]uint64{},
+		ids: newIDIndex(), clients: newClientSets(), zones: map[int16]*time.Location{},
 		files:   &openSegments{dir: dir, files: map[string]*os.File{}},
 		details: newLRU[*ViewMessage](int64(o.DetailsCache), func(*ViewMessage) int64 { return 1 }),
 		bodies:  newLRU[[]byte](o.BodyCacheBytes, func(b []byte) int64 { return int64(len(b)) })}
@@ -159,14 +146,12 @@ func OpenViewWith(dir string, key openpgp.EntityList, o ViewOptions) (*View, err
 			v.Close()
 			return nil, err
 		}
-		v.mu.Lock()
-		readable := len(v.messages) > 0
-		v.mu.Unlock()
+		readable := v.Len() > 0
 		if !more || o.Background && readable {
 			break
 		}
 	}
-	if n := v.unreadableMessages; n > 0 && len(v.messages) == 0 {
+	if n := v.unreadableMessages; n > 0 && v.Len() == 0 {
 		v.Close()
 		return nil, fmt.Errorf("the key opens none of the archive's %d messages: is it the archive's private key?", n)
 	}
@@ -188,44 +173,11 @@ func (v *View) LoadAll(ctx context.Context) error {
 	}
 }
 
-// ViewCursor is how far a reader of the view's changes (Changes) has read.
-type ViewCursor struct {
-	gen      uint64
-	changed  int
-	refusals int
-}
-
-// Snapshot returns the messages and refusals in chain order, and the
-// cursor Changes goes on from.
-func (v *View) Snapshot() ([]*ViewMessage, []*ViewRefusal, ViewCursor) {
+// Len is how many messages the view holds.
+func (v *View) Len() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return append([]*ViewMessage(nil), v.messages...), append([]*ViewRefusal(nil), v.refusals...),
-		ViewCursor{gen: v.gen, changed: len(v.changed), refusals: len(v.refusals)}
-}
-
-// Changes returns what Refresh found since c: the messages added or
-// changed (each once, as it is now, in the order of their newest change)
-// and the refusals added. ok false: messages left the view since (a
-// prune); the reader starts again from Snapshot.
-func (v *View) Changes(c ViewCursor) (msgs []*ViewMessage, refusals []*ViewRefusal, next ViewCursor, ok bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if c.gen != v.gen || c.changed > len(v.changed) || c.refusals > len(v.refusals) {
-		return nil, nil, c, false
-	}
-	places := v.changed[c.changed:]
-	last := make(map[int]int, len(places))
-	for i, p := range places {
-		last[p] = i
-	}
-	for i, p := range places {
-		if last[p] == i {
-			msgs = append(msgs, v.messages[p])
-		}
-	}
-	refusals = append(refusals, v.refusals[c.refusals:]...)
-	return msgs, refusals, ViewCursor{gen: v.gen, changed: len(v.changed), refusals: len(v.refusals)}, true
+	return v.rows.len()
 }
 
 // Unreadable lists the records (by sequence number) that the key did not
@@ -300,13 +252,13 @@ func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) 
 	v.mu.Lock()
 	v.dropPruned()
 	v.mu.Unlock()
-	var fresh []located
+	var fresh []indexRow
 	last := v.pos
 	err = walkRows(ctx, v.dir, v.pos.seg, v.pos.end, n, func(rows []indexRow) error {
 		for _, r := range rows {
 			switch r.h.Kind {
 			case kindMessage, kindEvent, kindRefusal:
-				fresh = append(fresh, located{seg: r.seg, h: r.h, payOff: r.end - 32 - r.h.PLen, payLen: r.h.PLen})
+				fresh = append(fresh, r)
 			}
 		}
 		last = rows[len(rows)-1]
@@ -319,7 +271,7 @@ func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) 
 	if err != nil && !more {
 		return false, err
 	}
-	err = inOrder(ctx, len(fresh), func(i int) viewRecord { return v.read(fresh[i]) },
+	err = inOrder(ctx, len(fresh), func(i int) viewRecord { return v.read(rowLocated(fresh[i])) },
 		func(i int, r viewRecord) error {
 			v.mu.Lock()
 			v.add(fresh[i], &r)
@@ -331,6 +283,10 @@ func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) 
 	}
 	v.pos = last
 	return more, nil
+}
+
+func rowLocated(r indexRow) located {
+	return located{seg: r.seg, h: r.h, payOff: r.end - 32 - r.h.PLen, payLen: r.h.PLen}
 }
 
 // read decrypts one record; a message's body streams past, only its
@@ -371,140 +327,50 @@ func (v *View) readEvent(l located) (Event, error) {
 }
 
 // add puts a record read into the view, in chain order.
-func (v *View) add(l located, r *viewRecord) {
+func (v *View) add(at indexRow, r *viewRecord) {
 	v.version++
+	h := &at.h
 	if r.err != nil {
-		v.unreadable = append(v.unreadable, l.h.Seq)
-		if l.h.Kind == kindMessage {
+		v.unreadable = append(v.unreadable, h.Seq)
+		if h.Kind == kindMessage {
 			v.unreadableMessages++
 		}
 		return
 	}
-	if l.h.Kind == kindMessage || l.h.Kind == kindRefusal {
-		v.holding[l.seg] = true
+	if h.Kind == kindMessage || h.Kind == kindRefusal {
+		v.holding[at.seg] = true
 	}
-	switch l.h.Kind {
+	switch h.Kind {
 	case kindMessage:
 		mt := &r.meta
-		clients := clientsOf(mt)
-		for i, c := range clients {
-			if have, ok := v.clients[c]; ok {
-				clients[i] = have
-			} else {
-				v.clients[c] = c
+		row := viewRow{seq: h.Seq, loc: segLoc(at.seg, at.off), secs: uint32(min(max(mt.Time.Unix(), 0), math.MaxUint32)),
+			zone: zoneMinutes(mt.Time), lastEv: -1, clients: v.clients.set(clientsOf(mt))}
+		if mt.Direction == Outbound {
+			row.flags |= rowOutbound
+		}
+		row.size = uint32(min(r.size, sizeSpilled))
+		if row.size == sizeSpilled {
+			v.bigSizes[h.Seq] = r.size
+		}
+		for _, rr := range mt.Refused {
+			if rr.Ref != "" {
+				v.sentAs[rr.Ref] = h.Seq
 			}
 		}
-		m := &ViewMessage{Seq: l.h.Seq, ID: mt.ID, Time: mt.Time, Direction: mt.Direction, Size: r.size, Clients: clients,
-			Refused: mt.Refused, Updated: l.h.Seq}
-		m.loc = newViewLoc(l, m.ID)
-		v.byID[m.ID] = len(v.messages)
-		v.changed = append(v.changed, len(v.messages))
-		v.messages = append(v.messages, m)
+		v.ids.add(mt.ID, uint32(v.rows.len()))
+		v.rows.append(row)
 	case kindEvent:
-		i, ok := v.byID[r.event.MessageID]
+		i, ok := v.ids.find(r.event.MessageID)
 		if !ok {
 			return // about a message pruned, or one the key does not open
 		}
-		m := *v.messages[i]
-		m.events = append(m.events[:len(m.events):len(m.events)], newViewLoc(l, m.ID))
-		m.Updated = l.h.Seq
-		v.messages[i] = &m
-		v.changed = append(v.changed, i)
+		m := v.rows.at(int(i))
+		v.events.append(viewEvent{loc: segLoc(at.seg, at.off), row: i, prev: m.lastEv})
+		m.lastEv = int32(v.events.len() - 1)
+		m.newer = uint32(min(h.Seq-m.seq, math.MaxUint32))
 	case kindRefusal:
-		v.refusals = append(v.refusals, &ViewRefusal{Seq: l.h.Seq, RefusalRecord: r.refusal, seg: l.seg})
+		v.refusals = append(v.refusals, &ViewRefusal{Seq: h.Seq, RefusalRecord: r.refusal, seg: at.seg})
 	}
-}
-
-// Details is m with all of its metadata: what its record says (decrypted
-// again, or from the cache) and its events, as of m.Updated.
-func (v *View) Details(m *ViewMessage) (*ViewMessage, error) {
-	key := fmt.Sprintf("%d.%d", m.Seq, m.Updated)
-	if d, ok := v.details.get(key); ok {
-		return d, nil
-	}
-	l := m.loc.located()
-	head := &capped{max: maxNamedHeader}
-	_, metaJSON, err := v.files.metadata(l, v.key, head)
-	if err == nil {
-		err = sameMessage(l, metaJSON)
-	}
-	var mt messageMeta
-	if err == nil {
-		err = json.Unmarshal(metaJSON, &mt)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("record %d: %w", m.Seq, err)
-	}
-	d := *m
-	d.ViewDetails = &ViewDetails{Account: mt.Account, Sender: mt.Sender, Folder: mt.Folder, From: mt.From, Subject: mt.Subject, MessageID: mt.MessageID,
-		Decisions: mt.Decisions, Fired: mt.Fired, Named: namedIn(head.Bytes())}
-	for _, e := range m.events {
-		ev, err := v.readEvent(e.located())
-		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", e.seq, err)
-		}
-		d.Events = append(d.Events, ev)
-	}
-	v.details.put(key, &d)
-	return &d, nil
-}
-
-// maxNamedHeader is how much of a message's start the view reads its To
-// and Cc fields from: the header limit of a submission.
-const maxNamedHeader = 100 << 10
-
-// dropPruned leaves out of the view the messages and refusals whose
-// segment was pruned since they were indexed: past retention, they are not
-// served any more.
-func (v *View) dropPruned() {
-	gone := map[string]bool{}
-	isGone := func(seg string) bool {
-		if _, known := gone[seg]; !known {
-			_, err := os.Stat(filepath.Join(v.dir, seg))
-			gone[seg] = errors.Is(err, os.ErrNotExist)
-		}
-		return gone[seg]
-	}
-	anyGone := false
-	for seg := range v.holding {
-		if isGone(seg) {
-			anyGone = true
-			delete(v.holding, seg)
-		}
-	}
-	if !anyGone {
-		return // the usual case: no message is looked at
-	}
-	before := v.version
-	kept := v.messages[:0]
-	for _, m := range v.messages {
-		if !isGone(m.loc.seg) {
-			kept = append(kept, m)
-		}
-	}
-	clear(v.messages[len(kept):])
-	if len(kept) != len(v.messages) {
-		v.version++
-		clear(v.byID)
-		for i, m := range kept {
-			v.byID[m.ID] = i
-		}
-	}
-	v.messages = kept
-	keptR := v.refusals[:0]
-	for _, r := range v.refusals {
-		if !isGone(r.seg) {
-			keptR = append(keptR, r)
-		}
-	}
-	clear(v.refusals[len(keptR):])
-	if len(keptR) != len(v.refusals) || v.version != before {
-		v.version++
-		// Places moved: readers of Changes start again.
-		v.gen++
-		v.changed = nil
-	}
-	v.refusals = keptR
 }
 
 // clientsOf lists the clients a message is from or to: the sender of an
@@ -533,38 +399,9 @@ func clientsOf(m *messageMeta) []string {
 	return out
 }
 
-// Messages returns the messages in chain order.
-func (v *View) Messages() []*ViewMessage {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]*ViewMessage(nil), v.messages...)
-}
-
 // Refusals returns the refusals in chain order.
 func (v *View) Refusals() []*ViewRefusal {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return append([]*ViewRefusal(nil), v.refusals...)
-}
-
-// Body returns a message's bytes as archived.
-func (v *View) Body(m *ViewMessage) ([]byte, error) {
-	if m == nil {
-		return nil, errors.New("no such message")
-	}
-	key := strconv.FormatUint(m.Seq, 10)
-	if b, ok := v.bodies.get(key); ok {
-		// A segment pruned since is not served from the cache either.
-		if _, err := v.files.file(m.loc.seg); err != nil {
-			v.bodies.remove(key)
-			return nil, err
-		}
-		return b, nil
-	}
-	// Not under v.mu: readers in several sessions decrypt in parallel.
-	body, _, err := v.files.decrypt(m.loc.located(), v.key)
-	if err == nil {
-		v.bodies.put(key, body)
-	}
-	return body, err
 }

@@ -60,7 +60,11 @@ func TestViewAcrossKeyChange(t *testing.T) {
 
 	ids := func(v *View) (out []string) {
 		for _, m := range v.Messages() {
-			out = append(out, m.ID)
+			d, err := v.Details(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, d.ID)
 		}
 		return out
 	}
@@ -245,7 +249,7 @@ func TestViewAfterPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range v.Messages() {
-		if m.ID == before[0].ID {
+		if m.Seq == before[0].Seq {
 			t.Fatal("the pruned message is still in the view")
 		}
 	}
@@ -313,17 +317,17 @@ func TestViewLoadsInBackground(t *testing.T) {
 	if got := len(v.Messages()); got == 0 || got >= n {
 		t.Fatalf("opened in the background, the view holds %d of %d messages at once; want some, not all", got, n)
 	}
-	msgs, _, cursor := v.Snapshot()
+	var msgs []ViewListing
+	cursor, _ := v.Changes(ViewCursor{}, func(l ViewListing) { msgs = append(msgs, l) }, func(ViewListing) {}, func(*ViewRefusal) {})
 	if err := v.LoadAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	changed, _, _, ok := v.Changes(cursor)
 	added := 0
-	for _, m := range changed {
-		if m.Seq > msgs[len(msgs)-1].Seq {
+	_, ok := v.Changes(cursor, func(l ViewListing) {
+		if l.Seq > msgs[len(msgs)-1].Seq {
 			added++
 		}
-	}
+	}, func(ViewListing) {}, func(*ViewRefusal) {})
 	if !ok || len(msgs)+added != n {
 		t.Fatalf("after loading: %d messages at first and %d added (%v), want %d in all", len(msgs), added, ok, n)
 	}

@@ -3,35 +3,66 @@ package auditimap
 import (
 	"bufio"
 	"bytes"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 )
 
-// each calls f for the selected messages in numSet, in mailbox order.
-func (ss *session) each(numSet imap.NumSet, f func(seq uint32, e *entry) error) error {
-	max := uint32(len(ss.msgs))
-	maxUID := uint32(0)
-	if len(ss.msgs) > 0 {
-		maxUID = ss.msgs[len(ss.msgs)-1].uid
+// each calls f for the selected messages in numSet, each once, in mailbox
+// order. The ranges are found by binary search: a FETCH of the newest
+// messages of a large mailbox costs what it returns.
+func (ss *session) each(numSet imap.NumSet, f func(seq uint32, i int) error) error {
+	b := &ss.box
+	n := b.len()
+	if n == 0 {
+		return nil
 	}
-	for i, e := range ss.msgs {
-		seq := uint32(i) + 1
-		var in bool
-		switch set := numSet.(type) {
-		case imap.SeqSet:
-			in = containsNum(set, seq, max)
-		case imap.UIDSet:
-			in = containsNum(uidRanges(set), e.uid, maxUID)
+	var spans [][2]int // [from, to) of the mailbox's messages
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		for _, r := range set {
+			start, stop := resolveRange(r.Start, r.Stop, uint32(n))
+			spans = append(spans, [2]int{int(start) - 1, min(int(stop), n)})
 		}
-		if in {
-			if err := f(seq, e); err != nil {
+	case imap.UIDSet:
+		for _, r := range set {
+			start, stop := resolveRange(uint32(r.Start), uint32(r.Stop), b.uids[n-1])
+			from, _ := slices.BinarySearch(b.uids, start)
+			to, found := slices.BinarySearch(b.uids, stop)
+			if found {
+				to++
+			}
+			spans = append(spans, [2]int{from, to})
+		}
+	}
+	slices.SortFunc(spans, func(x, y [2]int) int { return x[0] - y[0] })
+	next := 0 // messages before next were handed on
+	for _, sp := range spans {
+		for i := max(sp[0], next); i < sp[1]; i++ {
+			if err := f(uint32(i)+1, i); err != nil {
 				return err
 			}
 		}
+		next = max(next, sp[1])
 	}
 	return nil
+}
+
+// resolveRange resolves "*" (0) to max, as RFC 9051 has it, and orders
+// the range.
+func resolveRange(start, stop, max uint32) (uint32, uint32) {
+	if start == 0 {
+		start = max
+	}
+	if stop == 0 {
+		stop = max
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
 }
 
 func uidRanges(set imap.UIDSet) imap.SeqSet {
@@ -63,8 +94,8 @@ func containsNum(set imap.SeqSet, n, max uint32) bool {
 }
 
 // flagsOf is a message's flags for this viewer.
-func (ss *session) flagsOf(e *entry) []imap.Flag {
-	if ss.flags.isSeen(e.seen) {
+func (ss *session) flagsOf(k seenKey) []imap.Flag {
+	if ss.flags.isSeen(k) {
 		return []imap.Flag{imap.FlagSeen}
 	}
 	return []imap.Flag{}
@@ -95,27 +126,29 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "No mailbox selected"}
 	}
 	markSeen := ss.setsSeen(options)
-	return ss.each(numSet, func(seq uint32, e *entry) error {
+	b := &ss.box
+	return ss.each(numSet, func(seq uint32, i int) error {
 		rw := w.CreateMessage(seq)
-		rw.WriteUID(imap.UID(e.uid))
+		rw.WriteUID(imap.UID(b.uids[i]))
 		// A message this FETCH marks \Seen has its new flags told.
-		changed := markSeen && !ss.flags.isSeen(e.seen)
+		seen := b.seenOf(i)
+		changed := markSeen && !ss.flags.isSeen(seen)
 		if changed {
-			ss.flags.set(e.seen, true)
+			ss.flags.set(seen, true)
 		}
 		if options.Flags || changed {
-			rw.WriteFlags(ss.flagsOf(e))
+			rw.WriteFlags(ss.flagsOf(seen))
 		}
 		if options.InternalDate {
-			rw.WriteInternalDate(e.date)
+			rw.WriteInternalDate(b.date(ss.s, i))
 		}
 		if options.RFC822Size {
-			rw.WriteRFC822Size(e.size(ss.s))
+			rw.WriteRFC822Size(b.size(ss.s, i))
 		}
 		needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 			len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 		if needBody {
-			buf, err := e.body(ss.s)
+			buf, err := b.body(ss.s, i)
 			if err != nil {
 				rw.Close()
 				return err
@@ -182,25 +215,27 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		}
 		seen = true
 	}
-	return ss.each(numSet, func(seq uint32, e *entry) error {
+	b := &ss.box
+	return ss.each(numSet, func(seq uint32, i int) error {
+		k := b.seenOf(i)
 		switch flags.Op {
 		case imap.StoreFlagsAdd:
 			if seen {
-				ss.flags.set(e.seen, true)
+				ss.flags.set(k, true)
 			}
 		case imap.StoreFlagsDel:
 			if seen {
-				ss.flags.set(e.seen, false)
+				ss.flags.set(k, false)
 			}
 		case imap.StoreFlagsSet:
-			ss.flags.set(e.seen, seen)
+			ss.flags.set(k, seen)
 		}
 		if flags.Silent {
 			return nil
 		}
 		rw := w.CreateMessage(seq)
-		rw.WriteUID(imap.UID(e.uid))
-		rw.WriteFlags(ss.flagsOf(e))
+		rw.WriteUID(imap.UID(b.uids[i]))
+		rw.WriteFlags(ss.flagsOf(k))
 		return rw.Close()
 	})
 }

@@ -43,7 +43,7 @@ func TestSeenPerViewer(t *testing.T) {
 	f.outbound(t, "q2", "Three", "three", at.Add(2*time.Minute), internal(colleague))
 	addr, tc := f.serveViewers(t, io.Discard, "auditor", "owner")
 	a := loginAs(t, addr, tc, "auditor")
-	box := "Clients/" + client
+	box := clientBoxName
 	if n := unseen(t, a, box); n != 2 {
 		t.Fatalf("before reading: %d unseen in %s, want 2", n, box)
 	}

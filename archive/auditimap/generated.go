@@ -2,6 +2,7 @@ package auditimap
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"mime"
 	"mime/quotedprintable"
@@ -49,10 +50,8 @@ func generated(subject string, date time.Time, msgID, inReplyTo, about, text str
 
 // welcomeMessage is INBOX's one message: every IMAP client opens INBOX
 // first, and this tells an auditor what the folders hold.
-func welcomeMessage(date time.Time) func() []byte {
-	return func() []byte {
-		return generated("How this view of the clinical record is organised", date, "welcome", "", "the view's INBOX", welcomeText)
-	}
+func welcomeMessage(date time.Time) []byte {
+	return generated("How this view of the clinical record is organised", date, "welcome", "", "the view's INBOX", welcomeText)
 }
 
 const welcomeText = `This is a read-only view of the practice's clinical record. Its folders:
@@ -60,8 +59,10 @@ const welcomeText = `This is a read-only view of the practice's clinical record.
 All
   Every message in the record, sent and received, in the order it was
   recorded: byte for byte the archived message.
-Clients/ADDRESS
-  Every message to or from one client (both directions).
+Clients/A/ADDRESS
+  Every message to or from one client (both directions), in a folder of
+  the address's first letter (0-9 and Other for the rest); only clients
+  with messages in the record have one.
 Months/YYYY-MM
   Every message recorded in that month.
 Decisions
@@ -84,44 +85,47 @@ the record and are not in exports.
 Nothing can be changed, moved, added or deleted. Read and unread (\Seen) is
 kept for each viewer while the view runs and forgotten when it stops.`
 
-// decisionsMessage is the summary of one outbound message's decisions and
-// deliveries, as of the newest record about it.
-func decisionsMessage(v *archive.View, listed *archive.ViewMessage) func() []byte {
-	return func() []byte {
-		m, err := v.Details(listed)
-		if err != nil {
-			return unreadableMessage(listed, err)
-		}
-		var t strings.Builder
-		fmt.Fprintf(&t, "Subject:    %s\n", textutil.OneLine(m.Subject))
-		fmt.Fprintf(&t, "From:       %s (account %s)\n", textutil.OneLine(m.From), m.Account)
-		fmt.Fprintf(&t, "Recorded:   %s, record %d, queue id %s\n", when(m.Time), m.Seq, m.ID)
-		if m.MessageID != "" {
-			fmt.Fprintf(&t, "Message-ID: <%s>\n", m.MessageID)
-		}
-		if m.Updated != m.Seq {
-			fmt.Fprintf(&t, "As of:      record %d\n", m.Updated)
-		}
-		fmt.Fprintf(&t, "\nRECIPIENTS\n")
-		for _, d := range m.Decisions {
-			writeRecipient(&t, m, d)
-		}
-		if missing := m.NotSentTo(); len(missing) > 0 {
-			fmt.Fprintf(&t, "\nNAMED, NEVER SENT TO\n")
-			fmt.Fprintf(&t, "The message's header or its submission names them, but it was not sent to them.\n")
-			for _, n := range missing {
-				writeNotSent(&t, n)
-			}
-		}
-		if len(m.Fired) > 0 {
-			fmt.Fprintf(&t, "\nCONTENT RULES THAT FIRED\n")
-			for _, h := range m.Fired {
-				fmt.Fprintf(&t, "- %s: %s, in the %s\n", h.Rule, h.Action, h.Where)
-			}
-		}
-		about := fmt.Sprintf("decisions for record %d as of record %d", m.Seq, m.Updated)
-		return generated("Decisions: "+m.Subject, m.Time, fmt.Sprintf("decisions.%d.%d", m.Seq, m.Updated), m.MessageID, about, t.String())
+// decisionsMessage is the summary of the decisions and deliveries of the
+// outbound message recorded as seq, as of record asOf.
+func decisionsMessage(v *archive.View, seq, asOf uint64) []byte {
+	listed, ok := v.Message(seq)
+	if !ok {
+		return unreadableMessage(&archive.ViewMessage{Seq: seq, Updated: asOf}, errors.New("no longer in the view (pruned)"))
 	}
+	listed.Updated = asOf
+	m, err := v.Details(listed)
+	if err != nil {
+		return unreadableMessage(listed, err)
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "Subject:    %s\n", textutil.OneLine(m.Subject))
+	fmt.Fprintf(&t, "From:       %s (account %s)\n", textutil.OneLine(m.From), m.Account)
+	fmt.Fprintf(&t, "Recorded:   %s, record %d, queue id %s\n", when(m.Time), m.Seq, m.ID)
+	if m.MessageID != "" {
+		fmt.Fprintf(&t, "Message-ID: <%s>\n", m.MessageID)
+	}
+	if m.Updated != m.Seq {
+		fmt.Fprintf(&t, "As of:      record %d\n", m.Updated)
+	}
+	fmt.Fprintf(&t, "\nRECIPIENTS\n")
+	for _, d := range m.Decisions {
+		writeRecipient(&t, m, d)
+	}
+	if missing := m.NotSentTo(); len(missing) > 0 {
+		fmt.Fprintf(&t, "\nNAMED, NEVER SENT TO\n")
+		fmt.Fprintf(&t, "The message's header or its submission names them, but it was not sent to them.\n")
+		for _, n := range missing {
+			writeNotSent(&t, n)
+		}
+	}
+	if len(m.Fired) > 0 {
+		fmt.Fprintf(&t, "\nCONTENT RULES THAT FIRED\n")
+		for _, h := range m.Fired {
+			fmt.Fprintf(&t, "- %s: %s, in the %s\n", h.Rule, h.Action, h.Where)
+		}
+	}
+	about := fmt.Sprintf("decisions for record %d as of record %d", m.Seq, m.Updated)
+	return generated("Decisions: "+m.Subject, m.Time, fmt.Sprintf("decisions.%d.%d", m.Seq, m.Updated), m.MessageID, about, t.String())
 }
 
 func writeNotSent(t *strings.Builder, n archive.NotSent) {
@@ -199,46 +203,46 @@ func basis(c *record.ConsentEvent) string {
 	return b.String()
 }
 
-// refusalMessage is one refusal, as the record keeps it; sent is the
-// message its submission went on to be (to the recipients not refused),
-// or nil.
-func refusalMessage(v *archive.View, r *archive.ViewRefusal, sentAs func() *archive.ViewMessage) func() []byte {
-	return func() []byte {
-		sent := sentAs()
-		if sent != nil {
-			// Unreadable again since it was listed: the refusal is told
-			// without it.
-			sent, _ = v.Details(sent)
-		}
-		var t strings.Builder
-		who := r.Recipient
-		if who == "" {
-			who = "a whole message"
-		}
-		fmt.Fprintf(&t, "Refused:  %s\n", who)
-		fmt.Fprintf(&t, "When:     %s, record %d\n", when(r.Time), r.Seq)
-		fmt.Fprintf(&t, "Account:  %s\n", r.Account)
-		if r.Ref != "" {
-			fmt.Fprintf(&t, "Ref:      %s (what the therapist was told; sealpost refusals show %s)\n", r.Ref, r.Ref)
-		}
-		if r.Code != "" {
-			fmt.Fprintf(&t, "Code:     %s\n", r.Code)
-		}
-		fmt.Fprintf(&t, "Reason:   %s\n", textutil.OneLine(r.Reason))
-		inReplyTo := ""
-		switch {
-		case sent != nil:
-			fmt.Fprintf(&t, "\nThe message was not sent to this recipient. The others of its submission got it:\n")
-			fmt.Fprintf(&t, "%q, record %d, queue id %s (its summary is in Decisions).\n", textutil.OneLine(sent.Subject), sent.Seq, sent.ID)
-			inReplyTo = sent.MessageID
-		case r.Recipient != "":
-			fmt.Fprintf(&t, "\nThe message was not sent to this recipient.\n")
-		default:
-			fmt.Fprintf(&t, "\nThe message was sent to nobody.\n")
-		}
-		about := fmt.Sprintf("refusal record %d", r.Seq)
-		return generated("Refused: "+who, r.Time, fmt.Sprintf("refused.%d", r.Seq), inReplyTo, about, t.String())
+// refusalMessage is one refusal, as the record keeps it, and the message
+// its submission went on to be (to the recipients not refused), if any.
+func refusalMessage(v *archive.View, r *archive.ViewRefusal) []byte {
+	var sent *archive.ViewMessage
+	if r.Ref != "" {
+		sent, _ = v.SentAs(r.Ref)
 	}
+	if sent != nil {
+		// Unreadable again since it was listed: the refusal is told
+		// without it.
+		sent, _ = v.Details(sent)
+	}
+	var t strings.Builder
+	who := r.Recipient
+	if who == "" {
+		who = "a whole message"
+	}
+	fmt.Fprintf(&t, "Refused:  %s\n", who)
+	fmt.Fprintf(&t, "When:     %s, record %d\n", when(r.Time), r.Seq)
+	fmt.Fprintf(&t, "Account:  %s\n", r.Account)
+	if r.Ref != "" {
+		fmt.Fprintf(&t, "Ref:      %s (what the therapist was told; sealpost refusals show %s)\n", r.Ref, r.Ref)
+	}
+	if r.Code != "" {
+		fmt.Fprintf(&t, "Code:     %s\n", r.Code)
+	}
+	fmt.Fprintf(&t, "Reason:   %s\n", textutil.OneLine(r.Reason))
+	inReplyTo := ""
+	switch {
+	case sent != nil:
+		fmt.Fprintf(&t, "\nThe message was not sent to this recipient. The others of its submission got it:\n")
+		fmt.Fprintf(&t, "%q, record %d, queue id %s (its summary is in Decisions).\n", textutil.OneLine(sent.Subject), sent.Seq, sent.ID)
+		inReplyTo = sent.MessageID
+	case r.Recipient != "":
+		fmt.Fprintf(&t, "\nThe message was not sent to this recipient.\n")
+	default:
+		fmt.Fprintf(&t, "\nThe message was sent to nobody.\n")
+	}
+	about := fmt.Sprintf("refusal record %d", r.Seq)
+	return generated("Refused: "+who, r.Time, fmt.Sprintf("refused.%d", r.Seq), inReplyTo, about, t.String())
 }
 
 // unreadableMessage stands in for a summary whose record could not be read

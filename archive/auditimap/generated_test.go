@@ -89,7 +89,7 @@ func TestGeneratedMailboxes(t *testing.T) {
 		if len(texts) != 1 {
 			t.Fatalf("%s holds %d messages, want the one explaining the folders", name, len(texts))
 		}
-		mustContain(t, "INBOX's message", texts[0], "X-Sealpost-Generated:", "not part of the clinical record", "Decisions", "Refused", "Clients/ADDRESS")
+		mustContain(t, "INBOX's message", texts[0], "X-Sealpost-Generated:", "not part of the clinical record", "Decisions", "Refused", "Clients/A/ADDRESS")
 	}
 
 	texts, uids := mailboxText(t, c, "Decisions")
@@ -133,7 +133,7 @@ func TestGeneratedMailboxes(t *testing.T) {
 		"Ref:      R7K2QX", "Code:     nothing_on_file", "The others of its submission got it:", `"Group session", record 3`, "In-Reply-To: <group@practice.example>")
 
 	// The archived folders hold only the archived messages, unchanged.
-	for _, box := range []string{"All", "Clients/" + client} {
+	for _, box := range []string{"All", clientBoxName} {
 		texts, _ := mailboxText(t, c, box)
 		for _, tx := range texts {
 			if strings.Contains(tx, "X-Sealpost-Generated") {

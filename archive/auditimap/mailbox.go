@@ -1,10 +1,11 @@
 package auditimap
 
 import (
+	"cmp"
 	"maps"
 	"slices"
-	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealpost/sealpost/archive"
@@ -23,24 +24,45 @@ const (
 	prefixMonth  = "Months/"
 )
 
-// entry is one message of a mailbox: an archived one, or one the view
-// generates. An entry never changes: a generated message whose content
-// would change (a decisions summary after a delivery) is a new entry with
-// a higher UID, and the old one leaves its mailbox.
-type entry struct {
-	uid  uint32
-	date time.Time
-	seen seenKey
-	// archived is served from the record; otherwise generate makes the bytes.
-	archived *archive.ViewMessage
-	generate func() []byte
-	// kept holds the bytes of a generated message once made, for those
-	// that could come out otherwise if made again (a refusal, made before
-	// the message its submission became was recorded). A decisions summary
-	// is made from its records alone, the same every time: the server's
-	// bounded cache keeps the latest instead, so that a client reading
-	// every summary does not keep them all in memory.
-	kept *keptBytes
+// box is a mailbox: the UIDs of its messages in ascending order, and what
+// each is, as fixed-width numbers (a million messages in All, their months
+// and clients cost a few MB). What a message shows is taken from the view
+// when asked for: its date and size from its listing, its bytes decrypted
+// again or made from the record (generated.go).
+type box struct {
+	kind seenKind
+	uids []uint32
+	// about is, in Decisions, the Seq of the message each summary is about.
+	about []uint32
+	// refused is, in Refused, each refusal.
+	refused []*refusalEntry
+	// epoch changes whenever a message leaves the box: while it is the
+	// same, a box with more UIDs holds the same ones first, and only the
+	// new ones need telling (Poll).
+	epoch uint64
+}
+
+// epochs numbers the boxes' epochs, unique across sets.
+var epochs atomic.Uint64
+
+func (b *box) len() int { return len(b.uids) }
+
+// seenKind is what a viewer's \Seen flag is kept under.
+type seenKind byte
+
+const (
+	kindArchived  seenKind = 'a'
+	kindDecisions seenKind = 'd'
+	kindRefused   seenKind = 'r'
+	kindInbox     seenKind = 'i'
+)
+
+// refusalEntry is a message of Refused: its text is made once and kept, as
+// it could come out otherwise if made again (a refusal made before the
+// message its submission became was recorded).
+type refusalEntry struct {
+	r    *archive.ViewRefusal
+	kept keptBytes
 }
 
 type keptBytes struct {
@@ -48,25 +70,50 @@ type keptBytes struct {
 	bytes []byte
 }
 
-// body is the message's bytes.
-func (e *entry) body(s *Server) ([]byte, error) {
-	switch {
-	case e.archived != nil:
-		return s.o.View.Body(e.archived)
-	case e.kept != nil:
-		e.kept.once.Do(func() { e.kept.bytes = e.generate() })
+// seenOf is the key the i-th message's \Seen flag is kept under.
+func (b *box) seenOf(i int) seenKey { return seenKey{b.kind, b.uids[i]} }
+
+// body is the i-th message's bytes.
+func (b *box) body(s *Server, i int) ([]byte, error) {
+	switch b.kind {
+	case kindArchived:
+		return s.o.View.Body(&archive.ViewMessage{Seq: uint64(b.uids[i])})
+	case kindDecisions:
+		uid, about := b.uids[i], b.about[i]
+		return s.summaries.get(b.seenOf(i), func() []byte { return decisionsMessage(s.o.View, uint64(about), uint64(uid)) }), nil
+	case kindRefused:
+		e := b.refused[i]
+		e.kept.once.Do(func() { e.kept.bytes = refusalMessage(s.o.View, e.r) })
 		return e.kept.bytes, nil
 	}
-	return s.summaries.get(e.seen, e.generate), nil
+	s.welcome.once.Do(func() { s.welcome.bytes = welcomeMessage(s.welcomeDate()) })
+	return s.welcome.bytes, nil
+}
+
+// date is the i-th message's INTERNALDATE.
+func (b *box) date(s *Server, i int) time.Time {
+	switch b.kind {
+	case kindArchived, kindDecisions:
+		seq := b.uids[i]
+		if b.kind == kindDecisions {
+			seq = b.about[i]
+		}
+		l, _ := s.o.View.Listing(uint64(seq))
+		return l.Time
+	case kindRefused:
+		return b.refused[i].r.Time
+	}
+	return s.welcomeDate()
 }
 
 // size is RFC822.SIZE: an archived message's is known without decrypting it.
-func (e *entry) size(s *Server) int64 {
-	if e.archived != nil {
-		return e.archived.Size
+func (b *box) size(s *Server, i int) int64 {
+	if b.kind == kindArchived {
+		l, _ := s.o.View.Listing(uint64(b.uids[i]))
+		return l.Size
 	}
-	b, _ := e.body(s)
-	return int64(len(b))
+	body, _ := b.body(s, i)
+	return int64(len(body))
 }
 
 // summaryCache keeps the newest generated summaries, up to max octets.
@@ -104,7 +151,7 @@ func (c *summaryCache) get(k seenKey, generate func() []byte) []byte {
 // is one message in every mailbox that shows it (read in All, it is read
 // in its client's mailbox too).
 type seenKey struct {
-	kind byte // 'a' archived, 'd' decisions, 'r' refused, 'i' INBOX
+	kind seenKind
 	uid  uint32
 }
 
@@ -131,6 +178,21 @@ func (f *viewerFlags) set(k seenKey, seen bool) {
 	}
 }
 
+// countSeen counts the messages of b the viewer has seen: by the flags
+// set, not by the messages, so STATUS UNSEEN of a large mailbox costs what
+// the viewer read.
+func (f *viewerFlags) countSeen(b *box) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for k := range f.seen {
+		if _, ok := slices.BinarySearch(b.uids, k.uid); ok && k.kind == b.kind {
+			n++
+		}
+	}
+	return n
+}
+
 // mailboxSet is every mailbox as of the newest records the server has
 // taken from the view. It is kept up to date from the view's changes
 // (apply), never built again for a command: a new set shares the slices of
@@ -138,76 +200,19 @@ func (f *viewerFlags) set(k seenKey, seen bool) {
 // and never look past them), and copies only a mailbox a message leaves
 // (Decisions, when a newer summary replaces a message's).
 type mailboxSet struct {
-	cursor    archive.ViewCursor
-	boxes     map[string][]*entry
-	maxSeq    uint64            // the newest message in the set
-	decisions map[uint64]uint32 // a message's Seq -> the UID of its summary in Decisions
-	// sent finds the message a refusal's submission became (nil: none):
-	// it may be recorded after the refusal, so refusals look it up when
-	// their text is made.
-	sent *sync.Map // ref -> *archive.ViewMessage
-	view *archive.View
+	cursor archive.ViewCursor
+	boxes  map[string]box
 }
 
-// buildMailboxes groups the view's records into mailboxes, each in UID
-// order: once, when the server starts, and after a prune.
-func buildMailboxes(v *archive.View, started time.Time) *mailboxSet {
-	msgs, refusals, cursor := v.Snapshot()
-	set := &mailboxSet{cursor: cursor, boxes: map[string][]*entry{boxAll: nil, boxDecisions: nil, boxRefused: nil},
-		decisions: map[uint64]uint32{}, sent: &sync.Map{}, view: v}
-	welcomeDate := started
-	if len(msgs) > 0 {
-		welcomeDate = msgs[0].Time
+// newMailboxSet is the set before the view's first records: every mailbox
+// but the months' and the clients', empty but for INBOX's one message.
+func newMailboxSet() *mailboxSet {
+	set := &mailboxSet{boxes: map[string]box{}}
+	for name, kind := range map[string]seenKind{boxAll: kindArchived, boxDecisions: kindDecisions, boxRefused: kindRefused} {
+		set.boxes[name] = box{kind: kind, epoch: epochs.Add(1)}
 	}
-	set.boxes[boxInbox] = []*entry{{uid: 1, date: welcomeDate, seen: seenKey{'i', 1}, generate: welcomeMessage(welcomeDate), kept: &keptBytes{}}}
-	var decisions []*entry
-	for _, m := range msgs {
-		decisions = set.addMessage(m, decisions)
-	}
-	// A summary's UID is that of the newest record it tells of: the order
-	// of UIDs is not that of the messages.
-	sort.Slice(decisions, func(i, j int) bool { return decisions[i].uid < decisions[j].uid })
-	set.boxes[boxDecisions] = decisions
-	for _, r := range refusals {
-		set.addRefusal(r)
-	}
+	set.boxes[boxInbox] = box{kind: kindInbox, uids: []uint32{1}, epoch: epochs.Add(1)}
 	return set
-}
-
-// addMessage files a message the set does not hold yet into All, its
-// month and its clients' mailboxes; its decisions summary, for an outbound
-// one, is appended to decisions, which is returned.
-func (set *mailboxSet) addMessage(m *archive.ViewMessage, decisions []*entry) []*entry {
-	for _, r := range m.Refused {
-		set.sent.Store(r.Ref, m)
-	}
-	e := &entry{uid: uint32(m.Seq), date: m.Time, seen: seenKey{'a', uint32(m.Seq)}, archived: m}
-	set.boxes[boxAll] = append(set.boxes[boxAll], e)
-	month := prefixMonth + m.Time.UTC().Format("2006-01")
-	set.boxes[month] = append(set.boxes[month], e)
-	for _, c := range m.Clients {
-		set.boxes[prefixClient+c] = append(set.boxes[prefixClient+c], e)
-	}
-	set.maxSeq = max(set.maxSeq, m.Seq)
-	if m.Direction == archive.Outbound {
-		decisions = append(decisions, set.decisionsEntry(m))
-		set.decisions[m.Seq] = uint32(m.Updated)
-	}
-	return decisions
-}
-
-func (set *mailboxSet) decisionsEntry(m *archive.ViewMessage) *entry {
-	return &entry{uid: uint32(m.Updated), date: m.Time, seen: seenKey{'d', uint32(m.Updated)}, generate: decisionsMessage(set.view, m)}
-}
-
-func (set *mailboxSet) addRefusal(r *archive.ViewRefusal) {
-	sent := func() *archive.ViewMessage {
-		if m, ok := set.sent.Load(r.Ref); ok {
-			return m.(*archive.ViewMessage)
-		}
-		return nil
-	}
-	set.boxes[boxRefused] = append(set.boxes[boxRefused], &entry{uid: uint32(r.Seq), date: r.Time, seen: seenKey{'r', uint32(r.Seq)}, generate: refusalMessage(set.view, r, sent), kept: &keptBytes{}})
 }
 
 // apply makes the set that follows this one with what the view found
@@ -216,37 +221,109 @@ func (set *mailboxSet) addRefusal(r *archive.ViewRefusal) {
 // old one leaves. It returns nil when the set must be built again (a
 // prune took messages out).
 func (set *mailboxSet) apply(v *archive.View) *mailboxSet {
-	msgs, refusals, cursor, ok := v.Changes(set.cursor)
+	next := &mailboxSet{boxes: set.boxes}
+	cloned := false
+	appendTo := func(name string, kind seenKind, uid uint32) *box {
+		if !cloned {
+			next.boxes, cloned = maps.Clone(set.boxes), true
+		}
+		b, ok := next.boxes[name]
+		if !ok {
+			b = box{kind: kind, epoch: epochs.Add(1)}
+		}
+		b.uids = append(b.uids, uid)
+		next.boxes[name] = b
+		return &b
+	}
+	var summaries []summary
+	replaced := map[uint32]uint32{} // a message's Seq -> the UID of its newest summary
+	cursor, ok := v.Changes(set.cursor, func(m archive.ViewListing) {
+		uid := uint32(m.Seq)
+		appendTo(boxAll, kindArchived, uid)
+		appendTo(monthBox(m.Time), kindArchived, uid)
+		for _, c := range m.Clients {
+			appendTo(clientBox(c), kindArchived, uid)
+		}
+		if m.Direction == archive.Outbound {
+			summaries = append(summaries, summary{uid: uint32(m.Updated), about: uid})
+		}
+	}, func(m archive.ViewListing) {
+		if m.Direction == archive.Outbound {
+			replaced[uint32(m.Seq)] = uint32(m.Updated)
+		}
+	}, func(r *archive.ViewRefusal) {
+		b := appendTo(boxRefused, kindRefused, uint32(r.Seq))
+		b.refused = append(b.refused, &refusalEntry{r: r})
+		next.boxes[boxRefused] = *b
+	})
 	if !ok {
 		return nil
 	}
-	if len(msgs) == 0 && len(refusals) == 0 {
-		return set
-	}
-	next := &mailboxSet{cursor: cursor, boxes: maps.Clone(set.boxes), maxSeq: set.maxSeq, decisions: set.decisions, sent: set.sent, view: set.view}
-	replaced := map[uint32]bool{}
-	var decisions []*entry
-	for _, m := range msgs {
-		if m.Seq > set.maxSeq {
-			decisions = next.addMessage(m, decisions)
-			continue
+	next.cursor = cursor
+	if len(summaries) > 0 || len(replaced) > 0 {
+		if !cloned {
+			next.boxes = maps.Clone(set.boxes)
 		}
-		if old, ok := next.decisions[m.Seq]; ok && old != uint32(m.Updated) {
-			replaced[old] = true
-			decisions = append(decisions, next.decisionsEntry(m))
-			next.decisions[m.Seq] = uint32(m.Updated)
-		}
-	}
-	box := next.boxes[boxDecisions]
-	if len(replaced) > 0 {
-		box = slices.DeleteFunc(slices.Clone(box), func(e *entry) bool { return replaced[e.uid] })
-	}
-	sort.Slice(decisions, func(i, j int) bool { return decisions[i].uid < decisions[j].uid })
-	next.boxes[boxDecisions] = append(box, decisions...)
-	for _, r := range refusals {
-		next.addRefusal(r)
+		next.boxes[boxDecisions] = withSummaries(next.boxes[boxDecisions], summaries, replaced)
 	}
 	return next
+}
+
+// summary is a message of Decisions.
+type summary struct{ uid, about uint32 }
+
+// withSummaries is Decisions with the summaries added, and for each message
+// in replaced its summary replaced by one as of its newest record.
+func withSummaries(b box, added []summary, replaced map[uint32]uint32) box {
+	gone := map[int]bool{}
+	for about, uid := range replaced {
+		// A message's summary has a UID at or above its own; most are
+		// replaced soon after they were recorded, near the end.
+		i, _ := slices.BinarySearch(b.uids, about)
+		for ; i < len(b.uids) && b.about[i] != about; i++ {
+		}
+		if i < len(b.uids) && b.uids[i] != uid {
+			gone[i] = true
+			added = append(added, summary{uid: uid, about: about})
+		}
+	}
+	slices.SortFunc(added, func(x, y summary) int { return cmp.Compare(x.uid, y.uid) })
+	if len(gone) > 0 {
+		uids, about := make([]uint32, 0, len(b.uids)-len(gone)+len(added)), make([]uint32, 0, len(b.uids)-len(gone)+len(added))
+		for i := range b.uids {
+			if !gone[i] {
+				uids, about = append(uids, b.uids[i]), append(about, b.about[i])
+			}
+		}
+		b.uids, b.about, b.epoch = uids, about, epochs.Add(1)
+	}
+	for _, s := range added {
+		b.uids, b.about = append(b.uids, s.uid), append(b.about, s.about)
+	}
+	return b
+}
+
+// monthBox is the mailbox of the month (UTC) a message was recorded in.
+func monthBox(t time.Time) string { return prefixMonth + t.UTC().Format("2006-01") }
+
+// clientBox is a client's mailbox, under a folder of the address's first
+// character: a practice's thousands of clients are dozens of folders of a
+// few hundred each in a mail client's folder list, not one list of
+// thousands.
+func clientBox(address string) string { return prefixClient + clientGroup(address) + "/" + address }
+
+// clientGroup is the folder of Clients a client's mailbox is in: A to Z
+// for an address starting with a letter, 0-9 for a digit, Other else.
+func clientGroup(address string) string {
+	switch c := address[0]; {
+	case 'a' <= c && c <= 'z':
+		return string(rune(c - 'a' + 'A'))
+	case 'A' <= c && c <= 'Z':
+		return string(rune(c))
+	case '0' <= c && c <= '9':
+		return "0-9"
+	}
+	return "Other"
 }
 
 // canonicalName is the mailbox's name as the view knows it: INBOX is

@@ -27,13 +27,14 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	var data imap.SearchData
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	max, maxUID := uint32(len(ss.msgs)), uint32(0)
-	if len(ss.msgs) > 0 {
-		maxUID = ss.msgs[len(ss.msgs)-1].uid
+	b := &ss.box
+	max, maxUID := uint32(b.len()), uint32(0)
+	if b.len() > 0 {
+		maxUID = b.uids[b.len()-1]
 	}
-	for i, m := range ss.msgs {
+	for i := range b.uids {
 		seq := uint32(i) + 1
-		ok, err := ss.match(seq, m, criteria, max, maxUID)
+		ok, err := ss.match(seq, i, criteria, max, maxUID)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +42,7 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 			continue
 		}
 		if kind == imapserver.NumKindUID {
-			uids.AddNum(imap.UID(m.uid))
+			uids.AddNum(imap.UID(b.uids[i]))
 		} else {
 			seqs.AddNum(seq)
 		}
@@ -54,24 +55,29 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	return &data, nil
 }
 
-// match applies the search criteria to one message; text criteria decrypt it.
-func (ss *session) match(seq uint32, m *entry, c *imap.SearchCriteria, max, maxUID uint32) (bool, error) {
+// match applies the search criteria to the i-th message; text criteria
+// decrypt it.
+func (ss *session) match(seq uint32, i int, c *imap.SearchCriteria, max, maxUID uint32) (bool, error) {
+	b := &ss.box
 	for _, set := range c.SeqNum {
 		if !containsNum(set, seq, max) {
 			return false, nil
 		}
 	}
 	for _, set := range c.UID {
-		if !containsNum(uidRanges(set), m.uid, maxUID) {
+		if !containsNum(uidRanges(set), b.uids[i], maxUID) {
 			return false, nil
 		}
 	}
-	day := time.Date(m.date.Year(), m.date.Month(), m.date.Day(), 0, 0, 0, 0, time.UTC)
-	if (!c.Since.IsZero() && day.Before(c.Since)) || (!c.Before.IsZero() && !day.Before(c.Before)) {
-		return false, nil
+	if !c.Since.IsZero() || !c.Before.IsZero() {
+		date := b.date(ss.s, i)
+		day := time.Date(date.Year(), date.Month(), date.Day(), 0, 0, 0, 0, time.UTC)
+		if (!c.Since.IsZero() && day.Before(c.Since)) || (!c.Before.IsZero() && !day.Before(c.Before)) {
+			return false, nil
+		}
 	}
 	// The only flag a message has is \Seen, for this viewer.
-	seen := ss.flags.isSeen(m.seen)
+	seen := ss.flags.isSeen(b.seenOf(i))
 	for _, f := range c.Flag {
 		if !strings.EqualFold(string(f), string(imap.FlagSeen)) || !seen {
 			return false, nil
@@ -82,11 +88,13 @@ func (ss *session) match(seq uint32, m *entry, c *imap.SearchCriteria, max, maxU
 			return false, nil
 		}
 	}
-	if size := m.size(ss.s); (c.Larger != 0 && size <= c.Larger) || (c.Smaller != 0 && size >= c.Smaller) {
-		return false, nil
+	if c.Larger != 0 || c.Smaller != 0 {
+		if size := b.size(ss.s, i); (c.Larger != 0 && size <= c.Larger) || (c.Smaller != 0 && size >= c.Smaller) {
+			return false, nil
+		}
 	}
 	if len(c.Header) > 0 || len(c.Text) > 0 || len(c.Body) > 0 || !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		buf, err := m.body(ss.s)
+		buf, err := b.body(ss.s, i)
 		if err != nil {
 			return false, err
 		}
@@ -125,17 +133,17 @@ func (ss *session) match(seq uint32, m *entry, c *imap.SearchCriteria, max, maxU
 		}
 	}
 	for _, not := range c.Not {
-		ok, err := ss.match(seq, m, &not, max, maxUID)
+		ok, err := ss.match(seq, i, &not, max, maxUID)
 		if err != nil || ok {
 			return false, err
 		}
 	}
 	for _, or := range c.Or {
-		a, err := ss.match(seq, m, &or[0], max, maxUID)
+		a, err := ss.match(seq, i, &or[0], max, maxUID)
 		if err != nil {
 			return false, err
 		}
-		b, err := ss.match(seq, m, &or[1], max, maxUID)
+		b, err := ss.match(seq, i, &or[1], max, maxUID)
 		if err != nil {
 			return false, err
 		}

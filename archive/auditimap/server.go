@@ -69,6 +69,7 @@ type Server struct {
 	flags   map[string]*viewerFlags // by viewer
 	// summaries are the decisions summaries made lately
 	summaries *summaryCache
+	welcome   keptBytes // INBOX's one message
 }
 
 // New prepares the server; Serve runs it.
@@ -137,9 +138,9 @@ func (s *Server) noteUnreadable() {
 	}
 }
 
-// mailboxes are the view's mailboxes as of the newest records, built
-// again only when the view changed.
-func (s *Server) mailboxes() map[string][]*entry {
+// mailboxes are the view's mailboxes as of the newest records: the set
+// before with what the view found since (nothing, for most commands).
+func (s *Server) mailboxes() map[string]box {
 	s.refresh()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -147,17 +148,28 @@ func (s *Server) mailboxes() map[string][]*entry {
 		s.built = s.built.apply(s.o.View)
 	}
 	if s.built == nil {
-		s.built = buildMailboxes(s.o.View, s.started)
+		s.built = newMailboxSet().apply(s.o.View)
 	}
 	return s.built.boxes
 }
 
-// nextUID is UIDNEXT for a mailbox holding msgs: past every UID it holds
-// or held while the view ran.
-func (s *Server) nextUID(name string, msgs []*entry) uint32 {
+// welcomeDate is the date of INBOX's message: that of the first message
+// in the record, or the server's start while the view holds none.
+func (s *Server) welcomeDate() time.Time {
+	all := s.mailboxes()[boxAll]
+	if all.len() == 0 {
+		return s.started
+	}
+	l, _ := s.o.View.Listing(uint64(all.uids[0]))
+	return l.Time
+}
+
+// nextUID is UIDNEXT for a mailbox: past every UID it holds or held while
+// the view ran.
+func (s *Server) nextUID(name string, b *box) uint32 {
 	n := uint32(1)
-	if len(msgs) > 0 {
-		n = msgs[len(msgs)-1].uid + 1
+	if b.len() > 0 {
+		n = b.uids[b.len()-1] + 1
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

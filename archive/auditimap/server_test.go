@@ -28,6 +28,8 @@ import (
 const (
 	client    = "anna@client.example"
 	colleague = "colleague@practice.example"
+	// clientBoxName is the client's mailbox, in the folder of its initial.
+	clientBoxName = "Clients/A/" + client
 )
 
 // recorded is one message written into the test archive.
@@ -221,15 +223,17 @@ func TestView(t *testing.T) {
 		for _, b := range boxes {
 			got[b.Mailbox] = true
 		}
-		for _, want := range []string{"All", "Clients", "Clients/" + client, "Months", "Months/2026-10", "Months/2026-11"} {
+		for _, want := range []string{"All", "Clients", "Clients/A", clientBoxName, "Months", "Months/2026-10", "Months/2026-11"} {
 			if !got[want] {
 				t.Errorf("LIST lacks %s: %v", want, got)
 			}
 		}
-		if got["Clients/"+colleague] {
-			t.Errorf("a colleague has a client mailbox")
+		for name := range got {
+			if strings.Contains(name, colleague) {
+				t.Errorf("a colleague has a client mailbox: %s", name)
+			}
 		}
-		st, err := c.Status("Clients/"+client, &imap.StatusOptions{NumMessages: true, UIDValidity: true, NumUnseen: true}).Wait()
+		st, err := c.Status(clientBoxName, &imap.StatusOptions{NumMessages: true, UIDValidity: true, NumUnseen: true}).Wait()
 		if err != nil || *st.NumMessages != 2 || st.UIDValidity != 7 || *st.NumUnseen != 2 {
 			t.Fatalf("STATUS %+v %v", st, err)
 		}
@@ -239,7 +243,7 @@ func TestView(t *testing.T) {
 		name string
 		want []*recorded // in mailbox order
 	}{
-		{"Clients/" + client, []*recorded{first, reply}},
+		{clientBoxName, []*recorded{first, reply}},
 		{"Months/2026-10", []*recorded{first, team}},
 		{"Months/2026-11", []*recorded{reply}},
 		{"All", []*recorded{first, team, reply}},
@@ -356,7 +360,7 @@ func TestView(t *testing.T) {
 		for _, box := range []struct {
 			name     string
 			readOnly bool
-		}{{"Clients/" + client, false}, {"Clients/" + client, true}} {
+		}{{clientBoxName, false}, {clientBoxName, true}} {
 			if _, err := c.Select(box.name, &imap.SelectOptions{ReadOnly: box.readOnly}).Wait(); err != nil {
 				t.Fatal(err)
 			}
@@ -383,7 +387,7 @@ func TestView(t *testing.T) {
 				{"EXPUNGE", func() error { return c.Expunge().Close() }},
 				{"UID EXPUNGE", func() error { return c.UIDExpunge(imap.UIDSetNum(1)).Close() }},
 				{"CREATE", func() error { return c.Create("Mine", nil).Wait() }},
-				{"DELETE", func() error { return c.Delete("Clients/" + client).Wait() }},
+				{"DELETE", func() error { return c.Delete(clientBoxName).Wait() }},
 				{"DELETE month", func() error { return c.Delete("Months/2026-10").Wait() }},
 				{"RENAME", func() error { return c.Rename("All", "Other", nil).Wait() }},
 				{"UNSUBSCRIBE", func() error { return c.Unsubscribe("All").Wait() }},
@@ -396,7 +400,7 @@ func TestView(t *testing.T) {
 			}
 		}
 		// And nothing changed.
-		sel, err := c.Select("Clients/"+client, &imap.SelectOptions{ReadOnly: true}).Wait()
+		sel, err := c.Select(clientBoxName, &imap.SelectOptions{ReadOnly: true}).Wait()
 		if err != nil || sel.NumMessages != 2 {
 			t.Fatalf("after the attempts: %+v %v", sel, err)
 		}
@@ -438,7 +442,7 @@ func TestStableUIDs(t *testing.T) {
 		c := login(t, addr, tc)
 		defer func() { c.Logout().Wait() }()
 		out := map[string]box{}
-		for _, name := range []string{"All", "Clients/" + client} {
+		for _, name := range []string{"All", clientBoxName} {
 			sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
 			if err != nil {
 				t.Fatal(err)
@@ -454,7 +458,7 @@ func TestStableUIDs(t *testing.T) {
 	before := look()
 	f.outbound(t, "q3", "Four", "four", at.Add(3*time.Minute), consented("bob@client.example"))
 	after := look()
-	if b, a := before["Clients/"+client], after["Clients/"+client]; fmt.Sprint(a) != fmt.Sprint(b) || len(b.uids) != 2 {
+	if b, a := before[clientBoxName], after[clientBoxName]; fmt.Sprint(a) != fmt.Sprint(b) || len(b.uids) != 2 {
 		t.Errorf("the client's mailbox changed across a restart: %v then %v", b, a)
 	}
 	b, a := before["All"], after["All"]
@@ -471,7 +475,7 @@ func TestNewRecords(t *testing.T) {
 	f.outbound(t, "q1", "One", "one", at, consented(client))
 	addr, tc := f.serve(t, io.Discard)
 	c := login(t, addr, tc)
-	if _, err := c.Select("Clients/"+client, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+	if _, err := c.Select(clientBoxName, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	second := f.inbound(t, "i1", "Two", "two", at.Add(time.Minute))
@@ -508,7 +512,7 @@ func TestIdle(t *testing.T) {
 	if err := c.Login("auditor", "audit-pw").Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Select("Clients/"+client, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+	if _, err := c.Select(clientBoxName, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	idle, err := c.Idle()

@@ -2,7 +2,9 @@ package auditimap
 
 import (
 	"io"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -18,7 +20,8 @@ type session struct {
 
 	name     string
 	readOnly bool // EXAMINE: not even \Seen changes
-	msgs     []*entry
+	// box is the selected mailbox as the client was last told of it.
+	box box
 }
 
 func (ss *session) Close() error { return nil }
@@ -29,22 +32,22 @@ func noSuchMailbox() error {
 
 func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	mailbox = canonicalName(mailbox)
-	msgs, ok := ss.s.mailboxes()[mailbox]
+	b, ok := ss.s.mailboxes()[mailbox]
 	if !ok {
 		return nil, noSuchMailbox()
 	}
-	ss.name, ss.msgs, ss.readOnly = mailbox, msgs, options != nil && options.ReadOnly
+	ss.name, ss.box, ss.readOnly = mailbox, b, options != nil && options.ReadOnly
 	data := &imap.SelectData{
 		Flags: []imap.Flag{imap.FlagSeen},
 		// \Seen can be changed, but only for the session's life: it is not
 		// a permanent flag (RFC 9051 7.1).
 		PermanentFlags: []imap.Flag{},
-		NumMessages:    uint32(len(msgs)),
-		UIDNext:        imap.UID(ss.s.nextUID(mailbox, msgs)),
+		NumMessages:    uint32(b.len()),
+		UIDNext:        imap.UID(ss.s.nextUID(mailbox, &b)),
 		UIDValidity:    ss.s.o.UIDValidity,
 	}
-	for i, e := range msgs {
-		if !ss.flags.isSeen(e.seen) {
+	for i := range b.uids {
+		if !ss.flags.isSeen(b.seenOf(i)) {
 			data.FirstUnseenSeqNum = uint32(i) + 1
 			break
 		}
@@ -85,7 +88,7 @@ func isClose(w *imapserver.ExpungeWriter) bool {
 }
 
 func (ss *session) Unselect() error {
-	ss.name, ss.msgs, ss.readOnly = "", nil, false
+	ss.name, ss.box, ss.readOnly = "", box{}, false
 	return nil
 }
 
@@ -94,42 +97,75 @@ func (ss *session) Unselect() error {
 // decisions summary replaced by a newer one, or a message whose segment
 // was pruned. Where expunges may not be sent (during FETCH, STORE and
 // SEARCH, RFC 9051 7.5.1), the messages that left stay until they may be.
+// While no message left the mailbox (the same epoch), only the new ones
+// are looked at: a NOOP costs what changed, not the mailbox's size.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if ss.name == "" {
 		return nil
 	}
-	now := ss.s.mailboxes()[ss.name]
-	current := make(map[uint32]bool, len(now))
-	for _, e := range now {
-		current[e.uid] = true
-	}
-	kept := ss.msgs[:0:0]
-	for i := len(ss.msgs) - 1; i >= 0; i-- {
-		e := ss.msgs[i]
-		if current[e.uid] || !allowExpunge {
-			continue
+	now := ss.s.mailboxes()[ss.name] // a client's mailbox may be gone after a prune: empty
+	if now.epoch == ss.box.epoch && now.len() >= ss.box.len() {
+		if now.len() == ss.box.len() {
+			return nil
 		}
-		if err := w.WriteExpunge(uint32(i) + 1); err != nil {
-			return err
+		ss.box = now
+		return w.WriteNumMessages(uint32(now.len()))
+	}
+	told := ss.box.len()
+	left, nLeft, fresh := diff(&ss.box, &now)
+	if nLeft > 0 && !allowExpunge {
+		// Those that left stay, in order, until they may be expunged.
+		ss.box = withNew(&ss.box, &now, fresh)
+		if ss.box.len() == told {
+			return nil
 		}
-		ss.msgs = append(ss.msgs[:i:i], ss.msgs[i+1:]...)
+		return w.WriteNumMessages(uint32(ss.box.len()))
 	}
-	known := make(map[uint32]bool, len(ss.msgs))
-	for _, e := range ss.msgs {
-		known[e.uid] = true
-		kept = append(kept, e)
-	}
-	// New UIDs are above every one known: records only grow.
-	for _, e := range now {
-		if !known[e.uid] {
-			kept = append(kept, e)
+	for i := told - 1; i >= 0; i-- {
+		if left[i] {
+			if err := w.WriteExpunge(uint32(i) + 1); err != nil {
+				return err
+			}
 		}
 	}
-	if len(kept) == len(ss.msgs) {
+	ss.box = now
+	if now.len() == told-nLeft {
 		return nil
 	}
-	ss.msgs = kept
-	return w.WriteNumMessages(uint32(len(kept)))
+	return w.WriteNumMessages(uint32(now.len()))
+}
+
+// diff compares what a client was told with the mailbox now (both in UID
+// order): which of what it was told left, and where the messages new since
+// begin in now (their UIDs are above every one told: records only grow).
+func diff(told, now *box) (left []bool, nLeft, fresh int) {
+	left = make([]bool, told.len())
+	j := 0
+	for i, uid := range told.uids {
+		for j < now.len() && now.uids[j] < uid {
+			j++
+		}
+		if j < now.len() && now.uids[j] == uid {
+			j++
+		} else {
+			left[i] = true
+			nLeft++
+		}
+	}
+	return left, nLeft, j
+}
+
+// withNew is what the client was told followed by the messages of now from
+// fresh on: a mailbox of the session's own, which no later one continues.
+func withNew(told, now *box, fresh int) box {
+	b := box{kind: told.kind, uids: append(slices.Clip(told.uids), now.uids[fresh:]...)}
+	if now.about != nil {
+		b.about = append(slices.Clip(told.about), now.about[fresh:]...)
+	}
+	if now.refused != nil {
+		b.refused = append(slices.Clip(told.refused), now.refused[fresh:]...)
+	}
+	return b
 }
 
 // Idle announces new records while the client waits (imapserver
@@ -154,11 +190,20 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
 	}
 	boxes := ss.s.mailboxes()
-	names := make([]string, 0, len(boxes)+2)
+	// The folders that only hold others: Clients, Months and the clients'
+	// groups (Clients/A, ...).
+	parents := map[string]bool{"Clients": true, "Months": true}
+	names := make([]string, 0, len(boxes)+40)
 	for n := range boxes {
 		names = append(names, n)
+		if rest, ok := strings.CutPrefix(n, prefixClient); ok {
+			group, _, _ := strings.Cut(rest, "/")
+			parents[prefixClient+group] = true
+		}
 	}
-	names = append(names, "Clients", "Months")
+	for n := range parents {
+		names = append(names, n)
+	}
 	sort.Strings(names)
 	for _, n := range names {
 		match := false
@@ -171,13 +216,13 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 			continue
 		}
 		data := &imap.ListData{Mailbox: n, Delim: delim}
-		if n == "Clients" || n == "Months" {
+		if parents[n] {
 			data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren}
 		} else {
 			data.Attrs = []imap.MailboxAttr{imap.MailboxAttrHasNoChildren}
 		}
-		if options != nil && options.ReturnStatus != nil && boxes[n] != nil {
-			data.Status = ss.status(n, boxes[n], options.ReturnStatus)
+		if b, ok := boxes[n]; ok && options != nil && options.ReturnStatus != nil {
+			data.Status = ss.status(n, &b, options.ReturnStatus)
 		}
 		if err := w.WriteList(data); err != nil {
 			return err
@@ -189,29 +234,24 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 // status answers every STATUS item of IMAP4rev1 and IMAP4rev2 and those of
 // the extensions imapserver parses: the library writes each item asked
 // for from a pointer, and a nil one panicked (Thunderbird asks for RECENT).
-func (ss *session) status(name string, msgs []*entry, o *imap.StatusOptions) *imap.StatusData {
-	n := uint32(len(msgs))
+func (ss *session) status(name string, b *box, o *imap.StatusOptions) *imap.StatusData {
+	n := uint32(b.len())
 	zero, zero64 := uint32(0), int64(0)
 	d := &imap.StatusData{Mailbox: name, NumMessages: &n, NumRecent: &zero, NumDeleted: &zero, DeletedStorage: &zero64,
 		// Nothing can be appended: a limit of 0 octets (RFC 7889).
 		AppendLimit: &zero}
 	if o.UIDNext {
-		d.UIDNext = imap.UID(ss.s.nextUID(name, msgs))
+		d.UIDNext = imap.UID(ss.s.nextUID(name, b))
 	}
 	d.UIDValidity = ss.s.o.UIDValidity
 	if o.NumUnseen {
-		unseen := uint32(0)
-		for _, e := range msgs {
-			if !ss.flags.isSeen(e.seen) {
-				unseen++
-			}
-		}
+		unseen := n - uint32(ss.flags.countSeen(b))
 		d.NumUnseen = &unseen
 	}
 	if o.Size {
 		var size int64
-		for _, e := range msgs {
-			size += e.size(ss.s)
+		for i := range b.uids {
+			size += b.size(ss.s, i)
 		}
 		d.Size = &size
 	}
@@ -220,9 +260,9 @@ func (ss *session) status(name string, msgs []*entry, o *imap.StatusOptions) *im
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	mailbox = canonicalName(mailbox)
-	msgs, ok := ss.s.mailboxes()[mailbox]
+	b, ok := ss.s.mailboxes()[mailbox]
 	if !ok {
 		return nil, noSuchMailbox()
 	}
-	return ss.status(mailbox, msgs, options), nil
+	return ss.status(mailbox, &b, options), nil
 }

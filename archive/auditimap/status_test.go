@@ -87,14 +87,14 @@ func TestStatusItems(t *testing.T) {
 		{"APPENDLIMIT", `^\(APPENDLIMIT 0\)$`},
 		{"DELETED-STORAGE", `^\(DELETED-STORAGE 0\)$`},
 	} {
-		lines, status := s.cmd(`STATUS "Clients/` + client + `" (` + tt.items + `)`)
+		lines, status := s.cmd(`STATUS "` + clientBoxName + `" (` + tt.items + `)`)
 		if !strings.HasPrefix(status, "OK") {
 			t.Fatalf("STATUS (%s): %s; log:\n%s", tt.items, status, logs.String())
 		}
-		if len(lines) != 1 || !strings.HasPrefix(lines[0], `* STATUS "Clients/`+client+`" `) {
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], `* STATUS "`+clientBoxName+`" `) {
 			t.Fatalf("STATUS (%s): %q", tt.items, lines)
 		}
-		list := strings.TrimPrefix(lines[0], `* STATUS "Clients/`+client+`" `)
+		list := strings.TrimPrefix(lines[0], `* STATUS "`+clientBoxName+`" `)
 		if !regexp.MustCompile(tt.want).MatchString(list) {
 			t.Errorf("STATUS (%s): %s, want %s", tt.items, list, tt.want)
 		}

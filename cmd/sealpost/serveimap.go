@@ -106,7 +106,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 			return
 		}
 		if ctx.Err() == nil {
-			log.Info("the view has read the whole archive", "messages", len(view.Messages()), "seconds", time.Since(start).Round(time.Millisecond).Seconds())
+			log.Info("the view has read the whole archive", "messages", view.Len(), "seconds", time.Since(start).Round(time.Millisecond).Seconds())
 		}
 	}()
 	tc, caFile, err := viewTLS(src, vf, log)
@@ -123,7 +123,7 @@ func runArchiveServeIMAP(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
 	log.Info("serving the clinical record read-only over IMAP with TLS", "listen", l.Addr().String(),
-		"messages", len(view.Messages()), "viewers", len(viewers))
+		"messages", view.Len(), "viewers", len(viewers))
 	fmt.Fprintf(c.stdout, "Serving the record read-only on %s (IMAP over TLS); stop with Ctrl-C.\n", l.Addr())
 	if caFile != "" {
 		fmt.Fprintf(c.stdout, "The certificate is signed by the local CA %s: import it into the mail client once (Thunderbird: Settings, Privacy & Security, Certificates, Manage Certificates, Authorities, Import).\n", caFile)

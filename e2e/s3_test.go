@@ -176,7 +176,7 @@ func TestS3OffsiteCopy(t *testing.T) {
 	auditor := filepath.Join(t.TempDir(), "auditor.toml")
 	os.WriteFile(auditor, []byte(r.s3TOML), 0o600)
 	out, errOut, code = runSealpost(t, r.bin, "archive", "verify", "--s3", "-c", auditor)
-	if code != 0 || !strings.Contains(out, "Node a: downloading its whole chain") || !strings.Contains(out, "The restored archive verifies") {
+	if code != 0 || !strings.Contains(out, "Node a: downloading its whole chain") || !strings.Contains(out, "The chain of node a verifies.") {
 		t.Fatalf("archive verify --s3 with an auditor's configuration: exit %d\n%s%s", code, out, errOut)
 	}
 }

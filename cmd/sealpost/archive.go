@@ -25,7 +25,7 @@ import (
 func init() {
 	register(&command{name: "archive verify", args: "[--archive DIR ...] [--head FILE | --no-head] [--allow-torn-tail] [--expect [NODE:]SEQ:HASH ...] [--expect-manifest FILE ...]",
 		summary: "check the archive's hash chain, seals and end (needs no private key); with several nodes' archives, each chain on its own", run: runArchiveVerify})
-	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR ...] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--timezone ZONE] [--verify] [--passphrase-file FILE ...]",
+	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR ... | --s3 [--node NAME]] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--timezone ZONE] [--verify] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive reindex", args: "[--archive DIR]",
 		summary: "build the archive's index (archive-index.db, next to it) again from the segments, while the relay is stopped", run: runArchiveReindex})
@@ -235,11 +235,16 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	dirs := archivesFlag(fs)
 	var ppFiles fileList
 	fs.Var(&ppFiles, "passphrase-file", "a file holding a private key's passphrase (once per passphrase when the keys have different ones; otherwise asked on the terminal)")
+	fs.Bool("s3", false, "export from the copy in the S3 bucket [archive.s3] names: every node's chain (or --node's) is downloaded into a temporary folder, checked, exported and removed (-c names a configuration with [archive.s3]; an auditor's may hold nothing else)")
+	node := fs.String("node", "", "with --s3: only this node's chain (default: every node in the bucket)")
 	var f archive.Filter
 	var loc *time.Location
-	chains, err := c.startChains(fs, args, dirs, func() error {
+	checks := func() error {
 		if len(keyFile) == 0 || *out == "" {
 			return usagef("--key and --out are required")
+		}
+		if wantsS3(args) && *head != "" {
+			return usagef("--s3 exports the bucket's copy with the head file it holds: give --s3 or --head, not both")
 		}
 		var err error
 		if f.Since, err = parseDate("since", *since); err != nil {
@@ -257,8 +262,16 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	var chains []archive.Chain
+	var err error
+	if wantsS3(args) {
+		var done func()
+		if chains, done, err = c.startBucketChains(ctx, fs, args, dirs, node, checks); err != nil {
+			return err
+		}
+		defer done()
+	} else if chains, err = c.startChains(fs, args, dirs, checks); err != nil {
 		return err
 	}
 	key, err := loadArchiveKeys(c, keyFile, ppFiles)
@@ -285,29 +298,7 @@ func runArchiveExport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(rep.Chains) > 1 {
-		fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes of %d nodes to %s, merged by time; each chain's head (keep them: sealpost archive verify --expect-manifest %s/manifest.json checks they are still there):\n",
-			rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, len(rep.Chains), *out, *out)
-		printChainsExport(c.stdout, rep)
-	} else {
-		fmt.Fprintf(c.stdout, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
-			rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, *out, rep.HeadSeq, rep.Head)
-	}
-	switch {
-	case *verifyAll && !rep.Verified, !*verifyAll && !rep.RecordsChecked:
-		fmt.Fprintf(c.stdout, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", *out)
-	case !*verifyAll:
-		fmt.Fprintln(c.stdout, "The records exported and the chain's end were checked; the rest of the archive was not read (sealpost archive verify, or export with --verify, checks the whole chain).")
-	}
-	if rep.RecordsAfterHead > 0 {
-		fmt.Fprintf(c.stdout, "%d records written while the export ran (after the chain head it verified) are not in it; the next export holds them.\n", rep.RecordsAfterHead)
-	}
-	if len(rep.Chains) > 1 {
-		fmt.Fprintf(c.stdout, "SHA256SUMS is signed with each node's seal key (all in seal-key.asc; fingerprints above). Check it with:\n")
-	} else {
-		fmt.Fprintf(c.stdout, "SHA256SUMS is signed with the archive's seal key, OpenPGP fingerprint %s (seal-key.asc). Check it with:\n", rep.SealKeyFingerprint)
-	}
-	fmt.Fprintf(c.stdout, "  cd %s && gpg --import seal-key.asc && gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS\n", *out)
+	printExport(c.stdout, rep, *out, *verifyAll)
 	return nil
 }
 

@@ -206,7 +206,11 @@ func verifyChains(c *cli, chains []archive.Chain, expect chainExpect, o archive.
 	case len(problems) > 0:
 		return fmt.Errorf("the archives given are not %d chains of their own: %s", len(chains), problems[0])
 	}
-	fmt.Fprintf(c.stdout, "Every chain verifies: %d nodes (%s).\n", len(chains), strings.Join(names, ", "))
+	if len(chains) == 1 {
+		fmt.Fprintf(c.stdout, "The chain of node %s verifies.\n", names[0])
+	} else {
+		fmt.Fprintf(c.stdout, "Every chain verifies: %d nodes (%s).\n", len(chains), strings.Join(names, ", "))
+	}
 	return nil
 }
 
@@ -231,6 +235,33 @@ func clientInChains(ctx context.Context, chains []archive.Chain, key openpgp.Ent
 		return nil, lastErr
 	}
 	return addrs, nil
+}
+
+// printExport says what an export holds and how to check it.
+func printExport(w io.Writer, rep *archive.ExportReport, out string, verifyAll bool) {
+	if len(rep.Chains) > 1 {
+		fmt.Fprintf(w, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes of %d nodes to %s, merged by time; each chain's head (keep them: sealpost archive verify --expect-manifest %s/manifest.json checks they are still there):\n",
+			rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, len(rep.Chains), out, out)
+		printChainsExport(w, rep)
+	} else {
+		fmt.Fprintf(w, "Exported %d messages, %d refusals, %d consent events, %d scanned forms and %d console changes to %s (chain head %d:%s; keep it: sealpost archive verify --expect checks it is still there).\n",
+			rep.Messages, rep.Refusals, rep.ConsentEvents, rep.Evidence, rep.Activity, out, rep.HeadSeq, rep.Head)
+	}
+	switch {
+	case verifyAll && !rep.Verified, !verifyAll && !rep.RecordsChecked:
+		fmt.Fprintf(w, "WARNING: the archive did not verify; the problems are listed in %s/manifest.json.\n", out)
+	case !verifyAll:
+		fmt.Fprintln(w, "The records exported and the chain's end were checked; the rest of the archive was not read (sealpost archive verify, or export with --verify, checks the whole chain).")
+	}
+	if rep.RecordsAfterHead > 0 {
+		fmt.Fprintf(w, "%d records written while the export ran (after the chain head it verified) are not in it; the next export holds them.\n", rep.RecordsAfterHead)
+	}
+	if len(rep.Chains) > 1 {
+		fmt.Fprintf(w, "SHA256SUMS is signed with each node's seal key (all in seal-key.asc; fingerprints above). Check it with:\n")
+	} else {
+		fmt.Fprintf(w, "SHA256SUMS is signed with the archive's seal key, OpenPGP fingerprint %s (seal-key.asc). Check it with:\n", rep.SealKeyFingerprint)
+	}
+	fmt.Fprintf(w, "  cd %s && gpg --import seal-key.asc && gpg --verify SHA256SUMS.asc SHA256SUMS && sha256sum -c SHA256SUMS\n", out)
 }
 
 // printChainsExport says what each chain gave an export of several.

@@ -196,38 +196,23 @@ func verifyRestored(w io.Writer, dir string) error {
 }
 
 // verifyFromBucket is `archive verify --s3`: each node's chain (or the one
-// named) is downloaded whole into a temporary folder, verified, and the
-// folder removed.
+// named) is downloaded whole into a temporary folder and the chains
+// verified as those of several nodes are (verifyChains), then removed.
 func verifyFromBucket(ctx context.Context, c *cli, node string) error {
 	_, client, err := bucketAccess(c)
 	if err != nil {
 		return err
 	}
-	nodes := []string{node}
-	if node == "" {
-		if nodes, err = client.Nodes(ctx); err != nil {
-			return err
-		}
-		if len(nodes) == 0 {
-			return fmt.Errorf("%s holds no archive", client.Where())
-		}
+	root, err := os.MkdirTemp("", "sealpost-verify-s3-")
+	if err != nil {
+		return err
 	}
-	for _, n := range nodes {
-		fmt.Fprintf(c.stdout, "Node %s: downloading its whole chain from %s to verify it.\n", n, client.Where())
-		tmp, err := os.MkdirTemp("", "sealpost-verify-s3-")
-		if err != nil {
-			return err
-		}
-		_, err = offsite.Restore(ctx, client, n, tmp)
-		if err == nil {
-			err = verifyRestored(c.stdout, filepath.Join(tmp, "archive"))
-		}
-		os.RemoveAll(tmp)
-		if err != nil {
-			return fmt.Errorf("node %s: %w", n, err)
-		}
+	defer os.RemoveAll(root)
+	chains, err := downloadChains(ctx, c.stdout, client, node, root)
+	if err != nil {
+		return err
 	}
-	return nil
+	return verifyChains(c, chains, nil, archive.VerifyOptions{})
 }
 
 // wantsS3 says whether a reading command was asked for the bucket's copy.

@@ -101,6 +101,11 @@ func (r *s3Relay) send(t *testing.T, i int) string {
 // holding [archive.s3] alone passes.
 func TestS3OffsiteCopy(t *testing.T) {
 	r := startS3Relay(t)
+	out, errOut, code := r.Run(t, "", "check")
+	if code != 0 || !strings.Contains(out, "the off-site copy of node a's record in "+r.s3.Endpoint+" (bucket "+r.bucket+") has Object Lock on") ||
+		!strings.Contains(out, "WARN archive.s3.endpoint "+r.s3.Endpoint) {
+		t.Fatalf("sealpost check: exit %d\n%s%s", code, out, errOut)
+	}
 	var ids []string
 	for i := range 3 {
 		ids = append(ids, r.send(t, i))
@@ -118,6 +123,9 @@ func TestS3OffsiteCopy(t *testing.T) {
 		lag, pending := r.upload(t)
 		return lag > 1 && pending >= 2
 	})
+	if out, errOut, code := r.Run(t, "", "status"); code != 0 || !strings.Contains(out, "off-site copy") || !strings.Contains(out, "does not answer: ") {
+		t.Fatalf("sealpost status while S3 is down: exit %d\n%s%s", code, out, errOut)
+	}
 	r.s3.Start()
 	testutil.WaitWithin(t, 60*time.Second, "the backlog to be uploaded once S3 is back", func() bool {
 		lag, pending := r.upload(t)
@@ -141,7 +149,7 @@ func TestS3OffsiteCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	restored := filepath.Join(t.TempDir(), "restored")
-	out, errOut, code := r.Run(t, "", "archive", "restore", "--s3", "--to", restored)
+	out, errOut, code = r.Run(t, "", "archive", "restore", "--s3", "--to", restored)
 	if code != 0 || !strings.Contains(out, "The restored archive verifies") || !strings.Contains(out, "Restored node a from") {
 		t.Fatalf("archive restore --s3: exit %d\n%s%s", code, out, errOut)
 	}

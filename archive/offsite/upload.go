@@ -51,7 +51,7 @@ type Uploader struct {
 
 // Status is how far behind the off-site copy is.
 type Status struct {
-	Where     string        `json:"where"` // bucket B at https://host
+	Where     string        `json:"where"` // https://host (bucket B)
 	Lag       time.Duration `json:"lag"`   // since nothing was waiting; 0 now
 	Pending   int           `json:"pending"`
 	SyncedAt  time.Time     `json:"synced_at"`

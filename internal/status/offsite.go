@@ -27,10 +27,16 @@ func (o *Offsite) behind() bool {
 
 // Text is the status line.
 func (o *Offsite) Text() string {
-	if !o.behind() {
-		return fmt.Sprintf("%s, up to date (the unsealed records are copied every %s)", o.Where, Span(time.Duration(o.TailSeconds*float64(time.Second))))
+	waiting := fmt.Sprintf("%d object(s) waiting, %s behind", o.Pending, Span(o.lag()))
+	switch {
+	case o.Unreachable:
+		return o.Where + " does not answer: " + waiting
+	case o.LastError != "":
+		return o.Where + " refuses the uploads (" + o.LastError + "): " + waiting
+	case o.Pending > 0:
+		return fmt.Sprintf("%s, %s (the unsealed records go up every %s)", o.Where, waiting, Span(time.Duration(o.TailSeconds*float64(time.Second))))
 	}
-	return fmt.Sprintf("%s, %s behind, %d object(s) waiting", o.Where, Span(o.lag()), o.Pending)
+	return o.Where + ", up to date"
 }
 
 // Warning is what an admin should know, in plain words; "" when all is well.

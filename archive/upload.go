@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sort"
 	"time"
 )
 
@@ -45,20 +46,28 @@ func ReadSegmentInfo(dir, name string) (SegmentInfo, error) {
 // address-hash key).
 var KeyFiles = []string{"seal.pub", "seal.key", "address-hash.key"}
 
-// HeldSegments says, of the sealed segments named, which active legal
-// holds keep (segment name -> why), read the way prune reads them.
-func HeldSegments(ctx context.Context, dir string, names []string) (map[string]string, error) {
-	found, err := findRecords(ctx, dir, recordQuery{kinds: []string{kindHold, kindRelease}})
+// ActiveHoldIDs lists the ids of the active legal holds, sorted: what the
+// off-site copy compares to know whether the holds changed.
+func ActiveHoldIDs(ctx context.Context, dir string) ([]string, error) {
+	holds, err := indexedHolds(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	holds := map[string]activeHold{}
-	for _, l := range found {
-		if l.h.Kind == kindHold {
-			holds[l.h.Hold] = activeHold{h: l.h, segment: l.seg}
-		} else {
-			delete(holds, l.h.Hold)
-		}
+	ids := make([]string, 0, len(holds))
+	for id := range holds {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// HeldSegments says, of the sealed segments named, which active legal
+// holds keep (segment name -> why), read the way prune reads them. It reads
+// the segments' headers only while a hold is active.
+func HeldSegments(ctx context.Context, dir string, names []string) (map[string]string, error) {
+	holds, err := indexedHolds(ctx, dir)
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]string{}
 	if len(holds) == 0 {
@@ -79,4 +88,21 @@ func HeldSegments(ctx context.Context, dir string, names []string) (map[string]s
 		}
 	}
 	return out, nil
+}
+
+// indexedHolds are the active holds, found through the index.
+func indexedHolds(ctx context.Context, dir string) (map[string]activeHold, error) {
+	found, err := findRecords(ctx, dir, recordQuery{kinds: []string{kindHold, kindRelease}})
+	if err != nil {
+		return nil, err
+	}
+	holds := map[string]activeHold{}
+	for _, l := range found {
+		if l.h.Kind == kindHold {
+			holds[l.h.Hold] = activeHold{h: l.h, segment: l.seg}
+		} else {
+			delete(holds, l.h.Hold)
+		}
+	}
+	return holds, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,13 +41,16 @@ type Options struct {
 type Uploader struct {
 	o Options
 
-	mu        sync.Mutex
-	st        *state
-	listed    bool // st.Objects is known to match the bucket
-	pending   int
-	lastErr   error
-	failures  int
-	holdsHead string // the head's sum when legal holds were last applied
+	mu       sync.Mutex
+	st       *state
+	listed   bool // st.Objects is known to match the bucket
+	pending  int
+	lastErr  error
+	failures int
+	// holdIDs are the active legal holds when holdsDone's segments had
+	// their S3 legal holds set to match
+	holdIDs   string
+	holdsDone map[string]bool
 }
 
 // Status is how far behind the off-site copy is.
@@ -175,12 +179,10 @@ func (u *Uploader) pass(ctx context.Context, tailDue bool) error {
 	}
 	headWaiting := len(head) > 0 && sum(head) != u.st.HeadSum
 	u.setPending(len(waiting) + boolInt(tail != nil) + boolInt(headWaiting))
-	uploadedSegments := false
 	for _, w := range waiting {
 		if err := u.uploadFile(ctx, w); err != nil {
 			return err
 		}
-		uploadedSegments = uploadedSegments || w.segment
 		u.addPending(-1)
 	}
 	if tailDue {
@@ -196,10 +198,8 @@ func (u *Uploader) pass(ctx context.Context, tailDue bool) error {
 			}
 			u.addPending(-1)
 		}
-		if uploadedSegments || sum(head) != u.holdsHead {
-			if err := u.applyHolds(ctx, sum(head)); err != nil {
-				return err
-			}
+		if err := u.applyHolds(ctx); err != nil {
+			return err
 		}
 	}
 	u.mu.Lock()
@@ -215,7 +215,6 @@ type waitingFile struct {
 	name        string
 	size        int64
 	retainUntil time.Time
-	segment     bool
 }
 
 // waiting lists the key files and sealed segments not in the bucket. Every
@@ -247,7 +246,7 @@ func (u *Uploader) waiting(names []string) ([]waitingFile, error) {
 			u.o.Logger.Warn("a segment that is not the newest has no seal; it is not uploaded", "segment", name)
 			continue
 		}
-		out = append(out, waitingFile{name: name, size: info.Size, retainUntil: info.Newest.Add(u.o.Retention), segment: true})
+		out = append(out, waitingFile{name: name, size: info.Size, retainUntil: info.Newest.Add(u.o.Retention)})
 	}
 	return out, nil
 }
@@ -349,49 +348,48 @@ func (u *Uploader) stamp() time.Time {
 }
 
 // applyHolds sets S3 legal holds on the uploaded segments that active legal
-// holds cover, and lifts them from those no hold covers any more.
-func (u *Uploader) applyHolds(ctx context.Context, headSum string) error {
-	var names []string
-	for name, o := range u.st.Objects {
-		if o.Version != "" || o.SHA256 != "" {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	held, err := archive.HeldSegments(ctx, u.o.ArchiveDir, segmentsOnly(names))
+// holds cover, and lifts them from those no hold covers any more. A
+// segment's answer stands until the active holds change.
+func (u *Uploader) applyHolds(ctx context.Context) error {
+	ids, err := archive.ActiveHoldIDs(ctx, u.o.ArchiveDir)
 	if err != nil {
 		return fmt.Errorf("offsite: legal holds: %w", err)
 	}
-	for _, name := range segmentsOnly(names) {
+	if key := strings.Join(ids, ","); key != u.holdIDs || u.holdsDone == nil {
+		u.holdIDs, u.holdsDone = key, map[string]bool{}
+	}
+	var names []string
+	for name := range u.st.Objects {
+		if filepath.Ext(name) == ".log" && !u.holdsDone[name] {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	held, err := archive.HeldSegments(ctx, u.o.ArchiveDir, names)
+	if err != nil {
+		return fmt.Errorf("offsite: legal holds: %w", err)
+	}
+	for _, name := range names {
 		o := u.st.Objects[name]
-		want := held[name] != ""
-		if o.LegalHold == want {
-			continue
+		if want := held[name] != ""; o.LegalHold != want {
+			if err := u.o.Client.setLegalHold(ctx, u.o.Client.segmentKey(u.o.Node, name), o.Version, want); err != nil {
+				return err
+			}
+			u.mu.Lock()
+			o.LegalHold = want
+			err := u.st.save(u.o.StateFile)
+			u.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			u.o.Logger.Info("S3 legal hold", "segment", name, "on", want)
 		}
-		if err := u.o.Client.setLegalHold(ctx, u.o.Client.segmentKey(u.o.Node, name), o.Version, want); err != nil {
-			return err
-		}
-		u.mu.Lock()
-		o.LegalHold = want
-		err := u.st.save(u.o.StateFile)
-		u.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		u.o.Logger.Info("S3 legal hold", "segment", name, "on", want)
+		u.holdsDone[name] = true
 	}
-	u.holdsHead = headSum
 	return nil
-}
-
-func segmentsOnly(names []string) []string {
-	var out []string
-	for _, n := range names {
-		if filepath.Ext(n) == ".log" {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 func (u *Uploader) setPending(n int) {

@@ -217,8 +217,9 @@ type waitingFile struct {
 	retainUntil time.Time
 }
 
-// waiting lists the key files and sealed segments not in the bucket. Every
-// segment but the newest is sealed; the newest only once its seal is in.
+// waiting lists the key files and sealed segments not in the bucket: every
+// segment but the newest (the writer starts the next one as it seals one,
+// and it is the tail's until then).
 func (u *Uploader) waiting(names []string) ([]waitingFile, error) {
 	var out []waitingFile
 	now := u.o.Now()
@@ -234,7 +235,7 @@ func (u *Uploader) waiting(names []string) ([]waitingFile, error) {
 		if u.st.Objects[name] != nil {
 			continue
 		}
-		if i == len(names)-1 && !u.newestSealed(name) {
+		if i == len(names)-1 {
 			break
 		}
 		info, err := archive.ReadSegmentInfo(u.o.ArchiveDir, name)
@@ -249,13 +250,6 @@ func (u *Uploader) waiting(names []string) ([]waitingFile, error) {
 		out = append(out, waitingFile{name: name, size: info.Size, retainUntil: info.Newest.Add(u.o.Retention)})
 	}
 	return out, nil
-}
-
-// newestSealed reads the newest segment's headers only while a seal may
-// have just been written to it: a folder that has a newer segment soon.
-func (u *Uploader) newestSealed(name string) bool {
-	info, err := archive.ReadSegmentInfo(u.o.ArchiveDir, name)
-	return err == nil && info.Sealed
 }
 
 // tailWaiting is the newest segment as far as its last whole record, when

@@ -23,8 +23,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "archive verify", args: "[--archive DIR ...] [--head FILE | --no-head] [--allow-torn-tail] [--expect [NODE:]SEQ:HASH ...] [--expect-manifest FILE ...]",
-		summary: "check the archive's hash chain, seals and end (needs no private key); with several nodes' archives, each chain on its own", run: runArchiveVerify})
+	register(&command{name: "archive verify", args: "[--archive DIR ...] [--head FILE | --no-head] [--allow-torn-tail] [--expect [NODE:]SEQ:HASH ...] [--expect-manifest FILE ...] | --s3 [--node NAME]",
+		summary: "check the archive's hash chain, seals and end (needs no private key); with several nodes' archives, each chain on its own; --s3: the copy in the bucket of [archive.s3]", run: runArchiveVerify})
 	register(&command{name: "archive export", args: "--key FILE [--key FILE ...] --out DIR [--archive DIR ... | --s3 [--node NAME]] [--head FILE] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--client ADDRESS|NAME] [--timezone ZONE] [--verify] [--passphrase-file FILE ...]",
 		summary: "decrypt records into a folder an auditor can check and read", run: runArchiveExport})
 	register(&command{name: "archive reindex", args: "[--archive DIR]",

@@ -216,7 +216,8 @@ func TestInOrder(t *testing.T) {
 
 // TestViewAfterPrune: a view opened before a prune serves nothing from
 // the pruned segments: their messages leave it at the next refresh, and
-// asking for one's body in between fails.
+// asking for one's body in between fails; the messages left keep their
+// events, and a reader of the view's changes is told to start again.
 func TestViewAfterPrune(t *testing.T) {
 	f := newFixture(t)
 	a := f.open(t, 0)
@@ -230,6 +231,11 @@ func TestViewAfterPrune(t *testing.T) {
 		a.CloseSegment(ctx)
 		f.advance(365 * 24 * time.Hour)
 	}
+	for _, id := range []string{"msg0000", "msg0001"} {
+		if err := a.RecordEvent(ctx, Event{MessageID: id, Time: f.clock(), Kind: Delivered, Reply: "250 late"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	v, err := OpenView(f.dir, f.priv)
 	if err != nil {
 		t.Fatal(err)
@@ -239,6 +245,8 @@ func TestViewAfterPrune(t *testing.T) {
 	if _, err := v.Body(before[0]); err != nil {
 		t.Fatal(err)
 	}
+	nothing := func(ViewListing) {}
+	cursor, _ := v.Changes(ViewCursor{}, nothing, nothing, func(*ViewRefusal) {})
 	if rep, err := a.Prune(ctx, 30*30*24*time.Hour, false); err != nil || len(rep.Removed) != 1 {
 		t.Fatalf("prune: %+v %v", rep, err)
 	}
@@ -248,13 +256,23 @@ func TestViewAfterPrune(t *testing.T) {
 	if err := v.Refresh(); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range v.Messages() {
+	after := v.Messages()
+	for _, m := range after {
 		if m.Seq == before[0].Seq {
 			t.Fatal("the pruned message is still in the view")
 		}
 	}
-	if len(v.Messages()) != len(before)-1 {
-		t.Errorf("%d messages after the prune, want %d", len(v.Messages()), len(before)-1)
+	if len(after) != len(before)-1 {
+		t.Fatalf("%d messages after the prune, want %d", len(after), len(before)-1)
+	}
+	if d, err := v.Details(after[0]); err != nil || d.ID != "msg0001" || len(d.Events) != 1 || d.Events[0].Reply != "250 late" {
+		t.Errorf("the message left after the prune: %+v %v; want msg0001 with its delivery", d, err)
+	}
+	if d, err := v.Details(after[1]); err != nil || d.ID != "msg0002" || len(d.Events) != 0 {
+		t.Errorf("the newest message: %+v %v; want msg0002 without events", d, err)
+	}
+	if _, ok := v.Changes(cursor, nothing, nothing, func(*ViewRefusal) {}); ok {
+		t.Error("the view's changes since before the prune went on as if nothing left")
 	}
 }
 

@@ -230,7 +230,7 @@ func TestAuditorCopy(t *testing.T) {
 			names = append(names, b.Mailbox)
 		}
 		sort.Strings(names)
-		for _, want := range []string{"INBOX", "All", "Clients/anna@client.example", "Decisions", "Refused"} {
+		for _, want := range []string{"INBOX", "All", "Clients/A/anna@client.example", "Decisions", "Refused"} {
 			if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
 				t.Errorf("LIST lacks %s: %v", want, names)
 			}

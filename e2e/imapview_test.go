@@ -35,7 +35,7 @@ a = json.loads(sys.argv[1])
 ctx = ssl.create_default_context(cafile=a["ca"])
 def connect():
     return imaplib.IMAP4_SSL("127.0.0.1", a["port"], ssl_context=ctx)
-box = '"Clients/%s"' % a["client"]
+box = '"%s"' % a["box"]
 r = {}
 if a["mode"] == "wait":
     m = connect()
@@ -143,6 +143,8 @@ type probeResult struct {
 func TestArchiveIMAPView(t *testing.T) {
 	testutil.RequireTools(t, "swaks", "python3", "dovecot")
 	const client = "anna@client.example"
+	// The client's mailbox is in the folder of the address's initial.
+	const clientBox = "Clients/A/" + client
 	d := StartDovecot(t, From, "imap-secret")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("audit-pw"), bcrypt.MinCost)
 	r := StartRelay(t, RelayOptions{Sections: fmt.Sprintf(`
@@ -193,7 +195,7 @@ password_hash = %q
 	os.WriteFile(probe, []byte(viewProbe), 0o600)
 	runProbe := func(args map[string]any) probeResult {
 		t.Helper()
-		args["port"], args["ca"], args["user"], args["password"], args["client"] = port, r.CA, "auditor", "audit-pw", client
+		args["port"], args["ca"], args["user"], args["password"], args["client"], args["box"] = port, r.CA, "auditor", "audit-pw", client, clientBox
 		j, _ := json.Marshal(args)
 		var stderr bytes.Buffer
 		cmd := exec.Command("python3", probe, string(j))
@@ -215,7 +217,7 @@ password_hash = %q
 		t.Errorf("a wrong password logged in")
 	}
 	month := "Months/" + time.Now().UTC().Format("2006-01")
-	for _, want := range []string{`"Clients/` + client + `"`, month, "All"} {
+	for _, want := range []string{`"Clients/A"`, `"` + clientBox + `"`, month, "All"} {
 		found := false
 		for _, l := range got.List {
 			found = found || strings.Contains(l, want)
@@ -314,7 +316,7 @@ SyncState *
 			}
 		}
 		mbsync()
-		clientDir := filepath.Join(maildir, "Clients", client)
+		clientDir := filepath.Join(maildir, "Clients", "A", client)
 		got := maildirFiles(t, clientDir)
 		// mbsync stores with the local line ending (LF) and adds its own
 		// X-TUID header field at the end of the header; the bytes are

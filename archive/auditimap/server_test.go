@@ -233,6 +233,25 @@ func TestView(t *testing.T) {
 				t.Errorf("a colleague has a client mailbox: %s", name)
 			}
 		}
+		// A mail client walks the folders a level at a time: Clients holds
+		// the initials' folders, which hold the clients' mailboxes.
+		for _, tt := range []struct{ pattern, want string }{
+			{"%", "All:[\\HasNoChildren] Clients:[\\Noselect \\HasChildren] Decisions:[\\HasNoChildren] INBOX:[\\HasNoChildren] Months:[\\Noselect \\HasChildren] Refused:[\\HasNoChildren]"},
+			{"Clients/%", "Clients/A:[\\Noselect \\HasChildren]"},
+			{"Clients/A/%", clientBoxName + ":[\\HasNoChildren]"},
+		} {
+			level, err := c.List("", tt.pattern, nil).Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, b := range level {
+				names = append(names, fmt.Sprintf("%s:%v", b.Mailbox, b.Attrs))
+			}
+			if strings.Join(names, " ") != tt.want {
+				t.Errorf("LIST \"\" %q: %v; want %s", tt.pattern, names, tt.want)
+			}
+		}
 		st, err := c.Status(clientBoxName, &imap.StatusOptions{NumMessages: true, UIDValidity: true, NumUnseen: true}).Wait()
 		if err != nil || *st.NumMessages != 2 || st.UIDValidity != 7 || *st.NumUnseen != 2 {
 			t.Fatalf("STATUS %+v %v", st, err)

@@ -426,3 +426,24 @@ func TestCheckLock(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateCA: an S3 server with a certificate from a private CA is
+// reached with ca_file, and refused without it.
+func TestPrivateCA(t *testing.T) {
+	pki := testutil.NewPKI(t)
+	s3 := testutil.StartVersityGWTLS(t, pki)
+	bucket := s3.NewBucket()
+	for _, tt := range []struct {
+		ca   string
+		want string
+	}{{pki.CAFile, ""}, {"", "certificate"}} {
+		c, err := New(Config{Endpoint: s3.Endpoint, Bucket: bucket, Region: "us-east-1", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, CAFile: tt.ca})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.CheckLock(context.Background())
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("ca_file %q: %v, want %q", tt.ca, err, tt.want)
+		}
+	}
+}

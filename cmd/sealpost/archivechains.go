@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -88,7 +89,7 @@ func parseExpect(points, manifests fileList) (chainExpect, error) {
 			node, parts = parts[0], parts[1:]
 		}
 		n, err := strconv.ParseUint(parts[0], 10, 64)
-		if len(parts) != 2 || err != nil || len(parts[1]) != 64 {
+		if len(parts) != 2 || err != nil || len(parts[1]) != 64 || !isHex(parts[1]) {
 			return nil, usagef("--expect %q is not SEQ:HASH or NODE:SEQ:HASH (a record number and its 64-digit hash, as verify and export print them)", p)
 		}
 		out[node] = append(out[node], archive.ChainPoint{Seq: n, Hash: strings.ToLower(parts[1])})
@@ -121,6 +122,11 @@ func parseExpect(points, manifests fileList) (chainExpect, error) {
 		}
 	}
 	return out, nil
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // forChains hands each chain the points of its node, and refuses points

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,4 +78,35 @@ func TestArchiveVerifySeveralNodes(t *testing.T) {
 		!strings.Contains(stdout, "relay-a: The chain verifies") || strings.Contains(stdout, "Every chain verifies") {
 		t.Fatalf("a changed record in relay-b's chain: exit %d\n%s%s", code, stdout, stderr)
 	}
+}
+
+// FuzzParseExpect: --expect values of any form are parsed or refused as
+// bad usage, never more; what parses names a 64-digit lower-case hash, and
+// NODE:SEQ:HASH files the point under its node.
+func FuzzParseExpect(f *testing.F) {
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := parseExpect(fileList{v}, nil)
+		if err != nil {
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("%q: %v is not a usage error", v, err)
+			}
+			return
+		}
+		n := 0
+		for node, pts := range got {
+			if strings.Contains(node, ":") {
+				t.Errorf("%q: node %q", v, node)
+			}
+			for _, p := range pts {
+				n++
+				if len(p.Hash) != 64 || strings.ToLower(p.Hash) != p.Hash || !strings.HasSuffix(strings.ToLower(v), p.Hash) {
+					t.Errorf("%q: hash %q", v, p.Hash)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%q: %d points", v, n)
+		}
+	})
 }

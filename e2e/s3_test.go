@@ -98,7 +98,7 @@ func (r *s3Relay) send(t *testing.T, i int) string {
 // again, the backlog is uploaded. Then the node's data_dir is lost:
 // `archive restore --s3` brings its record back, verified, and an export
 // of it holds every message; `archive verify --s3` from a configuration
-// holding [archive.s3] alone passes.
+// holding [archive.s3] alone, with read-only keys, passes.
 func TestS3OffsiteCopy(t *testing.T) {
 	r := startS3Relay(t)
 	out, errOut, code := r.Run(t, "", "check")
@@ -180,9 +180,15 @@ func TestS3OffsiteCopy(t *testing.T) {
 		}
 	}
 
-	// An auditor's configuration: [archive.s3] alone.
-	auditor := filepath.Join(t.TempDir(), "auditor.toml")
-	os.WriteFile(auditor, []byte(r.s3TOML), 0o600)
+	// An auditor's configuration: [archive.s3] alone, with keys that may
+	// only list and read the bucket.
+	home := t.TempDir()
+	access, secret := r.s3.ReadOnlyUser(r.bucket)
+	os.WriteFile(filepath.Join(home, "ak"), []byte(access+"\n"), 0o600)
+	os.WriteFile(filepath.Join(home, "sk"), []byte(secret+"\n"), 0o600)
+	auditor := filepath.Join(home, "auditor.toml")
+	os.WriteFile(auditor, []byte(fmt.Sprintf("[archive.s3]\nendpoint = %q\nbucket = %q\nregion = \"us-east-1\"\naccess_key_file = \"ak\"\nsecret_key_file = \"sk\"\n",
+		r.s3.Endpoint, r.bucket)), 0o600)
 	out, errOut, code = runSealpost(t, r.bin, "archive", "verify", "--s3", "-c", auditor)
 	if code != 0 || !strings.Contains(out, "Node a: downloading its whole chain") || !strings.Contains(out, "The chain of node a verifies.") {
 		t.Fatalf("archive verify --s3 with an auditor's configuration: exit %d\n%s%s", code, out, errOut)

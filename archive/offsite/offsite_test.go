@@ -433,17 +433,49 @@ func TestPrivateCA(t *testing.T) {
 	pki := testutil.NewPKI(t)
 	s3 := testutil.StartVersityGWTLS(t, pki)
 	bucket := s3.NewBucket()
+	access, secret := s3.ReadOnlyUser(bucket)
 	for _, tt := range []struct {
 		ca   string
 		want string
 	}{{pki.CAFile, ""}, {"", "certificate"}} {
-		c, err := New(Config{Endpoint: s3.Endpoint, Bucket: bucket, Region: "us-east-1", AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, CAFile: tt.ca})
+		c, err := New(Config{Endpoint: s3.Endpoint, Bucket: bucket, Region: "us-east-1", AccessKey: access, SecretKey: secret, CAFile: tt.ca})
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = c.CheckLock(context.Background())
+		_, err = c.Nodes(context.Background())
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("ca_file %q: %v, want %q", tt.ca, err, tt.want)
 		}
+	}
+}
+
+// TestAuditorReadOnlyKeys: keys that may only list and read the bucket
+// (deploy/README.md's auditor) are enough to restore and verify a node,
+// and cannot add to the bucket.
+func TestAuditorReadOnlyKeys(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 3, true)
+	n.send(t, 1, false)
+	n.pass(t)
+	access, secret := s3.ReadOnlyUser(bucket)
+	auditor, err := New(Config{Endpoint: s3.Endpoint, Bucket: bucket, Region: "us-east-1", AccessKey: access, SecretKey: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if nodes, err := auditor.Nodes(ctx); err != nil || len(nodes) != 1 {
+		t.Fatalf("nodes with read-only keys: %v %v", nodes, err)
+	}
+	dir := t.TempDir()
+	if _, err := Restore(ctx, auditor, "a", dir); err != nil {
+		t.Fatalf("restore with read-only keys: %v", err)
+	}
+	if _, err := archive.VerifyWith(filepath.Join(dir, "archive"), io.Discard, archive.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auditor.putOnce(ctx, "a/archive/seg-00000009.log", bytes.NewReader([]byte("x")), 1, sum([]byte("x")), time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("read-only keys uploaded an object")
 	}
 }

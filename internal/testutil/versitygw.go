@@ -28,6 +28,7 @@ type S3Server struct {
 	AccessKey string
 	SecretKey string
 	Dir       string // the buckets' folders (objects are files below Dir/BUCKET)
+	admin     string // the admin API's address, for users
 
 	t       testing.TB
 	pki     *PKI
@@ -58,15 +59,16 @@ func startVersityGW(t testing.TB, pki *PKI) *S3Server {
 	root := t.TempDir()
 	s := &S3Server{t: t, pki: pki, AccessKey: "sealpost-test", SecretKey: "sealpost-test-secret",
 		Dir: filepath.Join(root, "buckets"), log: &LockedBuffer{}}
-	versions := filepath.Join(root, "versions")
-	for _, d := range []string{s.Dir, versions} {
+	versions, iam := filepath.Join(root, "versions"), filepath.Join(root, "iam")
+	for _, d := range []string{s.Dir, versions, iam} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.Addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s.Endpoint = "http://" + s.Addr
-	s.args = []string{"--access", s.AccessKey, "--secret", s.SecretKey, "--port", s.Addr, "--quiet"}
+	s.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.args = []string{"--access", s.AccessKey, "--secret", s.SecretKey, "--port", s.Addr, "--quiet", "--iam-dir", iam, "--admin-port", s.admin}
 	if pki != nil {
 		s.Endpoint = "https://" + s.Addr
 		s.args = append(s.args, "--cert", pki.CertFile, "--key", pki.KeyFile)
@@ -170,4 +172,24 @@ func (s *S3Server) WriteKeys(dir string) (accessFile, secretFile string) {
 		}
 	}
 	return accessFile, secretFile
+}
+
+// ReadOnlyUser makes a user that may list and read the bucket and nothing
+// else (what deploy/README.md gives an auditor), and returns its keys.
+func (s *S3Server) ReadOnlyUser(bucket string) (access, secret string) {
+	s.t.Helper()
+	access, secret = "auditor-"+bucket, "auditor-secret-"+bucket
+	// The admin API is plain HTTP on loopback: no --admin-cert is given.
+	out, err := exec.Command("versitygw", "admin", "--access", s.AccessKey, "--secret", s.SecretKey,
+		"--endpoint-url", "http://"+s.admin, "create-user", "--access", access, "--secret", secret, "--role", "user").CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("versitygw admin create-user: %v\n%s", err, out)
+	}
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":[%q]},`+
+		`"Action":["s3:GetObject","s3:GetObjectVersion","s3:ListBucket","s3:ListBucketVersions"],`+
+		`"Resource":["arn:aws:s3:::%s","arn:aws:s3:::%s/*"]}]}`, access, bucket, bucket)
+	if err := s.Client().SetBucketPolicy(context.Background(), bucket, policy); err != nil {
+		s.t.Fatalf("bucket policy: %v", err)
+	}
+	return access, secret
 }

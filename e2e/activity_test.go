@@ -43,7 +43,8 @@ func exportActivity(t *testing.T, r *Relay, args ...string) []exportedActivity {
 // cancellation, a queued message retried and another dropped), each appear
 // on the auditor's Activity page with who ran them and "command on the
 // server", and in an export's activity records; a client's export holds
-// those naming the client. No client address is on the page.
+// those naming the client. No client address is on the page. With the
+// relay stopped, queue retry --all and drop record themselves.
 func TestCommandsInActivityLog(t *testing.T) {
 	testutil.RequireTools(t, "swaks", "chromium")
 	sink := StartSink(t)
@@ -126,5 +127,21 @@ func TestCommandsInActivityLog(t *testing.T) {
 	anna := exportActivity(t, r, "--client", "anna@client.example")
 	if len(anna) != 1 || anna[0].What != "consent-recorded-no-hold" || !slices.Equal(anna[0].Addresses, []string{"anna@client.example"}) {
 		t.Errorf("anna's export holds the activity %+v; want her consent alone", anna)
+	}
+
+	// With the relay stopped the commands write their records themselves.
+	r.Stop(t)
+	for _, args := range [][]string{{"queue", "retry", "--all"}, {"queue", "drop", queued[0].ID}} {
+		if out, errOut, code := r.Run(t, "", args...); code != 0 || errOut != "" {
+			t.Fatalf("%s with no relay: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	all = exportActivity(t, r)
+	var offline []string
+	for _, a := range all[len(all)-2:] {
+		offline = append(offline, a.What+" "+a.Object+" "+a.Who)
+	}
+	if want := []string{"queue-retry " + queued[0].ID + " alice", "queue-drop " + queued[0].ID + " alice"}; !slices.Equal(offline, want) {
+		t.Errorf("the newest activity records %q, want %q", offline, want)
 	}
 }

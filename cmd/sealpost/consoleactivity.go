@@ -60,26 +60,37 @@ func (s *service) serveActivity(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("{}"))
 }
 
-// noteCommand puts a change a command made into the archive's chain:
-// through the running relay, else into the archive directly. When neither
-// works it says so on stderr; the change itself stands (the registry or
-// keyring has it, and its own history records who made it).
-func noteCommand(ctx context.Context, cfg *config.Config, stderr io.Writer, ch commandChange) {
-	act := archive.Activity{Who: commandWho(ch.by), Role: "command", What: ch.what, Object: ch.object, From: commandFrom, Addresses: ch.addresses}
+// noteCommand puts the changes a command made into the archive's chain:
+// through the running relay, else into the archive directly (opened once).
+// When neither works it says so on stderr; the changes themselves stand
+// (the registry, keyring or spool has them, and the registry's history
+// records who made them).
+func noteCommand(ctx context.Context, cfg *config.Config, stderr io.Writer, changes ...commandChange) {
+	if len(changes) == 0 {
+		return
+	}
+	acts := make([]archive.Activity, 0, len(changes))
+	for _, ch := range changes {
+		acts = append(acts, archive.Activity{Who: commandWho(ch.by), Role: "command", What: ch.what, Object: ch.object, From: commandFrom, Addresses: ch.addresses})
+	}
 	ctl, err := queue.DialControl(cfg.ControlPath())
 	if err == nil {
-		v := url.Values{"who": {act.Who}, "what": {act.What}, "object": {act.Object}, "address": act.Addresses}
-		err = ctl.Call(http.MethodPost, "/activity?"+v.Encode(), nil)
+		for _, act := range acts {
+			v := url.Values{"who": {act.Who}, "what": {act.What}, "object": {act.Object}, "address": act.Addresses}
+			if err = ctl.Call(http.MethodPost, "/activity?"+v.Encode(), nil); err != nil {
+				break
+			}
+		}
 	} else if errors.Is(err, queue.ErrNotRunning) {
-		err = recordActivityOffline(ctx, cfg, stderr, act)
+		err = recordActivityOffline(ctx, cfg, stderr, acts)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "note: this change is not in the activity log (%v)\n", err)
 	}
 }
 
-// recordActivityOffline writes an activity record while no relay runs.
-func recordActivityOffline(ctx context.Context, cfg *config.Config, stderr io.Writer, act archive.Activity) error {
+// recordActivityOffline writes activity records while no relay runs.
+func recordActivityOffline(ctx context.Context, cfg *config.Config, stderr io.Writer, acts []archive.Activity) error {
 	// Warnings only: a first index build's progress is not the command's news.
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, _, err := openArchive(ctx, cfg, log)
@@ -87,5 +98,10 @@ func recordActivityOffline(ctx context.Context, cfg *config.Config, stderr io.Wr
 		return fmt.Errorf("no relay is running and the archive could not be opened: %w", err)
 	}
 	defer a.Close()
-	return a.RecordActivity(ctx, act)
+	for _, act := range acts {
+		if err := a.RecordActivity(ctx, act); err != nil {
+			return err
+		}
+	}
+	return nil
 }

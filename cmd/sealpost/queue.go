@@ -115,6 +115,7 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 	}
 	var list []queue.Message
 	var retry func(id string) (string, error)
+	var offline []commandChange // retried with no relay running
 	if ctl, err := queue.DialControl(cfg.ControlPath()); err == nil {
 		if list, err = ctl.Queue(); err != nil {
 			return err
@@ -131,10 +132,13 @@ func runQueueRetry(ctx context.Context, c *cli, args []string) error {
 		retry = func(id string) (string, error) {
 			id, err := oq.Retry(id)
 			if err == nil {
-				noteCommand(ctx, cfg, c.stderr, commandChange{what: "queue-retry", object: id})
+				offline = append(offline, commandChange{what: "queue-retry", object: id})
 			}
 			return id, err
 		}
+		// The relay records what it retries; offline, the command does,
+		// with the archive opened once.
+		defer func() { noteCommand(ctx, cfg, c.stderr, offline...) }()
 	} else {
 		return err
 	}

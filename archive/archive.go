@@ -175,11 +175,6 @@ func Open(opts Options) (*Archive, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if !fresh {
-		if err := checkNode(opts.Dir, opts.Node, a.log); err != nil {
-			return fail(err)
-		}
-	}
 	slots, err := readHead(a.headPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

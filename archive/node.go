@@ -3,7 +3,6 @@ package archive
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 )
 
@@ -45,20 +44,28 @@ func ChainNode(dir string) (string, error) {
 	return "", nil
 }
 
-// checkNode refuses to write node's records into a chain that names
-// another: a data_dir copied to a second server by mistake would otherwise
-// grow two chains under one name, or one chain under two. A chain that
+// checkChainNode refuses to write this relay's records into a chain that
+// names another node: a data_dir copied to a second server by mistake
+// would otherwise grow two chains under one name, or one chain under two.
+// last is the newest complete record, which start reads anyway (nil: none
+// in the open segment, and the chain is read for its node). A chain that
 // names no node yet (the practice's only relay until now) takes the name.
-func checkNode(dir, node string, log *slog.Logger) error {
-	has, err := ChainNode(dir)
-	if err != nil {
-		return err
+func (a *Archive) checkChainNode(last *storedRecord) error {
+	var has string
+	if last != nil {
+		has = last.h.Node
+	} else {
+		var err error
+		if has, err = ChainNode(a.dir); err != nil {
+			return err
+		}
 	}
+	dir, node := a.dir, a.opts.Node
 	switch {
 	case has == node:
 		return nil
 	case has == "":
-		log.Info("archive: the chain names no node yet; its records name this one from now on", "node", node)
+		a.log.Info("archive: the chain names no node yet; its records name this one from now on", "node", node)
 		return nil
 	case node == "":
 		return fmt.Errorf("%w: %s is the chain of the relay named %q, and archive.node is not set here. If this server is %q, set archive.node = %q; if its data_dir was copied from that relay, give this relay a data_dir of its own (each relay keeps its own spool and archive)",

@@ -220,3 +220,61 @@ func TestArchiveFromBeforeNodes(t *testing.T) {
 		t.Errorf("verify after: %v %+v", err, rep)
 	}
 }
+
+// TestOpenRefusesAnotherNodesChainAfterACrash: the other node's chain is
+// refused before its torn tail is set aside, also when the crash tore the
+// first record of a new segment (the node is then read from the segment
+// before); its own node sets the tail aside and goes on.
+func TestOpenRefusesAnotherNodesChainAfterACrash(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		tear func(t *testing.T, f *fixture) string // returns the torn segment
+	}{
+		{"a torn tail", func(t *testing.T, f *fixture) string {
+			return appendBytes(t, f.dir, segName(2), "SPR1\x00\x00\x00\x40{\"seq\"")
+		}},
+		{"the torn first record of a new segment", func(t *testing.T, f *fixture) string {
+			a, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock, Node: "relay-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.CloseSegment(context.Background())
+			a.Close()
+			os.Remove(filepath.Join(f.dir, segName(3)))
+			return appendBytes(t, f.dir, segName(3), "SPR1\x00\x00")
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := writeChain(t, "relay-a", 2)
+			torn := tt.tear(t, f)
+			before := mustRead(f.dir, torn)
+			if _, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock, Node: "relay-b"}); !errors.Is(err, errOtherNode) {
+				t.Fatalf("relay-b opened relay-a's chain: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(f.dir, "torn")); err == nil || !bytes.Equal(before, mustRead(f.dir, torn)) {
+				t.Fatal("the refused relay set the torn tail aside")
+			}
+			a, err := Open(Options{Dir: f.dir, PublicKey: f.pub, Now: f.clock, Node: "relay-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			if rep, err := VerifyWith(f.dir, io.Discard, VerifyOptions{}); err != nil || rep.Node != "relay-a" {
+				t.Errorf("after relay-a set the tail aside: %v", err)
+			}
+		})
+	}
+}
+
+func appendBytes(t *testing.T, dir, seg, b string) string {
+	t.Helper()
+	file, err := os.OpenFile(filepath.Join(dir, seg), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := file.WriteString(b); err != nil {
+		t.Fatal(err)
+	}
+	return seg
+}

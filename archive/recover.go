@@ -42,9 +42,15 @@ func (a *Archive) recover(head *headFile) error {
 		}
 		first = h.Seq
 	}
-	// Damage found below is named as such first; the head file is
-	// compared before anything is written.
+	// Damage found below is named as such first; the node and the head
+	// file are compared before anything is written.
+	var last *storedRecord // the open segment's newest complete record
 	checkHead := func() error {
+		if len(segs) > 0 {
+			if err := a.checkChainNode(last); err != nil {
+				return err
+			}
+		}
 		if head == nil {
 			return nil
 		}
@@ -65,7 +71,6 @@ func (a *Archive) recover(head *headFile) error {
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	var last *storedRecord
 	for {
 		rec, err := sr.next()
 		if err == io.EOF {

@@ -22,6 +22,9 @@ type SegmentInfo struct {
 	Sealed  bool // it ends in its seal: complete, never written again
 }
 
+// IsSegmentName says whether name is a segment file's name.
+func IsSegmentName(name string) bool { return segmentName.MatchString(name) }
+
 // Segments lists the segment files of the archive in dir, oldest first.
 func Segments(dir string) ([]string, error) { return listSegments(dir) }
 

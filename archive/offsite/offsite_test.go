@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -477,5 +478,49 @@ func TestAuditorReadOnlyKeys(t *testing.T) {
 	}
 	if _, err := auditor.putOnce(ctx, "a/archive/seg-00000009.log", bytes.NewReader([]byte("x")), 1, sum([]byte("x")), time.Now().Add(time.Hour)); err == nil {
 		t.Fatal("read-only keys uploaded an object")
+	}
+}
+
+// TestRestoreSkipsStrangeKeys: keys below the node that name nothing an
+// archive holds (someone with write access to the bucket put them there)
+// are named in the report and written nowhere, inside the folder or out.
+func TestRestoreSkipsStrangeKeys(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 2, true)
+	n.send(t, 1, false)
+	n.pass(t)
+	mc, ctx := s3.Client(), context.Background()
+	strange := []string{"a/archive/notes.txt", "a/archive/sub/seg-00000009.log", "a/tail/seg-00000009.log/yesterday", "a/tail/evil/20991231T000000.000Z", "a/head/latest"}
+	for _, k := range strange {
+		if _, err := mc.PutObject(ctx, bucket, k, bytes.NewReader([]byte("x")), 1, minio.PutObjectOptions{}); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+	root := t.TempDir()
+	dir := filepath.Join(root, "restored")
+	rep, err := Restore(ctx, n.client, "a", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rep.Skipped, " ") != "a/archive/notes.txt a/archive/sub/seg-00000009.log a/head/latest a/tail/evil/20991231T000000.000Z a/tail/seg-00000009.log/yesterday" {
+		t.Fatalf("skipped %v", rep.Skipped)
+	}
+	if rep.Tail != "seg-00000002.log" {
+		t.Fatalf("tail %q", rep.Tail)
+	}
+	var files []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	want := "restored/archive-head restored/archive/address-hash.key restored/archive/seal.key restored/archive/seal.pub restored/archive/seg-00000001.log restored/archive/seg-00000002.log"
+	if strings.Join(files, " ") != want {
+		t.Fatalf("files written: %v", files)
 	}
 }

@@ -8,11 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/sealpost/sealpost/archive"
 )
 
 // RestoreReport says what Restore brought back.
@@ -23,6 +26,9 @@ type RestoreReport struct {
 	TailTime time.Time // when that snapshot was taken
 	Head     time.Time // when the head file was uploaded (zero: none in the bucket)
 	Bytes    int64
+	// Skipped are keys below the node that name nothing an archive
+	// holds: never written anywhere (a key is no path to write to).
+	Skipped []string
 }
 
 // version is one object version found in a listing.
@@ -54,12 +60,16 @@ func Restore(ctx context.Context, c *Client, node, dir string) (*RestoreReport, 
 	}
 	newestSealed := ""
 	for name, v := range files {
+		if !archive.IsSegmentName(name) && !slices.Contains(archive.KeyFiles, name) {
+			rep.Skipped = append(rep.Skipped, v.key)
+			continue
+		}
 		n, err := c.download(ctx, v, filepath.Join(arch, name))
 		if err != nil {
 			return nil, err
 		}
 		rep.Bytes += n
-		if strings.HasSuffix(name, ".log") {
+		if archive.IsSegmentName(name) {
 			rep.Segments++
 			newestSealed = max(newestSealed, name)
 		}
@@ -68,9 +78,9 @@ func Restore(ctx context.Context, c *Client, node, dir string) (*RestoreReport, 
 	if err != nil {
 		return nil, err
 	}
-	if tail, ok := newestByKey(tails); ok {
+	if tail, ok := newestByKey(tails, rep, true); ok {
 		seg, stamp, _ := strings.Cut(tail.name, "/")
-		if seg > newestSealed && filepath.Base(seg) == seg {
+		if seg > newestSealed {
 			n, err := c.download(ctx, tail.v, filepath.Join(arch, seg))
 			if err != nil {
 				return nil, err
@@ -84,12 +94,13 @@ func Restore(ctx context.Context, c *Client, node, dir string) (*RestoreReport, 
 	if err != nil {
 		return nil, err
 	}
-	if head, ok := newestByKey(heads); ok {
+	if head, ok := newestByKey(heads, rep, false); ok {
 		if _, err := c.download(ctx, head.v, filepath.Join(dir, "archive-head")); err != nil {
 			return nil, err
 		}
 		rep.Head, _ = time.Parse(stampLayout, head.name)
 	}
+	sort.Strings(rep.Skipped)
 	return rep, nil
 }
 
@@ -98,11 +109,20 @@ type named struct {
 	v    version
 }
 
-// newestByKey is the object whose name (below its folder) sorts last: tail
-// and head names end in their upload time.
-func newestByKey(m map[string]version) (named, bool) {
+// newestByKey is the object whose name (below its folder) sorts last: a
+// head's name is its upload time, a tail's its segment's name, "/" and its
+// upload time. Names of another form are added to rep.Skipped.
+func newestByKey(m map[string]version, rep *RestoreReport, tails bool) (named, bool) {
 	var names []string
-	for n := range m {
+	for n, v := range m {
+		stamp, seg := n, ""
+		if tails {
+			seg, stamp, _ = strings.Cut(n, "/")
+		}
+		if _, err := time.Parse(stampLayout, stamp); err != nil || tails && !archive.IsSegmentName(seg) {
+			rep.Skipped = append(rep.Skipped, v.key)
+			continue
+		}
 		names = append(names, n)
 	}
 	if len(names) == 0 {

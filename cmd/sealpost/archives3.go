@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,6 +163,10 @@ func runArchiveRestore(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Restored node %s from %s into %s: %d sealed segment(s), %s.\n", *node, client.Where(), *to, rep.Segments, restoredTail(rep))
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintf(c.stderr, "%d object(s) below node %s name nothing an archive holds and were not restored (someone with write access to the bucket put them there): %s\n",
+			len(rep.Skipped), *node, strings.Join(rep.Skipped, ", "))
+	}
 	dir := filepath.Join(*to, "archive")
 	if err := verifyRestored(c.stdout, dir); err != nil {
 		return err

@@ -50,6 +50,11 @@ func twoNodes(t *testing.T) (a, b *fixture, keys openpgp.EntityList) {
 		if err := ar.RecordConsent(ctx, consent); err != nil {
 			t.Fatal(err)
 		}
+		if node == "relay-a" {
+			if err := ar.RecordActivity(ctx, Activity{Time: f.clock(), Who: "admin", Role: "admin", What: "consent-recorded", Object: "7"}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if node == "relay-b" {
 			ar.RecordRefusal(ctx, RefusalRecord{Time: f.clock(), Account: "therapist", Recipient: "carl@client.example", Reason: "no consent", Ref: "R7K2QX", Code: "no-consent"})
 		}
@@ -92,6 +97,10 @@ type chainsManifest struct {
 	Consent []struct {
 		ID int64 `json:"id"`
 	} `json:"consent_history"`
+	Activity []struct {
+		What string `json:"what"`
+		Node string `json:"node"`
+	} `json:"activity"`
 }
 
 func readChainsManifest(t *testing.T, out string) chainsManifest {
@@ -152,8 +161,8 @@ func TestExportChainsMerges(t *testing.T) {
 				t.Errorf("chain %s in the manifest: %+v, verify says %d:%s", c.Node, c, vr.HeadSeq, vr.Head)
 			}
 		}
-		if len(m.Consent) != 1 || len(m.Refusals) != 1 || m.Refusals[0].Node != "relay-b" {
-			t.Errorf("consent history %+v, refusals %+v", m.Consent, m.Refusals)
+		if len(m.Consent) != 1 || len(m.Refusals) != 1 || m.Refusals[0].Node != "relay-b" || len(m.Activity) != 1 || m.Activity[0].Node != "relay-a" {
+			t.Errorf("consent history %+v, refusals %+v, activity %+v", m.Consent, m.Refusals, m.Activity)
 		}
 		page, _ := os.ReadFile(filepath.Join(out, "index.html"))
 		if !strings.Contains(string(page), "<dt>Node relay-a</dt>") || strings.Index(string(page), "msg-msg0000") > strings.Index(string(page), "msg-msg0010") {

@@ -68,6 +68,20 @@ func TestArchiveVerifySeveralNodes(t *testing.T) {
 		t.Fatalf("verify against the export's chain heads: exit %d\n%s%s", code, stdout, stderr)
 	}
 
+	// Without relay-a's head file its end cannot be checked: that chain
+	// fails unless --no-head says the folders are all there is.
+	headA := filepath.Join(root, "relay-a", "archive-head")
+	saved, _ := os.ReadFile(headA)
+	os.Remove(headA)
+	if stdout, stderr, code := runCLI(t, "", "archive", "verify", "--archive", root); code != 1 || !strings.Contains(stdout, "relay-a: FAILED: the end of the chain cannot be checked") ||
+		!strings.Contains(stderr, "node relay-a failed") {
+		t.Errorf("relay-a without its head file: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, stderr, code := runCLI(t, "", "archive", "verify", "--archive", root, "--no-head"); code != 0 {
+		t.Errorf("--no-head: exit %d\n%s%s", code, stdout, stderr)
+	}
+	os.WriteFile(headA, saved, 0o600)
+
 	// A record of relay-b's changed: relay-b fails, named; relay-a verifies.
 	seg := filepath.Join(b, "seg-00000001.log")
 	raw, _ := os.ReadFile(seg)

@@ -157,7 +157,8 @@ func mergeChains(parts []*chainExport) (*manifest, *ExportReport, error) {
 		p.rep.Node, p.rep.ConsentEvents = p.node, len(m.Consent)
 		return m, p.rep, nil
 	}
-	m := &manifest{Format: 1, ExportedAt: parts[0].m.ExportedAt, Filter: parts[0].m.Filter}
+	m := &manifest{Format: 1, ExportedAt: parts[0].m.ExportedAt, Filter: parts[0].m.Filter, Messages: []manifestMessage{}, Refusals: []manifestRefusal{},
+		Evidence: []manifestEvidence{}, Activity: []manifestActivity{}}
 	rep := &ExportReport{Verified: true, RecordsChecked: true}
 	m.Archive.Verified, m.Archive.RecordsChecked = true, true
 	var consents []record.ConsentEvent

@@ -213,6 +213,26 @@ func TestExportChainsOfOneClient(t *testing.T) {
 	}
 }
 
+// TestExportChainsOfNothing: chains with nothing selected give an export
+// whose lists are empty, not missing.
+func TestExportChainsOfNothing(t *testing.T) {
+	a, b, keys := twoNodes(t)
+	out := filepath.Join(t.TempDir(), "export")
+	if _, err := ExportChains(context.Background(), []Chain{{Dir: a.dir}, {Dir: b.dir}}, keys, out, Filter{Clients: []string{"nobody@client.example"}}, ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	b2, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err := json.Unmarshal(b2, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"messages", "refusals", "consent_history", "evidence", "activity", "chains"} {
+		if _, ok := m[k].([]any); !ok {
+			t.Errorf("%s is %v, want a list", k, m[k])
+		}
+	}
+}
+
 // TestExportChainsRefusesOneArchiveTwice: the same chain twice, or two
 // copies of one data_dir named differently since, are refused before
 // anything is written.

@@ -325,7 +325,7 @@ func openArchive(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *
 		return nil, "", err
 	}
 	a, err = archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Node: cfg.Archive.Node, Logger: log, Context: ctx,
-		SegmentBytes: testSegmentBytes, MayRemove: offsiteMayRemove(cfg)})
+		SegmentBytes: testSegmentBytes, SealEvery: offsiteSealEvery(cfg), MayRemove: offsiteMayRemove(cfg)})
 	return a, warning, err
 }
 

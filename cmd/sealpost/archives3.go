@@ -47,6 +47,19 @@ func offsiteMayRemove(cfg *config.Config) func(string) string {
 	return offsite.MayRemove(filepath.Join(cfg.DataDir, offsite.StateFile))
 }
 
+// offsiteSealEvery is how soon a segment is sealed with [archive.s3]: an
+// hour, rather than the archive's day. Every tail object holds the unsealed
+// segment whole and stays locked for the retention, so the seal bounds what
+// they cost: an hour's records in at most twelve snapshots (tail_interval
+// 5m), where a day's would be uploaded again up to 288 times. 0 without S3
+// (the archive's default).
+func offsiteSealEvery(cfg *config.Config) time.Duration {
+	if !cfg.Offsite() {
+		return 0
+	}
+	return time.Hour
+}
+
 // offsiteRunner is the uploader's goroutine beside the relay.
 type offsiteRunner struct {
 	up     *offsite.Uploader

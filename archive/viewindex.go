@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -80,8 +81,9 @@ type View struct {
 	dir string
 	key openpgp.EntityList
 
-	refreshMu sync.Mutex // one Refresh at a time; guards pos
-	pos       indexRow   // the last record read (seq 0: none yet)
+	refreshMu sync.Mutex  // one Refresh at a time; guards pos and stamp
+	pos       indexRow    // the last record read (seq 0: none yet)
+	stamp     folderStamp // the archive as the last look that read to its end found it
 
 	mu       sync.Mutex
 	rows     rowChunks[viewRow]   // the messages, in chain order
@@ -249,6 +251,10 @@ func (v *View) refresh(ctx context.Context, n int) (more bool, err error) {
 }
 
 func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) {
+	stamp, unchanged := v.unchanged()
+	if unchanged {
+		return false, nil
+	}
 	v.mu.Lock()
 	v.dropPruned()
 	v.mu.Unlock()
@@ -282,7 +288,39 @@ func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) 
 		return false, err
 	}
 	v.pos = last
+	if !more {
+		v.stamp = stamp
+	}
 	return more, nil
+}
+
+// folderStamp says what a look at the archive found: when its folder last
+// changed (a segment added, pruned or moved aside) and how long the
+// segment the view read last was.
+type folderStamp struct {
+	folder  time.Time
+	lastLen int64
+}
+
+// unchanged tells, with two stat calls, whether anything was written,
+// added or removed since the view last read everything there was: most
+// looks (a mail client's NOOP every few seconds) find nothing, and then
+// cost nothing that grows with the archive. refreshMu is held.
+func (v *View) unchanged() (folderStamp, bool) {
+	var s folderStamp
+	fi, err := os.Stat(v.dir)
+	if err != nil {
+		return s, false
+	}
+	s.folder = fi.ModTime()
+	if v.pos.seg != "" {
+		fi, err := os.Stat(filepath.Join(v.dir, v.pos.seg))
+		if err != nil {
+			return s, false
+		}
+		s.lastLen = fi.Size()
+	}
+	return s, v.pos.seg != "" && s == v.stamp
 }
 
 func rowLocated(r indexRow) located {

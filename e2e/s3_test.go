@@ -123,6 +123,9 @@ func TestS3OffsiteCopy(t *testing.T) {
 		lag, pending := r.upload(t)
 		return lag > 1 && pending >= 2
 	})
+	if code, body := get(t, "http://"+r.metrics+"/readyz"); code != 200 {
+		t.Fatalf("/readyz while S3 is down: %d %s (the relay still takes mail and keeps it)", code, body)
+	}
 	if out, errOut, code := r.Run(t, "", "status"); code != 0 || !strings.Contains(out, "off-site copy") || !strings.Contains(out, "does not answer: ") {
 		t.Fatalf("sealpost status while S3 is down: exit %d\n%s%s", code, out, errOut)
 	}

@@ -22,9 +22,11 @@ func NodeName(node string) string {
 var errOtherNode = errors.New("archive: this archive folder holds another relay's chain")
 
 // ChainNode is the node the chain in dir names: that of its newest
-// complete record ("" when it names none, or holds no record). A chain
-// written before nodes had names may take one later; once named, every
-// record names the same node (Open refuses anything else).
+// complete record that can be read ("" when it names none, or holds no
+// record). A chain written before nodes had names may take one later;
+// once named, every record names the same node (Open refuses anything
+// else). Damage does not hide the node: what records before it say is
+// taken (finding damage is verify's).
 func ChainNode(dir string) (string, error) {
 	segs, err := listSegments(dir)
 	if err != nil {
@@ -33,10 +35,7 @@ func ChainNode(dir string) (string, error) {
 	for i := len(segs) - 1; i >= 0; i-- {
 		var node string
 		found := false
-		err := scanHeaders(filepath.Join(dir, segs[i]), func(h *header, _ []byte) { node, found = h.Node, true })
-		if err != nil && !errors.Is(err, errIncomplete) {
-			return "", fmt.Errorf("archive: %w", err)
-		}
+		scanHeaders(filepath.Join(dir, segs[i]), func(h *header, _ []byte) { node, found = h.Node, true })
 		if found {
 			return node, nil
 		}

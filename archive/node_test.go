@@ -278,3 +278,22 @@ func appendBytes(t *testing.T, dir, seg, b string) string {
 	}
 	return seg
 }
+
+// TestChainNodeOfADamagedChain: damage in the newest segment does not hide
+// the node its records before the damage name, so verify can report the
+// damage by node rather than stop at it.
+func TestChainNodeOfADamagedChain(t *testing.T) {
+	f := writeChain(t, "relay-a", 4)
+	seg := filepath.Join(f.dir, segName(2))
+	raw, _ := os.ReadFile(seg)
+	at := bytes.LastIndex(raw, []byte(recordMagic))
+	raw[at] = 'X'
+	os.WriteFile(seg, raw, 0o600)
+	if node, err := ChainNode(f.dir); err != nil || node != "relay-a" {
+		t.Errorf("node %q, %v", node, err)
+	}
+	os.WriteFile(seg, []byte("XPR1 not a record at all"), 0o600)
+	if node, err := ChainNode(f.dir); err != nil || node != "relay-a" {
+		t.Errorf("with the newest segment unreadable: node %q, %v", node, err)
+	}
+}

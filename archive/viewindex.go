@@ -289,38 +289,45 @@ func (v *View) refreshLocked(ctx context.Context, n int) (more bool, err error) 
 	}
 	v.pos = last
 	if !more {
+		// A folder changed within the last second could change again
+		// with the same time (timestamps are as coarse as the kernel's
+		// tick): only one that has settled is trusted next time.
+		stamp.settled = time.Since(stamp.folder) > time.Second
 		v.stamp = stamp
 	}
 	return more, nil
 }
 
 // folderStamp says what a look at the archive found: when its folder last
-// changed (a segment added, pruned or moved aside) and how long the
-// segment the view read last was.
+// changed (a segment added, pruned or moved aside), how long the segment
+// the view read last was, and the one after it (a writer opens the next
+// segment when it closes one: -1 while there is none).
 type folderStamp struct {
-	folder  time.Time
-	lastLen int64
+	folder            time.Time
+	lastLen, afterLen int64
+	settled           bool
 }
 
-// unchanged tells, with two stat calls, whether anything was written,
+// unchanged tells, with three stat calls, whether anything was written,
 // added or removed since the view last read everything there was: most
 // looks (a mail client's NOOP every few seconds) find nothing, and then
 // cost nothing that grows with the archive. refreshMu is held.
 func (v *View) unchanged() (folderStamp, bool) {
-	var s folderStamp
+	s := folderStamp{afterLen: -1}
 	fi, err := os.Stat(v.dir)
-	if err != nil {
+	if err != nil || v.pos.seg == "" {
 		return s, false
 	}
 	s.folder = fi.ModTime()
-	if v.pos.seg != "" {
-		fi, err := os.Stat(filepath.Join(v.dir, v.pos.seg))
-		if err != nil {
-			return s, false
-		}
-		s.lastLen = fi.Size()
+	if fi, err = os.Stat(filepath.Join(v.dir, v.pos.seg)); err != nil {
+		return s, false
 	}
-	return s, v.pos.seg != "" && s == v.stamp
+	s.lastLen = fi.Size()
+	if fi, err = os.Stat(filepath.Join(v.dir, segName(segNumber(v.pos.seg)+1))); err == nil {
+		s.afterLen = fi.Size()
+	}
+	s.settled = v.stamp.settled
+	return s, s.settled && s.folder.Equal(v.stamp.folder) && s.lastLen == v.stamp.lastLen && s.afterLen == v.stamp.afterLen
 }
 
 func rowLocated(r indexRow) located {

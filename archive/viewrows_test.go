@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -144,4 +145,59 @@ func heapInUse() int64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc)
+}
+
+// TestViewLooksAgainAfterChanges: once the archive's folder has settled,
+// a look that finds nothing changed reads nothing; a record appended to
+// the last segment, a new segment, and a prune are each still seen.
+func TestViewLooksAgainAfterChanges(t *testing.T) {
+	f := newFixture(t)
+	a := f.open(t, 0)
+	defer a.Close()
+	ctx := context.Background()
+	record := func(i int) {
+		m, body := testMessage(i, "anna@client.example")
+		if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(1)
+	v, err := OpenView(f.dir, f.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	// As if the folder had last changed a minute ago.
+	settle := func() {
+		old := time.Now().Add(-time.Minute)
+		if err := os.Chtimes(f.dir, old, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		if !v.stamp.settled {
+			t.Fatal("the folder's stamp is not taken as settled")
+		}
+	}
+	for _, tt := range []struct {
+		what           string
+		before, change func()
+		want           int
+	}{
+		{"a record in the last segment", func() {}, func() { record(2) }, 2},
+		// The segment is sealed before the look: only the folder changes.
+		{"a new segment", func() { a.CloseSegment(ctx) }, func() { record(3) }, 3},
+		{"nothing", func() {}, func() {}, 3},
+	} {
+		tt.before()
+		settle()
+		tt.change()
+		if err := v.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		if n := v.Len(); n != tt.want {
+			t.Errorf("after %s the view holds %d messages, want %d", tt.what, n, tt.want)
+		}
+	}
 }

@@ -146,7 +146,9 @@ func fillBenchArchive(b *testing.B, cfg *config.Config, n int, now time.Time) {
 	}
 	var written atomic.Int64
 	start := now.AddDate(-1, 0, 0)
-	clock := func() time.Time { return start.Add(time.Duration(written.Load()) * (365 * 24 * time.Hour / time.Duration(n))) }
+	clock := func() time.Time {
+		return start.Add(time.Duration(written.Load()) * (365 * 24 * time.Hour / time.Duration(n)))
+	}
 	a, err := archive.Open(archive.Options{Dir: cfg.ArchiveDir(), PublicKey: pub, Now: clock})
 	if err != nil {
 		b.Fatal(err)

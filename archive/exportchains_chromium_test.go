@@ -15,8 +15,8 @@ import (
 
 // TestIndexOfSeveralNodesInChromium: the index.html of two nodes' export
 // names each node's chain at the top, lists the messages of both in time
-// order, each saying its node, and axe-core finds no WCAG 2.1 A or AA
-// violation.
+// order, each saying its node (and so do refusals and console changes),
+// and axe-core finds no WCAG 2.1 A or AA violation.
 func TestIndexOfSeveralNodesInChromium(t *testing.T) {
 	a, b, keys := twoNodes(t)
 	out := filepath.Join(t.TempDir(), "export")
@@ -49,6 +49,12 @@ func TestIndexOfSeveralNodesInChromium(t *testing.T) {
 	}
 	if got := strings.Join(nodes, " "); got != "relay-a relay-b relay-a relay-b relay-a relay-b relay-a relay-b" {
 		t.Errorf("the messages' nodes, in the page's order: %s", got)
+	}
+	if acct := browsertest.Eval[string](t, ctx, `document.querySelector("#refusals td[data-label=Account]").textContent`); acct != "therapist (node relay-b)" {
+		t.Errorf("the refusal's account: %q", acct)
+	}
+	if from := browsertest.Eval[string](t, ctx, `document.querySelector("#activity td[data-label=From]").textContent`); from != "(node relay-a)" {
+		t.Errorf("the console change's origin: %q", from)
 	}
 	runAxe(t, ctx, "two nodes' export")
 }

@@ -71,6 +71,16 @@ func TestTwoNodesFromTheBucket(t *testing.T) {
 		!strings.Contains(out, "Every chain verifies: 2 nodes (relay-a, relay-b).") {
 		t.Fatalf("archive verify --s3 of both nodes: exit %d\n%s%s", code, out, errOut)
 	}
+	// One node's chain alone: an export as of one archive.
+	exp := filepath.Join(auditor, "export-relay-a")
+	out, errOut, code = runSealpost(t, Sealpost(t), "archive", "export", "--s3", "--node", "relay-a", "-c", cfg, "--out", exp,
+		"--key", filepath.Join(relays["relay-a"].DataDir, "archive-private-key.asc"))
+	if code != 0 || strings.Contains(out, "Node relay-b") || !strings.Contains(out, "Exported 3 messages") {
+		t.Fatalf("archive export --s3 --node relay-a: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(exp, "seal.pub")); err != nil {
+		t.Errorf("one node's export has no seal.pub: %v", err)
+	}
 }
 
 // missingFromExport is what of sent (message ids by the node that

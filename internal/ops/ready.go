@@ -34,7 +34,7 @@ type Readiness struct {
 	provider Provider
 	now      func() time.Time
 
-	notes    []func() string
+	notes []func() string
 
 	mu       sync.Mutex
 	checked  time.Time

@@ -182,14 +182,21 @@ func (c *Client) putOnce(ctx context.Context, key string, r io.ReadSeeker, size 
 	return "", fmt.Errorf("offsite: upload %s: %w", key, err)
 }
 
-// sameObject returns the version of the object at key when it holds the
-// SHA-256 sum; "" when there is none; errExists when it holds another.
+// sameObject returns the version at key the relay wrote (the oldest) when
+// it was uploaded with the SHA-256 sum; "" when there is none at key;
+// errExists when it holds other bytes (someone wrote there first). Newer
+// versions, which anyone may put over it, are never taken for it.
 func (c *Client) sameObject(ctx context.Context, key, sum string) (string, error) {
-	st, err := c.mc.StatObject(ctx, c.bucket, key, minio.StatObjectOptions{})
+	found, err := c.oldestVersions(ctx, key)
 	if err != nil {
-		if minio.ToErrorResponse(err).StatusCode == http.StatusNotFound {
-			return "", nil
-		}
+		return "", err
+	}
+	v, ok := found[""]
+	if !ok {
+		return "", nil
+	}
+	st, err := c.mc.StatObject(ctx, c.bucket, key, minio.StatObjectOptions{VersionID: v.id})
+	if err != nil {
 		return "", fmt.Errorf("offsite: %s: %w", key, err)
 	}
 	if st.UserMetadata["Sha256"] != sum && st.UserMetadata["sha256"] != sum {

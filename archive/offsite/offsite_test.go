@@ -3,6 +3,7 @@ package offsite
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -229,6 +230,11 @@ func TestLockRefusesDeleteAndOverwrite(t *testing.T) {
 	if _, err := archive.VerifyWith(filepath.Join(dir, "archive"), io.Discard, archive.VerifyOptions{}); err != nil {
 		t.Fatalf("the restored archive after the overwrites: %v", err)
 	}
+	// An uploader that lost its state file finds the versions it wrote
+	// under the overwrites and delete markers.
+	os.Remove(filepath.Join(n.dataDir, StateFile))
+	n.up = n.uploader()
+	n.pass(t)
 }
 
 // TestBacklogAfterS3Returns: while the server is stopped nothing is lost
@@ -263,13 +269,24 @@ func TestBacklogAfterS3Returns(t *testing.T) {
 	if countPrefix(ks, "a/archive/seg-") != 3 {
 		t.Fatalf("segments in the bucket: %v", ks)
 	}
-	// A new uploader without the state file lists the bucket: it uploads
-	// no segment twice.
+	// A new uploader without the state file finds each file in the bucket
+	// as it was uploaded: it writes no second version of any.
+	versions := func() int {
+		n := 0
+		for o := range s3.Client().ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: "a/archive/", Recursive: true, WithVersions: true}) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			n++
+		}
+		return n
+	}
+	before := versions()
 	os.Remove(filepath.Join(n.dataDir, StateFile))
 	n.up = n.uploader()
 	n.pass(t)
-	if again := keys(t, s3.Client(), bucket); countPrefix(again, "a/archive/") != countPrefix(ks, "a/archive/") {
-		t.Fatalf("after the state file was lost: %v", again)
+	if after := versions(); after != before {
+		t.Fatalf("after the state file was lost: %d object versions, %d before", after, before)
 	}
 	if why := MayRemove(filepath.Join(n.dataDir, StateFile))("seg-00000002.log"); why != "" {
 		t.Fatalf("an uploaded segment may not be removed: %s", why)
@@ -522,5 +539,27 @@ func TestRestoreSkipsStrangeKeys(t *testing.T) {
 	want := "restored/archive-head restored/archive/address-hash.key restored/archive/seal.key restored/archive/seal.pub restored/archive/seg-00000001.log restored/archive/seg-00000002.log"
 	if strings.Join(files, " ") != want {
 		t.Fatalf("files written: %v", files)
+	}
+}
+
+// TestKeyTakenByAnotherObject: an object with other content already at a
+// segment's key (put there by someone with write access to the bucket) is
+// never taken for the segment: the pass fails saying so, and prune keeps
+// the local segment.
+func TestKeyTakenByAnotherObject(t *testing.T) {
+	s3 := testutil.StartVersityGW(t)
+	bucket := s3.NewBucket()
+	n := newNode(t, s3, bucket)
+	n.send(t, 2, true)
+	n.send(t, 1, false)
+	if _, err := s3.Client().PutObject(context.Background(), bucket, "a/archive/seg-00000001.log", bytes.NewReader([]byte("forged")), 6, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := n.up.pass(context.Background(), true)
+	if !errors.Is(err, errExists) {
+		t.Fatalf("pass over a key taken by another object: %v", err)
+	}
+	if why := MayRemove(filepath.Join(n.dataDir, StateFile))("seg-00000001.log"); why == "" {
+		t.Fatal("prune may remove the segment S3 does not hold")
 	}
 }

@@ -1,7 +1,6 @@
 package offsite
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +11,9 @@ import (
 )
 
 // StateFile is where, in data_dir, the uploader keeps what it has
-// uploaded. It is a cache: without it (or for another bucket or node) the
-// uploader lists the bucket.
+// uploaded. It is a cache: without it (or for another bucket or node) each
+// file is checked against the bucket before it would be uploaded, and
+// counts as uploaded only when the relay's version there holds its bytes.
 const StateFile = "archive-offsite.json"
 
 // state is what has been uploaded: sealed segments and key files by file
@@ -62,20 +62,6 @@ func (st *state) save(path string) error {
 		return err
 	}
 	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o600)
-}
-
-// listUploaded rebuilds the state's objects from the bucket, each file
-// name with the version the relay wrote.
-func (c *Client) listUploaded(ctx context.Context, node string) (map[string]*uploaded, error) {
-	found, err := c.oldestVersions(ctx, c.segmentKey(node, ""))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*uploaded{}
-	for name, v := range found {
-		out[name] = &uploaded{Version: v.id}
-	}
-	return out, nil
 }
 
 // MayRemove says whether prune may remove a local segment: only once the

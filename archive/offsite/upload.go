@@ -43,7 +43,6 @@ type Uploader struct {
 
 	mu       sync.Mutex
 	st       *state
-	listed   bool // st.Objects is known to match the bucket
 	pending  int
 	lastErr  error
 	failures int
@@ -65,8 +64,8 @@ type Status struct {
 	Unreachable bool `json:"unreachable,omitempty"`
 }
 
-// NewUploader reads the state file; a missing one, or one for another
-// bucket or node, makes the first pass list the bucket.
+// NewUploader reads the state file; without one (or with one for another
+// bucket or node) every file is checked against the bucket again.
 func NewUploader(o Options) *Uploader {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -81,7 +80,7 @@ func NewUploader(o Options) *Uploader {
 	u := &Uploader{o: o}
 	st, err := readState(o.StateFile)
 	if err == nil && st.Bucket == o.Client.bucket && st.Prefix == o.Client.prefix && st.Node == o.Node {
-		u.st, u.listed = st, true
+		u.st = st
 	} else {
 		u.st = &state{Bucket: o.Client.bucket, Prefix: o.Client.prefix, Node: o.Node, Objects: map[string]*uploaded{}, SyncedAt: o.Now()}
 	}
@@ -151,15 +150,6 @@ func (u *Uploader) Run(ctx context.Context) {
 // the newest tail object lacks.
 func (u *Uploader) pass(ctx context.Context, tailDue bool) error {
 	start := u.o.Now()
-	if !u.listed {
-		objs, err := u.o.Client.listUploaded(ctx, u.o.Node)
-		if err != nil {
-			return err
-		}
-		u.mu.Lock()
-		u.st.Objects, u.listed = objs, true
-		u.mu.Unlock()
-	}
 	head, _ := os.ReadFile(u.o.HeadFile)
 	names, err := archive.Segments(u.o.ArchiveDir)
 	if err != nil {

@@ -159,7 +159,14 @@ func TestPassphraseAtRest(t *testing.T) {
 		tamper func(t *testing.T, r *Registry, path string, a, b record.ConsentEvent) *Registry
 	}{
 		{"ciphertext altered", func(t *testing.T, r *Registry, _ string, _, _ record.ConsentEvent) *Registry {
-			mustExec(t, r.db, `UPDATE passphrase_secrets SET sealed = substr(sealed, 1, 20) || x'00' || substr(sealed, 22) WHERE address = 'anna@client.example'`)
+			// One bit flipped: setting a byte would change nothing once in
+			// 256 runs, when the random ciphertext already had that value.
+			var sealed []byte
+			if err := r.db.QueryRow(`SELECT sealed FROM passphrase_secrets WHERE address = 'anna@client.example'`).Scan(&sealed); err != nil {
+				t.Fatal(err)
+			}
+			sealed[20] ^= 0x01
+			mustExec(t, r.db, `UPDATE passphrase_secrets SET sealed = ? WHERE address = 'anna@client.example'`, sealed)
 			return r
 		}},
 		{"row moved to another client", func(t *testing.T, r *Registry, _ string, _, b record.ConsentEvent) *Registry {

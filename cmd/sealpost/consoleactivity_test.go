@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
 	"github.com/sealpost/sealpost/internal/testutil"
+	"github.com/sealpost/sealpost/rules/pgp"
 )
 
 // TestCommandsInActivityLog: every command that changes what sealpost
@@ -27,6 +30,8 @@ func TestCommandsInActivityLog(t *testing.T) {
 	carl := testutil.OpenPGPKey(t, "Carl", "carl@client.example")
 	os.WriteFile(keyFile, testutil.ArmoredPublicKey(t, carl), 0o600)
 	fpr := fmt.Sprintf("%X", carl.PrimaryKey.Fingerprint)
+	dan := testutil.OpenPGPKey(t, "Dan", "dan@client.example")
+	danFpr := fmt.Sprintf("%X", dan.PrimaryKey.Fingerprint)
 	csvFile := filepath.Join(dir, "dora-intake.csv")
 	os.WriteFile(csvFile, []byte("address,name,signed,evidence,expires\ndora@client.example,Dora,2026-02-01,form,\neve@client.example,Eve,2026-02-01,form,\n"), 0o600)
 
@@ -53,8 +58,17 @@ func TestCommandsInActivityLog(t *testing.T) {
 		{"away cancel", "", []string{"away", "cancel", "1", "--account", "therapist"}, "absence-cancelled", "alice", "1 (therapist, 2026-12-24 to 2027-01-02)", ""},
 		{"keys import", "", []string{"keys", "import", keyFile}, "key-imported", "alice", "", ""},
 		{"keys remove", "", []string{"keys", "remove", fpr}, "key-removed", "alice", "", ""},
+		{"keys accept", "", []string{"keys", "accept", danFpr}, "key-accepted", "alice", danFpr, ""},
 	}
 	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dan offered his key in an Autocrypt header: it waits for keys accept.
+	err = withKeyring(cfg, func(k *pgp.Keyring) error {
+		_, err := k.Propose(context.Background(), bytes.NewReader(testutil.ArmoredPublicKey(t, dan)), "autocrypt")
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,14 +185,15 @@ func (p *Policy) holdCopies(ctx context.Context, sub Submission, res *Result, ma
 // force (an absence, a holiday by its calendar name) or the office hours.
 // A name goes into an SMTP reply line only as short printable ASCII.
 func heldBecause(s *hours.Schedule, now time.Time) string {
-	for _, c := range s.ClosedAt(now) {
-		why := textutil.OneLine(c.Why)
-		if why == "" || len(why) > 60 || strings.IndexFunc(why, func(r rune) bool { return r < ' ' || r > '~' }) >= 0 {
-			return "closed"
-		}
-		return why
+	closed := s.ClosedAt(now)
+	if len(closed) == 0 {
+		return "office hours"
 	}
-	return "office hours"
+	why := textutil.OneLine(closed[0].Why)
+	if why == "" || len(why) > 60 || strings.IndexFunc(why, func(r rune) bool { return r < ' ' || r > '~' }) >= 0 {
+		return "closed"
+	}
+	return why
 }
 
 // splitHeld gives the held recipients of each copy a copy of their own

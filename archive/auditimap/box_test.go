@@ -100,3 +100,27 @@ func TestWithSummaries(t *testing.T) {
 		t.Errorf("added: %v %v epoch %d; want the same epoch", got.uids, got.about, got.epoch)
 	}
 }
+
+// TestCountSeen: STATUS UNSEEN counts a viewer's \Seen flags on the
+// mailbox's messages only, whether the viewer has read few messages or
+// more than the mailbox holds.
+func TestCountSeen(t *testing.T) {
+	b := box{kind: kindArchived, uids: []uint32{3, 10, 11, 20}}
+	for _, tt := range []struct {
+		name string
+		seen []seenKey
+		want int
+	}{
+		{"none", nil, 0},
+		{"fewer flags than messages", []seenKey{{kindArchived, 10}, {kindDecisions, 11}}, 1},
+		{"more flags than messages", []seenKey{{kindArchived, 3}, {kindArchived, 11}, {kindArchived, 12}, {kindArchived, 13}, {kindDecisions, 20}, {kindArchived, 99}}, 2},
+	} {
+		f := &viewerFlags{seen: map[seenKey]bool{}}
+		for _, k := range tt.seen {
+			f.set(k, true)
+		}
+		if got := f.countSeen(&b); got != tt.want {
+			t.Errorf("%s: %d seen, want %d", tt.name, got, tt.want)
+		}
+	}
+}

@@ -179,14 +179,22 @@ func (f *viewerFlags) set(k seenKey, seen bool) {
 }
 
 // countSeen counts the messages of b the viewer has seen: by the flags
-// set, not by the messages, so STATUS UNSEEN of a large mailbox costs what
-// the viewer read.
+// set or by the mailbox's messages, whichever are fewer, so a mail client
+// asking every folder for its unread count costs at most the record once.
 func (f *viewerFlags) countSeen(b *box) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
-	for k := range f.seen {
-		if _, ok := slices.BinarySearch(b.uids, k.uid); ok && k.kind == b.kind {
+	if len(f.seen) < b.len() {
+		for k := range f.seen {
+			if _, ok := slices.BinarySearch(b.uids, k.uid); ok && k.kind == b.kind {
+				n++
+			}
+		}
+		return n
+	}
+	for _, uid := range b.uids {
+		if f.seen[seenKey{b.kind, uid}] {
 			n++
 		}
 	}

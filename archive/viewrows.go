@@ -12,10 +12,10 @@ import (
 
 // What the view keeps of each message is a fixed-width row without
 // pointers, in chunks that are never copied as they grow: the collector
-// does not scan them, and a million messages cost about 60 MB whatever
-// their addresses or ids (a struct with strings, slices and a map entry per
-// message cost twenty times that). Everything else is read again from the
-// segment when asked for.
+// does not scan them, and a million messages with their events and ids
+// cost about 70 MB whatever their addresses or ids (strings, slices and map
+// entries per message would cost hundreds of octets each). Everything else
+// is read again from the segment when asked for.
 
 // viewRow is one message of the view: 40 octets.
 type viewRow struct {

@@ -129,8 +129,8 @@ func TestViewMemoryPerMessage(t *testing.T) {
 		t.Fatalf("the view holds %d messages, want %d", v.Len(), n)
 	}
 	// About 70 octets a message, and at this size as much again of fixed
-	// parts (the rows' chunks, the id map); a struct with strings, slices
-	// and a map entry per message kept 600.
+	// parts (the rows' chunks, the id map); strings, slices and a map
+	// entry per message would be 600.
 	if per := grew / n; per > 250 {
 		t.Errorf("the view keeps %d octets a message (%d MB for %d); want under 250", per, grew>>20, n)
 	}

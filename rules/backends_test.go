@@ -51,6 +51,7 @@ func TestRegistryOnPostgres(t *testing.T) {
 		{"PassphraseValidation", TestPassphraseValidation},
 		{"ImportPassphrases", TestImportPassphrases},
 		{"Decide", TestDecide},
+		{"CurrentStanding", TestCurrentStanding},
 		{"RevocationSeenByRunningRelay", TestRevocationSeenByRunningRelay},
 		{"ConsentWithdrawnBeforeData", TestConsentWithdrawnBeforeData},
 		{"DecideProfessional", TestDecideProfessional},

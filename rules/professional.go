@@ -56,16 +56,7 @@ func (r *Registry) professionalStanding(ctx context.Context, st *ConsentStatus, 
 	if err != nil {
 		return fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
 	}
-	setTarget(ev, w.address)
-	st.Professional = ev
-	switch {
-	case ev.Kind == record.ProfessionalRevoked:
-		st.ProfessionalState = ConsentRevoked
-	case expired(ev.Expires, now):
-		st.ProfessionalState = ConsentExpired
-	default:
-		st.ProfessionalState = ConsentActive
-	}
+	st.setProfessional(ev, w.address, now)
 	return nil
 }
 

@@ -1,11 +1,13 @@
 package rules
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -113,30 +115,84 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 		return ConsentStatus{}, err
 	}
 	st := ConsentStatus{Address: n, State: ConsentNone, ProfessionalState: ConsentNone}
-	if err := r.professionalStanding(ctx, &st, now); err != nil {
-		return st, err
+	consents, err := r.standingEvents(ctx, &st, now)
+	if err != nil {
+		return st, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
 	}
-	evs, err := r.latestEvents(ctx, `SELECT `+eventColumns+`
+	st.setConsent(consents, now)
+	return st, nil
+}
+
+// currentQuery is everything Current reads about an address (?1), in one
+// statement so that a decision costs one round trip to a shared database:
+// the newest professional event of the address or else of its domain (?2,
+// "@domain"), the newest two consent events (a revocation and the consent
+// it ended) and the newest passphrase event. Each row names its part;
+// UNION ALL promises no order across parts, so Current sorts what needs it.
+const currentQuery = `SELECT 'professional' AS part, p.* FROM (SELECT ` + eventColumns + `, a.address
+		FROM professional_addresses a JOIN consent_events e ON e.id = a.event_id
+		WHERE a.address IN (?1, ?2) ORDER BY a.address = ?1 DESC, e.id DESC LIMIT 1) p
+	UNION ALL SELECT 'consent', c.* FROM (SELECT ` + eventColumns + `, a.address
 		FROM consent_addresses a JOIN consent_events e ON e.id = a.event_id
-		WHERE a.address = ? ORDER BY e.id DESC LIMIT 2`, n)
-	if err != nil {
-		return st, err
-	}
-	pevs, err := r.latestEvents(ctx, `SELECT `+eventColumns+`
+		WHERE a.address = ?1 ORDER BY e.id DESC LIMIT 2) c
+	UNION ALL SELECT 'passphrase', s.* FROM (SELECT ` + eventColumns + `, a.address
 		FROM passphrase_addresses a JOIN consent_events e ON e.id = a.event_id
-		WHERE a.address = ? ORDER BY e.id DESC LIMIT 1`, n)
+		WHERE a.address = ?1 ORDER BY e.id DESC LIMIT 1) s`
+
+// standingRow scans one row of currentQuery: its part, the event's
+// columns, the address the event was found under.
+type standingRow struct {
+	rows          *sql.Rows
+	part, address string
+}
+
+func (w *standingRow) Scan(dest ...any) error {
+	return w.rows.Scan(append(append([]any{&w.part}, dest...), &w.address)...)
+}
+
+// standingEvents runs currentQuery for st.Address, fills in the
+// professional standing and the passphrase, and returns the consent
+// events, newest first.
+func (r *Registry) standingEvents(ctx context.Context, st *ConsentStatus, now time.Time) ([]*record.ConsentEvent, error) {
+	rows, err := r.q.QueryContext(ctx, currentQuery, st.Address, "@"+addr.DomainOf(st.Address))
 	if err != nil {
-		return st, err
+		return nil, err
 	}
-	if len(pevs) == 1 {
-		if pevs[0].Kind == record.PassphraseSet {
-			st.Passphrase = pevs[0]
-		} else {
-			st.PassphraseRemoved = pevs[0]
+	defer rows.Close()
+	var consents []*record.ConsentEvent
+	for rows.Next() {
+		row := &standingRow{rows: rows}
+		ev, err := scanEvent(row)
+		if err != nil {
+			return nil, err
+		}
+		switch row.part {
+		case "professional":
+			st.setProfessional(ev, row.address, now)
+		case "consent":
+			ev.Addresses = []string{st.Address}
+			consents = append(consents, ev)
+		case "passphrase":
+			ev.Addresses = []string{st.Address}
+			if ev.Kind == record.PassphraseSet {
+				st.Passphrase = ev
+			} else {
+				st.PassphraseRemoved = ev
+			}
 		}
 	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(consents, func(a, b *record.ConsentEvent) int { return cmp.Compare(b.ID, a.ID) })
+	return consents, nil
+}
+
+// setConsent sets st's consent standing from the address's newest consent
+// events, newest first.
+func (st *ConsentStatus) setConsent(evs []*record.ConsentEvent, now time.Time) {
 	if len(evs) == 0 {
-		return st, nil
+		return
 	}
 	last := evs[0]
 	if last.Kind == record.ConsentRevoked {
@@ -144,7 +200,7 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 		if len(evs) > 1 && evs[1].Kind == record.ConsentGiven {
 			st.Given = evs[1]
 		}
-		return st, nil
+		return
 	}
 	st.Given = last
 	if expired(last.Expires, now) {
@@ -152,29 +208,21 @@ func (r *Registry) Current(ctx context.Context, address string, now time.Time) (
 	} else {
 		st.State = ConsentActive
 	}
-	return st, nil
 }
 
-// latestEvents runs one of Current's queries for the normalised address n.
-func (r *Registry) latestEvents(ctx context.Context, query, n string) ([]*record.ConsentEvent, error) {
-	rows, err := r.q.QueryContext(ctx, query, n)
-	if err != nil {
-		return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
+// setProfessional sets st's professional standing from the newest
+// professional event found under target (the address, or "@domain").
+func (st *ConsentStatus) setProfessional(ev *record.ConsentEvent, target string, now time.Time) {
+	setTarget(ev, target)
+	st.Professional = ev
+	switch {
+	case ev.Kind == record.ProfessionalRevoked:
+		st.ProfessionalState = ConsentRevoked
+	case expired(ev.Expires, now):
+		st.ProfessionalState = ConsentExpired
+	default:
+		st.ProfessionalState = ConsentActive
 	}
-	defer rows.Close()
-	var evs []*record.ConsentEvent
-	for rows.Next() {
-		ev, err := scanEvent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
-		}
-		ev.Addresses = []string{n}
-		evs = append(evs, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("consent registry: %w: %w", ErrUnavailable, err)
-	}
-	return evs, nil
 }
 
 // expired: a consent is valid through its expiry date, in local time.

@@ -171,6 +171,11 @@ func (k *Keyring) entities(ctx context.Context, fprs []string) ([]*openpgp.Entit
 	if err := k.q.QueryRowScan(ctx, `SELECT n FROM generation WHERE id = 1`, nil, &gen); err != nil {
 		return nil, err
 	}
+	return k.entitiesAt(ctx, gen, fprs)
+}
+
+// entitiesAt is entities with the change counter gen already read.
+func (k *Keyring) entitiesAt(ctx context.Context, gen int64, fprs []string) ([]*openpgp.Entity, error) {
 	k.mu.Lock()
 	if gen != k.gen {
 		k.cache, k.gen = map[string]*openpgp.Entity{}, gen

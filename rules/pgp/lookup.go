@@ -32,22 +32,31 @@ func (k *Keyring) Lookup(ctx context.Context, address string) (rules.KeyLookup, 
 }
 
 func (k *Keyring) lookupLocal(ctx context.Context, n string) (rules.KeyLookup, error) {
-	rows, err := k.q.QueryContext(ctx, `SELECT a.fingerprint FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
-		WHERE a.address = ? AND k.proposed = 0`, n)
+	// The change counter comes with the fingerprints: a key holder's
+	// lookup is one round trip to a shared database.
+	rows, err := k.q.QueryContext(ctx, `SELECT a.fingerprint, g.n FROM key_addresses a JOIN keys k ON k.fingerprint = a.fingerprint
+		CROSS JOIN generation g WHERE a.address = ? AND k.proposed = 0 AND g.id = 1`, n)
 	if err != nil {
 		return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)
 	}
 	var fprs []string
+	var gen int64
 	for rows.Next() {
 		var f string
-		rows.Scan(&f)
+		if err := rows.Scan(&f, &gen); err != nil {
+			rows.Close()
+			return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)
+		}
 		fprs = append(fprs, f)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)
+	}
 	if len(fprs) == 0 {
 		return rules.KeyLookup{Status: rules.KeyNone}, nil
 	}
-	es, err := k.entities(ctx, fprs)
+	es, err := k.entitiesAt(ctx, gen, fprs)
 	if err != nil {
 		return rules.KeyLookup{}, fmt.Errorf("keyring: %w", err)
 	}

@@ -185,6 +185,7 @@ type ArchiveSource interface {
 // Summary is what the record holds since a time.
 type Summary struct {
 	Sent, Received, Delivered, Bounced, Refused int
+	RefusedBy                                   map[string]int // refusals by account
 }
 
 // Absence is a stretch of days a therapist is away (sealpost away).

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -46,8 +47,8 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	d.Queue = s.queueSummary(account, st, now)
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
-	if refused, err := s.o.Refusals.Refusals(r.Context(), midnight); err == nil {
-		n := len(scopeRefusals(refused, account))
+	sum, sumErr := s.daySummary(r, midnight)
+	if n, err := s.refusedToday(r, midnight, account, sum, sumErr); err == nil {
 		d.Refusals = plural(n, "recipient or message", "recipients or messages") + " refused today"
 		d.RefusalsLink = n > 0 && sess.role != Auditor
 	} else {
@@ -66,7 +67,7 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request, sess *session) {
 	case Auditor:
 		d.Archive = st.VerifiedText(now)
 		if s.o.Archive != nil {
-			if sum, err := s.o.Archive.Summary(r.Context(), midnight); err == nil {
+			if sumErr == nil {
 				d.Record = fmt.Sprintf("%s sent, %s received, %s to the provider, %s, %s",
 					plural(sum.Sent, "message", "messages"), plural(sum.Received, "client's message", "clients' messages"),
 					plural(sum.Delivered, "delivery", "deliveries"), plural(sum.Bounced, "bounce", "bounces"), plural(sum.Refused, "refusal", "refusals"))
@@ -86,6 +87,34 @@ func (s *Server) today(w http.ResponseWriter, r *http.Request, sess *session) {
 		d.Warnings = s.therapistWarnings(account, st, now)
 	}
 	s.render(w, r, http.StatusOK, "today", "Today", sess, d)
+}
+
+// daySummary counts the record since midnight; without an archive source
+// it is an error, and the refusals are counted from their list.
+func (s *Server) daySummary(r *http.Request, midnight time.Time) (Summary, error) {
+	if s.o.Archive == nil {
+		return Summary{}, errNoArchive
+	}
+	return s.o.Archive.Summary(r.Context(), midnight)
+}
+
+var errNoArchive = errors.New("no archive source")
+
+// refusedToday is how many refusals of the account ("" all) today holds:
+// from the day's counts, which the archive's index gives, or else from the
+// list of today's refusals.
+func (s *Server) refusedToday(r *http.Request, midnight time.Time, account string, sum Summary, sumErr error) (int, error) {
+	if sumErr == nil && sum.RefusedBy != nil {
+		if account == "" {
+			return sum.Refused, nil
+		}
+		return sum.RefusedBy[account], nil
+	}
+	refused, err := s.o.Refusals.Refusals(r.Context(), midnight)
+	if err != nil {
+		return 0, err
+	}
+	return len(scopeRefusals(refused, account)), nil
 }
 
 func providerText(st *status.Report, now time.Time) string {

@@ -72,19 +72,21 @@ func (s *service) startConsole(cfg *config.Config, tlsConf *tls.Config) error {
 // the relay's state and its queue.
 func newConsole(cfg *config.Config, tlsConf *tls.Config, pa *policyAndArchive, relay func() relayState, queue console.QueueAdmin,
 	log *slog.Logger) (*console.Server, error) {
-	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: func() uint64 { n, _ := pa.arch.ChainHead(); return n }, known: pa.knownAddresses}
+	head := func() uint64 { n, _ := pa.arch.ChainHead(); return n }
+	refusals := &refusalFinder{dir: cfg.ArchiveDir(), head: head, known: pa.knownAddresses}
+	counter := &dayCounter{dir: cfg.ArchiveDir(), head: head}
 	return console.New(console.Options{
 		Listen:               cfg.Console.Listen,
 		TLS:                  tlsConf,
 		Logins:               consoleLogins(cfg),
 		TrustedNetworks:      cfg.SMTP.TrustedPrefixes(),
-		Status:               &consoleStatus{relay: relay, cfg: cfg, refusals: refusals},
+		Status:               &consoleStatus{relay: relay, cfg: cfg, counter: counter},
 		Refusals:             refusals,
 		Recorder:             &consoleRecorder{pa: pa},
 		Queue:                queue,
 		Clients:              &consoleClients{pa: pa},
 		Keys:                 &consoleKeys{pa: pa},
-		Archive:              consoleArchive{pa.arch, cfg.Archive.Retention.D()},
+		Archive:              consoleArchive{pa.arch, cfg.Archive.Retention.D(), counter},
 		Activity:             consoleActivity{pa.arch},
 		Absences:             consoleAbsences{pa},
 		LoginCodes:           consoleLoginCodes{pa.registry},
@@ -134,9 +136,9 @@ func (c consoleLoginCodes) RemoveLoginCode(ctx context.Context, user string) err
 
 // consoleStatus is `sealpost status` for the console, from the running relay.
 type consoleStatus struct {
-	relay    func() relayState
-	cfg      *config.Config
-	refusals *refusalFinder
+	relay   func() relayState
+	cfg     *config.Config
+	counter *dayCounter
 }
 
 func (c *consoleStatus) Status(ctx context.Context) *status.Report {
@@ -145,9 +147,8 @@ func (c *consoleStatus) Status(ctx context.Context) *status.Report {
 	st := &statusReport{Build: currentBuild(), Config: c.cfg.Path, Relay: &rs, Queue: rs.Queue, Verified: rs.Verified,
 		Provider: c.cfg.Upstream.Address, Warnings: []string{}}
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
-	if refused, err := c.refusals.Refusals(ctx, midnight); err == nil {
-		n := len(refused)
-		st.RefusalsToday = &n
+	if counts, err := c.counter.countSince(ctx, midnight); err == nil {
+		st.RefusalsToday = &counts.Refused
 	}
 	completeStatus(st, c.cfg, now)
 	return st
@@ -401,6 +402,7 @@ func (c *consoleKeys) Remove(ctx context.Context, fingerprint, by string) error 
 type consoleArchive struct {
 	arch      *archive.Archive
 	retention time.Duration
+	counter   *dayCounter
 }
 
 func (c consoleArchive) PruneDryRun(ctx context.Context) ([]string, string, error) {
@@ -456,8 +458,8 @@ func (c consoleArchive) Timeline(ctx context.Context, address string, limit int)
 }
 
 func (c consoleArchive) Summary(ctx context.Context, since time.Time) (console.Summary, error) {
-	s, err := archive.SummarySince(ctx, c.arch.Dir(), since)
-	return console.Summary{Sent: s.Sent, Received: s.Received, Delivered: s.Delivered, Bounced: s.Bounced, Refused: s.Refused}, err
+	s, err := c.counter.countSince(ctx, since)
+	return console.Summary{Sent: s.Sent, Received: s.Received, Delivered: s.Delivered, Bounced: s.Bounced, Refused: s.Refused, RefusedBy: s.RefusedBy}, err
 }
 
 // knownAddresses are the addresses the registry and the keyring name.

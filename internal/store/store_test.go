@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,5 +156,52 @@ func TestVerifiedTLS(t *testing.T) {
 				t.Fatalf("connected without a trusted certificate: %v", err)
 			}
 		})
+	}
+}
+
+// TestBurstKeepsConnections: the connections a burst of decisions opened
+// are still open for the next burst, which then connects to nothing (a new
+// connection costs TCP, TLS, the login and preparing each query again, on
+// the decision waiting for it).
+func TestBurstKeepsConnections(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	db, err := OpenPostgres(Postgres{URL: pg.NewDatabase()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	burst := func() {
+		t.Helper()
+		// Transactions held at once: each holds a connection of its own.
+		var txs []*sql.Tx
+		for range MaxConns {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT 1`).Scan(new(int)); err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+		for _, tx := range txs {
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	burst()
+	var backends int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()`).Scan(&backends); err != nil {
+		t.Fatal(err)
+	}
+	if backends != MaxConns {
+		t.Errorf("after a burst of %d the server has %d connections of the pool; a later burst would connect again", MaxConns, backends)
+	}
+	opened := db.Stats().OpenConnections
+	burst()
+	if s := db.Stats(); s.MaxIdleClosed != 0 || s.OpenConnections != opened {
+		t.Errorf("a second burst: %d connections closed as surplus idle ones, %d open (was %d)", s.MaxIdleClosed, s.OpenConnections, opened)
 	}
 }

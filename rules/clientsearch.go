@@ -15,9 +15,9 @@ import (
 // or those whose address starts with text or (unless text has an @) whose
 // name or chart id contains it. next is the address to pass as
 // after for the following page, "" at the end. Addresses are found
-// through the registry's address indexes, so a page costs the same with
-// a hundred clients or a hundred thousand; a search by name reads the
-// events' names.
+// through the registry's address indexes and names (in SQLite) through
+// the names' trigram index (namedEvents), so a page costs about the same
+// with a hundred clients or a hundred thousand.
 func (r *Registry) SearchClients(ctx context.Context, text, after string, limit int, now time.Time) (page []ConsentEntry, next string, err error) {
 	text = strings.ToLower(strings.TrimSpace(text))
 	// Each side of a union walks an index (an address range) or the
@@ -36,12 +36,30 @@ func (r *Registry) SearchClients(ctx context.Context, text, after string, limit 
 	args := []any{lo, hi, lo, hi}
 	if text != "" && !strings.Contains(text, "@") {
 		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(text) + "%"
-		query += `
+		ids, found, err := r.namedEvents(ctx, text, like)
+		if err != nil {
+			return nil, "", err
+		}
+		if found {
+			in := "-1" // no event: IN () is not SQL
+			if len(ids) > 0 {
+				in = strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
+			}
+			query += `
+		UNION SELECT address FROM consent_addresses WHERE event_id IN (` + in + `) AND address > ?
+		UNION SELECT address FROM passphrase_addresses WHERE event_id IN (` + in + `) AND address > ?`
+			for range 2 {
+				args = append(args, ids...)
+				args = append(args, after)
+			}
+		} else {
+			query += `
 		UNION SELECT a.address FROM consent_events e JOIN consent_addresses a ON a.event_id = e.id
 			WHERE lower(e.client) LIKE ? ESCAPE '\' AND a.address > ?
 		UNION SELECT a.address FROM consent_events e JOIN passphrase_addresses a ON a.event_id = e.id
 			WHERE lower(e.client) LIKE ? ESCAPE '\' AND a.address > ?`
-		args = append(args, like, after, like, after)
+			args = append(args, like, after, like, after)
+		}
 	}
 	query += ` ORDER BY 1 LIMIT ?`
 	args = append(args, limit+1)

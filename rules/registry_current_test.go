@@ -13,8 +13,9 @@ import (
 // and passphrase standing in one statement; each history below has an
 // edge where the parts could be mixed up: the newest consent event
 // counts, a revocation keeps the consent it ended, an address's own
-// professional entry counts before its domain's, a client may also be a
-// professional, a passphrase removed is no passphrase.
+// professional entry counts before its domain's (also a newer one), a
+// client may also be a professional, a passphrase removed is no
+// passphrase.
 func TestCurrentStanding(t *testing.T) {
 	r, _ := openTestRegistry(t)
 	ctx := context.Background()
@@ -69,6 +70,11 @@ func TestCurrentStanding(t *testing.T) {
 	if _, err := r.RevokeProfessional(ctx, "left@clinic.example", "", "left the clinic", "admin"); err != nil {
 		t.Fatal(err)
 	}
+	professional(record.ConsentEvent{Addresses: []string{"own@later.example"}})
+	if _, err := r.RevokeProfessional(ctx, "own@later.example", "", "agreement ended", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	laterDomain := professional(record.ConsentEvent{Domain: "later.example"})
 	setPassphrase("removed@client.example")
 	removed, err := r.RemovePassphrase(ctx, []string{"removed@client.example"}, "admin")
 	if err != nil {
@@ -97,6 +103,8 @@ func TestCurrentStanding(t *testing.T) {
 		{address: "intake@clinic.example", state: ConsentNone, professional: ConsentActive, professionalEvent: domain.ID},
 		{address: "both@clinic.example", state: ConsentActive, given: both.ID, professional: ConsentActive, professionalEvent: domain.ID},
 		{address: "left@clinic.example", state: ConsentNone, professional: ConsentRevoked},
+		{address: "own@later.example", state: ConsentNone, professional: ConsentRevoked},
+		{address: "other@later.example", state: ConsentNone, professional: ConsentActive, professionalEvent: laterDomain.ID},
 		{address: "removed@client.example", state: ConsentNone, professional: ConsentNone, passphraseRemoved: removed.ID},
 		{address: "sealed@client.example", state: ConsentNone, professional: ConsentNone, passphrase: sealedOnly.ID},
 		{address: "sealed-too@client.example", state: ConsentActive, given: replaced.ID, professional: ConsentNone, passphrase: newest.ID},

@@ -105,6 +105,7 @@ func BenchmarkVersusPostfix(b *testing.B) {
 		{"4 KB, plain relay", "postfix", "colleague@practice.example", fourK, n4k, 0, false},
 		{"4 KB, notice + archive", "sealpost", "colleague@practice.example", fourK, n4k, 0, false},
 		{"4 KB, notice + archive + S3 upload", "sealpost", "colleague@practice.example", fourK, n4k, 0, true},
+		{pgRow, "sealpost", "colleague@practice.example", fourK, n4k, 0, false},
 		{"4 KB, notice + archive + OpenPGP X25519", "sealpost", "x25519@client.example", fourK, n4k, 0, false},
 		{"4 KB, notice + archive + OpenPGP RSA-3072", "sealpost", "rsa3072@client.example", fourK, n4k, 0, false},
 		{"realistic mix, plain relay", "postfix", "colleague@practice.example", mix, nMix, 0, false},
@@ -127,9 +128,13 @@ func BenchmarkVersusPostfix(b *testing.B) {
 		rows = keep
 	}
 	var s3 *s3Bench
+	var pg *pgBench
 	for _, rw := range rows {
 		if rw.s3 && s3 == nil {
 			s3 = startS3Bench(b, sink)
+		}
+		if rw.name == pgRow && pg == nil {
+			pg = startPGBench(b, sink)
 		}
 	}
 	type result struct{ accepted, e2e, p50, p99, cpu, rss float64 }
@@ -147,6 +152,8 @@ func BenchmarkVersusPostfix(b *testing.B) {
 				addr, ca, sinkDir, sinkPid = p.Addr(), r.CA, p.Sink.Dir, p.Sink.cmd.Process.Pid
 			} else if rw.s3 {
 				addr, ca, sinkDir, pid, sinkPid = s3.r.Submission, s3.r.CA, sink.Dir, s3.r.Pid(), sink.cmd.Process.Pid
+			} else if rw.name == pgRow {
+				addr, ca, sinkDir, pid, sinkPid = pg.r.Submission, pg.r.CA, sink.Dir, pg.r.Pid(), sink.cmd.Process.Pid
 			} else {
 				addr, ca, sinkDir, pid, sinkPid = r.Submission, r.CA, sink.Dir, r.Pid(), sink.cmd.Process.Pid
 			}
@@ -199,6 +206,9 @@ func BenchmarkVersusPostfix(b *testing.B) {
 			}
 			if rw.s3 {
 				s3.caughtUp(b, run)
+			}
+			if rw.name == pgRow {
+				pg.reportTransactions(b, run, acked)
 			}
 			key := rw.name + "|" + rw.target
 			all[key] = append(all[key], result{float64(acked) / accepted.Seconds(), float64(acked) / e2e.Seconds(),

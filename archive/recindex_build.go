@@ -163,18 +163,22 @@ func (x *recIndex) catchUp(ctx context.Context, dir string) error {
 // follow indexes the records after head: the segments are read while the
 // rows read before are written, on two cores.
 func (x *recIndex) follow(ctx context.Context, dir string, head indexHead) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// Only the walk gets a context of its own: SQLite's driver watches a
+	// cancellable context with a goroutine per statement, and the relay's
+	// indexer, whose context is never cancelled, would start two a row
+	// (1,400 at once, 16 MB live, while it caught up with a consent import).
+	walkCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan []indexRow, 2)
 	walked := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		walked <- walkRows(ctx, dir, head.seg, head.end, indexBatch, func(rows []indexRow) error {
+		walked <- walkRows(walkCtx, dir, head.seg, head.end, indexBatch, func(rows []indexRow) error {
 			select {
 			case batches <- append([]indexRow(nil), rows...):
 				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-walkCtx.Done():
+				return walkCtx.Err()
 			}
 		})
 	}()

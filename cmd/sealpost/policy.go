@@ -117,14 +117,21 @@ func (d *policyAndArchive) reload(cfg *config.Config) error {
 // registry into it, so the registry's history is part of the record: a
 // batch at a time (one fsync for each), until none are left or ctx ends.
 func (d *policyAndArchive) syncConsent(ctx context.Context) error {
-	for first := true; ; first = false {
+	var bulkDone func()
+	defer func() {
+		if bulkDone != nil {
+			bulkDone()
+		}
+	}()
+	for {
 		evs, err := d.registry.EventsAfter(ctx, d.arch.LastConsentID(), consentBatch)
 		if err != nil || len(evs) == 0 {
 			return err
 		}
-		if first && len(evs) == consentBatch {
-			// an import's worth, not a consent or two from the console
-			defer duringBulkCopy()()
+		// A full batch is an import's worth, not a consent or two from the
+		// console (the first may be fewer: an import still being written).
+		if bulkDone == nil && len(evs) == consentBatch {
+			bulkDone = duringBulkCopy()
 		}
 		if err := d.arch.RecordConsents(ctx, evs); err != nil {
 			return err

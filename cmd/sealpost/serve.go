@@ -106,8 +106,9 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 // records at once (the consent registry after an import); 0 leaves it as
 // it is (GOGC set by the admin). Such a copy keeps 5 to 8 MB live, which
 // GOGC 300 lets grow fourfold: 100,000 consents peaked at 68 to 76 MB RSS,
-// at 100 at 54 to 58 MB (README, "The record at scale"). Mail accepted
-// meanwhile is collected as often, for the seconds the copy takes.
+// at 100 (and held to the indexer's pace) at 54 to 56 MB (README, "The
+// record at scale"). Mail accepted meanwhile is collected as often, for
+// the seconds the copy takes.
 var (
 	bulkGCPercent int
 	bulkGC        struct {

@@ -96,17 +96,9 @@ func activeHolds(dir string) (map[string]activeHold, error) {
 
 // ListHolds reads the active holds of the archive in dir.
 func ListHolds(dir string) ([]HoldInfo, error) {
-	found, err := findRecords(context.Background(), dir, recordQuery{kinds: []string{kindHold, kindRelease}})
+	holds, err := indexedHolds(context.Background(), dir)
 	if err != nil {
 		return nil, err
-	}
-	holds := map[string]activeHold{}
-	for _, l := range found {
-		if l.h.Kind == kindHold {
-			holds[l.h.Hold] = activeHold{h: l.h, segment: l.seg}
-		} else {
-			delete(holds, l.h.Hold)
-		}
 	}
 	var out []HoldInfo
 	for _, h := range holds {

@@ -234,7 +234,13 @@ func (r *Relay) Kill(t testing.TB) {
 // Run runs a sealpost subcommand against this relay's configuration.
 func (r *Relay) Run(t testing.TB, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(r.bin, append(args, "-c", r.Config)...)
+	return runCommand(t, exec.Command(r.bin, append(args, "-c", r.Config)...), stdin)
+}
+
+// runCommand runs cmd with stdin, and gives what it wrote and its exit
+// status; a command that cannot be started fails the test.
+func runCommand(t testing.TB, cmd *exec.Cmd, stdin string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

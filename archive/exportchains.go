@@ -255,25 +255,6 @@ func onceEach(evs []record.ConsentEvent) []record.ConsentEvent {
 	return out
 }
 
-// writeSealKeysArmored writes several seal keys' OpenPGP public keys in
-// one armored block: gpg --import takes them all.
-func writeSealKeysArmored(w io.Writer, es []*openpgp.Entity) error {
-	aw, err := armor.Encode(w, openpgp.PublicKeyType, map[string]string{"Comment": "the seal keys of the archives exported: compare their fingerprints with those the practice published"})
-	if err != nil {
-		return err
-	}
-	for _, e := range es {
-		if err := e.Serialize(aw); err != nil {
-			return err
-		}
-	}
-	if err := aw.Close(); err != nil {
-		return err
-	}
-	_, err = io.WriteString(w, "\n")
-	return err
-}
-
 // signDetachedBy writes one armored detached signature block of the file
 // at path holding a signature by each chain's seal key.
 func signDetachedBy(w io.Writer, seals []exportSeal, path string, now time.Time) error {

@@ -247,7 +247,7 @@ func writeSealKeys(out string, seals []exportSeal) error {
 		}
 		signers = append(signers, s.signer)
 	}
-	if err := writeSealKeysArmored(&key, signers); err != nil {
+	if err := writeArmoredKeys(&key, "the seal keys of the archives exported: compare their fingerprints with those the practice published", signers...); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(out, "seal-key.asc"), key.Bytes(), 0o600)

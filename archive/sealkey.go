@@ -153,12 +153,20 @@ func SealKeyOpenPGP(dir string) (armored []byte, fingerprint string, err error) 
 
 // writeSealKeyArmored writes the seal key's OpenPGP public key, armored.
 func writeSealKeyArmored(w io.Writer, e *openpgp.Entity) error {
-	aw, err := armor.Encode(w, openpgp.PublicKeyType, map[string]string{"Comment": "the archive's seal key: compare its fingerprint with the one the practice published"})
+	return writeArmoredKeys(w, "the archive's seal key: compare its fingerprint with the one the practice published", e)
+}
+
+// writeArmoredKeys writes OpenPGP public keys in one armored block (gpg
+// --import takes them all), with a comment for the reader.
+func writeArmoredKeys(w io.Writer, comment string, es ...*openpgp.Entity) error {
+	aw, err := armor.Encode(w, openpgp.PublicKeyType, map[string]string{"Comment": comment})
 	if err != nil {
 		return err
 	}
-	if err := e.Serialize(aw); err != nil {
-		return err
+	for _, e := range es {
+		if err := e.Serialize(aw); err != nil {
+			return err
+		}
 	}
 	if err := aw.Close(); err != nil {
 		return err

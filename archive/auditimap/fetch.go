@@ -76,16 +76,7 @@ func uidRanges(set imap.UIDSet) imap.SeqSet {
 // containsNum resolves "*" (0) to max, as RFC 9051 has it.
 func containsNum(set imap.SeqSet, n, max uint32) bool {
 	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = max
-		}
-		if stop == 0 {
-			stop = max
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
+		start, stop := resolveRange(r.Start, r.Stop, max)
 		if n >= start && n <= stop {
 			return true
 		}

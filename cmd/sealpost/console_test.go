@@ -44,16 +44,7 @@ func (q *benchQueue) Drop(string) error             { return nil }
 // admin's pages, which read the most.
 func BenchmarkConsolePages(b *testing.B) {
 	ctx := context.Background()
-	dir := filepath.Join(b.TempDir(), "etc")
-	var out, errOut bytes.Buffer
-	if code := run(ctx, []string{"init", "--dir", dir, "--domain", "practice.example"}, strings.NewReader(""), &out, &errOut); code != 0 {
-		b.Fatalf("init: %s", errOut.String())
-	}
-	cfg, err := config.Load(filepath.Join(dir, setup.ConfigFile))
-	if err != nil {
-		b.Fatal(err)
-	}
-	hash, _ := bcrypt.GenerateFromPassword([]byte("bench password"), bcrypt.MinCost)
+	cfg, hash := initPractice(b, "bench password")
 	cfg.Console.Admins = []config.ConsoleAdminConfig{{Username: "office", PasswordHash: string(hash)}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if n, _ := strconv.Atoi(os.Getenv("SEALPOST_CONSOLE_BENCH_MESSAGES")); n > 0 {
@@ -209,6 +200,27 @@ func fillBenchArchive(b *testing.B, cfg *config.Config, n int, now time.Time) {
 }
 
 var benchCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// initPractice is the configuration `sealpost init` writes for
+// practice.example in a folder of the test's, and a bcrypt hash of pw for
+// the logins the test gives it.
+func initPractice(tb testing.TB, pw string) (*config.Config, []byte) {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "etc")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"init", "--dir", dir, "--domain", "practice.example"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		tb.Fatalf("init: %s", errOut.String())
+	}
+	cfg, err := config.Load(filepath.Join(dir, setup.ConfigFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg, hash
+}
 
 // benchLogin logs in through the login form and returns the session cookie.
 func benchLogin(b testing.TB, h http.Handler, user, pw string) *http.Cookie {

@@ -1,24 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
-	"github.com/sealpost/sealpost/internal/setup"
 )
 
 // TestConsoleAbsencesOnRegistry: the console's Absences page wired as
@@ -28,16 +23,7 @@ import (
 // out of the list; both changes are in the archive's activity.
 func TestConsoleAbsencesOnRegistry(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "etc")
-	var out, errOut bytes.Buffer
-	if code := run(ctx, []string{"init", "--dir", dir, "--domain", "practice.example"}, strings.NewReader(""), &out, &errOut); code != 0 {
-		t.Fatalf("init: %s", errOut.String())
-	}
-	cfg, err := config.Load(filepath.Join(dir, setup.ConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, _ := bcrypt.GenerateFromPassword([]byte("test password"), bcrypt.MinCost)
+	cfg, hash := initPractice(t, "test password")
 	cfg.Accounts[0].PasswordHash = string(hash)
 	cfg.Hours = config.HoursConfig{Timezone: "Pacific/Kiritimati", Windows: []string{"mon-fri 09:00-17:00"}}
 	user := cfg.Accounts[0].Username

@@ -1,23 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/sealpost/sealpost/archive"
 	"github.com/sealpost/sealpost/internal/config"
-	"github.com/sealpost/sealpost/internal/setup"
 	"github.com/sealpost/sealpost/record"
 )
 
@@ -27,16 +22,7 @@ import (
 // shows at the next visit.
 func TestConsoleTodayCounts(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "etc")
-	var out, errOut bytes.Buffer
-	if code := run(ctx, []string{"init", "--dir", dir, "--domain", "practice.example"}, strings.NewReader(""), &out, &errOut); code != 0 {
-		t.Fatalf("init: %s", errOut.String())
-	}
-	cfg, err := config.Load(filepath.Join(dir, setup.ConfigFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hash, _ := bcrypt.GenerateFromPassword([]byte("test password"), bcrypt.MinCost)
+	cfg, hash := initPractice(t, "test password")
 	cfg.Console.Admins = []config.ConsoleAdminConfig{{Username: "office", PasswordHash: string(hash)}}
 	cfg.Accounts = []config.AccountConfig{{Username: "anna", PasswordHash: string(hash), Addresses: []string{"anna@practice.example"}},
 		{Username: "ben", PasswordHash: string(hash), Addresses: []string{"ben@practice.example"}}}

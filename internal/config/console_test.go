@@ -5,23 +5,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // TestConsoleConfig: [console] is off unless listen is set; a bad address,
 // an admin without a usable hash and a username two logins share are named
 // with their key and line.
 func TestConsoleConfig(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	base := `data_dir = "d"
-[[account]]
-username = "anna"
-password_hash = "` + string(hash) + `"
-addresses = ["anna@practice.example"]
-[policy]
-notice = "Confidential."
-`
+	hash, base := accountHash(t), oneAccount(t)
 	tests := []struct {
 		name, toml string
 		want       []string // fragments of the problems; none: it loads

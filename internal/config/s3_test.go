@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // TestArchiveS3Config: [archive.s3] is named by key and line when it would
@@ -15,15 +13,7 @@ import (
 // key files are read relative to the configuration; tail_interval defaults
 // to five minutes.
 func TestArchiveS3Config(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	base := `data_dir = "d"
-[[account]]
-username = "anna"
-password_hash = "` + string(hash) + `"
-addresses = ["anna@practice.example"]
-[policy]
-notice = "Confidential."
-[archive]
+	base := oneAccount(t) + `[archive]
 node = "a1"
 [archive.s3]
 bucket = "record"

@@ -9,20 +9,36 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// accountHash is a bcrypt hash of "pw", for the logins a test's
+// configuration needs.
+func accountHash(t *testing.T) []byte {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hash
+}
+
+// oneAccount is the shortest configuration that loads, seven lines long
+// (the tests' expected line numbers count them): one account, a notice.
+func oneAccount(t *testing.T) string {
+	return `data_dir = "d"
+[[account]]
+username = "anna"
+password_hash = "` + string(accountHash(t)) + `"
+addresses = ["anna@practice.example"]
+[policy]
+notice = "Confidential."
+`
+}
+
 // TestStoreConfig: without [store] the registry stays in SQLite; a
 // PostgreSQL URL with its password in it, or one that would not verify the
 // server, is named with its key and line; password_file is taken relative
 // to the configuration.
 func TestStoreConfig(t *testing.T) {
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	base := `data_dir = "d"
-[[account]]
-username = "anna"
-password_hash = "` + string(hash) + `"
-addresses = ["anna@practice.example"]
-[policy]
-notice = "Confidential."
-`
+	base := oneAccount(t)
 	tests := []struct {
 		name, toml string
 		want       []string

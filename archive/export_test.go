@@ -235,19 +235,11 @@ func TestExportSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "export")
-	if _, err := ExportWith(ctx, f.dir, f.priv, out, Filter{}, ExportOptions{Location: time.UTC}); err != nil {
-		t.Fatal(err)
+	recipients := exportedRecipients(t, f, out)
+	if len(recipients) != 1 {
+		t.Fatalf("manifest: %d messages", len(recipients))
 	}
-	var raw struct {
-		Messages []struct {
-			Recipients []map[string]any `json:"recipients"`
-		} `json:"messages"`
-	}
-	mb, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
-	if err := json.Unmarshal(mb, &raw); err != nil || len(raw.Messages) != 1 {
-		t.Fatalf("manifest: %v", err)
-	}
-	r := raw.Messages[0].Recipients[0]
+	r := recipients[0][0]
 	consent, _ := r["consent"].(map[string]any)
 	if r["protection"] != "sealed" || r["sealed_pdf_sha256"] != strings.Repeat("ab", 32) || r["sealed_pdf_size"] != 12345.0 ||
 		consent["id"] != 42.0 || consent["kind"] != "passphrase-set" || consent["recorded"] == nil {
@@ -294,6 +286,32 @@ func TestExportComparesTheHeadFile(t *testing.T) {
 	}
 }
 
+// exportedRecipients exports the whole archive into out and gives each
+// message's recipients as the manifest lists them.
+func exportedRecipients(t *testing.T, f *fixture, out string) [][]map[string]any {
+	t.Helper()
+	if _, err := ExportWith(context.Background(), f.dir, f.priv, out, Filter{}, ExportOptions{Location: time.UTC}); err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Messages []struct {
+			Recipients []map[string]any `json:"recipients"`
+		} `json:"messages"`
+	}
+	mb, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mb, &raw); err != nil {
+		t.Fatalf("manifest: %v\n%s", err, mb)
+	}
+	var recipients [][]map[string]any
+	for _, m := range raw.Messages {
+		recipients = append(recipients, m.Recipients)
+	}
+	return recipients
+}
+
 // TestExportSaysWhatWasHeld: a copy held for the sender's office hours
 // names the opening it waited for, one sent at once despite them says why.
 func TestExportSaysWhatWasHeld(t *testing.T) {
@@ -310,20 +328,11 @@ func TestExportSaysWhatWasHeld(t *testing.T) {
 	if err := a.RecordMessage(ctx, m, strings.NewReader(body)); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "export")
-	if _, err := ExportWith(ctx, f.dir, f.priv, out, Filter{}, ExportOptions{Location: time.UTC}); err != nil {
-		t.Fatal(err)
+	recipients := exportedRecipients(t, f, filepath.Join(t.TempDir(), "export"))
+	if len(recipients) != 1 || len(recipients[0]) != 2 {
+		t.Fatalf("manifest: recipients %v", recipients)
 	}
-	var raw struct {
-		Messages []struct {
-			Recipients []map[string]any `json:"recipients"`
-		} `json:"messages"`
-	}
-	mb, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
-	if err := json.Unmarshal(mb, &raw); err != nil || len(raw.Messages) != 1 || len(raw.Messages[0].Recipients) != 2 {
-		t.Fatalf("manifest: %v\n%s", err, mb)
-	}
-	held, now := raw.Messages[0].Recipients[0], raw.Messages[0].Recipients[1]
+	held, now := recipients[0][0], recipients[0][1]
 	if held["held_until"] != "2026-12-07T14:00:00Z" || held["sent_now"] != nil {
 		t.Errorf("the held recipient: %v", held)
 	}
